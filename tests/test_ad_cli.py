@@ -1,0 +1,125 @@
+"""``python -m theory.ad FILE``: output schema, agreement with the library, and one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from theory.ad import alignment_difficulty
+from theory.pairs_file import load_pairs, save_pairs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "theory.ad", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
+
+
+@pytest.fixture()
+def pairs_file(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(120, 16)).astype(np.float32)
+    return save_pairs(tmp_path / "emb.npz", t, (t + rng.normal(size=t.shape)).astype(np.float32))
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_json_output_matches_library(tmp_path: Path, suffix: str):
+    rng = np.random.default_rng(1)
+    t, v = rng.normal(size=(60, 8)), rng.normal(size=(60, 8))
+    path = save_pairs(tmp_path / f"emb{suffix}", t, v)
+    proc = _run(str(path), "--json", "--alpha", "0.6", "--no-laion-scale")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    ref = alignment_difficulty(t, v, alpha=0.6, laion_scale=False)
+    assert out["n"] == 60
+    assert set(out) == {"ad", "d_fea", "d_stru", "n", "alpha", "laion_scale"}
+    for key in ("ad", "d_fea", "d_stru"):
+        assert out[key] == pytest.approx(getattr(ref, key), abs=1e-12)
+
+
+def test_sampled_json_has_ci(pairs_file: Path):
+    proc = _run(str(pairs_file), "--json", "--sample", "20000", "--seed", "3")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    lo, hi = out["ci95"]
+    assert lo < out["ad"] < hi
+    assert out["n_samples"] == 20000
+    exact = alignment_difficulty(*load_pairs(pairs_file))
+    assert abs(out["ad"] - exact.ad) < 5 * (hi - lo)
+
+
+def test_human_output_and_top(pairs_file: Path):
+    proc = _run(str(pairs_file), "--top", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert "AD" in proc.stdout and proc.stdout.count("share of AD") == 3
+
+
+def _write_npz(path: Path, **arrays) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+BAD = {
+    "missing": lambda d: (d / "nope.npz", "no such file"),
+    "suffix": lambda d: ((d / "x.txt").write_text("1") and d / "x.txt", "unsupported file type"),
+    "no-image": lambda d: (_write_npz(d / "a.npz", text=np.ones((3, 2))), "missing array(s) 'image'"),
+    "mismatched-n": lambda d: (_write_npz(d / "b.npz", text=np.ones((3, 2)), image=np.ones((4, 2))),
+                               "same number of pairs"),
+    "mismatched-d": lambda d: (_write_npz(d / "c.npz", text=np.ones((3, 2)), image=np.ones((3, 3))),
+                               "same dimension"),
+    "nan": lambda d: (_write_npz(d / "e.npz", text=np.array([[1.0, np.nan], [1, 2]]), image=np.ones((2, 2))),
+                      "NaN or inf"),
+    "inf": lambda d: (_write_npz(d / "e2.npz", text=np.ones((2, 2)), image=np.array([[1.0, np.inf], [1, 2]])),
+                      "NaN or inf"),
+    "zero": lambda d: (_write_npz(d / "f.npz", text=np.array([[1.0, 1], [0, 0]]), image=np.ones((2, 2))),
+                       "zero vector"),
+    "n1": lambda d: (_write_npz(d / "g.npz", text=np.ones((1, 2)), image=np.ones((1, 2))), "at least 2 pairs"),
+    "pickle": lambda d: (_write_npz(d / "h.npz", text=np.array([{"a": 1}], dtype=object), image=np.ones((1, 2))),
+                         "cannot read"),
+    "corrupt-npz": lambda d: ((d / "i.npz").write_bytes(b"not a zip") and d / "i.npz", "cannot read"),
+    "corrupt-st": lambda d: ((d / "j.safetensors").write_bytes(b"\x00" * 3) and d / "j.safetensors",
+                             "safetensors"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_files_one_line_exit_2(tmp_path: Path, case: str):
+    path, message = BAD[case](tmp_path)
+    proc = _run(str(path))
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert message in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--alpha", "1.5"], "alpha"),
+        (["--alpha", "-0.1"], "alpha"),
+        (["--alpha", "abc"], "invalid float"),
+        (["--sample", "1"], "--sample"),
+        (["--top", "-1"], "--top"),
+        (["--top", "2", "--sample", "100"], "--top"),
+        (["--backend", "jax"], "invalid choice"),
+    ],
+)
+def test_bad_options_one_line_exit_2(pairs_file: Path, args: list[str], message: str):
+    proc = _run(str(pairs_file), *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_no_file_argument_is_usage_error():
+    proc = _run()
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1

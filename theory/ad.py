@@ -1,0 +1,633 @@
+r"""Alignment Difficulty (AD) of a set of text–image training pairs.
+
+Definition (Ding et al., "Understanding Implosion in Text-to-Image Generative Models", CCS 2024; the exact form
+of the authors' released code, DESIGN.md §2). For n pairs :math:`(t_i, v_i)`, L2-normalised, in one joint space:
+
+.. math::
+
+    s_i &= \cos(t_i, v_i), \qquad \text{LAION rescaling (default): } s_i \leftarrow \operatorname{clip}(4(s_i-0.2), 0, 1)
+
+    D_{fea} &= \frac1n \sum_i (1 - s_i) \in [0, 1]\ \text{(rescaled)}
+
+    D_{stru} &= \frac{2}{n^2} \sum_{i<j} \bigl|\cos(v_i, v_j) - \cos(t_i, t_j)\bigr| \in [0, 2)
+
+    AD &= \alpha D_{fea} + (1-\alpha) D_{stru}, \qquad \alpha = 0.8.
+
+Note the :math:`n^2` (not :math:`n(n-1)`) in :math:`D_{stru}`: it is what the authors' code computes.
+
+Everything here goes through one kernel, :func:`_gap_row_sums`, which returns for each pair i the row sum
+:math:`r_i = \sum_{j \ne i} |\cos(v_i,v_j) - \cos(t_i,t_j)|`, so that :math:`D_{stru} = \sum_i r_i / n^2`. The
+kernel works on blocks of rows: each row is stored once as :math:`x_i = [\hat v_i, \hat t_i]` (2d numbers) and
+one GEMM per tile, :math:`x_I [\hat v_J, -\hat t_J]^\top`, gives :math:`\cos(v_i,v_j)-\cos(t_i,t_j)` directly.
+Memory is :math:`O(nd + b^2)` for block size b; the n×n matrix never exists.
+
+Precision: tile products are computed in the inputs' floating precision (float32 inputs → float32 GEMM, as the
+authors' float32 reference does; float64 inputs → float64), every sum is accumulated in float64. Pass
+``precision="float64"`` to force float64 products. Agreement with a float64 brute force is ~1e-15 for float64
+inputs and ~1e-7 for float32 inputs (the authors' target is 1e-5).
+
+Entry points (POT-style functional API):
+
+- :func:`alignment_difficulty` – exact, blocked, numpy or torch (GPU) backend → :class:`ADResult`.
+- :func:`alignment_difficulty_sampled` – uniform random pairs i<j, unbiased for :math:`D_{stru}`, 95% CI;
+  :math:`D_{fea}` stays exact (it is O(nd)). For n where :math:`n^2` is out of reach.
+- :class:`IncrementalAD` – add (and remove) pairs at :math:`O(m(n+m)d)` per batch of m; equal to the exact value.
+- :func:`pair_attribution` – each pair's share of AD,
+  :math:`c_i = \alpha(1-s_i)/n + (1-\alpha) r_i/n^2` with :math:`\sum_i c_i = AD`; high :math:`c_i` flags pairs
+  that disagree with the rest (a poison detector to evaluate).
+- ``python -m theory.ad FILE`` – the command line (see :func:`main`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+from theory.cli import ArgumentParser, InputError, run_main
+from theory.validate import check_alpha, check_pairs, row_norms
+
+__all__ = [
+    "ADResult",
+    "Attribution",
+    "IncrementalAD",
+    "alignment_difficulty",
+    "alignment_difficulty_sampled",
+    "combine",
+    "pair_attribution",
+    "pair_scores",
+]
+
+Precision = Literal["auto", "float32", "float64"]
+Backend = Literal["numpy", "torch"]
+
+DEFAULT_ALPHA = 0.8
+DEFAULT_BLOCK = 2048
+_Z95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass(frozen=True)
+class ADResult:
+    """AD of a training set.
+
+    Attributes
+    ----------
+    ad, d_fea, d_stru : float
+        :math:`AD = \\alpha D_{fea} + (1-\\alpha) D_{stru}` and its two terms.
+    n : int
+        Number of pairs.
+    alpha, laion_scale : the settings used.
+    ci95 : (float, float) or None
+        95% confidence interval of ``ad`` (sampled estimator only; ``d_fea`` is exact there).
+    d_stru_ci95 : (float, float) or None
+        95% confidence interval of ``d_stru`` (sampled estimator only).
+    n_samples : int or None
+        Number of sampled pairs i<j (sampled estimator only).
+    """
+
+    ad: float
+    d_fea: float
+    d_stru: float
+    n: int
+    alpha: float
+    laion_scale: bool
+    ci95: tuple[float, float] | None = None
+    d_stru_ci95: tuple[float, float] | None = None
+    n_samples: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-ready); interval fields are omitted when not sampled."""
+        out = asdict(self)
+        for key in ("ci95", "d_stru_ci95", "n_samples"):
+            if out[key] is None:
+                del out[key]
+            elif isinstance(out[key], tuple):
+                out[key] = list(out[key])
+        return out
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Per-pair decomposition of AD: ``contribution = feature + structure`` and ``contribution.sum() == result.ad``.
+
+    ``feature[i]`` is :math:`\\alpha (1-s_i)/n`; ``structure[i]`` is :math:`(1-\\alpha) r_i / n^2` with
+    :math:`r_i = \\sum_{j\\ne i} |\\cos(v_i,v_j)-\\cos(t_i,t_j)|`, so each pair i<j is split equally between i and j.
+    """
+
+    result: ADResult
+    feature: np.ndarray
+    structure: np.ndarray
+    contribution: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "contribution", self.feature + self.structure)
+
+    def top(self, k: int) -> np.ndarray:
+        """Indices of the k pairs with the largest contribution, largest first (ties broken by index)."""
+        if k < 0:
+            raise InputError(f"k must be >= 0, got {k}")
+        order = np.lexsort((np.arange(self.contribution.size), -self.contribution))
+        return order[:k]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the pieces of the definition
+
+
+def pair_scores(cos: np.ndarray, laion_scale: bool = True) -> np.ndarray:
+    r"""Feature score :math:`s_i` of each pair from its cosine :math:`\cos(t_i, v_i)`.
+
+    With LAION rescaling :math:`s = \operatorname{clip}(4(\cos - 0.2), 0, 1)` (CLIP cosines of matched pairs sit
+    around 0.2–0.45); without it :math:`s = \cos`.
+    """
+    cos = np.asarray(cos, dtype=np.float64)
+    if laion_scale:
+        return np.clip(4.0 * (cos - 0.2), 0.0, 1.0)
+    return cos
+
+
+def combine(d_fea: float, d_stru: float, alpha: float = DEFAULT_ALPHA) -> float:
+    r""":math:`AD = \alpha D_{fea} + (1-\alpha) D_{stru}`."""
+    return alpha * d_fea + (1.0 - alpha) * d_stru
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# normalisation into the kernel's row layout
+
+
+def _compute_dtype(precision: Precision, *arrays: np.ndarray) -> np.dtype:
+    if precision == "float64":
+        return np.dtype(np.float64)
+    if precision == "float32":
+        return np.dtype(np.float32)
+    if precision != "auto":
+        raise InputError(f"precision must be 'auto', 'float32' or 'float64', got {precision!r}")
+    low = all(a.dtype in (np.float16, np.float32) for a in arrays)
+    return np.dtype(np.float32 if low else np.float64)
+
+
+def _joint_rows(text: np.ndarray, image: np.ndarray, dtype: np.dtype, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and normalise; return ``x`` (n × 2d rows :math:`[\\hat v_i, \\hat t_i]` in ``dtype``) and the
+    float64 pair cosines :math:`\\cos(t_i, v_i)`."""
+    nt = row_norms(text, "text", chunk)
+    nv = row_norms(image, "image", chunk)
+    n, d = text.shape
+    x = np.empty((n, 2 * d), dtype=dtype)
+    cos = np.empty(n, dtype=np.float64)
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        vb = np.asarray(image[a:b], dtype=np.float64) / nv[a:b, None]
+        tb = np.asarray(text[a:b], dtype=np.float64) / nt[a:b, None]
+        cos[a:b] = np.einsum("ij,ij->i", tb, vb)
+        x[a:b, :d] = vb
+        x[a:b, d:] = tb
+    return x, cos
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the kernel
+
+
+class _Ops:
+    """The handful of array operations the kernel needs, for numpy or torch (lazily imported)."""
+
+    def __init__(self, backend: Backend, device: str | None):
+        self.backend = backend
+        if backend == "numpy":
+            if device not in (None, "cpu"):
+                raise InputError(f"the numpy backend runs on the CPU only, got device={device!r}")
+            self.torch = None
+        elif backend == "torch":
+            try:
+                import torch
+            except ImportError:
+                raise InputError("backend='torch' needs PyTorch: pip install torch (or the 'empirical' extra)") from None
+            self.torch = torch
+            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        else:
+            raise InputError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+
+    def put(self, x: np.ndarray) -> Any:
+        if self.torch is None:
+            return x
+        return self.torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+
+    def flip_text(self, xj: Any, d: int) -> Any:
+        """:math:`[\\hat v, \\hat t] \\mapsto [\\hat v, -\\hat t]` (a copy)."""
+        y = xj.clone() if self.torch is not None else xj.copy()
+        y[:, d:] *= -1
+        return y
+
+    def abs_row_col_sums(self, tile: Any, *, diagonal: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """|tile| row sums (and column sums unless ``diagonal``) in float64; zero the diagonal first if asked."""
+        if self.torch is None:
+            if diagonal:
+                np.fill_diagonal(tile, 0.0)
+            np.abs(tile, out=tile)
+            rows = tile.sum(axis=1, dtype=np.float64)
+            cols = None if diagonal else tile.sum(axis=0, dtype=np.float64)
+            return rows, cols
+        if diagonal:
+            tile.fill_diagonal_(0.0)
+        tile.abs_()
+        f64 = self.torch.float64
+        rows = tile.sum(dim=1, dtype=f64).cpu().numpy()
+        cols = None if diagonal else tile.sum(dim=0, dtype=f64).cpu().numpy()
+        return rows, cols
+
+
+def _gap_row_sums(
+    xa: np.ndarray, xb: np.ndarray | None, d: int, *, block: int, ops: _Ops
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Blocked row/column sums of :math:`|\cos(v_a,v_b) - \cos(t_a,t_b)|`.
+
+    With ``xb=None`` (one set against itself) returns ``(r, r)`` with :math:`r_i = \sum_{j\ne i}|\cdot|`, visiting
+    only tiles on or above the block diagonal. Otherwise returns ``(ra, rb)`` with
+    :math:`ra_a = \sum_b |\cdot|` and :math:`rb_b = \sum_a |\cdot|`. Rows are :math:`[\hat v, \hat t]` (see
+    :func:`_joint_rows`). Cost :math:`O(|a||b|d)` flops, memory :math:`O(b^2)` beyond the inputs.
+    """
+    same = xb is None
+    xb_ = xa if same else xb
+    na, nb = xa.shape[0], xb_.shape[0]
+    ra = np.zeros(na, dtype=np.float64)
+    rb = ra if same else np.zeros(nb, dtype=np.float64)
+    xa_dev = ops.put(xa)
+    xb_dev = xa_dev if same else ops.put(xb_)
+    for j0 in range(0, nb, block):
+        j1 = min(nb, j0 + block)
+        yj = ops.flip_text(xb_dev[j0:j1], d)  # [v_J, -t_J], built once per column block
+        i_stop = j1 if same else na
+        for i0 in range(0, i_stop, block):
+            i1 = min(i_stop, i0 + block)
+            tile = xa_dev[i0:i1] @ yj.T  # cos(v_i, v_j) - cos(t_i, t_j)
+            diagonal = same and i0 == j0
+            rows, cols = ops.abs_row_col_sums(tile, diagonal=diagonal)
+            ra[i0:i1] += rows
+            if cols is not None:
+                rb[j0:j1] += cols
+    return ra, rb
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# exact AD and attribution
+
+
+def _check_block(block: int) -> int:
+    if not isinstance(block, (int, np.integer)) or block < 1:
+        raise InputError(f"block must be a positive integer, got {block!r}")
+    return int(block)
+
+
+def _from_terms(f: np.ndarray, r: np.ndarray, alpha: float, laion_scale: bool) -> ADResult:
+    r"""AD from per-pair feature terms :math:`f_i = 1-s_i` and structure row sums :math:`r_i`."""
+    n = f.size
+    d_fea = float(f.mean())
+    d_stru = float(r.sum() / (n * n))
+    return ADResult(combine(d_fea, d_stru, alpha), d_fea, d_stru, n, alpha, bool(laion_scale))
+
+
+def _attribution_from_terms(f: np.ndarray, r: np.ndarray, alpha: float, laion_scale: bool) -> Attribution:
+    n = f.size
+    return Attribution(_from_terms(f, r, alpha, laion_scale), alpha * f / n, (1.0 - alpha) * r / (n * n))
+
+
+def _exact_parts(
+    text: Any, image: Any, alpha: float, laion_scale: bool, block: int, precision: Precision,
+    backend: Backend, device: str | None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Validated per-pair feature terms f, structure row sums r, and alpha."""
+    alpha = check_alpha(alpha)
+    block = _check_block(block)
+    ops = _Ops(backend, device)
+    t, v = check_pairs(text, image)
+    d = t.shape[1]
+    x, cos = _joint_rows(t, v, _compute_dtype(precision, t, v))
+    f = 1.0 - pair_scores(cos, laion_scale)
+    r, _ = _gap_row_sums(x, None, d, block=block, ops=ops)
+    return f, r, alpha
+
+
+def alignment_difficulty(
+    text: Any,
+    image: Any,
+    alpha: float = DEFAULT_ALPHA,
+    laion_scale: bool = True,
+    *,
+    block: int = DEFAULT_BLOCK,
+    precision: Precision = "auto",
+    backend: Backend = "numpy",
+    device: str | None = None,
+) -> ADResult:
+    r"""Exact Alignment Difficulty of n text–image pairs.
+
+    .. math:: AD = \alpha\,\frac1n\sum_i (1-s_i) + (1-\alpha)\,\frac{2}{n^2}\sum_{i<j}
+              \bigl|\cos(v_i,v_j)-\cos(t_i,t_j)\bigr|
+
+    Parameters
+    ----------
+    text, image : array_like, shape (n, d)
+        Row i of each is pair i; any nonzero scale (rows are L2-normalised here). n ≥ 2.
+    alpha : float in [0, 1]
+        Weight of the feature term.
+    laion_scale : bool
+        Rescale pair cosines with :math:`\operatorname{clip}(4(s-0.2),0,1)` (the authors' default).
+    block : int
+        Tile size; memory beyond the inputs is :math:`O(nd + \text{block}^2)`.
+    precision : 'auto' | 'float32' | 'float64'
+        Precision of tile products ('auto': float32 iff both inputs are float16/float32). Sums are float64.
+    backend : 'numpy' | 'torch'
+        'torch' runs the tiles on ``device`` (default: CUDA if available).
+
+    Returns
+    -------
+    ADResult
+
+    Raises
+    ------
+    InputError
+        Mismatched shapes, n < 2, NaN/inf, a zero row, alpha outside [0, 1].
+    """
+    f, r, alpha = _exact_parts(text, image, alpha, laion_scale, block, precision, backend, device)
+    return _from_terms(f, r, alpha, laion_scale)
+
+
+def pair_attribution(
+    text: Any,
+    image: Any,
+    alpha: float = DEFAULT_ALPHA,
+    laion_scale: bool = True,
+    *,
+    block: int = DEFAULT_BLOCK,
+    precision: Precision = "auto",
+    backend: Backend = "numpy",
+    device: str | None = None,
+) -> Attribution:
+    r"""Each pair's share of AD (same computation and cost as :func:`alignment_difficulty`).
+
+    .. math:: c_i = \frac{\alpha (1-s_i)}{n} + \frac{(1-\alpha)}{n^2}\sum_{j\ne i}
+              \bigl|\cos(v_i,v_j)-\cos(t_i,t_j)\bigr|, \qquad \sum_i c_i = AD.
+    """
+    f, r, alpha = _exact_parts(text, image, alpha, laion_scale, block, precision, backend, device)
+    return _attribution_from_terms(f, r, alpha, laion_scale)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# sampled estimator
+
+
+def alignment_difficulty_sampled(
+    text: Any,
+    image: Any,
+    n_samples: int = 1_000_000,
+    alpha: float = DEFAULT_ALPHA,
+    laion_scale: bool = True,
+    *,
+    seed: int | None = 0,
+    chunk: int = 8192,
+) -> ADResult:
+    r"""AD with :math:`D_{stru}` estimated from ``n_samples`` uniform random pairs i<j (with replacement).
+
+    Each unordered pair i≠j is drawn with probability :math:`2/(n(n-1))`, so with
+    :math:`\hat\mu` the sample mean of :math:`|\cos(v_i,v_j)-\cos(t_i,t_j)|`,
+    :math:`\hat D_{stru} = \frac{n-1}{n}\hat\mu` is unbiased. The 95% interval is the normal one,
+    :math:`\hat D_{stru} \pm 1.96\,\frac{n-1}{n}\,\hat\sigma/\sqrt{N}`; :math:`D_{fea}` is computed exactly, so
+    the AD interval is :math:`(1-\alpha)` times it. Memory :math:`O(n + \text{chunk}\cdot d)`: the inputs are not
+    copied, so n in the millions is fine (pairs are drawn ``chunk`` at a time; small chunks stay in cache).
+    """
+    alpha = check_alpha(alpha)
+    if not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
+        raise InputError(f"n_samples must be an integer >= 2, got {n_samples!r}")
+    t, v = check_pairs(text, image)
+    n, _ = t.shape
+    nt = row_norms(t, "text", chunk)
+    nv = row_norms(v, "image", chunk)
+    cos = np.empty(n, dtype=np.float64)
+    for a in range(0, n, chunk):
+        tb = np.asarray(t[a : a + chunk], dtype=np.float64)
+        vb = np.asarray(v[a : a + chunk], dtype=np.float64)
+        cos[a : a + chunk] = np.einsum("ij,ij->i", tb, vb) / (nt[a : a + chunk] * nv[a : a + chunk])
+    d_fea = float((1.0 - pair_scores(cos, laion_scale)).mean())
+
+    rng = np.random.default_rng(seed)
+    ct = _compute_dtype("auto", t, v)
+    count, mean, m2 = 0, 0.0, 0.0  # running mean and sum of squared deviations (Chan et al. merge)
+    while count < n_samples:
+        m = min(chunk, n_samples - count)
+        i = rng.integers(0, n, size=m)
+        j = rng.integers(0, n - 1, size=m)
+        j += j >= i  # uniform over j != i
+        ti, tj, vi, vj = (np.asarray(a[idx], dtype=ct) for a, idx in ((t, i), (t, j), (v, i), (v, j)))
+        ctt = np.einsum("ij,ij->i", ti, tj).astype(np.float64) / (nt[i] * nt[j])
+        cvv = np.einsum("ij,ij->i", vi, vj).astype(np.float64) / (nv[i] * nv[j])
+        gap = np.abs(cvv - ctt)
+        g_mean = float(gap.mean())
+        g_m2 = float(np.sum((gap - g_mean) ** 2))
+        delta = g_mean - mean
+        total = count + m
+        mean += delta * m / total
+        m2 += g_m2 + delta * delta * count * m / total
+        count = total
+    var = m2 / (n_samples - 1)
+    scale = (n - 1) / n
+    d_stru = scale * mean
+    half = _Z95 * scale * math.sqrt(var / n_samples)
+    ad = combine(d_fea, d_stru, alpha)
+    ad_half = (1.0 - alpha) * half
+    return ADResult(
+        ad, d_fea, d_stru, n, alpha, bool(laion_scale),
+        ci95=(ad - ad_half, ad + ad_half), d_stru_ci95=(d_stru - half, d_stru + half), n_samples=int(n_samples),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# incremental accumulator
+
+
+class IncrementalAD:
+    r"""AD of a growing (or shrinking) set of pairs, updated in :math:`O(m(n+m)d)` per batch of m.
+
+    Keeps the normalised rows, each pair's feature term :math:`1-s_i` and its structure row sum
+    :math:`r_i = \sum_{j\ne i}|\cos(v_i,v_j)-\cos(t_i,t_j)|`. Adding m pairs computes only the new×old and
+    new×new tiles; removing pairs subtracts their tiles. :meth:`result` and :meth:`attribution` are O(n).
+    This is what makes a C_P sweep cheap: poison pairs are added batch by batch, never recomputed.
+
+    Examples
+    --------
+    >>> acc = IncrementalAD(alpha=0.8)
+    >>> _ = acc.add(benign_text, benign_image)          # doctest: +SKIP
+    >>> acc.add(poison_text, poison_image).ad           # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        alpha: float = DEFAULT_ALPHA,
+        laion_scale: bool = True,
+        *,
+        block: int = DEFAULT_BLOCK,
+        precision: Precision = "float64",
+        backend: Backend = "numpy",
+        device: str | None = None,
+    ):
+        self.alpha = check_alpha(alpha)
+        self.laion_scale = bool(laion_scale)
+        self.block = _check_block(block)
+        if precision not in ("float32", "float64"):
+            raise InputError(f"precision must be 'float32' or 'float64' for IncrementalAD, got {precision!r}")
+        self._dtype = np.dtype(precision)
+        self._ops = _Ops(backend, device)
+        self._d: int | None = None
+        self._n = 0
+        self._x = np.empty((0, 0), dtype=self._dtype)  # reshaped to (capacity, 2d) on the first add
+        self._f = np.empty(0, dtype=np.float64)
+        self._r = np.empty(0, dtype=np.float64)
+
+    @property
+    def n(self) -> int:
+        """Number of pairs held."""
+        return self._n
+
+    def _grow(self, extra: int) -> None:
+        need = self._n + extra
+        if need <= self._x.shape[0]:
+            return
+        cap = max(need, 2 * self._x.shape[0], 64)
+        x = np.empty((cap, 2 * self._d), dtype=self._dtype)
+        if self._n:
+            x[: self._n] = self._x[: self._n]
+        f = np.zeros(cap, dtype=np.float64)
+        f[: self._n] = self._f[: self._n]
+        r = np.zeros(cap, dtype=np.float64)
+        r[: self._n] = self._r[: self._n]
+        self._x, self._f, self._r = x, f, r
+
+    def add(self, text: Any, image: Any) -> ADResult | None:
+        """Append m pairs; return the AD of all pairs held (``None`` while fewer than 2)."""
+        t, v = check_pairs(text, image, min_n=1)
+        if self._d is None:
+            self._d = t.shape[1]
+        elif t.shape[1] != self._d:
+            raise InputError(f"pairs must have dimension d={self._d} like the ones already added, got d={t.shape[1]}")
+        x_new, cos = _joint_rows(t, v, self._dtype)
+        m, n = t.shape[0], self._n
+        self._grow(m)
+        r_new, _ = _gap_row_sums(x_new, None, self._d, block=self.block, ops=self._ops)
+        if n:
+            r_cross_new, r_cross_old = _gap_row_sums(x_new, self._x[:n], self._d, block=self.block, ops=self._ops)
+            r_new += r_cross_new
+            self._r[:n] += r_cross_old
+        self._x[n : n + m] = x_new
+        self._f[n : n + m] = 1.0 - pair_scores(cos, self.laion_scale)
+        self._r[n : n + m] = r_new
+        self._n = n + m
+        return self.result() if self._n >= 2 else None
+
+    def remove(self, indices: Sequence[int] | np.ndarray) -> ADResult | None:
+        """Remove the pairs at ``indices`` (positions in the current order; later pairs shift down)."""
+        idx = np.unique(np.asarray(indices, dtype=np.int64).ravel())
+        if idx.size == 0:
+            return self.result() if self._n >= 2 else None
+        if idx[0] < 0 or idx[-1] >= self._n:
+            raise InputError(f"indices must lie in [0, {self._n}), got {int(idx[0])}..{int(idx[-1])}")
+        keep = np.ones(self._n, dtype=bool)
+        keep[idx] = False
+        x = self._x[: self._n]
+        _, r_keep = _gap_row_sums(x[idx], x[keep], self._d, block=self.block, ops=self._ops)
+        m = int(keep.sum())
+        self._x[:m] = x[keep]
+        self._f[:m] = self._f[: self._n][keep]
+        self._r[:m] = self._r[: self._n][keep] - r_keep
+        self._n = m
+        return self.result() if self._n >= 2 else None
+
+    def result(self) -> ADResult:
+        """AD of the pairs held (needs n ≥ 2)."""
+        self._need_two()
+        return _from_terms(self._f[: self._n], self._r[: self._n], self.alpha, self.laion_scale)
+
+    def attribution(self) -> Attribution:
+        """Per-pair shares of the current AD (see :func:`pair_attribution`)."""
+        self._need_two()
+        return _attribution_from_terms(self._f[: self._n], self._r[: self._n], self.alpha, self.laion_scale)
+
+    def _need_two(self) -> None:
+        if self._n < 2:
+            raise InputError(f"need at least 2 pairs, got n={self._n}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# command line
+
+
+def _parser() -> ArgumentParser:
+    p = ArgumentParser(
+        prog="python -m theory.ad",
+        description="Alignment Difficulty of the text-image pairs in FILE (.npz or .safetensors with arrays "
+        "'text' and 'image', n x d).",
+    )
+    p.add_argument("file", metavar="FILE", help=".npz or .safetensors file holding arrays 'text' and 'image'")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="weight of D_fea in [0, 1] (default 0.8)")
+    p.add_argument("--no-laion-scale", action="store_true", help="use raw pair cosines instead of clip(4(s-0.2),0,1)")
+    p.add_argument("--sample", type=int, metavar="N", help="estimate D_stru from N random pairs (with a 95%% CI)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
+    p.add_argument("--block", type=int, default=DEFAULT_BLOCK, help="tile size of the exact computation")
+    p.add_argument("--precision", choices=["auto", "float32", "float64"], default="auto")
+    p.add_argument("--backend", choices=["numpy", "torch"], default="numpy")
+    p.add_argument("--device", default=None, help="torch device, e.g. cuda:0 (backend torch)")
+    p.add_argument("--top", type=int, default=0, metavar="K",
+                   help="also report the K pairs with the largest share of AD (exact mode)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m theory.ad FILE [--alpha A] [--no-laion-scale] [--sample N] [--seed S] [--json]``."""
+    from theory.pairs_file import load_pairs
+
+    args = _parser().parse_args(argv)
+    check_alpha(args.alpha)
+    if args.sample is not None and args.sample < 2:
+        raise InputError(f"--sample must be >= 2, got {args.sample}")
+    if args.top < 0:
+        raise InputError(f"--top must be >= 0, got {args.top}")
+    if args.top and args.sample is not None:
+        raise InputError("--top needs the exact computation; drop --sample")
+    text, image = load_pairs(args.file)
+    laion = not args.no_laion_scale
+    top: list[dict[str, float]] = []
+    if args.sample is not None:
+        res = alignment_difficulty_sampled(text, image, args.sample, args.alpha, laion, seed=args.seed)
+    else:
+        att = pair_attribution(text, image, args.alpha, laion, block=args.block, precision=args.precision,
+                               backend=args.backend, device=args.device)
+        res = att.result
+        top = [{"index": int(i), "contribution": float(att.contribution[i])} for i in att.top(args.top)]
+    out = res.as_dict()
+    if top:
+        out["top"] = top
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"pairs      n = {res.n}")
+    print(f"D_fea        = {res.d_fea:.8f}")
+    line = f"D_stru       = {res.d_stru:.8f}"
+    if res.d_stru_ci95 is not None:
+        line += f"   95% CI [{res.d_stru_ci95[0]:.8f}, {res.d_stru_ci95[1]:.8f}] from {res.n_samples} pairs"
+    print(line)
+    line = f"AD           = {res.ad:.8f}   (alpha={res.alpha}, laion_scale={res.laion_scale})"
+    if res.ci95 is not None:
+        line += f"   95% CI [{res.ci95[0]:.8f}, {res.ci95[1]:.8f}]"
+    print(line)
+    for row in top:
+        print(f"  pair {row['index']:>8d}  share of AD {row['contribution']:.3e}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, prog="python -m theory.ad")

@@ -1,0 +1,78 @@
+"""Input validation at the public boundary of :mod:`theory` (scikit-learn style: check once, name the argument).
+
+Every function raises :class:`theory.cli.InputError` with a message that names the argument, the offending row
+and what was expected. Internals downstream trust what passed through here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from theory.cli import InputError
+
+__all__ = ["as_matrix", "check_alpha", "check_pairs", "normalised_rows", "row_norms"]
+
+
+def check_alpha(alpha: Any) -> float:
+    """Return ``alpha`` as a float in [0, 1] or raise."""
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        raise InputError(f"alpha must be a number in [0, 1], got {alpha!r}") from None
+    if not (0.0 <= value <= 1.0):  # also rejects NaN
+        raise InputError(f"alpha must be in [0, 1], got {alpha}")
+    return value
+
+
+def as_matrix(x: Any, name: str) -> np.ndarray:
+    """``x`` as a 2-D real array (no copy when it already is one)."""
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # pragma: no cover - exotic array-likes
+        raise InputError(f"{name} is not an array: {exc}") from None
+    if arr.ndim != 2:
+        raise InputError(f"{name} must be a 2-D array (n rows × d dims), got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise InputError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.shape[1] < 1:
+        raise InputError(f"{name} must have at least one dimension, got d=0")
+    return arr
+
+
+def check_pairs(text: Any, image: Any, *, min_n: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Check that ``text`` and ``image`` are n × d arrays of the same shape with n ≥ ``min_n``."""
+    t = as_matrix(text, "text")
+    v = as_matrix(image, "image")
+    if t.shape[0] != v.shape[0]:
+        raise InputError(f"text and image must hold the same number of pairs, got {t.shape[0]} and {v.shape[0]}")
+    if t.shape[1] != v.shape[1]:
+        raise InputError(f"text and image must have the same dimension, got d={t.shape[1]} and d={v.shape[1]}")
+    if t.shape[0] < min_n:
+        raise InputError(f"need at least {min_n} pairs, got n={t.shape[0]}")
+    return t, v
+
+
+def row_norms(x: np.ndarray, name: str, chunk: int = 65536) -> np.ndarray:
+    """float64 L2 norms of the rows of ``x``, chunked (no full float64 copy); rejects NaN/inf and zero rows."""
+    norms = np.empty(x.shape[0], dtype=np.float64)
+    for a in range(0, x.shape[0], chunk):
+        block = np.asarray(x[a : a + chunk], dtype=np.float64)
+        norms[a : a + chunk] = np.sqrt(np.einsum("ij,ij->i", block, block))
+    bad = ~np.isfinite(norms)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        if np.isfinite(np.asarray(x[row], dtype=np.float64)).all():
+            raise InputError(f"{name} row {row} is too large to normalise (its norm overflows float64)")
+        raise InputError(f"{name} contains NaN or inf (first at row {row})")
+    zero = norms == 0.0
+    if zero.any():
+        raise InputError(f"{name} row {int(np.flatnonzero(zero)[0])} is a zero vector (cannot be normalised)")
+    return norms
+
+
+def normalised_rows(x: Any, name: str) -> np.ndarray:
+    """float64 copy of ``x`` with unit-norm rows (validated)."""
+    arr = as_matrix(x, name)
+    return np.asarray(arr, dtype=np.float64) / row_norms(arr, name)[:, None]
