@@ -54,7 +54,7 @@ def check_pairs(text: Any, image: Any, *, min_n: int = 2) -> tuple[np.ndarray, n
     return t, v
 
 
-def row_norms(x: np.ndarray, name: str, chunk: int = 65536) -> np.ndarray:
+def row_norms(x: np.ndarray, name: str, chunk: int = 4096) -> np.ndarray:
     """float64 L2 norms of the rows of ``x``, chunked (no full float64 copy); rejects NaN/inf and zero rows."""
     norms = np.empty(x.shape[0], dtype=np.float64)
     for a in range(0, x.shape[0], chunk):
