@@ -23,7 +23,8 @@ Diagonal blocks are halved recursively, so each unordered pair is computed about
 multiply-adds). Memory is :math:`O(nd + b^2)` for block size b; the n×n matrix never exists.
 
 Precision: tile products are computed in the inputs' floating precision (float32 inputs → float32 GEMM, as the
-authors' float32 reference does; float64 inputs → float64), every sum is accumulated in float64. Pass
+authors' float32 reference does; float64 inputs → float64); sums within a tile (≤ block terms) run in the
+tile's precision and every sum across tiles in float64. Pass
 ``precision="float64"`` to force float64 products. Agreement with a float64 brute force is ~1e-15 for float64
 inputs and ~1e-7 for float32 inputs (the authors' target is 1e-5).
 
@@ -364,7 +365,8 @@ def alignment_difficulty(
     block : int
         Tile size; memory beyond the inputs is :math:`O(nd + \text{block}^2)`.
     precision : 'auto' | 'float32' | 'float64'
-        Precision of tile products ('auto': float32 iff both inputs are float16/float32). Sums are float64.
+        Precision of tile products ('auto': float32 iff both inputs are float16/float32). Sums across tiles
+        are float64.
     backend : 'numpy' | 'torch'
         'torch' runs the tiles on ``device`` (default: CUDA if available).
 
