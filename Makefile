@@ -26,8 +26,11 @@ $(VENV)/.full: pyproject.toml | $(BIN)/python
 setup: $(VENV)/.core
 setup-test: $(VENV)/.full
 
-# The main job. Until the simulator lands it is the theory check (Theorem 4.2 + AD against the closed form).
+# The main job: the C_P = 1..500 sweep on the default regime (summary on stdout, plot in results/demo/).
 demo: $(VENV)/.core
+	$(BIN)/python -m simulate.sweep --concepts 1..500 --out results/demo
+
+check: $(VENV)/.core
 	$(BIN)/python -m theory.check
 
 # pytest exit 5 means "no tests collected": a suite that ran nothing must not look green.
@@ -35,10 +38,9 @@ test: $(VENV)/.full
 	@$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
 
-check: demo
-
 bench: $(VENV)/.full
 	$(BIN)/python bench/ad.py
+	$(BIN)/python bench/sweep.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -1,5 +1,40 @@
 """simulate: synthetic supervised graph alignment under poisoning (DESIGN.md §4).
 
-Not built yet: concepts, poisoning, alignment solvers and ``python -m simulate.sweep`` arrive with the
-simulator issue. Depends on :mod:`theory` only.
+- :mod:`simulate.concepts` — concept embeddings in a CLIP-like joint text/image space.
+- :mod:`simulate.poison` — which concepts are poisoned, their targets, dirty-label / feature-shift poison pairs.
+- :mod:`simulate.training_set` — the training set with incremental Gram statistics and AD.
+- :mod:`simulate.align` — solvers: ridge (closed form), capacity (nuclear-norm budget, cvxpy), attention (torch).
+- :mod:`simulate.metrics` — benign accuracy, attack success, meaningless rate, distortion.
+- :mod:`simulate.sweep` — ``python -m simulate.sweep --concepts 1..500``.
+
+Depends on :mod:`theory` only (AD comes from :mod:`theory.ad`). Public names load on first access.
 """
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "ConceptConfig": "simulate.concepts",
+    "make_space": "simulate.concepts",
+    "PoisonConfig": "simulate.poison",
+    "make_plan": "simulate.poison",
+    "TrainingSet": "simulate.training_set",
+    "RidgeSolver": "simulate.align",
+    "CapacitySolver": "simulate.align",
+    "AttentionSolver": "simulate.align",
+    "evaluate": "simulate.metrics",
+    "SweepConfig": "simulate.sweep",
+    "run_seed": "simulate.sweep",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'simulate' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

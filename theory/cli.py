@@ -39,3 +39,47 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except BrokenPipeError:  # e.g. `... | head`: not an error of ours
         sys.exit(0)
     sys.exit(status)
+
+
+def parse_int_list(spec: str, *, name: str = "value") -> list[int]:
+    """Parse ``"1..500"``, ``"0..500:25"``, ``"0,10,50"`` or a comma list of those into sorted unique ints ≥ 0.
+
+    ``A..B`` is inclusive, ``A..B:S`` steps by S. Raises :class:`InputError` naming the offending part for an
+    empty spec, non-numbers, negatives, a reversed range, or a step < 1.
+    """
+    if spec is None or not str(spec).strip():
+        raise InputError(f"{name} is empty; use e.g. 1..500, 0..500:25 or 0,10,50")
+    values: set[int] = set()
+    for part in str(spec).split(","):
+        part = part.strip()
+        if not part:
+            raise InputError(f"{name} {spec!r} has an empty item")
+        step = 1
+        body = part
+        if ":" in part:
+            body, _, step_text = part.partition(":")
+            step = _parse_nonneg(step_text, name, part)
+            if step < 1:
+                raise InputError(f"{name} step must be >= 1 in {part!r}")
+            if ".." not in body:
+                raise InputError(f"{name} step needs a range A..B:S, got {part!r}")
+        if ".." in body:
+            lo_text, _, hi_text = body.partition("..")
+            lo, hi = _parse_nonneg(lo_text, name, part), _parse_nonneg(hi_text, name, part)
+            if lo > hi:
+                raise InputError(f"{name} range {part!r} is reversed (start > end)")
+            values.update(range(lo, hi + 1, step))
+        else:
+            values.add(_parse_nonneg(body, name, part))
+    return sorted(values)
+
+
+def _parse_nonneg(text: str, name: str, part: str) -> int:
+    text = text.strip()
+    try:
+        value = int(text)
+    except ValueError:
+        raise InputError(f"{name} {part!r}: {text!r} is not a whole number") from None
+    if value < 0:
+        raise InputError(f"{name} {part!r}: {value} is negative")
+    return value

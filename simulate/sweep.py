@@ -1,0 +1,411 @@
+r"""``python -m simulate.sweep --concepts 1..500``: the number of poisoned concepts C_P against AD and implosion.
+
+For every seed: draw a concept space and a poisoning plan, build the benign training set, calibrate / pretrain
+the solver on it, then walk C_P upward through the requested points, adding each newly poisoned concept's poison
+pairs to the training set (incrementally: Gram statistics and AD are updated, never recomputed) and measuring,
+at each point, AD (:mod:`theory.ad`) and the metrics of :mod:`simulate.metrics`.
+
+Outputs in ``--out`` (default ``results/sweep``): ``results.csv`` (one row per C_P × seed), ``manifest.json``
+(configuration, versions, seeds, git commit, command) and ``ad_vs_cp.png``; a compact table on stdout.
+Re-running the same command resumes: rows already in ``results.csv`` are not recomputed; a run killed at any
+moment loses at most the point in flight and duplicates nothing. Points and seeds may be extended in the same
+folder; a different model configuration is refused.
+
+Default regime (why it shows implosion): 1,000 concepts, 5 benign pairs each, 50 dirty-label poison pairs per
+poisoned concept (random targets), d = 128, ridge. Capacity (d = 128 dims for 1,000 concepts whose prompts share
+a template) is below the number of concepts, and at C_P ≈ 100 the poison volume (C_P·p) overtakes the benign
+volume (K·m) — the same boundary at which the block model's D_stru stops growing (theory.symbolic). With
+d = 512, or p ≤ m, benign accuracy stays ≈ 1 for every C_P (docs/simulation.md).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from simulate.align import SOLVERS, AttentionSolver, CapacitySolver, RidgeSolver, make_solver
+from simulate.concepts import ConceptConfig, make_space
+from simulate.metrics import METRIC_NAMES, evaluate
+from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
+from simulate.training_set import TrainingSet
+from theory.cli import ArgumentParser, InputError, parse_int_list, run_main
+from theory.records import (
+    ResultsTable,
+    command_line,
+    ensure_writable_dir,
+    git_commit,
+    package_versions,
+    read_table,
+    utc_now,
+    write_manifest,
+)
+
+COLUMNS = ["c_p", "seed", "solver", "n_pairs", "ad", "d_fea", "d_stru", *METRIC_NAMES, "seconds"]
+Solver = RidgeSolver | CapacitySolver | AttentionSolver
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Everything that determines the numbers of a point (points and seeds only choose which points)."""
+
+    concepts: ConceptConfig = field(default_factory=ConceptConfig)
+    poison: PoisonConfig = field(default_factory=PoisonConfig)
+    solver: Solver = field(default_factory=RidgeSolver)
+    benign_per_concept: int = 5
+    alpha: float = 0.8
+    laion_scale: bool = True
+    meaningless_cos: float = 0.7
+
+    def __post_init__(self) -> None:
+        m = self.benign_per_concept
+        if not isinstance(m, (int, np.integer)) or m < 1:
+            raise InputError(f"--benign-per-concept must be >= 1, got {m!r}")
+        if self.poison.placement == "replace" and self.poison.poison_per_concept > m:
+            raise InputError(f"--placement replace needs --poison-per-concept <= --benign-per-concept "
+                             f"({self.poison.poison_per_concept} > {m})")
+        if not -1.0 <= self.meaningless_cos <= 1.0:
+            raise InputError(f"--meaningless-cos must be a cosine in [-1, 1], got {self.meaningless_cos}")
+
+    def identity(self) -> dict[str, Any]:
+        """JSON-ready description; two sweeps may share an output folder only if these are equal."""
+        out = asdict(self)
+        out["solver"] = self.solver.as_dict()
+        return out
+
+
+# ------------------------------------------------------------------------------------------- one seed
+
+
+def run_seed(config: SweepConfig, seed: int, points: Sequence[int], done: frozenset[int] = frozenset(),
+             emit: Callable[[dict[str, Any]], None] | None = None,
+             progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """Sweep one seed through ``points`` (ascending C_P); skip the evaluation of C_P in ``done`` (the training
+    set still advances through them). Each row is passed to ``emit`` as soon as it exists and returned."""
+    cfg = config
+    space = make_space(cfg.concepts, seed)
+    plan = make_plan(space, cfg.poison, seed)
+    bt, bv, _ = benign_pairs(space, cfg.benign_per_concept, seed)
+    data = TrainingSet(cfg.concepts.dim, alpha=cfg.alpha, laion_scale=cfg.laion_scale)
+    data.add(bt, bv)
+    fitter = cfg.solver.prepare(data, seed)
+    clean_outputs = fitter.fit(data).predict(space.text_centroids)
+    m, p = cfg.benign_per_concept, cfg.poison.poison_per_concept
+    rows: list[dict[str, Any]] = []
+    poisoned_so_far = 0
+    for c_p in sorted(points):
+        start = time.perf_counter()
+        for concept in plan.poisoned(c_p)[poisoned_so_far:]:
+            if cfg.poison.placement == "replace" and p:
+                data.remove(concept * m + np.arange(p))  # benign pairs are added grouped by concept
+            if p:
+                data.add(*poison_pairs(space, plan, cfg.poison, int(concept), seed))
+        poisoned_so_far = c_p
+        if c_p not in done:
+            model = fitter.fit(data)
+            ad = data.ad()
+            row = {"c_p": c_p, "seed": seed, "solver": cfg.solver.name, "n_pairs": data.n, "ad": ad.ad,
+                   "d_fea": ad.d_fea, "d_stru": ad.d_stru,
+                   **evaluate(model, space, plan, c_p, clean_outputs, cfg.meaningless_cos),
+                   "seconds": round(time.perf_counter() - start, 4)}
+            rows.append(row)
+            if emit is not None:
+                emit(row)
+        if progress is not None:
+            progress(c_p)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- summary
+
+
+def _ci95(values: np.ndarray) -> float:
+    """Half-width of the 95% t-interval of the mean (0 for one value)."""
+    values = values[~np.isnan(values)]
+    if values.size < 2:
+        return 0.0
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
+
+
+def summarise(rows: list[dict[str, Any]], points: Sequence[int]) -> dict[int, dict[str, tuple[float, float]]]:
+    """Per C_P: (mean, 95% CI half-width) over seeds of AD and every metric."""
+    out: dict[int, dict[str, tuple[float, float]]] = {}
+    for c_p in points:
+        sel = [r for r in rows if int(r["c_p"]) == c_p]
+        if not sel:
+            continue
+        stats = {}
+        for key in ("ad", "d_fea", "d_stru", *METRIC_NAMES):
+            vals = np.array([float(r[key]) for r in sel])
+            stats[key] = (float(np.nanmean(vals)) if not np.isnan(vals).all() else float("nan"), _ci95(vals))
+        stats["n_seeds"] = (len(sel), 0.0)
+        out[c_p] = stats
+    return out
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "  n/a" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def summary_text(summary: dict[int, dict[str, tuple[float, float]]], rows: list[dict[str, Any]],
+                 max_lines: int = 14) -> str:
+    points = sorted(summary)
+    if len(points) > max_lines:
+        idx = np.unique(np.round(np.linspace(0, len(points) - 1, max_lines)).astype(int))
+        shown = [points[i] for i in idx]
+    else:
+        shown = points
+    lines = [f"{'C_P':>5}  {'AD (mean ± 95% CI)':>22}  {'benign acc':>10}  {'attack':>7}  {'meaningless':>11}  "
+             f"{'top cos':>7}"]
+    for c_p in shown:
+        s = summary[c_p]
+        ad, ci = s["ad"]
+        lines.append(f"{c_p:>5}  {ad:>13.5f} ± {ci:.5f}  {_fmt(s['benign_acc'][0]):>10}  "
+                     f"{_fmt(s['attack_success'][0]):>7}  {_fmt(s['meaningless_rate'][0]):>11}  "
+                     f"{_fmt(s['top_cos'][0]):>7}")
+    if len(shown) < len(points):
+        lines.append(f"({len(shown)} of {len(points)} points shown; all in results.csv)")
+    below = [c for c in points if summary[c]["benign_acc"][0] < 0.5]
+    lines.append("benign accuracy < 0.5 first at C_P = " + (str(below[0]) if below else "never (no implosion)"))
+    ad = np.array([float(r["ad"]) for r in rows])
+    acc = np.array([float(r["benign_acc"]) for r in rows])
+    if ad.size > 2 and np.ptp(ad) > 0 and np.ptp(acc) > 0:
+        from scipy.stats import spearmanr
+
+        rho = spearmanr(ad, acc).statistic
+        lines.append(f"Spearman rho(AD, benign acc) over {ad.size} points = {rho:.3f}")
+    return "\n".join(lines)
+
+
+def plot(summary: dict[int, dict[str, tuple[float, float]]], path: Path, title: str) -> None:
+    """AD vs C_P (with its two terms) and the implosion metrics vs C_P, mean ± 95% CI over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.array(sorted(summary))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    for key, label, colour in (("ad", "AD", "black"), ("d_fea", "D_fea", "tab:gray"),
+                               ("d_stru", "D_stru", "tab:purple")):
+        mean = np.array([summary[c][key][0] for c in x])
+        ci = np.array([summary[c][key][1] for c in x])
+        ax1.plot(x, mean, color=colour, label=label, lw=1.8 if key == "ad" else 1.0)
+        ax1.fill_between(x, mean - ci, mean + ci, color=colour, alpha=0.2, lw=0)
+    ax1.set_xlabel("poisoned concepts C_P")
+    ax1.set_ylabel("alignment difficulty")
+    ax1.legend(frameon=False)
+    ax1.set_title("AD of the training set")
+    for key, label, colour in (("benign_acc", "unpoisoned accuracy", "tab:blue"),
+                               ("attack_success", "attack success (poisoned)", "tab:red"),
+                               ("meaningless_rate", "meaningless rate (unpoisoned)", "tab:orange")):
+        mean = np.array([summary[c][key][0] for c in x])
+        ci = np.array([summary[c][key][1] for c in x])
+        ax2.plot(x, mean, color=colour, label=label)
+        ax2.fill_between(x, mean - ci, mean + ci, color=colour, alpha=0.2, lw=0)
+    ax2.set_xlabel("poisoned concepts C_P")
+    ax2.set_ylabel("fraction of concepts")
+    ax2.set_ylim(-0.02, 1.02)
+    ax2.legend(frameon=False, fontsize=8)
+    ax2.set_title("implosion")
+    fig.suptitle(title, fontsize=9)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=130)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+# ------------------------------------------------------------------------------------------- command line
+
+
+def _parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m simulate.sweep",
+                       description="Sweep the number of poisoned concepts C_P: AD, attack success and implosion.")
+    p.add_argument("--concepts", default="1..500", metavar="SPEC",
+                   help="C_P values: 1..500, 0..500:25 or 0,10,50 (default 1..500)")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
+    p.add_argument("--solver", choices=sorted(SOLVERS), default="ridge")
+    p.add_argument("--out", type=Path, default=Path("results/sweep"), help="output folder (default results/sweep)")
+    p.add_argument("--workers", type=int, default=1, help="local processes, one seed each (default 1)")
+    p.add_argument("--dask", metavar="ADDRESS", help="run the seeds on a Dask scheduler, e.g. tcp://127.0.0.1:8786")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-plot", action="store_true")
+    g = p.add_argument_group("concept space")
+    d = ConceptConfig()
+    g.add_argument("--n-concepts", type=int, default=d.n_concepts)
+    g.add_argument("--dim", type=int, default=d.dim)
+    g.add_argument("--template-weight", type=float, default=d.template_weight)
+    g.add_argument("--separation", type=float, default=d.separation)
+    g.add_argument("--alignment", type=float, default=d.alignment)
+    g.add_argument("--modality-gap", type=float, default=d.modality_gap)
+    g.add_argument("--text-spread", type=float, default=d.text_spread)
+    g.add_argument("--image-spread", type=float, default=d.image_spread)
+    g.add_argument("--benign-per-concept", type=int, default=SweepConfig.benign_per_concept)
+    g = p.add_argument_group("poison")
+    pc = PoisonConfig()
+    g.add_argument("--poison-per-concept", type=int, default=pc.poison_per_concept)
+    g.add_argument("--poison-kind", choices=["dirty", "shift"], default=pc.kind)
+    g.add_argument("--shift", type=float, default=pc.shift, help="feature-shift fraction toward the target")
+    g.add_argument("--placement", choices=["add", "replace"], default=pc.placement)
+    g.add_argument("--targets", choices=["random", "nearest", "farthest"], default=pc.targets)
+    g = p.add_argument_group("solvers and metrics")
+    g.add_argument("--ridge-reg", type=float, default=RidgeSolver.reg)
+    g.add_argument("--capacity-budget", type=float, default=CapacitySolver.budget)
+    g.add_argument("--capacity-method", choices=["cvxpy", "fista"], default=CapacitySolver.method)
+    g.add_argument("--attention-steps", type=int, default=AttentionSolver.steps)
+    g.add_argument("--attention-pretrain-steps", type=int, default=AttentionSolver.pretrain_steps)
+    g.add_argument("--meaningless-cos", type=float, default=SweepConfig.meaningless_cos)
+    g.add_argument("--alpha", type=float, default=0.8, help="AD weight of D_fea")
+    return p
+
+
+def _config(args: Any) -> SweepConfig:
+    concepts = ConceptConfig(n_concepts=args.n_concepts, dim=args.dim, template_weight=args.template_weight,
+                             separation=args.separation, alignment=args.alignment,
+                             modality_gap=args.modality_gap, text_spread=args.text_spread,
+                             image_spread=args.image_spread)
+    poison = PoisonConfig(poison_per_concept=args.poison_per_concept, kind=args.poison_kind, shift=args.shift,
+                          placement=args.placement, targets=args.targets)
+    options: dict[str, Any] = {
+        "ridge": {"reg": args.ridge_reg},
+        "capacity": {"budget": args.capacity_budget, "method": args.capacity_method, "reg": args.ridge_reg},
+        "attention": {"steps": args.attention_steps, "pretrain_steps": args.attention_pretrain_steps},
+    }[args.solver]
+    from theory.validate import check_alpha
+
+    return SweepConfig(concepts, poison, make_solver(args.solver, **options), args.benign_per_concept,
+                       alpha=check_alpha(args.alpha), meaningless_cos=args.meaningless_cos)
+
+
+class _Progress:
+    """A one-line progress bar on a terminal (stderr); silent otherwise."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.done = max(1, total), 0
+        self.enabled = enabled and sys.stderr.isatty()
+        self.start = time.perf_counter()
+
+    def step(self, label: str = "") -> None:
+        self.done += 1
+        if self.enabled:
+            frac = self.done / self.total
+            bar = "#" * int(30 * frac)
+            elapsed = time.perf_counter() - self.start
+            sys.stderr.write(f"\r[{bar:<30}] {self.done}/{self.total} {label} {elapsed:6.1f}s")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _run_seed_rows(config: SweepConfig, seed: int, points: list[int], done: frozenset[int]) -> list[dict]:
+    """Worker entry point (local processes and Dask): one seed, rows returned when it is finished."""
+    return run_seed(config, seed, points, done)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    points = parse_int_list(args.concepts, name="--concepts")
+    if args.seeds < 1:
+        raise InputError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.workers < 1:
+        raise InputError(f"--workers must be >= 1, got {args.workers}")
+    config = _config(args)
+    k = config.concepts.n_concepts
+    if points[-1] > k:
+        raise InputError(f"--concepts asks for C_P = {points[-1]} but the universe has only {k} concepts "
+                         f"(raise --n-concepts)")
+    seeds = list(range(args.seeds))
+    out = args.out
+    manifest_path, table_path = out / "manifest.json", out / "results.csv"
+    identity = config.identity()
+    if manifest_path.exists():
+        import json
+
+        try:
+            previous = json.loads(manifest_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{manifest_path} is unreadable ({exc}); use another --out") from None
+        if previous.get("config") != identity:
+            diff = sorted(key for key in set(identity) | set(previous.get("config", {}))
+                          if identity.get(key) != previous.get("config", {}).get(key))
+            raise InputError(f"{out} holds a sweep with a different configuration ({', '.join(diff)}); "
+                             "use another --out")
+    elif table_path.exists() and read_table(table_path, COLUMNS):
+        raise InputError(f"{table_path} exists without a manifest; use another --out")
+    ensure_writable_dir(out)
+
+    client = None
+    if args.dask:
+        try:
+            from dask.distributed import Client
+        except ImportError:
+            raise InputError("--dask needs dask.distributed: pip install 'dask[distributed]'") from None
+        try:
+            client = Client(args.dask, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise InputError(f"cannot reach the Dask scheduler at {args.dask} ({exc})") from None
+
+    table = ResultsTable(table_path, COLUMNS)
+    have = {(int(r["c_p"]), int(r["seed"])) for r in table.rows}
+    manifest = {"tool": "simulate.sweep", "config": identity, "points": args.concepts, "seeds": seeds,
+                "versions": package_versions(["numpy", "scipy", "sympy", "cvxpy", "torch", "dask"]),
+                "git_commit": git_commit(), "command": command_line(), "started": utc_now(), "status": "running"}
+    write_manifest(manifest_path, manifest)
+
+    todo = {s: frozenset(c for c in points if (c, s) in have) for s in seeds}
+    pending = [s for s in seeds if len(todo[s]) < len(points)]
+    bar = _Progress(sum(len(points) - len(todo[s]) for s in pending), not args.quiet)
+    t0 = time.perf_counter()
+    if client is not None:
+        futures = client.map(_run_seed_rows, [config] * len(pending), pending, [points] * len(pending),
+                             [todo[s] for s in pending], pure=False)
+        from dask.distributed import as_completed as dask_completed
+
+        for fut in dask_completed(futures):
+            rows = fut.result()
+            table.append(rows)
+            for _ in rows:
+                bar.step("(dask)")
+        client.close()
+    elif args.workers > 1 and len(pending) > 1:
+        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+            futs = [pool.submit(_run_seed_rows, config, s, points, todo[s]) for s in pending]
+            for fut in as_completed(futs):
+                rows = fut.result()
+                table.append(rows)
+                for _ in rows:
+                    bar.step("(workers)")
+    else:
+        for s in pending:
+            def emit(row: dict[str, Any], s: int = s) -> None:
+                table.append([row])
+                bar.step(f"seed {s} C_P {row['c_p']}")
+            run_seed(config, s, points, todo[s], emit=emit)
+    bar.close()
+
+    rows = [r for r in table.rows if int(r["c_p"]) in set(points) and int(r["seed"]) in set(seeds)]
+    summary = summarise(rows, points)
+    print(summary_text(summary, rows))
+    if not args.no_plot:
+        plot(summary, out / "ad_vs_cp.png",
+             f"{config.solver.name}, K={k}, m={config.benign_per_concept}, p={config.poison.poison_per_concept}, "
+             f"d={config.concepts.dim}, {config.poison.kind}/{config.poison.placement}, {len(seeds)} seeds")
+    manifest.update(status="complete", finished=utc_now(), seconds=round(time.perf_counter() - t0, 2),
+                    rows=len(rows))
+    write_manifest(manifest_path, manifest)
+    print(f"wrote {table_path}, {manifest_path}" + ("" if args.no_plot else f", {out / 'ad_vs_cp.png'}"))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, prog="python -m simulate.sweep")

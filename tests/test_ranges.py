@@ -1,0 +1,48 @@
+"""The C_P range grammar shared by the command lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from theory.cli import InputError, parse_int_list
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("1..5", [1, 2, 3, 4, 5]),
+        ("0..500:250", [0, 250, 500]),
+        ("0..10:4", [0, 4, 8]),
+        ("0,10,50", [0, 10, 50]),
+        ("50,0,10,10", [0, 10, 50]),
+        ("3", [3]),
+        (" 0..4:2 , 7 ", [0, 2, 4, 7]),
+        ("5..5", [5]),
+    ],
+)
+def test_valid_specs(spec, expected):
+    assert parse_int_list(spec) == expected
+
+
+def test_default_main_job_range_has_500_points():
+    assert parse_int_list("1..500") == list(range(1, 501))
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("500..1", "reversed"),
+        ("0..10:0", "step must be >= 1"),
+        ("-5..10", "is negative"),
+        ("-3", "negative"),
+        ("a..b", "not a whole number"),
+        ("1.5", "not a whole number"),
+        ("1,,2", "empty item"),
+        ("10:2", "needs a range"),
+    ],
+)
+def test_bad_specs(spec, message):
+    with pytest.raises(InputError, match=message):
+        parse_int_list(spec, name="--concepts")

@@ -1,0 +1,225 @@
+"""``python -m simulate.sweep``: numbers, files, resume after a kill, workers, Dask, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simulate.concepts import ConceptConfig, make_space
+from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
+from simulate.sweep import COLUMNS, SweepConfig, main, run_seed
+from theory.ad import alignment_difficulty
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--n-concepts", "60", "--dim", "16", "--poison-per-concept", "8", "--benign-per-concept", "3"]
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path / "results.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _by_key(rows):
+    return {(int(r["c_p"]), int(r["seed"])): r for r in rows}
+
+
+def _assert_same_numbers(a: list[dict[str, str]], b: list[dict[str, str]], tol: float = 1e-12) -> None:
+    """Same (c_p, seed) keys, every numeric column equal to ``tol`` (NaN equals NaN); timings excluded."""
+    ka, kb = _by_key(a), _by_key(b)
+    assert len(a) == len(ka) and len(b) == len(kb) and ka.keys() == kb.keys()
+    for key in ka:
+        for col in COLUMNS:
+            if col in ("seconds", "solver"):
+                continue
+            assert float(ka[key][col]) == pytest.approx(float(kb[key][col]), abs=tol, nan_ok=True), (key, col)
+
+
+def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "simulate.sweep", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout)
+
+
+# ------------------------------------------------------------------------------------------- numbers
+
+
+def test_each_point_equals_a_from_scratch_computation():
+    """Incremental sweep = rebuilding the training set at that C_P and computing AD and ridge from scratch."""
+    cfg = SweepConfig(concepts=ConceptConfig(n_concepts=30, dim=12), poison=PoisonConfig(poison_per_concept=6),
+                      benign_per_concept=4)
+    rows = _by_key(run_seed(cfg, 1, [0, 4, 9, 15]))
+    space = make_space(cfg.concepts, 1)
+    plan = make_plan(space, cfg.poison, 1)
+    bt, bv, _ = benign_pairs(space, 4, 1)
+    for c_p in (4, 15):
+        extra = [poison_pairs(space, plan, cfg.poison, int(c), 1) for c in plan.poisoned(c_p)]
+        t = np.concatenate([bt] + [e[0] for e in extra])
+        v = np.concatenate([bv] + [e[1] for e in extra])
+        ref = alignment_difficulty(t, v)
+        assert rows[(c_p, 1)]["ad"] == pytest.approx(ref.ad, abs=1e-12)
+        assert rows[(c_p, 1)]["n_pairs"] == t.shape[0]
+        lam = 1e-3 * np.trace(t.T @ t) / 12
+        w = np.linalg.solve(t.T @ t + lam * np.eye(12), t.T @ v)
+        assert rows[(c_p, 1)]["align_loss"] == pytest.approx(np.mean(np.sum((t @ w - v) ** 2, axis=1)), rel=1e-6)
+
+
+def test_points_do_not_depend_on_the_grid():
+    cfg = SweepConfig(concepts=ConceptConfig(n_concepts=30, dim=12), poison=PoisonConfig(poison_per_concept=5))
+    dense = _by_key(run_seed(cfg, 0, list(range(0, 21))))
+    sparse = _by_key(run_seed(cfg, 0, [20]))
+    for key in ("ad", "benign_acc", "attack_success", "distortion", "align_loss"):
+        assert sparse[(20, 0)][key] == pytest.approx(dense[(20, 0)][key], abs=1e-9)
+
+
+def test_replace_keeps_the_volume_and_add_grows_it():
+    base = dict(concepts=ConceptConfig(n_concepts=20, dim=8), benign_per_concept=4)
+    add = run_seed(SweepConfig(poison=PoisonConfig(poison_per_concept=3), **base), 0, [0, 5])
+    rep = run_seed(SweepConfig(poison=PoisonConfig(poison_per_concept=3, placement="replace"), **base), 0, [0, 5])
+    assert [r["n_pairs"] for r in add] == [80, 95]
+    assert [r["n_pairs"] for r in rep] == [80, 80]
+
+
+def test_default_regime_implodes_and_ad_grows():
+    """The main job's regime, at reduced size: AD rises with C_P and unpoisoned accuracy collapses."""
+    cfg = SweepConfig(concepts=ConceptConfig(n_concepts=200))
+    rows = run_seed(cfg, 0, [0, 20, 60, 100])
+    ad = [r["ad"] for r in rows]
+    acc = [r["benign_acc"] for r in rows]
+    assert all(b > a for a, b in zip(ad, ad[1:]))
+    assert acc[0] == 1.0 and acc[-1] < 0.6
+    assert all(r["attack_success"] > 0.9 for r in rows[1:])
+
+
+# ------------------------------------------------------------------------------------------- files, resume
+
+
+def test_cli_writes_table_manifest_plot_and_resumes(tmp_path: Path, capsys):
+    out = tmp_path / "sweep"
+    assert main([*SMALL, "--concepts", "0..20:5", "--seeds", "2", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "AD (mean ± 95% CI)" in printed and "Spearman" in printed
+    rows = _rows(out)
+    assert list(rows[0]) == COLUMNS
+    assert sorted(_by_key(rows)) == [(c, s) for c in (0, 5, 10, 15, 20) for s in (0, 1)]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["config"]["concepts"]["n_concepts"] == 60
+    assert {"numpy", "python"} <= set(manifest["versions"]) and "git_commit" in manifest
+    assert (out / "ad_vs_cp.png").stat().st_size > 10_000
+    before = (out / "results.csv").read_text()
+    # same command again: nothing recomputed
+    assert main([*SMALL, "--concepts", "0..20:5", "--seeds", "2", "--out", str(out), "--quiet"]) == 0
+    assert (out / "results.csv").read_text() == before
+    # more points and seeds in the same folder: only the new ones are computed
+    assert main([*SMALL, "--concepts", "0..30:5", "--seeds", "3", "--out", str(out), "--quiet"]) == 0
+    rows = _rows(out)
+    assert len(rows) == 7 * 3 and len(_by_key(rows)) == 21
+    assert (out / "results.csv").read_text().startswith(before)
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path: Path):
+    args = ["--n-concepts", "400", "--dim", "32", "--poison-per-concept", "20", "--benign-per-concept", "3",
+            "--concepts", "0..400", "--seeds", "1", "--quiet", "--no-plot"]
+    killed, full = tmp_path / "killed", tmp_path / "full"
+    proc = subprocess.Popen([sys.executable, "-m", "simulate.sweep", *args, "--out", str(killed)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    table = killed / "results.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if table.exists() and table.read_text().count("\n") > 60:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = table.read_text().count("\n") - 1
+    assert 0 < partial < 401, "the kill must land mid-sweep"
+    assert _cli(*args, "--out", str(killed)).returncode == 0
+    assert _cli(*args, "--out", str(full)).returncode == 0
+    a, b = _rows(killed), _rows(full)
+    assert len(a) == len(b) == 401
+    _assert_same_numbers(a, b)
+
+
+def test_partial_last_line_is_repaired(tmp_path: Path):
+    out = tmp_path / "s"
+    assert main([*SMALL, "--concepts", "0..10:5", "--out", str(out), "--quiet", "--no-plot"]) == 0
+    path = out / "results.csv"
+    text = path.read_text()
+    path.write_text(text + text.splitlines()[-1][:20])  # a kill in the middle of writing a line
+    assert main([*SMALL, "--concepts", "0..10:5", "--out", str(out), "--quiet", "--no-plot"]) == 0
+    assert path.read_text() == text
+
+
+def test_workers_give_the_same_numbers(tmp_path: Path):
+    base = [*SMALL, "--concepts", "0..20:10", "--seeds", "2", "--quiet", "--no-plot"]
+    assert main([*base, "--out", str(tmp_path / "serial")]) == 0
+    assert main([*base, "--out", str(tmp_path / "par"), "--workers", "2"]) == 0
+    _assert_same_numbers(_rows(tmp_path / "serial"), _rows(tmp_path / "par"))
+
+
+def test_dask_local_cluster_gives_the_same_numbers(tmp_path: Path):
+    distributed = pytest.importorskip("dask.distributed")
+    base = [*SMALL, "--concepts", "0..20:10", "--seeds", "2", "--quiet", "--no-plot"]
+    assert main([*base, "--out", str(tmp_path / "serial")]) == 0
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        assert main([*base, "--out", str(tmp_path / "dask"), "--dask", cluster.scheduler_address]) == 0
+    _assert_same_numbers(_rows(tmp_path / "serial"), _rows(tmp_path / "dask"))
+
+
+# ------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--concepts", "500..1"], "reversed"),
+        (["--concepts", ""], "empty"),
+        (["--concepts", "0..10:0"], "step"),
+        (["--concepts", "-3"], "negative"),
+        (["--concepts", "ten"], "not a whole number"),
+        (["--concepts", "0..70"], "only 60 concepts"),
+        (["--solver", "magic"], "invalid choice"),
+        (["--seeds", "0"], "--seeds"),
+        (["--workers", "0"], "--workers"),
+        (["--placement", "replace", "--poison-per-concept", "9"], "replace"),
+        (["--alpha", "2"], "alpha"),
+        (["--dim", "1"], "dim"),
+        (["--concepts", "0..5", "--dask", "tcp://127.0.0.1:9"], "Dask scheduler"),
+    ],
+)
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path: Path, args, message):
+    if "--dask" in args:
+        pytest.importorskip("dask.distributed")
+    out = tmp_path / "never"
+    proc = _cli(*SMALL, *args, "--out", str(out), timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_unwritable_out_and_foreign_config(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = _cli(*SMALL, "--concepts", "0", "--out", str(blocker))
+    assert proc.returncode == 2 and "not a folder" in proc.stderr
+    out = tmp_path / "s"
+    assert main([*SMALL, "--concepts", "0..5:5", "--out", str(out), "--quiet", "--no-plot"]) == 0
+    before = (out / "results.csv").read_text()
+    proc = _cli(*SMALL, "--concepts", "0..5:5", "--dim", "20", "--out", str(out))
+    assert proc.returncode == 2 and "different configuration (concepts)" in proc.stderr
+    assert (out / "results.csv").read_text() == before
+    if os.geteuid() != 0:  # root can write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        proc = _cli(*SMALL, "--concepts", "0", "--out", str(locked / "x"))
+        assert proc.returncode == 2

@@ -1,0 +1,140 @@
+"""Run records shared by every long job (``simulate.sweep``, ``empirical.run``): atomic files, an append-only
+results table that survives a kill at any moment, and a run manifest (config, versions, seed, git commit).
+
+The results table is a CSV with a header. Each finished point is one line, written with flush + fsync. A process
+killed mid-write leaves at most one partial last line; :func:`read_table` drops it (and truncates the file to the
+last complete line before more rows are appended), so a resumed run neither loses nor duplicates a point.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from theory.cli import InputError
+
+__all__ = ["ResultsTable", "atomic_write_text", "ensure_writable_dir", "git_commit", "package_versions",
+           "read_table", "utc_now", "write_manifest", "command_line"]
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def ensure_writable_dir(path: Path, *, name: str = "--out") -> Path:
+    """Create ``path`` if needed and prove it is a writable folder (InputError otherwise)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{name} {path} exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"{name} {path} is not writable ({exc.strerror or exc})") from None
+    return path
+
+
+def read_table(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
+    """Rows of a results table (empty if absent). A partial last line (a kill mid-write) is dropped and cut off
+    the file; a header that differs from ``columns`` is an InputError."""
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    if not raw:
+        return []
+    if not raw.endswith(b"\n"):
+        cut = raw.rfind(b"\n") + 1
+        with open(path, "r+b") as fh:
+            fh.truncate(cut)
+        raw = raw[:cut]
+    reader = csv.DictReader(io.StringIO(raw.decode()))
+    if reader.fieldnames is None:
+        return []
+    if list(reader.fieldnames) != list(columns):
+        raise InputError(f"{path} has columns {reader.fieldnames}, expected {list(columns)}; use another --out")
+    return list(reader)
+
+
+class ResultsTable:
+    """Append-only CSV with a fixed header; every row is flushed and fsynced as it is written."""
+
+    def __init__(self, path: Path, columns: Sequence[str]):
+        self.path = Path(path)
+        self.columns = list(columns)
+        self.rows = read_table(self.path, self.columns)  # also repairs a partial last line
+
+    def append(self, rows: Iterable[dict[str, Any]]) -> None:
+        rows = list(rows)
+        if not rows:
+            return
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        with open(self.path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.columns, lineterminator="\n")
+            if new:
+                writer.writeheader()
+            for row in rows:
+                writer.writerow({k: row[k] for k in self.columns})
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.rows.extend({k: str(row[k]) for k in self.columns} for row in rows)
+
+
+def package_versions(names: Iterable[str]) -> dict[str, str | None]:
+    """Installed versions (None when absent), plus Python and the platform."""
+    out: dict[str, str | None] = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    """The checkout's commit (with ``-dirty`` when there are uncommitted changes), or None outside git."""
+    where = cwd or Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                               capture_output=True, text=True, timeout=10)
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """Atomically write a manifest as indented JSON."""
+    atomic_write_text(path, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def command_line() -> str:
+    return " ".join([Path(sys.executable).name, *sys.argv])
