@@ -268,16 +268,20 @@ def _gap_row_sums(
 
 
 def _cross_sums(xa: Any, xb: Any, d: int, block: int, ops: _Ops) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column sums of |tile| over every (a-block, b-block) tile; one GEMM per tile."""
+    """Row and column sums of |tile| over every (a-block, b-block) tile; one GEMM per tile.
+
+    The a side is flipped (``[v, -t]``) once per a-block, so a small a (a batch being added) costs no copies of
+    the large b side; b-blocks widen when a-blocks are short, keeping tiles at about ``block**2`` entries."""
     na, nb = xa.shape[0], xb.shape[0]
     ra = np.zeros(na, dtype=np.float64)
     rb = np.zeros(nb, dtype=np.float64)
-    for j0 in range(0, nb, block):
-        j1 = min(nb, j0 + block)
-        yj = ops.flip_text(xb[j0:j1], d)  # [v_J, -t_J], built once per column block
-        for i0 in range(0, na, block):
-            i1 = min(na, i0 + block)
-            tile = xa[i0:i1] @ yj.T  # cos(v_i, v_j) - cos(t_i, t_j)
+    for i0 in range(0, na, block):
+        i1 = min(na, i0 + block)
+        ya = ops.flip_text(xa[i0:i1], d)  # [v_I, -t_I]
+        width = max(block, (block * block) // (i1 - i0))
+        for j0 in range(0, nb, width):
+            j1 = min(nb, j0 + width)
+            tile = ya @ xb[j0:j1].T  # cos(v_i, v_j) - cos(t_i, t_j)
             rows, cols = ops.abs_row_col_sums(tile, diagonal=False)
             ra[i0:i1] += rows
             rb[j0:j1] += cols
