@@ -228,3 +228,34 @@ def test_metrics_on_handmade_models():
     m = evaluate(_Lookup(mean_image), space, plan, 10, space.image_centroids, meaningless_cos=0.7)
     assert m["meaningless_rate"] == 1.0 and m["distortion"] > 0.1
     assert np.isnan(evaluate(perfect, space, plan, 0, space.image_centroids)["attack_success"])
+
+
+# ------------------------------------------------------------------------------------------- experiments
+
+
+def test_block_model_fitted_to_a_separated_space_predicts_ad():
+    """Where the block model's assumptions hold (separated concepts, little noise, disjoint-ish targets), the
+    closed form with parameters measured at one C_P predicts the simulated AD at the others."""
+    from simulate.experiments import block_prediction, fitted_block_parameters
+    from simulate.sweep import SweepConfig, run_seed
+
+    cfg = SweepConfig(concepts=ConceptConfig(n_concepts=60, dim=64, template_weight=0.1, separation=0.95,
+                                             text_spread=0.1, image_spread=0.1),
+                      poison=PoisonConfig(poison_per_concept=4), benign_per_concept=3)
+    points = [0, 5, 10, 20, 30]
+    sim = np.array([r["ad"] for r in run_seed(cfg, 0, points)])
+    pred = block_prediction(cfg, fitted_block_parameters(cfg, 0, c_p=10), points)
+    assert np.max(np.abs(sim - pred)) < 0.01
+    assert np.all(np.diff(pred) > 0) and np.all(np.diff(sim) > 0)
+
+
+def test_experiments_cli_rejects_bad_usage():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for args in (["bogus"], ["ad", "--seeds", "0"]):
+        proc = subprocess.run([sys.executable, "-m", "simulate.experiments", *args], capture_output=True, text=True,
+                              cwd=root, timeout=60)
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1

@@ -38,6 +38,9 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
         sys.exit(EXIT_USAGE)
     except BrokenPipeError:  # e.g. `... | head`: not an error of ours
         sys.exit(0)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\n{prog}: interrupted; finished results are kept (long jobs resume when rerun)\n")
+        sys.exit(130)
     sys.exit(status)
 
 

@@ -1,0 +1,301 @@
+r"""``python -m simulate.experiments {ad,single,implosion,all} --out DIR``: the simulator's experiments.
+
+1. ``ad`` — AD vs C_P (1..500) in several regimes, with the block-model closed form of :mod:`theory.block_model`
+   fitted to the simulated data: the mean gap :math:`|\cos(v_i,v_j)-\cos(t_i,t_j)|` of each relation type
+   (same concept / same text only / same image only / neither) and the mean feature term of benign and poison
+   pairs are measured once, on the C_P = 20 training set, then :func:`theory.block_model.closed_form` predicts
+   the whole curve. Where the block model holds the two agree; where it does not, the gap says by how much.
+2. ``single`` — Conjecture 4.1: attack success of one poisoned concept vs poison pairs per concept (0..200), for
+   nearest / random / farthest targets; each trial poisons one concept alone (ridge; Gram updates make each
+   trial one solve).
+3. ``implosion`` — Conjecture 4.3: unpoisoned accuracy and meaningless rate vs C_P (and vs AD) while varying one
+   knob at a time around the default regime — capacity (d), benign volume (m), template weight, poison per
+   concept — plus the three solvers; Spearman ρ(AD, unpoisoned accuracy) over all points.
+
+Every experiment writes a CSV and a PNG into ``--out``; the numbers quoted in docs/simulation.md come from here.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from simulate.align import AttentionSolver, CapacitySolver, RidgeSolver
+from simulate.concepts import ConceptConfig, make_space
+from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
+from simulate.sweep import SweepConfig, run_seed, summarise
+from simulate.training_set import TrainingSet
+from theory.ad import pair_scores
+from theory.block_model import Gaps, closed_form
+from theory.cli import ArgumentParser, InputError, run_main
+from theory.records import ensure_writable_dir
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# ------------------------------------------------------------------------------------------- 1. AD vs C_P
+
+
+def fitted_block_parameters(config: SweepConfig, seed: int, c_p: int = 20) -> dict[str, float]:
+    """Mean gap per relation type and mean feature terms, measured on the training set at C_P = ``c_p``."""
+    space = make_space(config.concepts, seed)
+    plan = make_plan(space, config.poison, seed)
+    bt, bv, labels = benign_pairs(space, config.benign_per_concept, seed)
+    text_l, image_l, parts_t, parts_v = [labels], [labels], [bt], [bv]
+    for c in plan.poisoned(c_p):
+        pt, pv = poison_pairs(space, plan, config.poison, int(c), seed)
+        parts_t.append(pt)
+        parts_v.append(pv)
+        text_l.append(np.full(len(pt), c))
+        image_l.append(np.full(len(pt), plan.target[c]))
+    t, v = np.concatenate(parts_t), np.concatenate(parts_v)
+    tl, il = np.concatenate(text_l), np.concatenate(image_l)
+    poison = tl != il
+    gap = np.abs(v @ v.T - t @ t.T)
+    same_t, same_i = tl[:, None] == tl[None, :], il[:, None] == il[None, :]
+    off = ~np.eye(len(tl), dtype=bool)
+    f = 1.0 - pair_scores(np.sum(t * v, axis=1), config.laion_scale)
+    return {
+        "same": float(gap[same_t & same_i & off].mean()), "text": float(gap[same_t & ~same_i].mean()),
+        "image": float(gap[~same_t & same_i].mean()), "cross": float(gap[~same_t & ~same_i].mean()),
+        "f_benign": float(f[~poison].mean()), "f_poison": float(f[poison].mean()),
+    }
+
+
+def block_prediction(config: SweepConfig, params: dict[str, float], points: Sequence[int]) -> np.ndarray:
+    """Closed-form AD(C_P) (disjoint targets) with the fitted parameters."""
+    g = Gaps(params["same"], params["text"], params["image"], params["cross"])
+    k, m, p = config.concepts.n_concepts, config.benign_per_concept, config.poison.poison_per_concept
+    return np.array([closed_form(k, m, p, c, g, params["f_benign"], params["f_poison"], config.alpha,
+                                 config.poison.placement, "disjoint")[0] for c in points])
+
+
+AD_REGIMES: dict[str, SweepConfig] = {
+    "default (CLIP-like)": SweepConfig(),
+    "separated concepts (template 0.1, separation 0.95)": SweepConfig(
+        concepts=ConceptConfig(template_weight=0.1, separation=0.95)),
+    "poisons replace benign pairs (m=10, p=5)": SweepConfig(
+        benign_per_concept=10, poison=PoisonConfig(poison_per_concept=5, placement="replace")),
+    "feature-shift poisons (shift 0.5)": SweepConfig(poison=PoisonConfig(kind="shift", shift=0.5)),
+}
+
+
+def experiment_ad(out: Path, seeds: int = 2, step: int = 10) -> list[dict[str, Any]]:
+    points = list(range(0, 501, step))
+    rows: list[dict[str, Any]] = []
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(AD_REGIMES), figsize=(4 * len(AD_REGIMES), 3.4), constrained_layout=True)
+    for ax, (name, cfg) in zip(axes, AD_REGIMES.items()):
+        sims = [run_seed(cfg, s, points) for s in range(seeds)]
+        summary = summarise([r for rs in sims for r in rs], points)
+        pred = block_prediction(cfg, fitted_block_parameters(cfg, 0), points)
+        ad = np.array([summary[c]["ad"][0] for c in points])
+        ci = np.array([summary[c]["ad"][1] for c in points])
+        stru = np.array([summary[c]["d_stru"][0] for c in points])
+        for c, a, e, b, sd in zip(points, ad, ci, pred, stru):
+            rows.append({"regime": name, "c_p": c, "ad_mean": a, "ad_ci95": e, "closed_form": b, "d_stru_mean": sd})
+        monotone = bool(np.all(np.diff(ad) > 0))
+        ax.plot(points, ad, color="black", label="simulated AD (mean ± 95% CI)")
+        ax.fill_between(points, ad - ci, ad + ci, color="black", alpha=0.2, lw=0)
+        ax.plot(points, pred, "--", color="tab:green", label="block-model closed form")
+        ax.plot(points, stru, color="tab:purple", lw=0.8, label="simulated D_stru")
+        ax.set_title(f"{name}\nmonotone: {monotone}, max |sim − closed| = {np.max(np.abs(ad - pred)):.3f}",
+                     fontsize=8)
+        ax.set_xlabel("poisoned concepts C_P")
+    axes[0].set_ylabel("alignment difficulty")
+    axes[0].legend(frameon=False, fontsize=7)
+    fig.savefig(out / "ad_regimes.png", dpi=110)
+    plt.close(fig)
+    _write_csv(out / "ad_regimes.csv", rows)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- 2. single concept
+
+
+def experiment_single(out: Path, seeds: int = 3, trials: int = 40,
+                      poison_counts: Sequence[int] = (0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 100, 200)) -> list[dict]:
+    base = SweepConfig()
+    rows = []
+    for rule in ("nearest", "random", "farthest"):
+        for p in poison_counts:
+            wins = total = 0
+            for seed in range(seeds):
+                space = make_space(base.concepts, seed)
+                pcfg = PoisonConfig(poison_per_concept=max(p, 1), targets=rule)
+                plan = make_plan(space, pcfg, seed)
+                bt, bv, _ = benign_pairs(space, base.benign_per_concept, seed)
+                data = TrainingSet(base.concepts.dim, track_ad=False)
+                data.add(bt, bv)
+                solver = RidgeSolver()
+                for concept in plan.order[:trials]:
+                    gram, cross = data.gram.copy(), data.cross.copy()
+                    if p:
+                        pt, pv = poison_pairs(space, plan, pcfg, int(concept), seed)
+                        data.gram += pt.T @ pt
+                        data.cross += pt.T @ pv
+                    out_vec = solver.fit(data).predict(space.text_centroids[concept])
+                    wins += int(np.argmax(space.image_centroids @ out_vec) == plan.target[concept])
+                    total += 1
+                    data.gram, data.cross = gram, cross
+            rows.append({"targets": rule, "poison_per_concept": p, "attack_success": wins / total, "trials": total})
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 3.4), constrained_layout=True)
+    for rule, colour in (("nearest", "tab:red"), ("random", "tab:purple"), ("farthest", "tab:blue")):
+        sel = [r for r in rows if r["targets"] == rule]
+        ax.plot([max(r["poison_per_concept"], 0.5) for r in sel], [r["attack_success"] for r in sel], "o-",
+                color=colour, label=f"{rule} target")
+    ax.set_xscale("log")
+    ax.set_xlabel("poison pairs for the one poisoned concept (p; 0 plotted at 0.5)")
+    ax.set_ylabel("attack success")
+    ax.set_title(f"Conjecture 4.1 (ridge, default regime, m={base.benign_per_concept})", fontsize=9)
+    ax.legend(frameon=False)
+    fig.savefig(out / "single_concept.png", dpi=110)
+    plt.close(fig)
+    _write_csv(out / "single_concept.csv", rows)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- 3. implosion
+
+
+def implosion_regimes() -> dict[str, dict[str, SweepConfig]]:
+    d = SweepConfig()
+    c = d.concepts
+    return {
+        "capacity (d)": {f"d={v}": replace(d, concepts=replace(c, dim=v)) for v in (64, 128, 256, 512)},
+        "benign volume (m)": {f"m={v}": replace(d, benign_per_concept=v) for v in (2, 5, 10, 20)},
+        "template weight": {f"w={v}": replace(d, concepts=replace(c, template_weight=v)) for v in (0.3, 0.75, 0.9)},
+        "poison per concept (p)": {f"p={v}": replace(d, poison=replace(d.poison, poison_per_concept=v))
+                                   for v in (5, 20, 50, 100)},
+    }
+
+
+def experiment_implosion(out: Path, seeds: int = 2, step: int = 25,
+                         solver_points: Sequence[int] = (0, 100, 200, 300, 400, 500)) -> list[dict]:
+    points = list(range(0, 501, step))
+    rows: list[dict[str, Any]] = []
+    plt = _plt()
+    groups = implosion_regimes()
+    fig, axes = plt.subplots(1, len(groups) + 1, figsize=(4 * (len(groups) + 1), 3.4), constrained_layout=True)
+    for ax, (group, configs) in zip(axes, groups.items()):
+        for label, cfg in configs.items():
+            sims = [r for s in range(seeds) for r in run_seed(cfg, s, points)]
+            for r in sims:
+                rows.append({"group": group, "setting": label, **r})
+            summary = summarise(sims, points)
+            acc = [summary[c]["benign_acc"][0] for c in points]
+            ax.plot(points, acc, label=label)
+        ax.set_title(group, fontsize=9)
+        ax.set_xlabel("poisoned concepts C_P")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(frameon=False, fontsize=7)
+    axes[0].set_ylabel("unpoisoned accuracy")
+    ax = axes[-1]
+    default = SweepConfig()
+    solvers = {"ridge": RidgeSolver(), "capacity (budget 0.5, cvxpy)": CapacitySolver(),
+               "attention": AttentionSolver()}
+    for label, solver in solvers.items():
+        try:
+            cfg = replace(default, solver=solver)
+            sims = [r for s in range(seeds) for r in run_seed(cfg, s, list(solver_points))]
+        except InputError as exc:  # attention without torch
+            print(f"skipped {label}: {exc}")
+            continue
+        for r in sims:
+            rows.append({"group": "solver", "setting": label, **r})
+        summary = summarise(sims, list(solver_points))
+        ax.plot(solver_points, [summary[c]["benign_acc"][0] for c in solver_points], "o-", label=label)
+        ax.plot(solver_points, [summary[c]["meaningless_rate"][0] for c in solver_points], "x:", lw=0.8,
+                color=ax.lines[-1].get_color())
+    ax.set_title("solvers (o: unpoisoned acc, x: meaningless)", fontsize=9)
+    ax.set_xlabel("poisoned concepts C_P")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(frameon=False, fontsize=7)
+    fig.savefig(out / "implosion_regimes.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(4.6, 3.4), constrained_layout=True)
+    for setting in sorted({r["setting"] for r in rows if r["group"] == "solver"}):
+        sel = [r for r in rows if r["setting"] == setting and r["group"] == "solver"]
+        ax.scatter([r["ad"] for r in sel], [r["benign_acc"] for r in sel], s=12, label=setting)
+    ax.set_xlabel("AD of the training set")
+    ax.set_ylabel("unpoisoned accuracy")
+    ax.legend(frameon=False, fontsize=7)
+    fig.savefig(out / "implosion_vs_ad.png", dpi=110)
+    plt.close(fig)
+    _write_csv(out / "implosion_regimes.csv", rows)
+    return rows
+
+
+def spearman_by_setting(rows: list[dict[str, Any]]) -> dict[str, float]:
+    from scipy.stats import spearmanr
+
+    out = {}
+    for key in sorted({(r["group"], r["setting"]) for r in rows}):
+        sel = [r for r in rows if (r["group"], r["setting"]) == key]
+        ad, acc = np.array([r["ad"] for r in sel]), np.array([r["benign_acc"] for r in sel])
+        out[f"{key[0]}: {key[1]}"] = float(spearmanr(ad, acc).statistic) if np.ptp(acc) > 0 else math.nan
+    ad, acc = np.array([r["ad"] for r in rows]), np.array([r["benign_acc"] for r in rows])
+    out["all points"] = float(spearmanr(ad, acc).statistic)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = ArgumentParser(prog="python -m simulate.experiments", description=__doc__.splitlines()[0])
+    p.add_argument("which", choices=["ad", "single", "implosion", "all"])
+    p.add_argument("--out", type=Path, default=Path("results/experiments"))
+    p.add_argument("--seeds", type=int, default=2)
+    args = p.parse_args(argv)
+    if args.seeds < 1:
+        raise InputError(f"--seeds must be >= 1, got {args.seeds}")
+    out = ensure_writable_dir(args.out)
+    if args.which in ("ad", "all"):
+        rows = experiment_ad(out, seeds=args.seeds)
+        for name in AD_REGIMES:
+            sel = [r for r in rows if r["regime"] == name]
+            ad = np.array([r["ad_mean"] for r in sel])
+            gap = max(abs(r["ad_mean"] - r["closed_form"]) for r in sel)
+            print(f"AD {name}: {ad[0]:.4f} -> {ad[-1]:.4f}, monotone {bool(np.all(np.diff(ad) > 0))}, "
+                  f"max |sim - closed form| {gap:.4f}, D_stru {sel[0]['d_stru_mean']:.4f} -> "
+                  f"{sel[-1]['d_stru_mean']:.4f}")
+    if args.which in ("single", "all"):
+        for r in experiment_single(out, seeds=max(args.seeds, 3)):
+            print(f"single: targets={r['targets']:8s} p={r['poison_per_concept']:3d} "
+                  f"attack success {r['attack_success']:.3f} ({r['trials']} trials)")
+    if args.which in ("implosion", "all"):
+        rows = experiment_implosion(out, seeds=args.seeds)
+        for (group, setting) in sorted({(r["group"], r["setting"]) for r in rows}, key=lambda k: k[0]):
+            sel = {r["c_p"]: r for r in rows if (r["group"], r["setting"]) == (group, setting) and r["seed"] == 0}
+            last = max(sel)
+            first_below = [c for c in sorted(sel) if sel[c]["benign_acc"] < 0.5]
+            print(f"implosion {group:24s} {setting:30s} acc C_P=0 {sel[0]['benign_acc']:.3f} "
+                  f"C_P={last} {sel[last]['benign_acc']:.3f} attack {sel[last]['attack_success']:.3f} "
+                  f"meaningless {sel[last]['meaningless_rate']:.3f} "
+                  f"acc<0.5 at {first_below[0] if first_below else 'never'} (seed 0)")
+        for key, rho in spearman_by_setting(rows).items():
+            print(f"spearman {key}: {rho:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, prog="python -m simulate.experiments")
