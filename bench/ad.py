@@ -17,10 +17,8 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from theory.ad import alignment_difficulty, alignment_difficulty_sampled, pair_scores  # noqa: E402
+from timing import timed  # noqa: E402
 
 
 def embeddings(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -55,15 +54,6 @@ def row_loop_reference(text: np.ndarray, image: np.ndarray, alpha: float = 0.8) 
         structure += np.sum(np.abs(cos_img - cos_txt))
     d_stru = float(structure) * 2 / n**2
     return alpha * d_fea + (1 - alpha) * d_stru, d_fea, d_stru
-
-
-def timed(fn, repeats: int):
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def _status_kib(field: str) -> int:

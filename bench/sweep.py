@@ -33,6 +33,7 @@ from simulate.poison import benign_pairs, make_plan, poison_pairs  # noqa: E402
 from simulate.concepts import make_space  # noqa: E402
 from simulate.sweep import SweepConfig, run_seed  # noqa: E402
 from simulate.training_set import TrainingSet  # noqa: E402
+from timing import timed  # noqa: E402
 
 
 def from_scratch(config: SweepConfig, seed: int, points: list[int]) -> list[dict]:
@@ -52,15 +53,6 @@ def from_scratch(config: SweepConfig, seed: int, points: list[int]) -> list[dict
         ad = data.ad()
         rows.append({"c_p": c_p, "ad": ad.ad, **evaluate(fitter.fit(data), space, plan, c_p, clean_out)})
     return rows
-
-
-def timed(fn, repeats: int):
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def main() -> None:

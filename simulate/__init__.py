@@ -10,8 +10,7 @@
 Depends on :mod:`theory` only (AD comes from :mod:`theory.ad`). Public names load on first access.
 """
 
-from importlib import import_module
-from typing import Any
+from theory.lazy import lazy_exports
 
 _EXPORTS = {
     "ConceptConfig": "simulate.concepts",
@@ -27,14 +26,4 @@ _EXPORTS = {
     "run_seed": "simulate.sweep",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'simulate' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_exports("simulate", _EXPORTS)

@@ -11,8 +11,7 @@
 Public names are re-exported here and load on first use.
 """
 
-from importlib import import_module
-from typing import Any
+from theory.lazy import lazy_exports
 
 # name -> module. Loaded on first access so that `python -m theory.ad` (and friends) run their module once,
 # and so that importing theory does not pull in sympy or networkx.
@@ -36,14 +35,4 @@ _EXPORTS = {
     "prove_growth": "theory.symbolic",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'theory' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_exports("theory", _EXPORTS)
