@@ -14,10 +14,11 @@ Generative model (all directions unit vectors in :math:`\mathbb R^d`):
   :math:`v = \mathrm{unit}(v_c + \sigma_v\varepsilon')` with :math:`\varepsilon \sim N(0, I_d/d)` so that
   :math:`\sigma` is the noise-to-signal norm ratio (``text_spread``, ``image_spread``).
 
-Statistics of the defaults (K = 1000, d = 128, seed 0; measured by :func:`space_statistics`, a test pins them):
-text cosine between different concepts' prompts 0.75 (centroids) / 0.74 (samples), matched text–image cosine of
-a pair 0.30 (centroids) / 0.28 (samples), image cosine between different concepts 0.25, within a concept 0.8 —
-CLIP-like, so the LAION rescaling of AD (clip(4(s − 0.2), 0, 1)) sees pair scores ≈ 0.3.
+Statistics of the defaults (K = 1000, d = 128, seed 0; measured by :func:`space_statistics`, a test pins the
+ranges): text cosine between different concepts' prompts 0.750 (centroids) / 0.721 (samples), matched text–image
+cosine of a pair 0.303 (centroids) / 0.276 (samples), image cosine between different concepts 0.250, between two
+images of one concept 0.862 — CLIP-like, so the LAION rescaling of AD (clip(4(s − 0.2), 0, 1)) sees pair
+scores ≈ 0.3.
 
 Why d = 128 by default: the implosion regime is *capacity below the number of concepts*. A linear text→image map
 in d = 512 with K = 1000 concepts separates every concept and absorbs any number of poisons without collateral

@@ -6,7 +6,7 @@ outputs are compared with the image centroids by cosine.
 - ``poisoned_acc`` — poisoned concepts still nearest to their own centroid;
 - ``meaningless_rate`` — unpoisoned concepts whose output has cosine below ``meaningless_cos`` to *every* image
   centroid: an "undefined visual representation". Default 0.7: an image sample of a concept has cosine ≈ 0.93
-  with its centroid (image_spread 0.4), the mean of all images ≈ 0.5 with every centroid (separation 0.75), so
+  with its centroid (1/sqrt(1 + 0.4²), image_spread 0.4), the mean of all images ≈ 0.5 with every centroid (separation 0.75), so
   0.7 is clearly neither a concept nor nothing;
 - ``top_cos`` — mean of that best cosine over unpoisoned concepts (the graded version);
 - ``distortion`` — mean cosine distance between an unpoisoned concept's output now and under the clean model
