@@ -46,6 +46,7 @@ from theory.records import (
     utc_now,
     write_manifest,
 )
+from theory.validate import check_alpha
 
 COLUMNS = ["c_p", "seed", "solver", "n_pairs", "ad", "d_fea", "d_stru", *METRIC_NAMES, "seconds"]
 Solver = RidgeSolver | CapacitySolver | AttentionSolver
@@ -279,8 +280,6 @@ def _config(args: Any) -> SweepConfig:
         "capacity": {"budget": args.capacity_budget, "method": args.capacity_method, "reg": args.ridge_reg},
         "attention": {"steps": args.attention_steps, "pretrain_steps": args.attention_pretrain_steps},
     }[args.solver]
-    from theory.validate import check_alpha
-
     return SweepConfig(concepts, poison, make_solver(args.solver, **options), args.benign_per_concept,
                        alpha=check_alpha(args.alpha), meaningless_cos=args.meaningless_cos)
 
