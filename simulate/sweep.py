@@ -20,6 +20,7 @@ d = 512, or p ≤ m, benign accuracy stays ≈ 1 for every C_P (docs/simulation.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -328,8 +329,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest_path, table_path = out / "manifest.json", out / "results.csv"
     identity = config.identity()
     if manifest_path.exists():
-        import json
-
         try:
             previous = json.loads(manifest_path.read_text())
         except (OSError, ValueError) as exc:
@@ -341,8 +340,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "use another --out")
     elif table_path.exists() and read_table(table_path, COLUMNS):
         raise InputError(f"{table_path} exists without a manifest; use another --out")
-    ensure_writable_dir(out)
-
     client = None
     if args.dask:
         try:
@@ -353,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             client = Client(args.dask, timeout="10s")
         except (OSError, TimeoutError) as exc:
             raise InputError(f"cannot reach the Dask scheduler at {args.dask} ({exc})") from None
+    ensure_writable_dir(out)
 
     table = ResultsTable(table_path, COLUMNS)
     have = {(int(r["c_p"]), int(r["seed"])) for r in table.rows}
@@ -361,13 +359,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "git_commit": git_commit(), "command": command_line(), "started": utc_now(), "status": "running"}
     write_manifest(manifest_path, manifest)
 
-    todo = {s: frozenset(c for c in points if (c, s) in have) for s in seeds}
-    pending = [s for s in seeds if len(todo[s]) < len(points)]
-    bar = _Progress(sum(len(points) - len(todo[s]) for s in pending), not args.quiet)
+    done = {s: frozenset(c for c in points if (c, s) in have) for s in seeds}
+    pending = [s for s in seeds if len(done[s]) < len(points)]
+    bar = _Progress(sum(len(points) - len(done[s]) for s in pending), not args.quiet)
     t0 = time.perf_counter()
     if client is not None:
         futures = client.map(_run_seed_rows, [config] * len(pending), pending, [points] * len(pending),
-                             [todo[s] for s in pending], pure=False)
+                             [done[s] for s in pending], pure=False)
         from dask.distributed import as_completed as dask_completed
 
         for fut in dask_completed(futures):
@@ -378,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         client.close()
     elif args.workers > 1 and len(pending) > 1:
         with ProcessPoolExecutor(max_workers=args.workers) as pool:
-            futs = [pool.submit(_run_seed_rows, config, s, points, todo[s]) for s in pending]
+            futs = [pool.submit(_run_seed_rows, config, s, points, done[s]) for s in pending]
             for fut in as_completed(futs):
                 rows = fut.result()
                 table.append(rows)
@@ -389,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             def emit(row: dict[str, Any], s: int = s) -> None:
                 table.append([row])
                 bar.step(f"seed {s} C_P {row['c_p']}")
-            run_seed(config, s, points, todo[s], emit=emit)
+            run_seed(config, s, points, done[s], emit=emit)
     bar.close()
 
     rows = [r for r in table.rows if int(r["c_p"]) in set(points) and int(r["seed"]) in set(seeds)]
