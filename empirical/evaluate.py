@@ -1,0 +1,104 @@
+"""Measures of a trained text-to-image model under poison, all read by the judge (:mod:`empirical.encoders`).
+
+For each concept c, k images are generated from the prompt ``"a photo of a {c}"`` at fixed seeds (the same seeds
+for every model, so models are compared on the same initial noise). With U the never-poisoned concepts and P the
+poisoned ones (target τ(c)):
+
+- unpoisoned accuracy  = mean over images of U of [judge class = c]; unpoisoned probability = mean judge
+  probability of c (the graded measure: top-1 accuracy saturates at this scale);
+- poisoned accuracy    = the same over P; attack success = mean over images of P of [judge class = τ(c)];
+- score                = mean prompt–image cosine <f(x), g(prompt)> in the joint space (all concepts, and U alone);
+- Fréchet distance     = FD between judge features of U's generated images and of U's clean renders (the
+  "incoherent images" signal; the clean-model value is the floor at this sample size);
+- AD, D_fea, D_stru    = theory.ad on the judge's text and image embeddings of the exact training mix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from empirical.data import caption
+from theory.ad import alignment_difficulty
+
+#: Columns of the per-point measures, in the order they appear in results.csv.
+MEASURES: tuple[str, ...] = (
+    "ad", "d_fea", "d_stru", "unpoisoned_acc", "unpoisoned_prob", "poisoned_acc", "attack_success",
+    "score", "unpoisoned_score", "fd_unpoisoned", "n_pairs",
+)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """``per_concept`` images per concept, DDIM ``steps``, classifier-free ``guidance``; seeds start at ``seed``."""
+
+    per_concept: int = 8
+    steps: int = 20
+    guidance: float = 4.0
+    seed: int = 10_000
+
+
+def prompts_and_seeds(names: list[str], cfg: EvalConfig) -> tuple[list[str], list[int], np.ndarray]:
+    """Prompts, noise seeds and concept labels of the evaluation set (concept-major)."""
+    prompts, seeds, labels = [], [], []
+    for c, name in enumerate(names):
+        for j in range(cfg.per_concept):
+            prompts.append(caption(name, 0))
+            seeds.append(cfg.seed + c * cfg.per_concept + j)
+            labels.append(c)
+    return prompts, seeds, np.asarray(labels)
+
+
+def mix_alignment_difficulty(judge, images: np.ndarray, texts: list[str]) -> dict[str, float]:
+    """AD of a training mix: theory.ad on the judge's unit text and image embeddings of its pairs."""
+    res = alignment_difficulty(judge.embed_texts(texts), judge.embed_images(images))
+    return {"ad": res.ad, "d_fea": res.d_fea, "d_stru": res.d_stru}
+
+
+def generated_measures(judge, generated: np.ndarray, labels: np.ndarray, prompts: list[str], poisoned: list[int],
+                       targets: dict[int, int], clean_features: dict[int, np.ndarray]) -> dict[str, float]:
+    """The generation measures of the module docstring from generated images and their concept labels.
+
+    ``clean_features[c]`` are the judge features of concept c's clean renders (for the Fréchet distance).
+    """
+    from empirical.encoders import frechet_distance
+
+    prob = judge.probabilities(generated)
+    pred = prob.argmax(1)
+    right = prob[np.arange(len(labels)), labels]
+    is_p = np.isin(labels, poisoned)
+    u = ~is_p
+    scores = judge.score(generated, prompts)
+    out = {
+        "unpoisoned_acc": float(np.mean(pred[u] == labels[u])) if u.any() else float("nan"),
+        "unpoisoned_prob": float(np.mean(right[u])) if u.any() else float("nan"),
+        "poisoned_acc": float(np.mean(pred[is_p] == labels[is_p])) if is_p.any() else float("nan"),
+        "attack_success": float(np.mean(pred[is_p] == np.array([targets[c] for c in labels[is_p]])))
+        if is_p.any() else float("nan"),
+        "score": float(np.mean(scores)),
+        "unpoisoned_score": float(np.mean(scores[u])) if u.any() else float("nan"),
+    }
+    unp = sorted(set(labels[u].tolist()))
+    if len(unp) and sum(len(clean_features[c]) for c in unp) >= 2 and u.sum() >= 2:
+        gen_feat = judge.image_features(generated[u])
+        ref = np.concatenate([clean_features[c] for c in unp])
+        out["fd_unpoisoned"] = frechet_distance(gen_feat, ref)
+    else:
+        out["fd_unpoisoned"] = float("nan")
+    return out
+
+
+def per_concept_table(judge, generated: np.ndarray, labels: np.ndarray, names: list[str]) -> list[dict]:
+    """Per concept: accuracy, mean probability of the right concept and the most frequent predicted concept."""
+    prob = judge.probabilities(generated)
+    pred = prob.argmax(1)
+    rows = []
+    for c, name in enumerate(names):
+        m = labels == c
+        if not m.any():
+            continue
+        top = np.bincount(pred[m], minlength=len(names)).argmax()
+        rows.append({"concept": name, "acc": float(np.mean(pred[m] == c)), "prob": float(np.mean(prob[m, c])),
+                     "read_as": names[top]})
+    return rows

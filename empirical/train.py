@@ -1,0 +1,242 @@
+"""DDPM training of the UNet on a (possibly poisoned) training mix, with EMA, caption dropout and resumable
+checkpoints; scenarios ``scratch`` and ``continuous``.
+
+A training mix is a list of pairs (latent of an image, caption). Latents and caption token states are computed once
+(the VAE and the text encoder are frozen), so a step costs one UNet forward/backward: for a batch of pairs,
+z₀ = s·(μ + σ·ξ) (a fresh posterior sample), t ~ U{0..T−1}, ε ~ N(0, I), and the loss is
+||ε − ε_θ(√ᾱ_t z₀ + √(1−ᾱ_t) ε, t, c)||² with c replaced by the empty caption's states with probability
+``caption_dropout`` (classifier-free guidance). EMA weights θ̄ ← d·θ̄ + (1−d)·θ with d = min(decay, (1+k)/(10+k)).
+
+Checkpoints hold the UNet, the EMA weights, the AdamW moments and the sampler's RNG state in one safetensors file
+(no pickle) plus a JSON with the step and a fingerprint of the run; a killed run resumes from the last one and ends
+with the same weights as an uninterrupted run (same machine, same thread count).
+
+Scenarios (the paper's training scenarios): ``scratch`` trains a fresh UNet on clean + poison; ``continuous``
+pretrains on clean data once (cached) and continues on clean + poison.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from theory.cli import InputError
+
+SCENARIOS: tuple[str, ...] = ("scratch", "continuous")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation of one training run: ``steps`` AdamW steps of batch ``batch_size`` at ``lr`` (linear warm-up
+    over ``warmup`` steps, then constant), EMA ``ema_decay``, ``caption_dropout`` probability, a checkpoint every
+    ``checkpoint_every`` steps, ``mixed_precision`` for accelerate (``no`` or ``bf16``)."""
+
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup: int = 100
+    ema_decay: float = 0.999
+    caption_dropout: float = 0.1
+    checkpoint_every: int = 500
+    mixed_precision: str = "no"
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.steps < 0 or self.batch_size < 1 or self.lr <= 0:
+            raise InputError(f"training needs steps >= 0, batch_size >= 1, lr > 0 (got {self.steps}, "
+                             f"{self.batch_size}, {self.lr})")
+        if not 0 <= self.caption_dropout < 1:
+            raise InputError(f"caption_dropout must be in [0, 1), got {self.caption_dropout}")
+
+
+@dataclass
+class Mix:
+    """A training mix: for pair i, the latent posterior of image ``image_idx[i]`` (rows of ``mu``/``sigma``) and
+    caption number ``caption_idx[i]`` (rows of ``contexts``); ``empty`` is the row of the empty caption."""
+
+    mu: object  # torch.Tensor (M, C, h, w), unscaled posterior means of the images
+    sigma: object  # torch.Tensor (M, C, h, w)
+    contexts: object  # torch.Tensor (K, L, D) token states of every caption used
+    image_idx: np.ndarray
+    caption_idx: np.ndarray
+    empty: int
+    scaling: float
+
+    def __len__(self) -> int:
+        return int(len(self.image_idx))
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        h.update(np.asarray(self.image_idx, dtype=np.int64).tobytes())
+        h.update(np.asarray(self.caption_idx, dtype=np.int64).tobytes())
+        return h.hexdigest()[:16]
+
+
+def encode_latents(vae, images: np.ndarray, *, batch_size: int = 256):
+    """Posterior means and standard deviations (unscaled) of uint8 images under the frozen VAE."""
+    import torch
+
+    from empirical.encoders import to_tensor
+
+    mus, sigmas = [], []
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            d = vae.encode(to_tensor(images[i:i + batch_size]).to(vae.device, vae.dtype)).latent_dist
+            mus.append(d.mean.float().cpu())
+            sigmas.append(d.std.float().cpu())
+    return torch.cat(mus), torch.cat(sigmas)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def _state_tensors(unet, ema: dict, opt, gen) -> dict:
+    import torch
+
+    out = {f"unet.{k}": v.detach().cpu().contiguous() for k, v in unet.state_dict().items()}
+    out.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.items()})
+    names = {id(p): n for n, p in unet.named_parameters()}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p)
+            if not st:
+                continue
+            for key, val in st.items():
+                t = val if torch.is_tensor(val) else torch.tensor(float(val))
+                out[f"opt.{names[id(p)]}.{key}"] = t.detach().cpu().contiguous()
+    out["rng"] = gen.get_state().clone()
+    return out
+
+
+def save_checkpoint(folder: Path, step: int, fingerprint: str, unet, ema: dict, opt, gen) -> None:
+    """Write ``folder/checkpoint.safetensors`` and ``folder/checkpoint.json`` atomically (tensors first)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"checkpoint.tmp{os.getpid()}.safetensors"
+    save_file(_state_tensors(unet, ema, opt, gen), str(tmp))
+    os.replace(tmp, folder / "checkpoint.safetensors")
+    meta_tmp = folder / f"checkpoint.tmp{os.getpid()}.json"
+    meta_tmp.write_text(json.dumps({"step": step, "fingerprint": fingerprint}))
+    os.replace(meta_tmp, folder / "checkpoint.json")
+
+
+def load_checkpoint(folder: Path, fingerprint: str, unet, ema: dict, opt, gen) -> int:
+    """Restore a checkpoint written for the same run fingerprint; returns its step (0 if there is none)."""
+    import torch
+    from safetensors.torch import load_file
+
+    meta_path, path = folder / "checkpoint.json", folder / "checkpoint.safetensors"
+    if not meta_path.is_file() or not path.is_file():
+        return 0
+    meta = json.loads(meta_path.read_text())
+    if meta.get("fingerprint") != fingerprint:
+        return 0
+    st = load_file(str(path))
+    unet.load_state_dict({k[5:]: v for k, v in st.items() if k.startswith("unet.")})
+    for k in ema:
+        ema[k].copy_(st[f"ema.{k}"])
+    params = dict(unet.named_parameters())
+    for key, val in st.items():
+        if key.startswith("opt."):
+            name, _, field = key[4:].rpartition(".")
+            p = params[name]
+            opt.state[p][field] = val.to(p.device) if field != "step" else val
+    gen.set_state(st["rng"].to(torch.uint8))
+    return int(meta["step"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# training loop
+
+
+def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None = None, progress: bool = False,
+               on_step: Callable[[int, float], None] | None = None, device: str = "cpu") -> tuple[object, dict]:
+    """Train ``unet`` in place on ``mix`` for ``cfg.steps`` steps; returns (unet, EMA state dict).
+
+    The UNet is wrapped by ``accelerate`` (device placement, ``cfg.mixed_precision`` autocast). With a
+    ``checkpoint_dir`` the run resumes from its last checkpoint when the fingerprint (config, mix, initial
+    weights) matches, and the final state is kept there.
+    """
+    import torch
+    from accelerate import Accelerator
+
+    from empirical.model import noise_scheduler
+
+    cfg.validate()
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=(device == "cpu"))
+    init = hashlib.sha256(b"".join(p.detach().cpu().float().numpy().tobytes()[:4096]
+                                   for p in list(unet.parameters())[:8])).hexdigest()[:12]
+    fingerprint = hashlib.sha256(json.dumps({**asdict(cfg), "mix": mix.fingerprint(), "init": init},
+                                            sort_keys=True).encode()).hexdigest()[:16]
+    sched = noise_scheduler()
+    alphas = sched.alphas_cumprod.to(torch.float32)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    unet.train()
+    ema = {k: v.detach().clone().float() for k, v in unet.state_dict().items()}
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=1e-2)
+    start = 0
+    if checkpoint_dir is not None:
+        start = load_checkpoint(Path(checkpoint_dir), fingerprint, unet, ema, opt, gen)
+    unet, opt = accelerator.prepare(unet, opt)
+    dev = accelerator.device
+    mu, sigma, ctx = mix.mu.to(dev), mix.sigma.to(dev), mix.contexts.to(dev)
+    img_idx = torch.as_tensor(mix.image_idx, dtype=torch.long)
+    cap_idx = torch.as_tensor(mix.caption_idx, dtype=torch.long)
+    n = len(mix)
+    bs = min(cfg.batch_size, n)
+    raw = accelerator.unwrap_model(unet)
+    steps = range(start, cfg.steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc="unet", initial=start, total=cfg.steps, leave=False)
+    for step in steps:
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+        b = torch.randint(0, n, (bs,), generator=gen)
+        i, c = img_idx[b], cap_idx[b].clone()
+        c[torch.rand(bs, generator=gen) < cfg.caption_dropout] = mix.empty
+        eps_post = torch.randn((bs, *mix.mu.shape[1:]), generator=gen)
+        noise = torch.randn((bs, *mix.mu.shape[1:]), generator=gen)
+        t = torch.randint(0, sched.config.num_train_timesteps, (bs,), generator=gen)
+        z0 = mix.scaling * (mu[i.to(dev)] + sigma[i.to(dev)] * eps_post.to(dev))
+        a = alphas[t].to(dev).view(-1, 1, 1, 1)
+        zt = a.sqrt() * z0 + (1 - a).sqrt() * noise.to(dev)
+        with accelerator.autocast():
+            pred = unet(zt, t.to(dev), encoder_hidden_states=ctx[c.to(dev)]).sample
+        loss = torch.nn.functional.mse_loss(pred.float(), noise.to(dev))
+        opt.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        opt.step()
+        d = min(cfg.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for k, v in raw.state_dict().items():
+                if v.dtype.is_floating_point:
+                    ema[k].mul_(d).add_(v.detach().float().cpu() if ema[k].device != v.device else v.detach(),
+                                        alpha=1 - d)
+                else:
+                    ema[k].copy_(v)
+        if on_step is not None:
+            on_step(step, float(loss.detach()))
+        if checkpoint_dir is not None and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
+            save_checkpoint(Path(checkpoint_dir), step + 1, fingerprint, raw, ema, opt, gen)
+    unet = accelerator.unwrap_model(unet)
+    unet.eval()
+    return unet, ema
+
+
+def with_weights(unet, state: dict):
+    """A copy of ``unet`` carrying the weights ``state`` (e.g. the EMA weights), in eval mode."""
+    import copy
+
+    other = copy.deepcopy(unet)
+    other.load_state_dict({k: v.to(next(unet.parameters()).dtype) for k, v in state.items()})
+    return other.eval()
