@@ -89,8 +89,13 @@ def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = F
     vae = load_or_train_vae(data.images, preset.vae, cache_dir=cache_dir, data_key=data_key, progress=progress)
     vae_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    judge = load_or_train_judge(data.images, data.captions, data.labels, data.names, te, preset.judge,
-                                cache_dir=cache_dir, data_key=data_key, progress=progress)
+    # The judge reads generated images, which come out of the VAE decoder: it trains on the clean renders and
+    # on their VAE reconstructions (same captions), still clean data only.
+    recon_train = _reconstruct(vae, data.images)
+    judge = load_or_train_judge(np.concatenate([data.images, recon_train]), data.captions * 2,
+                                np.concatenate([data.labels, data.labels]), data.names, te, preset.judge,
+                                cache_dir=cache_dir, data_key=f"{data_key}-vae{preset.vae.key(data_key)}-recon",
+                                progress=progress)
     judge_s = time.perf_counter() - t0
     judge_acc = float(np.mean(judge.classify(held.images) == held.labels))
     vae_mse = vae_reconstruction_error(vae, held.images)
@@ -115,9 +120,12 @@ def _reconstruct(vae, images: np.ndarray) -> np.ndarray:
 
     from empirical.encoders import to_tensor
 
+    out = []
     with torch.no_grad():
-        rec = vae.decode(vae.encode(to_tensor(images)).latent_dist.mean).sample
-    return ((rec.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+        for i in range(0, len(images), 256):
+            rec = vae.decode(vae.encode(to_tensor(images[i:i + 256])).latent_dist.mean).sample
+            out.append(((rec.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out)
 
 
 def build_mix(assets: Assets, extra_images: np.ndarray, extra_concepts: np.ndarray) -> tuple[Mix, list[str]]:

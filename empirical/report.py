@@ -1,0 +1,139 @@
+"""``python -m empirical.report DIR [DIR ...]``: aggregate empirical results over seeds, correlate with AD, plot.
+
+Reads ``results.csv`` from each folder, groups rows by (scenario, targets, steps, p, C_P, kind), and prints the
+mean and a 95% t-interval over seeds of each measure; then Spearman ρ between the AD of the training mix and each
+unpoisoned-concept measure over all rows (poisoned and controls alike), and writes ``DIR/report.png`` (first
+folder): AD and unpoisoned-concept measures vs C_P, poisoned runs against their controls.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from theory.cli import ArgumentParser, InputError, run_main
+
+GROUP = ("scenario", "targets", "steps", "poison_per_concept", "c_p", "kind")
+SHOWN = ("ad", "d_fea", "d_stru", "unpoisoned_acc", "unpoisoned_prob", "fd_unpoisoned", "poisoned_acc",
+         "attack_success", "unpoisoned_score")
+UNPOISONED = ("unpoisoned_acc", "unpoisoned_prob", "fd_unpoisoned", "unpoisoned_score")
+
+
+def read_rows(folders: Sequence[Path]) -> list[dict[str, str]]:
+    """All rows of the folders' results.csv files (InputError if a folder has none)."""
+    rows: list[dict[str, str]] = []
+    for folder in folders:
+        path = Path(folder) / "results.csv"
+        if not path.is_file():
+            raise InputError(f"{path} does not exist (run python -m empirical.run --out {folder} first)")
+        with open(path, newline="") as fh:
+            rows += list(csv.DictReader(fh))
+    if not rows:
+        raise InputError("no result rows in " + ", ".join(str(f) for f in folders))
+    return rows
+
+
+def mean_ci(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and the half-width of a 95% Student-t interval (0 for a single value)."""
+    from scipy import stats
+
+    x = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
+    if len(x) == 0:
+        return float("nan"), float("nan")
+    if len(x) == 1:
+        return float(x[0]), 0.0
+    return float(x.mean()), float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+
+
+def aggregate(rows: list[dict[str, str]]) -> list[dict]:
+    """One record per group: the group keys, ``n_seeds``, and (mean, ci) per measure in :data:`SHOWN`."""
+    groups: dict[tuple, list[dict[str, str]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in GROUP), []).append(r)
+    out = []
+    for key, rs in sorted(groups.items(), key=lambda kv: (kv[0][:4], int(kv[0][4]), kv[0][5])):
+        rec = dict(zip(GROUP, key))
+        rec["n_seeds"] = len({r["seed"] for r in rs})
+        for m in SHOWN:
+            rec[m] = mean_ci([float(r[m]) for r in rs])
+        out.append(rec)
+    return out
+
+
+def spearman(rows: list[dict[str, str]], measure: str) -> tuple[float, int]:
+    """Spearman ρ between ``ad`` and ``measure`` over rows where both are finite, and the number of rows."""
+    from scipy import stats
+
+    pairs = [(float(r["ad"]), float(r[measure])) for r in rows]
+    pairs = [(a, b) for a, b in pairs if math.isfinite(a) and math.isfinite(b)]
+    if len(pairs) < 3:
+        return float("nan"), len(pairs)
+    a, b = zip(*pairs)
+    return float(stats.spearmanr(a, b).statistic), len(pairs)
+
+
+def plot(records: list[dict], path: Path) -> None:
+    """AD and the unpoisoned measures vs C_P: poisoned runs (solid) against controls (dashed), 95% CI bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (("ad", "AD of the training mix"), ("unpoisoned_prob", "unpoisoned: judge P(right concept)"),
+              ("unpoisoned_acc", "unpoisoned: judge accuracy"), ("fd_unpoisoned", "unpoisoned: Fréchet distance"),
+              ("attack_success", "poisoned: attack success"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4))
+    series: dict[tuple, list[dict]] = {}
+    for rec in records:
+        series.setdefault((rec["scenario"], rec["targets"], rec["steps"], rec["kind"]), []).append(rec)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    setting_colour: dict[tuple, str] = {}
+    for (scen, tgt, steps, kind), recs in sorted(series.items()):
+        setting = (scen, tgt, steps)
+        colour = setting_colour.setdefault(setting, colours[len(setting_colour) % len(colours)])
+        recs = sorted(recs, key=lambda r: int(r["c_p"]))
+        x = [int(r["c_p"]) for r in recs]
+        for ax, (m, title) in zip(axes, panels):
+            y = [r[m][0] for r in recs]
+            e = [r[m][1] for r in recs]
+            ax.errorbar(x, y, yerr=e, color=colour, ls="-" if kind == "poisoned" else "--", marker="o", ms=3,
+                        capsize=2, label=f"{scen}, targets {tgt}, {steps} steps ({kind})")
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("C_P (poisoned concepts)")
+    axes[0].legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m empirical.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="output folders of python -m empirical.run")
+    parser.add_argument("--no-plot", action="store_true")
+    args = parser.parse_args(argv)
+    rows = read_rows(args.folders)
+    records = aggregate(rows)
+    head = ["scenario", "targets", "steps", "p", "c_p", "kind", "seeds"] + list(SHOWN)
+    print("  ".join(head))
+    for rec in records:
+        cells = [rec["scenario"], rec["targets"], rec["steps"], rec["poison_per_concept"], rec["c_p"], rec["kind"],
+                 str(rec["n_seeds"])]
+        cells += [f"{rec[m][0]:.3f}±{rec[m][1]:.3f}" for m in SHOWN]
+        print("  ".join(cells))
+    for m in UNPOISONED:
+        rho, n = spearman(rows, m)
+        print(f"Spearman rho(AD, {m}) = {rho:+.3f} over {n} runs")
+    if not args.no_plot:
+        path = args.folders[0] / "report.png"
+        plot(records, path)
+        print(f"plot: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, prog="python -m empirical.report")

@@ -1,0 +1,65 @@
+"""``python -m empirical.report``: aggregation over seeds, t-intervals, Spearman ρ, plot, and bad input."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from empirical.report import aggregate, main, mean_ci, spearman
+from empirical.run import COLUMNS
+
+
+def _write(folder: Path, rows: list[dict]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "results.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k, "nan") for k in COLUMNS})
+
+
+def _rows() -> list[dict]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(3):
+        for c_p in (0, 10, 20):
+            for kind in ("poisoned", "control"):
+                ad = 0.3 + 0.01 * c_p * (kind == "poisoned") + rng.normal(0, 0.01)
+                rows.append({"seed": seed, "scenario": "continuous", "targets": "poisoned", "steps": 600,
+                             "poison_per_concept": 80, "c_p": c_p, "kind": kind, "ad": ad,
+                             "unpoisoned_prob": 1 - ad + rng.normal(0, 0.001), "unpoisoned_acc": 0.9})
+    return rows
+
+
+def test_mean_ci_matches_the_t_interval():
+    x = [1.0, 2.0, 4.0]
+    m, h = mean_ci(x)
+    assert m == pytest.approx(7 / 3)
+    assert h == pytest.approx(stats.t.ppf(0.975, 2) * np.std(x, ddof=1) / np.sqrt(3))
+    assert mean_ci([5.0]) == (5.0, 0.0)
+    assert np.isnan(mean_ci([float("nan")])[0])
+
+
+def test_aggregate_groups_over_seeds_and_spearman_matches_scipy(tmp_path: Path):
+    rows = [{k: str(v) for k, v in r.items()} for r in _rows()]
+    recs = aggregate([{**{k: "nan" for k in COLUMNS}, **r} for r in rows])
+    assert len(recs) == 6 and all(r["n_seeds"] == 3 for r in recs)
+    poisoned20 = next(r for r in recs if r["c_p"] == "20" and r["kind"] == "poisoned")
+    expect = np.mean([float(r["ad"]) for r in rows if r["c_p"] == "20" and r["kind"] == "poisoned"])
+    assert poisoned20["ad"][0] == pytest.approx(expect)
+    rho, n = spearman(rows, "unpoisoned_prob")
+    assert n == 18
+    assert rho == pytest.approx(stats.spearmanr([float(r["ad"]) for r in rows],
+                                                [float(r["unpoisoned_prob"]) for r in rows]).statistic)
+    assert rho < -0.9
+
+
+def test_cli_prints_and_plots(tmp_path: Path, capsys):
+    _write(tmp_path / "a", _rows())
+    assert main([str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "Spearman rho(AD, unpoisoned_prob)" in out and (tmp_path / "a" / "report.png").stat().st_size > 1000
