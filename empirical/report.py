@@ -74,6 +74,8 @@ def spearman(rows: list[dict[str, str]], measure: str) -> tuple[float, int]:
     if len(pairs) < 3:
         return float("nan"), len(pairs)
     a, b = zip(*pairs)
+    if len(set(a)) < 2 or len(set(b)) < 2:  # a constant side has no rank correlation
+        return float("nan"), len(pairs)
     return float(stats.spearmanr(a, b).statistic), len(pairs)
 
 
