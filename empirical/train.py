@@ -187,6 +187,7 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
         start = load_checkpoint(Path(checkpoint_dir), fingerprint, unet, ema, opt, gen)
     unet, opt = accelerator.prepare(unet, opt)
     dev = accelerator.device
+    ema = {k: v.to(dev) for k, v in ema.items()}  # EMA lives beside the weights (no per-step transfers)
     mu, sigma, ctx = mix.mu.to(dev), mix.sigma.to(dev), mix.contexts.to(dev)
     img_idx = torch.as_tensor(mix.image_idx, dtype=torch.long)
     cap_idx = torch.as_tensor(mix.caption_idx, dtype=torch.long)
@@ -220,8 +221,7 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
         with torch.no_grad():
             for k, v in raw.state_dict().items():
                 if v.dtype.is_floating_point:
-                    ema[k].mul_(d).add_(v.detach().float().cpu() if ema[k].device != v.device else v.detach(),
-                                        alpha=1 - d)
+                    ema[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
                 else:
                     ema[k].copy_(v)
         if on_step is not None:
@@ -230,7 +230,7 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
             save_checkpoint(Path(checkpoint_dir), step + 1, fingerprint, raw, ema, opt, gen)
     unet = accelerator.unwrap_model(unet)
     unet.eval()
-    return unet, ema
+    return unet, {k: v.cpu() for k, v in ema.items()}
 
 
 def with_weights(unet, state: dict):
