@@ -160,6 +160,7 @@ class Judge:
         self.cfg = cfg
         self._torch = torch
         self._class_emb = None
+        self.device = next(modules.parameters()).device
 
     # -- embeddings ---------------------------------------------------------------------------------------
     def image_features(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
@@ -168,24 +169,25 @@ class Judge:
         out = []
         with torch.no_grad():
             for i in range(0, len(images), batch_size):
-                out.append(self.modules["image"](to_tensor(images[i:i + batch_size])))
+                x = to_tensor(images[i:i + batch_size]).to(self.device)
+                out.append(self.modules["image"](x).float().cpu())
         return torch.cat(out).numpy().astype(np.float64)
 
     def embed_images(self, images: np.ndarray, *, batch_size: int = 512) -> np.ndarray:
         """Unit image embeddings f(x) (N, dim)."""
         torch = self._torch
-        feats = torch.from_numpy(self.image_features(images, batch_size=batch_size)).float()
+        feats = torch.from_numpy(self.image_features(images, batch_size=batch_size)).float().to(self.device)
         with torch.no_grad():
             e = torch.nn.functional.normalize(self.modules["image_proj"](feats), dim=-1)
-        return e.numpy().astype(np.float64)
+        return e.cpu().numpy().astype(np.float64)
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Unit text embeddings g(t) (N, dim), computed once per distinct text."""
         torch = self._torch
         uniq = sorted(set(texts))
         with torch.no_grad():
-            s = self.text.sentence_embeddings(uniq)
-            e = torch.nn.functional.normalize(self.modules["text_proj"](s), dim=-1).numpy().astype(np.float64)
+            s = self.text.sentence_embeddings(uniq).to(self.device)
+            e = torch.nn.functional.normalize(self.modules["text_proj"](s), dim=-1).cpu().numpy().astype(np.float64)
         row = {t: i for i, t in enumerate(uniq)}
         return e[[row[t] for t in texts]]
 
@@ -230,7 +232,7 @@ class Judge:
         (folder / "judge.json").write_text(json.dumps(meta, indent=1))
 
     @classmethod
-    def load(cls, folder: Path, text_encoder: TextEncoder) -> "Judge":
+    def load(cls, folder: Path, text_encoder: TextEncoder, *, device: str = "cpu") -> "Judge":
         """Load a judge written by :meth:`save` (safetensors; no pickle)."""
         from safetensors.torch import load_file
 
@@ -241,6 +243,7 @@ class Judge:
         cfg = JudgeConfig(**meta["config"])
         modules = _build_judge_modules(cfg, int(meta["text_dim"]))
         modules.load_state_dict(load_file(str(folder / "judge.safetensors")))
+        modules.to(device)
         return cls(modules, float(meta["log_temp"]), meta["names"], text_encoder, cfg)
 
 
@@ -260,7 +263,8 @@ def _degrade(x, noise: float, gen):
 
 
 def train_judge(images: np.ndarray, captions: Sequence[str], groups: np.ndarray, names: Sequence[str],
-                text_encoder: TextEncoder, cfg: JudgeConfig = JudgeConfig(), *, progress: bool = False) -> Judge:
+                text_encoder: TextEncoder, cfg: JudgeConfig = JudgeConfig(), *, progress: bool = False,
+                device: str = "cpu") -> Judge:
     """Train the judge on clean (image, caption) pairs; ``groups[i]`` is the concept of pair i (positives share it).
 
     Deterministic for a given ``cfg.seed`` on a given machine (torch CPU kernels).
@@ -271,11 +275,11 @@ def train_judge(images: np.ndarray, captions: Sequence[str], groups: np.ndarray,
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    modules = _build_judge_modules(cfg, text_encoder.dim)
-    log_temp = torch.nn.Parameter(torch.tensor(float(np.log(cfg.temperature))))
+    modules = _build_judge_modules(cfg, text_encoder.dim).to(device)
+    log_temp = torch.nn.Parameter(torch.tensor(float(np.log(cfg.temperature)), device=device))
     uniq = sorted(set(captions))
     row = {t: i for i, t in enumerate(uniq)}
-    sent = text_encoder.sentence_embeddings(uniq)
+    sent = text_encoder.sentence_embeddings(uniq).to(device)
     cap_idx = torch.tensor([row[c] for c in captions])
     x_all = to_tensor(images)
     g_all = torch.as_tensor(np.asarray(groups))
@@ -290,11 +294,11 @@ def train_judge(images: np.ndarray, captions: Sequence[str], groups: np.ndarray,
     modules.train()
     for _ in steps:
         idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen)
-        x = _degrade(x_all[idx], cfg.noise, gen)
+        x = _degrade(x_all[idx], cfg.noise, gen).to(device)
         fi = torch.nn.functional.normalize(modules["image_proj"](modules["image"](x)), dim=-1)
-        ft = torch.nn.functional.normalize(modules["text_proj"](sent[cap_idx[idx]]), dim=-1)
+        ft = torch.nn.functional.normalize(modules["text_proj"](sent[cap_idx[idx].to(device)]), dim=-1)
         logits = fi @ ft.T / log_temp.exp().clamp_min(1e-3)
-        same = (g_all[idx][:, None] == g_all[idx][None, :]).float()
+        same = (g_all[idx][:, None] == g_all[idx][None, :]).float().to(device)
         target = same / same.sum(1, keepdim=True)
         loss = 0.5 * (torch.sum(-target * logits.log_softmax(1), 1).mean()
                       + torch.sum(-target * logits.log_softmax(0), 0).mean())
@@ -308,13 +312,13 @@ def train_judge(images: np.ndarray, captions: Sequence[str], groups: np.ndarray,
 
 def load_or_train_judge(images: np.ndarray, captions: Sequence[str], groups: np.ndarray, names: Sequence[str],
                         text_encoder: TextEncoder, cfg: JudgeConfig, *, cache_dir: Path | None, data_key: str,
-                        progress: bool = False) -> Judge:
+                        progress: bool = False, device: str = "cpu") -> Judge:
     """:func:`train_judge`, cached under ``cache_dir/judge-<key>/`` (key: data, text encoder and judge config)."""
     if cache_dir is not None:
         folder = Path(cache_dir) / f"judge-{cfg.key(data_key, str(text_encoder.path))}"
         if (folder / "judge.safetensors").is_file():
-            return Judge.load(folder, text_encoder)
-    judge = train_judge(images, captions, groups, names, text_encoder, cfg, progress=progress)
+            return Judge.load(folder, text_encoder, device=device)
+    judge = train_judge(images, captions, groups, names, text_encoder, cfg, progress=progress, device=device)
     if cache_dir is not None:
         judge.save(folder)
     return judge

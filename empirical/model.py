@@ -94,7 +94,7 @@ def n_params(module) -> int:
     return int(sum(p.numel() for p in module.parameters()))
 
 
-def train_vae(images: np.ndarray, cfg: VAEConfig, *, progress: bool = False):
+def train_vae(images: np.ndarray, cfg: VAEConfig, *, progress: bool = False, device: str = "cpu"):
     """Train an AutoencoderKL on uint8 images (N, H, W, 3) and set its ``scaling_factor`` to 1/std of the latent
     means. Returns the VAE in eval mode (frozen)."""
     import torch
@@ -102,7 +102,7 @@ def train_vae(images: np.ndarray, cfg: VAEConfig, *, progress: bool = False):
     from empirical.encoders import to_tensor
     from empirical.schedule import warmup_cosine
 
-    vae = build_vae(cfg)
+    vae = build_vae(cfg).to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     x_all = to_tensor(images)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -114,9 +114,9 @@ def train_vae(images: np.ndarray, cfg: VAEConfig, *, progress: bool = False):
         steps = tqdm(steps, desc="vae", leave=False)
     vae.train()
     for _ in steps:
-        x = x_all[torch.randint(0, len(x_all), (min(cfg.batch_size, len(x_all)),), generator=gen)]
+        x = x_all[torch.randint(0, len(x_all), (min(cfg.batch_size, len(x_all)),), generator=gen)].to(device)
         post = vae.encode(x).latent_dist
-        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen).to(device)
         rec = vae.decode(z).sample
         loss = torch.nn.functional.mse_loss(rec, x) + cfg.kl_weight * post.kl().mean()
         opt.zero_grad(set_to_none=True)
@@ -125,7 +125,8 @@ def train_vae(images: np.ndarray, cfg: VAEConfig, *, progress: bool = False):
         sched.step()
     vae.eval().requires_grad_(False)
     with torch.no_grad():
-        mu = torch.cat([vae.encode(x_all[i:i + 512]).latent_dist.mean for i in range(0, len(x_all), 512)])
+        mu = torch.cat([vae.encode(x_all[i:i + 512].to(device)).latent_dist.mean.cpu()
+                        for i in range(0, len(x_all), 512)])
     vae.register_to_config(scaling_factor=float(1.0 / mu.std()))
     return vae
 
@@ -138,19 +139,20 @@ def vae_reconstruction_error(vae, images: np.ndarray) -> float:
 
     x = to_tensor(images)
     with torch.no_grad():
-        rec = torch.cat([vae.decode(vae.encode(x[i:i + 256]).latent_dist.mean).sample for i in range(0, len(x), 256)])
+        rec = torch.cat([vae.decode(vae.encode(x[i:i + 256].to(vae.device)).latent_dist.mean).sample.cpu()
+                         for i in range(0, len(x), 256)])
     return float(torch.mean((rec - x) ** 2))
 
 
 def load_or_train_vae(images: np.ndarray, cfg: VAEConfig, *, cache_dir: Path | None, data_key: str,
-                      progress: bool = False):
+                      progress: bool = False, device: str = "cpu"):
     """:func:`train_vae`, cached as a diffusers model folder ``cache_dir/vae-<key>/`` (safetensors)."""
     from diffusers import AutoencoderKL
 
     folder = Path(cache_dir) / f"vae-{cfg.key(data_key)}" if cache_dir is not None else None
     if folder is not None and (folder / "config.json").is_file():
-        return AutoencoderKL.from_pretrained(folder, local_files_only=True, use_safetensors=True).eval()
-    vae = train_vae(images, cfg, progress=progress)
+        return AutoencoderKL.from_pretrained(folder, local_files_only=True, use_safetensors=True).to(device).eval()
+    vae = train_vae(images, cfg, progress=progress, device=device)
     if folder is not None:
         tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
         vae.save_pretrained(tmp, safe_serialization=True)

@@ -84,9 +84,11 @@ def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = F
     data_key = preset.render.key() + "-" + "-".join(data.fonts)
     log(f"data: {len(data.names)} concepts x {preset.render.per_concept} images at {preset.render.size}px, "
         f"fonts {', '.join(data.fonts)}")
-    te = TextEncoder(device="cpu")
+    dev = preset.device
+    te = TextEncoder(device=dev)
     t0 = time.perf_counter()
-    vae = load_or_train_vae(data.images, preset.vae, cache_dir=cache_dir, data_key=data_key, progress=progress)
+    vae = load_or_train_vae(data.images, preset.vae, cache_dir=cache_dir, data_key=data_key, progress=progress,
+                            device=dev)
     vae_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     # The judge reads generated images, which come out of the VAE decoder: it trains on the clean renders and
@@ -95,7 +97,7 @@ def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = F
     judge = load_or_train_judge(np.concatenate([data.images, recon_train]), data.captions * 2,
                                 np.concatenate([data.labels, data.labels]), data.names, te, preset.judge,
                                 cache_dir=cache_dir, data_key=f"{data_key}-vae{preset.vae.key(data_key)}-recon",
-                                progress=progress)
+                                progress=progress, device=dev)
     judge_s = time.perf_counter() - t0
     judge_acc = float(np.mean(judge.classify(held.images) == held.labels))
     vae_mse = vae_reconstruction_error(vae, held.images)
@@ -123,7 +125,8 @@ def _reconstruct(vae, images: np.ndarray) -> np.ndarray:
     out = []
     with torch.no_grad():
         for i in range(0, len(images), 256):
-            rec = vae.decode(vae.encode(to_tensor(images[i:i + 256])).latent_dist.mean).sample
+            x = to_tensor(images[i:i + 256]).to(vae.device)
+            rec = vae.decode(vae.encode(x).latent_dist.mean).sample.cpu()
             out.append(((rec.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
     return np.concatenate(out)
 
