@@ -159,12 +159,15 @@ def pretrained_state(assets: Assets, seed: int, cache_dir: Path | None, *, progr
     from safetensors.torch import load_file, save_file
 
     cfg = TrainConfig(**{**asdict(assets.preset.pretrain), "seed": seed})
+    # The folder is shared by pretraining runs that differ only in length: a longer one resumes from the final
+    # checkpoint of a shorter one (train.py), and ema-<steps>.safetensors keeps each length's result.
+    same = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "checkpoint_every")}
     key = hashlib.sha256(json.dumps({"data": assets.data_key, "vae": asdict(assets.preset.vae),
-                                     "unet": asdict(assets.preset.unet), "train": asdict(cfg),
+                                     "unet": asdict(assets.preset.unet), "train": same,
                                      "text": str(assets.text_encoder.path)}, sort_keys=True).encode()
                          ).hexdigest()[:16]
     folder = (Path(cache_dir) if cache_dir is not None else Path(".")) / f"pretrain-{key}"
-    final = folder / "ema.safetensors"
+    final = folder / f"ema-{cfg.steps}.safetensors"
     if final.is_file():
         return load_file(str(final))
     mix, _ = build_mix(assets, np.zeros(0, np.int64), np.zeros(0, np.int64))
@@ -173,7 +176,6 @@ def pretrained_state(assets: Assets, seed: int, cache_dir: Path | None, *, progr
     tmp = folder / f"ema.tmp{os.getpid()}.safetensors"
     save_file({k: v.contiguous() for k, v in ema.items()}, str(tmp))
     os.replace(tmp, final)
-    (folder / "checkpoint.safetensors").unlink(missing_ok=True)
     return ema
 
 

@@ -9,7 +9,8 @@ z₀ = s·(μ + σ·ξ) (a fresh posterior sample), t ~ U{0..T−1}, ε ~ N(0, I
 
 Checkpoints hold the UNet, the EMA weights, the AdamW moments and the sampler's RNG state in one safetensors file
 (no pickle) plus a JSON with the step and a fingerprint of the run; a killed run resumes from the last one and ends
-with the same weights as an uninterrupted run (same machine, same thread count).
+with the same weights as an uninterrupted run (same machine, same thread count). The learning rate is constant
+after warm-up, so a run asked for more steps continues from the final checkpoint of a shorter one.
 
 Scenarios (the paper's training scenarios): ``scratch`` trains a fresh UNet on clean + poison; ``continuous``
 pretrains on clean data once (cached) and continues on clean + poison.
@@ -128,8 +129,9 @@ def save_checkpoint(folder: Path, step: int, fingerprint: str, unet, ema: dict, 
     os.replace(meta_tmp, folder / "checkpoint.json")
 
 
-def load_checkpoint(folder: Path, fingerprint: str, unet, ema: dict, opt, gen) -> int:
-    """Restore a checkpoint written for the same run fingerprint; returns its step (0 if there is none)."""
+def load_checkpoint(folder: Path, fingerprint: str, unet, ema: dict, opt, gen, *, max_step: int | None = None) -> int:
+    """Restore a checkpoint written for the same run fingerprint at a step ≤ ``max_step``; returns its step
+    (0, restoring nothing, if there is none)."""
     import torch
     from safetensors.torch import load_file
 
@@ -137,7 +139,7 @@ def load_checkpoint(folder: Path, fingerprint: str, unet, ema: dict, opt, gen) -
     if not meta_path.is_file() or not path.is_file():
         return 0
     meta = json.loads(meta_path.read_text())
-    if meta.get("fingerprint") != fingerprint:
+    if meta.get("fingerprint") != fingerprint or (max_step is not None and int(meta["step"]) > max_step):
         return 0
     st = load_file(str(path))
     unet.load_state_dict({k[5:]: v for k, v in st.items() if k.startswith("unet.")})
@@ -174,7 +176,10 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=(device == "cpu"))
     init = hashlib.sha256(b"".join(p.detach().cpu().float().numpy().tobytes()[:4096]
                                    for p in list(unet.parameters())[:8])).hexdigest()[:12]
-    fingerprint = hashlib.sha256(json.dumps({**asdict(cfg), "mix": mix.fingerprint(), "init": init},
+    # ``steps`` and ``checkpoint_every`` are not part of the fingerprint: after warm-up the learning rate is
+    # constant, so a longer run resumes from a shorter one's checkpoint and ends where a fresh longer run would.
+    fp = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "checkpoint_every")}
+    fingerprint = hashlib.sha256(json.dumps({**fp, "mix": mix.fingerprint(), "init": init},
                                             sort_keys=True).encode()).hexdigest()[:16]
     sched = noise_scheduler()
     alphas = sched.alphas_cumprod.to(torch.float32)
@@ -184,7 +189,7 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=1e-2)
     start = 0
     if checkpoint_dir is not None:
-        start = load_checkpoint(Path(checkpoint_dir), fingerprint, unet, ema, opt, gen)
+        start = load_checkpoint(Path(checkpoint_dir), fingerprint, unet, ema, opt, gen, max_step=cfg.steps)
     unet, opt = accelerator.prepare(unet, opt)
     dev = accelerator.device
     ema = {k: v.to(dev) for k, v in ema.items()}  # EMA lives beside the weights (no per-step transfers)

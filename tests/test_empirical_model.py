@@ -111,3 +111,21 @@ def test_training_lowers_the_loss_and_resumes_exactly(assets, tmp_path: Path):
     steps: list[int] = []
     train_unet(fresh_unet(assets, 0), other, cfg, checkpoint_dir=tmp_path, on_step=lambda s, l: steps.append(s))
     assert steps[0] == 0
+
+
+def test_a_longer_run_continues_a_shorter_one_exactly(assets, tmp_path: Path):
+    mix, _ = build_mix(assets, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    short = TrainConfig(steps=4, batch_size=8, warmup=2, checkpoint_every=2)
+    long = TrainConfig(steps=7, batch_size=8, warmup=2, checkpoint_every=2)
+    fresh, ema_fresh = train_unet(fresh_unet(assets, 0), mix, long)
+    train_unet(fresh_unet(assets, 0), mix, short, checkpoint_dir=tmp_path)
+    seen: list[int] = []
+    cont, ema_cont = train_unet(fresh_unet(assets, 0), mix, long, checkpoint_dir=tmp_path,
+                                on_step=lambda s, l: seen.append(s))
+    assert seen == [4, 5, 6]
+    for (k, v), (_, w) in zip(fresh.state_dict().items(), cont.state_dict().items()):
+        assert torch.allclose(v, w, atol=1e-6), k
+    # a checkpoint beyond the requested length is never cut back to it: training starts over
+    seen.clear()
+    train_unet(fresh_unet(assets, 0), mix, short, checkpoint_dir=tmp_path, on_step=lambda s, l: seen.append(s))
+    assert seen == [0, 1, 2, 3]
