@@ -185,6 +185,10 @@ def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_d
     if scenario == "scratch":
         unet = fresh_unet(assets, seed)
         cfg = TrainConfig(**{**asdict(assets.preset.scratch), "seed": seed})
+        if len(mix) == len(assets.data) and _same_run(cfg, assets.preset.pretrain):
+            # scratch on the clean set is the clean pretraining itself (same init, data, schedule): reuse it
+            unet.load_state_dict(pretrained_state(assets, seed, cache_dir, progress=progress))
+            return unet.eval(), cfg.steps
     else:
         unet = fresh_unet(assets, seed)
         unet.load_state_dict(pretrained_state(assets, seed, cache_dir, progress=progress))
@@ -192,6 +196,13 @@ def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_d
     unet, ema = train_unet(unet, mix, cfg, checkpoint_dir=checkpoint_dir, progress=progress,
                            device=assets.preset.device)
     return with_weights(unet, ema), cfg.steps
+
+
+def _same_run(a: TrainConfig, b: TrainConfig) -> bool:
+    """Whether two training configs train the same way (checkpoint spacing and seed aside)."""
+    skip = ("checkpoint_every", "seed")
+    return {k: v for k, v in asdict(a).items() if k not in skip} == {k: v for k, v in asdict(b).items()
+                                                                      if k not in skip}
 
 
 def grid_image(images: np.ndarray, rows: list[str], per_row: int, scale: int = 2):

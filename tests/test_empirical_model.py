@@ -129,3 +129,18 @@ def test_a_longer_run_continues_a_shorter_one_exactly(assets, tmp_path: Path):
     seen.clear()
     train_unet(fresh_unet(assets, 0), mix, short, checkpoint_dir=tmp_path, on_step=lambda s, l: seen.append(s))
     assert seen == [0, 1, 2, 3]
+
+
+def test_scratch_on_clean_data_reuses_the_pretraining_and_equals_training_it(assets, tmp_path: Path):
+    from dataclasses import asdict
+
+    from empirical.run import pretrained_state, train_point
+
+    mix, _ = build_mix(assets, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    reused, _ = train_point(assets, "scratch", 0, mix, tmp_path / "ckpt", tmp_path / "cache")
+    assert not (tmp_path / "ckpt").exists()  # nothing was trained for this point
+    cfg = TrainConfig(**{**asdict(assets.preset.scratch), "seed": 0})
+    _, ema = train_unet(fresh_unet(assets, 0), mix, cfg)
+    for k, v in reused.state_dict().items():
+        assert torch.allclose(v, ema[k].to(v.dtype), atol=1e-6), k
+    assert pretrained_state(assets, 0, tmp_path / "cache").keys() == ema.keys()
