@@ -104,31 +104,24 @@ def poison_pairs(plan: PoisonPlan, c_p: int, per_concept: int, labels: np.ndarra
     For each (A, B) in ``plan.pairs(c_p)``, ``per_concept`` images of B (seeded per A, so a concept's poison does
     not depend on C_P) captioned as A.
     """
-    if per_concept < 0:
-        raise InputError(f"poison pairs per concept must be >= 0, got {per_concept}")
-    images, concepts = [], []
-    for a, b in plan.pairs(c_p):
-        pool = np.flatnonzero(labels == b)
-        rng = np.random.default_rng([seed, 104729, a])
-        pick = rng.choice(pool, size=per_concept, replace=per_concept > len(pool))
-        images.append(pick)
-        concepts.append(np.full(per_concept, a))
-    if not images:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return np.concatenate(images).astype(np.int64), np.concatenate(concepts).astype(np.int64)
+    return _extra_pairs(plan, c_p, per_concept, labels, seed=seed, salt=104729, show_target=True)
 
 
 def control_pairs(plan: PoisonPlan, c_p: int, per_concept: int, labels: np.ndarray, *, seed: int
                   ) -> tuple[np.ndarray, np.ndarray]:
     """The control of :func:`poison_pairs`: as many extra pairs per poisoned concept A, images of A captioned A."""
+    return _extra_pairs(plan, c_p, per_concept, labels, seed=seed, salt=130363, show_target=False)
+
+
+def _extra_pairs(plan: PoisonPlan, c_p: int, per_concept: int, labels: np.ndarray, *, seed: int, salt: int,
+                 show_target: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``per_concept`` pairs captioned as each poisoned concept A, showing its target (or A itself)."""
     if per_concept < 0:
         raise InputError(f"poison pairs per concept must be >= 0, got {per_concept}")
-    images, concepts = [], []
-    for a, _ in plan.pairs(c_p):
-        pool = np.flatnonzero(labels == a)
-        rng = np.random.default_rng([seed, 130363, a])
+    images, concepts = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    for a, b in plan.pairs(c_p):
+        pool = np.flatnonzero(labels == (b if show_target else a))
+        rng = np.random.default_rng([seed, salt, a])
         images.append(rng.choice(pool, size=per_concept, replace=per_concept > len(pool)))
         concepts.append(np.full(per_concept, a))
-    if not images:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return np.concatenate(images).astype(np.int64), np.concatenate(concepts).astype(np.int64)
