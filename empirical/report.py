@@ -98,6 +98,8 @@ def plot(records: list[dict], path: Path) -> None:
     for (scen, tgt, steps, kind), recs in sorted(series.items()):
         setting = (scen, tgt, steps)
         colour = setting_colour.setdefault(setting, colours[len(setting_colour) % len(colours)])
+        if kind == "control":  # a control series starts from the shared clean point C_P = 0
+            recs = [r for r in series.get((scen, tgt, steps, "poisoned"), []) if r["c_p"] == "0"] + recs
         recs = sorted(recs, key=lambda r: int(r["c_p"]))
         x = [int(r["c_p"]) for r in recs]
         for ax, (m, title) in zip(axes, panels):
