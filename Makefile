@@ -41,6 +41,7 @@ test: $(VENV)/.full
 bench: $(VENV)/.full
 	$(BIN)/python bench/ad.py
 	$(BIN)/python bench/sweep.py
+	$(BIN)/python bench/train.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
