@@ -73,9 +73,9 @@ PRESETS: dict[str, Preset] = {
         vae=VAEConfig(channels=(16, 32, 64), norm_groups=8, steps=800, batch_size=32),
         judge=JudgeConfig(width=24, dim=128, steps=400, batch_size=256),
         unet=UNetConfig(channels=(64, 128), attention=(False, True), layers_per_block=1, head_dim=32),
-        pretrain=TrainConfig(steps=3600, batch_size=64, warmup=100, checkpoint_every=200),
+        pretrain=TrainConfig(steps=3000, batch_size=64, warmup=100, checkpoint_every=200),
         continued=TrainConfig(steps=500, batch_size=64, warmup=20, checkpoint_every=100),
-        scratch=TrainConfig(steps=3600, batch_size=64, warmup=100, checkpoint_every=200),
+        scratch=TrainConfig(steps=3000, batch_size=64, warmup=100, checkpoint_every=200),
         evaluation=EvalConfig(per_concept=6, steps=15, guidance=4.0),
         poison_per_concept=80,
     ),
@@ -105,10 +105,21 @@ def get_preset(name: str) -> Preset:
 
 
 def with_overrides(preset: Preset, *, steps: int | None = None, concepts: int | None = None,
-                   seed: int | None = None) -> Preset:
+                   seed: int | None = None, unet_channels: tuple[int, ...] | None = None) -> Preset:
     """A copy of ``preset`` with the poisoned-phase ``steps`` (continued and scratch), the number of
-    ``concepts``, or the training ``seed`` replaced."""
+    ``concepts``, the training ``seed`` or the UNet's ``unet_channels`` per level replaced (same number of
+    levels as the preset's; attention heads keep their ``head_dim``)."""
     p = preset
+    if unet_channels is not None:
+        unet_channels = tuple(int(c) for c in unet_channels)
+        if len(unet_channels) != len(p.unet.channels):
+            raise InputError(f"--unet-channels needs {len(p.unet.channels)} levels for preset {p.name!r}, "
+                             f"got {len(unet_channels)}")
+        bad = [c for c in unet_channels if c < 1 or c % p.unet.norm_groups or c % p.unet.head_dim]
+        if bad:
+            raise InputError(f"--unet-channels {bad[0]} must be a positive multiple of the group-norm groups "
+                             f"({p.unet.norm_groups}) and the attention head size ({p.unet.head_dim})")
+        p = replace(p, unet=replace(p.unet, channels=unet_channels))
     if concepts is not None:
         p = replace(p, render=replace(p.render, concepts=concepts))
     if steps is not None:

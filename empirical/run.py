@@ -6,7 +6,9 @@
 For every seed and C_P it trains the scenario on clean + dirty-label poison pairs, and (for C_P > 0) a *control*
 on clean + as many correctly-labelled extra pairs, then generates k images per concept at fixed seeds and writes
 one row per (seed, C_P, kind) to ``OUT/results.csv`` (measures: :mod:`empirical.evaluate`), a sample grid per
-point under ``OUT/grids/``, per-concept readings under ``OUT/points/``, the poison plan per seed under
+point under ``OUT/grids/`` (with its cross-attention overlays), mean cross-attention statistics of poisoned and
+unpoisoned concepts in ``OUT/attention.csv`` (:mod:`empirical.attention`), per-concept readings and the grid
+concepts' attention maps under ``OUT/points/``, the poison plan per seed under
 ``OUT/plans/`` and ``OUT/manifest.json`` (configs, versions, judge and VAE quality, timings). Finished points are
 skipped when rerun; an interrupted training resumes from its last checkpoint. Shared assets (renders, VAE, judge,
 clean pretraining) are cached in ``--cache`` and keyed by their settings.
@@ -26,6 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
+from empirical.attention import STATISTICS
 from empirical.data import CAPTION_TEMPLATES, PAPER_CONCEPTS, ConceptData, RenderConfig, caption, load_or_render
 from empirical.evaluate import MEASURES, generated_measures, mix_alignment_difficulty, per_concept_table, \
     prompts_and_seeds
@@ -180,8 +183,12 @@ def pretrained_state(assets: Assets, seed: int, cache_dir: Path | None, *, progr
 
 
 def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_dir: Path, cache_dir: Path | None,
-                *, progress: bool = False):
-    """Train one point of ``scenario`` on ``mix``; returns the UNet carrying its EMA weights."""
+                *, base_seed: int = 0, progress: bool = False):
+    """Train one point of ``scenario`` on ``mix``; returns the UNet carrying its EMA weights.
+
+    ``scratch`` starts from an initialisation drawn with ``seed``. ``continuous`` starts from the clean
+    pretraining of seed ``base_seed`` -- the one given base model, like a released checkpoint, shared by all
+    seeds -- and ``seed`` draws the poisoned phase (poison plan, batches, noise)."""
     if scenario == "scratch":
         unet = fresh_unet(assets, seed)
         cfg = TrainConfig(**{**asdict(assets.preset.scratch), "seed": seed})
@@ -190,8 +197,8 @@ def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_d
             unet.load_state_dict(pretrained_state(assets, seed, cache_dir, progress=progress))
             return unet.eval(), cfg.steps
     else:
-        unet = fresh_unet(assets, seed)
-        unet.load_state_dict(pretrained_state(assets, seed, cache_dir, progress=progress))
+        unet = fresh_unet(assets, base_seed)
+        unet.load_state_dict(pretrained_state(assets, base_seed, cache_dir, progress=progress))
         cfg = TrainConfig(**{**asdict(assets.preset.continued), "seed": seed + 1})
     unet, ema = train_unet(unet, mix, cfg, checkpoint_dir=checkpoint_dir, progress=progress,
                            device=assets.preset.device)
@@ -222,9 +229,11 @@ def grid_image(images: np.ndarray, rows: list[str], per_row: int, scale: int = 2
 
 
 def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p: int, kind: str, p: int,
-              out: Path, cache_dir: Path | None, progress: bool = False, keep_model: bool = False) -> dict:
+              out: Path, cache_dir: Path | None, base_seed: int = 0, progress: bool = False,
+              keep_model: bool = False) -> dict:
     """Train and measure one (seed, C_P, kind) point; writes its grid and per-concept table; returns its row."""
-    from empirical.model import assemble_pipeline, generate, save_pipeline
+    from empirical.attention import generate_with_attention, overlay
+    from empirical.model import assemble_pipeline, save_pipeline
 
     labels = assets.data.labels
     maker = poison_pairs if kind == "poisoned" else control_pairs
@@ -233,14 +242,16 @@ def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p
     tag = f"{scenario}-s{seed}-cp{c_p}-{kind}"
     ckpt = out / "checkpoints" / tag
     t0 = time.perf_counter()
-    unet, steps = train_point(assets, scenario, seed, mix, ckpt, cache_dir, progress=progress)
+    unet, steps = train_point(assets, scenario, seed, mix, ckpt, cache_dir, base_seed=base_seed, progress=progress)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     pipe = assemble_pipeline(assets.vae, unet, assets.text_encoder)
     names = assets.data.names
     prompts, seeds, gen_labels = prompts_and_seeds(names, assets.preset.evaluation)
     ev = assets.preset.evaluation
-    images = generate(pipe, prompts, seeds, steps=ev.steps, guidance=ev.guidance)
+    att = generate_with_attention(pipe, prompts, seeds, [names[c] for c in gen_labels], steps=ev.steps,
+                                  guidance=ev.guidance)
+    images = att.images
     # A control is measured on the same split: its "poisoned" concepts are the ones that got the extra (correctly
     # labelled) pairs, and its attack success is the chance rate of reading them as the would-be target.
     poisoned = plan.poisoned(c_p)
@@ -257,14 +268,46 @@ def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p
     sel = np.concatenate([np.flatnonzero(gen_labels == names.index(c))[:k] for c in shown])
     (out / "grids").mkdir(exist_ok=True)
     grid_image(images[sel], shown, k).save(out / "grids" / f"{tag}.png")
+    grid_image(np.stack([overlay(images[i], m) for i, m in zip(sel, att.concept_maps()[sel])]), shown, k
+               ).save(out / "grids" / f"{tag}-attention.png")
     table = per_concept_table(assets.judge, images, gen_labels, names)
+    for r in table:
+        m = gen_labels == names.index(r["concept"])
+        r.update({f"attn_{k}": float(np.nanmean(v[m])) for k, v in att.statistics.items()})
     atomic_write_text(out / "points" / f"{tag}.json",
                       json.dumps({"row": row, "poisoned": [names[c] for c in poisoned], "concepts": table},
                                  indent=1, default=float))
+    # the grid concepts' images and concept-token maps, for figures (a few hundred KB)
+    save_arrays(out / "points" / f"{tag}-attention.npz", images=images[sel], maps=att.concept_maps()[sel].astype(
+        np.float16), concepts=np.asarray([names[gen_labels[i]] for i in sel]))
+    row["attention"] = attention_rows(att.statistics, gen_labels, poisoned)
     if keep_model:
         save_pipeline(pipe, out / "models" / tag)
     shutil.rmtree(ckpt, ignore_errors=True)
     return row
+
+
+ATTENTION_COLUMNS: tuple[str, ...] = ("seed", "scenario", "c_p", "kind", "poison_per_concept", "targets", "steps",
+                                      "group", "n_prompts", *(f"attn_{k}" for k in STATISTICS))
+
+
+def attention_rows(stats: dict[str, np.ndarray], labels: np.ndarray, poisoned: list[int]) -> list[dict]:
+    """Mean cross-attention statistics (empirical.attention) of the prompts of unpoisoned and of poisoned
+    concepts (a control's "poisoned" group: the concepts that got its extra pairs)."""
+    is_p = np.isin(labels, np.asarray(poisoned, dtype=np.int64))
+    rows = []
+    for group, m in (("unpoisoned", ~is_p), ("poisoned", is_p)):
+        if m.any():
+            rows.append({"group": group, "n_prompts": int(m.sum()),
+                         **{f"attn_{k}": float(np.nanmean(v[m])) for k, v in stats.items()}})
+    return rows
+
+
+def save_arrays(path: Path, **arrays: np.ndarray) -> None:
+    """Write arrays to ``path`` (.npz, no pickled objects) atomically."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
 
 
 def _fmt(v) -> str:
@@ -281,7 +324,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="dirty-label pairs per poisoned concept (default: the preset's)")
     parser.add_argument("--targets", default="poisoned", help=f"target mode: {', '.join(TARGET_MODES)}")
     parser.add_argument("--seed", default="0", help="seed or list of seeds, e.g. 0 or 0,1,2")
+    parser.add_argument("--base-seed", type=int, default=0,
+                        help="seed of the clean pretraining that continuous starts from, shared by all --seed "
+                             "values (default 0); scratch ignores it")
     parser.add_argument("--concepts", type=int, default=None, help="number of concepts (default: the preset's)")
+    parser.add_argument("--unet-channels", default=None, metavar="LIST",
+                        help="UNet channels per level, e.g. 32,64 (default: the preset's)")
     parser.add_argument("--steps", type=int, default=None, help="training steps of the poisoned phase")
     parser.add_argument("--no-control", action="store_true", help="skip the same-volume correctly-labelled controls")
     parser.add_argument("--keep-models", action="store_true", help="save each point's pipeline under OUT/models/")
@@ -304,7 +352,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError(f"--steps must be >= 1, got {args.steps}")
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
-    preset = with_overrides(preset, steps=args.steps, concepts=args.concepts)
+    if args.base_seed < 0:
+        raise InputError(f"--base-seed must be >= 0, got {args.base_seed}")
+    channels = None if args.unet_channels is None else _channels(args.unet_channels)
+    preset = with_overrides(preset, steps=args.steps, concepts=args.concepts, unet_channels=channels)
     p = preset.poison_per_concept if args.poison_per_concept is None else args.poison_per_concept
     if p < 0:
         raise InputError(f"--poison-per-concept must be >= 0, got {p}")
@@ -327,8 +378,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*Triggered internally.*")
 
     table = ResultsTable(out / "results.csv", COLUMNS)
+    attention_table = ResultsTable(out / "attention.csv", ATTENTION_COLUMNS)
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    setting = _setting(preset, args.scenario, args.base_seed)
+    if manifest and manifest.get("setting", setting) != setting:
+        raise InputError(f"{out} holds results of another setting ({_difference(manifest['setting'], setting)}); "
+                         "choose another --out")
+    manifest["setting"] = setting
     manifest.update({"command": command_line(), "started": manifest.get("started", utc_now()),
                      "preset": asdict(preset), "scenario": args.scenario, "poisoned_concepts": c_ps,
                      "poison_per_concept": p, "targets": args.targets, "seeds": seeds,
@@ -363,8 +420,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = make_plan(assets.data.names, seed=s, mode=args.targets)
         log(f"[{i + 1}/{len(todo)}] {args.scenario} seed {s} C_P {c_p} {kind}")
         row = run_point(assets, plan, scenario=args.scenario, seed=s, c_p=c_p, kind=kind, p=p, out=out,
-                        cache_dir=cache, progress=progress, keep_model=args.keep_models)
-        table.append([{k: _fmt(row[k]) for k in COLUMNS}])
+                        cache_dir=cache, base_seed=args.base_seed, progress=progress, keep_model=args.keep_models)
+        attention_table.append([{k: _fmt({**row, **a}[k]) for k in ATTENTION_COLUMNS} for a in row["attention"]])
+        table.append([{k: _fmt(row[k]) for k in COLUMNS}])  # last: a row in results.csv marks the point done
         log("    " + "  ".join(f"{k} {_fmt(row[k])}" for k in ("ad", "unpoisoned_acc", "unpoisoned_prob",
                                                                   "attack_success", "fd_unpoisoned")))
     manifest["finished"] = utc_now()
@@ -372,6 +430,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_manifest(manifest_path, manifest)
     _summary(table.rows, args.scenario)
     return 0
+
+
+def _channels(spec: str) -> tuple[int, ...]:
+    """``"32,64"`` -> (32, 64), in the order given (InputError for anything else)."""
+    try:
+        return tuple(int(x) for x in spec.split(","))
+    except ValueError:
+        raise InputError(f"--unet-channels must be a comma list of integers, e.g. 32,64; got {spec!r}") from None
+
+
+def _setting(preset: Preset, scenario: str, base_seed: int) -> dict:
+    """What every row of one output folder must share: the preset except the poisoned-phase length (a column of
+    results.csv), the scenario and, for continuous, the base model's seed."""
+    d = json.loads(json.dumps(asdict(preset)))
+    for phase in ("continued", "scratch"):
+        d[phase].pop("steps")
+    d["scenario"] = scenario
+    d["base_seed"] = base_seed if scenario == "continuous" else None
+    return d
+
+
+def _difference(old: dict, new: dict, prefix: str = "") -> str:
+    """The first key where two settings differ, as 'key: old -> new'."""
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            if a != b:
+                return _difference(a, b, f"{prefix}{k}.")
+        elif a != b:
+            return f"{prefix}{k}: {a} -> {b}"
+    return "none"
 
 
 def _summary(rows: list[dict], scenario: str) -> None:

@@ -15,6 +15,7 @@ pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from empirical.run import COLUMNS, main  # noqa: E402
+from theory.cli import InputError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,8 +53,21 @@ def test_micro_run_writes_schema_and_resumes(tmp_path: Path, cache: Path, capsys
     assert 0 <= manifest["assets"]["judge_heldout_acc"] <= 1
     plan = json.loads((out / "plans" / "plan-seed0-poisoned.json").read_text())
     assert len(plan["order"]) == 4
-    assert sorted(p.name for p in (out / "grids").glob("*.png")) == [
-        "continuous-s0-cp0-poisoned.png", "continuous-s0-cp2-control.png", "continuous-s0-cp2-poisoned.png"]
+    tags = ["continuous-s0-cp0-poisoned", "continuous-s0-cp2-control", "continuous-s0-cp2-poisoned"]
+    assert sorted(p.name for p in (out / "grids").glob("*.png")) == sorted(
+        [f"{t}.png" for t in tags] + [f"{t}-attention.png" for t in tags])
+    # cross-attention statistics per point and group: the clean point has no poisoned group
+    with open(out / "attention.csv", newline="") as fh:
+        att = list(csv.DictReader(fh))
+    assert [(a["c_p"], a["kind"], a["group"]) for a in att] == [
+        ("0", "poisoned", "unpoisoned"), ("2", "poisoned", "unpoisoned"), ("2", "poisoned", "poisoned"),
+        ("2", "control", "unpoisoned"), ("2", "control", "poisoned")]
+    assert [int(a["n_prompts"]) for a in att] == [8, 4, 4, 4, 4]
+    for a in att:
+        assert 0 < float(a["attn_entropy"]) <= 1 and 0 < float(a["attn_concept_share"]) <= 1
+    with np.load(out / "points" / "continuous-s0-cp2-poisoned-attention.npz") as z:
+        assert z["maps"].shape[0] == z["images"].shape[0] == len(z["concepts"]) > 0
+        assert z["maps"].shape[1:] == z["images"].shape[1:3]
     point = json.loads((out / "points" / "continuous-s0-cp2-poisoned.json").read_text())
     assert len(point["poisoned"]) == 2 and point["poisoned"] == plan["order"][:2]
     assert not (out / "checkpoints").exists() or not any((out / "checkpoints").iterdir())
@@ -76,6 +90,30 @@ def test_scratch_scenario_runs(tmp_path: Path, cache: Path):
     assert row["scenario"] == "scratch" and row["c_p"] == "1" and row["steps"] == "6"
 
 
+def test_continuous_seeds_share_the_base_model_and_settings_do_not_mix(tmp_path: Path, cache: Path):
+    from empirical.presets import get_preset
+    from empirical.run import prepare_assets, pretrained_state
+
+    out = tmp_path / "b"
+    base = ["--preset", "micro", "--poisoned-concepts", "0", "--out", str(out), "--cache", str(cache), "--quiet"]
+    assert main([*base, "--seed", "0,1"]) == 0
+    assert [r["seed"] for r in _rows(out)] == ["0", "1"]
+    assert json.loads((out / "manifest.json").read_text())["setting"]["base_seed"] == 0
+    # one pretraining serves both seeds (every test of this module uses seed 0 for its base model): one EMA file
+    assets = prepare_assets(get_preset("micro"), cache)
+    state = pretrained_state(assets, 0, cache)
+    assert len(list(cache.glob("pretrain-*/ema-*.safetensors"))) == 1 and state
+    # another base model or another UNet in the same folder is refused: rows of one folder share one setting
+    with pytest.raises(InputError, match="another setting .*base_seed: 0 -> 1"):
+        main([*base, "--seed", "0", "--base-seed", "1"])
+    with pytest.raises(InputError, match="another setting .*unet.channels"):
+        main([*base, "--seed", "0", "--unet-channels", "8,16"])
+    # a smaller UNet in its own folder runs and records its channels
+    small = tmp_path / "small"
+    assert main([*base[:-5], "--out", str(small), "--cache", str(cache), "--quiet", "--unet-channels", "8,16"]) == 0
+    assert json.loads((small / "manifest.json").read_text())["preset"]["unet"]["channels"] == [8, 16]
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--preset", "huge"], "unknown preset 'huge'"),
     (["--scenario", "lora2"], "unknown scenario 'lora2'"),
@@ -85,6 +123,10 @@ def test_scratch_scenario_runs(tmp_path: Path, cache: Path):
     (["--targets", "nearest"], "unknown target mode"),
     (["--concepts", "1"], "--concepts must be >= 2"),
     (["--steps", "0"], "--steps must be >= 1"),
+    (["--base-seed", "-1"], "--base-seed must be >= 0"),
+    (["--unet-channels", "16"], "--unet-channels needs 2 levels"),
+    (["--unet-channels", "16,x"], "comma list of integers"),
+    (["--unet-channels", "12,32"], "multiple of the group-norm groups"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, extra, message):
     out = tmp_path / "bad"
