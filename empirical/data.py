@@ -369,14 +369,12 @@ def load_or_render(cfg: RenderConfig, cache_dir: Path | None, *, noto_path: Path
 # Users' own data
 
 
-def load_image_folder(folder: Path, *, size: int | None = None) -> tuple[np.ndarray, list[str], list[str]]:
-    """Read an ``imagefolder`` data set: ``folder/metadata.jsonl`` lines ``{"file_name": str, "text": str}``.
-
-    Returns ``(images (N, S, S, 3) uint8, texts, file_names)``; images are converted to RGB and, when ``size`` is
-    given, centre-cropped to a square and resized to ``size``. A broken line or an unreadable image is skipped with
-    a warning naming it; if nothing is left (or the folder or metadata file is missing), :class:`InputError`.
-    File names must stay inside ``folder``.
-    """
+def iter_image_folder(folder: Path, *, size: int | None = None, after_line: int = 0):
+    """Stream an ``imagefolder`` data set: yields ``(line_number, image (S, S, 3) uint8, text, file_name)`` for
+    each usable line of ``folder/metadata.jsonl`` (``{"file_name": str, "text": str}``) after line
+    ``after_line`` (earlier lines are not read: a resumed run continues where it stopped). Images are converted to RGB and, when ``size`` is given,
+    centre-cropped to a square and resized to ``size``. A broken line, a path leaving the folder or an unreadable
+    image is skipped with a warning naming it. A missing folder or metadata file is an :class:`InputError`."""
     from PIL import Image, UnidentifiedImageError
 
     folder = Path(folder)
@@ -386,12 +384,9 @@ def load_image_folder(folder: Path, *, size: int | None = None) -> tuple[np.ndar
     if not meta.is_file():
         raise InputError(f"{meta} is missing (expected JSON lines with file_name and text)")
     root = folder.resolve()
-    images: list[np.ndarray] = []
-    texts: list[str] = []
-    names: list[str] = []
     with open(meta, encoding="utf-8", errors="replace") as fh:
         for lineno, line in enumerate(fh, 1):
-            if not line.strip():
+            if lineno <= after_line or not line.strip():
                 continue
             try:
                 row = json.loads(line)
@@ -413,12 +408,29 @@ def load_image_folder(folder: Path, *, size: int | None = None) -> tuple[np.ndar
                         side = min(im.size)
                         left, top = (im.size[0] - side) // 2, (im.size[1] - side) // 2
                         im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.LANCZOS)
-                    images.append(np.asarray(im, dtype=np.uint8))
+                    image = np.asarray(im, dtype=np.uint8)
             except (OSError, UnidentifiedImageError, ValueError):
                 warnings.warn(f"{path}: unreadable image; skipped", stacklevel=2)
                 continue
-            texts.append(text)
-            names.append(name)
+            yield lineno, image, text, name
+
+
+def count_folder_lines(folder: Path) -> int:
+    """Non-empty lines of ``folder/metadata.jsonl`` (an upper bound on its pairs, for progress bars)."""
+    with open(Path(folder) / "metadata.jsonl", "rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def load_image_folder(folder: Path, *, size: int | None = None) -> tuple[np.ndarray, list[str], list[str]]:
+    """Read a whole ``imagefolder`` data set (see :func:`iter_image_folder`): ``(images (N, S, S, 3) uint8,
+    texts, file_names)``. If nothing usable is left, :class:`InputError`."""
+    images: list[np.ndarray] = []
+    texts: list[str] = []
+    names: list[str] = []
+    for _, image, text, name in iter_image_folder(folder, size=size):
+        images.append(image)
+        texts.append(text)
+        names.append(name)
     if not images:
         raise InputError(f"no readable image-text pairs in {folder}")
     if size is None and len({im.shape for im in images}) > 1:

@@ -228,7 +228,7 @@ class Judge:
         save_file({k: v.contiguous() for k, v in self.modules.state_dict().items()}, str(tmp))
         os.replace(tmp, folder / "judge.safetensors")
         meta = {"config": asdict(self.cfg), "names": self.names, "log_temp": float(self.log_temp),
-                "text_dim": self.text.dim}
+                "text_dim": self.text.dim, "image_size": getattr(self, "image_size", None)}
         (folder / "judge.json").write_text(json.dumps(meta, indent=1))
 
     @classmethod
@@ -244,7 +244,9 @@ class Judge:
         modules = _build_judge_modules(cfg, int(meta["text_dim"]))
         modules.load_state_dict(load_file(str(folder / "judge.safetensors")))
         modules.to(device)
-        return cls(modules, float(meta["log_temp"]), meta["names"], text_encoder, cfg)
+        judge = cls(modules, float(meta["log_temp"]), meta["names"], text_encoder, cfg)
+        judge.image_size = meta.get("image_size")
+        return judge
 
 
 def _degrade(x, noise: float, gen):
@@ -307,7 +309,9 @@ def train_judge(images: np.ndarray, captions: Sequence[str], groups: np.ndarray,
         opt.step()
         sched.step()
     modules.eval()
-    return Judge(modules, float(log_temp.detach()), list(names), text_encoder, cfg)
+    judge = Judge(modules, float(log_temp.detach()), list(names), text_encoder, cfg)
+    judge.image_size = int(images.shape[1])
+    return judge
 
 
 def load_or_train_judge(images: np.ndarray, captions: Sequence[str], groups: np.ndarray, names: Sequence[str],

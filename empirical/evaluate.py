@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from empirical.data import caption
-from theory.ad import alignment_difficulty
+from theory.ad import pair_attribution
 
 #: Columns of the per-point measures, in the order they appear in results.csv.
 MEASURES: tuple[str, ...] = (
@@ -50,10 +50,24 @@ def prompts_and_seeds(names: list[str], cfg: EvalConfig) -> tuple[list[str], lis
     return prompts, seeds, np.asarray(labels)
 
 
-def mix_alignment_difficulty(judge, images: np.ndarray, texts: list[str]) -> dict[str, float]:
-    """AD of a training mix: theory.ad on the judge's unit text and image embeddings of its pairs."""
-    res = alignment_difficulty(judge.embed_texts(texts), judge.embed_images(images))
-    return {"ad": res.ad, "d_fea": res.d_fea, "d_stru": res.d_stru}
+def pair_attribution_of_mix(judge, images: np.ndarray, texts: list[str]):
+    """theory.ad's per-pair attribution of a training mix in the judge's joint space (unit embeddings)."""
+    return pair_attribution(judge.embed_texts(texts), judge.embed_images(images))
+
+
+def mix_alignment_difficulty(judge, images: np.ndarray, texts: list[str],
+                             is_poison: np.ndarray | None = None) -> dict[str, float]:
+    """AD of a training mix: theory.ad on the judge's unit text and image embeddings of its pairs. With the
+    mask of the true poison pairs, also how well ranking the pairs by their share of AD finds them
+    (:mod:`empirical.defence`: average precision, precision@k, base rate; NaN when there is no poison)."""
+    from empirical.defence import rank_quality
+
+    att = pair_attribution_of_mix(judge, images, texts)
+    res = att.result
+    out = {"ad": res.ad, "d_fea": res.d_fea, "d_stru": res.d_stru}
+    if is_poison is not None:
+        out.update(rank_quality(att.contribution, is_poison).summary())
+    return out
 
 
 def generated_measures(judge, generated: np.ndarray, labels: np.ndarray, prompts: list[str], poisoned: list[int],

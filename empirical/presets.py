@@ -15,14 +15,16 @@ from empirical.data import RenderConfig
 from empirical.encoders import JudgeConfig
 from empirical.evaluate import EvalConfig
 from empirical.model import UNetConfig, VAEConfig
-from empirical.train import TrainConfig
+from empirical.poisons import NightshadeConfig
+from empirical.train import LoraSettings, TrainConfig
 from theory.cli import InputError
 
 
 @dataclass(frozen=True)
 class Preset:
     """Everything an experiment size fixes. ``pretrain`` is the clean phase of ``continuous``; ``continued`` its
-    poisoned phase; ``scratch`` the single phase of ``scratch``. ``held_out`` renders per concept (another
+    poisoned phase (also the adapter training of ``lora``, whose adapters ``lora`` sets); ``scratch`` the single
+    phase of ``scratch``. ``held_out`` renders per concept (another
     augmentation stream) measure the judge. ``poison_per_concept`` is the default p."""
 
     name: str
@@ -37,6 +39,8 @@ class Preset:
     poison_per_concept: int
     held_out: int = 8
     device: str = "cpu"
+    nightshade: NightshadeConfig = NightshadeConfig()
+    lora: LoraSettings = LoraSettings()
 
 
 PRESETS: dict[str, Preset] = {
@@ -52,6 +56,7 @@ PRESETS: dict[str, Preset] = {
         evaluation=EvalConfig(per_concept=2, steps=2, guidance=2.0),
         poison_per_concept=4,
         held_out=2,
+        nightshade=NightshadeConfig(steps=3),
     ),
     "smoke": Preset(
         name="smoke",
@@ -66,6 +71,7 @@ PRESETS: dict[str, Preset] = {
         evaluation=EvalConfig(per_concept=4, steps=10, guidance=3.0),
         poison_per_concept=24,
         held_out=4,
+        nightshade=NightshadeConfig(steps=20),
     ),
     "cpu": Preset(
         name="cpu",
@@ -78,6 +84,7 @@ PRESETS: dict[str, Preset] = {
         scratch=TrainConfig(steps=3000, batch_size=64, warmup=100, checkpoint_every=200),
         evaluation=EvalConfig(per_concept=6, steps=15, guidance=4.0),
         poison_per_concept=80,
+        nightshade=NightshadeConfig(steps=100),
     ),
     "gpu": Preset(
         name="gpu",

@@ -1,14 +1,19 @@
 """``python -m empirical.report DIR [DIR ...]``: aggregate empirical results over seeds, correlate with AD, plot.
 
-Reads ``results.csv`` from each folder, groups rows by (scenario, targets, steps, p, C_P, kind), and prints the
-mean and a 95% t-interval over seeds of each measure; then Spearman ρ between the AD of the training mix and each
-unpoisoned-concept measure over all rows (poisoned and controls alike), and writes ``DIR/report.png`` (first
-folder): AD and unpoisoned-concept measures vs C_P, poisoned runs against their controls.
+Reads ``results.csv`` from each folder, groups rows by (setting, scenario, targets, steps, p, C_P, kind, poison
+type), and prints the mean and a 95% t-interval over seeds of each measure; then the cross-attention statistics
+(``attention.csv``) of unpoisoned and poisoned concepts the same way; then Spearman ρ between the AD of the
+training mix and each unpoisoned-concept measure over all rows (poisoned and controls alike), and writes
+``DIR/report.png`` (first folder): AD and unpoisoned-concept measures vs C_P, poisoned runs against their controls.
+
+Folders whose manifests record the same setting (preset, UNet, base model) pool their seeds; each other setting is
+labelled with the name of the first folder that holds it.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import sys
 from pathlib import Path
@@ -18,22 +23,50 @@ import numpy as np
 
 from theory.cli import ArgumentParser, InputError, run_main
 
-GROUP = ("scenario", "targets", "steps", "poison_per_concept", "c_p", "kind")
+GROUP = ("setting", "scenario", "targets", "steps", "poison_per_concept", "c_p", "kind", "poison_type")
+ATTENTION = ("attn_concept_mass", "attn_concept_share", "attn_entropy", "attn_concentration")
 SHOWN = ("ad", "d_fea", "d_stru", "unpoisoned_acc", "unpoisoned_prob", "fd_unpoisoned", "poisoned_acc",
          "attack_success", "unpoisoned_score")
 UNPOISONED = ("unpoisoned_acc", "unpoisoned_prob", "fd_unpoisoned", "unpoisoned_score")
 
 
-def read_rows(folders: Sequence[Path]) -> list[dict[str, str]]:
-    """All rows of the folders' results.csv files (InputError if a folder has none)."""
-    rows: list[dict[str, str]] = []
+def settings(folders: Sequence[Path]) -> dict[Path, str]:
+    """A label per folder: folders with the same recorded setting share the first one's name."""
+    seen: list[tuple[object, str]] = []
+    out = {}
     for folder in folders:
-        path = Path(folder) / "results.csv"
+        path = Path(folder) / "manifest.json"
+        try:
+            setting = json.loads(path.read_text()).get("setting") if path.is_file() else None
+        except (OSError, ValueError):
+            setting = None
+        label = next((lab for s, lab in seen if setting is not None and s == setting), None)
+        if label is None:
+            label = Path(folder).name
+            seen.append((setting, label))
+        out[Path(folder)] = label
+    return out
+
+
+def read_rows(folders: Sequence[Path], name: str = "results.csv", *, required: bool = True
+              ) -> list[dict[str, str]]:
+    """All rows of the folders' ``name`` tables, each with its folder's setting label (InputError if a folder has
+    no results). Rows written before poison types existed read as dirty-label (clean points and controls: none)."""
+    rows: list[dict[str, str]] = []
+    labels = settings(folders)
+    for folder in folders:
+        path = Path(folder) / name
         if not path.is_file():
-            raise InputError(f"{path} does not exist (run python -m empirical.run --out {folder} first)")
+            if required:
+                raise InputError(f"{path} does not exist (run python -m empirical.run --out {folder} first)")
+            continue
         with open(path, newline="") as fh:
-            rows += list(csv.DictReader(fh))
-    if not rows:
+            for r in csv.DictReader(fh):
+                r["setting"] = labels[Path(folder)]
+                if "poison_type" not in r:
+                    r["poison_type"] = "dirty" if r["kind"] == "poisoned" and r["c_p"] != "0" else "none"
+                rows.append(r)
+    if required and not rows:
         raise InputError("no result rows in " + ", ".join(str(f) for f in folders))
     return rows
 
@@ -50,16 +83,18 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float]:
     return float(x.mean()), float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
 
 
-def aggregate(rows: list[dict[str, str]]) -> list[dict]:
-    """One record per group: the group keys, ``n_seeds``, and (mean, ci) per measure in :data:`SHOWN`."""
+def aggregate(rows: list[dict[str, str]], group: Sequence[str] = GROUP, shown: Sequence[str] = SHOWN
+              ) -> list[dict]:
+    """One record per group: the group keys, ``n_seeds``, and (mean, ci) per measure in ``shown``."""
     groups: dict[tuple, list[dict[str, str]]] = {}
     for r in rows:
-        groups.setdefault(tuple(r[k] for k in GROUP), []).append(r)
+        groups.setdefault(tuple(r[k] for k in group), []).append(r)
+    c = list(group).index("c_p")
     out = []
-    for key, rs in sorted(groups.items(), key=lambda kv: (kv[0][:4], int(kv[0][4]), kv[0][5])):
-        rec = dict(zip(GROUP, key))
+    for key, rs in sorted(groups.items(), key=lambda kv: (kv[0][:c], int(kv[0][c]), kv[0][c + 1:])):
+        rec = dict(zip(group, key))
         rec["n_seeds"] = len({r["seed"] for r in rs})
-        for m in SHOWN:
+        for m in shown:
             rec[m] = mean_ci([float(r[m]) for r in rs])
         out.append(rec)
     return out
@@ -92,21 +127,26 @@ def plot(records: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4))
     series: dict[tuple, list[dict]] = {}
     for rec in records:
-        series.setdefault((rec["scenario"], rec["targets"], rec["steps"], rec["kind"]), []).append(rec)
+        ptype = "" if rec["poison_type"] in ("none", "dirty") else f", {rec['poison_type']}"
+        series.setdefault((rec["setting"], rec["scenario"], rec["targets"], rec["steps"] + ptype, rec["kind"]),
+                          []).append(rec)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     setting_colour: dict[tuple, str] = {}
-    for (scen, tgt, steps, kind), recs in sorted(series.items()):
-        setting = (scen, tgt, steps)
+    for (label, scen, tgt, steps, kind), recs in sorted(series.items()):
+        setting = (label, scen, tgt, steps.split(",")[0])
         colour = setting_colour.setdefault(setting, colours[len(setting_colour) % len(colours)])
-        if kind == "control":  # a control series starts from the shared clean point C_P = 0
-            recs = [r for r in series.get((scen, tgt, steps, "poisoned"), []) if r["c_p"] == "0"] + recs
+        if kind == "control" or recs[0]["poison_type"] not in ("none", "dirty"):
+            # a control or a second poison type starts from the shared clean point C_P = 0
+            clean = [r for key, rr in series.items() if key[:3] == (label, scen, tgt) and key[-1] == "poisoned"
+                     for r in rr if r["c_p"] == "0" and r["steps"] == steps.split(",")[0]]
+            recs = clean[:1] + [r for r in recs if r["c_p"] != "0"]
         recs = sorted(recs, key=lambda r: int(r["c_p"]))
         x = [int(r["c_p"]) for r in recs]
         for ax, (m, title) in zip(axes, panels):
             y = [r[m][0] for r in recs]
             e = [r[m][1] for r in recs]
             ax.errorbar(x, y, yerr=e, color=colour, ls="-" if kind == "poisoned" else "--", marker="o", ms=3,
-                        capsize=2, label=f"{scen}, targets {tgt}, {steps} steps ({kind})")
+                        capsize=2, label=f"{label}: {scen}, targets {tgt}, {steps} steps ({kind})")
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("C_P (poisoned concepts)")
     axes[0].legend(fontsize=6, loc="best")
@@ -122,13 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = read_rows(args.folders)
     records = aggregate(rows)
-    head = ["scenario", "targets", "steps", "p", "c_p", "kind", "seeds"] + list(SHOWN)
-    print("  ".join(head))
-    for rec in records:
-        cells = [rec["scenario"], rec["targets"], rec["steps"], rec["poison_per_concept"], rec["c_p"], rec["kind"],
-                 str(rec["n_seeds"])]
-        cells += [f"{rec[m][0]:.3f}±{rec[m][1]:.3f}" for m in SHOWN]
-        print("  ".join(cells))
+    _print(records, GROUP, SHOWN)
+    att = read_rows(args.folders, "attention.csv", required=False)
+    if att:
+        print("\ncross-attention statistics of the concept's tokens (empirical.attention), per concept group")
+        _print(aggregate(att, (*GROUP, "group"), ATTENTION), (*GROUP, "group"), ATTENTION)
     for m in UNPOISONED:
         rho, n = spearman(rows, m)
         print(f"Spearman rho(AD, {m}) = {rho:+.3f} over {n} runs")
@@ -137,6 +175,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         plot(records, path)
         print(f"plot: {path}")
     return 0
+
+
+def _print(records: list[dict], group: Sequence[str], shown: Sequence[str]) -> None:
+    names = {"poison_per_concept": "p", "poison_type": "poison"}
+    print("  ".join([names.get(k, k) for k in group] + ["seeds"] + [m.removeprefix("attn_") for m in shown]))
+    for rec in records:
+        cells = [str(rec[k]) for k in group] + [str(rec["n_seeds"])]
+        cells += [f"{rec[m][0]:.3f}±{rec[m][1]:.3f}" for m in shown]
+        print("  ".join(cells))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -32,16 +32,27 @@ from empirical.attention import STATISTICS
 from empirical.data import CAPTION_TEMPLATES, PAPER_CONCEPTS, ConceptData, RenderConfig, caption, load_or_render
 from empirical.evaluate import MEASURES, generated_measures, mix_alignment_difficulty, per_concept_table, \
     prompts_and_seeds
-from empirical.poisons import TARGET_MODES, PoisonPlan, control_pairs, make_plan, poison_pairs
+from empirical.poisons import POISON_TYPES, TARGET_MODES, PoisonPlan, control_pairs, make_plan, nightshade_pairs, \
+    poison_pairs
 from empirical.presets import PRESETS, Preset, get_preset, with_overrides
-from empirical.train import SCENARIOS, Mix, TrainConfig, encode_latents, train_unet, with_weights
+from empirical.train import SCENARIOS, Mix, TrainConfig, add_lora, encode_latents, merged, train_unet, with_weights
 from theory.cli import ArgumentParser, InputError, parse_int_list, run_main
 from theory.records import ResultsTable, atomic_write_text, command_line, ensure_writable_dir, git_commit, \
     package_versions, utc_now, write_manifest
 
 KINDS: tuple[str, ...] = ("poisoned", "control")
-COLUMNS: tuple[str, ...] = ("seed", "scenario", "c_p", "kind", "poison_per_concept", "targets", "steps",
-                            "n_concepts", "n_unpoisoned", *MEASURES, "train_s", "eval_s")
+COLUMNS: tuple[str, ...] = ("seed", "scenario", "c_p", "kind", "poison_type", "poison_per_concept", "targets",
+                            "steps", "n_concepts", "n_unpoisoned", *MEASURES, "poison_latent_ratio", "poison_linf",
+                            "poison_psnr", "detect_ap", "detect_p_at_k", "detect_base_rate", "train_s", "eval_s")
+POISON_REPORT: tuple[str, ...] = ("poison_latent_ratio", "poison_linf", "poison_psnr")
+DETECTION: tuple[str, ...] = ("detect_ap", "detect_p_at_k", "detect_base_rate")
+
+
+def _fill_old_row(row: dict[str, str]) -> dict[str, str]:
+    """Values of columns added later, for rows written before them (dirty-label was then the only poison)."""
+    poisoned = row.get("kind") == "poisoned" and row.get("c_p") != "0"
+    return {"poison_type": "dirty" if poisoned else "none",
+            **{k: "nan" for k in (*POISON_REPORT, *DETECTION)}}
 DEFAULT_CACHE = Path(os.environ.get("IMPLOSION_CACHE", Path.home() / ".cache" / "implosion-toolkit"))
 
 
@@ -134,15 +145,24 @@ def _reconstruct(vae, images: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
-def build_mix(assets: Assets, extra_images: np.ndarray, extra_concepts: np.ndarray) -> tuple[Mix, list[str]]:
-    """The clean set plus extra pairs (image index, caption concept); returns the mix and its caption texts."""
+def build_mix(assets: Assets, extra_images: np.ndarray, extra_concepts: np.ndarray,
+              new_pixels: np.ndarray | None = None) -> tuple[Mix, list[str]]:
+    """The clean set plus extra pairs (image index, caption concept); returns the mix and its caption texts.
+    Indices ≥ len(clean set) refer to ``new_pixels`` (images made for this mix, e.g. Nightshade poisons), whose
+    latent posteriors are encoded here."""
     n = len(assets.data)
+    mu, sigma = assets.mu, assets.sigma
+    if new_pixels is not None and len(new_pixels):
+        import torch
+
+        extra_mu, extra_sigma = encode_latents(assets.vae, new_pixels)
+        mu, sigma = torch.cat([mu, extra_mu]), torch.cat([sigma, extra_sigma])
     tmpl = np.arange(n) % len(CAPTION_TEMPLATES)
     clean_rows = assets.data.labels * len(CAPTION_TEMPLATES) + tmpl
     extra_rows = np.array([assets.caption_row(int(a), j) for j, a in enumerate(extra_concepts)], dtype=np.int64)
     image_idx = np.concatenate([np.arange(n), extra_images]).astype(np.int64)
     caption_idx = np.concatenate([clean_rows, extra_rows]).astype(np.int64)
-    mix = Mix(assets.mu, assets.sigma, assets.contexts, image_idx, caption_idx, assets.empty,
+    mix = Mix(mu, sigma, assets.contexts, image_idx, caption_idx, assets.empty,
               float(assets.vae.config.scaling_factor))
     return mix, [assets.captions[i] for i in caption_idx]
 
@@ -188,7 +208,8 @@ def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_d
 
     ``scratch`` starts from an initialisation drawn with ``seed``. ``continuous`` starts from the clean
     pretraining of seed ``base_seed`` -- the one given base model, like a released checkpoint, shared by all
-    seeds -- and ``seed`` draws the poisoned phase (poison plan, batches, noise)."""
+    seeds -- and ``seed`` draws the poisoned phase (poison plan, batches, noise). ``lora`` starts from the same
+    base model, frozen, and trains LoRA adapters (``preset.lora``) with the continued phase's settings."""
     if scenario == "scratch":
         unet = fresh_unet(assets, seed)
         cfg = TrainConfig(**{**asdict(assets.preset.scratch), "seed": seed})
@@ -200,6 +221,8 @@ def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_d
         unet = fresh_unet(assets, base_seed)
         unet.load_state_dict(pretrained_state(assets, base_seed, cache_dir, progress=progress))
         cfg = TrainConfig(**{**asdict(assets.preset.continued), "seed": seed + 1})
+        if scenario == "lora":
+            add_lora(unet, assets.preset.lora, seed=seed + 2)
     unet, ema = train_unet(unet, mix, cfg, checkpoint_dir=checkpoint_dir, progress=progress,
                            device=assets.preset.device)
     return with_weights(unet, ema), cfg.steps
@@ -229,17 +252,35 @@ def grid_image(images: np.ndarray, rows: list[str], per_row: int, scale: int = 2
 
 
 def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p: int, kind: str, p: int,
-              out: Path, cache_dir: Path | None, base_seed: int = 0, progress: bool = False,
-              keep_model: bool = False) -> dict:
-    """Train and measure one (seed, C_P, kind) point; writes its grid and per-concept table; returns its row."""
+              out: Path, cache_dir: Path | None, base_seed: int = 0, poison_type: str = "dirty",
+              progress: bool = False, keep_model: bool = False) -> dict:
+    """Train and measure one (seed, C_P, kind) point; writes its grid and per-concept table; returns its row.
+    ``poison_type`` (dirty or nightshade) applies to ``kind == "poisoned"``; controls are the same for both."""
     from empirical.attention import generate_with_attention, overlay
     from empirical.model import assemble_pipeline, save_pipeline
 
     labels = assets.data.labels
-    maker = poison_pairs if kind == "poisoned" else control_pairs
-    extra_images, extra_concepts = maker(plan, c_p, p, labels, seed=seed)
-    mix, texts = build_mix(assets, extra_images, extra_concepts)
-    tag = f"{scenario}-s{seed}-cp{c_p}-{kind}"
+    n = len(assets.data)
+    pixels = assets.data.images
+    report = {k: float("nan") for k in POISON_REPORT}
+    if kind == "control" or c_p == 0:
+        poison_type = "none"  # the clean point and the controls are the same for every poison type
+        maker = control_pairs if kind == "control" else poison_pairs
+        extra_images, extra_concepts = maker(plan, c_p, p, labels, seed=seed)
+        mix, texts = build_mix(assets, extra_images, extra_concepts)
+    elif poison_type == "nightshade":
+        shaded, extra_concepts, _, rep = nightshade_pairs(plan, c_p, p, pixels, labels, assets.vae,
+                                                          assets.preset.nightshade, seed=seed,
+                                                          cache_dir=cache_dir, progress=progress)
+        summary = rep.summary()
+        report = {"poison_latent_ratio": summary["latent_ratio"], "poison_linf": summary["linf"],
+                  "poison_psnr": summary["psnr"]} if len(shaded) else report
+        pixels = np.concatenate([pixels, shaded])
+        mix, texts = build_mix(assets, n + np.arange(len(shaded)), extra_concepts, new_pixels=shaded)
+    else:
+        extra_images, extra_concepts = poison_pairs(plan, c_p, p, labels, seed=seed)
+        mix, texts = build_mix(assets, extra_images, extra_concepts)
+    tag = f"{scenario}-s{seed}-cp{c_p}-{kind}" + ("-nightshade" if poison_type == "nightshade" else "")
     ckpt = out / "checkpoints" / tag
     t0 = time.perf_counter()
     unet, steps = train_point(assets, scenario, seed, mix, ckpt, cache_dir, base_seed=base_seed, progress=progress)
@@ -257,9 +298,14 @@ def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p
     poisoned = plan.poisoned(c_p)
     targets = dict(plan.pairs(c_p))
     row = generated_measures(assets.judge, images, gen_labels, prompts, poisoned, targets, assets.clean_features)
-    row.update(mix_alignment_difficulty(assets.judge, assets.data.images[mix.image_idx], texts))
+    is_poison = np.zeros(len(mix), bool)
+    if kind == "poisoned":
+        is_poison[n:] = True  # every pair beyond the clean set is a poison
+    row.update(mix_alignment_difficulty(assets.judge, pixels[mix.image_idx], texts, is_poison))
     eval_s = time.perf_counter() - t0
-    row.update({"seed": seed, "scenario": scenario, "c_p": c_p, "kind": kind, "poison_per_concept": p,
+    row.update(report)
+    row.update({"seed": seed, "scenario": scenario, "c_p": c_p, "kind": kind, "poison_type": poison_type,
+                "poison_per_concept": p,
                 "targets": plan.mode, "steps": steps, "n_concepts": len(names),
                 "n_unpoisoned": len(names) - len(poisoned), "n_pairs": len(mix), "train_s": round(train_s, 2),
                 "eval_s": round(eval_s, 2)})
@@ -282,13 +328,13 @@ def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p
         np.float16), concepts=np.asarray([names[gen_labels[i]] for i in sel]))
     row["attention"] = attention_rows(att.statistics, gen_labels, poisoned)
     if keep_model:
-        save_pipeline(pipe, out / "models" / tag)
+        save_pipeline(assemble_pipeline(assets.vae, merged(unet), assets.text_encoder), out / "models" / tag)
     shutil.rmtree(ckpt, ignore_errors=True)
     return row
 
 
-ATTENTION_COLUMNS: tuple[str, ...] = ("seed", "scenario", "c_p", "kind", "poison_per_concept", "targets", "steps",
-                                      "group", "n_prompts", *(f"attn_{k}" for k in STATISTICS))
+ATTENTION_COLUMNS: tuple[str, ...] = ("seed", "scenario", "c_p", "kind", "poison_type", "poison_per_concept",
+                                      "targets", "steps", "group", "n_prompts", *(f"attn_{k}" for k in STATISTICS))
 
 
 def attention_rows(stats: dict[str, np.ndarray], labels: np.ndarray, poisoned: list[int]) -> list[dict]:
@@ -322,11 +368,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="C_P values, e.g. 0,25,50,100 or 0..100:25 (default 0,25,50,100)")
     parser.add_argument("--poison-per-concept", type=int, default=None, metavar="P",
                         help="dirty-label pairs per poisoned concept (default: the preset's)")
+    parser.add_argument("--poison-type", default="dirty", help=f"{', '.join(POISON_TYPES)} (default dirty)")
+    parser.add_argument("--epsilon", type=float, default=None,
+                        help="nightshade: L-infinity budget on the [0, 1] pixel scale (default: the preset's, 0.05)")
+    parser.add_argument("--pgd-steps", type=int, default=None,
+                        help="nightshade: signed-gradient steps per image (default: the preset's)")
+    parser.add_argument("--lora-rank", type=int, default=None, help="lora: adapter rank (default: the preset's, 8)")
     parser.add_argument("--targets", default="poisoned", help=f"target mode: {', '.join(TARGET_MODES)}")
     parser.add_argument("--seed", default="0", help="seed or list of seeds, e.g. 0 or 0,1,2")
     parser.add_argument("--base-seed", type=int, default=0,
-                        help="seed of the clean pretraining that continuous starts from, shared by all --seed "
-                             "values (default 0); scratch ignores it")
+                        help="seed of the clean pretraining that continuous and lora start from, shared by all "
+                             "--seed values (default 0); scratch ignores it")
     parser.add_argument("--concepts", type=int, default=None, help="number of concepts (default: the preset's)")
     parser.add_argument("--unet-channels", default=None, metavar="LIST",
                         help="UNet channels per level, e.g. 32,64 (default: the preset's)")
@@ -342,6 +394,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     preset = get_preset(args.preset)
     if args.scenario not in SCENARIOS:
         raise InputError(f"unknown scenario {args.scenario!r}; choose from {', '.join(SCENARIOS)}")
+    if args.poison_type not in POISON_TYPES:
+        raise InputError(f"unknown poison type {args.poison_type!r}; choose from {', '.join(POISON_TYPES)}")
+    if args.epsilon is not None or args.pgd_steps is not None:
+        ns = preset.nightshade
+        ns = replace(ns, epsilon=ns.epsilon if args.epsilon is None else args.epsilon,
+                     steps=ns.steps if args.pgd_steps is None else args.pgd_steps)
+        ns.validate()
+        preset = replace(preset, nightshade=ns)
+    if args.lora_rank is not None:
+        lora = replace(preset.lora, rank=args.lora_rank)
+        lora.validate()
+        preset = replace(preset, lora=lora)
     if args.targets not in TARGET_MODES:
         raise InputError(f"unknown target mode {args.targets!r}; choose from {', '.join(TARGET_MODES)}")
     c_ps = parse_int_list(args.poisoned_concepts, name="--poisoned-concepts")
@@ -377,8 +441,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     warnings.filterwarnings("ignore", message=".*Triggered internally.*")
 
-    table = ResultsTable(out / "results.csv", COLUMNS)
-    attention_table = ResultsTable(out / "attention.csv", ATTENTION_COLUMNS)
+    table = ResultsTable(out / "results.csv", COLUMNS, fill=_fill_old_row)
+    attention_table = ResultsTable(out / "attention.csv", ATTENTION_COLUMNS, fill=_fill_old_row)
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     setting = _setting(preset, args.scenario, args.base_seed)
@@ -400,8 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           "notices": assets.data.notices, "seconds": round(time.perf_counter() - t_assets, 1)}
     write_manifest(manifest_path, manifest)
 
-    done = {(r["seed"], r["scenario"], r["c_p"], r["kind"], r["poison_per_concept"], r["targets"], r["steps"])
-            for r in table.rows}
+    done = {(r["seed"], r["scenario"], r["c_p"], r["kind"], r["poison_type"], r["poison_per_concept"], r["targets"],
+             r["steps"]) for r in table.rows}
     steps = (preset.scratch if args.scenario == "scratch" else preset.continued).steps
     todo = [(s, c, k) for s in seeds for c in c_ps for k in KINDS
             if not (k == "control" and (c == 0 or args.no_control))]
@@ -413,14 +477,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       "pairs": plan.to_json(len(plan.names))}, indent=1))
     skipped = 0
     for i, (s, c_p, kind) in enumerate(todo):
-        key = (str(s), args.scenario, str(c_p), kind, str(p), args.targets, str(steps))
+        ptype = "none" if kind == "control" or c_p == 0 else args.poison_type
+        key = (str(s), args.scenario, str(c_p), kind, ptype, str(p), args.targets, str(steps))
         if key in done:
             skipped += 1
             continue
         plan = make_plan(assets.data.names, seed=s, mode=args.targets)
         log(f"[{i + 1}/{len(todo)}] {args.scenario} seed {s} C_P {c_p} {kind}")
         row = run_point(assets, plan, scenario=args.scenario, seed=s, c_p=c_p, kind=kind, p=p, out=out,
-                        cache_dir=cache, base_seed=args.base_seed, progress=progress, keep_model=args.keep_models)
+                        cache_dir=cache, base_seed=args.base_seed, poison_type=args.poison_type,
+                        progress=progress, keep_model=args.keep_models)
         attention_table.append([{k: _fmt({**row, **a}[k]) for k in ATTENTION_COLUMNS} for a in row["attention"]])
         table.append([{k: _fmt(row[k]) for k in COLUMNS}])  # last: a row in results.csv marks the point done
         log("    " + "  ".join(f"{k} {_fmt(row[k])}" for k in ("ad", "unpoisoned_acc", "unpoisoned_prob",
@@ -447,7 +513,7 @@ def _setting(preset: Preset, scenario: str, base_seed: int) -> dict:
     for phase in ("continued", "scratch"):
         d[phase].pop("steps")
     d["scenario"] = scenario
-    d["base_seed"] = base_seed if scenario == "continuous" else None
+    d["base_seed"] = base_seed if scenario in ("continuous", "lora") else None
     return d
 
 

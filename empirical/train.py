@@ -13,7 +13,8 @@ with the same weights as an uninterrupted run (same machine, same thread count).
 after warm-up, so a run asked for more steps continues from the final checkpoint of a shorter one.
 
 Scenarios (the paper's training scenarios): ``scratch`` trains a fresh UNet on clean + poison; ``continuous``
-pretrains on clean data once (cached) and continues on clean + poison.
+pretrains on clean data once (cached) and continues on clean + poison; ``lora`` freezes the pretrained UNet and
+trains low-rank adapters (peft LoRA, W + (α/r)·BA on the attention projections) on clean + poison.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 
 from theory.cli import InputError
 
-SCENARIOS: tuple[str, ...] = ("scratch", "continuous")
+SCENARIOS: tuple[str, ...] = ("scratch", "continuous", "lora")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,47 @@ class TrainConfig:
                              f"{self.batch_size}, {self.lr})")
         if not 0 <= self.caption_dropout < 1:
             raise InputError(f"caption_dropout must be in [0, 1), got {self.caption_dropout}")
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA adapters on the UNet's attention projections: rank ``rank``, scale ``alpha``/``rank`` (alpha defaults
+    to the rank), Gaussian A and zero B at the start, so training starts from the pretrained model exactly."""
+
+    rank: int = 8
+    alpha: float | None = None
+    targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
+
+    def validate(self) -> None:
+        if self.rank < 1:
+            raise InputError(f"LoRA rank must be >= 1, got {self.rank}")
+
+
+def add_lora(unet, cfg: LoraSettings, *, seed: int):
+    """Freeze ``unet`` and add LoRA adapters (seeded initialisation; the global RNG is left untouched)."""
+    import torch
+    from peft import LoraConfig
+
+    cfg.validate()
+    unet.requires_grad_(False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha if cfg.alpha is not None else cfg.rank,
+                                    init_lora_weights="gaussian", target_modules=list(cfg.targets)))
+    return unet
+
+
+def merged(unet):
+    """A copy of a LoRA-adapted UNet with the adapters fused into its weights and removed (a plain UNet that
+    saves as a standard diffusers folder); other UNets are returned as they are."""
+    import copy
+
+    if not getattr(unet, "_hf_peft_config_loaded", False):
+        return unet
+    other = copy.deepcopy(unet)
+    other.fuse_lora()
+    other.unload_lora()
+    return other
 
 
 @dataclass
@@ -186,7 +228,7 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
     gen = torch.Generator().manual_seed(cfg.seed)
     unet.train()
     ema = {k: v.detach().clone().float() for k, v in unet.state_dict().items()}
-    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=1e-2)
+    opt = torch.optim.AdamW([p for p in unet.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=1e-2)
     start = 0
     if checkpoint_dir is not None:
         start = load_checkpoint(Path(checkpoint_dir), fingerprint, unet, ema, opt, gen, max_step=cfg.steps)
@@ -199,6 +241,7 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
     n = len(mix)
     bs = min(cfg.batch_size, n)
     raw = accelerator.unwrap_model(unet)
+    frozen = {k for k, p in raw.named_parameters() if not p.requires_grad}  # e.g. the base under LoRA: copied
     steps = range(start, cfg.steps)
     if progress:
         from tqdm.auto import tqdm
@@ -225,7 +268,7 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
         d = min(cfg.ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
             for k, v in raw.state_dict().items():
-                if v.dtype.is_floating_point:
+                if v.dtype.is_floating_point and k not in frozen:
                     ema[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
                 else:
                     ema[k].copy_(v)

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from empirical.report import aggregate, main, mean_ci, spearman
+import json
+
+from empirical.report import aggregate, main, mean_ci, read_rows, spearman
 from empirical.run import COLUMNS
 
 
@@ -46,7 +48,7 @@ def test_mean_ci_matches_the_t_interval():
 
 def test_aggregate_groups_over_seeds_and_spearman_matches_scipy(tmp_path: Path):
     rows = [{k: str(v) for k, v in r.items()} for r in _rows()]
-    recs = aggregate([{**{k: "nan" for k in COLUMNS}, **r} for r in rows])
+    recs = aggregate([{**{k: "nan" for k in COLUMNS}, "setting": "a", "poison_type": "dirty", **r} for r in rows])
     assert len(recs) == 6 and all(r["n_seeds"] == 3 for r in recs)
     poisoned20 = next(r for r in recs if r["c_p"] == "20" and r["kind"] == "poisoned")
     expect = np.mean([float(r["ad"]) for r in rows if r["c_p"] == "20" and r["kind"] == "poisoned"])
@@ -63,3 +65,33 @@ def test_cli_prints_and_plots(tmp_path: Path, capsys):
     assert main([str(tmp_path / "a")]) == 0
     out = capsys.readouterr().out
     assert "Spearman rho(AD, unpoisoned_prob)" in out and (tmp_path / "a" / "report.png").stat().st_size > 1000
+
+
+def test_folders_pool_by_recorded_setting_and_old_tables_read_as_dirty(tmp_path: Path, capsys):
+    rows = _rows()
+    for name, seeds, setting in (("a", (0,), {"unet": [64, 128]}), ("b", (1, 2), {"unet": [64, 128]}),
+                                 ("small", (0,), {"unet": [32, 64]})):
+        _write(tmp_path / name, [r for r in rows if r["seed"] in seeds])
+        (tmp_path / name / "manifest.json").write_text(json.dumps({"setting": setting}))
+    got = read_rows([tmp_path / "a", tmp_path / "b", tmp_path / "small"])
+    assert {r["setting"] for r in got} == {"a", "small"}
+    recs = aggregate(got)
+    assert sorted({(r["setting"], r["n_seeds"]) for r in recs}) == [("a", 3), ("small", 1)]
+    # a results.csv from before poison types: poisoned points read as dirty-label, the rest as none
+    old = tmp_path / "old"
+    old.mkdir()
+    cols = [c for c in COLUMNS if c != "poison_type"]
+    with open(old / "results.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        for r in rows[:4]:
+            w.writerow({k: r.get(k, "nan") for k in cols})
+    assert [r["poison_type"] for r in read_rows([old])] == ["none", "none", "dirty", "none"]
+    # attention statistics are summarised per concept group when present
+    with open(tmp_path / "a" / "attention.csv", "w", newline="") as fh:
+        fh.write("seed,scenario,c_p,kind,poison_type,poison_per_concept,targets,steps,group,n_prompts,"
+                 "attn_concept_mass,attn_concept_share,attn_entropy,attn_concentration\n"
+                 "0,continuous,0,poisoned,none,80,poisoned,600,unpoisoned,90,0.2,0.5,0.7,0.3\n")
+    assert main([str(tmp_path / "a"), "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    assert "cross-attention statistics" in out and "unpoisoned  1  0.200±0.000  0.500±0.000" in out

@@ -19,7 +19,7 @@ import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from theory.cli import InputError
 
@@ -61,9 +61,9 @@ def ensure_writable_dir(path: Path, *, name: str = "--out") -> Path:
     return path
 
 
-def read_table(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
+def read_table(path: Path, columns: Sequence[str] | None) -> list[dict[str, str]]:
     """Rows of a results table (empty if absent). A partial last line (a kill mid-write) is dropped and cut off
-    the file; a header that differs from ``columns`` is an InputError."""
+    the file; a header that differs from ``columns`` (unless None: any header) is an InputError."""
     if not path.exists():
         return []
     raw = path.read_bytes()
@@ -77,17 +77,24 @@ def read_table(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
     reader = csv.DictReader(io.StringIO(raw.decode()))
     if reader.fieldnames is None:
         return []
-    if list(reader.fieldnames) != list(columns):
+    if columns is not None and list(reader.fieldnames) != list(columns):
         raise InputError(f"{path} has columns {reader.fieldnames}, expected {list(columns)}; use another --out")
     return list(reader)
 
 
 class ResultsTable:
-    """Append-only CSV with a fixed header; every row is flushed and fsynced as it is written."""
+    """Append-only CSV with a fixed header; every row is flushed and fsynced as it is written.
 
-    def __init__(self, path: Path, columns: Sequence[str]):
+    ``fill`` upgrades a table written by an older version: when the file's header lacks some of ``columns`` but
+    has no column outside them, ``fill(row)`` gives the missing values of each old row and the file is rewritten
+    atomically with the new header (nothing computed is lost). Without ``fill`` a different header is an error."""
+
+    def __init__(self, path: Path, columns: Sequence[str],
+                 fill: Callable[[dict[str, str]], dict[str, Any]] | None = None):
         self.path = Path(path)
         self.columns = list(columns)
+        if fill is not None:
+            _upgrade(self.path, self.columns, fill)
         self.rows = read_table(self.path, self.columns)  # also repairs a partial last line
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
@@ -104,6 +111,24 @@ class ResultsTable:
             fh.flush()
             os.fsync(fh.fileno())
         self.rows.extend({k: str(row[k]) for k in self.columns} for row in rows)
+
+
+def _upgrade(path: Path, columns: list[str], fill: Callable[[dict[str, str]], dict[str, Any]]) -> None:
+    """Rewrite ``path`` with header ``columns`` when its header is a proper subset of them (see ResultsTable)."""
+    if not path.exists() or not path.stat().st_size:
+        return
+    rows = read_table(path, None)
+    with open(path, newline="") as fh:
+        header = next(csv.reader(fh), [])
+    if header == columns or not set(header) < set(columns):
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        extra = fill(row)
+        writer.writerow({k: row[k] if k in row else extra[k] for k in columns})
+    atomic_write_text(path, buf.getvalue())
 
 
 def package_versions(names: Iterable[str]) -> dict[str, str | None]:

@@ -1,0 +1,227 @@
+"""``python -m empirical.embed FOLDER --out emb.npz``: embed an image-text folder for ``python -m theory.ad``.
+
+    python -m empirical.embed my_pairs/ --out emb.npz                  # our trained judge (preset cpu)
+    python -m empirical.embed my_pairs/ --out emb.npz --judge clip/    # a local CLIP folder (transformers)
+    python -m theory.ad emb.npz                                        # the folder's Alignment Difficulty
+
+FOLDER is a Hugging Face ``imagefolder`` (``metadata.jsonl`` lines ``{"file_name": ..., "text": ...}``; broken
+lines and unreadable images are skipped with a warning naming them). Each pair's caption and image are embedded
+in the model's joint space and L2-normalised; ``--out`` gets arrays ``text`` and ``image`` (n × d, float32),
+``line`` (the metadata line of each pair) and ``file_name``, which is what ``theory.ad`` reads.
+
+The model is loaded once and pairs are embedded in batches with a progress bar. Every ``--save-every`` batches
+the embeddings so far go to ``OUT.partial.npz`` (with a fingerprint of the folder's metadata and the model), so a
+killed run started again with the same arguments continues after the last saved line.
+
+``--judge`` takes a folder written by our judge (``judge.json`` + ``judge.safetensors``) or a transformers CLIP
+folder (``config.json`` with model_type clip, safetensors weights, tokenizer and image processor files); it is
+loaded with ``local_files_only`` and without remote code. Without ``--judge`` the judge of ``--preset`` is taken
+from the asset cache (trained there first if absent, as ``python -m empirical.run`` would).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from theory.cli import ArgumentParser, InputError, run_main
+
+
+class ClipEmbedder:
+    """A local transformers CLIP folder as a joint embedder (safetensors only, no remote code)."""
+
+    def __init__(self, folder: Path, device: str = "cpu"):
+        import torch
+        from transformers import CLIPModel, CLIPProcessor
+
+        folder = Path(folder)
+        cfg = folder / "config.json"
+        try:
+            model_type = json.loads(cfg.read_text()).get("model_type") if cfg.is_file() else None
+        except ValueError:
+            model_type = None
+        if model_type != "clip":
+            raise InputError(f"{folder} is not a CLIP model folder (config.json with model_type 'clip')")
+        if not list(folder.glob("*.safetensors")):
+            pickles = sorted(p.name for p in folder.glob("*.bin"))
+            hint = f" (found {pickles[0]}; convert it to safetensors)" if pickles else ""
+            raise InputError(f"{folder} has no safetensors weights{hint}")
+        try:
+            self.model = CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True).to(device)
+            self.processor = CLIPProcessor.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot load CLIP from {folder}: {str(exc).splitlines()[0]}") from None
+        self.model.eval()
+        self.device = device
+        self._torch = torch
+        self.name = f"clip:{folder.resolve()}"
+        self.size = None  # the processor resizes
+
+    def embed(self, images: list[np.ndarray], texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        torch = self._torch
+        with torch.no_grad():
+            px = self.processor(images=list(images), return_tensors="pt")["pixel_values"].to(self.device)
+            tok = self.processor.tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
+            v = self.model.get_image_features(pixel_values=px)
+            t = self.model.get_text_features(input_ids=tok["input_ids"].to(self.device),
+                                             attention_mask=tok["attention_mask"].to(self.device))
+            v = torch.nn.functional.normalize(_tensor(v), dim=-1)
+            t = torch.nn.functional.normalize(_tensor(t), dim=-1)
+        return t.float().cpu().numpy(), v.float().cpu().numpy()
+
+
+def _tensor(x):
+    """Features from a transformers output (a tensor, or an output object in newer versions)."""
+    return x if hasattr(x, "shape") else getattr(x, "pooler_output", x[0])
+
+
+class JudgeEmbedder:
+    """Our judge (:class:`empirical.encoders.Judge`) as a joint embedder; images are resized to its size."""
+
+    def __init__(self, judge, size: int, name: str):
+        self.judge = judge
+        self.size = size
+        self.name = name
+
+    def embed(self, images: list[np.ndarray], texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        if len({im.shape for im in images}) > 1:
+            raise InputError("images differ in size and this judge records no image size to resize them to")
+        return (self.judge.embed_texts(list(texts)).astype(np.float32),
+                self.judge.embed_images(np.stack(images)).astype(np.float32))
+
+
+def load_embedder(judge: Path | None, preset_name: str, cache: Path, device: str = "cpu", log=print):
+    """The embedder for ``--judge`` (see the module docstring)."""
+    from empirical.encoders import Judge, TextEncoder
+    from empirical.presets import get_preset
+
+    if judge is not None:
+        judge = Path(judge)
+        if not judge.is_dir():
+            raise InputError(f"--judge {judge} is not a folder")
+        if (judge / "judge.json").is_file():
+            j = Judge.load(judge, TextEncoder(device=device), device=device)
+            return JudgeEmbedder(j, j.image_size, f"judge:{judge.resolve()}")
+        return ClipEmbedder(judge, device)
+    from empirical.run import prepare_assets
+
+    preset = get_preset(preset_name)
+    log(f"using the judge of preset {preset.name!r} from {cache} (trained there first if absent)")
+    assets = prepare_assets(preset, cache, log=log)
+    return JudgeEmbedder(assets.judge, preset.render.size, f"judge:{preset.name}:{assets.data_key}")
+
+
+def _fingerprint(folder: Path, model: str) -> str:
+    h = hashlib.sha256((folder / "metadata.jsonl").read_bytes())
+    h.update(model.encode())
+    return h.hexdigest()[:16]
+
+
+def _save(path: Path, **arrays) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def embed_folder(folder: Path, embedder, out: Path, *, batch_size: int = 64, save_every: int = 20,
+                 progress: bool = False) -> dict[str, np.ndarray]:
+    """Embed every usable pair of ``folder`` (resuming from ``out``'s partial file) and write ``out``."""
+    from tqdm.auto import tqdm
+
+    from empirical.data import count_folder_lines, iter_image_folder
+
+    folder, out = Path(folder), Path(out)
+    partial = out.with_name(out.name.removesuffix(".npz") + ".partial.npz")
+    fp = _fingerprint(folder, embedder.name)
+    text: list[np.ndarray] = []
+    image: list[np.ndarray] = []
+    lines: list[int] = []
+    names: list[str] = []
+    after = 0
+    if partial.is_file():
+        with np.load(partial, allow_pickle=False) as z:
+            if str(z["fingerprint"]) == fp:
+                text, image = [z["text"]], [z["image"]]
+                lines, names = list(z["line"]), list(z["file_name"])
+                after = int(lines[-1]) if lines else 0
+
+    def flush():
+        _save(partial, text=np.concatenate(text) if text else np.zeros((0, 0), np.float32),
+              image=np.concatenate(image) if image else np.zeros((0, 0), np.float32),
+              line=np.asarray(lines, np.int64), file_name=np.asarray(names, dtype=str), fingerprint=np.asarray(fp))
+
+    bar = tqdm(total=count_folder_lines(folder), initial=after, desc="embed", unit="pair", disable=not progress)
+    batch: list[tuple[int, np.ndarray, str, str]] = []
+    n_batches = 0
+
+    def run_batch():
+        nonlocal n_batches
+        t, v = embedder.embed([b[1] for b in batch], [b[2] for b in batch])
+        text.append(t)
+        image.append(v)
+        lines.extend(b[0] for b in batch)
+        names.extend(b[3] for b in batch)
+        bar.update(batch[-1][0] - bar.n)  # progress in metadata lines
+        batch.clear()
+        n_batches += 1
+        if n_batches % save_every == 0:
+            flush()
+
+    for item in iter_image_folder(folder, size=embedder.size, after_line=after):
+        batch.append(item)
+        if len(batch) == batch_size:
+            run_batch()
+    if batch:
+        run_batch()
+    bar.close()
+    if not lines:
+        raise InputError(f"no readable image-text pairs in {folder}")
+    arrays = {"text": np.concatenate(text).astype(np.float32), "image": np.concatenate(image).astype(np.float32),
+              "line": np.asarray(lines, np.int64), "file_name": np.asarray(names, dtype=str)}
+    _save(out, **arrays)
+    partial.unlink(missing_ok=True)
+    return arrays
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from empirical.run import DEFAULT_CACHE
+
+    parser = ArgumentParser(prog="python -m empirical.embed", description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path, help="image-text folder with metadata.jsonl")
+    parser.add_argument("--out", type=Path, required=True, help="output .npz (arrays text, image, line, file_name)")
+    parser.add_argument("--judge", type=Path, default=None,
+                        help="our judge folder or a local transformers CLIP folder (default: the preset's judge)")
+    parser.add_argument("--preset", default="cpu", help="whose judge to use without --judge (default cpu)")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"asset cache (default {DEFAULT_CACHE})")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--save-every", type=int, default=20, metavar="BATCHES")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1 or args.save_every < 1:
+        raise InputError("--batch-size and --save-every must be >= 1")
+    if not args.folder.is_dir():
+        raise InputError(f"image folder {args.folder} does not exist")
+    if not (args.folder / "metadata.jsonl").is_file():
+        raise InputError(f"{args.folder / 'metadata.jsonl'} is missing (expected JSON lines with file_name and text)")
+    if args.out.suffix != ".npz":
+        raise InputError(f"--out must end in .npz, got {args.out}")
+    if not args.out.parent.exists():
+        raise InputError(f"--out folder {args.out.parent} does not exist")
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    embedder = load_embedder(args.judge, args.preset, args.cache, args.device, log=log)
+    arrays = embed_folder(args.folder, embedder, args.out, batch_size=args.batch_size, save_every=args.save_every,
+                          progress=not args.quiet and sys.stderr.isatty())
+    print(f"{len(arrays['line'])} pairs embedded ({arrays['text'].shape[1]}-d) -> {args.out}; "
+          f"next: python -m theory.ad {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, prog="python -m empirical.embed")

@@ -1,0 +1,34 @@
+"""Results tables: partial last lines are repaired, headers are checked, old tables are upgraded losslessly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from theory.cli import InputError
+from theory.records import ResultsTable, read_table
+
+
+def test_partial_last_line_is_dropped_and_the_file_cut(tmp_path: Path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n1,2\n3,")
+    assert read_table(path, ["a", "b"]) == [{"a": "1", "b": "2"}]
+    assert path.read_text() == "a,b\n1,2\n"
+    with pytest.raises(InputError, match="has columns"):
+        read_table(path, ["a", "c"])
+
+
+def test_old_table_gains_new_columns_with_filled_values(tmp_path: Path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,kind\n1,poisoned\n2,control\n")
+    t = ResultsTable(path, ["a", "kind", "type"], fill=lambda r: {"type": "dirty" if r["kind"] == "poisoned"
+                                                                  else "none"})
+    assert t.rows == [{"a": "1", "kind": "poisoned", "type": "dirty"}, {"a": "2", "kind": "control", "type": "none"}]
+    t.append([{"a": 3, "kind": "poisoned", "type": "nightshade"}])
+    assert path.read_text() == "a,kind,type\n1,poisoned,dirty\n2,control,none\n3,poisoned,nightshade\n"
+    # a column the new header does not know is not silently dropped
+    path.write_text("a,zzz\n1,2\n")
+    with pytest.raises(InputError, match="has columns"):
+        ResultsTable(path, ["a", "kind"], fill=lambda r: {"kind": "x"})
+    assert path.read_text() == "a,zzz\n1,2\n"
