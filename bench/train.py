@@ -32,13 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="the smoke preset's model instead of the cpu preset's")
-    ap.add_argument("--steps", type=int, default=None, help="steps per timed run (default 30, quick 40)")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
+def timed_loops(preset, *, device: str = "cpu", steps: int = 30, concepts: int = 40, per_concept: int = 8):
+    """(plain, ours, info): two callables that each train a fresh copy of ``preset``'s UNet for ``steps`` steps
+    on ``device`` (bf16 autocast when the preset trains in bf16) and return the seconds taken; ``info`` holds the
+    batch, the image size, the parameter count and the one-off precomputation seconds of ours."""
+    from dataclasses import replace
 
     import torch
     from diffusers.training_utils import EMAModel
@@ -46,50 +44,49 @@ def main() -> int:
     from empirical.data import render
     from empirical.encoders import TextEncoder, to_tensor
     from empirical.model import build_unet, build_vae, noise_scheduler
-    from empirical.presets import PRESETS
     from empirical.train import Mix, TrainConfig, encode_latents, train_unet
 
-    torch.set_num_threads(args.threads)
-    preset = PRESETS["smoke" if args.quick else "cpu"]
-    steps = args.steps or (40 if args.quick else 30)
     bs = preset.continued.batch_size
-    from dataclasses import replace
-
-    data = render(replace(preset.render, concepts=min(preset.render.concepts, 40), per_concept=8))
-    te = TextEncoder()
-    vae = build_vae(preset.vae).eval().requires_grad_(False)  # untrained: cost, not quality, is measured
-    images = to_tensor(data.images)
+    precision = preset.continued.mixed_precision
+    data = render(replace(preset.render, concepts=min(preset.render.concepts, concepts), per_concept=per_concept))
+    te = TextEncoder(device=device)
+    vae = build_vae(preset.vae).eval().requires_grad_(False).to(device)  # untrained: cost, not quality
+    images = to_tensor(data.images).to(device)
     captions = data.captions
     h = data.images.shape[1] // (2 ** (len(preset.vae.channels) - 1))
 
     def unet():
         return build_unet(preset.unet, sample_size=h, latent_channels=preset.vae.latent_channels,
-                          cross_attention_dim=te.dim, seed=0)
+                          cross_attention_dim=te.dim, seed=0).to(device)
 
     sched = noise_scheduler()
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
     def plain() -> float:
         model = unet().train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-2)
         ema = EMAModel(model.parameters(), decay=0.999)
         gen = torch.Generator().manual_seed(0)
+        sync()
         t0 = time.perf_counter()
         for _ in range(steps):
             idx = torch.randint(0, len(images), (bs,), generator=gen)
             with torch.no_grad():
-                lat = vae.encode(images[idx]).latent_dist.sample(generator=gen) * vae.config.scaling_factor
+                lat = vae.encode(images[idx.to(device)]).latent_dist.sample() * vae.config.scaling_factor
                 caps = [captions[i] if torch.rand(1, generator=gen).item() > 0.1 else "" for i in idx.tolist()]
                 ids = te.tokenizer(caps, padding="max_length", max_length=te.max_length, truncation=True,
-                                   return_tensors="pt").input_ids
+                                   return_tensors="pt").input_ids.to(device)
                 ctx = te.model(ids)[0]
-            noise = torch.randn(lat.shape, generator=gen)
-            t = torch.randint(0, sched.config.num_train_timesteps, (bs,), generator=gen)
-            pred = model(sched.add_noise(lat, noise, t), t, encoder_hidden_states=ctx).sample
-            loss = torch.nn.functional.mse_loss(pred, noise)
+            noise = torch.randn(lat.shape, device=device)
+            t = torch.randint(0, sched.config.num_train_timesteps, (bs,), device=device)
+            with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16"):
+                pred = model(sched.add_noise(lat, noise, t), t, encoder_hidden_states=ctx).sample
+            loss = torch.nn.functional.mse_loss(pred.float(), noise)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             ema.step(model.parameters())
+        sync()
         return time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -103,25 +100,54 @@ def main() -> int:
 
     def ours() -> float:
         model = unet()
+        sync()
         t0 = time.perf_counter()
-        train_unet(model, mix, TrainConfig(steps=steps, batch_size=bs, warmup=1, checkpoint_every=10 ** 9))
+        train_unet(model, mix, TrainConfig(steps=steps, batch_size=bs, warmup=1, checkpoint_every=10 ** 9,
+                                           mixed_precision=precision), device=device)
+        sync()
         return time.perf_counter() - t0
 
-    plain(), ours()  # warm-up
+    info = {"batch": bs, "image": data.images.shape[1], "params": sum(p.numel() for p in unet().parameters()),
+            "precompute_s": precompute, "images": len(captions), "captions": len(uniq), "precision": precision}
+    return plain, ours, info
+
+
+def compare(plain, ours, repeats: int) -> tuple[float, float]:
+    """Medians (seconds) of ``repeats`` alternating runs of each loop, after one warm-up run of each."""
+    plain(), ours()
     tp, to = [], []
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         tp.append(plain())
         to.append(ours())
-    mp, mo = statistics.median(tp), statistics.median(to)
-    n_params = sum(p.numel() for p in unet().parameters())
-    print(f"# bench/train.py  preset={preset.name}  unet={n_params / 1e6:.2f}M params  batch={bs}  "
-          f"image={data.images.shape[1]}px  steps/run={steps}  repeats={args.repeats}  threads={args.threads}  "
+    return statistics.median(tp), statistics.median(to)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="the smoke preset's model instead of the cpu preset's")
+    ap.add_argument("--steps", type=int, default=None, help="steps per timed run (default 30, quick 40)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    import torch
+
+    from empirical.presets import PRESETS
+
+    torch.set_num_threads(args.threads)
+    preset = PRESETS["smoke" if args.quick else "cpu"]
+    steps = args.steps or (40 if args.quick else 30)
+    plain, ours, info = timed_loops(preset, steps=steps)
+    mp, mo = compare(plain, ours, args.repeats)
+    bs = info["batch"]
+    print(f"# bench/train.py  preset={preset.name}  unet={info['params'] / 1e6:.2f}M params  batch={bs}  "
+          f"image={info['image']}px  steps/run={steps}  repeats={args.repeats}  threads={args.threads}  "
           f"{platform.machine()}  torch {torch.__version__}")
     print(f"{'loop':<8} {'median s':>9} {'steps/s':>8} {'images/s':>9}")
     for name, m in (("plain", mp), ("ours", mo)):
         print(f"{name:<8} {m:>9.2f} {steps / m:>8.2f} {steps * bs / m:>9.1f}")
-    print(f"ratio ours/plain (throughput): {mp / mo:.2f}x; one-off precompute for ours: {precompute:.1f} s "
-          f"({len(captions)} images, {len(uniq)} captions)")
+    print(f"ratio ours/plain (throughput): {mp / mo:.2f}x; one-off precompute for ours: {info['precompute_s']:.1f} s "
+          f"({info['images']} images, {info['captions']} captions)")
     return 0
 
 
