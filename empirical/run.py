@@ -446,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     setting = _setting(preset, args.scenario, args.base_seed)
-    if manifest and manifest.get("setting", setting) != setting:
+    if manifest and _difference(manifest.get("setting", setting), setting) != "none":
         raise InputError(f"{out} holds results of another setting ({_difference(manifest['setting'], setting)}); "
                          "choose another --out")
     manifest["setting"] = setting
@@ -518,8 +518,11 @@ def _setting(preset: Preset, scenario: str, base_seed: int) -> dict:
 
 
 def _difference(old: dict, new: dict, prefix: str = "") -> str:
-    """The first key where two settings differ, as 'key: old -> new'."""
+    """The first key where two settings differ, as 'key: old -> new' ('none' if they agree). Keys the old setting
+    lacks were added to the presets by a later version and do not count (old folders stay resumable)."""
     for k in sorted(set(old) | set(new)):
+        if k not in old:
+            continue
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             if a != b:

@@ -108,6 +108,11 @@ def test_continuous_seeds_share_the_base_model_and_settings_do_not_mix(tmp_path:
         main([*base, "--seed", "0", "--base-seed", "1"])
     with pytest.raises(InputError, match="another setting .*unet.channels"):
         main([*base, "--seed", "0", "--unet-channels", "8,16"])
+    # a folder written before a preset field existed stays resumable (the new field is not a difference)
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["setting"]["lora"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert main([*base, "--seed", "0,1"]) == 0
     # a smaller UNet in its own folder runs and records its channels
     small = tmp_path / "small"
     assert main([*base[:-5], "--out", str(small), "--cache", str(cache), "--quiet", "--unet-channels", "8,16"]) == 0
