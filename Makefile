@@ -8,7 +8,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 # CPU torch must come first: an unpinned torch pulls a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup setup-test demo test check bench clean
+.PHONY: setup setup-test demo test check figures figures-quick bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ demo: $(VENV)/.core
 
 check: $(VENV)/.core
 	$(BIN)/python -m theory.check
+
+# Every figure and table of the paper from results/ (paper_figures/out/figures.md); -quick: smallest presets.
+figures: $(VENV)/.full
+	$(BIN)/python -m paper_figures all
+
+figures-quick: $(VENV)/.full
+	$(BIN)/python -m paper_figures all --quick
 
 # pytest exit 5 means "no tests collected": a suite that ran nothing must not look green.
 test: $(VENV)/.full

@@ -445,9 +445,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     attention_table = ResultsTable(out / "attention.csv", ATTENTION_COLUMNS, fill=_fill_old_row)
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    setting = _setting(preset, args.scenario, args.base_seed)
-    if manifest and _difference(manifest.get("setting", setting), setting) != "none":
-        raise InputError(f"{out} holds results of another setting ({_difference(manifest['setting'], setting)}); "
+    setting = setting_of(preset, args.scenario, args.base_seed)
+    if manifest and setting_difference(manifest.get("setting", setting), setting) != "none":
+        raise InputError(f"{out} holds results of another setting ({setting_difference(manifest['setting'], setting)}); "
                          "choose another --out")
     manifest["setting"] = setting
     manifest.update({"command": command_line(), "started": manifest.get("started", utc_now()),
@@ -506,7 +506,7 @@ def _channels(spec: str) -> tuple[int, ...]:
         raise InputError(f"--unet-channels must be a comma list of integers, e.g. 32,64; got {spec!r}") from None
 
 
-def _setting(preset: Preset, scenario: str, base_seed: int) -> dict:
+def setting_of(preset: Preset, scenario: str, base_seed: int) -> dict:
     """What every row of one output folder must share: the preset except the poisoned-phase length (a column of
     results.csv), the scenario and, for continuous, the base model's seed."""
     d = json.loads(json.dumps(asdict(preset)))
@@ -517,7 +517,7 @@ def _setting(preset: Preset, scenario: str, base_seed: int) -> dict:
     return d
 
 
-def _difference(old: dict, new: dict, prefix: str = "") -> str:
+def setting_difference(old: dict, new: dict, prefix: str = "") -> str:
     """The first key where two settings differ, as 'key: old -> new' ('none' if they agree). Keys the old setting
     lacks were added to the presets by a later version and do not count (old folders stay resumable)."""
     for k in sorted(set(old) | set(new)):
@@ -526,7 +526,7 @@ def _difference(old: dict, new: dict, prefix: str = "") -> str:
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             if a != b:
-                return _difference(a, b, f"{prefix}{k}.")
+                return setting_difference(a, b, f"{prefix}{k}.")
         elif a != b:
             return f"{prefix}{k}: {a} -> {b}"
     return "none"

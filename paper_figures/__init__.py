@@ -1,4 +1,9 @@
-"""paper_figures: regenerates every figure and table of the paper from results (DESIGN.md §1).
+"""paper_figures: every figure and table of the paper (and our extensions) regenerated from results.
 
-Not built yet: arrives once the simulator and the empirical harness land.
+``python -m paper_figures list`` names them; ``python -m paper_figures all [--quick]`` builds them (PNG + PDF, tables
+as Markdown + CSV) with a ``figures.md`` index. Modules: :mod:`~paper_figures.sources` (where the data come from and
+what runs when they are missing), :mod:`~paper_figures.registry` (the list), one module per family of figures
+(:mod:`~paper_figures.diagram`, :mod:`~paper_figures.attention_figures`, :mod:`~paper_figures.simulation_figures`,
+:mod:`~paper_figures.empirical_figures`, :mod:`~paper_figures.tables`), :mod:`~paper_figures.style` (one look) and
+:mod:`~paper_figures.index` (figures.md). Depends on theory, simulate and empirical; nothing depends on it.
 """

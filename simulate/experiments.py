@@ -13,13 +13,15 @@ r"""``python -m simulate.experiments {ad,single,implosion,all} --out DIR``: the 
    concept — plus the three solvers; Spearman ρ(AD, unpoisoned accuracy) over all points.
 
 Every experiment writes a CSV and a PNG into ``--out``; the numbers quoted in docs/simulation.md come from here.
+A :class:`Scale` shrinks the universe (concepts K, largest C_P) for quick builds (``paper_figures --quick``); the
+default is the paper-size universe of 1,000 concepts and C_P up to 500.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,6 +36,25 @@ from theory.ad import pair_scores
 from theory.block_model import Gaps, closed_form
 from theory.cli import ArgumentParser, InputError, run_main
 from theory.records import ensure_writable_dir
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The universe an experiment runs in: ``universe`` concepts K, C_P from 0 to ``max_cp``."""
+
+    universe: int = 1000
+    max_cp: int = 500
+
+    def sized(self, config: SweepConfig) -> SweepConfig:
+        """``config`` with K = ``universe`` (unchanged when it already is)."""
+        if config.concepts.n_concepts == self.universe:
+            return config
+        return replace(config, concepts=replace(config.concepts, n_concepts=self.universe))
+
+    def points(self, step: int) -> list[int]:
+        """C_P = 0, step, 2·step, ... up to ``max_cp`` (always included)."""
+        pts = list(range(0, self.max_cp + 1, step))
+        return pts if pts[-1] == self.max_cp else pts + [self.max_cp]
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -99,15 +120,17 @@ AD_REGIMES: dict[str, SweepConfig] = {
 }
 
 
-def experiment_ad(out: Path, seeds: int = 2, step: int = 10) -> list[dict[str, Any]]:
-    points = list(range(0, 501, step))
+def experiment_ad(out: Path, seeds: int = 2, step: int = 10, scale: Scale = Scale()) -> list[dict[str, Any]]:
+    """AD, its closed form and D_stru vs C_P per regime of ``AD_REGIMES`` (mean and 95% CI over seeds)."""
+    points = scale.points(step)
     rows: list[dict[str, Any]] = []
     plt = _plt()
     fig, axes = plt.subplots(1, len(AD_REGIMES), figsize=(4 * len(AD_REGIMES), 3.4), constrained_layout=True)
     for ax, (name, cfg) in zip(axes, AD_REGIMES.items()):
+        cfg = scale.sized(cfg)
         sims = [run_seed(cfg, s, points) for s in range(seeds)]
         summary = summarise([r for rs in sims for r in rs], points)
-        pred = block_prediction(cfg, fitted_block_parameters(cfg, 0), points)
+        pred = block_prediction(cfg, fitted_block_parameters(cfg, 0, c_p=min(20, scale.max_cp)), points)
         ad = np.array([summary[c]["ad"][0] for c in points])
         ci = np.array([summary[c]["ad"][1] for c in points])
         stru = np.array([summary[c]["d_stru"][0] for c in points])
@@ -133,8 +156,11 @@ def experiment_ad(out: Path, seeds: int = 2, step: int = 10) -> list[dict[str, A
 
 
 def experiment_single(out: Path, seeds: int = 3, trials: int = 40,
-                      poison_counts: Sequence[int] = (0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 100, 200)) -> list[dict]:
-    base = SweepConfig()
+                      poison_counts: Sequence[int] = (0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 100, 200),
+                      scale: Scale = Scale()) -> list[dict]:
+    """Attack success of one concept poisoned alone vs its poison pairs p, per target rule (``trials`` concepts
+    per seed)."""
+    base = scale.sized(SweepConfig())
     rows = []
     for rule in ("nearest", "random", "farthest"):
         for p in poison_counts:
@@ -178,8 +204,9 @@ def experiment_single(out: Path, seeds: int = 3, trials: int = 40,
 # ------------------------------------------------------------------------------------------- 3. implosion
 
 
-def implosion_regimes() -> dict[str, dict[str, SweepConfig]]:
-    d = SweepConfig()
+def implosion_regimes(scale: Scale = Scale()) -> dict[str, dict[str, SweepConfig]]:
+    """One knob at a time around the default regime."""
+    d = scale.sized(SweepConfig())
     c = d.concepts
     return {
         "capacity (d)": {f"d={v}": replace(d, concepts=replace(c, dim=v)) for v in (64, 128, 256, 512)},
@@ -191,11 +218,17 @@ def implosion_regimes() -> dict[str, dict[str, SweepConfig]]:
 
 
 def experiment_implosion(out: Path, seeds: int = 2, step: int = 25,
-                         solver_points: Sequence[int] = (0, 100, 200, 300, 400, 500)) -> list[dict]:
-    points = list(range(0, 501, step))
+                         solver_points: Sequence[int] | None = None, scale: Scale = Scale(),
+                         solvers: Sequence[str] = ("ridge", "capacity", "attention"),
+                         knobs: Sequence[str] | None = None) -> list[dict]:
+    """Unpoisoned accuracy and meaningless rate vs C_P for each knob of :func:`implosion_regimes` (all, or those
+    named in ``knobs``) and each of ``solvers`` (at ``solver_points``, default six evenly spaced C_P)."""
+    points = scale.points(step)
+    if solver_points is None:
+        solver_points = scale.points(max(1, scale.max_cp // 5))
     rows: list[dict[str, Any]] = []
     plt = _plt()
-    groups = implosion_regimes()
+    groups = {k: v for k, v in implosion_regimes(scale).items() if knobs is None or k in knobs}
     fig, axes = plt.subplots(1, len(groups) + 1, figsize=(4 * (len(groups) + 1), 3.4), constrained_layout=True)
     for ax, (group, configs) in zip(axes, groups.items()):
         for label, cfg in configs.items():
@@ -211,10 +244,12 @@ def experiment_implosion(out: Path, seeds: int = 2, step: int = 25,
         ax.legend(frameon=False, fontsize=7)
     axes[0].set_ylabel("unpoisoned accuracy")
     ax = axes[-1]
-    default = SweepConfig()
-    solvers = {"ridge": RidgeSolver(), "capacity (budget 0.5, cvxpy)": CapacitySolver(),
-               "attention": AttentionSolver()}
-    for label, solver in solvers.items():
+    default = scale.sized(SweepConfig())
+    known = {"ridge": ("ridge", RidgeSolver), "capacity": ("capacity (budget 0.5, cvxpy)", CapacitySolver),
+             "attention": ("attention", AttentionSolver)}
+    for name in solvers:
+        label, make = known[name]
+        solver = make()
         try:
             cfg = replace(default, solver=solver)
             sims = [r for s in range(seeds) for r in run_seed(cfg, s, list(solver_points))]

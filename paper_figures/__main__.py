@@ -1,0 +1,89 @@
+"""``python -m paper_figures {list,all,fig1..fig11,tab1..tab3} [--quick] [--out DIR] [--results DIR]``.
+
+- ``list``: each figure and table, what it shows and the command that feeds it.
+- ``all`` or one or more keys: build them into ``--out`` (default ``paper_figures/out``) as PNG + PDF (figures) or
+  MD + CSV (tables), then rewrite ``OUT/figures.md``, the index of everything in OUT with its caption, sources and
+  what is missing. Data come from ``--results`` (default ``results``); see :mod:`paper_figures.sources` for what
+  runs when they are missing and for ``--quick``.
+
+A figure that fails to build is reported on stderr with its reason; the others are still built and the exit
+status is 1. Unknown keys and bad folders exit 2 before anything is built.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+from paper_figures.index import write_index
+from paper_figures.registry import ITEMS, resolve
+from paper_figures.sources import Sources
+from theory.cli import ArgumentParser, InputError, run_main
+from theory.records import atomic_write_text, ensure_writable_dir
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m paper_figures", description=__doc__.splitlines()[0])
+    parser.add_argument("what", nargs="+", help="list, all, or figure/table keys (fig3, F3, tab1, ...)")
+    parser.add_argument("--quick", action="store_true", help="smallest presets, ignore --results (a few minutes)")
+    parser.add_argument("--out", type=Path, default=Path("paper_figures/out"))
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for runs made on the way")
+    args = parser.parse_args(argv)
+    if args.what == ["list"]:
+        for item in ITEMS:
+            paper = f" [paper {item.paper}]" if item.paper else ""
+            print(f"{item.key:6s} {item.title}{paper}\n       shows: {item.shows}\n       fed by: {item.feeds}")
+        return 0
+    if "list" in args.what:
+        raise InputError("'list' takes no other arguments")
+    if args.what == ["all"]:
+        items = list(ITEMS)
+    else:
+        if "all" in args.what:
+            raise InputError("'all' takes no other keys")
+        items = []
+        for name in args.what:
+            try:
+                items.append(resolve(name))
+            except KeyError:
+                raise InputError(f"unknown figure or table {name!r}; known: "
+                                 f"{', '.join(i.key for i in ITEMS)} (python -m paper_figures list)") from None
+    if args.results.exists() and not args.results.is_dir():
+        raise InputError(f"--results {args.results} is not a folder")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    out = ensure_writable_dir(args.out)
+    src = Sources(results=args.results, data=out / "_data", quick=args.quick)
+    failed = 0
+    for item in items:
+        t0 = time.perf_counter()
+        print(f"{item.key}: {item.title}", flush=True)
+        try:
+            built = item.build(src, out)
+        except Exception as exc:  # one broken figure must not cost the others
+            print(f"{item.key}: not built: {type(exc).__name__}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        record = {"key": item.key, "title": item.title, "paper": item.paper, "feeds": item.feeds,
+                  "quick": args.quick, **asdict(built), "files": [p.name for p in built.files],
+                  "seconds": round(time.perf_counter() - t0, 1)}
+        atomic_write_text(out / f"{item.key}.json", json.dumps(record, indent=1, default=str))
+        status = ", ".join(p.name for p in built.files) or "nothing written"
+        print(f"  -> {status} ({record['seconds']} s)" + (f"; missing: {'; '.join(built.missing)}"
+                                                          if built.missing else ""), flush=True)
+    index = write_index(out)
+    print(f"index: {index}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    run_main(main, prog="python -m paper_figures")

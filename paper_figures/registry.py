@@ -1,0 +1,73 @@
+"""The list of figures and tables: key, title, what it shows, the command that feeds it, and its builder.
+
+Keys follow the issue's numbering (F1–F11 as ``fig1``..``fig11``, T1–T3 as ``tab1``..``tab3``); ``F3``/``T1`` and
+any case are accepted on the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from paper_figures import attention_figures, diagram, empirical_figures, simulation_figures, tables
+from paper_figures.built import Built
+from paper_figures.sources import EMP_COMMANDS, SIM_COMMAND, Sources
+
+Builder = Callable[[Sources, Path], Built]
+
+
+@dataclass(frozen=True)
+class Item:
+    key: str
+    title: str
+    shows: str
+    feeds: str
+    build: Builder
+    paper: str = ""  # the paper figure it reproduces, if any
+
+
+_EMP_ALL = f"{EMP_COMMANDS['continuous']}; {EMP_COMMANDS['scratch']}; {EMP_COMMANDS['lora']}"
+
+ITEMS: tuple[Item, ...] = (
+    Item("fig1", "Training pipeline of a latent diffusion model", "diagram: text encoder → cross-attention ← image "
+         "latents", "none (drawn)", diagram.fig1, "Figure 1"),
+    Item("fig2", "Single-concept poisoning", '"bird" images + cross-attention maps: clean, fish→bicycle poisoned, '
+         "a poisoned concept's own prompt", EMP_COMMANDS["continuous"], attention_figures.fig2, "Figure 2"),
+    Item("fig3", "Implosion on unpoisoned concepts", "spiral shell and balloon images + maps as C_P grows",
+         EMP_COMMANDS["continuous"], attention_figures.fig3, "Figure 3"),
+    Item("fig4", "Implosion across training scenarios", "red apple (poisoned → top hat) and turtle (unpoisoned), "
+         "scratch / continuous / LoRA", _EMP_ALL, attention_figures.fig4, "Figure 4"),
+    Item("fig5", "G_txt and G_img", "the two similarity graphs of a small training set and its mismatched edges",
+         "none (built on the spot from simulate + theory.graphs)", simulation_figures.fig5, "Figure 5"),
+    Item("fig6", "AD vs C_P in simulation", "simulated AD (95% CI) and the block-model closed form, four regimes",
+         SIM_COMMAND, simulation_figures.fig6),
+    Item("fig7", "Conjecture 4.1: attack success vs poison pairs", "simulation (target rules) and the real model "
+         "(dirty-label and Nightshade-style)", f"{SIM_COMMAND}; {EMP_COMMANDS['p']}", empirical_figures.fig7),
+    Item("fig8", "Implosion in simulation", "unpoisoned accuracy and meaningless rate vs C_P and vs AD, per solver "
+         "and capacity", SIM_COMMAND, simulation_figures.fig8),
+    Item("fig9", "Implosion on the real model", "AD of the mix and unpoisoned-concept measures vs C_P per scenario, "
+         "with controls", _EMP_ALL, empirical_figures.fig9),
+    Item("fig10", "Cross-attention statistics vs C_P", "attention share, entropy and concentration of the concept "
+         "maps, poisoned vs unpoisoned", _EMP_ALL, empirical_figures.fig10),
+    Item("fig11", "AD-attribution poison detector", "precision–recall against known poisons, dirty-label vs "
+         "Nightshade-style", EMP_COMMANDS["defence"], empirical_figures.fig11),
+    Item("tab1", "AD of clean vs poisoned mixes", "simulation regimes and the real model's training mixes",
+         f"{SIM_COMMAND}; {_EMP_ALL}", tables.tab1),
+    Item("tab2", "Implosion thresholds", "first C_P with unpoisoned accuracy < 0.5, per regime and scenario",
+         f"{SIM_COMMAND}; {_EMP_ALL}", tables.tab2),
+    Item("tab3", "Symbolic check of Theorem 4.2", "every check of python -m theory.check with its verdict",
+         "python -m theory.check", tables.tab3),
+)
+
+BY_KEY = {item.key: item for item in ITEMS}
+
+
+def resolve(name: str) -> Item:
+    """The item called ``name`` (fig3, F3, f3, tab1, T1, ...); KeyError if none."""
+    n = name.strip().lower()
+    if n.startswith("f") and n[1:].isdigit():
+        n = "fig" + n[1:]
+    elif n.startswith("t") and n[1:].isdigit():
+        n = "tab" + n[1:]
+    return BY_KEY[n]

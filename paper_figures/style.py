@@ -1,0 +1,53 @@
+"""One look for every figure: sizes at paper column width, colours that mean the same thing everywhere.
+
+- poisoned concepts are red, unpoisoned concepts blue, same-volume controls grey (dashed), clean models black;
+- scenarios keep one colour each (scratch purple, continuous blue-green, LoRA orange);
+- a single-column figure is 3.4 in wide, a full-width one 7.0 in; fonts 8 pt so text stays readable when the PDF is
+  placed at that width.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+POISONED = "#c0392b"
+UNPOISONED = "#1f5fa8"
+CONTROL = "#7f7f7f"
+CLEAN = "#111111"
+SCENARIO_COLOURS = {"scratch": "#7b3fa0", "continuous": "#138d75", "lora": "#d35400"}
+TYPE_COLOURS = {"dirty": POISONED, "nightshade": "#8e44ad"}
+RULE_COLOURS = {"nearest": "#c0392b", "random": "#7b3fa0", "farthest": "#1f5fa8"}
+COLUMN = 3.4
+FULL = 7.0
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend with the house rcParams (no global state beyond matplotlib's own)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({
+        "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7, "xtick.labelsize": 7,
+        "ytick.labelsize": 7, "axes.spines.top": False, "axes.spines.right": False, "legend.frameon": False,
+        "savefig.bbox": "tight", "savefig.pad_inches": 0.03, "figure.dpi": 100,
+    })
+    return plt
+
+
+def save(fig, out: Path, key: str) -> list[Path]:
+    """Write ``key``.png (200 dpi) and ``key``.pdf into ``out``; close the figure; return both paths."""
+    plt = pyplot()
+    paths = [out / f"{key}.png", out / f"{key}.pdf"]
+    fig.savefig(paths[0], dpi=200)
+    fig.savefig(paths[1])
+    plt.close(fig)
+    return paths
+
+
+def legend(ax, **kwargs) -> None:
+    """``ax.legend`` only when something on ``ax`` carries a label (no empty-legend warning)."""
+    handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(**kwargs)

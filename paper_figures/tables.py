@@ -1,0 +1,142 @@
+"""T1–T3: AD of clean vs poisoned mixes, implosion thresholds, and the symbolic check of Theorem 4.2.
+
+Each table is written as ``<key>.md`` (shown inline in figures.md) and ``<key>.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paper_figures.built import Built
+from paper_figures.sources import EMP_COMMANDS, Sources, num
+
+IMPLOSION_ACC = 0.5  # "implosion threshold": first C_P where mean unpoisoned accuracy falls below this
+
+
+def _write(out: Path, key: str, header: list[str], rows: list[list[Any]]) -> tuple[list[Path], str]:
+    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
+    text = "\n".join(md) + "\n"
+    (out / f"{key}.md").write_text(text)
+    with open(out / f"{key}.csv", "w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+    return [out / f"{key}.md", out / f"{key}.csv"], text
+
+
+def _mc(values: list[float]) -> str:
+    from empirical.report import mean_ci
+
+    m, e = mean_ci(values)
+    if not np.isfinite(m):
+        return "–"
+    return f"{m:.3f}" if e == 0 else f"{m:.3f} ± {e:.3f}"
+
+
+def tab1(src: Sources, out: Path) -> Built:
+    """AD of clean vs poisoned training sets, in simulation and on the real model's mixes."""
+    rows: list[list[Any]] = []
+    sim, prov = src.sim("ad_regimes")
+    for regime in dict.fromkeys(r["regime"] for r in sim):
+        sel = sorted((r for r in sim if r["regime"] == regime), key=lambda r: num(r["c_p"]))
+        for r in (sel[0], sel[len(sel) // 2], sel[-1]):
+            rows.append(["simulation", regime, int(num(r["c_p"])), "poisoned" if num(r["c_p"]) else "clean",
+                         f"{num(r['ad_mean']):.3f}", f"{num(r['d_stru_mean']):.3f}"])
+    emp = src.empirical()
+    sources = [prov]
+    missing = []
+    for scenario in ("scratch", "continuous", "lora"):
+        main = emp.main(scenario)
+        if not main:
+            missing.append(f"{scenario}: {EMP_COMMANDS[scenario]}")
+            continue
+        sources.append(f"{scenario}: " + ", ".join(sorted({r['folder'] for r in main})))
+        for c in sorted({int(r["c_p"]) for r in main}):
+            for kind in ("poisoned", "control"):
+                sel = [r for r in main if int(r["c_p"]) == c and r["kind"] == kind]
+                if not sel:
+                    continue
+                label = "clean" if c == 0 else kind
+                rows.append([f"model ({emp.preset}{', quick' if emp.quick else ''})", scenario, c, label,
+                             _mc([num(r["ad"]) for r in sel]), _mc([num(r["d_stru"]) for r in sel])])
+    files, md = _write(out, "tab1", ["where", "regime / scenario", "C_P", "mix", "AD", "D_stru"], rows)
+    caption = ("AD of clean and poisoned training sets. Simulation: the mean over seeds at the first, middle and "
+               "last C_P of each regime. Model: the AD of the exact training mix (judge embeddings), mean ± 95% CI "
+               "over seeds, poisoned mixes against same-volume correctly-labelled controls.")
+    return Built(files, caption, sources, missing, md)
+
+
+def _threshold(by_c: dict[int, list[float]]) -> tuple[str, float, int]:
+    """First C_P whose mean is below IMPLOSION_ACC ('not reached'), the lowest mean and where."""
+    cs = sorted(by_c)
+    means = [float(np.nanmean(by_c[c])) for c in cs]
+    first = next((c for c, m in zip(cs, means) if m < IMPLOSION_ACC), None)
+    low = int(np.nanargmin(means))
+    return ("not reached" if first is None else str(first)), means[low], cs[low]
+
+
+def tab2(src: Sources, out: Path) -> Built:
+    """Implosion thresholds: where unpoisoned accuracy first drops below 0.5, per regime and scenario."""
+    rows: list[list[Any]] = []
+    sim, prov = src.sim("implosion_regimes")
+    for key in dict.fromkeys((r["group"], r["setting"]) for r in sim):
+        by: dict[int, list[float]] = {}
+        for r in sim:
+            if (r["group"], r["setting"]) == key:
+                by.setdefault(int(num(r["c_p"])), []).append(num(r["benign_acc"]))
+        first, low, at = _threshold(by)
+        rows.append(["simulation", f"{key[0]}: {key[1]}", max(by), first, f"{low:.3f} (C_P={at})", "–"])
+    emp = src.empirical()
+    sources = [prov]
+    variants = {}
+    for r in emp.rows:
+        if r["kind"] == "poisoned" and r["preset"] == emp.preset:
+            name = f"{r['scenario']}" + (f", {r['variant']}" if r["variant"] else "")
+            if r["targets"] != "poisoned":
+                name += f", targets {r['targets']}"
+            if r["poison_type"] == "nightshade":
+                name += ", nightshade"
+            if int(r["poison_per_concept"]) != emp.default_p():
+                name += f", p={r['poison_per_concept']}"
+            variants.setdefault((name, r["steps"]), []).append(r)
+    controls = [r for r in emp.rows if r["kind"] == "control" and r["preset"] == emp.preset]
+    for (name, steps), sel in sorted(variants.items()):
+        by: dict[int, list[float]] = {}
+        for r in sel:
+            by.setdefault(int(r["c_p"]), []).append(num(r["unpoisoned_acc"]))
+        first, low, at = _threshold(by)
+        top = max(by)
+        folders = {s["folder"] for s in sel}
+        ctrl = [num(r["unpoisoned_acc"]) for r in controls
+                if int(r["c_p"]) == top and r["steps"] == steps and r["folder"] in folders]
+        rows.append([f"model ({emp.preset}{', quick' if emp.quick else ''})", f"{name}, {steps} steps", top, first,
+                     f"{low:.3f} (C_P={at})", _mc(ctrl) if ctrl else "–"])
+        sources.append(", ".join(sorted({r['folder'] for r in sel})))
+    files, md = _write(out, "tab2", ["where", "regime / scenario", "largest C_P", f"acc < {IMPLOSION_ACC} from C_P",
+                                     "lowest mean unpoisoned acc", "control acc at largest C_P"], rows)
+    caption = (f"Implosion thresholds: the first C_P at which the mean unpoisoned-concept accuracy falls below "
+               f"{IMPLOSION_ACC} (simulation: nearest image centroid; model: the judge's zero-shot reading of "
+               f"generated images), the lowest mean accuracy reached, and, for the model, the same-volume control at "
+               f"the largest C_P.")
+    return Built(files, caption, sorted(set(sources)), [], md)
+
+
+def tab3(src: Sources, out: Path) -> Built:
+    """The symbolic and numeric checks of Theorem 4.2 (python -m theory.check), one verdict each."""
+    from theory.check import CHECKS
+
+    rows = []
+    for check in CHECKS:
+        v = check()
+        rows.append([v.name, "PASS" if v.passed else "FAIL", v.figure])
+    files, md = _write(out, "tab3", ["check", "verdict", "figure behind it"], rows)
+    passed = sum(r[1] == "PASS" for r in rows)
+    caption = (f"Theorem 4.2 checked symbolically (sympy) and numerically against theory.ad on explicit instances of "
+               f"the block model, including configurations outside its assumptions where AD does not grow: {passed} of "
+               f"{len(rows)} checks pass.")
+    return Built(files, caption, ["python -m theory.check (run in-process)"], [], md)

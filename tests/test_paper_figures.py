@@ -1,0 +1,143 @@
+"""paper_figures: the list, the quick build of every figure and table, the index, where data come from, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from paper_figures.__main__ import main
+from paper_figures.registry import ITEMS, resolve
+from paper_figures.sources import Empirical, Sources
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory) -> Path:
+    """One quick build of everything (the issue's `python -m paper_figures all --quick`)."""
+    out = tmp_path_factory.mktemp("figures")
+    assert main(["all", "--quick", "--out", str(out), "--threads", "1"]) == 0
+    return out
+
+
+def test_list_names_every_item_with_its_command(capsys):
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    for item in ITEMS:
+        assert item.key in text and item.feeds in text
+    assert [i.key for i in ITEMS] == [f"fig{k}" for k in range(1, 12)] + ["tab1", "tab2", "tab3"]
+
+
+def test_aliases_resolve():
+    assert resolve("F3").key == "fig3" and resolve("t2").key == "tab2" and resolve("Fig11").key == "fig11"
+    with pytest.raises(KeyError):
+        resolve("fig12")
+
+
+def test_quick_build_writes_every_figure_and_table(quick):
+    from PIL import Image
+
+    for item in ITEMS:
+        rec = json.loads((quick / f"{item.key}.json").read_text())
+        assert rec["quick"] is True
+        if item.key.startswith("fig"):
+            png, pdf = quick / f"{item.key}.png", quick / f"{item.key}.pdf"
+            assert pdf.stat().st_size > 1000 and pdf.read_bytes()[:4] == b"%PDF"
+            img = np.asarray(Image.open(png).convert("L"), float)
+            assert img.shape[0] > 200 and img.shape[1] > 300  # readable at column width, 200 dpi
+            assert img.std() > 10  # not blank
+        else:
+            rows = list(csv.reader(open(quick / f"{item.key}.csv")))
+            assert len(rows) > 2 and (quick / f"{item.key}.md").read_text().startswith("| ")
+
+
+def test_index_lists_every_item_with_caption_and_image(quick):
+    index = (quick / "figures.md").read_text()
+    for item in ITEMS:
+        rec = json.loads((quick / f"{item.key}.json").read_text())
+        assert f"## {item.key}:" in index and rec["caption"] in index
+        if item.key.startswith("fig"):
+            assert f"]({item.key}.png)" in index
+    assert "Quick build" in index
+
+
+def test_quick_empirical_data_feed_the_attention_figures(quick):
+    """The micro runs must land in the headline selection (fig2–fig4 and fig9 draw from them, none skipped)."""
+    src = Sources(results=quick / "nowhere", data=quick / "_data", quick=True, verbose=False)
+    emp = src.empirical()
+    assert emp.quick and emp.preset == "micro" and emp.concepts == 8
+    for scenario in ("scratch", "continuous", "lora"):
+        assert {int(r["c_p"]) for r in emp.main(scenario)} >= {0, 4}
+    assert {r["poison_type"] for r in emp.by_p()} == {"dirty", "nightshade"}
+    for key in ("fig2", "fig3", "fig4", "fig9", "fig11"):
+        assert json.loads((quick / f"{key}.json").read_text())["missing"] == [], key
+
+
+def test_tab3_agrees_with_theory_check(quick):
+    from theory.check import CHECKS
+
+    rows = list(csv.DictReader(open(quick / "tab3.csv")))
+    assert len(rows) == len(CHECKS) and all(r["verdict"] == "PASS" for r in rows)
+
+
+def test_building_one_figure_keeps_the_others_in_the_index(quick):
+    before = (quick / "figures.md").read_text().count("## ")
+    assert main(["fig1", "--quick", "--out", str(quick)]) == 0
+    assert (quick / "figures.md").read_text().count("## ") == before
+
+
+def test_full_mode_reads_simulator_tables_from_results(tmp_path):
+    """With results present nothing is recomputed: tab1 shows exactly the numbers of the given table."""
+    exp = tmp_path / "results" / "experiments"
+    exp.mkdir(parents=True)
+    with open(exp / "ad_regimes.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["regime", "c_p", "ad_mean", "ad_ci95", "closed_form", "d_stru_mean"])
+        for c, a in ((0, 0.1234), (10, 0.2345), (20, 0.3456)):
+            w.writerow(["toy regime", c, a, 0.0, a, 0.5])
+    src = Sources(results=tmp_path / "results", data=tmp_path / "data", quick=False, verbose=False)
+    rows, prov = src.sim("ad_regimes")
+    assert "ad_regimes.csv" in prov and len(rows) == 3
+    from paper_figures.tables import tab1
+
+    src._emp = Empirical()  # no empirical data: tab1 names the commands instead of running them
+    built = tab1(src, tmp_path)
+    assert "| toy regime | 0 | clean | 0.123 |" in built.markdown
+    assert "| toy regime | 20 | poisoned | 0.346 |" in built.markdown
+    assert len(built.missing) == 3 and not (tmp_path / "data" / "sim").exists()
+
+
+def test_headline_selection_excludes_variants():
+    base = {"preset": "cpu", "scenario": "continuous", "targets": "poisoned", "steps": "500",
+            "poison_per_concept": "80", "kind": "poisoned", "poison_type": "dirty", "n_concepts": "150",
+            "seed": "0", "c_p": "25", "folder": "a"}
+    rows = [dict(base), dict(base, variant="unet.channels: [64, 128] -> [32, 64]", folder="b"),
+            dict(base, steps="1500", folder="c"), dict(base, targets="all", folder="d"),
+            dict(base, poison_per_concept="10", folder="e"), dict(base, n_concepts="50", folder="f"),
+            dict(base, preset="smoke", folder="g")]
+    for r in rows:
+        r.setdefault("variant", "")
+    emp = Empirical(rows=rows)
+    assert emp.preset == "cpu" and emp.concepts == 150
+    assert [r["folder"] for r in emp.main("continuous")] == ["a"]
+    assert sorted(r["folder"] for r in emp.by_p()) == ["a", "e"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["fig99"], "unknown figure or table 'fig99'"),
+    (["all", "fig1"], "'all' takes no other keys"),
+    (["list", "fig1"], "'list' takes no other arguments"),
+    (["fig1", "--threads", "0"], "--threads must be >= 1"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    r = subprocess.run([sys.executable, "-m", "paper_figures", *args, "--out", str(tmp_path / "o")],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()
