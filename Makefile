@@ -21,6 +21,8 @@ $(VENV)/.core: pyproject.toml | $(BIN)/python
 $(VENV)/.full: pyproject.toml | $(BIN)/python
 	$(PIP) install $(TORCH)
 	$(PIP) install -e '.[empirical,test]'
+	# only for the CLIP BPE file it ships (empirical/pretrained.py); its torchvision requirement must not come along
+	$(PIP) install --no-deps clip-anytorch==2.6.0
 	touch $@
 
 setup: $(VENV)/.core

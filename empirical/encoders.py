@@ -48,7 +48,8 @@ class TextEncoder:
     the Stable Diffusion pipeline does, so training and generation see the same context.
     """
 
-    def __init__(self, path: str | Path | None = None, *, max_length: int = 16, device: str = "cpu"):
+    def __init__(self, path: str | Path | None = None, *, tokenizer_path: str | Path | None = None,
+                 max_length: int = 16, device: str = "cpu"):
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -58,7 +59,8 @@ class TextEncoder:
         if not any(path.glob("*.safetensors")):
             raise InputError(f"text encoder folder {path} has no .safetensors weights (refusing pickled weights)")
         self.path = path
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        # a Stable Diffusion folder keeps the tokenizer beside the text encoder, not inside it
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or path, local_files_only=True)
         self.tokenizer.model_max_length = max_length
         self.model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True,
                                                trust_remote_code=False).to(device).eval()

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -161,20 +162,39 @@ def load_or_train_vae(images: np.ndarray, cfg: VAEConfig, *, cache_dir: Path | N
     return vae
 
 
-def noise_scheduler():
-    """The DDPM training schedule (1000 steps, cosine ᾱ, ε-prediction)."""
+def noise_scheduler(config: dict | None = None):
+    """The DDPM training schedule: ours (1000 steps, cosine ᾱ, ε-prediction), or a pretrained model's own
+    ``config`` (a scheduler config dict, e.g. Stable Diffusion's scaled-linear schedule)."""
     from diffusers import DDPMScheduler
 
+    if config is not None:
+        return DDPMScheduler.from_config(config)
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon",
                          clip_sample=False, steps_offset=1)
 
 
-def assemble_pipeline(vae, unet, text_encoder):
-    """A ``StableDiffusionPipeline`` from our parts, with a DDIM sampler on the training schedule and no safety
-    checker (there is nothing to check at this scale). ``text_encoder`` is an :class:`empirical.encoders.TextEncoder`."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+@contextmanager
+def quiet_transformers():
+    """transformers' logging at ERROR for the duration (importing the SD pipeline warns that CLIP's image processor
+    falls back to PIL without torchvision — true, harmless, and noise on every command's stderr)."""
+    from transformers.utils import logging as tlog
 
-    scheduler = DDIMScheduler.from_config(noise_scheduler().config)
+    old = tlog.get_verbosity()
+    tlog.set_verbosity_error()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(old)
+
+
+def assemble_pipeline(vae, unet, text_encoder, scheduler_config: dict | None = None):
+    """A ``StableDiffusionPipeline`` from our parts, with a DDIM sampler on the training schedule
+    (:func:`noise_scheduler` of ``scheduler_config``) and no safety checker (there is nothing to check at this
+    scale). ``text_encoder`` is an :class:`empirical.encoders.TextEncoder`."""
+    with quiet_transformers():
+        from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    scheduler = DDIMScheduler.from_config(noise_scheduler(scheduler_config).config)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder.model, tokenizer=text_encoder.tokenizer,
                                    unet=unet, scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
@@ -198,7 +218,8 @@ def load_pipeline(folder: Path, *, device: str = "cpu"):
 
     Raises :class:`InputError` naming the problem if ``folder`` is not such a folder.
     """
-    from diffusers import StableDiffusionPipeline
+    with quiet_transformers():
+        from diffusers import StableDiffusionPipeline
 
     folder = Path(folder)
     index = folder / "model_index.json"

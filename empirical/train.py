@@ -202,8 +202,10 @@ def load_checkpoint(folder: Path, fingerprint: str, unet, ema: dict, opt, gen, *
 
 
 def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None = None, progress: bool = False,
-               on_step: Callable[[int, float], None] | None = None, device: str = "cpu") -> tuple[object, dict]:
-    """Train ``unet`` in place on ``mix`` for ``cfg.steps`` steps; returns (unet, EMA state dict).
+               on_step: Callable[[int, float], None] | None = None, device: str = "cpu",
+               scheduler_config: dict | None = None) -> tuple[object, dict]:
+    """Train ``unet`` in place on ``mix`` for ``cfg.steps`` steps; returns (unet, EMA state dict). The noise
+    schedule is ours unless ``scheduler_config`` gives a pretrained model's (:func:`empirical.model.noise_scheduler`).
 
     The UNet is wrapped by ``accelerate`` (device placement, ``cfg.mixed_precision`` autocast). With a
     ``checkpoint_dir`` the run resumes from its last checkpoint when the fingerprint (config, mix, initial
@@ -221,9 +223,10 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
     # ``steps`` and ``checkpoint_every`` are not part of the fingerprint: after warm-up the learning rate is
     # constant, so a longer run resumes from a shorter one's checkpoint and ends where a fresh longer run would.
     fp = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "checkpoint_every")}
-    fingerprint = hashlib.sha256(json.dumps({**fp, "mix": mix.fingerprint(), "init": init},
-                                            sort_keys=True).encode()).hexdigest()[:16]
-    sched = noise_scheduler()
+    schedule = {"schedule": dict(scheduler_config)} if scheduler_config is not None else {}
+    fingerprint = hashlib.sha256(json.dumps({**fp, "mix": mix.fingerprint(), "init": init, **schedule},
+                                            sort_keys=True, default=str).encode()).hexdigest()[:16]
+    sched = noise_scheduler(scheduler_config)
     alphas = sched.alphas_cumprod.to(torch.float32)
     gen = torch.Generator().manual_seed(cfg.seed)
     unet.train()

@@ -1,0 +1,104 @@
+"""--pretrained: a Stable Diffusion folder (tiny, built from config with CLIP's real BPE tokenizer) as the base model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("diffusers")
+
+from empirical.pretrained import clip_vocab_and_merges, load_base, make_tiny_sd, write_clip_tokenizer  # noqa: E402
+from empirical.run import main as run_main  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory) -> Path:
+    return make_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd", seed=0)
+
+
+def _digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(folder.rglob("*.safetensors")):
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def test_clip_tokenizer_reproduces_stable_diffusion_ids(tmp_path):
+    from transformers import CLIPTokenizer
+
+    vocab, merges = clip_vocab_and_merges()
+    assert len(vocab) == 49408 and len(merges) == 48894
+    tok = CLIPTokenizer.from_pretrained(write_clip_tokenizer(tmp_path / "tok"), local_files_only=True)
+    assert tok("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+    assert tok.model_max_length == 77
+
+
+def test_tiny_sd_folder_loads_as_a_base(tiny_sd):
+    base, vae, te = load_base(tiny_sd)
+    assert base.image_size == 16 and te.dim == 32 and te.max_length == 77
+    assert base.scheduler_config["beta_schedule"] == "scaled_linear"
+    assert te.token_states(["a photo of a bird"]).shape == (1, 77, 32)
+    assert load_base(tiny_sd)[0].key == base.key  # a content key: stable across loads
+
+
+@pytest.mark.parametrize("scenario", ["continuous", "lora"])
+def test_run_fine_tunes_the_pretrained_unet_on_its_own_schedule(tmp_path, tiny_sd, scenario):
+    before = _digest(tiny_sd)
+    out = tmp_path / "out"
+    assert run_main(["--preset", "micro", "--pretrained", str(tiny_sd), "--scenario", scenario,
+                     "--poisoned-concepts", "0,2", "--no-control", "--keep-models", "--quiet", "--threads", "1",
+                     "--cache", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    rows = (out / "results.csv").read_text().splitlines()
+    assert len(rows) == 3
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["pretrained"] == str(tiny_sd.resolve()) and "pretrained" in manifest["setting"]
+    assert manifest["setting"]["render"]["size"] == 16
+    saved = out / "models" / f"{scenario}-s0-cp2-poisoned"
+    sched = json.loads((saved / "scheduler" / "scheduler_config.json").read_text())
+    assert sched["beta_schedule"] == "scaled_linear"  # trained and sampled on SD's schedule, not ours
+    assert json.loads((saved / "text_encoder" / "config.json").read_text())["model_type"] == "clip_text_model"
+    assert _digest(tiny_sd) == before  # the user's folder is never written
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "empirical.run", "--preset", "micro", "--quiet",
+                           "--poisoned-concepts", "0,1", *args],
+                          cwd=ROOT, capture_output=True, text=True)
+
+
+def test_pickle_only_folder_is_refused_naming_the_file(tmp_path, tiny_sd):
+    bad = tmp_path / "pickled"
+    shutil.copytree(tiny_sd, bad)
+    for f in (bad / "unet").glob("*.safetensors"):
+        f.rename(f.with_name("diffusion_pytorch_model.bin"))
+    r = _cli("--pretrained", str(bad), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"))
+    assert r.returncode == 2 and "diffusion_pytorch_model.bin" in r.stderr and "safetensors" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("scenario, missing, message", [
+    ("scratch", False, "scratch trains from an initialisation"),
+    ("continuous", True, "is not a folder"),
+])
+def test_bad_pretrained_usage_exits_2(tmp_path, tiny_sd, scenario, missing, message):
+    folder = tmp_path / "nope" if missing else tiny_sd
+    r = _cli("--scenario", scenario, "--pretrained", str(folder), "--out", str(tmp_path / "o"),
+             "--cache", str(tmp_path / "c"))
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_tiny_cli_refuses_a_non_empty_folder(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "file").write_text("keep me")
+    r = subprocess.run([sys.executable, "-m", "empirical.pretrained", "tiny", str(tmp_path / "x")], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "not empty" in r.stderr and (tmp_path / "x" / "file").read_text() == "keep me"
