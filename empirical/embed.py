@@ -34,51 +34,19 @@ from theory.cli import ArgumentParser, InputError, run_main
 
 
 class ClipEmbedder:
-    """A local transformers CLIP folder as a joint embedder (safetensors only, no remote code)."""
+    """A local transformers CLIP folder as a joint embedder (loaded by :func:`empirical.encoders.load_clip`)."""
 
     def __init__(self, folder: Path, device: str = "cpu"):
-        import torch
-        from transformers import CLIPModel, CLIPProcessor
+        from empirical.encoders import ClipJudge
 
-        folder = Path(folder)
-        cfg = folder / "config.json"
-        try:
-            model_type = json.loads(cfg.read_text()).get("model_type") if cfg.is_file() else None
-        except ValueError:
-            model_type = None
-        if model_type != "clip":
-            raise InputError(f"{folder} is not a CLIP model folder (config.json with model_type 'clip')")
-        if not list(folder.glob("*.safetensors")):
-            pickles = sorted(p.name for p in folder.glob("*.bin"))
-            hint = f" (found {pickles[0]}; convert it to safetensors)" if pickles else ""
-            raise InputError(f"{folder} has no safetensors weights{hint}")
-        try:
-            self.model = CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True).to(device)
-            self.processor = CLIPProcessor.from_pretrained(folder, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot load CLIP from {folder}: {str(exc).splitlines()[0]}") from None
-        self.model.eval()
-        self.device = device
-        self._torch = torch
-        self.name = f"clip:{folder.resolve()}"
+        self.clip = ClipJudge(folder, [], device=device)
+        self.name = f"clip:{Path(folder).resolve()}"
         self.size = None  # the processor resizes
 
     def embed(self, images: list[np.ndarray], texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        torch = self._torch
-        with torch.no_grad():
-            px = self.processor(images=list(images), return_tensors="pt")["pixel_values"].to(self.device)
-            tok = self.processor.tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
-            v = self.model.get_image_features(pixel_values=px)
-            t = self.model.get_text_features(input_ids=tok["input_ids"].to(self.device),
-                                             attention_mask=tok["attention_mask"].to(self.device))
-            v = torch.nn.functional.normalize(_tensor(v), dim=-1)
-            t = torch.nn.functional.normalize(_tensor(t), dim=-1)
-        return t.float().cpu().numpy(), v.float().cpu().numpy()
-
-
-def _tensor(x):
-    """Features from a transformers output (a tensor, or an output object in newer versions)."""
-    return x if hasattr(x, "shape") else getattr(x, "pooler_output", x[0])
+        return (self.clip.embed_texts(list(texts)).astype(np.float32),
+                self.clip.embed_images(np.stack(images) if len({im.shape for im in images}) == 1 else images
+                                       ).astype(np.float32))
 
 
 class JudgeEmbedder:

@@ -148,7 +148,45 @@ def to_tensor(images: np.ndarray):
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
-class Judge:
+class ZeroShot:
+    """Zero-shot reading shared by every judge: given unit ``embed_images`` / ``embed_texts`` in one joint space,
+    a ``names`` list and a softmax ``temperature()`` τ, concept probabilities are softmax(⟨f(x), c_k⟩ / τ) over
+    class embeddings c_k = the normalised mean of the concept's caption-template embeddings."""
+
+    names: list[str]
+    _class_emb: np.ndarray | None = None
+
+    def temperature(self) -> float:  # pragma: no cover - every judge overrides it
+        raise NotImplementedError
+
+    def class_embeddings(self) -> np.ndarray:
+        """One unit vector per concept name: the normalised mean of its caption-template embeddings."""
+        if self._class_emb is None:
+            from empirical.data import CAPTION_TEMPLATES, caption
+
+            k = len(CAPTION_TEMPLATES)
+            e = self.embed_texts([caption(n, j) for n in self.names for j in range(k)])
+            e = e.reshape(len(self.names), k, -1).mean(1)
+            self._class_emb = e / np.linalg.norm(e, axis=1, keepdims=True)
+        return self._class_emb
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Zero-shot class probabilities (N, n_concepts): softmax of <f(x), class embedding>/τ."""
+        logits = self.embed_images(images) @ self.class_embeddings().T / self.temperature()
+        logits -= logits.max(1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(1, keepdims=True)
+
+    def classify(self, images: np.ndarray) -> np.ndarray:
+        """Zero-shot predicted concept index per image."""
+        return self.probabilities(images).argmax(1)
+
+    def score(self, images: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """Prompt-image score: cosine <f(x_i), g(t_i)> per pair."""
+        return np.sum(self.embed_images(images) * self.embed_texts(texts), axis=1)
+
+
+class Judge(ZeroShot):
     """The trained joint embedder. Use :meth:`image_features` (for Fréchet distances), :meth:`embed_images`,
     :meth:`embed_texts` (unit vectors in the joint space), :meth:`classify` (zero-shot over ``names``)."""
 
@@ -193,31 +231,8 @@ class Judge:
         row = {t: i for i, t in enumerate(uniq)}
         return e[[row[t] for t in texts]]
 
-    def class_embeddings(self) -> np.ndarray:
-        """One unit vector per concept name: the normalised mean of its caption-template embeddings."""
-        if self._class_emb is None:
-            from empirical.data import CAPTION_TEMPLATES, caption
-
-            k = len(CAPTION_TEMPLATES)
-            e = self.embed_texts([caption(n, j) for n in self.names for j in range(k)])
-            e = e.reshape(len(self.names), k, -1).mean(1)
-            self._class_emb = e / np.linalg.norm(e, axis=1, keepdims=True)
-        return self._class_emb
-
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """Zero-shot class probabilities (N, n_concepts): softmax of <f(x), class embedding>/τ."""
-        logits = self.embed_images(images) @ self.class_embeddings().T / float(np.exp(self.log_temp))
-        logits -= logits.max(1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(1, keepdims=True)
-
-    def classify(self, images: np.ndarray) -> np.ndarray:
-        """Zero-shot predicted concept index per image."""
-        return self.probabilities(images).argmax(1)
-
-    def score(self, images: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-        """Prompt-image score: cosine <f(x_i), g(t_i)> per pair."""
-        return np.sum(self.embed_images(images) * self.embed_texts(texts), axis=1)
+    def temperature(self) -> float:
+        return float(np.exp(self.log_temp))
 
     # -- persistence --------------------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
@@ -249,6 +264,84 @@ class Judge:
         judge = cls(modules, float(meta["log_temp"]), meta["names"], text_encoder, cfg)
         judge.image_size = meta.get("image_size")
         return judge
+
+
+def load_clip(folder: Path, *, device: str = "cpu"):
+    """(CLIPModel, CLIPProcessor) from a local transformers CLIP folder: ``config.json`` with model_type clip,
+    safetensors weights (a .bin alone is refused, named), no remote code; :class:`InputError` otherwise."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder (a local CLIP model folder is expected)")
+    cfg = folder / "config.json"
+    try:
+        model_type = json.loads(cfg.read_text()).get("model_type") if cfg.is_file() else None
+    except ValueError:
+        model_type = None
+    if model_type != "clip":
+        raise InputError(f"{folder} is not a CLIP model folder (config.json with model_type 'clip')")
+    if not list(folder.glob("*.safetensors")):
+        pickles = sorted(p.name for p in folder.glob("*.bin"))
+        hint = f" (found {pickles[0]}; convert it to safetensors)" if pickles else ""
+        raise InputError(f"{folder} has no safetensors weights{hint}")
+    try:
+        model = CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True).to(device)
+        processor = CLIPProcessor.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot load CLIP from {folder}: {str(exc).splitlines()[0]}") from None
+    return model.eval().requires_grad_(False), processor
+
+
+def _features(x):
+    """Features from a transformers output (a tensor, or an output object in newer versions)."""
+    return x if hasattr(x, "shape") else getattr(x, "pooler_output", x[0])
+
+
+class ClipJudge(ZeroShot):
+    """A local CLIP model as the judge (``--judge DIR``): the embeddings are CLIP's (unit image and text
+    features), τ = 1 / CLIP's learned logit scale, and the Fréchet features are its image features."""
+
+    def __init__(self, folder: Path, names: Sequence[str], *, device: str = "cpu"):
+        import torch
+
+        self.model, self.processor = load_clip(folder, device=device)
+        self.names = list(names)
+        self.device = device
+        self.folder = Path(folder).resolve()
+        self._class_emb = None
+        self._torch = torch
+
+    def temperature(self) -> float:
+        return float(1.0 / self.model.logit_scale.exp())
+
+    def embed_images(self, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+        """Unit CLIP image features (N, projection_dim); the processor resizes and normalises."""
+        torch = self._torch
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(images), batch_size):
+                px = self.processor(images=list(images[i:i + batch_size]), return_tensors="pt")["pixel_values"]
+                v = _features(self.model.get_image_features(pixel_values=px.to(self.device)))
+                out.append(torch.nn.functional.normalize(v.float(), dim=-1).cpu())
+        return torch.cat(out).numpy().astype(np.float64)
+
+    image_features = embed_images
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit CLIP text features (N, projection_dim), computed once per distinct text."""
+        torch = self._torch
+        uniq = sorted(set(texts))
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(uniq), 256):
+                tok = self.processor.tokenizer(uniq[i:i + 256], padding=True, truncation=True, return_tensors="pt")
+                t = _features(self.model.get_text_features(input_ids=tok["input_ids"].to(self.device),
+                                                           attention_mask=tok["attention_mask"].to(self.device)))
+                out.append(torch.nn.functional.normalize(t.float(), dim=-1).cpu())
+        e = torch.cat(out).numpy().astype(np.float64)
+        row = {t: i for i, t in enumerate(uniq)}
+        return e[[row[t] for t in texts]]
 
 
 def _degrade(x, noise: float, gen):

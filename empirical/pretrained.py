@@ -140,6 +140,27 @@ def make_tiny_sd(folder: Path, *, seed: int = 0, sample_size: int = 8, text_dim:
     return folder
 
 
+def make_tiny_clip(folder: Path, *, seed: int = 0, image_size: int = 16) -> Path:
+    """Write a tiny transformers CLIP folder (random weights, CLIP's real tokenizer, an image processor at
+    ``image_size``): for tests of ``--judge`` and ``empirical.embed``, and to try those paths."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    folder = Path(folder)
+    tok = CLIPTokenizer.from_pretrained(write_clip_tokenizer(folder), local_files_only=True)
+    cfg = CLIPConfig(text_config={"vocab_size": len(tok), "hidden_size": 16, "intermediate_size": 32,
+                                  "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 77},
+                     vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                                    "num_attention_heads": 2, "image_size": image_size, "patch_size": image_size // 2},
+                     projection_dim=8)
+    torch.manual_seed(seed)
+    CLIPModel(cfg).save_pretrained(folder, safe_serialization=True)
+    proc = CLIPImageProcessor(size={"shortest_edge": image_size},
+                              crop_size={"height": image_size, "width": image_size})
+    CLIPProcessor(image_processor=proc, tokenizer=tok).save_pretrained(folder)
+    return folder
+
+
 def load_base(path: Path, *, device: str = "cpu") -> tuple[PretrainedBase, Any, Any]:
     """(base, VAE, text encoder) from a local SD folder; :class:`InputError` naming the problem otherwise."""
     from empirical.encoders import TextEncoder
@@ -182,15 +203,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from theory.cli import ArgumentParser
 
     parser = ArgumentParser(prog="python -m empirical.pretrained",
-                            description="write a tiny Stable Diffusion folder (random weights) to try --pretrained")
-    parser.add_argument("what", choices=["tiny"])
+                            description="write a tiny Stable Diffusion folder (tiny) or CLIP folder (tiny-clip) with "
+                                        "random weights, to try --pretrained and --judge")
+    parser.add_argument("what", choices=["tiny", "tiny-clip"])
     parser.add_argument("folder", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.folder.exists() and any(args.folder.iterdir()):
         raise InputError(f"{args.folder} exists and is not empty")
-    make_tiny_sd(args.folder, seed=args.seed)
-    print(f"wrote {args.folder} (a tiny Stable Diffusion folder with random weights and CLIP's real tokenizer)")
+    if args.what == "tiny":
+        make_tiny_sd(args.folder, seed=args.seed)
+    else:
+        make_tiny_clip(args.folder, seed=args.seed)
+    kind = "Stable Diffusion" if args.what == "tiny" else "CLIP"
+    print(f"wrote {args.folder} (a tiny {kind} folder with random weights and CLIP's real tokenizer)")
     return 0
 
 

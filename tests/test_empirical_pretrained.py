@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("diffusers")
@@ -102,3 +103,24 @@ def test_tiny_cli_refuses_a_non_empty_folder(tmp_path):
     r = subprocess.run([sys.executable, "-m", "empirical.pretrained", "tiny", str(tmp_path / "x")], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "not empty" in r.stderr and (tmp_path / "x" / "file").read_text() == "keep me"
+
+
+def test_run_with_a_local_clip_judge(tmp_path):
+    """--judge DIR: the CLIP folder reads the generated images and embeds the mix; the setting records it."""
+    from empirical.encoders import ClipJudge
+    from empirical.pretrained import make_tiny_clip
+
+    clip = make_tiny_clip(tmp_path / "clip")
+    judge = ClipJudge(clip, ["bird", "fish"])
+    p = judge.probabilities(np.zeros((3, 16, 16, 3), np.uint8))
+    assert p.shape == (3, 2) and np.allclose(p.sum(1), 1)
+    e = judge.embed_texts(["a photo of a bird", "a photo of a fish", "a photo of a bird"])
+    assert np.allclose(np.linalg.norm(e, axis=1), 1) and np.allclose(e[0], e[2])
+    out = tmp_path / "out"
+    assert run_main(["--preset", "micro", "--judge", str(clip), "--poisoned-concepts", "0,1", "--no-control",
+                     "--quiet", "--threads", "1", "--cache", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["judge"] == str(clip.resolve()) and manifest["setting"]["judge_model"].startswith("clip:")
+    assert len((out / "results.csv").read_text().splitlines()) == 3
+    r = _cli("--judge", str(tmp_path / "out"), "--out", str(tmp_path / "o2"), "--cache", str(tmp_path / "c"))
+    assert r.returncode == 2 and "not a CLIP model folder" in r.stderr and not (tmp_path / "o2").exists()
