@@ -149,7 +149,7 @@ def test_two_process_ddp_run_writes_each_point_once(tmp_path):
     """torchrun with 2 processes: DDP training (gloo on CPU), process 0 alone evaluates and writes."""
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m",
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
                         "empirical.run", "--preset", "micro", "--poisoned-concepts", "0,1", "--quiet",
                         "--cache", str(tmp_path / "cache"), "--out", str(out)],
                        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, env=env,
