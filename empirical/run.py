@@ -249,7 +249,7 @@ def _main_first():
 
 
 def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_dir: Path, cache_dir: Path | None,
-                *, base_seed: int = 0, progress: bool = False):
+                *, base_seed: int = 0, progress: bool = False, on_checkpoint=None):
     """Train one point of ``scenario`` on ``mix``; returns the UNet carrying its EMA weights.
 
     ``scratch`` starts from an initialisation drawn with ``seed``. ``continuous`` starts from the clean
@@ -271,8 +271,44 @@ def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_d
         if scenario == "lora":
             add_lora(unet, assets.preset.lora, seed=seed + 2)
     unet, ema = train_unet(unet, mix, cfg, checkpoint_dir=checkpoint_dir, progress=progress,
-                           device=assets.preset.device, scheduler_config=assets.scheduler_config)
+                           device=assets.preset.device, scheduler_config=assets.scheduler_config,
+                           on_checkpoint=on_checkpoint)
     return with_weights(unet, ema), cfg.steps
+
+
+TRACK_COLUMNS: tuple[str, ...] = ("seed", "scenario", "c_p", "kind", "poison_type", "poison_per_concept", "targets",
+                                  "step", "concept", "poisoned", "read_right", "prob_right",
+                                  *(f"attn_{k}" for k in STATISTICS))
+
+
+def attention_tracker(assets: Assets, table: ResultsTable, poisoned: list[int], key: dict, per_concept: int = 2):
+    """An ``on_checkpoint`` callback recording, at each training checkpoint, the cross-attention statistics and
+    the judge's reading of ``per_concept`` images of each grid concept (the paper's eight where present) generated
+    with the EMA weights so far: rows of ``TRACK_COLUMNS`` appended to ``table`` (``--track-attention``)."""
+    from empirical.attention import generate_with_attention
+    from empirical.model import assemble_pipeline
+
+    names = assets.data.names
+    shown = [c for c in PAPER_CONCEPTS if c in names] or names[:8]
+    ev = assets.preset.evaluation
+    prompts = [caption(c, 0) for c in shown for _ in range(per_concept)]
+    phrases = [c for c in shown for _ in range(per_concept)]
+    seeds = [ev.seed + names.index(c) * ev.per_concept + j for c in shown for j in range(per_concept)]
+    truth = np.array([names.index(c) for c in phrases])
+
+    def record(step: int, unet, ema: dict) -> None:
+        pipe = assemble_pipeline(assets.vae, with_weights(unet, {k: v.detach().cpu() for k, v in ema.items()}),
+                                 assets.text_encoder, assets.scheduler_config)
+        att = generate_with_attention(pipe, prompts, seeds, phrases, steps=ev.steps, guidance=ev.guidance)
+        prob = assets.judge.probabilities(att.images)
+        rows = []
+        for i, concept in enumerate(phrases):
+            rows.append({**key, "step": step, "concept": concept, "poisoned": int(names.index(concept) in poisoned),
+                         "read_right": int(prob[i].argmax() == truth[i]), "prob_right": float(prob[i, truth[i]]),
+                         **{f"attn_{k}": float(v[i]) for k, v in att.statistics.items()}})
+        table.append([{k: _fmt(r[k]) for k in TRACK_COLUMNS} for r in rows])
+
+    return record
 
 
 def _same_run(a: TrainConfig, b: TrainConfig) -> bool:
@@ -300,7 +336,7 @@ def grid_image(images: np.ndarray, rows: list[str], per_row: int, scale: int = 2
 
 def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p: int, kind: str, p: int,
               out: Path, cache_dir: Path | None, base_seed: int = 0, poison_type: str = "dirty",
-              progress: bool = False, keep_model: bool = False) -> dict:
+              progress: bool = False, keep_model: bool = False, track: ResultsTable | None = None) -> dict | None:
     """Train and measure one (seed, C_P, kind) point; writes its grid and per-concept table; returns its row.
     ``poison_type`` (dirty or nightshade) applies to ``kind == "poisoned"``; controls are the same for both."""
     from empirical.attention import generate_with_attention, overlay
@@ -330,8 +366,14 @@ def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p
         mix, texts = build_mix(assets, extra_images, extra_concepts)
     tag = f"{scenario}-s{seed}-cp{c_p}-{kind}" + ("-nightshade" if poison_type == "nightshade" else "")
     ckpt = out / "checkpoints" / tag
+    tracker = None
+    if track is not None:
+        tracker = attention_tracker(assets, track, plan.poisoned(c_p), {
+            "seed": seed, "scenario": scenario, "c_p": c_p, "kind": kind, "poison_type": poison_type,
+            "poison_per_concept": p, "targets": plan.mode})
     t0 = time.perf_counter()
-    unet, steps = train_point(assets, scenario, seed, mix, ckpt, cache_dir, base_seed=base_seed, progress=progress)
+    unet, steps = train_point(assets, scenario, seed, mix, ckpt, cache_dir, base_seed=base_seed, progress=progress,
+                              on_checkpoint=tracker)
     train_s = time.perf_counter() - t0
     if not _is_main():  # under DDP the other processes only train; process 0 evaluates and writes
         return None
@@ -442,6 +484,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "(safetensors only; its VAE, CLIP text encoder, UNet and schedule replace ours)")
     parser.add_argument("--no-control", action="store_true", help="skip the same-volume correctly-labelled controls")
     parser.add_argument("--keep-models", action="store_true", help="save each point's pipeline under OUT/models/")
+    parser.add_argument("--track-attention", action="store_true",
+                        help="at every training checkpoint, record the grid concepts' cross-attention statistics "
+                             "and judge readings into OUT/attention_track.csv")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"asset cache (default {DEFAULT_CACHE})")
     parser.add_argument("--out", type=Path, default=Path("results/empirical"), help="output folder")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -522,6 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with state.main_process_first():  # process 0 upgrades or repairs the tables, the others then read them
         table = ResultsTable(out / "results.csv", COLUMNS, fill=_fill_old_row)
         attention_table = ResultsTable(out / "attention.csv", ATTENTION_COLUMNS, fill=_fill_old_row)
+        track = ResultsTable(out / "attention_track.csv", TRACK_COLUMNS) if args.track_attention else None
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     setting = setting_of(preset, args.scenario, args.base_seed, pretrained[0].key if pretrained else None,
@@ -573,7 +619,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"[{i + 1}/{len(todo)}] {args.scenario} seed {s} C_P {c_p} {kind}")
         row = run_point(assets, plan, scenario=args.scenario, seed=s, c_p=c_p, kind=kind, p=p, out=out,
                         cache_dir=cache, base_seed=args.base_seed, poison_type=args.poison_type,
-                        progress=progress and main_proc, keep_model=args.keep_models)
+                        progress=progress and main_proc, keep_model=args.keep_models, track=track)
         if row is None:  # not process 0 under DDP
             continue
         attention_table.append([{k: _fmt({**row, **a}[k]) for k in ATTENTION_COLUMNS} for a in row["attention"]])

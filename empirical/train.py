@@ -203,13 +203,16 @@ def load_checkpoint(folder: Path, fingerprint: str, unet, ema: dict, opt, gen, *
 
 def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None = None, progress: bool = False,
                on_step: Callable[[int, float], None] | None = None, device: str = "cpu",
-               scheduler_config: dict | None = None) -> tuple[object, dict]:
+               scheduler_config: dict | None = None,
+               on_checkpoint: Callable[[int, object, dict], None] | None = None) -> tuple[object, dict]:
     """Train ``unet`` in place on ``mix`` for ``cfg.steps`` steps; returns (unet, EMA state dict). The noise
     schedule is ours unless ``scheduler_config`` gives a pretrained model's (:func:`empirical.model.noise_scheduler`).
 
     The UNet is wrapped by ``accelerate`` (device placement, ``cfg.mixed_precision`` autocast). With a
     ``checkpoint_dir`` the run resumes from its last checkpoint when the fingerprint (config, mix, initial
-    weights, number of processes) matches, and the final state is kept there.
+    weights, number of processes) matches, and the final state is kept there. ``on_checkpoint(step, unet, ema)``
+    is called (process 0 only) at every ``cfg.checkpoint_every`` steps and at the end, with the live UNet module
+    and its EMA weights (read-only: copy what you keep), e.g. to follow cross-attention through training.
 
     Launched on several processes (``torchrun`` / ``accelerate launch``) the UNet is wrapped in DDP: every process
     draws its own batches (process 0 with the single-process stream, process r with a stream derived from
@@ -291,6 +294,9 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
             if accelerator.is_main_process:
                 save_checkpoint(Path(checkpoint_dir), step + 1, fingerprint, raw, ema, opt, gen)
             accelerator.wait_for_everyone()
+        if on_checkpoint is not None and accelerator.is_main_process and (
+                (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
+            on_checkpoint(step + 1, raw, ema)
     unet = accelerator.unwrap_model(unet)
     unet.eval()
     return unet, {k: v.cpu() for k, v in ema.items()}

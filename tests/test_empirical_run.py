@@ -160,3 +160,18 @@ def test_two_process_ddp_run_writes_each_point_once(tmp_path):
     assert sorted(keys) == sorted(set(keys)) and len(keys) == 3  # C_P 0, C_P 1 and its control, once each
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["processes"] == 2 and manifest.get("finished")
+
+
+def test_track_attention_records_every_checkpoint(tmp_path):
+    out = tmp_path / "out"
+    assert main(["--preset", "micro", "--poisoned-concepts", "0,1", "--no-control", "--track-attention", "--quiet",
+                 "--threads", "1", "--cache", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "attention_track.csv")))
+    # micro: 4 continued steps, a checkpoint every 2 -> steps 2 and 4; 4 concepts x 2 images per checkpoint
+    assert {(r["c_p"], r["step"]) for r in rows} == {("0", "2"), ("0", "4"), ("1", "2"), ("1", "4")}
+    assert len(rows) == 4 * 4 * 2
+    plan = json.loads((out / "plans" / "plan-seed0-poisoned.json").read_text())
+    first = plan["pairs"][0]["concept"]
+    for r in rows:
+        assert r["poisoned"] == ("1" if r["c_p"] == "1" and r["concept"] == first else "0")
+        assert 0.0 <= float(r["prob_right"]) <= 1.0 and 0.0 <= float(r["attn_entropy"]) <= 1.0
