@@ -92,6 +92,8 @@ def main(argv=None) -> int:
     parser.add_argument("--poison-per-concept", type=int, default=None, metavar="P")
     parser.add_argument("--poison-type", default="dirty,nightshade", help="comma list of dirty, nightshade")
     parser.add_argument("--pgd-steps", type=int, default=None, help="nightshade steps (default: the preset's)")
+    parser.add_argument("--epsilon", type=float, default=None,
+                        help="nightshade: L-infinity budget on the [0, 1] scale (default: the preset's)")
     parser.add_argument("--seed", default="0")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--out", type=Path, default=Path("results/defence"))
@@ -108,8 +110,10 @@ def main(argv=None) -> int:
     p = preset.poison_per_concept if args.poison_per_concept is None else args.poison_per_concept
     if p < 1:
         raise InputError(f"--poison-per-concept must be >= 1, got {p}")
-    if args.pgd_steps is not None:
-        ns = replace(preset.nightshade, steps=args.pgd_steps)
+    if args.pgd_steps is not None or args.epsilon is not None:
+        ns = preset.nightshade
+        ns = replace(ns, steps=ns.steps if args.pgd_steps is None else args.pgd_steps,
+                     epsilon=ns.epsilon if args.epsilon is None else args.epsilon)
         ns.validate()
         preset = replace(preset, nightshade=ns)
     out = ensure_writable_dir(args.out)
@@ -126,9 +130,14 @@ def main(argv=None) -> int:
                 if c_p == 0:
                     continue
                 pixels = assets.data.images
+                size = {"poison_latent_ratio": float("nan"), "poison_linf": float("nan"), "poison_psnr": float("nan")}
                 if t == "nightshade":
-                    shaded, concepts, _, _ = nightshade_pairs(plan, c_p, p, pixels, assets.data.labels, assets.vae,
-                                                              preset.nightshade, seed=s, cache_dir=cache)
+                    shaded, concepts, _, report = nightshade_pairs(plan, c_p, p, pixels, assets.data.labels,
+                                                                   assets.vae, preset.nightshade, seed=s,
+                                                                   cache_dir=cache)
+                    summary = report.summary()
+                    size = {"poison_latent_ratio": summary["latent_ratio"], "poison_linf": summary["linf"],
+                            "poison_psnr": summary["psnr"]}
                     pixels = np.concatenate([pixels, shaded])
                     idx = n + np.arange(len(shaded))
                 else:
@@ -138,7 +147,7 @@ def main(argv=None) -> int:
                 att = pair_attribution_of_mix(assets.judge, pixels[mix.image_idx], texts)
                 d = rank_quality(att.contribution, truth)
                 row = {"seed": s, "poison_type": t, "c_p": c_p, "poison_per_concept": p, "n_pairs": d.n_pairs,
-                       "n_poison": d.n_poison, "ad": att.result.ad, **d.summary()}
+                       "n_poison": d.n_poison, "ad": att.result.ad, **d.summary(), **size}
                 rows.append(row)
                 print(f"{s:<5} {t:<10} {c_p:>4} {d.n_pairs:>6} {d.n_poison:>8}  {att.result.ad:.3f}  "
                       f"{d.average_precision:.3f}  {d.precision_at_k:.3f}  {row['detect_base_rate']:.3f}")

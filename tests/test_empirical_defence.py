@@ -89,3 +89,19 @@ def test_cli_scores_both_poison_types_on_micro_mixes(tmp_path, capsys):
     assert (out / "pr-dirty-cp2-s0.csv").read_text().startswith("precision,recall\n")
     with pytest.raises(InputError, match="unknown poison type 'clean'"):
         main(["--preset", "micro", "--poison-type", "clean", "--out", str(out), "--cache", str(tmp_path / "c")])
+
+
+def test_cli_epsilon_sets_the_budget_and_reports_the_poisons_size(tmp_path):
+    pytest.importorskip("torch")
+    import csv
+
+    from empirical.defence import main
+
+    out = tmp_path / "d"
+    assert main(["--preset", "micro", "--poisoned-concepts", "2", "--poison-type", "nightshade", "--epsilon", "0.02",
+                 "--out", str(out), "--cache", str(tmp_path / "c")]) == 0
+    row = next(csv.DictReader(open(out / "detection.csv", newline="")))
+    assert float(row["poison_linf"]) <= 0.02 + 1 / 255 + 1e-6  # the budget, up to uint8 rounding
+    assert 0 < float(row["poison_latent_ratio"]) and float(row["poison_psnr"]) > 20
+    with pytest.raises(InputError, match="epsilon"):
+        main(["--preset", "micro", "--poisoned-concepts", "2", "--epsilon", "0", "--out", str(out), "--cache", str(tmp_path / "c")])
