@@ -22,6 +22,7 @@ from paper_figures.style import (
     SCENARIO_COLOURS,
     TYPE_COLOURS,
     UNPOISONED,
+    attack_vs_p_axes,
     legend,
     pyplot,
     save,
@@ -93,19 +94,9 @@ def fig7(src: Sources, out: Path) -> Built:
     chance = [num(r["attack_success"]) for r in emp.main("continuous", kinds=("control",)) if int(r["c_p"]) == c_p]
     if chance:
         ax.axhline(float(np.nanmean(chance)), color=CONTROL, ls=":", lw=1, label="control (chance of target)")
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
-
-    ax.set_xscale("log")
     shown_p = sorted({int(r["poison_per_concept"]) for r in rows if int(r["c_p"]) == c_p})
-    if shown_p:
-        ax.set_xticks(shown_p)
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("poison pairs per poisoned concept p")
-    ax.set_ylabel("attack success")
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_title(f"(b) real model, continuous training, C_P = {c_p}")
-    legend(ax, fontsize=6)
+    attack_vs_p_axes(ax, shown_p, xlabel="poison pairs per poisoned concept p",
+                     title=f"(b) real model, continuous training, C_P = {c_p}")
     fig.tight_layout()
     files = save(fig, out, "fig7")
     caption = ("Conjecture 4.1: enough poison pairs remap a concept. (a) Simulation: one concept poisoned alone, "

@@ -12,7 +12,7 @@ import numpy as np
 
 from paper_figures.built import Built
 from paper_figures.sources import Sources, num
-from paper_figures.style import CLEAN, FULL, POISONED, RULE_COLOURS, legend, pyplot, save
+from paper_figures.style import CLEAN, FULL, POISONED, RULE_COLOURS, attack_vs_p_axes, legend, pyplot, save
 
 
 def _by(rows, key):
@@ -121,18 +121,9 @@ def fig7_simulation(ax, src: Sources) -> str:
         ps.update(p)
         ax.plot(p, [num(r["attack_success"]) for r in sel], marker=markers.get(rule, "o"), ms=3, lw=1,
                 color=RULE_COLOURS.get(rule), label=f"{rule} target", alpha=0.85)
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
-
-    ax.set_xscale("symlog", linthresh=2)
     ticks = [t for t in (0, 2, 5, 10, 20, 50, 100, 200) if t <= max(ps, default=0)]
-    ax.set_xticks(ticks)
-    ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("poison pairs per concept p")
-    ax.set_ylabel("attack success")
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_title("(a) simulation, one concept poisoned (ridge)")
-    legend(ax, fontsize=6)
+    attack_vs_p_axes(ax, ticks, xlabel="poison pairs per concept p", symlog=True,
+                     title="(a) simulation, one concept poisoned (ridge)")
     return prov
 
 

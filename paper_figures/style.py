@@ -51,3 +51,23 @@ def legend(ax, **kwargs) -> None:
     handles, _ = ax.get_legend_handles_labels()
     if handles:
         ax.legend(**kwargs)
+
+
+def attack_vs_p_axes(ax, ticks, *, xlabel: str, title: str, symlog: bool = False) -> None:
+    """The axes of an attack-success-vs-p panel: log (or symlog, for p = 0) x with plain tick labels at
+    ``ticks``, success on [0, 1], labels, title and legend."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    if symlog:
+        ax.set_xscale("symlog", linthresh=2)
+    else:
+        ax.set_xscale("log")
+    if len(ticks):
+        ax.set_xticks(list(ticks))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("attack success")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_title(title)
+    legend(ax, fontsize=6)
