@@ -211,6 +211,8 @@ def fig11(src: Sources, out: Path) -> Built:
             prec = [1.0 if pr else 0.0] + [num(x["precision"]) for x in pr]
             colour = shades[ptype][min(i, 3)]
             name = "dirty-label" if ptype == "dirty" else "Nightshade-style"
+            if ptype == "nightshade" and np.isfinite(num(r.get("poison_linf"))):
+                name += f" (L∞ {num(r['poison_linf']):.2f})"  # the budget, when the table records it
             ax.plot(rec, prec, color=colour, lw=1.2,
                     label=f"{name}, C_P={r['c_p']}: AP {num(r['detect_ap']):.2f} (base {num(r['detect_base_rate']):.2f})")
             ax.axhline(num(r["detect_base_rate"]), color=colour, ls=":", lw=0.7)
