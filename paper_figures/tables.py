@@ -1,4 +1,4 @@
-"""T1–T3: AD of clean vs poisoned mixes, implosion thresholds, and the symbolic check of Theorem 4.2.
+"""T1–T4: AD of clean vs poisoned mixes, implosion thresholds, the symbolic check of Theorem 4.2, the regime map.
 
 Each table is written as ``<key>.md`` (shown inline in figures.md) and ``<key>.csv``.
 """
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from paper_figures.built import Built
-from paper_figures.sources import EMP_COMMANDS, Sources, num
+from paper_figures.sources import EMP_COMMANDS, Empirical, Sources, num
 
 IMPLOSION_ACC = 0.5  # "implosion threshold": first C_P where mean unpoisoned accuracy falls below this
 
@@ -80,6 +80,31 @@ def _threshold(by_c: dict[int, list[float]]) -> tuple[str, float, int]:
     return ("not reached" if first is None else str(first)), means[low], cs[low]
 
 
+def _variant_name(r: dict[str, Any], default_p: int) -> str:
+    """A readable name of the regime a poisoned row belongs to (scenario and how it differs from the preset)."""
+    name = f"{r['scenario']}" + (f", {r['variant']}" if r["variant"] else "")
+    if r["targets"] != "poisoned":
+        name += f", targets {r['targets']}"
+    if r["poison_type"] == "nightshade":
+        name += ", nightshade"
+    if int(r["poison_per_concept"]) != default_p:
+        name += f", p={r['poison_per_concept']}"
+    return name
+
+
+def _paired_gap(poisoned: list[dict[str, Any]], controls: list[dict[str, Any]], column: str) -> str:
+    """Mean ± 95% CI over seeds of poisoned − control in ``column``, pairing each poisoned row with the control
+    of its seed; "–" when no seed has both."""
+    by_seed = {r["seed"]: num(r[column]) for r in controls}
+    gaps = [num(r[column]) - by_seed[r["seed"]] for r in poisoned if r["seed"] in by_seed]
+    if not gaps:
+        return "–"
+    from empirical.report import mean_ci
+
+    m, e = mean_ci(gaps)
+    return f"{m:+.3f}" if e == 0 else f"{m:+.3f} ± {e:.3f}"
+
+
 def tab2(src: Sources, out: Path) -> Built:
     """Implosion thresholds: where unpoisoned accuracy first drops below 0.5, per regime and scenario."""
     rows: list[list[Any]] = []
@@ -93,29 +118,15 @@ def tab2(src: Sources, out: Path) -> Built:
         rows.append(["simulation", f"{key[0]}: {key[1]}", max(by), first, f"{low:.3f} (C_P={at})", "–"])
     emp = src.empirical()
     sources = [prov]
-    variants = {}
-    for r in emp.rows:
-        if r["kind"] == "poisoned" and r["preset"] == emp.preset:
-            name = f"{r['scenario']}" + (f", {r['variant']}" if r["variant"] else "")
-            if r["targets"] != "poisoned":
-                name += f", targets {r['targets']}"
-            if r["poison_type"] == "nightshade":
-                name += ", nightshade"
-            if int(r["poison_per_concept"]) != emp.default_p():
-                name += f", p={r['poison_per_concept']}"
-            variants.setdefault((name, r["steps"]), []).append(r)
-    controls = [r for r in emp.rows if r["kind"] == "control" and r["preset"] == emp.preset]
-    for (name, steps), sel in sorted(variants.items()):
-        by: dict[int, list[float]] = {}
+    for (name, steps), sel in sorted(_regimes(emp).items()):
+        by = {}
         for r in sel:
             by.setdefault(int(r["c_p"]), []).append(num(r["unpoisoned_acc"]))
         first, low, at = _threshold(by)
         top = max(by)
-        folders = {s["folder"] for s in sel}
-        ctrl = [num(r["unpoisoned_acc"]) for r in controls
-                if int(r["c_p"]) == top and r["steps"] == steps and r["folder"] in folders]
+        ctrl = _controls([r for r in sel if int(r["c_p"]) == top], emp)
         rows.append([f"model ({emp.preset}{', quick' if emp.quick else ''})", f"{name}, {steps} steps", top, first,
-                     f"{low:.3f} (C_P={at})", _mc(ctrl) if ctrl else "–"])
+                     f"{low:.3f} (C_P={at})", _mc([num(r["unpoisoned_acc"]) for r in ctrl]) if ctrl else "–"])
         sources.append(", ".join(sorted({r['folder'] for r in sel})))
     files, md = _write(out, "tab2", ["where", "regime / scenario", "largest C_P", f"acc < {IMPLOSION_ACC} from C_P",
                                      "lowest mean unpoisoned acc", "control acc at largest C_P"], rows)
@@ -124,6 +135,57 @@ def tab2(src: Sources, out: Path) -> Built:
                f"generated images), the lowest mean accuracy reached, and, for the model, the same-volume control at "
                f"the largest C_P.")
     return Built(files, caption, sorted(set(sources)), [], md)
+
+
+def _regimes(emp: Empirical) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The model's poisoned rows of the chosen preset grouped by regime: (name, steps) -> rows."""
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in emp.rows:
+        if r["kind"] == "poisoned" and r["preset"] == emp.preset:
+            out.setdefault((_variant_name(r, emp.default_p()), r["steps"]), []).append(r)
+    return out
+
+
+def _controls(poisoned: list[dict[str, Any]], emp: Empirical) -> list[dict[str, Any]]:
+    """The same-volume controls of poisoned rows at one C_P, one per seed of those rows. A control adds correctly
+    labelled pairs of the poisoned concepts, so it depends on the scenario, the setting, the steps, p and the
+    universe, not on the targets or the poison type: a run with ``--no-control`` borrows its setting's control."""
+    if not poisoned:
+        return []
+    same = ("scenario", "variant", "steps", "poison_per_concept", "n_concepts", "c_p")
+    seeds = {r["seed"] for r in poisoned}
+    found = {c["seed"]: c for c in emp.rows if c["kind"] == "control" and c["preset"] == emp.preset
+             and c["seed"] in seeds and all(str(c[k]) == str(poisoned[0][k]) for k in same)}
+    return list(found.values())
+
+
+def tab4(src: Sources, out: Path) -> Built:
+    """The regime map of the real model: per regime and C_P, the never-poisoned concepts against the same-volume
+    control of each seed, and the attack success."""
+    emp = src.empirical()
+    rows: list[list[Any]] = []
+    sources: list[str] = []
+    for (name, steps), sel in sorted(_regimes(emp).items()):
+        for c in sorted({int(r["c_p"]) for r in sel}):
+            at = [r for r in sel if int(r["c_p"]) == c]
+            ctrl = _controls(at, emp)
+            rows.append([f"{name}, {steps} steps", c, len(at),
+                         _mc([num(r["unpoisoned_acc"]) for r in at]),
+                         _mc([num(r["unpoisoned_acc"]) for r in ctrl]) if ctrl else "–",
+                         _paired_gap(at, ctrl, "unpoisoned_acc"), _paired_gap(at, ctrl, "unpoisoned_prob"),
+                         _paired_gap(at, ctrl, "fd_unpoisoned"), _mc([num(r["attack_success"]) for r in at]),
+                         _mc([num(r["ad"]) for r in at])])
+            sources.append(", ".join(sorted({r["folder"] for r in at} | {r["folder"] for r in ctrl})))
+    missing = [] if rows else [f"continuous: {EMP_COMMANDS['continuous']}"]
+    files, md = _write(out, "tab4", ["regime", "C_P", "seeds", "unpoisoned acc", "control", "acc − control",
+                                     "P(right) − control", "Fréchet − control", "attack success", "AD"], rows)
+    caption = (f"The regime map of the real model ({emp.preset or 'no'} preset): for each regime (scenario, and how "
+               f"it departs from the preset: steps, UNet, targets, p, poison type) and C_P, the never-poisoned "
+               f"concepts' accuracy against the same-volume correctly-labelled control, the gaps poisoned − control "
+               f"pairing each seed with its own control (mean ± 95% CI over seeds), and the attack success. "
+               f"Implosion shows as negative gaps that grow with C_P; incoherent images would also show as a large "
+               f"Fréchet gap.")
+    return Built(files, caption, sorted(set(sources)), missing, md)
 
 
 def tab3(src: Sources, out: Path) -> Built:

@@ -31,7 +31,7 @@ def test_list_names_every_item_with_its_command(capsys):
     text = capsys.readouterr().out
     for item in ITEMS:
         assert item.key in text and item.feeds in text
-    assert [i.key for i in ITEMS] == [f"fig{k}" for k in range(1, 12)] + ["tab1", "tab2", "tab3"]
+    assert [i.key for i in ITEMS] == [f"fig{k}" for k in range(1, 12)] + ["tab1", "tab2", "tab3", "tab4"]
 
 
 def test_aliases_resolve():
@@ -127,6 +127,34 @@ def test_headline_selection_excludes_variants():
     assert emp.preset == "cpu" and emp.concepts == 150
     assert [r["folder"] for r in emp.main("continuous")] == ["a"]
     assert sorted(r["folder"] for r in emp.by_p()) == ["a", "e"]
+
+
+def test_regime_map_pairs_each_seed_with_its_own_control(tmp_path):
+    """tab4: gaps are poisoned − control of the same seed (averaged over seeds), a control is borrowed across
+    targets/poison type but never across steps or seeds, and a regime without controls shows none."""
+    from empirical.report import mean_ci
+    from paper_figures.tables import tab4
+
+    base = {"preset": "cpu", "scenario": "continuous", "targets": "poisoned", "steps": "500", "variant": "",
+            "poison_per_concept": "80", "poison_type": "dirty", "n_concepts": "150", "c_p": "100",
+            "attack_success": "0.3", "ad": "0.46", "fd_unpoisoned": "0.2", "folder": "a"}
+    acc = {("poisoned", "0"): 0.70, ("poisoned", "1"): 0.80, ("poisoned", "2"): 0.75,
+           ("control", "0"): 0.90, ("control", "1"): 0.95}  # seed 2 has no control
+    rows = [dict(base, kind=k, seed=s, unpoisoned_acc=str(a), unpoisoned_prob=str(a - 0.1))
+            for (k, s), a in acc.items()]
+    rows.append(dict(base, kind="poisoned", seed="0", targets="all", unpoisoned_acc="0.85", unpoisoned_prob="0.7",
+                     folder="d"))
+    rows.append(dict(base, kind="poisoned", seed="0", steps="1500", unpoisoned_acc="0.88", unpoisoned_prob="0.7",
+                     folder="c"))
+    src = Sources(results=tmp_path / "r", data=tmp_path / "d", quick=False, verbose=False)
+    src._emp = Empirical(rows=rows)
+    table = {r["regime"]: r for r in csv.DictReader(open(tmp_path / "tab4.csv"))} if tab4(src, tmp_path) else {}
+    m, e = mean_ci([0.70 - 0.90, 0.80 - 0.95])
+    main_row = table["continuous, 500 steps"]
+    assert main_row["seeds"] == "3" and main_row["acc − control"] == f"{m:+.3f} ± {e:.3f}"
+    assert main_row["P(right) − control"] == f"{m:+.3f} ± {e:.3f}" and main_row["Fréchet − control"] == "+0.000"
+    assert table["continuous, targets all, 500 steps"]["acc − control"] == f"{0.85 - 0.90:+.3f}"
+    assert table["continuous, 1500 steps"]["control"] == "–" and table["continuous, 1500 steps"]["acc − control"] == "–"
 
 
 @pytest.mark.parametrize("args, message", [
