@@ -25,7 +25,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -662,19 +662,28 @@ def setting_of(preset: Preset, scenario: str, base_seed: int, pretrained: str | 
     return d
 
 
-def setting_difference(old: dict, new: dict, prefix: str = "") -> str:
-    """The first key where two settings differ, as 'key: old -> new' ('none' if they agree). Keys the old setting
-    lacks were added to the presets by a later version and do not count (old folders stay resumable)."""
+def first_difference(old: dict, new: dict, prefix: str = "") -> tuple[str, Any, Any] | None:
+    """The first key (dotted, in sorted order) where two settings differ, with its old and new values; None if
+    they agree. Keys the old setting lacks were added to the presets by a later version and do not count (old
+    folders stay resumable)."""
     for k in sorted(set(old) | set(new)):
         if k not in old:
             continue
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             if a != b:
-                return setting_difference(a, b, f"{prefix}{k}.")
+                found = first_difference(a, b, f"{prefix}{k}.")
+                if found is not None:
+                    return found
         elif a != b:
-            return f"{prefix}{k}: {a} -> {b}"
-    return "none"
+            return f"{prefix}{k}", a, b
+    return None
+
+
+def setting_difference(old: dict, new: dict) -> str:
+    """``first_difference`` as 'key: old -> new' ('none' if the settings agree)."""
+    found = first_difference(old, new)
+    return "none" if found is None else f"{found[0]}: {found[1]} -> {found[2]}"
 
 
 def _summary(rows: list[dict], scenario: str) -> None:

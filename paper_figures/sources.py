@@ -275,7 +275,7 @@ def collect(folders: list[Path], defence: list[Path]) -> Empirical:
     """Read result, attention and detector tables; tag each row with its folder, preset and setting variant."""
     from empirical.presets import get_preset
     from empirical.report import read_rows
-    from empirical.run import setting_difference, setting_of
+    from empirical.run import first_difference, setting_of
     from theory.cli import InputError
 
     emp = Empirical()
@@ -291,8 +291,8 @@ def collect(folders: list[Path], defence: list[Path]) -> Empirical:
         own = setting_of(preset, scenario, 0 if base_seed is None else base_seed)
         # the number of concepts is a column of its own (n_concepts); everything else must be the preset's
         own["render"]["concepts"] = setting.get("render", {}).get("concepts", own["render"]["concepts"])
-        diff = setting_difference(setting, own)
-        variant = "" if diff == "none" else diff
+        diff = first_difference(setting, own)  # the folder's setting first: keys added later do not count
+        variant = "" if diff is None else f"{diff[0]}: {diff[2]} -> {diff[1]}"  # preset -> this run
         for r in read_rows([folder]):
             r.update(folder=str(folder), preset=preset.name, variant=variant)
             emp.rows.append(r)

@@ -175,3 +175,16 @@ def test_track_attention_records_every_checkpoint(tmp_path):
     for r in rows:
         assert r["poisoned"] == ("1" if r["c_p"] == "1" and r["concept"] == first else "0")
         assert 0.0 <= float(r["prob_right"]) <= 1.0 and 0.0 <= float(r["attn_entropy"]) <= 1.0
+
+
+def test_first_difference_names_the_key_and_both_values():
+    """Settings compare key by key (nested, sorted); keys only the newer setting has do not count."""
+    from empirical.run import first_difference, setting_difference
+
+    old = {"unet": {"channels": [32, 64], "head_dim": 32}, "steps": 500}
+    assert first_difference(old, old) is None and setting_difference(old, dict(old)) == "none"
+    new = {"unet": {"channels": [64, 128], "head_dim": 32}, "steps": 500, "added_later": 1}
+    assert first_difference(old, new) == ("unet.channels", [32, 64], [64, 128])
+    assert setting_difference(old, new) == "unet.channels: [32, 64] -> [64, 128]"
+    # a nested dict differing only by a later key is no difference; the next key still counts
+    assert first_difference({"a": {"x": 1}, "b": 2}, {"a": {"x": 1, "y": 0}, "b": 3}) == ("b", 2, 3)
