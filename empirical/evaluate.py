@@ -8,6 +8,10 @@ poisoned ones (target τ(c)):
   probability of c (the graded measure: top-1 accuracy saturates at this scale);
 - poisoned accuracy    = the same over P; attack success = mean over images of P of [judge class = τ(c)];
 - score                = mean prompt–image cosine <f(x), g(prompt)> in the joint space (all concepts, and U alone);
+- meaningless rate, own similarity, margin, salience = :mod:`theory.implosion`'s shared measures over U's
+  generated images in the judge's feature space, the concept references being the mean features of each
+  concept's clean renders (what a competent generator draws): meaningless = no concept stands out of the image
+  more than out of a random mixture of concepts;
 - Fréchet distance     = FD between judge features of U's generated images and of U's clean renders (the
   "incoherent images" signal; the clean-model value is the floor at this sample size);
 - AD, D_fea, D_stru    = theory.ad on the judge's text and image embeddings of the exact training mix.
@@ -21,12 +25,16 @@ import numpy as np
 
 from empirical.data import caption
 from theory.ad import pair_attribution
+from theory.implosion import ImplosionReference, implosion_measures, make_reference
 
 #: Columns of the per-point measures, in the order they appear in results.csv.
 MEASURES: tuple[str, ...] = (
     "ad", "d_fea", "d_stru", "unpoisoned_acc", "unpoisoned_prob", "poisoned_acc", "attack_success",
     "score", "unpoisoned_score", "fd_unpoisoned", "n_pairs",
+    "unpoisoned_meaningless", "unpoisoned_own_sim", "unpoisoned_margin", "unpoisoned_salience",
 )
+#: The measures added after the first result folders were written (older rows read them as NaN).
+IMPLOSION_MEASURES: tuple[str, ...] = MEASURES[-4:]
 
 
 @dataclass(frozen=True)
@@ -94,13 +102,25 @@ def generated_measures(judge, generated: np.ndarray, labels: np.ndarray, prompts
         "unpoisoned_score": float(np.mean(scores[u])) if u.any() else float("nan"),
     }
     unp = sorted(set(labels[u].tolist()))
+    gen_feat = judge.image_features(generated[u]) if u.any() else None
     if len(unp) and sum(len(clean_features[c]) for c in unp) >= 2 and u.sum() >= 2:
-        gen_feat = judge.image_features(generated[u])
         ref = np.concatenate([clean_features[c] for c in unp])
         out["fd_unpoisoned"] = frechet_distance(gen_feat, ref)
     else:
         out["fd_unpoisoned"] = float("nan")
+    implosion = implosion_measures(gen_feat, labels[u], concept_reference(clean_features)) \
+        if gen_feat is not None else {}
+    for name in ("meaningless_rate", "own_sim", "margin", "salience"):
+        out["unpoisoned_" + name.replace("_rate", "")] = implosion.get(name, float("nan"))
     return out
+
+
+def concept_reference(clean_features: dict[int, np.ndarray]) -> ImplosionReference:
+    """:mod:`theory.implosion`'s reference in the judge's feature space: concept c's mean clean-render feature
+    (concepts indexed 0..K-1, every one with at least one render)."""
+    k = len(clean_features)
+    return make_reference(np.stack([np.asarray(clean_features[c], dtype=np.float64).mean(axis=0)
+                                    for c in range(k)]))
 
 
 def per_concept_table(judge, generated: np.ndarray, labels: np.ndarray, names: list[str]) -> list[dict]:

@@ -31,7 +31,7 @@ import numpy as np
 
 from empirical.attention import STATISTICS
 from empirical.data import CAPTION_TEMPLATES, PAPER_CONCEPTS, ConceptData, RenderConfig, caption, load_or_render
-from empirical.evaluate import MEASURES, generated_measures, mix_alignment_difficulty, per_concept_table, \
+from empirical.evaluate import IMPLOSION_MEASURES, MEASURES, generated_measures, mix_alignment_difficulty, per_concept_table, \
     prompts_and_seeds
 from empirical.poisons import POISON_TYPES, TARGET_MODES, PoisonPlan, control_pairs, make_plan, nightshade_pairs, \
     poison_pairs
@@ -54,7 +54,7 @@ def _fill_old_row(row: dict[str, str]) -> dict[str, str]:
     """Values of columns added later, for rows written before them (dirty-label was then the only poison)."""
     poisoned = row.get("kind") == "poisoned" and row.get("c_p") != "0"
     return {"poison_type": "dirty" if poisoned else "none",
-            **{k: "nan" for k in (*POISON_REPORT, *DETECTION)}}
+            **{k: "nan" for k in (*POISON_REPORT, *DETECTION, *IMPLOSION_MEASURES)}}
 DEFAULT_CACHE = Path(os.environ.get("IMPLOSION_CACHE", Path.home() / ".cache" / "implosion-toolkit"))
 
 

@@ -37,6 +37,7 @@ from simulate.metrics import METRIC_NAMES, evaluate
 from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
 from simulate.training_set import TrainingSet
 from theory.cli import ArgumentParser, InputError, parse_int_list, run_main
+from theory.implosion import make_reference
 from theory.records import (
     ResultsTable,
     command_line,
@@ -63,7 +64,6 @@ class SweepConfig:
     benign_per_concept: int = 5
     alpha: float = 0.8
     laion_scale: bool = True
-    meaningless_cos: float = 0.7
 
     def __post_init__(self) -> None:
         m = self.benign_per_concept
@@ -72,8 +72,6 @@ class SweepConfig:
         if self.poison.placement == "replace" and self.poison.poison_per_concept > m:
             raise InputError(f"--placement replace needs --poison-per-concept <= --benign-per-concept "
                              f"({self.poison.poison_per_concept} > {m})")
-        if not -1.0 <= self.meaningless_cos <= 1.0:
-            raise InputError(f"--meaningless-cos must be a cosine in [-1, 1], got {self.meaningless_cos}")
 
     def identity(self) -> dict[str, Any]:
         """JSON-ready description; two sweeps may share an output folder only if these are equal."""
@@ -87,17 +85,20 @@ class SweepConfig:
 
 def run_seed(config: SweepConfig, seed: int, points: Sequence[int], done: frozenset[int] = frozenset(),
              emit: Callable[[dict[str, Any]], None] | None = None,
-             progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+             progress: Callable[[int], None] | None = None, track_ad: bool = True) -> list[dict[str, Any]]:
     """Sweep one seed through ``points`` (ascending C_P); skip the evaluation of C_P in ``done`` (the training
-    set still advances through them). Each row is passed to ``emit`` as soon as it exists and returned."""
+    set still advances through them). Each row is passed to ``emit`` as soon as it exists and returned.
+    ``track_ad=False`` skips AD (its columns are NaN): for experiments that measure only the model, where the
+    incremental AD's O(n) cost per added pair would dominate at large poison volumes."""
     cfg = config
     space = make_space(cfg.concepts, seed)
     plan = make_plan(space, cfg.poison, seed)
     bt, bv, _ = benign_pairs(space, cfg.benign_per_concept, seed)
-    data = TrainingSet(cfg.concepts.dim, alpha=cfg.alpha, laion_scale=cfg.laion_scale)
+    data = TrainingSet(cfg.concepts.dim, alpha=cfg.alpha, laion_scale=cfg.laion_scale, track_ad=track_ad)
     data.add(bt, bv)
     fitter = cfg.solver.prepare(data, seed)
     clean_outputs = fitter.fit(data).predict(space.text_centroids)
+    reference = make_reference(space.image_centroids, seed=seed)
     m, p = cfg.benign_per_concept, cfg.poison.poison_per_concept
     rows: list[dict[str, Any]] = []
     poisoned_so_far = 0
@@ -111,10 +112,11 @@ def run_seed(config: SweepConfig, seed: int, points: Sequence[int], done: frozen
         poisoned_so_far = c_p
         if c_p not in done:
             model = fitter.fit(data)
-            ad = data.ad()
-            row = {"c_p": c_p, "seed": seed, "solver": cfg.solver.name, "n_pairs": data.n, "ad": ad.ad,
-                   "d_fea": ad.d_fea, "d_stru": ad.d_stru,
-                   **evaluate(model, space, plan, c_p, clean_outputs, cfg.meaningless_cos),
+            ad = data.ad() if track_ad else None
+            nan = float("nan")
+            row = {"c_p": c_p, "seed": seed, "solver": cfg.solver.name, "n_pairs": data.n,
+                   "ad": ad.ad if ad else nan, "d_fea": ad.d_fea if ad else nan, "d_stru": ad.d_stru if ad else nan,
+                   **evaluate(model, space, plan, c_p, clean_outputs, reference),
                    "seconds": round(time.perf_counter() - start, 4)}
             rows.append(row)
             if emit is not None:
@@ -264,7 +266,6 @@ def _parser() -> ArgumentParser:
     g.add_argument("--capacity-method", choices=["cvxpy", "fista"], default=CapacitySolver.method)
     g.add_argument("--attention-steps", type=int, default=AttentionSolver.steps)
     g.add_argument("--attention-pretrain-steps", type=int, default=AttentionSolver.pretrain_steps)
-    g.add_argument("--meaningless-cos", type=float, default=SweepConfig.meaningless_cos)
     g.add_argument("--alpha", type=float, default=0.8, help="AD weight of D_fea")
     return p
 
@@ -282,7 +283,7 @@ def _config(args: Any) -> SweepConfig:
         "attention": {"steps": args.attention_steps, "pretrain_steps": args.attention_pretrain_steps},
     }[args.solver]
     return SweepConfig(concepts, poison, make_solver(args.solver, **options), args.benign_per_concept,
-                       alpha=check_alpha(args.alpha), meaningless_cos=args.meaningless_cos)
+                       alpha=check_alpha(args.alpha))
 
 
 class _Progress:

@@ -45,9 +45,11 @@ def test_micro_run_writes_schema_and_resumes(tmp_path: Path, cache: Path, capsys
     # dirty-label pairs are contradictions in the judge's joint space; correct extra pairs are not
     assert float(poisoned["poisoned"]["d_fea"]) > float(poisoned["control"]["d_fea"])
     for r in rows:
-        for k in ("ad", "d_fea", "d_stru", "unpoisoned_acc", "unpoisoned_prob", "score"):
+        for k in ("ad", "d_fea", "d_stru", "unpoisoned_acc", "unpoisoned_prob", "score", "unpoisoned_own_sim",
+                  "unpoisoned_margin", "unpoisoned_salience"):
             assert np.isfinite(float(r[k]))
-        assert 0 <= float(r["unpoisoned_acc"]) <= 1
+        assert 0 <= float(r["unpoisoned_acc"]) <= 1 and 0 <= float(r["unpoisoned_meaningless"]) <= 1
+        assert -1 <= float(r["unpoisoned_margin"]) <= float(r["unpoisoned_own_sim"]) + 1
     manifest = json.loads((out / "manifest.json").read_text())
     for key in ("command", "preset", "versions", "git_commit", "assets", "finished"):
         assert key in manifest

@@ -12,6 +12,7 @@ from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
 from simulate.training_set import TrainingSet
 from theory.ad import alignment_difficulty
 from theory.cli import InputError
+from theory.implosion import make_reference
 
 SMALL = ConceptConfig(n_concepts=40, dim=16)
 
@@ -185,7 +186,7 @@ def test_attention_solver_learns_the_clean_map():
     model = AttentionSolver(pretrain_steps=300, steps=5).prepare(data, 0).fit(data)
     plan = make_plan(space, PoisonConfig(), 0)
     clean = model.predict(space.text_centroids)
-    metrics = evaluate(model, space, plan, 0, clean)
+    metrics = evaluate(model, space, plan, 0, clean, make_reference(space.image_centroids))
     assert metrics["benign_acc"] >= 0.9
     assert 0.0 <= metrics["concept_attention"] <= 1.0
 
@@ -217,17 +218,18 @@ def test_metrics_on_handmade_models():
     space = make_space(SMALL, 0)
     plan = make_plan(space, PoisonConfig(), 0)
     perfect = _Lookup(space.image_centroids)
-    m = evaluate(perfect, space, plan, 10, space.image_centroids)
+    ref = make_reference(space.image_centroids)
+    m = evaluate(perfect, space, plan, 10, space.image_centroids, ref)
     assert m["benign_acc"] == 1.0 and m["attack_success"] == 0.0 and m["poisoned_acc"] == 1.0
     assert m["meaningless_rate"] == 0.0 and m["distortion"] == pytest.approx(0.0, abs=1e-12)
     attacked = space.image_centroids.copy()
     attacked[plan.poisoned(10)] = space.image_centroids[plan.target[plan.poisoned(10)]]
-    m = evaluate(_Lookup(attacked), space, plan, 10, space.image_centroids)
+    m = evaluate(_Lookup(attacked), space, plan, 10, space.image_centroids, ref)
     assert m["attack_success"] == 1.0 and m["benign_acc"] == 1.0
     mean_image = np.tile(space.image_centroids.mean(axis=0), (40, 1))
-    m = evaluate(_Lookup(mean_image), space, plan, 10, space.image_centroids, meaningless_cos=0.7)
+    m = evaluate(_Lookup(mean_image), space, plan, 10, space.image_centroids, ref)
     assert m["meaningless_rate"] == 1.0 and m["distortion"] > 0.1
-    assert np.isnan(evaluate(perfect, space, plan, 0, space.image_centroids)["attack_success"])
+    assert np.isnan(evaluate(perfect, space, plan, 0, space.image_centroids, ref)["attack_success"])
 
 
 # ------------------------------------------------------------------------------------------- experiments
