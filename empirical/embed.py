@@ -3,6 +3,11 @@
     python -m empirical.embed my_pairs/ --out emb.npz                  # our trained judge (preset cpu)
     python -m empirical.embed my_pairs/ --out emb.npz --judge clip/    # a local CLIP folder (transformers)
     python -m theory.ad emb.npz                                        # the folder's Alignment Difficulty
+    python -m empirical.embed --builtin --preset cpu --out mix.npz     # the preset's own clean training pairs
+
+``--builtin`` embeds the preset's clean training renders with their captions instead of a folder and also writes
+``concept`` (the concept index of each pair) and ``caption``: what ``python -m simulate.predict --embeddings``
+needs to calibrate the simulator's geometry to this data and this judge.
 
 FOLDER is a Hugging Face ``imagefolder`` (``metadata.jsonl`` lines ``{"file_name": ..., "text": ...}``; broken
 lines and unreadable images are skipped with a warning naming them). Each pair's caption and image are embedded
@@ -157,11 +162,36 @@ def embed_folder(folder: Path, embedder, out: Path, *, batch_size: int = 64, sav
     return arrays
 
 
+def embed_builtin(preset_name: str, cache: Path, out: Path, judge: Path | None = None, device: str = "cpu",
+                  batch_size: int = 256, log=print) -> dict[str, np.ndarray]:
+    """Embed the clean training pairs of a preset (renders + captions; judge of the preset or ``judge``) and write
+    ``out`` with arrays text, image, concept and caption."""
+    from empirical.presets import get_preset
+    from empirical.run import prepare_assets
+
+    preset = get_preset(preset_name)
+    assets = prepare_assets(preset, cache, log=log)
+    embedder = load_embedder(judge, preset_name, cache, device, log=log) if judge is not None else \
+        JudgeEmbedder(assets.judge, preset.render.size, f"judge:{preset.name}:{assets.data_key}")
+    data = assets.data
+    text, image = [], []
+    for i in range(0, len(data.captions), batch_size):
+        t, v = embedder.embed(list(data.images[i:i + batch_size]), list(data.captions[i:i + batch_size]))
+        text.append(t)
+        image.append(v)
+    arrays = {"text": np.concatenate(text), "image": np.concatenate(image),
+              "concept": np.asarray(data.labels, np.int64), "caption": np.asarray(data.captions, dtype=str)}
+    _save(out, **arrays)
+    return arrays
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from empirical.run import DEFAULT_CACHE
 
     parser = ArgumentParser(prog="python -m empirical.embed", description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", type=Path, help="image-text folder with metadata.jsonl")
+    parser.add_argument("folder", type=Path, nargs="?", help="image-text folder with metadata.jsonl")
+    parser.add_argument("--builtin", action="store_true",
+                        help="embed the preset's own clean training pairs instead of a folder")
     parser.add_argument("--out", type=Path, required=True, help="output .npz (arrays text, image, line, file_name)")
     parser.add_argument("--judge", type=Path, default=None,
                         help="our judge folder or a local transformers CLIP folder (default: the preset's judge)")
@@ -174,15 +204,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.save_every < 1:
         raise InputError("--batch-size and --save-every must be >= 1")
-    if not args.folder.is_dir():
-        raise InputError(f"image folder {args.folder} does not exist")
-    if not (args.folder / "metadata.jsonl").is_file():
-        raise InputError(f"{args.folder / 'metadata.jsonl'} is missing (expected JSON lines with file_name and text)")
+    if (args.folder is None) == (not args.builtin):
+        raise InputError("give an image folder or --builtin (not both)")
     if args.out.suffix != ".npz":
         raise InputError(f"--out must end in .npz, got {args.out}")
     if not args.out.parent.exists():
         raise InputError(f"--out folder {args.out.parent} does not exist")
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    if args.builtin:
+        arrays = embed_builtin(args.preset, args.cache, args.out, args.judge, args.device, log=log)
+        print(f"{len(arrays['concept'])} clean pairs of preset {args.preset} embedded "
+              f"({arrays['text'].shape[1]}-d) -> {args.out}")
+        return 0
+    if not args.folder.is_dir():
+        raise InputError(f"image folder {args.folder} does not exist")
+    if not (args.folder / "metadata.jsonl").is_file():
+        raise InputError(f"{args.folder / 'metadata.jsonl'} is missing (expected JSON lines with file_name and text)")
     embedder = load_embedder(args.judge, args.preset, args.cache, args.device, log=log)
     arrays = embed_folder(args.folder, embedder, args.out, batch_size=args.batch_size, save_every=args.save_every,
                           progress=not args.quiet and sys.stderr.isatty())

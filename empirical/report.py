@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from theory.cli import ArgumentParser, InputError, run_main
+from theory.stats import mean_ci95
 
 GROUP = ("setting", "scenario", "targets", "steps", "poison_per_concept", "c_p", "kind", "poison_type")
 ATTENTION = ("attn_concept_mass", "attn_concept_share", "attn_entropy", "attn_concentration")
@@ -72,15 +73,8 @@ def read_rows(folders: Sequence[Path], name: str = "results.csv", *, required: b
 
 
 def mean_ci(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and the half-width of a 95% Student-t interval (0 for a single value)."""
-    from scipy import stats
-
-    x = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
-    if len(x) == 0:
-        return float("nan"), float("nan")
-    if len(x) == 1:
-        return float(x[0]), 0.0
-    return float(x.mean()), float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    """Mean and the half-width of a 95% Student-t interval (0 for a single value): :func:`theory.stats.mean_ci95`."""
+    return mean_ci95(values)
 
 
 def aggregate(rows: list[dict[str, str]], group: Sequence[str] = GROUP, shown: Sequence[str] = SHOWN

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,6 +30,7 @@ import numpy as np
 
 from simulate.align import AttentionSolver, CapacitySolver, RidgeSolver
 from simulate.concepts import ConceptConfig, make_space
+from simulate.phase import PhaseGrid, run_grid, thresholds
 from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
 from simulate.sweep import SweepConfig, run_seed, summarise
 from simulate.training_set import TrainingSet
@@ -282,6 +284,69 @@ def experiment_implosion(out: Path, seeds: int = 2, step: int = 25,
     return rows
 
 
+# ------------------------------------------------------------------------------------------- 4. phase diagram
+
+
+def experiment_phase(out: Path, grid: PhaseGrid = PhaseGrid(), workers: int = 1) -> tuple[list[dict], list[dict]]:
+    """The phase diagram of :mod:`simulate.phase`: ``phase.csv`` (every point), ``phase_thresholds.csv`` (per
+    curve) and ``phase.png``."""
+    rows = run_grid(grid, workers)
+    marks = thresholds(rows)
+    _write_csv(out / "phase.csv", rows)
+    _write_csv(out / "phase_thresholds.csv", marks)
+    plot_phase(rows, marks, out / "phase.png")
+    return rows, marks
+
+
+def plot_phase(rows: list[dict], marks: list[dict], path: Path) -> None:
+    """Top: the threshold V (unpoisoned accuracy < 0.5) against p/m, one line per capacity, one panel per K and
+    one for the capacity solver. Bottom: mean unpoisoned accuracy over (V, p/m) at the largest K, per d."""
+    plt = _plt()
+    ks = sorted({m["n_concepts"] for m in marks if m["solver"] == "ridge"})
+    dims = sorted({m["capacity"] for m in marks if m["solver"] == "ridge"})
+    top = [("ridge", k) for k in ks] + ([("capacity", None)] if any(m["solver"] == "capacity" for m in marks) else [])
+    ncol = max(len(top), len(dims))
+    fig, axes = plt.subplots(2, ncol, figsize=(3.3 * ncol, 6.4), constrained_layout=True, squeeze=False)
+    for ax, (solver, k) in zip(axes[0], top):
+        sel = [m for m in marks if m["solver"] == solver and (k is None or m["n_concepts"] == k)]
+        for cap in sorted({m["capacity"] for m in sel}):
+            line = sorted((m for m in sel if m["capacity"] == cap), key=lambda m: m["dominance"])
+            x = [m["dominance"] for m in line]
+            y = [m["v_acc_below_half"] if math.isfinite(m["v_acc_below_half"]) else np.nan for m in line]
+            ax.plot(x, y, "o-", ms=3, label=f"d={cap:g}" if solver == "ridge" else f"budget {cap:g}")
+        ax.plot(x, x, ":", color="grey", lw=0.8, label="V = p/m (C_P = K)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("per-concept dominance p/m")
+        ax.set_title(f"ridge, K = {k}" if solver == "ridge" else
+                     f"capacity (d = {sel[0]['dim']}), K = {sel[0]['n_concepts']}",
+                     fontsize=8)
+        ax.legend(frameon=False, fontsize=6)
+    axes[0][0].set_ylabel("V where unpoisoned acc < 0.5\n(missing = never)")
+    kmax = max(ks)
+    for ax, d in zip(axes[1], dims):
+        sel = [r for r in rows if r["solver"] == "ridge" and r["n_concepts"] == kmax and r["capacity"] == d]
+        doms = sorted({r["dominance"] for r in sel})
+        vols = sorted({round(float(r["volume"]), 3) for r in sel if float(r["volume"]) > 0})
+        grid = np.full((len(doms), len(vols)), np.nan)
+        for i, dm in enumerate(doms):
+            for j, v in enumerate(vols):
+                vals = [float(r["benign_acc"]) for r in sel if r["dominance"] == dm and round(float(r["volume"]), 3) == v]
+                if vals and not np.isnan(vals).all():
+                    grid[i, j] = np.nanmean(vals)
+        im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1)
+        ax.set_xticks(range(len(vols)), [f"{v:g}" for v in vols], fontsize=6, rotation=60)
+        ax.set_yticks(range(len(doms)), [f"{v:g}" for v in doms], fontsize=6)
+        ax.set_xlabel("poison volume V = C_P p / (K m)")
+        ax.set_title(f"unpoisoned acc, ridge d = {d:g}, K = {kmax}", fontsize=8)
+    axes[1][0].set_ylabel("p/m")
+    fig.colorbar(im, ax=axes[1].tolist(), shrink=0.8)
+    for ax in list(axes[0][len(top):]) + list(axes[1][len(dims):]):
+        ax.axis("off")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def spearman_by_setting(rows: list[dict[str, Any]]) -> dict[str, float]:
     from scipy.stats import spearmanr
 
@@ -297,12 +362,15 @@ def spearman_by_setting(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m simulate.experiments", description=__doc__.splitlines()[0])
-    p.add_argument("which", choices=["ad", "single", "implosion", "all"])
+    p.add_argument("which", choices=["ad", "single", "implosion", "phase", "all"])
     p.add_argument("--out", type=Path, default=Path("results/experiments"))
-    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--seeds", type=int, default=2, help="seeds (default 2; the phase diagram uses 3 unless set)")
+    p.add_argument("--workers", type=int, default=1, help="local processes for the phase diagram (default 1)")
     args = p.parse_args(argv)
     if args.seeds < 1:
         raise InputError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.workers < 1:
+        raise InputError(f"--workers must be >= 1, got {args.workers}")
     out = ensure_writable_dir(args.out)
     if args.which in ("ad", "all"):
         rows = experiment_ad(out, seeds=args.seeds)
@@ -329,6 +397,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"acc<0.5 at {first_below[0] if first_below else 'never'} (seed 0)")
         for key, rho in spearman_by_setting(rows).items():
             print(f"spearman {key}: {rho:.3f}")
+    if args.which in ("phase", "all"):
+        seeds = args.seeds if "--seeds" in (argv if argv is not None else sys.argv[1:]) else 3
+        _, marks = experiment_phase(out, PhaseGrid(seeds=seeds), workers=args.workers)
+        for m in marks:
+            print(f"phase {m['solver']:8s} K={m['n_concepts']:<5d} capacity={m['capacity']:<6g} p/m={m['dominance']:<4g} "
+                  f"acc<0.5 at V={m['v_acc_below_half']:.2f} meaningless>0.5 at V={m['v_meaningless_above_half']:.2f} "
+                  f"(V measured to {m['v_max']:.2f}, acc there {m['acc_at_v_max']:.3f})")
     return 0
 
 

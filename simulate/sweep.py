@@ -38,6 +38,7 @@ from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
 from simulate.training_set import TrainingSet
 from theory.cli import ArgumentParser, InputError, parse_int_list, run_main
 from theory.implosion import make_reference
+from theory.stats import ci95
 from theory.records import (
     ResultsTable,
     command_line,
@@ -129,16 +130,6 @@ def run_seed(config: SweepConfig, seed: int, points: Sequence[int], done: frozen
 # ------------------------------------------------------------------------------------------- summary
 
 
-def _ci95(values: np.ndarray) -> float:
-    """Half-width of the 95% t-interval of the mean (0 for one value)."""
-    values = values[~np.isnan(values)]
-    if values.size < 2:
-        return 0.0
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
-
-
 def summarise(rows: list[dict[str, Any]], points: Sequence[int]) -> dict[int, dict[str, tuple[float, float]]]:
     """Per C_P: (mean, 95% CI half-width) over seeds of AD and every metric."""
     out: dict[int, dict[str, tuple[float, float]]] = {}
@@ -149,7 +140,7 @@ def summarise(rows: list[dict[str, Any]], points: Sequence[int]) -> dict[int, di
         stats = {}
         for key in ("ad", "d_fea", "d_stru", *METRIC_NAMES):
             vals = np.array([float(r[key]) for r in sel])
-            stats[key] = (float(np.nanmean(vals)) if not np.isnan(vals).all() else float("nan"), _ci95(vals))
+            stats[key] = (float(np.nanmean(vals)) if not np.isnan(vals).all() else float("nan"), ci95(vals))
         stats["n_seeds"] = (len(sel), 0.0)
         out[c_p] = stats
     return out

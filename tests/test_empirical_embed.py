@@ -148,3 +148,22 @@ def test_bad_input_exits_2(tmp_path: Path, args, message):
     proc = subprocess.run([sys.executable, "-m", "empirical.embed", *args], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
+
+
+def test_builtin_embeds_the_presets_clean_pairs_with_concept_labels(assets, tmp_path):
+    """--builtin: the preset's clean renders and captions, labelled by concept; the simulator's predictor
+    calibrates its geometry from that file."""
+    a, cache = assets
+    out = tmp_path / "mix.npz"
+    assert main(["--builtin", "--preset", "micro", "--cache", str(cache), "--out", str(out), "--quiet"]) == 0
+    with np.load(out, allow_pickle=False) as z:
+        text, image, concept, captions = z["text"], z["image"], z["concept"], list(z["caption"])
+    assert text.shape == image.shape and text.shape[0] == len(a.data.labels)
+    assert np.array_equal(concept, a.data.labels) and captions == list(a.data.captions)
+    assert np.allclose(text, a.judge.embed_texts(list(a.data.captions)), atol=1e-5)
+    from simulate.predict import load_geometry
+
+    g = load_geometry(out, "concept")
+    assert g.text_within > g.text_across and g.image_within > g.image_across
+    with pytest.raises(InputError, match="folder or --builtin"):
+        main(["--out", str(out)])

@@ -83,3 +83,34 @@ def test_growth_condition_is_two_endpoint_inequalities():
 def test_turning_point_is_benign_volume_over_poison_per_concept():
     _, root = structure_turning_point()
     assert sp.simplify(root - SYM.K * SYM.m / SYM.p) == 0
+
+
+@pytest.mark.parametrize("mode, targets", [("add", "disjoint"), ("add", "shared"), ("replace", "disjoint"),
+                                           ("replace", "shared")])
+def test_derivative_integrates_to_the_ad_of_explicit_embeddings(mode, targets):
+    """The sympy dAD/dC_P, integrated over [C, C+1] by quadrature, equals AD(C+1) − AD(C) computed by theory.ad on
+    explicit (rotated) embeddings of the block model — not a difference of the same closed-form expression."""
+    from scipy.integrate import quad
+
+    from theory.ad import alignment_difficulty
+
+    s = SYM
+    num, den = derivative_parts(mode, targets)
+    rng = np.random.default_rng(7)
+    for trial in range(3):
+        m = int(rng.integers(3, 6))
+        p = int(rng.integers(1, m + 1)) if mode == "replace" else int(rng.integers(1, 8))
+        bm = BlockModel(n_concepts=int(rng.integers(6, 10)), benign_per_concept=m, poison_per_concept=p,
+                        text_within=0.6, text_across=float(rng.uniform(0, .3)), image_within=0.5,
+                        image_across=float(rng.uniform(0, .3)), benign_cos=0.4, poison_cos=0.1,
+                        alpha=float(rng.uniform(0.2, 0.9)), mode=mode, targets=targets)
+        f_b, f_p = bm.feature_terms()
+        g = bm.gaps()
+        vals = {s.K: bm.n_concepts, s.m: m, s.p: p, s.alpha: bm.alpha, s.f_b: f_b, s.f_p: f_p, s.d_s: g.same,
+                s.d_T: g.text, s.d_I: g.image, s.d_c: g.cross}
+        deriv = sp.lambdify(s.C, (num / den).subs(vals))
+        for c in range(bm.max_poisoned):
+            integral = quad(deriv, c, c + 1, epsabs=1e-13, epsrel=1e-12)[0]
+            ad0 = alignment_difficulty(*bm.embed(c, rotate_seed=trial), alpha=bm.alpha).ad
+            ad1 = alignment_difficulty(*bm.embed(c + 1, rotate_seed=trial + 1), alpha=bm.alpha).ad
+            assert integral == pytest.approx(ad1 - ad0, abs=1e-9)

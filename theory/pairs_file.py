@@ -12,12 +12,13 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from theory.cli import InputError
 
-__all__ = ["load_pairs", "save_pairs", "SUFFIXES"]
+__all__ = ["load_arrays", "load_pairs", "save_pairs", "SUFFIXES"]
 
 SUFFIXES = (".npz", ".safetensors")
 
@@ -35,6 +36,13 @@ def load_pairs(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     Only checks the container (file exists, readable, both arrays present). Shapes and values are validated
     by the functions that consume them (:mod:`theory.ad`).
     """
+    arrays = load_arrays(path, ("text", "image"))
+    return arrays["text"], arrays["image"]
+
+
+def load_arrays(path: str | os.PathLike[str], wanted: Sequence[str]) -> dict[str, np.ndarray]:
+    """The arrays named ``wanted`` from an ``.npz`` (never unpickled) or ``.safetensors`` file; a missing file,
+    an unreadable container or a missing array raises :class:`InputError` naming the file."""
     path = Path(path)
     suffix = _check_suffix(path)
     if not path.exists():
@@ -44,7 +52,7 @@ def load_pairs(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     try:
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in ("text", "image") if k in data.files}
+                arrays = {k: data[k] for k in wanted if k in data.files}
                 names = list(data.files)
         else:
             from safetensors import SafetensorError
@@ -54,17 +62,17 @@ def load_pairs(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
                 loaded = load_file(str(path))
             except SafetensorError as exc:
                 raise InputError(f"{path}: not a readable safetensors file ({exc})") from None
-            arrays = {k: loaded[k] for k in ("text", "image") if k in loaded}
+            arrays = {k: loaded[k] for k in wanted if k in loaded}
             names = list(loaded)
     except InputError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         # ValueError includes numpy's refusal of pickled object arrays
         raise InputError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
-    missing = [k for k in ("text", "image") if k not in arrays]
+    missing = [k for k in wanted if k not in arrays]
     if missing:
         raise InputError(f"{path}: missing array(s) {', '.join(repr(k) for k in missing)}; found {names}")
-    return arrays["text"], arrays["image"]
+    return arrays
 
 
 def save_pairs(path: str | os.PathLike[str], text: np.ndarray, image: np.ndarray) -> Path:

@@ -1,0 +1,162 @@
+r"""The phase diagram of implosion: where unpoisoned concepts break, as a function of the poison's volume and
+dominance, the map's capacity and the number of concepts.
+
+Coordinates (K concepts, m benign pairs each, C_P poisoned concepts with p poison pairs each):
+
+- **poison volume ratio** :math:`V = C_P\,p / (K\,m)` — poison pairs per benign pair in the whole set;
+- **per-concept dominance** :math:`p/m` — how many times a poisoned concept's own benign data its poison
+  outweighs; since :math:`C_P \le K`, only :math:`V \le p/m` is reachable (other cells are empty, not zero);
+- **capacity** — the map's dimension d for ``ridge`` (a linear map in d dimensions), the nuclear-norm budget
+  (a fraction of the clean solution's) for ``capacity``;
+- **K** — the number of concepts the map must keep apart.
+
+For every cell and seed the simulator runs the sweep's own engine (:func:`simulate.sweep.run_seed`, AD not
+tracked: this experiment measures the model) at the C_P nearest each requested V, and records the measures of
+:mod:`theory.implosion` over the never-poisoned concepts. :func:`thresholds` then reads, per curve (K, capacity,
+p/m), the first V at which the mean unpoisoned accuracy falls below 0.5 and the first at which the meaningless
+rate passes 0.5 (linear interpolation between measured V; ``inf`` = not reached within the reachable V).
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from simulate.align import CapacitySolver, RidgeSolver
+from simulate.concepts import ConceptConfig
+from simulate.poison import PoisonConfig
+from simulate.sweep import SweepConfig, run_seed
+from theory.cli import InputError
+
+__all__ = ["PhaseGrid", "Cell", "cells", "run_cell", "run_grid", "thresholds", "crossing", "PHASE_COLUMNS"]
+
+PHASE_COLUMNS = ("solver", "n_concepts", "dim", "capacity", "dominance", "benign_per_concept", "poison_per_concept",
+                 "c_p", "volume", "seed", "benign_acc", "meaningless_rate", "own_sim", "margin", "salience",
+                 "attack_success")
+
+
+@dataclass(frozen=True)
+class PhaseGrid:
+    """The grid: ridge over ``dims`` × ``dominance`` × ``volumes`` × ``n_concepts``, plus the capacity solver
+    over ``budgets`` at (``budget_concepts``, ``budget_dim``); ``seeds`` seeds 0..seeds-1 per cell."""
+
+    n_concepts: tuple[int, ...] = (250, 500, 1000)
+    dims: tuple[int, ...] = (32, 64, 128, 256, 512)
+    dominance: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 20.0)
+    volumes: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0)
+    benign_per_concept: int = 5
+    budgets: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
+    budget_concepts: int = 250
+    budget_dim: int = 64
+    seeds: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("n_concepts", "dims", "dominance", "volumes"):
+            values = getattr(self, name)
+            if not values or any(not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0) for v in values):
+                raise InputError(f"phase grid {name} must be positive finite numbers, got {values!r}")
+        if self.benign_per_concept < 1 or self.seeds < 1:
+            raise InputError("phase grid needs benign_per_concept >= 1 and seeds >= 1")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One curve of the diagram for one seed: a configuration and the C_P of each requested volume."""
+
+    solver: str
+    config: SweepConfig
+    capacity: float
+    dominance: float
+    seed: int
+    points: tuple[int, ...]
+
+
+def _points(k: int, m: int, p: int, volumes: Iterable[float]) -> tuple[int, ...]:
+    """C_P = round(V K m / p) for each V, kept when 1 ≤ C_P < K (at C_P = K no concept is left unpoisoned; 0 is
+    always included: the clean model)."""
+    pts = {0}
+    for v in volumes:
+        c = int(round(v * k * m / p))
+        if 1 <= c < k:
+            pts.add(c)
+    return tuple(sorted(pts))
+
+
+def cells(grid: PhaseGrid) -> list[Cell]:
+    """Every (solver, K, capacity, p/m, seed) curve of ``grid``."""
+    out = []
+    m = grid.benign_per_concept
+    specs: list[tuple[str, int, float, Any]] = [("ridge", k, float(d), RidgeSolver()) for k in grid.n_concepts
+                                                for d in grid.dims]
+    specs += [("capacity", grid.budget_concepts, b, CapacitySolver(budget=b, method="fista", tol=1e-5,
+                                                                    max_iter=3000)) for b in grid.budgets]
+    for solver, k, capacity, model in specs:
+        dim = int(capacity) if solver == "ridge" else grid.budget_dim
+        for dom in grid.dominance:
+            p = max(1, int(round(dom * m)))
+            config = SweepConfig(concepts=ConceptConfig(n_concepts=k, dim=dim),
+                                 poison=PoisonConfig(poison_per_concept=p), solver=model, benign_per_concept=m)
+            for seed in range(grid.seeds):
+                out.append(Cell(solver, config, capacity, dom, seed, _points(k, m, p, grid.volumes)))
+    return out
+
+
+def run_cell(cell: Cell) -> list[dict[str, Any]]:
+    """The phase rows of one cell (one sweep of its seed through its C_P points)."""
+    cfg = cell.config
+    k, m, p = cfg.concepts.n_concepts, cfg.benign_per_concept, cfg.poison.poison_per_concept
+    rows = []
+    for r in run_seed(cfg, cell.seed, list(cell.points), track_ad=False):
+        rows.append({"solver": cell.solver, "n_concepts": k, "dim": cfg.concepts.dim, "capacity": cell.capacity, "dominance": cell.dominance,
+                     "benign_per_concept": m, "poison_per_concept": p, "c_p": r["c_p"],
+                     "volume": r["c_p"] * p / (k * m), "seed": cell.seed,
+                     **{key: r[key] for key in PHASE_COLUMNS[10:]}})
+    return rows
+
+
+def run_grid(grid: PhaseGrid, workers: int = 1) -> list[dict[str, Any]]:
+    """All rows of ``grid`` (cells on ``workers`` local processes; the numbers do not depend on it)."""
+    todo = cells(grid)
+    if workers <= 1:
+        return [r for c in todo for r in run_cell(c)]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return [r for rows in pool.map(run_cell, todo, chunksize=1) for r in rows]
+
+
+def crossing(x: Sequence[float], y: Sequence[float], level: float, below: bool) -> float:
+    """First x at which y crosses ``level`` (downward if ``below``, else upward), linearly interpolated between
+    neighbouring points; ``inf`` when it never does, the first x when it already has."""
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    hit = ys < level if below else ys > level
+    if not hit.any():
+        return math.inf
+    i = int(np.argmax(hit))
+    if i == 0:
+        return float(xs[0])
+    x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+    return float(x0 + (level - y0) * (x1 - x0) / (y1 - y0))
+
+
+def thresholds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per curve (solver, K, capacity, p/m): the V at which mean unpoisoned accuracy falls below 0.5 and the V at
+    which the mean meaningless rate passes 0.5 (over seeds), the largest V measured, and the accuracy there."""
+    keys = sorted({(r["solver"], r["n_concepts"], r["capacity"], r["dominance"]) for r in rows})
+    out = []
+    for key in keys:
+        sel = [r for r in rows if (r["solver"], r["n_concepts"], r["capacity"], r["dominance"]) == key]
+        vols = sorted({round(float(r["volume"]), 9) for r in sel})
+        acc = [np.mean([float(r["benign_acc"]) for r in sel if round(float(r["volume"]), 9) == v]) for v in vols]
+        mless = [np.mean([float(r["meaningless_rate"]) for r in sel if round(float(r["volume"]), 9) == v])
+                 for v in vols]
+        out.append({"solver": key[0], "n_concepts": key[1], "dim": sel[0]["dim"], "capacity": key[2],
+                    "dominance": key[3],
+                    "v_acc_below_half": crossing(vols, acc, 0.5, True),
+                    "v_meaningless_above_half": crossing(vols, mless, 0.5, False),
+                    "v_max": vols[-1], "acc_at_v_max": float(acc[-1]), "clean_acc": float(acc[0]),
+                    "seeds": len({r["seed"] for r in sel})})
+    return out
+

@@ -1,0 +1,215 @@
+r"""``python -m simulate.predict``: the simulator's prediction for a real setting, written down before the run.
+
+Given a training setting — K concepts, m benign pairs each, p poison pairs per poisoned concept (one or more),
+the C_P to report — and what can be measured without poisoning anything:
+
+- the **geometry** of the real training data (``--embeddings FILE``: unit text/image embeddings of the clean
+  pairs with a concept label per pair, e.g. ``python -m empirical.embed --builtin`` output), fitted into the
+  simulator's concept space by :func:`simulate.calibrate.fit_geometry`; without it, the default CLIP-like space;
+- the **capacity**, either given (``--dim``) or calibrated from the real clean model's unpoisoned accuracy
+  (``--clean-acc``: the d at which the simulator's clean model is exactly as competent,
+  :func:`simulate.calibrate.capacity_for_accuracy`),
+
+it runs the sweep engine (ridge, dirty-label, random targets, poison added) for every p and seed and prints and
+writes, per (p, C_P): the volume V = C_P·p/(K·m), predicted unpoisoned accuracy, meaningless rate and AD (D_stru
+from sampled pairs) as mean ± 95% CI over seeds, and per p the predicted threshold C_P (first C_P, on a dense
+grid, at which mean unpoisoned accuracy falls below 0.5; "none" if it never does for C_P < K).
+
+Outputs in ``--out``: ``prediction.csv`` (per p, C_P, seed), ``summary.csv`` (means and CIs), ``thresholds.csv``,
+``prediction.json`` (setting, calibration, date, git commit, command). A prediction is a model's output, not a
+measurement: commit it before the run it predicts and never edit it afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from simulate.calibrate import Geometry, capacity_for_accuracy, fit_geometry, geometry_of_space, measure_geometry
+from simulate.concepts import ConceptConfig, make_space
+from simulate.phase import crossing
+from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
+from simulate.sweep import SweepConfig, run_seed
+from simulate.training_set import TrainingSet
+from theory.ad import alignment_difficulty_sampled
+from theory.cli import ArgumentParser, InputError, parse_int_list, run_main
+from theory.records import atomic_write_text, command_line, ensure_writable_dir, git_commit, utc_now
+from theory.stats import ci95
+
+__all__ = ["Setting", "predict", "main"]
+
+ROW_KEYS = ("p", "c_p", "seed", "volume", "dominance", "benign_acc", "meaningless_rate", "salience", "margin",
+            "attack_success", "ad", "d_fea", "d_stru")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What is predicted: K, m, the p values and C_P values, and the seeds."""
+
+    n_concepts: int
+    benign_per_concept: int
+    poison_per_concept: tuple[int, ...]
+    poisoned_concepts: tuple[int, ...]
+    seeds: tuple[int, ...] = (0, 1, 2)
+    ad_samples: int = 200_000
+
+    def __post_init__(self) -> None:
+        if self.n_concepts < 2 or self.benign_per_concept < 1:
+            raise InputError("--n-concepts must be >= 2 and --benign-per-concept >= 1")
+        if not self.poison_per_concept or min(self.poison_per_concept) < 1:
+            raise InputError("--poison-per-concept needs values >= 1")
+        if max(self.poisoned_concepts) >= self.n_concepts:
+            raise InputError(f"--poisoned-concepts must stay below --n-concepts ({self.n_concepts}): at C_P = K "
+                             "no concept is left unpoisoned")
+        if not self.seeds:
+            raise InputError("--seeds needs at least one seed")
+
+
+def _ad_of(config: SweepConfig, seed: int, c_p: int, samples: int) -> tuple[float, float, float]:
+    """AD of the training set at C_P (D_fea exact, D_stru from ``samples`` random pairs): rebuilt directly."""
+    space = make_space(config.concepts, seed)
+    plan = make_plan(space, config.poison, seed)
+    t, v, _ = benign_pairs(space, config.benign_per_concept, seed)
+    data = TrainingSet(config.concepts.dim, track_ad=False)
+    data.add(t, v)
+    for concept in plan.poisoned(c_p):
+        data.add(*poison_pairs(space, plan, config.poison, int(concept), seed))
+    r = alignment_difficulty_sampled(*data.arrays(), n_samples=samples, seed=seed, alpha=config.alpha)
+    return r.ad, r.d_fea, r.d_stru
+
+
+def predict(setting: Setting, concepts: ConceptConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows per (p, C_P, seed) at the requested C_P, and per p the threshold from a dense C_P grid."""
+    k, m = setting.n_concepts, setting.benign_per_concept
+    dense = sorted(set(range(0, k, max(1, k // 40))) | set(setting.poisoned_concepts) | {0})
+    rows, marks = [], []
+    for p in setting.poison_per_concept:
+        config = SweepConfig(concepts=concepts, poison=PoisonConfig(poison_per_concept=p), benign_per_concept=m)
+        curve: dict[int, list[float]] = {}
+        for seed in setting.seeds:
+            for r in run_seed(config, seed, dense, track_ad=False):
+                curve.setdefault(r["c_p"], []).append(r["benign_acc"])
+                if r["c_p"] in setting.poisoned_concepts:
+                    ad = _ad_of(config, seed, r["c_p"], setting.ad_samples)
+                    rows.append({"p": p, "c_p": r["c_p"], "seed": seed, "volume": r["c_p"] * p / (k * m),
+                                 "dominance": p / m, **{key: r[key] for key in ROW_KEYS[5:10]},
+                                 "ad": ad[0], "d_fea": ad[1], "d_stru": ad[2]})
+        xs = sorted(curve)
+        threshold = crossing(xs, [float(np.mean(curve[c])) for c in xs], 0.5, True)
+        marks.append({"p": p, "dominance": p / m,
+                      "threshold_c_p": threshold if math.isfinite(threshold) else "none",
+                      "threshold_volume": threshold * p / (k * m) if math.isfinite(threshold) else "none",
+                      "acc_at_largest_c_p": float(np.mean(curve[xs[-1]])), "largest_c_p": xs[-1]})
+    return rows, marks
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and 95% CI half-width over seeds per (p, C_P)."""
+    out = []
+    for key in sorted({(r["p"], r["c_p"]) for r in rows}):
+        sel = [r for r in rows if (r["p"], r["c_p"]) == key]
+        row: dict[str, Any] = {"p": key[0], "c_p": key[1], "volume": sel[0]["volume"], "seeds": len(sel)}
+        for name in ("benign_acc", "meaningless_rate", "attack_success", "ad", "d_stru"):
+            vals = np.array([float(r[name]) for r in sel])
+            row[name] = float(np.nanmean(vals)) if not np.isnan(vals).all() else float("nan")
+            row[name + "_ci95"] = ci95(vals)
+        out.append(row)
+    return out
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def load_geometry(path: Path, labels_key: str) -> Geometry:
+    """The six cosines of an embedding file (``text``, ``image`` and a per-pair concept array ``labels_key``)."""
+    from theory.pairs_file import load_arrays
+
+    arrays = load_arrays(path, ("text", "image", labels_key))
+    labels = np.asarray(arrays[labels_key])
+    if labels.ndim != 1 or labels.shape[0] != arrays["text"].shape[0]:
+        raise InputError(f"{path}: '{labels_key}' must hold one concept label per pair")
+    return measure_geometry(arrays["text"], arrays["image"], labels)
+
+
+def _parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m simulate.predict", description=__doc__.splitlines()[0].strip("`: "))
+    p.add_argument("--n-concepts", type=int, required=True, help="K, concepts in the training set")
+    p.add_argument("--benign-per-concept", type=int, required=True, help="m, clean pairs per concept")
+    p.add_argument("--poison-per-concept", required=True, metavar="LIST", help="p values, e.g. 80,160,240,400")
+    p.add_argument("--poisoned-concepts", required=True, metavar="LIST", help="C_P values, e.g. 25,50,100,140")
+    cap = p.add_mutually_exclusive_group(required=True)
+    cap.add_argument("--dim", type=int, help="the simulator's capacity d, given")
+    cap.add_argument("--clean-acc", type=float, help="the real clean model's unpoisoned accuracy: calibrates d")
+    p.add_argument("--embeddings", type=Path, help=".npz/.safetensors with text, image and concept labels of the "
+                                                   "clean training pairs: calibrates the geometry")
+    p.add_argument("--labels-key", default="concept", help="array of concept labels in --embeddings (default concept)")
+    p.add_argument("--seeds", default="0,1,2", metavar="LIST", help="seeds (default 0,1,2)")
+    p.add_argument("--out", type=Path, help="folder for prediction.csv / summary.csv / thresholds.csv / .json")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setting = Setting(args.n_concepts, args.benign_per_concept,
+                      tuple(parse_int_list(args.poison_per_concept, name="--poison-per-concept")),
+                      tuple(parse_int_list(args.poisoned_concepts, name="--poisoned-concepts")),
+                      tuple(parse_int_list(args.seeds, name="--seeds")))
+    if args.dim is not None and args.dim < 3:
+        raise InputError(f"--dim must be >= 3, got {args.dim}")
+    out = ensure_writable_dir(args.out) if args.out else None
+    geometry = load_geometry(args.embeddings, args.labels_key) if args.embeddings else None
+    base = ConceptConfig(n_concepts=setting.n_concepts)
+    concepts = fit_geometry(geometry, setting.n_concepts, base.dim) if geometry else base
+    calibration: dict[str, Any] = {"geometry_source": str(args.embeddings) if geometry else "default CLIP-like space",
+                                   "measured_geometry": geometry.as_dict() if geometry else None}
+    if args.clean_acc is not None:
+        dim, curve = capacity_for_accuracy(SweepConfig(concepts=concepts, benign_per_concept=setting.benign_per_concept),
+                                           args.clean_acc, setting.seeds)
+        calibration.update(capacity_source=f"clean accuracy {args.clean_acc}", clean_acc_curve=curve)
+    else:
+        dim = args.dim
+        calibration["capacity_source"] = "given (--dim)"
+    concepts = replace(concepts, dim=dim)
+    calibration["concept_config"] = asdict(concepts)
+    calibration["simulated_geometry"] = geometry_of_space(concepts, min(setting.benign_per_concept, 20)).as_dict()
+    rows, marks = predict(setting, concepts)
+    summary = summarise(rows)
+    print(f"prediction: K={setting.n_concepts} m={setting.benign_per_concept} d={dim} "
+          f"({calibration['capacity_source']}), geometry: {calibration['geometry_source']}, "
+          f"seeds {list(setting.seeds)}")
+    print(f"{'p':>5} {'C_P':>5} {'V':>6} {'unpoisoned acc':>16} {'meaningless':>13} {'AD':>15}")
+    for r in summary:
+        print(f"{r['p']:>5} {r['c_p']:>5} {r['volume']:>6.2f} {r['benign_acc']:>8.3f} ± {r['benign_acc_ci95']:.3f} "
+              f"{r['meaningless_rate']:>6.3f} ± {r['meaningless_rate_ci95']:.3f} {r['ad']:>7.4f} ± {r['ad_ci95']:.4f}")
+    for mk in marks:
+        t = mk["threshold_c_p"]
+        print(f"p = {mk['p']}: unpoisoned accuracy < 0.5 from C_P = " +
+              (f"{t:.1f} (V = {mk['threshold_volume']:.2f})" if t != "none" else
+               f"none below C_P = {mk['largest_c_p']} (accuracy there {mk['acc_at_largest_c_p']:.3f})"))
+    if out is not None:
+        atomic_write_text(out / "prediction.csv", _csv(rows))
+        atomic_write_text(out / "summary.csv", _csv(summary))
+        atomic_write_text(out / "thresholds.csv", _csv(marks))
+        record = {"tool": "simulate.predict", "setting": asdict(setting), "calibration": calibration,
+                  "solver": "ridge", "poison": "dirty-label, random targets, added", "date": utc_now(),
+                  "git_commit": git_commit(), "command": command_line()}
+        atomic_write_text(out / "prediction.json", json.dumps(record, indent=2, default=str) + "\n")
+        print(f"wrote {out / 'prediction.csv'}, summary.csv, thresholds.csv, prediction.json")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, prog="python -m simulate.predict")
