@@ -1,4 +1,5 @@
-r"""``python -m simulate.experiments {ad,single,implosion,all} --out DIR``: the simulator's experiments.
+r"""``python -m simulate.experiments {ad,single,implosion,phase,ad-volume,all} --out DIR``: the simulator's
+experiments.
 
 1. ``ad`` — AD vs C_P (1..500) in several regimes, with the block-model closed form of :mod:`theory.block_model`
    fitted to the simulated data: the mean gap :math:`|\cos(v_i,v_j)-\cos(t_i,t_j)|` of each relation type
@@ -11,6 +12,11 @@ r"""``python -m simulate.experiments {ad,single,implosion,all} --out DIR``: the 
 3. ``implosion`` — Conjecture 4.3: unpoisoned accuracy and meaningless rate vs C_P (and vs AD) while varying one
    knob at a time around the default regime — capacity (d), benign volume (m), template weight, poison per
    concept — plus the three solvers; Spearman ρ(AD, unpoisoned accuracy) over all points.
+4. ``phase`` — the phase diagram of :mod:`simulate.phase`: where unpoisoned accuracy falls below 0.5 (and the
+   meaningless rate passes 0.5) over poison volume V, dominance p/m, capacity and the number of concepts
+   (``--workers`` processes; 3 seeds unless ``--seeds`` is given).
+5. ``ad-volume`` — :mod:`simulate.ad_volume`: damage against AD, D_fea and D_stru *at fixed poison volume*,
+   over nine poison configurations (3 seeds unless ``--seeds`` is given).
 
 Every experiment writes a CSV and a PNG into ``--out``; the numbers quoted in docs/simulation.md come from here.
 A :class:`Scale` shrinks the universe (concepts K, largest C_P) for quick builds (``paper_figures --quick``); the
@@ -28,6 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from simulate.ad_volume import CONFIGURATIONS, Configuration, given_volume, run_configurations
 from simulate.align import AttentionSolver, CapacitySolver, RidgeSolver
 from simulate.concepts import ConceptConfig, make_space
 from simulate.phase import PhaseGrid, run_grid, thresholds
@@ -347,6 +354,72 @@ def plot_phase(rows: list[dict], marks: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+# ------------------------------------------------------------------------------------------- 5. AD given volume
+
+AD_VOLUMES: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 5.0)
+
+
+def experiment_ad_volume(out: Path, seeds: int = 3, volumes: Sequence[float] = AD_VOLUMES,
+                         configs: Sequence[Configuration] | None = None) -> tuple[list[dict], list[dict]]:
+    """AD at fixed poison volume (:mod:`simulate.ad_volume`): ``ad_volume.csv`` (every point),
+    ``ad_volume_stats.csv`` (within-volume association of damage with AD, D_fea, D_stru) and ``ad_volume.png``."""
+    configs = list(CONFIGURATIONS if configs is None else configs)
+    rows = run_configurations(configs, volumes, range(seeds))
+    stats = []
+    for outcome in ("benign_acc", "meaningless_rate"):
+        for subset, names in (("all configurations", None),
+                              ("learnable only (no scatter)", [c.name for c in configs if "scatter" not in c.name])):
+            for st in given_volume(rows, outcome=outcome, configurations_used=names):
+                stats.append({"subset": subset, **st})
+    _write_csv(out / "ad_volume.csv", rows)
+    _write_csv(out / "ad_volume_stats.csv", stats)
+    plot_ad_volume(rows, out / "ad_volume.png")
+    return rows, stats
+
+
+def plot_ad_volume(rows: list[dict], path: Path) -> None:
+    """Left: unpoisoned accuracy against AD, one marker per configuration, one colour per volume (seed means).
+    Right: the same centred within each volume and seed (what is left for AD to explain once V is fixed)."""
+    plt = _plt()
+    names = list(dict.fromkeys(r["configuration"] for r in rows))
+    vols = sorted({r["volume"] for r in rows})
+    markers = "osD^v<>pPX*h"
+    cmap = plt.get_cmap("viridis")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
+    for i, name in enumerate(names):
+        for j, v in enumerate(vols):
+            sel = [r for r in rows if r["configuration"] == name and r["volume"] == v]
+            if not sel:
+                continue
+            ax1.scatter(np.mean([r["ad"] for r in sel]), np.mean([r["benign_acc"] for r in sel]),
+                        marker=markers[i % len(markers)], color=cmap(j / max(1, len(vols) - 1)), s=28,
+                        label=name if j == 0 else None)
+    for j, v in enumerate(vols):
+        ax1.scatter([], [], color=cmap(j / max(1, len(vols) - 1)), marker="s", label=f"V = {v:g}")
+    ax1.set_xlabel("AD of the training set")
+    ax1.set_ylabel("unpoisoned accuracy")
+    ax1.legend(frameon=False, fontsize=6, ncol=2)
+    ax1.set_title("damage vs AD (colour = poison volume V)", fontsize=9)
+    for seed in sorted({r["seed"] for r in rows}):
+        rs = [r for r in rows if r["seed"] == seed]
+        counts = {v: sum(1 for r in rs if r["volume"] == v) for v in vols}
+        rs = [r for r in rs if counts[r["volume"]] >= 3]
+        for j, v in enumerate(vols):
+            sel = [r for r in rs if r["volume"] == v]
+            if not sel:
+                continue
+            ad = np.array([r["ad"] for r in sel])
+            acc = np.array([r["benign_acc"] for r in sel])
+            ax2.scatter(ad - ad.mean(), acc - acc.mean(), color=cmap(j / max(1, len(vols) - 1)), s=10)
+    ax2.axhline(0, color="grey", lw=0.6)
+    ax2.axvline(0, color="grey", lw=0.6)
+    ax2.set_xlabel("AD − mean AD at the same V (and seed)")
+    ax2.set_ylabel("accuracy − mean accuracy at the same V")
+    ax2.set_title("given V: what AD has left to explain", fontsize=9)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def spearman_by_setting(rows: list[dict[str, Any]]) -> dict[str, float]:
     from scipy.stats import spearmanr
 
@@ -362,7 +435,7 @@ def spearman_by_setting(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m simulate.experiments", description=__doc__.splitlines()[0])
-    p.add_argument("which", choices=["ad", "single", "implosion", "phase", "all"])
+    p.add_argument("which", choices=["ad", "single", "implosion", "phase", "ad-volume", "all"])
     p.add_argument("--out", type=Path, default=Path("results/experiments"))
     p.add_argument("--seeds", type=int, default=2, help="seeds (default 2; the phase diagram uses 3 unless set)")
     p.add_argument("--workers", type=int, default=1, help="local processes for the phase diagram (default 1)")
@@ -404,6 +477,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"phase {m['solver']:8s} K={m['n_concepts']:<5d} capacity={m['capacity']:<6g} p/m={m['dominance']:<4g} "
                   f"acc<0.5 at V={m['v_acc_below_half']:.2f} meaningless>0.5 at V={m['v_meaningless_above_half']:.2f} "
                   f"(V measured to {m['v_max']:.2f}, acc there {m['acc_at_v_max']:.3f})")
+    if args.which in ("ad-volume", "all"):
+        seeds = args.seeds if "--seeds" in (argv if argv is not None else sys.argv[1:]) else 3
+        _, stats = experiment_ad_volume(out, seeds=seeds)
+        for st in stats:
+            print(f"ad-volume {st['subset']:28s} {st['outcome']:16s} ~ {st['predictor']:6s} given V: "
+                  f"pearson {st['pearson']:+.3f} ± {st['pearson_ci95']:.3f}, spearman {st['spearman']:+.3f} ± "
+                  f"{st['spearman_ci95']:.3f}, slope {st['slope']:+.3f} ± {st['slope_ci95']:.3f} "
+                  f"({st['seeds']} seeds)")
     return 0
 
 

@@ -18,7 +18,9 @@ Placement: ``add`` appends p poison pairs to A's m benign pairs; ``replace`` sub
 benign pairs (needs p ≤ m), keeping the data volume fixed.
 
 Targets: ``random`` (uniform over the other concepts), ``nearest`` / ``farthest`` (the concept whose image
-centroid is most / least similar to A's).
+centroid is most / least similar to A's), ``scatter`` (a different random concept for *every* poison pair: a
+mapping no model can learn, with the same volume and nearly the same AD as ``random``; the plan's ``target`` is
+then only the first pair's).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ __all__ = ["PoisonConfig", "PoisonPlan", "make_plan", "poison_pairs", "benign_pa
 
 Kind = Literal["dirty", "shift"]
 Placement = Literal["add", "replace"]
-TargetRule = Literal["random", "nearest", "farthest"]
+TargetRule = Literal["random", "nearest", "farthest", "scatter"]
+TARGET_RULES: tuple[str, ...] = ("random", "nearest", "farthest", "scatter")
 
 _BENIGN, _POISON, _ORDER = 0, 1, 2  # stream tags: the random streams never overlap
 
@@ -59,8 +62,8 @@ class PoisonConfig:
             raise InputError(f"shift must be in [0, 1], got {self.shift}")
         if self.placement not in ("add", "replace"):
             raise InputError(f"placement must be 'add' or 'replace', got {self.placement!r}")
-        if self.targets not in ("random", "nearest", "farthest"):
-            raise InputError(f"targets must be 'random', 'nearest' or 'farthest', got {self.targets!r}")
+        if self.targets not in TARGET_RULES:
+            raise InputError(f"targets must be one of {', '.join(TARGET_RULES)}, got {self.targets!r}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,7 +86,7 @@ def make_plan(space: ConceptSpace, config: PoisonConfig, seed: int) -> PoisonPla
     k = space.config.n_concepts
     rng = np.random.default_rng([seed, _ORDER])
     order = rng.permutation(k)
-    if config.targets == "random":
+    if config.targets in ("random", "scatter"):
         target = (np.arange(k) + rng.integers(1, k, size=k)) % k  # uniform over the other concepts
     else:
         sim = space.image_centroids @ space.image_centroids.T
@@ -107,6 +110,9 @@ def poison_pairs(
     rng = np.random.default_rng([seed, _POISON, int(concept)])
     a = np.full(p, concept)
     b = np.full(p, plan.target[concept])
+    if config.targets == "scatter" and p > 1:
+        k = space.config.n_concepts
+        b[1:] = (concept + rng.integers(1, k, size=p - 1)) % k  # every other pair: its own random target
     if config.kind == "dirty":
         return space.sample(a, b, rng)
     t, v_a = space.sample(a, a, rng)

@@ -34,7 +34,7 @@ import numpy as np
 from simulate.align import SOLVERS, AttentionSolver, CapacitySolver, RidgeSolver, make_solver
 from simulate.concepts import ConceptConfig, make_space
 from simulate.metrics import METRIC_NAMES, evaluate
-from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
+from simulate.poison import TARGET_RULES, PoisonConfig, benign_pairs, make_plan, poison_pairs
 from simulate.training_set import TrainingSet
 from theory.cli import ArgumentParser, InputError, parse_int_list, run_main
 from theory.implosion import make_reference
@@ -250,7 +250,8 @@ def _parser() -> ArgumentParser:
     g.add_argument("--poison-kind", choices=["dirty", "shift"], default=pc.kind)
     g.add_argument("--shift", type=float, default=pc.shift, help="feature-shift fraction toward the target")
     g.add_argument("--placement", choices=["add", "replace"], default=pc.placement)
-    g.add_argument("--targets", choices=["random", "nearest", "farthest"], default=pc.targets)
+    g.add_argument("--targets", choices=list(TARGET_RULES), default=pc.targets,
+                   help="target rule (scatter: a random target per poison pair)")
     g = p.add_argument_group("solvers and metrics")
     g.add_argument("--ridge-reg", type=float, default=RidgeSolver.reg)
     g.add_argument("--capacity-budget", type=float, default=CapacitySolver.budget)
