@@ -52,6 +52,12 @@ ITEMS: tuple[Item, ...] = (
          "maps, poisoned vs unpoisoned", _EMP_ALL, empirical_figures.fig10),
     Item("fig11", "AD-attribution poison detector", "precision–recall against known poisons, dirty-label vs "
          "Nightshade-style", EMP_COMMANDS["defence"], empirical_figures.fig11),
+    Item("fig12", "Phase diagram of implosion", "threshold poison volume V against p/m per capacity and K; "
+         "accuracy over (V, p/m)", "python -m simulate.experiments phase --out results/experiments --workers 2",
+         simulation_figures.fig12),
+    Item("fig13", "AD at fixed poison volume", "damage against AD across poison configurations at equal volume, "
+         "raw and centred within volume", "python -m simulate.experiments ad-volume --out results/experiments",
+         simulation_figures.fig13),
     Item("tab1", "AD of clean vs poisoned mixes", "simulation regimes and the real model's training mixes",
          f"{SIM_COMMAND}; {_EMP_ALL}", tables.tab1),
     Item("tab2", "Implosion thresholds", "first C_P with unpoisoned accuracy < 0.5, per regime and scenario",

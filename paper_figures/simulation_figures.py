@@ -173,7 +173,47 @@ def fig8(src: Sources, out: Path) -> Built:
     fig.tight_layout()
     files = save(fig, out, "fig8")
     caption = ("Implosion in simulation (Conjecture 4.3): (a) unpoisoned-concept accuracy (solid) and meaningless "
-               "rate (dotted: the output is at cosine < 0.7 to every concept's image) vs C_P per alignment solver; "
+               "rate (dotted: no concept stands out of the output more than out of a random mixture of concepts, "
+               "theory.implosion) vs C_P per alignment solver; "
                "(b) unpoisoned accuracy vs C_P as the text→image map's capacity d grows; (c) the same points against "
                "the AD of their training sets. Bands: 95% Student-t CI over seeds (wide with two seeds).")
+    return Built(files, caption, [prov])
+
+
+def fig12(src: Sources, out: Path) -> Built:
+    """The phase diagram of implosion (simulate.phase): threshold V against p/m per capacity and K, and the
+    accuracy map over (V, p/m) at the largest K."""
+    from paper_figures.sources import numeric
+    from simulate.experiments import plot_phase
+    from simulate.phase import thresholds
+
+    rows, prov = src.sim("phase")
+    rows = numeric(rows)
+    marks = thresholds(rows)
+    files = save(plot_phase(rows, marks), out, "fig12")
+    reached = [m for m in marks if np.isfinite(m["v_acc_below_half"]) and m["clean_acc"] >= 0.5]
+    caption = ("Phase diagram of implosion in simulation: the poison volume V = C_P·p/(K·m) at which mean "
+               "unpoisoned accuracy falls below 0.5, against per-concept dominance p/m, one line per capacity (ridge "
+               "map dimension d; nuclear-norm budget for the capacity solver), one panel per number of concepts K "
+               "(missing points: not reached for any reachable V ≤ p/m); below, the accuracy map over (V, p/m) per d "
+               f"at the largest K. {len(reached)} of {len(marks)} curves with a competent clean model implode.")
+    return Built(files, caption, [prov])
+
+
+def fig13(src: Sources, out: Path) -> Built:
+    """Damage against AD at fixed poison volume (simulate.ad_volume)."""
+    from paper_figures.sources import numeric
+    from simulate.ad_volume import given_volume
+    from simulate.experiments import plot_ad_volume
+
+    rows, prov = src.sim("ad_volume")
+    rows = numeric(rows)
+    files = save(plot_ad_volume(rows), out, "fig13")
+    st = {s["predictor"]: s for s in given_volume(rows)}
+    caption = ("Does AD explain implosion beyond the amount of poison? Left: unpoisoned accuracy against the AD of "
+               "the training set for each poison configuration (marker) and volume V (colour), seed means. Right: "
+               "both centred within each volume and seed. Within-volume Pearson r(accuracy, AD) = "
+               f"{st['ad']['pearson']:+.2f} ± {st['ad']['pearson_ci95']:.2f}, r(accuracy, D_stru) = "
+               f"{st['d_stru']['pearson']:+.2f} ± {st['d_stru']['pearson_ci95']:.2f} (mean ± 95% CI over "
+               f"{st['ad']['seeds']} seeds).")
     return Built(files, caption, [prov])

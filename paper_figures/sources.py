@@ -2,7 +2,8 @@
 
 A :class:`Sources` answers three questions for the figure builders:
 
-- ``sim(name)`` — a simulator table (``ad_regimes``, ``single_concept``, ``implosion_regimes``) as written by
+- ``sim(name)`` — a simulator table (``ad_regimes``, ``single_concept``, ``implosion_regimes``, ``phase``,
+  ``ad_volume``) as written by
   ``python -m simulate.experiments all --out RESULTS/experiments``;
 - ``empirical()`` — every empirical run found under RESULTS (each ``*/results.csv`` with its manifest, plus the
   cross-attention tables, saved attention maps and the detector's precision–recall curves of
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-SIM_TABLES = ("ad_regimes", "single_concept", "implosion_regimes")
+SIM_TABLES = ("ad_regimes", "single_concept", "implosion_regimes", "phase", "ad_volume")
 SIM_COMMAND = "python -m simulate.experiments all --out results/experiments"
 PRESET_RANK = ("gpu", "cpu", "smoke", "micro")
 EMP_COMMANDS = {
@@ -57,6 +58,20 @@ QUICK_EMP: tuple[tuple[str, list[str]], ...] = (
                "--no-control"]),
 )
 QUICK_DEFENCE = ["--poisoned-concepts", "2,4", "--poison-type", "dirty,nightshade"]
+
+
+def numeric(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Rows with every value that reads as a number turned into one (labels stay strings)."""
+    out = []
+    for r in rows:
+        row: dict[str, Any] = {}
+        for k, v in r.items():
+            try:
+                row[k] = float(v)
+            except (TypeError, ValueError):
+                row[k] = v
+        out.append(row)
+    return out
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -214,7 +229,16 @@ class Sources:
         return self._sim[name]
 
     def _build_sim(self, name: str, out: Path) -> None:
-        from simulate.experiments import Scale, experiment_ad, experiment_implosion, experiment_single
+        from simulate.experiments import (
+            Scale,
+            experiment_ad,
+            experiment_ad_volume,
+            experiment_implosion,
+            experiment_phase,
+            experiment_single,
+        )
+        from simulate.ad_volume import configurations
+        from simulate.phase import PhaseGrid
 
         out.mkdir(parents=True, exist_ok=True)
         scale = Scale(universe=200, max_cp=100)
@@ -224,6 +248,13 @@ class Sources:
                 experiment_ad(out, seeds=1, step=20, scale=scale)
             elif name == "single_concept":
                 experiment_single(out, seeds=1, trials=8, poison_counts=(0, 5, 10, 20, 50), scale=scale)
+            elif name == "phase":
+                experiment_phase(out, PhaseGrid(n_concepts=(100, 200), dims=(16, 64), dominance=(1.0, 5.0, 20.0),
+                                                volumes=(0.5, 1.0, 2.0, 4.0, 8.0), budgets=(0.5, 2.0),
+                                                budget_concepts=100, budget_dim=16, seeds=1))
+            elif name == "ad_volume":
+                experiment_ad_volume(out, seeds=2, volumes=(1.0, 2.0, 4.0),
+                                     configs=configurations(k=200, m=5, p=50, dim=32))
             else:
                 experiment_implosion(out, seeds=1, step=25, scale=scale, solvers=("ridge",), knobs=("capacity (d)",))
 

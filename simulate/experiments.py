@@ -37,7 +37,7 @@ import numpy as np
 from simulate.ad_volume import CONFIGURATIONS, Configuration, given_volume, run_configurations
 from simulate.align import AttentionSolver, CapacitySolver, RidgeSolver
 from simulate.concepts import ConceptConfig, make_space
-from simulate.phase import PhaseGrid, run_grid, thresholds
+from simulate.phase import PhaseGrid, run_grid, threshold_law, thresholds
 from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
 from simulate.sweep import SweepConfig, run_seed, summarise
 from simulate.training_set import TrainingSet
@@ -301,11 +301,16 @@ def experiment_phase(out: Path, grid: PhaseGrid = PhaseGrid(), workers: int = 1)
     marks = thresholds(rows)
     _write_csv(out / "phase.csv", rows)
     _write_csv(out / "phase_thresholds.csv", marks)
-    plot_phase(rows, marks, out / "phase.png")
+    _save_png(plot_phase(rows, marks), out / "phase.png")
     return rows, marks
 
 
-def plot_phase(rows: list[dict], marks: list[dict], path: Path) -> None:
+def _save_png(fig, path: Path) -> None:
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+
+
+def plot_phase(rows: list[dict], marks: list[dict]):
     """Top: the threshold V (unpoisoned accuracy < 0.5) against p/m, one line per capacity, one panel per K and
     one for the capacity solver. Bottom: mean unpoisoned accuracy over (V, p/m) at the largest K, per d."""
     plt = _plt()
@@ -334,11 +339,11 @@ def plot_phase(rows: list[dict], marks: list[dict], path: Path) -> None:
     for ax, d in zip(axes[1], dims):
         sel = [r for r in rows if r["solver"] == "ridge" and r["n_concepts"] == kmax and r["capacity"] == d]
         doms = sorted({r["dominance"] for r in sel})
-        vols = sorted({round(float(r["volume"]), 3) for r in sel if float(r["volume"]) > 0})
+        vols = sorted({float(r["target_volume"]) for r in sel if float(r["target_volume"]) > 0})
         grid = np.full((len(doms), len(vols)), np.nan)
         for i, dm in enumerate(doms):
             for j, v in enumerate(vols):
-                vals = [float(r["benign_acc"]) for r in sel if r["dominance"] == dm and round(float(r["volume"]), 3) == v]
+                vals = [float(r["benign_acc"]) for r in sel if r["dominance"] == dm and float(r["target_volume"]) == v]
                 if vals and not np.isnan(vals).all():
                     grid[i, j] = np.nanmean(vals)
         im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1)
@@ -350,8 +355,7 @@ def plot_phase(rows: list[dict], marks: list[dict], path: Path) -> None:
     fig.colorbar(im, ax=axes[1].tolist(), shrink=0.8)
     for ax in list(axes[0][len(top):]) + list(axes[1][len(dims):]):
         ax.axis("off")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 # ------------------------------------------------------------------------------------------- 5. AD given volume
@@ -373,11 +377,11 @@ def experiment_ad_volume(out: Path, seeds: int = 3, volumes: Sequence[float] = A
                 stats.append({"subset": subset, **st})
     _write_csv(out / "ad_volume.csv", rows)
     _write_csv(out / "ad_volume_stats.csv", stats)
-    plot_ad_volume(rows, out / "ad_volume.png")
+    _save_png(plot_ad_volume(rows), out / "ad_volume.png")
     return rows, stats
 
 
-def plot_ad_volume(rows: list[dict], path: Path) -> None:
+def plot_ad_volume(rows: list[dict]):
     """Left: unpoisoned accuracy against AD, one marker per configuration, one colour per volume (seed means).
     Right: the same centred within each volume and seed (what is left for AD to explain once V is fixed)."""
     plt = _plt()
@@ -416,8 +420,7 @@ def plot_ad_volume(rows: list[dict], path: Path) -> None:
     ax2.set_xlabel("AD − mean AD at the same V (and seed)")
     ax2.set_ylabel("accuracy − mean accuracy at the same V")
     ax2.set_title("given V: what AD has left to explain", fontsize=9)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def spearman_by_setting(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -477,6 +480,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"phase {m['solver']:8s} K={m['n_concepts']:<5d} capacity={m['capacity']:<6g} p/m={m['dominance']:<4g} "
                   f"acc<0.5 at V={m['v_acc_below_half']:.2f} meaningless>0.5 at V={m['v_meaningless_above_half']:.2f} "
                   f"(V measured to {m['v_max']:.2f}, acc there {m['acc_at_v_max']:.3f})")
+        law = threshold_law(marks)
+        if law["n"] >= 5:
+            print(f"phase law (ridge, p/m >= 10, {law['n']} curves): V* = {law['scale']:.3f} d^{law['exp_capacity']:.2f} "
+                  f"K^{law['exp_concepts']:.2f} (p/m)^{law['exp_dominance']:.2f}, R^2 {law['r2']:.3f}, misses by at most "
+                  f"x{law['max_miss_factor']:.2f}")
     if args.which in ("ad-volume", "all"):
         seeds = args.seeds if "--seeds" in (argv if argv is not None else sys.argv[1:]) else 3
         _, stats = experiment_ad_volume(out, seeds=seeds)

@@ -32,10 +32,11 @@ from simulate.poison import PoisonConfig
 from simulate.sweep import SweepConfig, run_seed
 from theory.cli import InputError
 
-__all__ = ["PhaseGrid", "Cell", "cells", "run_cell", "run_grid", "thresholds", "crossing", "PHASE_COLUMNS"]
+__all__ = ["PhaseGrid", "Cell", "cells", "run_cell", "run_grid", "thresholds", "crossing", "threshold_law",
+           "PHASE_COLUMNS"]
 
 PHASE_COLUMNS = ("solver", "n_concepts", "dim", "capacity", "dominance", "benign_per_concept", "poison_per_concept",
-                 "c_p", "volume", "seed", "benign_acc", "meaningless_rate", "own_sim", "margin", "salience",
+                 "c_p", "target_volume", "volume", "seed", "benign_acc", "meaningless_rate", "own_sim", "margin", "salience",
                  "attack_success")
 
 
@@ -72,18 +73,22 @@ class Cell:
     capacity: float
     dominance: float
     seed: int
-    points: tuple[int, ...]
+    targets: dict[int, float]  # C_P -> the volume V it was chosen for
+
+    @property
+    def points(self) -> tuple[int, ...]:
+        return tuple(self.targets)
 
 
-def _points(k: int, m: int, p: int, volumes: Iterable[float]) -> tuple[int, ...]:
-    """C_P = round(V K m / p) for each V, kept when 1 ≤ C_P < K (at C_P = K no concept is left unpoisoned; 0 is
-    always included: the clean model)."""
-    pts = {0}
+def _points(k: int, m: int, p: int, volumes: Iterable[float]) -> dict[int, float]:
+    """C_P = round(V K m / p) → requested V, kept when 1 ≤ C_P < K (at C_P = K no concept is left unpoisoned; 0
+    is always included: the clean model)."""
+    pts = {0: 0.0}
     for v in volumes:
         c = int(round(v * k * m / p))
         if 1 <= c < k:
-            pts.add(c)
-    return tuple(sorted(pts))
+            pts.setdefault(c, float(v))
+    return dict(sorted(pts.items()))
 
 
 def cells(grid: PhaseGrid) -> list[Cell]:
@@ -113,8 +118,9 @@ def run_cell(cell: Cell) -> list[dict[str, Any]]:
     for r in run_seed(cfg, cell.seed, list(cell.points), track_ad=False):
         rows.append({"solver": cell.solver, "n_concepts": k, "dim": cfg.concepts.dim, "capacity": cell.capacity, "dominance": cell.dominance,
                      "benign_per_concept": m, "poison_per_concept": p, "c_p": r["c_p"],
-                     "volume": r["c_p"] * p / (k * m), "seed": cell.seed,
-                     **{key: r[key] for key in PHASE_COLUMNS[10:]}})
+                     "target_volume": cell.targets.get(r["c_p"], 0.0), "volume": r["c_p"] * p / (k * m),
+                     "seed": cell.seed,
+                     **{key: r[key] for key in PHASE_COLUMNS[11:]}})
     return rows
 
 
@@ -160,3 +166,23 @@ def thresholds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "seeds": len({r["seed"] for r in sel})})
     return out
 
+
+
+def threshold_law(marks: list[dict[str, Any]], solver: str = "ridge", min_dominance: float = 10.0
+                  ) -> dict[str, float]:
+    r"""Least-squares fit of :math:`\log V^* = a + b\log d + c\log K + e\log(p/m)` over the curves of ``solver``
+    with p/m ≥ ``min_dominance`` whose threshold was reached (and whose clean model reads ≥ 0.5): the
+    coefficients, R², the number of curves and the largest factor by which the fit misses a measured V*."""
+    sel = [m for m in marks if m["solver"] == solver and float(m["dominance"]) >= min_dominance
+           and math.isfinite(float(m["v_acc_below_half"])) and float(m["clean_acc"]) >= 0.5]
+    if len(sel) < 5:
+        return {"n": len(sel)}
+    x = np.array([[1.0, math.log(float(m["capacity"])), math.log(float(m["n_concepts"])),
+                   math.log(float(m["dominance"]))] for m in sel])
+    y = np.log([float(m["v_acc_below_half"]) for m in sel])
+    coef = np.linalg.lstsq(x, y, rcond=None)[0]
+    fit = x @ coef
+    return {"n": len(sel), "scale": float(math.exp(coef[0])), "exp_capacity": float(coef[1]),
+            "exp_concepts": float(coef[2]), "exp_dominance": float(coef[3]),
+            "r2": float(1 - np.sum((y - fit) ** 2) / np.sum((y - y.mean()) ** 2)),
+            "max_miss_factor": float(math.exp(np.max(np.abs(y - fit))))}
