@@ -15,7 +15,8 @@ For every configuration, volume and seed the sweep engine gives unpoisoned accur
 fixed: every measure is centred within its volume (fixed effects for V), and the statistics are the Pearson and
 Spearman correlations of the centred accuracy with the centred AD, D_fea and D_stru, and the slope of the
 least-squares fit — one value per seed, reported as mean ± 95% CI over seeds. A correlation near 0 means AD adds
-nothing beyond V; a negative one that configurations with higher AD at the same volume damage more.
+nothing beyond V; a negative one that configurations with higher AD at the same volume damage more. Attack
+success (did the model learn the remappings?) is tested the same way, as a rival explanation.
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ def _ranks_within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return out
 
 
-def given_volume(rows: list[dict[str, Any]], predictors: Sequence[str] = ("ad", "d_fea", "d_stru"),
+def given_volume(rows: list[dict[str, Any]],
+                 predictors: Sequence[str] = ("ad", "d_fea", "d_stru", "attack_success"),
                  outcome: str = "benign_acc", configurations_used: Sequence[str] | None = None
                  ) -> list[dict[str, Any]]:
     """Per predictor: within-volume Pearson r, Spearman ρ and slope of ``outcome`` on it, per seed, as mean ± 95%
