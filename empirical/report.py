@@ -26,8 +26,8 @@ from theory.stats import mean_ci95
 
 GROUP = ("setting", "scenario", "targets", "steps", "poison_per_concept", "c_p", "kind", "poison_type")
 ATTENTION = ("attn_concept_mass", "attn_concept_share", "attn_entropy", "attn_concentration")
-SHOWN = ("ad", "d_fea", "d_stru", "unpoisoned_acc", "unpoisoned_prob", "fd_unpoisoned", "poisoned_acc",
-         "attack_success", "unpoisoned_score")
+SHOWN = ("ad", "d_fea", "d_stru", "unpoisoned_acc", "unpoisoned_prob", "unpoisoned_meaningless",
+         "unpoisoned_margin", "fd_unpoisoned", "poisoned_acc", "attack_success", "unpoisoned_score")
 UNPOISONED = ("unpoisoned_acc", "unpoisoned_prob", "fd_unpoisoned", "unpoisoned_score")
 
 

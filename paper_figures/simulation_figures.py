@@ -191,12 +191,14 @@ def fig12(src: Sources, out: Path) -> Built:
     rows = numeric(rows)
     marks = thresholds(rows)
     files = save(plot_phase(rows, marks), out, "fig12")
-    reached = [m for m in marks if np.isfinite(m["v_acc_below_half"]) and m["clean_acc"] >= 0.5]
+    competent = [m for m in marks if m["clean_acc"] >= 0.5]
+    reached = [m for m in competent if np.isfinite(m["v_acc_below_half"])]
     caption = ("Phase diagram of implosion in simulation: the poison volume V = C_P·p/(K·m) at which mean "
                "unpoisoned accuracy falls below 0.5, against per-concept dominance p/m, one line per capacity (ridge "
                "map dimension d; nuclear-norm budget for the capacity solver), one panel per number of concepts K "
                "(missing points: not reached for any reachable V ≤ p/m); below, the accuracy map over (V, p/m) per d "
-               f"at the largest K. {len(reached)} of {len(marks)} curves with a competent clean model implode.")
+               f"at the largest K. {len(reached)} of the {len(competent)} curves whose clean model reads ≥ 0.5 reach "
+               "accuracy < 0.5.")
     return Built(files, caption, [prov])
 
 

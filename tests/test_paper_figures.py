@@ -31,13 +31,13 @@ def test_list_names_every_item_with_its_command(capsys):
     text = capsys.readouterr().out
     for item in ITEMS:
         assert item.key in text and item.feeds in text
-    assert [i.key for i in ITEMS] == [f"fig{k}" for k in range(1, 12)] + ["tab1", "tab2", "tab3", "tab4"]
+    assert [i.key for i in ITEMS] == [f"fig{k}" for k in range(1, 14)] + ["tab1", "tab2", "tab3", "tab4"]
 
 
 def test_aliases_resolve():
     assert resolve("F3").key == "fig3" and resolve("t2").key == "tab2" and resolve("Fig11").key == "fig11"
     with pytest.raises(KeyError):
-        resolve("fig12")
+        resolve("fig99")
 
 
 def test_quick_build_writes_every_figure_and_table(quick):
