@@ -330,8 +330,8 @@ def plot_phase(rows: list[dict], marks: list[dict]):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("per-concept dominance p/m")
-        ax.set_title(f"ridge, K = {k}" if solver == "ridge" else
-                     f"capacity (d = {sel[0]['dim']}), K = {sel[0]['n_concepts']}",
+        ax.set_title(f"ridge, K = {k:g}" if solver == "ridge" else
+                     f"capacity (d = {sel[0]['dim']:g}), K = {sel[0]['n_concepts']:g}",
                      fontsize=8)
         ax.legend(frameon=False, fontsize=6)
     axes[0][0].set_ylabel("V where unpoisoned acc < 0.5\n(missing = never)")
@@ -350,7 +350,7 @@ def plot_phase(rows: list[dict], marks: list[dict]):
         ax.set_xticks(range(len(vols)), [f"{v:g}" for v in vols], fontsize=6, rotation=60)
         ax.set_yticks(range(len(doms)), [f"{v:g}" for v in doms], fontsize=6)
         ax.set_xlabel("poison volume V = C_P p / (K m)")
-        ax.set_title(f"unpoisoned acc, ridge d = {d:g}, K = {kmax}", fontsize=8)
+        ax.set_title(f"unpoisoned acc, ridge d = {d:g}, K = {kmax:g}", fontsize=8)
     axes[1][0].set_ylabel("p/m")
     fig.colorbar(im, ax=axes[1].tolist(), shrink=0.8)
     for ax in list(axes[0][len(top):]) + list(axes[1][len(dims):]):
