@@ -18,7 +18,7 @@ def _rows(beta: float, seed_count: int = 3, noise: float = 0.0) -> list[dict]:
                 ad = 0.5 + 0.05 * v + rng.uniform(-0.05, 0.05)
                 acc = 1.0 - 0.1 * v + beta * (ad - 0.5 - 0.05 * v) + noise * rng.normal()
                 rows.append({"configuration": f"c{c}", "volume": v, "seed": seed, "benign_acc": acc, "ad": ad,
-                             "d_fea": ad, "d_stru": rng.uniform()})
+                             "d_fea": ad, "d_stru": rng.uniform(), "attack_success": rng.uniform()})
     return rows
 
 

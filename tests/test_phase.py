@@ -48,3 +48,15 @@ def test_bad_grid():
         PhaseGrid(dims=(0,))
     with pytest.raises(InputError, match="volumes"):
         PhaseGrid(volumes=(float("inf"),))
+
+
+def test_experiments_cli_refuses_bad_workers(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.run([sys.executable, "-m", "simulate.experiments", "phase", "--workers", "0", "--out",
+                           str(tmp_path / "x")], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "--workers" in proc.stderr
+    assert not (tmp_path / "x").exists()
