@@ -170,11 +170,22 @@ def _reconstruct(vae, images: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
+def benign_subset(labels: np.ndarray, per_concept: int | None) -> np.ndarray:
+    """Indices of the first ``per_concept`` clean pairs of every concept (all pairs when None), in order."""
+    if per_concept is None:
+        return np.arange(len(labels))
+    rank = np.zeros(len(labels), dtype=np.int64)
+    for c in np.unique(labels):
+        where = np.flatnonzero(labels == c)
+        rank[where] = np.arange(len(where))
+    return np.flatnonzero(rank < per_concept)
+
+
 def build_mix(assets: Assets, extra_images: np.ndarray, extra_concepts: np.ndarray,
-              new_pixels: np.ndarray | None = None) -> tuple[Mix, list[str]]:
-    """The clean set plus extra pairs (image index, caption concept); returns the mix and its caption texts.
-    Indices ≥ len(clean set) refer to ``new_pixels`` (images made for this mix, e.g. Nightshade poisons), whose
-    latent posteriors are encoded here."""
+              new_pixels: np.ndarray | None = None, benign: int | None = None) -> tuple[Mix, list[str]]:
+    """The clean set (its first ``benign`` pairs per concept when given) plus extra pairs (image index, caption
+    concept); returns the mix and its caption texts. Indices ≥ len(clean set) refer to ``new_pixels`` (images
+    made for this mix, e.g. Nightshade poisons), whose latent posteriors are encoded here."""
     n = len(assets.data)
     mu, sigma = assets.mu, assets.sigma
     if new_pixels is not None and len(new_pixels):
@@ -182,10 +193,11 @@ def build_mix(assets: Assets, extra_images: np.ndarray, extra_concepts: np.ndarr
 
         extra_mu, extra_sigma = encode_latents(assets.vae, new_pixels)
         mu, sigma = torch.cat([mu, extra_mu]), torch.cat([sigma, extra_sigma])
-    tmpl = np.arange(n) % len(CAPTION_TEMPLATES)
-    clean_rows = assets.data.labels * len(CAPTION_TEMPLATES) + tmpl
+    clean = benign_subset(assets.data.labels, benign)
+    tmpl = clean % len(CAPTION_TEMPLATES)
+    clean_rows = assets.data.labels[clean] * len(CAPTION_TEMPLATES) + tmpl
     extra_rows = np.array([assets.caption_row(int(a), j) for j, a in enumerate(extra_concepts)], dtype=np.int64)
-    image_idx = np.concatenate([np.arange(n), extra_images]).astype(np.int64)
+    image_idx = np.concatenate([clean, extra_images]).astype(np.int64)
     caption_idx = np.concatenate([clean_rows, extra_rows]).astype(np.int64)
     mix = Mix(mu, sigma, assets.contexts, image_idx, caption_idx, assets.empty,
               float(assets.vae.config.scaling_factor))
@@ -336,9 +348,12 @@ def grid_image(images: np.ndarray, rows: list[str], per_row: int, scale: int = 2
 
 def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p: int, kind: str, p: int,
               out: Path, cache_dir: Path | None, base_seed: int = 0, poison_type: str = "dirty",
-              progress: bool = False, keep_model: bool = False, track: ResultsTable | None = None) -> dict | None:
+              progress: bool = False, keep_model: bool = False, track: ResultsTable | None = None,
+              benign: int | None = None) -> dict | None:
     """Train and measure one (seed, C_P, kind) point; writes its grid and per-concept table; returns its row.
-    ``poison_type`` (dirty or nightshade) applies to ``kind == "poisoned"``; controls are the same for both."""
+    ``poison_type`` (dirty or nightshade) applies to ``kind == "poisoned"``; controls are the same for both.
+    ``benign``: clean pairs per concept in the mix (all renders when None); the clean pretraining of continuous
+    and LoRA always uses every render (it is the shared base model)."""
     from empirical.attention import generate_with_attention, overlay
     from empirical.model import assemble_pipeline, save_pipeline
 
@@ -350,7 +365,7 @@ def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p
         poison_type = "none"  # the clean point and the controls are the same for every poison type
         maker = control_pairs if kind == "control" else poison_pairs
         extra_images, extra_concepts = maker(plan, c_p, p, labels, seed=seed)
-        mix, texts = build_mix(assets, extra_images, extra_concepts)
+        mix, texts = build_mix(assets, extra_images, extra_concepts, benign=benign)
     elif poison_type == "nightshade":
         with _main_first():  # process 0 makes and caches the poisons, the others load them
             shaded, extra_concepts, _, rep = nightshade_pairs(plan, c_p, p, pixels, labels, assets.vae,
@@ -360,10 +375,10 @@ def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p
         report = {"poison_latent_ratio": summary["latent_ratio"], "poison_linf": summary["linf"],
                   "poison_psnr": summary["psnr"]} if len(shaded) else report
         pixels = np.concatenate([pixels, shaded])
-        mix, texts = build_mix(assets, n + np.arange(len(shaded)), extra_concepts, new_pixels=shaded)
+        mix, texts = build_mix(assets, n + np.arange(len(shaded)), extra_concepts, new_pixels=shaded, benign=benign)
     else:
         extra_images, extra_concepts = poison_pairs(plan, c_p, p, labels, seed=seed)
-        mix, texts = build_mix(assets, extra_images, extra_concepts)
+        mix, texts = build_mix(assets, extra_images, extra_concepts, benign=benign)
     tag = f"{scenario}-s{seed}-cp{c_p}-{kind}" + ("-nightshade" if poison_type == "nightshade" else "")
     ckpt = out / "checkpoints" / tag
     tracker = None
@@ -476,6 +491,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--unet-channels", default=None, metavar="LIST",
                         help="UNet channels per level, e.g. 32,64 (default: the preset's)")
     parser.add_argument("--steps", type=int, default=None, help="training steps of the poisoned phase")
+    parser.add_argument("--benign-per-concept", type=int, default=None, metavar="M",
+                        help="clean pairs per concept in the poisoned phase's mix (default: every render, the "
+                             "preset's per_concept); the clean pretraining keeps every render")
     parser.add_argument("--judge", type=Path, default=None, metavar="DIR",
                         help="a local transformers CLIP folder as the judge (default: a judge trained here on clean "
                              "renders)")
@@ -520,6 +538,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
     if args.base_seed < 0:
         raise InputError(f"--base-seed must be >= 0, got {args.base_seed}")
+    if args.benign_per_concept is not None and not 1 <= args.benign_per_concept <= preset.render.per_concept:
+        raise InputError(f"--benign-per-concept must be in 1..{preset.render.per_concept} (the preset's renders per "
+                         f"concept), got {args.benign_per_concept}")
     channels = None if args.unet_channels is None else _channels(args.unet_channels)
     preset = with_overrides(preset, steps=args.steps, concepts=args.concepts, unet_channels=channels)
     p = preset.poison_per_concept if args.poison_per_concept is None else args.poison_per_concept
@@ -571,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     setting = setting_of(preset, args.scenario, args.base_seed, pretrained[0].key if pretrained else None,
-                         judge_key)
+                         judge_key, args.benign_per_concept)
     if manifest and setting_difference(manifest.get("setting", setting), setting) != "none":
         raise InputError(f"{out} holds results of another setting ({setting_difference(manifest['setting'], setting)}); "
                          "choose another --out")
@@ -619,7 +640,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"[{i + 1}/{len(todo)}] {args.scenario} seed {s} C_P {c_p} {kind}")
         row = run_point(assets, plan, scenario=args.scenario, seed=s, c_p=c_p, kind=kind, p=p, out=out,
                         cache_dir=cache, base_seed=args.base_seed, poison_type=args.poison_type,
-                        progress=progress and main_proc, keep_model=args.keep_models, track=track)
+                        progress=progress and main_proc, keep_model=args.keep_models, track=track,
+                        benign=args.benign_per_concept)
         if row is None:  # not process 0 under DDP
             continue
         attention_table.append([{k: _fmt({**row, **a}[k]) for k in ATTENTION_COLUMNS} for a in row["attention"]])
@@ -645,11 +667,11 @@ def _channels(spec: str) -> tuple[int, ...]:
 
 
 def setting_of(preset: Preset, scenario: str, base_seed: int, pretrained: str | None = None,
-               judge: str | None = None) -> dict:
+               judge: str | None = None, benign: int | None = None) -> dict:
     """What every row of one output folder must share: the preset except the poisoned-phase length (a column of
     results.csv), the scenario, for continuous and lora the base model's seed, and the ``pretrained`` base model's
-    content key (``--pretrained``) and a CLIP judge's key (``--judge``); both absent otherwise, so folders
-    written before the options stay valid."""
+    content key (``--pretrained``), a CLIP judge's key (``--judge``) and the clean pairs per concept of the mix
+    (``--benign-per-concept``); each absent when not given, so folders written before the options stay valid."""
     d = json.loads(json.dumps(asdict(preset)))
     for phase in ("continued", "scratch"):
         d[phase].pop("steps")
@@ -659,7 +681,14 @@ def setting_of(preset: Preset, scenario: str, base_seed: int, pretrained: str | 
         d["pretrained"] = pretrained
     if judge is not None:
         d["judge_model"] = judge
+    if benign is not None:
+        d["benign_per_concept"] = benign
     return d
+
+
+#: Setting keys whose absence means "not given": a folder written without one differs from a run that gives it
+#: (other keys a folder lacks were added to the presets later and do not count).
+OPTIONAL_SETTING_KEYS = ("pretrained", "judge_model", "benign_per_concept")
 
 
 def first_difference(old: dict, new: dict, prefix: str = "") -> tuple[str, Any, Any] | None:
@@ -667,7 +696,7 @@ def first_difference(old: dict, new: dict, prefix: str = "") -> tuple[str, Any, 
     they agree. Keys the old setting lacks were added to the presets by a later version and do not count (old
     folders stay resumable)."""
     for k in sorted(set(old) | set(new)):
-        if k not in old:
+        if k not in old and not (not prefix and k in OPTIONAL_SETTING_KEYS):
             continue
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from paper_figures import attention_figures, diagram, empirical_figures, simulation_figures, tables
+from paper_figures import attention_figures, diagram, empirical_figures, prediction_figures, simulation_figures, tables
 from paper_figures.built import Built
 from paper_figures.sources import EMP_COMMANDS, SIM_COMMAND, Sources
 
@@ -58,6 +58,8 @@ ITEMS: tuple[Item, ...] = (
     Item("fig13", "AD at fixed poison volume", "damage against AD across poison configurations at equal volume, "
          "raw and centred within volume", "python -m simulate.experiments ad-volume --out results/experiments",
          simulation_figures.fig13),
+    Item("fig14", "Predicted vs measured implosion", "the simulator's pre-registered accuracy bands over V with the "
+         "real model's poisoned points and controls", prediction_figures.FEEDS, prediction_figures.fig14),
     Item("tab1", "AD of clean vs poisoned mixes", "simulation regimes and the real model's training mixes",
          f"{SIM_COMMAND}; {_EMP_ALL}", tables.tab1),
     Item("tab2", "Implosion thresholds", "first C_P with unpoisoned accuracy < 0.5, per regime and scenario",
@@ -66,6 +68,8 @@ ITEMS: tuple[Item, ...] = (
          "python -m theory.check", tables.tab3),
     Item("tab4", "Regime map of the real model", "per regime and C_P, never-poisoned concepts minus the same-volume "
          "control per seed, and attack success", _EMP_ALL, tables.tab4),
+    Item("tab5", "Predictions scored", "predicted vs measured unpoisoned accuracy per (p, C_P), hit or miss, and "
+         "the threshold C_P", prediction_figures.FEEDS, prediction_figures.tab5),
 )
 
 BY_KEY = {item.key: item for item in ITEMS}

@@ -135,6 +135,8 @@ def test_continuous_seeds_share_the_base_model_and_settings_do_not_mix(tmp_path:
     (["--unet-channels", "16"], "--unet-channels needs 2 levels"),
     (["--unet-channels", "16,x"], "comma list of integers"),
     (["--unet-channels", "12,32"], "multiple of the group-norm groups"),
+    (["--benign-per-concept", "0"], "--benign-per-concept must be in 1..6"),
+    (["--benign-per-concept", "7"], "--benign-per-concept must be in 1..6"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, extra, message):
     out = tmp_path / "bad"
@@ -145,6 +147,28 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, extra, message):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert not out.exists()
+
+
+def test_benign_per_concept_shrinks_the_mix_and_is_part_of_the_setting(tmp_path: Path, cache: Path):
+    """--benign-per-concept M: the mix holds M clean pairs per concept plus the extras (so the poison volume
+    C_P p / (K M) grows), and a folder written without it refuses a run with it (no mixed results)."""
+    from empirical.run import benign_subset
+
+    labels = np.repeat(np.arange(3), 4)[::-1].copy()
+    keep = benign_subset(labels, 2)
+    assert sorted(np.bincount(labels[keep]).tolist()) == [2, 2, 2] and np.all(np.diff(keep) > 0)
+    assert np.array_equal(benign_subset(labels, None), np.arange(12))
+    base = ["--preset", "micro", "--poisoned-concepts", "2", "--no-control", "--seed", "0", "--cache", str(cache),
+            "--quiet", "--threads", "2"]
+    out = tmp_path / "m2"
+    assert main([*base, "--benign-per-concept", "2", "--out", str(out)]) == 0
+    (row,) = _rows(out)
+    assert int(row["n_pairs"]) == 4 * 2 + 2 * 4  # K m + C_P p with m = 2, p = 4 (micro)
+    assert json.loads((out / "manifest.json").read_text())["setting"]["benign_per_concept"] == 2
+    full = tmp_path / "full"
+    assert main([*base, "--out", str(full)]) == 0
+    with pytest.raises(InputError, match="benign_per_concept: None -> 3"):
+        main([*base, "--benign-per-concept", "3", "--out", str(full)])
 
 
 def test_two_process_ddp_run_writes_each_point_once(tmp_path):

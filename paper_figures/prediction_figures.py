@@ -1,0 +1,177 @@
+"""F14 and T5: the simulator's pre-registered predictions (docs/predictions/) against the real model's runs.
+
+A prediction folder (``python -m simulate.predict --out``) holds ``summary.csv`` (per p and C_P: predicted
+unpoisoned accuracy, mean and 95% CI over simulator seeds) and ``prediction.json`` (K, m, calibration). A measured
+point is a continuous-scenario run of the same K and m (dirty-label, targets among the poisoned concepts, the
+preset's poisoned steps, the preset's own setting), its poisoned rows and its same-volume controls. The scoring
+rule is the one fixed in docs/predictions/README.md before the runs: *point* hit when the measured mean lies in the
+predicted band; *verdict* agreement on implosion (mean < 0.5, and below the control by more than the control's CI,
+or by 0.1 with one seed).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paper_figures.built import Built
+from paper_figures.sources import Empirical, Sources, num, read_csv
+from paper_figures.style import CONTROL, FULL, legend, pyplot, save
+from theory.stats import mean_ci95
+
+PREDICTIONS = Path(__file__).resolve().parents[1] / "docs" / "predictions"
+FEEDS = ("python -m empirical.run --preset cpu --scenario continuous --poisoned-concepts 0,100 --poison-per-concept P "
+         "--seed 0 --out results/emp-cpu-pP (P = 160, 240, 400)")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One prediction folder: its name, K, m, d, and summary rows keyed by (p, C_P)."""
+
+    name: str
+    n_concepts: int
+    benign_per_concept: int
+    dim: int
+    geometry: str
+    summary: dict[tuple[int, int], dict[str, float]]
+    thresholds: dict[int, str]  # p -> predicted threshold C_P ("none" when not reached)
+
+
+def load_predictions(folder: Path = PREDICTIONS) -> list[Prediction]:
+    """Every prediction folder under ``folder`` (sorted by name)."""
+    out = []
+    for sub in sorted(p for p in folder.glob("*") if (p / "prediction.json").is_file()):
+        record = json.loads((sub / "prediction.json").read_text())
+        setting, calibration = record["setting"], record["calibration"]
+        rows = {(int(num(r["p"])), int(num(r["c_p"]))): {k: num(v) for k, v in r.items()}
+                for r in read_csv(sub / "summary.csv")}
+        marks = {int(num(r["p"])): r["threshold_c_p"] for r in read_csv(sub / "thresholds.csv")}
+        out.append(Prediction(sub.name, int(setting["n_concepts"]), int(setting["benign_per_concept"]),
+                              int(calibration["concept_config"]["dim"]), str(calibration["geometry_source"]), rows,
+                              marks))
+    return out
+
+
+def measured(emp: Empirical, k: int, m: int) -> dict[tuple[int, int], dict[str, list[float]]]:
+    """Per (p, C_P): unpoisoned accuracies of the poisoned runs and of their controls, one per seed, from the
+    continuous runs of K concepts whose preset has m benign pairs per concept."""
+    from empirical.presets import get_preset
+
+    out: dict[tuple[int, int], dict[str, list[float]]] = {}
+    for r in emp.rows:
+        pre = get_preset(r["preset"])
+        if (r["variant"] or r["scenario"] != "continuous" or r["targets"] != "poisoned"
+                or r["poison_type"] not in ("dirty", "none") or int(r["n_concepts"]) != k
+                or pre.render.per_concept != m or int(r["steps"]) != pre.continued.steps):
+            continue
+        key = (int(r["poison_per_concept"]), int(r["c_p"]))
+        out.setdefault(key, {"poisoned": [], "control": []})[r["kind"]].append(num(r["unpoisoned_acc"]))
+    return out
+
+
+def score(pred: Prediction, meas: dict[tuple[int, int], dict[str, list[float]]]) -> list[dict[str, Any]]:
+    """One row per measured (p, C_P > 0) that the prediction covers, scored by the rule of the module docstring."""
+    rows = []
+    for (p, c), got in sorted(meas.items()):
+        if c == 0 or (p, c) not in pred.summary or not got["poisoned"]:
+            continue
+        s = pred.summary[(p, c)]
+        lo, hi = s["benign_acc"] - s["benign_acc_ci95"], s["benign_acc"] + s["benign_acc_ci95"]
+        acc, acc_ci = mean_ci95(got["poisoned"])
+        ctrl, ctrl_ci = mean_ci95(got["control"]) if got["control"] else (float("nan"), float("nan"))
+        margin = ctrl_ci if len(got["control"]) > 1 else 0.1
+        measured_implodes = bool(acc < 0.5 and np.isfinite(ctrl) and ctrl - acc > margin)
+        rows.append({"prediction": pred.name, "p": p, "c_p": c, "volume": c * p / (pred.n_concepts *
+                                                                                 pred.benign_per_concept),
+                     "predicted": s["benign_acc"], "predicted_ci95": s["benign_acc_ci95"],
+                     "measured": acc, "measured_ci95": acc_ci, "seeds": len(got["poisoned"]),
+                     "control": ctrl, "control_ci95": ctrl_ci,
+                     "point": "hit" if lo <= acc <= hi else ("miss, above" if acc > hi else "miss, below"),
+                     "verdict": "agree" if (s["benign_acc"] < 0.5) == measured_implodes else "disagree",
+                     "predicted_implosion": bool(s["benign_acc"] < 0.5), "measured_implosion": measured_implodes})
+    return rows
+
+
+def fig14(src: Sources, out: Path) -> Built:
+    """Predicted unpoisoned accuracy bands over V per p, with the measured poisoned points and controls."""
+    preds = load_predictions()
+    emp = src.empirical()
+    shown = [p for p in preds if p.benign_per_concept == 40 and p.n_concepts == 150]
+    plt = pyplot()
+    fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(FULL, 2.8), squeeze=False)
+    cmap = plt.get_cmap("plasma")
+    ps = sorted({p for pred in shown for (p, _) in pred.summary})
+    colour = {p: cmap(0.85 * i / max(1, len(ps) - 1)) for i, p in enumerate(ps)}
+    found = 0
+    for ax, pred in zip(axes[0], shown):
+        meas = measured(emp, pred.n_concepts, pred.benign_per_concept)
+        for p in ps:
+            cs = sorted(c for (q, c) in pred.summary if q == p)
+            v = np.array([c * p / (pred.n_concepts * pred.benign_per_concept) for c in cs])
+            y = np.array([pred.summary[(p, c)]["benign_acc"] for c in cs])
+            e = np.array([pred.summary[(p, c)]["benign_acc_ci95"] for c in cs])
+            ax.plot(v, y, color=colour[p], lw=1, label=f"predicted, p = {p}")
+            ax.fill_between(v, np.clip(y - e, 0, 1), np.clip(y + e, 0, 1), color=colour[p], alpha=0.15, lw=0)
+            for c in cs:
+                got = meas.get((p, c))
+                if not got or c == 0:
+                    continue
+                x = c * p / (pred.n_concepts * pred.benign_per_concept)
+                for kind, face in (("poisoned", colour[p]), ("control", "white")):
+                    if got[kind]:
+                        mean, ci = mean_ci95(got[kind])
+                        ax.errorbar([x], [mean], yerr=[ci], fmt="o", ms=4, mfc=face,
+                                    mec=colour[p] if kind == "poisoned" else CONTROL, ecolor=colour[p], capsize=2)
+                        found += 1
+        ax.axhline(0.5, color="grey", lw=0.6, ls=":")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("poison volume V = C_P·p/(K·m)")
+        ax.set_title(f"{pred.name}\n(d = {pred.dim}; {'calibrated' if 'npz' in pred.geometry else 'default'} "
+                     "geometry)", fontsize=7)
+    axes[0][0].set_ylabel("unpoisoned accuracy")
+    legend(axes[0][0], fontsize=6)
+    fig.tight_layout()
+    files = save(fig, out, "fig14")
+    missing = [] if found else [f"no measured point yet: {FEEDS}"]
+    caption = ("The simulator's pre-registered predictions (docs/predictions/, 2026-11-30) against the real model: "
+               "predicted unpoisoned accuracy (line, 95% band over simulator seeds) over poison volume V per p; "
+               "measured poisoned runs (filled markers, 95% CI over seeds) and their same-volume controls (open). "
+               "Left: calibrated to the clean model's geometry and accuracy (d = 11); right: the uncalibrated "
+               "default space (d = 64).")
+    return Built(files, caption, [str(PREDICTIONS)] + sorted({r["folder"] for r in emp.rows}), missing)
+
+
+def tab5(src: Sources, out: Path) -> Built:
+    """Predicted vs measured unpoisoned accuracy per measured (p, C_P), scored, and the thresholds."""
+    from paper_figures.tables import _write
+
+    emp = src.empirical()
+    rows = []
+    thresholds = []
+    for pred in load_predictions():
+        scored = score(pred, measured(emp, pred.n_concepts, pred.benign_per_concept))
+        for p in sorted({r["p"] for r in scored}):
+            sel = [r for r in scored if r["p"] == p]
+            first = next((r["c_p"] for r in sel if r["measured_implosion"]), None)
+            t = pred.thresholds.get(p, "none")
+            said = "none" if t == "none" else f"{num(t):.0f}"
+            seen = str(first) if first is not None else f"none up to C_P = {max(r['c_p'] for r in sel)}"
+            thresholds.append(f"{pred.name}, p = {p}: predicted {said}, measured {seen}")
+        for r in scored:
+            rows.append([r["prediction"], r["p"], r["c_p"], f"{r['volume']:.2f}",
+                         f"{r['predicted']:.3f} ± {r['predicted_ci95']:.3f}",
+                         f"{r['measured']:.3f}" + (f" ± {r['measured_ci95']:.3f}" if r["seeds"] > 1 else ""),
+                         r["seeds"], "–" if not np.isfinite(r["control"]) else f"{r['control']:.3f}",
+                         r["point"], r["verdict"]])
+    header = ["prediction", "p", "C_P", "V", "predicted acc", "measured acc", "seeds", "control", "point",
+              "implosion verdict"]
+    files, text = _write(out, "tab5", header, rows)
+    caption = ("Pre-registered predictions scored against the real model (rule fixed in docs/predictions/README.md "
+               "before the runs): point = measured mean inside the predicted 95% band; verdict = both say implosion "
+               "or both do not. Threshold C_P (first implosion): " + ("; ".join(thresholds) or "nothing measured")
+               + ".")
+    return Built(files, caption, [str(PREDICTIONS)], [] if rows else [f"no measured point yet: {FEEDS}"], text)

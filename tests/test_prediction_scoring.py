@@ -1,0 +1,42 @@
+"""paper_figures.prediction_figures: the pre-registered scoring rule, applied to hand-made numbers, and the
+committed prediction folders readable."""
+
+from __future__ import annotations
+
+import pytest
+
+from paper_figures.prediction_figures import Prediction, load_predictions, score
+
+
+def _pred() -> Prediction:
+    s = {(240, 100): {"benign_acc": 0.20, "benign_acc_ci95": 0.10},
+         (80, 100): {"benign_acc": 0.70, "benign_acc_ci95": 0.05}}
+    return Prediction("test", 150, 40, 11, "x.npz", s, {240: "20.6", 80: "none"})
+
+
+def test_point_and_verdict():
+    meas = {(240, 100): {"poisoned": [0.25, 0.27, 0.26], "control": [0.90, 0.92, 0.91]},  # inside the band
+            (80, 100): {"poisoned": [0.45], "control": [0.50]},  # below the band; < 0.5 but within 0.1 of control
+            (80, 0): {"poisoned": [0.93], "control": []}}  # clean points are not scored
+    rows = {(r["p"], r["c_p"]): r for r in score(_pred(), meas)}
+    assert set(rows) == {(240, 100), (80, 100)}
+    hit = rows[(240, 100)]
+    assert hit["point"] == "hit" and hit["measured_implosion"] and hit["verdict"] == "agree"
+    assert hit["measured"] == pytest.approx(0.26) and hit["volume"] == pytest.approx(100 * 240 / (150 * 40))
+    low = rows[(80, 100)]
+    assert low["point"] == "miss, below"
+    assert not low["measured_implosion"] and low["verdict"] == "agree"  # neither says implosion
+
+
+def test_disagreement_when_the_model_holds():
+    meas = {(240, 100): {"poisoned": [0.85, 0.80], "control": [0.90, 0.91]}}
+    (row,) = score(_pred(), meas)
+    assert row["point"] == "miss, above" and row["verdict"] == "disagree"
+
+
+def test_committed_predictions_load():
+    preds = {p.name: p for p in load_predictions()}
+    primary = preds["2026-11-30-cpu-preset-m40"]
+    assert primary.n_concepts == 150 and primary.benign_per_concept == 40 and primary.dim == 11
+    assert {(p, c) for p in (80, 160, 240, 400) for c in (0, 25, 50, 100, 140)} == set(primary.summary)
+    assert preds["2026-11-30-cpu-preset-m10"].benign_per_concept == 10
