@@ -1,4 +1,4 @@
-"""empirical: poisoning a real latent text-to-image model and measuring implosion (DESIGN.md §5).
+"""empirical: poisoning a real latent text-to-image model and measuring implosion (docs/design.md §6).
 
 Modules, one idea each: :mod:`empirical.data` (emoji concepts rendered from packaged fonts; imagefolder loader),
 :mod:`empirical.encoders` (frozen MiniLM text encoder; the contrastive judge; Fréchet distance),

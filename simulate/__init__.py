@@ -1,4 +1,4 @@
-"""simulate: synthetic supervised graph alignment under poisoning (DESIGN.md §4).
+"""simulate: synthetic supervised graph alignment under poisoning (docs/design.md §5).
 
 - :mod:`simulate.concepts` — concept embeddings in a CLIP-like joint text/image space.
 - :mod:`simulate.poison` — which concepts are poisoned, their targets, dirty-label / feature-shift poison pairs.
@@ -6,6 +6,10 @@
 - :mod:`simulate.align` — solvers: ridge (closed form), capacity (nuclear-norm budget, cvxpy), attention (torch).
 - :mod:`simulate.metrics` — benign accuracy, attack success, meaningless rate, distortion.
 - :mod:`simulate.sweep` — ``python -m simulate.sweep --concepts 1..500``.
+- :mod:`simulate.experiments` — ``python -m simulate.experiments``: AD regimes, one concept, implosion, the phase
+  diagram (:mod:`simulate.phase`), AD at fixed volume (:mod:`simulate.ad_volume`).
+- :mod:`simulate.calibrate`, :mod:`simulate.predict` — ``python -m simulate.predict``: the simulator calibrated to
+  a real model's clean geometry and accuracy, and its prediction for a real setting.
 
 Depends on :mod:`theory` only (AD comes from :mod:`theory.ad`). Public names load on first access.
 """
@@ -24,6 +28,9 @@ _EXPORTS = {
     "evaluate": "simulate.metrics",
     "SweepConfig": "simulate.sweep",
     "run_seed": "simulate.sweep",
+    "PhaseGrid": "simulate.phase",
+    "fit_geometry": "simulate.calibrate",
+    "measure_geometry": "simulate.calibrate",
 }
 
 __all__, __getattr__, __dir__ = lazy_exports("simulate", _EXPORTS)

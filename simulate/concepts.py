@@ -1,4 +1,4 @@
-r"""Concept embeddings in a joint text/image space, shaped like CLIP's (DESIGN.md §4).
+r"""Concept embeddings in a joint text/image space, shaped like CLIP's (docs/design.md §5).
 
 Generative model (all directions unit vectors in :math:`\mathbb R^d`):
 

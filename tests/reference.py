@@ -1,4 +1,4 @@
-"""Brute-force Alignment Difficulty, written straight from the definition (DESIGN.md §2), for the tests only.
+"""Brute-force Alignment Difficulty, written straight from the definition (docs/design.md §3), for the tests only.
 
 Deliberately naive and independent of theory.ad: Python loops over pairs i<j, float64, no blocking, no tricks.
 """

@@ -6,6 +6,8 @@
 - :mod:`theory.block_model` — the well-separated block model and its closed-form AD(C_P).
 - :mod:`theory.symbolic` — the same model in sympy: dAD/dC_P, sign conditions, Theorem 4.2.
 - :mod:`theory.check` — ``python -m theory.check``: every check, one verdict line each.
+- :mod:`theory.implosion` — the implosion measures both harnesses share (accuracy, margin, salience, meaningless).
+- :mod:`theory.stats` — mean ± 95% t-interval.
 - :mod:`theory.pairs_file`, :mod:`theory.validate`, :mod:`theory.cli` — file format, input checks, CLI edges.
 
 Public names are re-exported here and load on first use.
@@ -31,6 +33,8 @@ _EXPORTS = {
     "similarity_graph": "theory.graphs",
     "training_graphs": "theory.graphs",
     "universe_graphs": "theory.graphs",
+    "implosion_measures": "theory.implosion",
+    "make_reference": "theory.implosion",
     "growth_condition": "theory.symbolic",
     "prove_growth": "theory.symbolic",
 }

@@ -1,7 +1,7 @@
 r"""Alignment Difficulty (AD) of a set of text–image training pairs.
 
 Definition (Ding et al., "Understanding Implosion in Text-to-Image Generative Models", CCS 2024; the exact form
-of the authors' released code, DESIGN.md §2). For n pairs :math:`(t_i, v_i)`, L2-normalised, in one joint space:
+of the authors' released code, docs/design.md §3). For n pairs :math:`(t_i, v_i)`, L2-normalised, in one joint space:
 
 .. math::
 

@@ -1,6 +1,6 @@
 r"""The well-separated block model behind Theorem 4.2: AD as a closed-form function of C_P.
 
-Model (DESIGN.md §3). K concepts with m benign pairs each. Between two *different* training pairs the cosine
+Model (docs/design.md §4). K concepts with m benign pairs each. Between two *different* training pairs the cosine
 depends only on their concept labels:
 
 ==================  ============================  ============================

@@ -1,6 +1,6 @@
 """Command-line edges shared by every entry point of the toolkit.
 
-The contract (DESIGN.md §7): bad input produces exactly one line on stderr that names the problem and exit
+The contract (docs/design.md §7): bad input produces exactly one line on stderr that names the problem and exit
 status 2; no traceback, nothing written half-way. Library code raises :class:`InputError` (a ``ValueError``) at
 its public boundary; :func:`run_main` turns it into that line. ``simulate`` and ``empirical`` import these helpers
 from here (``theory`` is the one package both may depend on), so the behaviour is written once.
