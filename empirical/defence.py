@@ -81,14 +81,15 @@ def main(argv=None) -> int:
 
     from empirical.evaluate import pair_attribution_of_mix
     from empirical.poisons import POISON_TYPES, make_plan, nightshade_pairs, poison_pairs
-    from empirical.presets import get_preset
+    from empirical.presets import default_poisoned_concepts, get_preset
     from empirical.run import DEFAULT_CACHE, build_mix, prepare_assets
     from theory.cli import ArgumentParser, parse_int_list
     from theory.records import atomic_write_text, ensure_writable_dir
 
     parser = ArgumentParser(prog="python -m empirical.defence", description=main.__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="smoke")
-    parser.add_argument("--poisoned-concepts", default="25,50,100", metavar="LIST")
+    parser.add_argument("--poisoned-concepts", default=None, metavar="LIST",
+                        help="C_P values (default: K/6, K/3, 2K/3 of the preset's K concepts; 25,50,100 for cpu)")
     parser.add_argument("--poison-per-concept", type=int, default=None, metavar="P")
     parser.add_argument("--poison-type", default="dirty,nightshade", help="comma list of dirty, nightshade")
     parser.add_argument("--pgd-steps", type=int, default=None, help="nightshade steps (default: the preset's)")
@@ -103,7 +104,8 @@ def main(argv=None) -> int:
     bad = [t for t in types if t not in POISON_TYPES]
     if bad or not types:
         raise InputError(f"unknown poison type {bad[0] if bad else ''!r}; choose from {', '.join(POISON_TYPES)}")
-    c_ps = parse_int_list(args.poisoned_concepts, name="--poisoned-concepts")
+    c_ps = parse_int_list(args.poisoned_concepts, name="--poisoned-concepts") if args.poisoned_concepts is not None \
+        else default_poisoned_concepts(preset.render.concepts, clean=False)
     seeds = parse_int_list(args.seed, name="--seed")
     if max(c_ps) > preset.render.concepts:
         raise InputError(f"--poisoned-concepts {max(c_ps)} exceeds the number of concepts ({preset.render.concepts})")

@@ -104,6 +104,13 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+def default_poisoned_concepts(n_concepts: int, clean: bool = True) -> list[int]:
+    """The default C_P list of a universe of K concepts: K/6, K/3 and 2K/3 (rounded, at least 1), after the clean
+    point 0 when ``clean`` — 25, 50, 100 for the cpu preset's 150 concepts, 2, 4, 8 for smoke's 12."""
+    points = sorted({max(1, round(n_concepts * f)) for f in (1 / 6, 1 / 3, 2 / 3)})
+    return ([0] if clean else []) + points
+
+
 def get_preset(name: str) -> Preset:
     """The named preset (InputError listing the choices otherwise)."""
     if name not in PRESETS:

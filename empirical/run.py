@@ -35,7 +35,7 @@ from empirical.evaluate import IMPLOSION_MEASURES, MEASURES, generated_measures,
     prompts_and_seeds
 from empirical.poisons import POISON_TYPES, TARGET_MODES, PoisonPlan, control_pairs, make_plan, nightshade_pairs, \
     poison_pairs
-from empirical.presets import PRESETS, Preset, get_preset, with_overrides
+from empirical.presets import PRESETS, Preset, default_poisoned_concepts, get_preset, with_overrides
 from empirical.pretrained import PretrainedBase, unet_from_base
 from empirical.train import SCENARIOS, Mix, TrainConfig, add_lora, encode_latents, merged, train_unet, with_weights
 from theory.cli import ArgumentParser, InputError, parse_int_list, run_main
@@ -472,8 +472,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m empirical.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="smoke", help=f"experiment size: {', '.join(PRESETS)} (default smoke)")
     parser.add_argument("--scenario", default="continuous", help=f"{', '.join(SCENARIOS)} (default continuous)")
-    parser.add_argument("--poisoned-concepts", default="0,25,50,100", metavar="LIST",
-                        help="C_P values, e.g. 0,25,50,100 or 0..100:25 (default 0,25,50,100)")
+    parser.add_argument("--poisoned-concepts", default=None, metavar="LIST",
+                        help="C_P values, e.g. 0,25,50,100 or 0..100:25 (default: 0 and K/6, K/3, 2K/3 of the "
+                             "preset's K concepts, i.e. 0,25,50,100 for cpu, 0,2,4,8 for smoke)")
     parser.add_argument("--poison-per-concept", type=int, default=None, metavar="P",
                         help="dirty-label pairs per poisoned concept (default: the preset's)")
     parser.add_argument("--poison-type", default="dirty", help=f"{', '.join(POISON_TYPES)} (default dirty)")
@@ -528,7 +529,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         preset = replace(preset, lora=lora)
     if args.targets not in TARGET_MODES:
         raise InputError(f"unknown target mode {args.targets!r}; choose from {', '.join(TARGET_MODES)}")
-    c_ps = parse_int_list(args.poisoned_concepts, name="--poisoned-concepts")
     seeds = parse_int_list(args.seed, name="--seed")
     if args.concepts is not None and args.concepts < 2:
         raise InputError(f"--concepts must be >= 2, got {args.concepts}")
@@ -543,6 +543,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"concept), got {args.benign_per_concept}")
     channels = None if args.unet_channels is None else _channels(args.unet_channels)
     preset = with_overrides(preset, steps=args.steps, concepts=args.concepts, unet_channels=channels)
+    c_ps = parse_int_list(args.poisoned_concepts, name="--poisoned-concepts") if args.poisoned_concepts is not None \
+        else default_poisoned_concepts(preset.render.concepts)
     p = preset.poison_per_concept if args.poison_per_concept is None else args.poison_per_concept
     if p < 0:
         raise InputError(f"--poison-per-concept must be >= 0, got {p}")

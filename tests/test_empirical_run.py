@@ -214,3 +214,14 @@ def test_first_difference_names_the_key_and_both_values():
     assert setting_difference(old, new) == "unet.channels: [32, 64] -> [64, 128]"
     # a nested dict differing only by a later key is no difference; the next key still counts
     assert first_difference({"a": {"x": 1}, "b": 2}, {"a": {"x": 1, "y": 0}, "b": 3}) == ("b", 2, 3)
+
+
+def test_default_poisoned_concepts_fit_every_preset():
+    """The documented `python -m empirical.run --preset smoke` must not fail on a C_P list made for 150 concepts."""
+    from empirical.presets import PRESETS, default_poisoned_concepts
+
+    assert default_poisoned_concepts(150) == [0, 25, 50, 100]
+    assert default_poisoned_concepts(12) == [0, 2, 4, 8]
+    assert default_poisoned_concepts(4, clean=False) == [1, 3]
+    for preset in PRESETS.values():
+        assert max(default_poisoned_concepts(preset.render.concepts)) < preset.render.concepts
