@@ -35,6 +35,7 @@ import numpy as np
 
 from simulate.training_set import TrainingSet
 from theory.cli import InputError
+from theory.validate import check_scalar
 
 __all__ = ["AttentionSolver", "CapacitySolver", "LinearMap", "RidgeSolver", "SOLVERS", "make_solver",
            "project_nuclear_ball"]
@@ -88,8 +89,7 @@ class RidgeSolver:
     name: ClassVar[str] = "ridge"
 
     def __post_init__(self) -> None:
-        if not self.reg > 0:
-            raise InputError(f"ridge reg must be > 0, got {self.reg}")
+        check_scalar(self.reg, "ridge reg", low=0.0, low_open=True)
 
     def prepare(self, clean: TrainingSet, seed: int) -> "RidgeSolver":
         return self
@@ -170,8 +170,10 @@ class CapacitySolver:
     name: ClassVar[str] = "capacity"
 
     def __post_init__(self) -> None:
-        if not self.budget > 0:
-            raise InputError(f"capacity budget must be > 0, got {self.budget}")
+        check_scalar(self.budget, "capacity budget", low=0.0, low_open=True)
+        check_scalar(self.reg, "ridge reg", low=0.0, low_open=True)
+        check_scalar(self.tol, "capacity tol", low=0.0, low_open=True)
+        check_scalar(self.max_iter, "capacity max_iter", low=1, integer=True)
         if self.method not in ("cvxpy", "fista"):
             raise InputError(f"capacity method must be 'cvxpy' or 'fista', got {self.method!r}")
 
@@ -197,10 +199,8 @@ class AttentionSolver:
 
     def __post_init__(self) -> None:
         for field_name in ("n_queries", "key_dim", "pretrain_steps", "steps", "batch_size"):
-            if getattr(self, field_name) < 1:
-                raise InputError(f"attention {field_name} must be >= 1, got {getattr(self, field_name)}")
-        if not self.lr > 0:
-            raise InputError(f"attention lr must be > 0, got {self.lr}")
+            check_scalar(getattr(self, field_name), f"attention {field_name}", low=1, integer=True)
+        check_scalar(self.lr, "attention lr", low=0.0, low_open=True)
 
     def prepare(self, clean: TrainingSet, seed: int) -> "_AttentionFitter":
         try:

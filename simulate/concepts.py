@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from theory.cli import InputError
+from theory.validate import check_scalar
 
 __all__ = ["ConceptConfig", "ConceptSpace", "make_space", "space_statistics", "unit_rows"]
 
@@ -57,17 +57,12 @@ class ConceptConfig:
     image_spread: float = 0.4
 
     def __post_init__(self) -> None:
-        if not isinstance(self.n_concepts, (int, np.integer)) or self.n_concepts < 2:
-            raise InputError(f"n_concepts must be an integer >= 2, got {self.n_concepts!r}")
-        if not isinstance(self.dim, (int, np.integer)) or self.dim < 3:
-            raise InputError(f"dim must be an integer >= 3, got {self.dim!r}")
+        check_scalar(self.n_concepts, "n_concepts", low=2, integer=True)
+        check_scalar(self.dim, "dim", low=3, integer=True)
         for name in ("template_weight", "separation", "alignment", "modality_gap"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise InputError(f"{name} must be in [0, 1], got {value}")
+            check_scalar(getattr(self, name), name, low=0.0, high=1.0)
         for name in ("text_spread", "image_spread"):
-            if not getattr(self, name) >= 0.0:
-                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
+            check_scalar(getattr(self, name), name, low=0.0)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -32,6 +32,7 @@ import numpy as np
 
 from simulate.concepts import ConceptSpace, unit_rows
 from theory.cli import InputError
+from theory.validate import check_scalar
 
 __all__ = ["PoisonConfig", "PoisonPlan", "make_plan", "poison_pairs", "benign_pairs"]
 
@@ -54,12 +55,10 @@ class PoisonConfig:
     targets: TargetRule = "random"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.poison_per_concept, (int, np.integer)) or self.poison_per_concept < 0:
-            raise InputError(f"poison_per_concept must be an integer >= 0, got {self.poison_per_concept!r}")
+        check_scalar(self.poison_per_concept, "poison_per_concept", low=0, integer=True)
         if self.kind not in ("dirty", "shift"):
             raise InputError(f"kind must be 'dirty' or 'shift', got {self.kind!r}")
-        if not 0.0 <= self.shift <= 1.0:
-            raise InputError(f"shift must be in [0, 1], got {self.shift}")
+        check_scalar(self.shift, "shift", low=0.0, high=1.0)
         if self.placement not in ("add", "replace"):
             raise InputError(f"placement must be 'add' or 'replace', got {self.placement!r}")
         if self.targets not in TARGET_RULES:

@@ -223,3 +223,22 @@ def test_unwritable_out_and_foreign_config(tmp_path: Path):
         locked.mkdir(mode=0o500)
         proc = _cli(*SMALL, "--concepts", "0", "--out", str(locked / "x"))
         assert proc.returncode == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ridge-reg", "inf"], "ridge reg must be a number, finite"),
+    (["--ridge-reg", "nan"], "ridge reg must be a number, finite"),
+    (["--ridge-reg", "0"], "ridge reg must be in (0, inf]"),
+    (["--text-spread", "inf"], "text_spread must be a number, finite"),
+    (["--template-weight", "1.5"], "template_weight must be in [0, 1]"),
+    (["--shift", "nan"], "shift must be a number, finite"),
+    (["--capacity-budget", "-1", "--solver", "capacity"], "capacity budget must be in (0, inf]"),
+])
+def test_non_finite_knobs_are_refused(tmp_path: Path, args, message):
+    """Every knob goes through theory.validate.check_scalar: inf and NaN are refused by name, never run."""
+    out = tmp_path / "o"
+    proc = subprocess.run([sys.executable, "-m", "simulate.sweep", "--concepts", "0,1", "--n-concepts", "10",
+                           "--out", str(out), *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert message in proc.stderr, proc.stderr
+    assert not out.exists()

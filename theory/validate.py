@@ -15,6 +15,25 @@ from theory.cli import InputError
 __all__ = ["as_matrix", "check_alpha", "check_pairs", "normalised_rows", "row_norms"]
 
 
+def check_scalar(value: Any, name: str, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, integer: bool = False) -> float:
+    """``value`` as a finite number in [low, high] (``(low, high]`` when ``low_open``), an integer when
+    ``integer``; otherwise :class:`InputError` naming ``name``, the range and the value (scikit-learn's
+    ``check_scalar``, for every knob of the toolkit)."""
+    kind = "an integer" if integer else "a number"
+    bad = isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+    if not bad and integer and not float(value).is_integer():
+        bad = True
+    if bad or not np.isfinite(value):
+        raise InputError(f"{name} must be {kind}, finite, got {value!r}")
+    lo_ok = low is None or (value > low if low_open else value >= low)
+    if not lo_ok or (high is not None and value > high):
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        raise InputError(f"{name} must be in {'(' if low_open else '['}{lo}, {hi}], got {value!r}")
+    return int(value) if integer else float(value)
+
+
 def check_alpha(alpha: Any) -> float:
     """Return ``alpha`` as a float in [0, 1] or raise."""
     try:
