@@ -300,6 +300,23 @@ class _Progress:
             sys.stderr.write("\n")
 
 
+def _point_keys(rows: list[dict[str, str]], path: Path) -> set[tuple[int, int]]:
+    """The (C_P, seed) of every row; a row whose C_P or seed is not a whole number, or a point recorded twice, is
+    an InputError naming the row (a resumed sweep must neither crash nor average two results of one point)."""
+    keys: set[tuple[int, int]] = set()
+    for i, r in enumerate(rows, start=2):
+        try:
+            key = (int(r["c_p"]), int(r["seed"]))
+        except (TypeError, ValueError):
+            raise InputError(f"{path} line {i}: c_p {r['c_p']!r} / seed {r['seed']!r} are not whole numbers; "
+                             "remove that line to resume, or use another --out") from None
+        if key in keys:
+            raise InputError(f"{path} line {i}: C_P {key[0]}, seed {key[1]} is recorded twice; remove one line to "
+                             "resume, or use another --out")
+        keys.add(key)
+    return keys
+
+
 def _run_seed_rows(config: SweepConfig, seed: int, points: list[int], done: frozenset[int]) -> list[dict]:
     """Worker entry point (local processes and Dask): one seed, rows returned when it is finished."""
     return run_seed(config, seed, points, done)
@@ -346,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ensure_writable_dir(out)
 
     table = ResultsTable(table_path, COLUMNS)
-    have = {(int(r["c_p"]), int(r["seed"])) for r in table.rows}
+    have = _point_keys(table.rows, table_path)
     manifest = {"tool": "simulate.sweep", "config": identity, "points": args.concepts, "seeds": seeds,
                 "versions": package_versions(["numpy", "scipy", "sympy", "cvxpy", "torch", "dask"]),
                 "git_commit": git_commit(), "command": command_line(), "started": utc_now(), "status": "running"}

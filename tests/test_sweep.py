@@ -242,3 +242,29 @@ def test_non_finite_knobs_are_refused(tmp_path: Path, args, message):
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert message in proc.stderr, proc.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("abc\n", "is damaged (1 fields"),
+    ("1,2,3\n", "is damaged (3 fields"),
+    (None, "recorded twice"),
+    ("x" + ",0" * 20 + "\n", "not whole numbers"),
+])
+def test_damaged_results_table_is_named_not_a_traceback(tmp_path: Path, damage, message):
+    """A results.csv damaged by hand after a run: one line naming the file and line, exit 2, nothing rewritten."""
+    out = tmp_path / "o"
+    base = [sys.executable, "-m", "simulate.sweep", "--concepts", "0,1", "--n-concepts", "10", "--seeds", "1",
+            "--no-plot", "--quiet", "--out", str(out)]
+    assert subprocess.run(base, cwd=ROOT, capture_output=True, timeout=120).returncode == 0
+    table = out / "results.csv"
+    lines = table.read_text().splitlines(keepends=True)
+    if damage is None:
+        damage = lines[-1]
+    elif damage.startswith("x"):
+        damage = "x" + lines[-1][lines[-1].index(","):]
+    table.write_text("".join(lines) + damage)
+    before = table.read_bytes()
+    proc = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
+    assert "results.csv line 4" in proc.stderr
+    assert table.read_bytes() == before

@@ -63,7 +63,9 @@ def ensure_writable_dir(path: Path, *, name: str = "--out") -> Path:
 
 def read_table(path: Path, columns: Sequence[str] | None) -> list[dict[str, str]]:
     """Rows of a results table (empty if absent). A partial last line (a kill mid-write) is dropped and cut off
-    the file; a header that differs from ``columns`` (unless None: any header) is an InputError."""
+    the file; a header that differs from ``columns`` (unless None: any header) or a complete line with the wrong
+    number of fields (damaged by hand or by another program) is an InputError naming the line — never repaired by
+    guessing, so nothing computed is lost."""
     if not path.exists():
         return []
     raw = path.read_bytes()
@@ -79,7 +81,14 @@ def read_table(path: Path, columns: Sequence[str] | None) -> list[dict[str, str]
         return []
     if columns is not None and list(reader.fieldnames) != list(columns):
         raise InputError(f"{path} has columns {reader.fieldnames}, expected {list(columns)}; use another --out")
-    return list(reader)
+    rows = []
+    for row in reader:
+        if None in row or any(v is None for v in row.values()):  # too many or too few fields
+            n = len([v for k, v in row.items() if k is not None and v is not None]) + len(row.get(None, []) or [])
+            raise InputError(f"{path} line {reader.line_num} is damaged ({n} fields, expected "
+                             f"{len(reader.fieldnames)}); remove that line to resume, or use another --out")
+        rows.append(row)
+    return rows
 
 
 class ResultsTable:
