@@ -40,7 +40,7 @@ from empirical.pretrained import PretrainedBase, unet_from_base
 from empirical.train import SCENARIOS, Mix, TrainConfig, add_lora, encode_latents, merged, train_unet, with_weights
 from theory.cli import ArgumentParser, InputError, parse_int_list, run_main
 from theory.records import ResultsTable, atomic_write_text, command_line, ensure_writable_dir, git_commit, \
-    package_versions, utc_now, write_manifest
+    package_versions, read_manifest, utc_now, write_manifest
 
 KINDS: tuple[str, ...] = ("poisoned", "control")
 COLUMNS: tuple[str, ...] = ("seed", "scenario", "c_p", "kind", "poison_type", "poison_per_concept", "targets",
@@ -592,9 +592,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         attention_table = ResultsTable(out / "attention.csv", ATTENTION_COLUMNS, fill=_fill_old_row)
         track = ResultsTable(out / "attention_track.csv", TRACK_COLUMNS) if args.track_attention else None
     manifest_path = out / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    manifest = read_manifest(manifest_path)
     setting = setting_of(preset, args.scenario, args.base_seed, pretrained[0].key if pretrained else None,
                          judge_key, args.benign_per_concept)
+    if not isinstance(manifest.get("setting", setting), dict):
+        raise InputError(f"{manifest_path} has no readable 'setting'; choose another --out")
     if manifest and setting_difference(manifest.get("setting", setting), setting) != "none":
         raise InputError(f"{out} holds results of another setting ({setting_difference(manifest['setting'], setting)}); "
                          "choose another --out")

@@ -20,7 +20,6 @@ d = 512, or p ≤ m, benign accuracy stays ≈ 1 for every C_P (docs/simulation.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -45,6 +44,7 @@ from theory.records import (
     ensure_writable_dir,
     git_commit,
     package_versions,
+    read_manifest,
     read_table,
     utc_now,
     write_manifest,
@@ -339,13 +339,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest_path, table_path = out / "manifest.json", out / "results.csv"
     identity = config.identity()
     if manifest_path.exists():
-        try:
-            previous = json.loads(manifest_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{manifest_path} is unreadable ({exc}); use another --out") from None
+        previous = read_manifest(manifest_path)
+        old = previous.get("config") if isinstance(previous.get("config"), dict) else {}
         if previous.get("config") != identity:
-            diff = sorted(key for key in set(identity) | set(previous.get("config", {}))
-                          if identity.get(key) != previous.get("config", {}).get(key))
+            diff = sorted(key for key in set(identity) | set(old) if identity.get(key) != old.get(key))
             raise InputError(f"{out} holds a sweep with a different configuration ({', '.join(diff)}); "
                              "use another --out")
     elif table_path.exists() and read_table(table_path, COLUMNS):

@@ -225,3 +225,14 @@ def test_default_poisoned_concepts_fit_every_preset():
     assert default_poisoned_concepts(4, clean=False) == [1, 3]
     for preset in PRESETS.values():
         assert max(default_poisoned_concepts(preset.render.concepts)) < preset.render.concepts
+
+
+@pytest.mark.parametrize("text", ["[1]", "{not json", "{\"setting\": 3}"])
+def test_run_refuses_a_manifest_that_is_not_one(tmp_path: Path, text):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "manifest.json").write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "empirical.run", "--preset", "micro", "--out", str(out), "--cache",
+                           str(tmp_path / "c")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "manifest.json" in proc.stderr
+    assert (out / "manifest.json").read_text() == text

@@ -268,3 +268,14 @@ def test_damaged_results_table_is_named_not_a_traceback(tmp_path: Path, damage, 
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
     assert "results.csv line 4" in proc.stderr
     assert table.read_bytes() == before
+
+
+@pytest.mark.parametrize("text", ["[1]", "{not json", "\"x\""])
+def test_manifest_that_is_not_an_object_is_refused(tmp_path: Path, text):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "manifest.json").write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "simulate.sweep", "--concepts", "0,1", "--n-concepts", "10",
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "manifest.json" in proc.stderr
+    assert (out / "manifest.json").read_text() == text and not (out / "results.csv").exists()

@@ -165,6 +165,21 @@ def git_commit(cwd: Path | None = None) -> str | None:
         return None
 
 
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A run folder's manifest as a dict ({} when absent); unreadable, invalid JSON or JSON that is not an
+    object is an InputError naming the file."""
+    if not path.exists():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path} is unreadable ({type(exc).__name__}: {exc}); use another --out") from None
+    if not isinstance(manifest, dict):
+        raise InputError(f"{path} is not a manifest (a JSON {type(manifest).__name__}, not an object); "
+                         "use another --out")
+    return manifest
+
+
 def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     """Atomically write a manifest as indented JSON."""
     atomic_write_text(path, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
