@@ -25,7 +25,6 @@ default is the paper-size universe of 1,000 concepts and C_P up to 500.
 
 from __future__ import annotations
 
-import csv
 import math
 import sys
 from dataclasses import dataclass, replace
@@ -44,7 +43,7 @@ from simulate.training_set import TrainingSet
 from theory.ad import pair_scores
 from theory.block_model import Gaps, closed_form
 from theory.cli import ArgumentParser, InputError, run_main
-from theory.records import ensure_writable_dir
+from theory.records import atomic_write_text, csv_text, ensure_writable_dir
 
 
 @dataclass(frozen=True)
@@ -67,10 +66,11 @@ class Scale:
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    """Write ``rows`` as CSV, atomically (a killed experiment leaves the previous table whole), saying so when an
+    earlier table is replaced."""
+    if path.exists():
+        print(f"replacing {path}", file=sys.stderr)
+    atomic_write_text(path, csv_text(rows))
 
 
 def _plt():

@@ -38,7 +38,7 @@ from simulate.sweep import SweepConfig, run_seed
 from simulate.training_set import TrainingSet
 from theory.ad import alignment_difficulty_sampled
 from theory.cli import ArgumentParser, InputError, parse_int_list, run_main
-from theory.records import atomic_write_text, command_line, ensure_writable_dir, git_commit, utc_now
+from theory.records import atomic_write_text, command_line, csv_text, ensure_writable_dir, git_commit, utc_now
 from theory.stats import ci95
 
 __all__ = ["Setting", "predict", "main"]
@@ -122,17 +122,6 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
-    import csv
-    import io
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
 def load_geometry(path: Path, labels_key: str) -> Geometry:
     """The six cosines of an embedding file (``text``, ``image`` and a per-pair concept array ``labels_key``)."""
     from theory.pairs_file import load_arrays
@@ -200,9 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               (f"{t:.1f} (V = {mk['threshold_volume']:.2f})" if t != "none" else
                f"none below C_P = {mk['largest_c_p']} (accuracy there {mk['acc_at_largest_c_p']:.3f})"))
     if out is not None:
-        atomic_write_text(out / "prediction.csv", _csv(rows))
-        atomic_write_text(out / "summary.csv", _csv(summary))
-        atomic_write_text(out / "thresholds.csv", _csv(marks))
+        atomic_write_text(out / "prediction.csv", csv_text(rows))
+        atomic_write_text(out / "summary.csv", csv_text(summary))
+        atomic_write_text(out / "thresholds.csv", csv_text(marks))
         record = {"tool": "simulate.predict", "setting": asdict(setting), "calibration": calibration,
                   "solver": "ridge", "poison": "dirty-label, random targets, added", "date": utc_now(),
                   "git_commit": git_commit(), "command": command_line()}

@@ -21,6 +21,7 @@ d = 512, or p ≤ m, benign accuracy stays ≈ 1 for every C_P (docs/simulation.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -300,6 +301,37 @@ class _Progress:
             sys.stderr.write("\n")
 
 
+MAX_ROWS = 10_000_000
+
+
+def memory_needed(config: SweepConfig, max_cp: int) -> int:
+    """Bytes one seed's sweep holds at its largest C_P: the pairs (text, image, in the training set and in the
+    incremental AD: 4 copies of n × d float64), the centroids and the d × d statistics."""
+    k, d = config.concepts.n_concepts, config.concepts.dim
+    n = k * config.benign_per_concept + max_cp * config.poison.poison_per_concept
+    return 8 * (4 * n * d + 4 * k * d + 3 * d * d)
+
+
+def physical_memory() -> int:
+    """This machine's memory in bytes (0 when the platform does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
+def check_size(config: SweepConfig, max_cp: int, seeds: int, points: int) -> None:
+    """Refuse, before anything is written, a sweep whose rows or one seed's memory would not fit: at most
+    ``MAX_ROWS`` rows, and one seed's working set within half the machine's memory (each worker holds one)."""
+    if seeds * points > MAX_ROWS:
+        raise InputError(f"--seeds {seeds} x {points} points = {seeds * points:,} rows; at most {MAX_ROWS:,}")
+    need, have = memory_needed(config, max_cp), physical_memory()
+    if have and need > have // 2:
+        raise InputError(f"one seed of this sweep needs about {need / 2**30:.1f} GiB (K, m, p, d and C_P up to "
+                         f"{max_cp}); this machine has {have / 2**30:.1f} GiB: lower --n-concepts, --dim, "
+                         "--benign-per-concept, --poison-per-concept or --concepts")
+
+
 def _point_keys(rows: list[dict[str, str]], path: Path) -> set[tuple[int, int]]:
     """The (C_P, seed) of every row; a row whose C_P or seed is not a whole number, or a point recorded twice, is
     an InputError naming the row (a resumed sweep must neither crash nor average two results of one point)."""
@@ -334,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if points[-1] > k:
         raise InputError(f"--concepts asks for C_P = {points[-1]} but the universe has only {k} concepts "
                          f"(raise --n-concepts)")
+    check_size(config, points[-1], args.seeds, len(points))
     seeds = list(range(args.seeds))
     out = args.out
     manifest_path, table_path = out / "manifest.json", out / "results.csv"

@@ -279,3 +279,16 @@ def test_manifest_that_is_not_an_object_is_refused(tmp_path: Path, text):
                            "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "manifest.json" in proc.stderr
     assert (out / "manifest.json").read_text() == text and not (out / "results.csv").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "1000000000", "--concepts", "0,1"], "rows; at most"),
+    (["--n-concepts", "100000", "--dim", "4096", "--concepts", "0,1"], "GiB"),
+    (["--benign-per-concept", "100000000", "--concepts", "0,1"], "GiB"),
+])
+def test_sweeps_too_large_for_the_machine_are_refused_up_front(tmp_path: Path, args, message):
+    out = tmp_path / "o"
+    proc = subprocess.run([sys.executable, "-m", "simulate.sweep", *args, "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
+    assert not out.exists()

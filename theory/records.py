@@ -165,6 +165,15 @@ def git_commit(cwd: Path | None = None) -> str | None:
         return None
 
 
+def csv_text(rows: Sequence[dict[str, Any]]) -> str:
+    """``rows`` (dicts sharing the first row's keys) as CSV text with a header line, full float precision."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
 def read_manifest(path: Path) -> dict[str, Any]:
     """A run folder's manifest as a dict ({} when absent); unreadable, invalid JSON or JSON that is not an
     object is an InputError naming the file."""
