@@ -210,6 +210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError(f"--out must end in .npz, got {args.out}")
     if not args.out.parent.exists():
         raise InputError(f"--out folder {args.out.parent} does not exist")
+    import torch
+
+    from theory.validate import torch_device
+
+    args.device = str(torch_device(torch, args.device))
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     if args.builtin:
         arrays = embed_builtin(args.preset, args.cache, args.out, args.judge, args.device, log=log)

@@ -123,3 +123,19 @@ def test_no_file_argument_is_usage_error():
     proc = _run()
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("device, message", [("nope", "is not a torch device"), ("cuda", "no CUDA device"),
+                                             ("cuda:7", "CUDA")])
+def test_bad_or_missing_device_is_one_line(tmp_path, device, message):
+    pytest.importorskip("torch")
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    f = tmp_path / "e.npz"
+    rng = np.random.default_rng(0)
+    np.savez(f, text=rng.normal(size=(5, 3)), image=rng.normal(size=(5, 3)))
+    proc = subprocess.run([sys.executable, "-m", "theory.ad", str(f), "--backend", "torch", "--device", device],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr

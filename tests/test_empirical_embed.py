@@ -167,3 +167,10 @@ def test_builtin_embeds_the_presets_clean_pairs_with_concept_labels(assets, tmp_
     assert g.text_within > g.text_across and g.image_within > g.image_across
     with pytest.raises(InputError, match="folder or --builtin"):
         main(["--out", str(out)])
+
+
+def test_bad_device_is_refused_before_any_work(tmp_path):
+    with pytest.raises(InputError, match="not a torch device"):
+        main(["--builtin", "--preset", "micro", "--out", str(tmp_path / "e.npz"), "--device", "nope",
+              "--cache", str(tmp_path / "c")])
+    assert not (tmp_path / "c").exists()

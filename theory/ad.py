@@ -50,7 +50,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from theory.cli import ArgumentParser, InputError, run_main
-from theory.validate import check_alpha, check_pairs, row_norms
+from theory.validate import check_alpha, check_pairs, row_norms, torch_device
 
 __all__ = [
     "ADResult",
@@ -212,7 +212,7 @@ class _Ops:
             except ImportError:
                 raise InputError("backend='torch' needs PyTorch: pip install torch (or the 'empirical' extra)") from None
             self.torch = torch
-            self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+            self.device = torch_device(torch, device)
         else:
             raise InputError(f"backend must be 'numpy' or 'torch', got {backend!r}")
 

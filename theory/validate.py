@@ -34,6 +34,28 @@ def check_scalar(value: Any, name: str, *, low: float | None = None, high: float
     return int(value) if integer else float(value)
 
 
+def torch_device(torch: Any, device: str | None) -> Any:
+    """``device`` as a ``torch.device`` that exists on this machine (None: CUDA when available, else the CPU);
+    a malformed name or a CUDA / MPS device the machine lacks is an InputError naming it."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:0, mps)") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(f"--device {device!r}: this machine has no CUDA device (use --device cpu)")
+        if dev.index is not None and dev.index >= count:
+            raise InputError(f"--device {device!r}: this machine has {count} CUDA device(s)")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise InputError(f"--device {device!r}: MPS is not available on this machine (use --device cpu)")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"--device {device!r}: only cpu, cuda and mps are supported")
+    return dev
+
+
 def check_alpha(alpha: Any) -> float:
     """Return ``alpha`` as a float in [0, 1] or raise."""
     try:
