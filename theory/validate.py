@@ -96,11 +96,16 @@ def check_pairs(text: Any, image: Any, *, min_n: int = 2) -> tuple[np.ndarray, n
 
 
 def row_norms(x: np.ndarray, name: str, chunk: int = 4096) -> np.ndarray:
-    """float64 L2 norms of the rows of ``x``, chunked (no full float64 copy); rejects NaN/inf and zero rows."""
+    r"""float64 L2 norms of the rows of ``x``, chunked (no full float64 copy), scale-safe
+    (:math:`\lVert x\rVert = m\,\lVert x/m\rVert` with :math:`m = \max_j |x_j|`, so rows of 1e-200 or 1e200 are
+    neither "zero" nor "overflowing"); rejects NaN/inf and zero rows."""
     norms = np.empty(x.shape[0], dtype=np.float64)
     for a in range(0, x.shape[0], chunk):
         block = np.asarray(x[a : a + chunk], dtype=np.float64)
-        norms[a : a + chunk] = np.sqrt(np.einsum("ij,ij->i", block, block))
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            peak = np.max(np.abs(block), axis=1) if block.shape[1] else np.zeros(len(block))
+            scaled = block / np.where(peak > 0, peak, 1.0)[:, None]
+            norms[a : a + chunk] = peak * np.sqrt(np.einsum("ij,ij->i", scaled, scaled))
     bad = ~np.isfinite(norms)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
