@@ -39,3 +39,39 @@ def test_refuses_pickled_arrays(tmp_path: Path):
 def test_unsupported_suffix(tmp_path: Path):
     with pytest.raises(InputError, match="unsupported file type '.pt'"):
         load_pairs(tmp_path / "weights.pt")
+
+
+def test_hostile_containers_are_named_before_loading(tmp_path):
+    """A .npy renamed .npz, an .npz whose header claims 10^13 floats, a bf16 safetensors file: one InputError each,
+    raised before any large allocation."""
+    import io
+    import zipfile
+
+    import pytest
+
+    from theory.cli import InputError
+    from theory.pairs_file import load_pairs
+
+    renamed = tmp_path / "renamed.npz"
+    np.save(tmp_path / "a.npy", np.ones((3, 2)))
+    (tmp_path / "a.npy").rename(renamed)
+    with pytest.raises(InputError, match="not an .npz archive"):
+        load_pairs(renamed)
+
+    bomb = tmp_path / "bomb.npz"
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (10**7, 10**6)})
+    with zipfile.ZipFile(bomb, "w") as zf:
+        zf.writestr("text.npy", buf.getvalue() + b"\\0" * 64)
+        zf.writestr("image.npy", buf.getvalue() + b"\\0" * 64)
+    with pytest.raises(InputError, match="declares shape"):
+        load_pairs(bomb)
+
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    bf16 = tmp_path / "bf16.safetensors"
+    save_file({"text": torch.ones(3, 2, dtype=torch.bfloat16), "image": torch.ones(3, 2, dtype=torch.bfloat16)},
+              str(bf16))
+    with pytest.raises(InputError, match="BF16"):
+        load_pairs(bf16)

@@ -51,6 +51,7 @@ def load_arrays(path: str | os.PathLike[str], wanted: Sequence[str]) -> dict[str
         raise InputError(f"{path}: not a regular file")
     try:
         if suffix == ".npz":
+            _check_npz_headers(path, wanted)
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in wanted if k in data.files}
                 names = list(data.files)
@@ -58,6 +59,7 @@ def load_arrays(path: str | os.PathLike[str], wanted: Sequence[str]) -> dict[str
             from safetensors import SafetensorError
             from safetensors.numpy import load_file
 
+            _check_safetensors_header(path, wanted)
             try:
                 loaded = load_file(str(path))
             except SafetensorError as exc:
@@ -73,6 +75,60 @@ def load_arrays(path: str | os.PathLike[str], wanted: Sequence[str]) -> dict[str
     if missing:
         raise InputError(f"{path}: missing array(s) {', '.join(repr(k) for k in missing)}; found {names}")
     return arrays
+
+
+#: The most memory one array may declare before it is loaded (a header can claim anything).
+def _memory_budget() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES")) // 2
+    except (AttributeError, OSError, ValueError):
+        return 1 << 62
+
+
+def _check_npz_headers(path: Path, wanted: Sequence[str]) -> None:
+    """Before loading: the file is a zip archive (an .npz, not a renamed .npy), and every wanted member's header
+    declares no more bytes than the member holds and than half this machine's memory."""
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path}: cannot read: not an .npz archive (a .npy file renamed .npz? save with numpy.savez)")
+    with zipfile.ZipFile(path) as zf:
+        for name in wanted:
+            info = next((i for i in zf.infolist() if i.filename in (name, name + ".npy")), None)
+            if info is None:
+                continue
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0  # 2.0 and 3.0 share the layout
+                shape, _, dtype = read(fh)
+                header = fh.tell() if fh.seekable() else 0
+            declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            if declared > info.file_size - header + 1:
+                raise InputError(f"{path}: array {name!r} declares shape {shape} ({declared:,} bytes) but holds "
+                                 f"{info.file_size:,} bytes: the file is damaged")
+            if declared > _memory_budget():
+                raise InputError(f"{path}: array {name!r} of shape {shape} needs {declared / 2**30:.1f} GiB, more "
+                                 "than half this machine's memory")
+
+
+def _check_safetensors_header(path: Path, wanted: Sequence[str]) -> None:
+    """Before loading: every wanted tensor has a dtype numpy reads (bf16 and fp8 are refused by name)."""
+    import json
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            (size,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(min(size, 100_000_000)))
+    except (OSError, ValueError, struct.error):
+        return  # not a safetensors header: the loader names the problem
+    if not isinstance(header, dict):
+        return
+    for name in wanted:
+        entry = header.get(name)
+        dtype = entry.get("dtype") if isinstance(entry, dict) else None
+        if dtype in ("BF16", "F8_E4M3", "F8_E5M2"):
+            raise InputError(f"{path}: array {name!r} is {dtype}, which numpy cannot read; save it as float32 "
+                             "(tensor.float()) or float16")
 
 
 def save_pairs(path: str | os.PathLike[str], text: np.ndarray, image: np.ndarray) -> Path:
