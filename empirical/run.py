@@ -41,6 +41,7 @@ from empirical.train import SCENARIOS, Mix, TrainConfig, add_lora, encode_latent
 from theory.cli import ArgumentParser, InputError, parse_int_list, run_main
 from theory.records import ResultsTable, atomic_write_text, command_line, ensure_writable_dir, git_commit, \
     package_versions, read_manifest, utc_now, write_manifest
+from theory.validate import check_threads
 
 KINDS: tuple[str, ...] = ("poisoned", "control")
 COLUMNS: tuple[str, ...] = ("seed", "scenario", "c_p", "kind", "poison_type", "poison_per_concept", "targets",
@@ -534,8 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError(f"--concepts must be >= 2, got {args.concepts}")
     if args.steps is not None and args.steps < 1:
         raise InputError(f"--steps must be >= 1, got {args.steps}")
-    if args.threads is not None and args.threads < 1:
-        raise InputError(f"--threads must be >= 1, got {args.threads}")
+    check_threads(args.threads)
     if args.base_seed < 0:
         raise InputError(f"--base-seed must be >= 0, got {args.base_seed}")
     if args.benign_per_concept is not None and not 1 <= args.benign_per_concept <= preset.render.per_concept:

@@ -24,6 +24,7 @@ from paper_figures.registry import ITEMS, resolve
 from paper_figures.sources import Sources
 from theory.cli import ArgumentParser, InputError, run_main
 from theory.records import atomic_write_text, ensure_writable_dir
+from theory.validate import check_threads
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,8 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.results.exists() and not args.results.is_dir():
         raise InputError(f"--results {args.results} is not a folder")
     if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be >= 1, got {args.threads}")
+        check_threads(args.threads)
         import torch
 
         torch.set_num_threads(args.threads)

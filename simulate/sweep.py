@@ -388,8 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputError("--dask needs dask.distributed: pip install 'dask[distributed]'") from None
         try:
             client = Client(args.dask, timeout="10s")
-        except (OSError, TimeoutError) as exc:
-            raise InputError(f"cannot reach the Dask scheduler at {args.dask} ({exc})") from None
+        except (OSError, TimeoutError, ValueError, TypeError) as exc:
+            raise InputError(f"cannot reach the Dask scheduler at {args.dask} ({type(exc).__name__}: {exc})") from None
     ensure_writable_dir(out)
 
     table = ResultsTable(table_path, COLUMNS)

@@ -139,3 +139,11 @@ def test_bad_or_missing_device_is_one_line(tmp_path, device, message):
     proc = subprocess.run([sys.executable, "-m", "theory.ad", str(f), "--backend", "torch", "--device", device],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
+
+
+def test_negative_sample_seed_is_one_line(tmp_path):
+    f = tmp_path / "e.npz"
+    np.savez(f, text=np.eye(4), image=np.eye(4))
+    proc = subprocess.run([sys.executable, "-m", "theory.ad", str(f), "--sample", "10", "--seed", "-1"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stderr.strip().endswith("--seed must be >= 0, got -1")

@@ -136,6 +136,7 @@ def test_continuous_seeds_share_the_base_model_and_settings_do_not_mix(tmp_path:
     (["--unet-channels", "16,x"], "comma list of integers"),
     (["--unet-channels", "12,32"], "multiple of the group-norm groups"),
     (["--benign-per-concept", "0"], "--benign-per-concept must be in 1..6"),
+    (["--threads", "100000"], "--threads must be in [1,"),
     (["--benign-per-concept", "7"], "--benign-per-concept must be in 1..6"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, extra, message):

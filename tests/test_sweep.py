@@ -194,6 +194,7 @@ def test_dask_local_cluster_gives_the_same_numbers(tmp_path: Path):
         (["--alpha", "2"], "alpha"),
         (["--dim", "1"], "dim"),
         (["--concepts", "0..5", "--dask", "tcp://127.0.0.1:9"], "Dask scheduler"),
+        (["--concepts", "0..5", "--dask", "garbage://x"], "Dask scheduler"),
     ],
 )
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path: Path, args, message):

@@ -623,6 +623,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_alpha(args.alpha)
     if args.sample is not None and args.sample < 2:
         raise InputError(f"--sample must be >= 2, got {args.sample}")
+    if args.seed < 0:
+        raise InputError(f"--seed must be >= 0, got {args.seed}")
     if args.top < 0:
         raise InputError(f"--top must be >= 0, got {args.top}")
     if args.top and args.sample is not None:

@@ -56,6 +56,17 @@ def torch_device(torch: Any, device: str | None) -> Any:
     return dev
 
 
+def check_threads(threads: int | None) -> int | None:
+    """``--threads``: None, or 1 ≤ threads ≤ 4 × this machine's cores (more only oversubscribes, and a huge
+    value crashes OpenMP)."""
+    import os
+
+    if threads is None:
+        return None
+    most = 4 * (os.cpu_count() or 1)
+    return int(check_scalar(threads, "--threads", low=1, high=most, integer=True))
+
+
 def check_alpha(alpha: Any) -> float:
     """Return ``alpha`` as a float in [0, 1] or raise."""
     try:
