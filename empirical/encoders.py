@@ -60,10 +60,15 @@ class TextEncoder:
             raise InputError(f"text encoder folder {path} has no .safetensors weights (refusing pickled weights)")
         self.path = path
         # a Stable Diffusion folder keeps the tokenizer beside the text encoder, not inside it
-        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or path, local_files_only=True)
+        try:  # remote code is refused explicitly: a folder's own .py files are never run
+            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or path, local_files_only=True,
+                                                           trust_remote_code=False)
+            self.model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True,
+                                                   trust_remote_code=False).to(device).eval()
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise InputError(f"cannot load the text encoder from {tokenizer_path or path}: {first}") from None
         self.tokenizer.model_max_length = max_length
-        self.model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True,
-                                               trust_remote_code=False).to(device).eval()
         self.model.requires_grad_(False)
         self.max_length = max_length
         self.device = device

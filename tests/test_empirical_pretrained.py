@@ -124,3 +124,28 @@ def test_run_with_a_local_clip_judge(tmp_path):
     assert len((out / "results.csv").read_text().splitlines()) == 3
     r = _cli("--judge", str(tmp_path / "out"), "--out", str(tmp_path / "o2"), "--cache", str(tmp_path / "c"))
     assert r.returncode == 2 and "not a CLIP model folder" in r.stderr and not (tmp_path / "o2").exists()
+
+
+def test_remote_code_in_a_tokenizer_folder_never_runs(tmp_path, tiny_sd):
+    """A tokenizer_config.json with an auto_map to a tokenizer class in the folder's own .py file: loading the base
+    model must not import that file (it would write a marker), whatever stdin says."""
+    import json
+    import shutil
+
+    from empirical.encoders import TextEncoder
+    from theory.cli import InputError
+
+    sd = tmp_path / "sd"
+    shutil.copytree(tiny_sd, sd)
+    marker = tmp_path / "ran"
+    (sd / "tokenizer" / "evil.py").write_text(
+        f"open({str(marker)!r}, 'w').write('x')\nfrom transformers import CLIPTokenizer\n"
+        "class EvilTokenizer(CLIPTokenizer):\n    pass\n")
+    cfg_path = sd / "tokenizer" / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["auto_map"] = {"AutoTokenizer": ["evil.EvilTokenizer", None]}
+    cfg["tokenizer_class"] = "EvilTokenizer"
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match="custom code"):
+        TextEncoder(sd / "text_encoder", tokenizer_path=sd / "tokenizer", max_length=77)
+    assert not marker.exists()
