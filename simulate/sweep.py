@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -350,8 +351,72 @@ def _point_keys(rows: list[dict[str, str]], path: Path) -> set[tuple[int, int]]:
 
 
 def _run_seed_rows(config: SweepConfig, seed: int, points: list[int], done: frozenset[int]) -> list[dict]:
-    """Worker entry point (local processes and Dask): one seed, rows returned when it is finished."""
+    """Dask entry point: one seed, rows returned when it is finished."""
     return run_seed(config, seed, points, done)
+
+
+_ROWS: Any = None  # the queue a worker process sends its rows through (set once per worker process)
+
+
+def _init_worker(queue: Any) -> None:
+    """Worker start: remember the row queue, ignore Ctrl-C (the parent handles it) and, on Linux, die with the
+    parent (a parent killed with SIGKILL leaves no orphan computing for nobody)."""
+    global _ROWS
+    _ROWS = queue
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+def _run_seed_streaming(config: SweepConfig, seed: int, points: list[int], done: frozenset[int]) -> int:
+    """Worker entry point: one seed, each row sent to the parent as soon as it exists."""
+    return len(run_seed(config, seed, points, done, emit=_ROWS.put))
+
+
+def run_in_workers(config: SweepConfig, seeds: list[int], points: list[int], done: dict[int, frozenset[int]],
+                   workers: int, table: ResultsTable, step: Callable[[dict[str, Any]], None]) -> None:
+    """Seeds on ``workers`` local processes; every row reaches ``table`` as soon as a worker computes it, so a
+    Ctrl-C or a kill keeps every finished point (the workers are stopped, never orphaned)."""
+    import multiprocessing as mp
+    import queue as queue_mod
+
+    rows = mp.get_context().Queue()
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(rows,))
+
+    received = 0
+
+    def drain(wait: float) -> None:
+        nonlocal received
+        while True:
+            try:
+                row = rows.get(timeout=wait)
+            except queue_mod.Empty:
+                return
+            table.append([row])
+            step(row)
+            received += 1
+            wait = 0.0
+
+    try:
+        futs = [pool.submit(_run_seed_streaming, config, s, points, done[s]) for s in seeds]
+        while not all(f.done() for f in futs):
+            drain(0.2)
+        sent = sum(f.result() for f in futs)  # a worker's exception surfaces here
+        deadline = time.monotonic() + 60
+        while received < sent and time.monotonic() < deadline:
+            drain(0.5)
+    except BaseException:
+        drain(0.5)
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -415,13 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bar.step("(dask)")
         client.close()
     elif args.workers > 1 and len(pending) > 1:
-        with ProcessPoolExecutor(max_workers=args.workers) as pool:
-            futs = [pool.submit(_run_seed_rows, config, s, points, done[s]) for s in pending]
-            for fut in as_completed(futs):
-                rows = fut.result()
-                table.append(rows)
-                for _ in rows:
-                    bar.step("(workers)")
+        run_in_workers(config, pending, points, done, min(args.workers, len(pending)), table,
+                       lambda row: bar.step(f"seed {row['seed']} C_P {row['c_p']} (workers)"))
     else:
         for s in pending:
             def emit(row: dict[str, Any], s: int = s) -> None:

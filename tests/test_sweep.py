@@ -293,3 +293,52 @@ def test_sweeps_too_large_for_the_machine_are_refused_up_front(tmp_path: Path, a
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
     assert not out.exists()
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("sig", ["INT", "KILL"])
+def test_workers_keep_finished_points_and_leave_no_orphans(tmp_path: Path, sig):
+    """--workers 2 killed mid-run (Ctrl-C or SIGKILL): the rows finished so far are in results.csv, the workers
+    exit, and a rerun completes to exactly the numbers of an uninterrupted sequential run."""
+    import signal
+    import time
+
+    out = tmp_path / "w"
+    cmd = [sys.executable, "-m", "simulate.sweep", "--concepts", "0..400:4", "--n-concepts", "500", "--seeds", "2",
+           "--dim", "64", "--workers", "2", "--no-plot", "--quiet", "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    table = out / "results.csv"
+    deadline = time.time() + 60
+    while time.time() < deadline and (not table.exists() or len(table.read_text().splitlines()) < 6):
+        time.sleep(0.05)
+    kids = _children(proc.pid)
+    assert len(kids) >= 2 and proc.poll() is None
+    proc.send_signal(signal.SIGINT if sig == "INT" else signal.SIGKILL)
+    proc.wait(timeout=60)
+    kept = len(table.read_text().splitlines()) - 1
+    assert kept >= 5
+    deadline = time.time() + 20
+    while time.time() < deadline and any(Path(f"/proc/{k}").exists() and
+                                         "Z" not in Path(f"/proc/{k}/stat").read_text().split()[2] for k in kids):
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{k}").exists() and "Z" not in Path(f"/proc/{k}/stat").read_text().split()[2]
+                   for k in kids), "orphaned workers"
+    assert subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=300).returncode == 0
+    seq = tmp_path / "seq"
+    sequential = [str(seq) if a == str(out) else ("1" if a == "2" and cmd[i - 1] == "--workers" else a)
+                  for i, a in enumerate(cmd)]
+    assert subprocess.run(sequential, cwd=ROOT, capture_output=True, timeout=300).returncode == 0
+    key = lambda r: (int(r["c_p"]), int(r["seed"]))  # noqa: E731
+    got = {key(r): {k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(table))}
+    want = {key(r): {k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(seq / "results.csv"))}
+    assert got == want
