@@ -74,7 +74,6 @@ def main(argv=None) -> int:
     plus the plan's poisons), embeds it with the judge, ranks pairs by their share of AD and scores the ranking
     against the known poisons. Prints one line per mix and writes ``OUT/detection.csv`` (AP, precision@k, base
     rate, AD) and ``OUT/pr-<type>-cp<C_P>-s<seed>.csv`` (the precision–recall curve)."""
-    import csv
     import sys
     from dataclasses import replace
     from pathlib import Path
@@ -84,7 +83,7 @@ def main(argv=None) -> int:
     from empirical.presets import default_poisoned_concepts, get_preset
     from empirical.run import DEFAULT_CACHE, build_mix, prepare_assets
     from theory.cli import ArgumentParser, parse_int_list
-    from theory.records import atomic_write_text, ensure_writable_dir
+    from theory.records import atomic_write_text, csv_text, ensure_writable_dir
 
     parser = ArgumentParser(prog="python -m empirical.defence", description=main.__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="smoke")
@@ -155,10 +154,9 @@ def main(argv=None) -> int:
                       f"{d.average_precision:.3f}  {d.precision_at_k:.3f}  {row['detect_base_rate']:.3f}")
                 curve = "precision,recall\n" + "".join(f"{a:.6f},{b:.6f}\n" for a, b in zip(d.precision, d.recall))
                 atomic_write_text(out / f"pr-{t}-cp{c_p}-s{s}.csv", curve)
-    with open(out / "detection.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["seed"], lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
+    if (out / "detection.csv").exists():
+        print(f"replacing {out / 'detection.csv'}", file=sys.stderr)
+    atomic_write_text(out / "detection.csv", csv_text(rows) if rows else "seed\n")
     return 0
 
 

@@ -210,6 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError(f"--out must end in .npz, got {args.out}")
     if not args.out.parent.exists():
         raise InputError(f"--out folder {args.out.parent} does not exist")
+    if args.out.is_dir():
+        raise InputError(f"--out {args.out} is a folder; name the .npz file to write")
+    if not os.access(args.out.parent, os.W_OK):
+        raise InputError(f"--out folder {args.out.parent} is not writable")
     import torch
 
     from theory.validate import torch_device

@@ -174,3 +174,11 @@ def test_bad_device_is_refused_before_any_work(tmp_path):
         main(["--builtin", "--preset", "micro", "--out", str(tmp_path / "e.npz"), "--device", "nope",
               "--cache", str(tmp_path / "c")])
     assert not (tmp_path / "c").exists()
+
+
+def test_out_that_is_a_folder_is_refused_before_any_work(tmp_path):
+    folder = tmp_path / "x.npz"
+    folder.mkdir()
+    with pytest.raises(InputError, match="is a folder"):
+        main(["--builtin", "--preset", "micro", "--out", str(folder), "--cache", str(tmp_path / "c")])
+    assert not (tmp_path / "c").exists()
