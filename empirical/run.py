@@ -442,6 +442,9 @@ def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p
     return row
 
 
+#: The columns that identify a point (one row in results.csv, several in attention.csv).
+POINT_KEY: tuple[str, ...] = ("seed", "scenario", "c_p", "kind", "poison_type", "poison_per_concept", "targets",
+                              "steps")
 ATTENTION_COLUMNS: tuple[str, ...] = ("seed", "scenario", "c_p", "kind", "poison_type", "poison_per_concept",
                                       "targets", "steps", "group", "n_prompts", *(f"attn_{k}" for k in STATISTICS))
 
@@ -591,6 +594,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         table = ResultsTable(out / "results.csv", COLUMNS, fill=_fill_old_row)
         attention_table = ResultsTable(out / "attention.csv", ATTENTION_COLUMNS, fill=_fill_old_row)
         track = ResultsTable(out / "attention_track.csv", TRACK_COLUMNS) if args.track_attention else None
+        if main_proc:  # a kill between the two tables leaves attention rows of an unfinished point: drop them
+            finished = {tuple(r[k] for k in POINT_KEY) for r in table.rows}
+            attention_table.keep_only(lambda r: tuple(r[k] for k in POINT_KEY) in finished)
     manifest_path = out / "manifest.json"
     manifest = read_manifest(manifest_path)
     setting = setting_of(preset, args.scenario, args.base_seed, pretrained[0].key if pretrained else None,
@@ -621,8 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if main_proc:
         write_manifest(manifest_path, manifest)
 
-    done = {(r["seed"], r["scenario"], r["c_p"], r["kind"], r["poison_type"], r["poison_per_concept"], r["targets"],
-             r["steps"]) for r in table.rows}
+    done = {tuple(r[k] for k in POINT_KEY) for r in table.rows}
     steps = (preset.scratch if args.scenario == "scratch" else preset.continued).steps
     todo = [(s, c, k) for s in seeds for c in c_ps for k in KINDS
             if not (k == "control" and (c == 0 or args.no_control))]

@@ -237,3 +237,23 @@ def test_run_refuses_a_manifest_that_is_not_one(tmp_path: Path, text):
                            str(tmp_path / "c")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "manifest.json" in proc.stderr
     assert (out / "manifest.json").read_text() == text
+
+
+def test_attention_rows_of_an_unfinished_point_are_dropped_on_resume(tmp_path: Path, cache: Path):
+    """A kill between attention.csv and results.csv leaves attention rows without their results row; the rerun
+    recomputes that point and the table holds each point's attention rows once."""
+    out = tmp_path / "att"
+    args = ["--preset", "micro", "--poisoned-concepts", "0", "--seed", "0", "--out", str(out), "--cache", str(cache),
+            "--quiet", "--threads", "2"]
+    assert main(args) == 0
+    att = out / "attention.csv"
+    once = att.read_text()
+    rows = list(csv.DictReader(open(att)))
+    # the kill: the point's attention rows were written again, its results row was not
+    lines = (out / "results.csv").read_text().splitlines(keepends=True)
+    (out / "results.csv").write_text(lines[0])
+    with open(att, "a") as fh:
+        fh.write("".join(once.splitlines(keepends=True)[1:]))
+    assert main(args) == 0
+    again = list(csv.DictReader(open(att)))
+    assert len(again) == len(rows) and len(_rows(out)) == 1

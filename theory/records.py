@@ -106,6 +106,17 @@ class ResultsTable:
             _upgrade(self.path, self.columns, fill)
         self.rows = read_table(self.path, self.columns)  # also repairs a partial last line
 
+    def keep_only(self, keep: Callable[[dict[str, str]], bool]) -> int:
+        """Drop, atomically, the rows for which ``keep`` is false (e.g. rows of a point a kill left without its
+        results row); return how many were dropped."""
+        kept = [r for r in self.rows if keep(r)]
+        dropped = len(self.rows) - len(kept)
+        if dropped:
+            atomic_write_text(self.path, csv_text([{k: r[k] for k in self.columns} for r in kept])
+                              if kept else ",".join(self.columns) + "\n")
+            self.rows = kept
+        return dropped
+
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
         rows = list(rows)
         if not rows:
