@@ -159,16 +159,32 @@ def _state_tensors(unet, ema: dict, opt, gen) -> dict:
 
 
 def save_checkpoint(folder: Path, step: int, fingerprint: str, unet, ema: dict, opt, gen) -> None:
-    """Write ``folder/checkpoint.safetensors`` and ``folder/checkpoint.json`` atomically (tensors first)."""
+    """Write ``folder/checkpoint.safetensors`` with one rename; its step and run fingerprint travel inside its
+    metadata, so a kill at any instant leaves either the old checkpoint or the new one, never tensors of one step
+    labelled with another. ``checkpoint.json`` repeats them for people (and for checkpoints written before)."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f"checkpoint.tmp{os.getpid()}.safetensors"
-    save_file(_state_tensors(unet, ema, opt, gen), str(tmp))
+    save_file(_state_tensors(unet, ema, opt, gen), str(tmp), metadata={"step": str(step), "fingerprint": fingerprint})
     os.replace(tmp, folder / "checkpoint.safetensors")
     meta_tmp = folder / f"checkpoint.tmp{os.getpid()}.json"
     meta_tmp.write_text(json.dumps({"step": step, "fingerprint": fingerprint}))
     os.replace(meta_tmp, folder / "checkpoint.json")
+
+
+def checkpoint_meta(path: Path) -> dict | None:
+    """Step and fingerprint from a checkpoint's safetensors metadata (None when it has none, or is unreadable)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception:  # noqa: BLE001 - a damaged file is no checkpoint; training starts over
+        return None
+    if "step" not in meta or "fingerprint" not in meta:
+        return None
+    return {"step": int(meta["step"]), "fingerprint": meta["fingerprint"]}
 
 
 def load_checkpoint(folder: Path, fingerprint: str, unet, ema: dict, opt, gen, *, max_step: int | None = None) -> int:
@@ -178,9 +194,13 @@ def load_checkpoint(folder: Path, fingerprint: str, unet, ema: dict, opt, gen, *
     from safetensors.torch import load_file
 
     meta_path, path = folder / "checkpoint.json", folder / "checkpoint.safetensors"
-    if not meta_path.is_file() or not path.is_file():
+    if not path.is_file():
         return 0
-    meta = json.loads(meta_path.read_text())
+    meta = checkpoint_meta(path)
+    if meta is None:  # written before the metadata carried the step
+        if not meta_path.is_file():
+            return 0
+        meta = json.loads(meta_path.read_text())
     if meta.get("fingerprint") != fingerprint or (max_step is not None and int(meta["step"]) > max_step):
         return 0
     st = load_file(str(path))

@@ -144,3 +144,29 @@ def test_scratch_on_clean_data_reuses_the_pretraining_and_equals_training_it(ass
     for k, v in reused.state_dict().items():
         assert torch.allclose(v, ema[k].to(v.dtype), atol=1e-6), k
     assert pretrained_state(assets, 0, tmp_path / "cache").keys() == ema.keys()
+
+
+def test_a_kill_between_checkpoint_files_cannot_mislabel_the_step(assets, tmp_path: Path):
+    """The step lives in the checkpoint's own metadata: a checkpoint.json left from an older step (a kill between
+    the two writes) does not make the resumed run differ from an uninterrupted one."""
+    from empirical.train import checkpoint_meta
+
+    mix, _ = build_mix(assets, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    cfg = TrainConfig(steps=8, batch_size=8, warmup=2, checkpoint_every=3, lr=2e-3)
+    full, _ = train_unet(fresh_unet(assets, 0), mix, cfg)
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_7(step, loss):
+        if step == 7:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_unet(fresh_unet(assets, 0), mix, cfg, checkpoint_dir=tmp_path, on_step=kill_at_7)
+    assert checkpoint_meta(tmp_path / "checkpoint.safetensors")["step"] == 6
+    meta = json.loads((tmp_path / "checkpoint.json").read_text())
+    (tmp_path / "checkpoint.json").write_text(json.dumps({**meta, "step": 3}))  # the stale label of the old scheme
+    resumed, _ = train_unet(fresh_unet(assets, 0), mix, cfg, checkpoint_dir=tmp_path)
+    for (k, v), (_, w) in zip(full.state_dict().items(), resumed.state_dict().items()):
+        assert torch.allclose(v, w, atol=1e-6), k
