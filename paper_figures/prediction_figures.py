@@ -117,8 +117,8 @@ def fig14(src: Sources, out: Path) -> Built:
             ax.plot(v, y, color=colour[p], lw=1, label=f"predicted, p = {p}")
             ax.fill_between(v, np.clip(y - e, 0, 1), np.clip(y + e, 0, 1), color=colour[p], alpha=0.15, lw=0)
             for c in cs:
-                got = meas.get((p, c))
-                if not got or c == 0:
+                got = meas.get((p, c))  # the clean point (C_P = 0) is drawn too, at V = 0
+                if not got:
                     continue
                 x = c * p / (pred.n_concepts * pred.benign_per_concept)
                 for kind, face in (("poisoned", colour[p]), ("control", "white")):
