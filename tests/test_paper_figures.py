@@ -54,7 +54,8 @@ def test_quick_build_writes_every_figure_and_table(quick):
             assert img.std() > 10  # not blank
         else:
             rows = list(csv.reader(open(quick / f"{item.key}.csv")))
-            assert len(rows) > 2 and (quick / f"{item.key}.md").read_text().startswith("| ")
+            # a table may be empty only when it says what would fill it (T5: no cpu-preset run in quick data)
+            assert (len(rows) > 2 or rec["missing"]) and (quick / f"{item.key}.md").read_text().startswith("| ")
 
 
 def test_index_lists_every_item_with_caption_and_image(quick):
@@ -161,7 +162,7 @@ def test_regime_map_pairs_each_seed_with_its_own_control(tmp_path):
     (["fig99"], "unknown figure or table 'fig99'"),
     (["all", "fig1"], "'all' takes no other keys"),
     (["list", "fig1"], "'list' takes no other arguments"),
-    (["fig1", "--threads", "0"], "--threads must be >= 1"),
+    (["fig1", "--threads", "0"], "--threads must be in [1,"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     r = subprocess.run([sys.executable, "-m", "paper_figures", *args, "--out", str(tmp_path / "o")],
