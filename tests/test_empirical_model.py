@@ -84,6 +84,18 @@ def test_load_pipeline_refuses_bad_folders(tmp_path: Path, assets):
         load_pipeline(tmp_path / "p")
 
 
+class Killed(Exception):
+    """A simulated kill inside training."""
+
+
+def kill_at(n: int):
+    """An ``on_step`` callback that 'kills' the run when step ``n`` is reached."""
+    def on_step(step, loss):
+        if step == n:
+            raise Killed
+    return on_step
+
+
 def test_training_lowers_the_loss_and_resumes_exactly(assets, tmp_path: Path):
     mix, _ = build_mix(assets, np.zeros(0, np.int64), np.zeros(0, np.int64))
     cfg = TrainConfig(steps=8, batch_size=8, warmup=2, checkpoint_every=3, lr=2e-3)
@@ -91,15 +103,8 @@ def test_training_lowers_the_loss_and_resumes_exactly(assets, tmp_path: Path):
     full, ema_full = train_unet(fresh_unet(assets, 0), mix, cfg, on_step=lambda s, l: losses.append(l))
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
 
-    class Killed(Exception):
-        pass
-
-    def kill_at_5(step, loss):
-        if step == 5:
-            raise Killed
-
     with pytest.raises(Killed):
-        train_unet(fresh_unet(assets, 0), mix, cfg, checkpoint_dir=tmp_path, on_step=kill_at_5)
+        train_unet(fresh_unet(assets, 0), mix, cfg, checkpoint_dir=tmp_path, on_step=kill_at(5))
     assert json.loads((tmp_path / "checkpoint.json").read_text())["step"] == 3
     resumed, ema_resumed = train_unet(fresh_unet(assets, 0), mix, cfg, checkpoint_dir=tmp_path)
     for (k, v), (_, w) in zip(full.state_dict().items(), resumed.state_dict().items()):
@@ -155,15 +160,8 @@ def test_a_kill_between_checkpoint_files_cannot_mislabel_the_step(assets, tmp_pa
     cfg = TrainConfig(steps=8, batch_size=8, warmup=2, checkpoint_every=3, lr=2e-3)
     full, _ = train_unet(fresh_unet(assets, 0), mix, cfg)
 
-    class Killed(Exception):
-        pass
-
-    def kill_at_7(step, loss):
-        if step == 7:
-            raise Killed
-
     with pytest.raises(Killed):
-        train_unet(fresh_unet(assets, 0), mix, cfg, checkpoint_dir=tmp_path, on_step=kill_at_7)
+        train_unet(fresh_unet(assets, 0), mix, cfg, checkpoint_dir=tmp_path, on_step=kill_at(7))
     assert checkpoint_meta(tmp_path / "checkpoint.safetensors")["step"] == 6
     meta = json.loads((tmp_path / "checkpoint.json").read_text())
     (tmp_path / "checkpoint.json").write_text(json.dumps({**meta, "step": 3}))  # the stale label of the old scheme
