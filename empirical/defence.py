@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from theory.ad import pair_attribution
-from theory.cli import InputError
+from theory.cli import InputError, path_arg
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
                         help="nightshade: L-infinity budget on the [0, 1] scale (default: the preset's)")
     parser.add_argument("--seed", default="0")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument("--out", type=Path, default=Path("results/defence"))
+    parser.add_argument("--out", type=path_arg, default=Path("results/defence"))
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     types = [t.strip() for t in args.poison_type.split(",") if t.strip()]

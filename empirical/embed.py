@@ -35,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-from theory.cli import ArgumentParser, InputError, run_main
+from theory.cli import ArgumentParser, InputError, path_arg, run_main
 
 
 class ClipEmbedder:
@@ -192,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, nargs="?", help="image-text folder with metadata.jsonl")
     parser.add_argument("--builtin", action="store_true",
                         help="embed the preset's own clean training pairs instead of a folder")
-    parser.add_argument("--out", type=Path, required=True, help="output .npz (arrays text, image, line, file_name)")
+    parser.add_argument("--out", type=path_arg, required=True, help="output .npz (arrays text, image, line, file_name)")
     parser.add_argument("--judge", type=Path, default=None,
                         help="our judge folder or a local transformers CLIP folder (default: the preset's judge)")
     parser.add_argument("--preset", default="cpu", help="whose judge to use without --judge (default cpu)")

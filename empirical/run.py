@@ -38,7 +38,7 @@ from empirical.poisons import POISON_TYPES, TARGET_MODES, PoisonPlan, control_pa
 from empirical.presets import PRESETS, Preset, default_poisoned_concepts, get_preset, with_overrides
 from empirical.pretrained import PretrainedBase, unet_from_base
 from empirical.train import SCENARIOS, Mix, TrainConfig, add_lora, encode_latents, merged, train_unet, with_weights
-from theory.cli import ArgumentParser, InputError, parse_int_list, run_main
+from theory.cli import ArgumentParser, InputError, parse_int_list, path_arg, run_main
 from theory.records import ResultsTable, atomic_write_text, command_line, ensure_writable_dir, git_commit, \
     package_versions, read_manifest, utc_now, write_manifest
 from theory.validate import check_threads
@@ -511,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="at every training checkpoint, record the grid concepts' cross-attention statistics "
                              "and judge readings into OUT/attention_track.csv")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"asset cache (default {DEFAULT_CACHE})")
-    parser.add_argument("--out", type=Path, default=Path("results/empirical"), help="output folder")
+    parser.add_argument("--out", type=path_arg, default=Path("results/empirical"), help="output folder")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)

@@ -22,7 +22,7 @@ from typing import Sequence
 from paper_figures.index import write_index
 from paper_figures.registry import ITEMS, resolve
 from paper_figures.sources import Sources
-from theory.cli import ArgumentParser, InputError, run_main
+from theory.cli import ArgumentParser, InputError, path_arg, run_main
 from theory.records import atomic_write_text, ensure_writable_dir
 from theory.validate import check_threads
 
@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m paper_figures", description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="+", help="list, all, or figure/table keys (fig3, F3, tab1, ...)")
     parser.add_argument("--quick", action="store_true", help="smallest presets, ignore --results (a few minutes)")
-    parser.add_argument("--out", type=Path, default=Path("paper_figures/out"))
+    parser.add_argument("--out", type=path_arg, default=Path("paper_figures/out"))
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for runs made on the way")
     args = parser.parse_args(argv)

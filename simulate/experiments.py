@@ -42,7 +42,7 @@ from simulate.sweep import SweepConfig, run_seed, summarise
 from simulate.training_set import TrainingSet
 from theory.ad import pair_scores
 from theory.block_model import Gaps, closed_form
-from theory.cli import ArgumentParser, InputError, run_main
+from theory.cli import ArgumentParser, InputError, path_arg, run_main
 from theory.records import atomic_write_text, csv_text, ensure_writable_dir
 
 
@@ -439,7 +439,7 @@ def spearman_by_setting(rows: list[dict[str, Any]]) -> dict[str, float]:
 def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m simulate.experiments", description=__doc__.splitlines()[0])
     p.add_argument("which", choices=["ad", "single", "implosion", "phase", "ad-volume", "all"])
-    p.add_argument("--out", type=Path, default=Path("results/experiments"))
+    p.add_argument("--out", type=path_arg, default=Path("results/experiments"))
     p.add_argument("--seeds", type=int, default=2, help="seeds (default 2; the phase diagram uses 3 unless set)")
     p.add_argument("--workers", type=int, default=1, help="local processes for the phase diagram (default 1)")
     args = p.parse_args(argv)

@@ -37,7 +37,7 @@ from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
 from simulate.sweep import SweepConfig, run_seed
 from simulate.training_set import TrainingSet
 from theory.ad import alignment_difficulty_sampled
-from theory.cli import ArgumentParser, InputError, parse_int_list, run_main
+from theory.cli import ArgumentParser, InputError, parse_int_list, path_arg, run_main
 from theory.records import atomic_write_text, command_line, csv_text, ensure_writable_dir, git_commit, utc_now
 from theory.stats import ci95
 
@@ -146,7 +146,7 @@ def _parser() -> ArgumentParser:
                                                    "clean training pairs: calibrates the geometry")
     p.add_argument("--labels-key", default="concept", help="array of concept labels in --embeddings (default concept)")
     p.add_argument("--seeds", default="0,1,2", metavar="LIST", help="seeds (default 0,1,2)")
-    p.add_argument("--out", type=Path, help="folder for prediction.csv / summary.csv / thresholds.csv / .json")
+    p.add_argument("--out", type=path_arg, help="folder for prediction.csv / summary.csv / thresholds.csv / .json")
     return p
 
 

@@ -37,7 +37,7 @@ from simulate.concepts import ConceptConfig, make_space
 from simulate.metrics import METRIC_NAMES, evaluate
 from simulate.poison import TARGET_RULES, PoisonConfig, benign_pairs, make_plan, poison_pairs
 from simulate.training_set import TrainingSet
-from theory.cli import ArgumentParser, InputError, parse_int_list, run_main
+from theory.cli import ArgumentParser, InputError, parse_int_list, path_arg, run_main
 from theory.implosion import make_reference
 from theory.stats import ci95
 from theory.records import (
@@ -230,7 +230,7 @@ def _parser() -> ArgumentParser:
                    help="C_P values: 1..500, 0..500:25 or 0,10,50 (default 1..500)")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
     p.add_argument("--solver", choices=sorted(SOLVERS), default="ridge")
-    p.add_argument("--out", type=Path, default=Path("results/sweep"), help="output folder (default results/sweep)")
+    p.add_argument("--out", type=path_arg, default=Path("results/sweep"), help="output folder (default results/sweep)")
     p.add_argument("--workers", type=int, default=1, help="local processes, one seed each (default 1)")
     p.add_argument("--dask", metavar="ADDRESS", help="run the seeds on a Dask scheduler, e.g. tcp://127.0.0.1:8786")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -342,3 +342,12 @@ def test_workers_keep_finished_points_and_leave_no_orphans(tmp_path: Path, sig):
     got = {key(r): {k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(table))}
     want = {key(r): {k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(seq / "results.csv"))}
     assert got == want
+
+
+@pytest.mark.parametrize("module", ["simulate.sweep", "simulate.experiments", "empirical.run", "paper_figures"])
+def test_empty_out_is_a_usage_error_not_the_current_directory(tmp_path: Path, module):
+    extra = {"simulate.experiments": ["phase"], "paper_figures": ["fig1"]}.get(module, [])
+    proc = subprocess.run([sys.executable, "-m", module, *extra, "--out", ""], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2 and proc.stderr.strip().endswith("argument --out: must not be empty"), proc.stderr
+    assert not any(tmp_path.iterdir())

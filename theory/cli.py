@@ -44,6 +44,16 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     sys.exit(status)
 
 
+def path_arg(value: str) -> "Path":
+    """An argparse ``type`` for paths: an empty string is a usage error (``Path("")`` would silently be the
+    current directory)."""
+    from pathlib import Path
+
+    if not str(value).strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return Path(value)
+
+
 def parse_int_list(spec: str, *, name: str = "value") -> list[int]:
     """Parse ``"1..500"``, ``"0..500:25"``, ``"0,10,50"`` or a comma list of those into sorted unique ints ≥ 0.
 
