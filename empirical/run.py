@@ -603,9 +603,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                          judge_key, args.benign_per_concept)
     if not isinstance(manifest.get("setting", setting), dict):
         raise InputError(f"{manifest_path} has no readable 'setting'; choose another --out")
-    if manifest and setting_difference(manifest.get("setting", setting), setting) != "none":
+    if manifest and table.rows and setting_difference(manifest.get("setting", setting), setting) != "none":
         raise InputError(f"{out} holds results of another setting ({setting_difference(manifest['setting'], setting)}); "
                          "choose another --out")
+    if not table.rows and manifest.get("setting") not in (None, setting):
+        manifest = {}  # a failed start of another setting left only its manifest: nothing to keep
     manifest["setting"] = setting
     manifest.update({"command": command_line(), "started": manifest.get("started", utc_now()),
                      "preset": asdict(preset), "scenario": args.scenario, "poisoned_concepts": c_ps,

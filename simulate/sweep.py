@@ -439,7 +439,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if manifest_path.exists():
         previous = read_manifest(manifest_path)
         old = previous.get("config") if isinstance(previous.get("config"), dict) else {}
-        if previous.get("config") != identity:
+        # a manifest without results (a start that failed) does not lock the folder
+        if previous.get("config") != identity and table_path.exists() and read_table(table_path, COLUMNS):
             diff = sorted(key for key in set(identity) | set(old) if identity.get(key) != old.get(key))
             raise InputError(f"{out} holds a sweep with a different configuration ({', '.join(diff)}); "
                              "use another --out")

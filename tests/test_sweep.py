@@ -351,3 +351,17 @@ def test_empty_out_is_a_usage_error_not_the_current_directory(tmp_path: Path, mo
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 2 and proc.stderr.strip().endswith("argument --out: must not be empty"), proc.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_a_manifest_without_results_does_not_lock_the_folder(tmp_path: Path):
+    """A start that failed after writing its manifest (no result rows) must not refuse the corrected command."""
+    out = tmp_path / "o"
+    first = _cli(*SMALL, "--concepts", "0,1", "--dim", "16", "--out", str(out), timeout=120)
+    assert first.returncode == 0
+    (out / "results.csv").unlink()
+    again = _cli(*SMALL, "--concepts", "0,1", "--dim", "24", "--out", str(out), timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "manifest.json").read_text())["config"]["concepts"]["dim"] == 24
+    # with results it is locked, naming the difference
+    refused = _cli(*SMALL, "--concepts", "0,1", "--dim", "16", "--out", str(out), timeout=120)
+    assert refused.returncode == 2 and "different configuration (concepts)" in refused.stderr
