@@ -30,6 +30,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -209,12 +212,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.folder.exists() and any(args.folder.iterdir()):
-        raise InputError(f"{args.folder} exists and is not empty")
-    if args.what == "tiny":
-        make_tiny_sd(args.folder, seed=args.seed)
-    else:
-        make_tiny_clip(args.folder, seed=args.seed)
+    folder = args.folder
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder} is a file, not a folder")
+    if folder.exists() and any(folder.iterdir()):
+        raise InputError(f"{folder} exists and is not empty")
+    if not 0 <= args.seed < 2**32:
+        raise InputError(f"--seed must be in [0, 2**32), got {args.seed}")
+    parent = folder.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"cannot write {folder}: {parent} is not writable")
+    # built beside the target and moved in with one rename: a failure or a kill leaves no half-written folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        (make_tiny_sd if args.what == "tiny" else make_tiny_clip)(tmp / "model", seed=args.seed)
+        if folder.exists():
+            folder.rmdir()
+        os.replace(tmp / "model", folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     kind = "Stable Diffusion" if args.what == "tiny" else "CLIP"
     print(f"wrote {args.folder} (a tiny {kind} folder with random weights and CLIP's real tokenizer)")
     return 0

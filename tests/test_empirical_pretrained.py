@@ -149,3 +149,18 @@ def test_remote_code_in_a_tokenizer_folder_never_runs(tmp_path, tiny_sd):
     with pytest.raises(InputError, match="custom code"):
         TextEncoder(sd / "text_encoder", tokenizer_path=sd / "tokenizer", max_length=77)
     assert not marker.exists()
+
+
+def test_tiny_cli_refuses_bad_targets_and_leaves_nothing_half_written(tmp_path):
+    from empirical.pretrained import main
+    from theory.cli import InputError
+
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    with pytest.raises(InputError, match="is a file"):
+        main(["tiny", str(a_file)])
+    with pytest.raises(InputError, match="--seed"):
+        main(["tiny", str(tmp_path / "s"), "--seed", str(2**40)])
+    assert main(["tiny-clip", str(tmp_path / "clip")]) == 0
+    assert (tmp_path / "clip" / "config.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip", "f"]  # no temporary folder left behind
