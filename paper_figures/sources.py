@@ -23,6 +23,7 @@ import contextlib
 import csv
 import io
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,7 @@ class Empirical:
     detection: list[dict[str, Any]] = field(default_factory=list)
     folders: list[Path] = field(default_factory=list)
     quick: bool = False
+    skipped: list[str] = field(default_factory=list)  # folders with a results.csv that could not be read, and why
 
     @property
     def concepts(self) -> int:
@@ -267,6 +269,8 @@ class Sources:
         if not self.quick:
             emp = collect(sorted(p.parent for p in self.results.glob("*/results.csv")),
                           sorted(p.parent for p in self.results.glob("*/detection.csv")))
+            for why in emp.skipped:
+                print(f"paper_figures: skipped results folder {why}", file=sys.stderr)
         if not emp.rows:
             self._build_empirical()
             base = self.data / "emp"
@@ -315,8 +319,10 @@ def collect(folders: list[Path], defence: list[Path]) -> Empirical:
             manifest = json.loads((folder / "manifest.json").read_text())
             setting = manifest["setting"]
             preset = get_preset(setting["name"])
-        except (OSError, ValueError, KeyError, TypeError, InputError):
-            continue  # not an empirical.run folder, or one from an unknown preset: not a figure source
+        except (OSError, ValueError, KeyError, TypeError, InputError) as exc:
+            # not an empirical.run folder, or one from an unknown preset: not a figure source, said so
+            emp.skipped.append(f"{folder}: {type(exc).__name__}: {exc}")
+            continue
         scenario = setting.get("scenario", manifest.get("scenario"))
         base_seed = setting.get("base_seed")
         own = setting_of(preset, scenario, 0 if base_seed is None else base_seed)

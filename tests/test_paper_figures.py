@@ -170,3 +170,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_an_unreadable_results_folder_is_named(tmp_path):
+    """A results folder whose manifest is unreadable is not a silent no-op: collect records which and why (the
+    build prints it on stderr)."""
+    from paper_figures.sources import collect
+
+    bad = tmp_path / "results" / "broken"
+    bad.mkdir(parents=True)
+    (bad / "results.csv").write_text("seed\n0\n")
+    (bad / "manifest.json").write_text("{not json")
+    emp = collect([bad], [])
+    assert not emp.rows and len(emp.skipped) == 1
+    assert "broken" in emp.skipped[0] and "JSONDecodeError" in emp.skipped[0]
