@@ -374,7 +374,8 @@ def iter_image_folder(folder: Path, *, size: int | None = None, after_line: int 
     each usable line of ``folder/metadata.jsonl`` (``{"file_name": str, "text": str}``) after line
     ``after_line`` (earlier lines are not read: a resumed run continues where it stopped). Images are converted to RGB and, when ``size`` is given,
     centre-cropped to a square and resized to ``size``. A broken line, a path leaving the folder or an unreadable
-    image is skipped with a warning naming it. A missing folder or metadata file is an :class:`InputError`."""
+    image (or one over Pillow's decompression-bomb limit, or a file name with a NUL byte) is skipped with a warning
+    naming it. A missing folder or metadata file is an :class:`InputError`."""
     from PIL import Image, UnidentifiedImageError
 
     folder = Path(folder)
@@ -397,7 +398,11 @@ def iter_image_folder(folder: Path, *, size: int | None = None, after_line: int 
                 warnings.warn(f"{meta}:{lineno}: not a JSON object with string file_name and text; skipped",
                               stacklevel=2)
                 continue
-            path = (folder / name).resolve()
+            try:
+                path = (folder / name).resolve()
+            except (OSError, ValueError):  # e.g. a NUL byte in the name
+                warnings.warn(f"{meta}:{lineno}: {name!r} is not a usable file name; skipped", stacklevel=2)
+                continue
             if root not in path.parents:
                 warnings.warn(f"{meta}:{lineno}: {name!r} points outside the folder; skipped", stacklevel=2)
                 continue
@@ -409,8 +414,10 @@ def iter_image_folder(folder: Path, *, size: int | None = None, after_line: int 
                         left, top = (im.size[0] - side) // 2, (im.size[1] - side) // 2
                         im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.LANCZOS)
                     image = np.asarray(im, dtype=np.uint8)
-            except (OSError, UnidentifiedImageError, ValueError):
-                warnings.warn(f"{path}: unreadable image; skipped", stacklevel=2)
+            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+                why = "larger than Pillow's decompression-bomb limit" if isinstance(exc, Image.DecompressionBombError) \
+                    else "unreadable image"
+                warnings.warn(f"{path}: {why}; skipped", stacklevel=2)
                 continue
             yield lineno, image, text, name
 

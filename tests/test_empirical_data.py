@@ -134,3 +134,25 @@ def test_image_folder_errors(tmp_path: Path):
             fh.write(json.dumps({"file_name": "small.png", "text": "s"}) + "\n")
         with pytest.raises(InputError, match="differ in size"):
             load_image_folder(folder)
+
+
+def test_nul_names_and_decompression_bombs_are_skipped_not_fatal(tmp_path: Path, monkeypatch):
+    """A NUL byte in file_name and an image over Pillow's bomb limit: each skipped with a warning, the rest read."""
+    import json
+
+    from PIL import Image
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(folder / "ok.png")
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(folder / "big.png")
+    lines = [{"file_name": "ok.png", "text": "fine"}, {"file_name": "a\u0000b.png", "text": "nul"},
+             {"file_name": "big.png", "text": "bomb"}]
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64x64 = 4096 > 2 x 1000: an error, as a real bomb
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images, texts, _ = load_image_folder(folder, size=8)
+    assert texts == ["fine"] and images.shape == (1, 8, 8, 3)
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "not a usable file name" in messages and "decompression-bomb" in messages
