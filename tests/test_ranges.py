@@ -46,3 +46,28 @@ def test_default_main_job_range_has_500_points():
 def test_bad_specs(spec, message):
     with pytest.raises(InputError, match=message):
         parse_int_list(spec, name="--concepts")
+
+
+def test_unexpected_errors_are_one_line_unless_debug(capsys):
+    """The error boundary: a bug or an unforeseen failure is one line and exit 1; --debug shows the traceback."""
+    import pytest
+
+    from theory.cli import run_main
+
+    def broken(argv):
+        raise KeyError("boom")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(broken, [], prog="tool")
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "tool: error: unexpected KeyError: 'boom' (rerun with --debug for the traceback)"
+    with pytest.raises(KeyError):
+        run_main(broken, ["--debug"], prog="tool")
+
+    def hungry(argv):
+        raise MemoryError
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(hungry, [], prog="tool")
+    assert exit_info.value.code == 1 and "out of memory" in capsys.readouterr().err

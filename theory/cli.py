@@ -20,17 +20,23 @@ class InputError(ValueError):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """``argparse.ArgumentParser`` whose usage errors are a single line on stderr and exit status 2."""
+    """``argparse.ArgumentParser`` whose usage errors are a single line on stderr and exit status 2; every parser
+    has ``--debug`` (show the traceback of an unexpected error, see :func:`run_main`)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--debug", action="store_true", help="on an unexpected error, show its traceback")
 
     def error(self, message: str) -> NoReturn:  # noqa: D401 - argparse API
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None, *, prog: str) -> NoReturn:
-    """Run ``main(argv)`` and exit with its status; an :class:`InputError` becomes one stderr line and exit 2.
-
-    Only :class:`InputError` is caught: any other exception is a bug and keeps its traceback.
+    """Run ``main(argv)`` and exit with its status. An :class:`InputError` (bad input) becomes one stderr line and
+    exit 2; a ``MemoryError`` one line and exit 1; any other exception (a bug, or a failure we did not foresee) one
+    line naming it and exit 1 — with its full traceback when ``--debug`` is given.
     """
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
         status = main(argv)
     except InputError as exc:
@@ -41,6 +47,16 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except KeyboardInterrupt:
         sys.stderr.write(f"\n{prog}: interrupted; finished results are kept (long jobs resume when rerun)\n")
         sys.exit(130)
+    except MemoryError:
+        sys.stderr.write(f"{prog}: error: out of memory; finished results are kept (use smaller settings)\n")
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - the one error boundary of every CLI
+        if "--debug" in args:
+            raise
+        first = (str(exc).splitlines() or [""])[0]
+        sys.stderr.write(f"{prog}: error: unexpected {type(exc).__name__}: {first} "
+                         "(rerun with --debug for the traceback)\n")
+        sys.exit(1)
     sys.exit(status)
 
 
