@@ -32,3 +32,18 @@ def test_old_table_gains_new_columns_with_filled_values(tmp_path: Path):
     with pytest.raises(InputError, match="has columns"):
         ResultsTable(path, ["a", "kind"], fill=lambda r: {"kind": "x"})
     assert path.read_text() == "a,zzz\n1,2\n"
+
+
+def test_read_only_table_is_refused_before_any_work(tmp_path, monkeypatch):
+    """A results.csv we may not write is refused when the table is opened, not after a point was computed (the
+    permission is simulated: this suite may run as root, who can write anything)."""
+    import pytest
+
+    import theory.records as records
+    from theory.cli import InputError
+
+    path = tmp_path / "results.csv"
+    path.write_text("a,b\n1,2\n")
+    monkeypatch.setattr(records.os, "access", lambda p, mode: False)
+    with pytest.raises(InputError, match="not writable"):
+        records.ResultsTable(path, ["a", "b"])

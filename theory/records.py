@@ -102,6 +102,8 @@ class ResultsTable:
                  fill: Callable[[dict[str, str]], dict[str, Any]] | None = None):
         self.path = Path(path)
         self.columns = list(columns)
+        if self.path.exists() and not os.access(self.path, os.W_OK):  # found now, not after a point was computed
+            raise InputError(f"{self.path} is not writable; fix its permissions or use another --out")
         if fill is not None:
             _upgrade(self.path, self.columns, fill)
         self.rows = read_table(self.path, self.columns)  # also repairs a partial last line
