@@ -237,8 +237,29 @@ def load_pipeline(folder: Path, *, device: str = "cpu"):
             pickles = [p.name for p in (folder / part).iterdir() if p.suffix in (".bin", ".ckpt", ".pt", ".pth")]
             hint = f" (found {pickles[0]}: convert it to safetensors)" if pickles else ""
             raise InputError(f"{folder / part} has no .safetensors weights{hint}")
-    pipe = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True, use_safetensors=True,
-                                                   safety_checker=None, requires_safety_checker=False)
+    for part in ("unet", "vae", "text_encoder", "scheduler"):
+        for cfg in (folder / part).glob("*config.json"):
+            try:
+                ok = isinstance(json.loads(cfg.read_text()), dict)
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                ok = False
+            if not ok:
+                raise InputError(f"{cfg} is not a JSON object: the folder is damaged")
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()  # loading bars would bury a one-line error
+    transformers_logging.disable_progress_bar()
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True, use_safetensors=True,
+                                                       safety_checker=None, requires_safety_checker=False)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
+        # a truncated or inconsistent checkpoint (safetensors header, shapes, missing keys)
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"cannot load the pipeline in {folder}: {type(exc).__name__}: {first[:300]}") from None
+    finally:
+        diffusers_logging.enable_progress_bar()
+        transformers_logging.enable_progress_bar()
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 

@@ -164,3 +164,23 @@ def test_tiny_cli_refuses_bad_targets_and_leaves_nothing_half_written(tmp_path):
     assert main(["tiny-clip", str(tmp_path / "clip")]) == 0
     assert (tmp_path / "clip" / "config.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip", "f"]  # no temporary folder left behind
+
+
+@pytest.mark.parametrize("damage", ["truncated-unet", "config-list"])
+def test_damaged_model_folders_are_named_in_one_line(tmp_path, tiny_sd, damage):
+    import shutil
+    import subprocess
+    import sys
+
+    sd = tmp_path / "sd"
+    shutil.copytree(tiny_sd, sd)
+    if damage == "truncated-unet":
+        weights = next((sd / "unet").glob("*.safetensors"))
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    else:
+        (sd / "unet" / "config.json").write_text("[1]")
+    proc = subprocess.run([sys.executable, "-m", "empirical.run", "--preset", "micro", "--pretrained", str(sd),
+                           "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")],
+                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert str(sd) in proc.stderr and "Traceback" not in proc.stderr
