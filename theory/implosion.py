@@ -21,8 +21,8 @@ Why salience and not a fixed cosine threshold (this module replaces one: "top co
 linear or attention map first pulls *every* output toward the average image, :math:`o \to a\,r_{y} + b\,\bar r`;
 cosines to every concept fall together, so any cosine threshold — fixed, or relative to the clean model's own
 similarities — fires although every output is still nearest its own concept by a wide margin (the simulator at
-p = 10 keeps accuracy 1.000 while its top cosine falls below the clean model's 5th percentile for 87 % of
-concepts). The salience is invariant to that shift (:math:`\bar r` has nearly the same cosine with every concept)
+p = 10, C_P = 500 keeps accuracy 1.000 while its top cosine falls below the clean model's 5th percentile
+for 99 % of concepts). The salience is invariant to that shift (:math:`\bar r` has nearly the same cosine with every concept)
 and to scale, and its null level is measured, not chosen: the clean simulator's outputs have :math:`z\approx 7.6`,
 concept-less mixtures :math:`z\approx 3.2`. Accuracy and meaninglessness can disagree both ways: an output that
 lands on a *wrong* concept is inaccurate but not meaningless (attack-like failure, blending into targets); an
