@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from theory.cli import InputError
+from theory.cli import InputError, first_line
 
 
 def default_text_encoder_path() -> Path:
@@ -66,8 +66,7 @@ class TextEncoder:
             self.model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True,
                                                    trust_remote_code=False).to(device).eval()
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            first = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise InputError(f"cannot load the text encoder from {tokenizer_path or path}: {first}") from None
+            raise InputError(f"cannot load the text encoder from {tokenizer_path or path}: {first_line(exc)}") from None
         self.tokenizer.model_max_length = max_length
         self.model.requires_grad_(False)
         self.max_length = max_length
@@ -294,7 +293,7 @@ def load_clip(folder: Path, *, device: str = "cpu"):
         model = CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True).to(device)
         processor = CLIPProcessor.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise InputError(f"cannot load CLIP from {folder}: {str(exc).splitlines()[0]}") from None
+        raise InputError(f"cannot load CLIP from {folder}: {first_line(exc)}") from None
     return model.eval().requires_grad_(False), processor
 
 

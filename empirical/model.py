@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from theory.cli import InputError
+from theory.cli import InputError, first_line
 
 
 @dataclass(frozen=True)
@@ -255,8 +255,7 @@ def load_pipeline(folder: Path, *, device: str = "cpu"):
                                                        safety_checker=None, requires_safety_checker=False)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
         # a truncated or inconsistent checkpoint (safetensors header, shapes, missing keys)
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise InputError(f"cannot load the pipeline in {folder}: {type(exc).__name__}: {first[:300]}") from None
+        raise InputError(f"cannot load the pipeline in {folder}: {type(exc).__name__}: {first_line(exc)[:300]}") from None
     finally:
         diffusers_logging.enable_progress_bar()
         transformers_logging.enable_progress_bar()

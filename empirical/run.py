@@ -44,8 +44,10 @@ from theory.records import ResultsTable, atomic_write_text, command_line, ensure
 from theory.validate import check_threads
 
 KINDS: tuple[str, ...] = ("poisoned", "control")
-COLUMNS: tuple[str, ...] = ("seed", "scenario", "c_p", "kind", "poison_type", "poison_per_concept", "targets",
-                            "steps", "n_concepts", "n_unpoisoned", *MEASURES, "poison_latent_ratio", "poison_linf",
+#: The columns that identify a point (one row in results.csv, several in attention.csv).
+POINT_KEY: tuple[str, ...] = ("seed", "scenario", "c_p", "kind", "poison_type", "poison_per_concept", "targets",
+                              "steps")
+COLUMNS: tuple[str, ...] = (*POINT_KEY, "n_concepts", "n_unpoisoned", *MEASURES, "poison_latent_ratio", "poison_linf",
                             "poison_psnr", "detect_ap", "detect_p_at_k", "detect_base_rate", "train_s", "eval_s")
 POISON_REPORT: tuple[str, ...] = ("poison_latent_ratio", "poison_linf", "poison_psnr")
 DETECTION: tuple[str, ...] = ("detect_ap", "detect_p_at_k", "detect_base_rate")
@@ -442,11 +444,7 @@ def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p
     return row
 
 
-#: The columns that identify a point (one row in results.csv, several in attention.csv).
-POINT_KEY: tuple[str, ...] = ("seed", "scenario", "c_p", "kind", "poison_type", "poison_per_concept", "targets",
-                              "steps")
-ATTENTION_COLUMNS: tuple[str, ...] = ("seed", "scenario", "c_p", "kind", "poison_type", "poison_per_concept",
-                                      "targets", "steps", "group", "n_prompts", *(f"attn_{k}" for k in STATISTICS))
+ATTENTION_COLUMNS: tuple[str, ...] = (*POINT_KEY, "group", "n_prompts", *(f"attn_{k}" for k in STATISTICS))
 
 
 def attention_rows(stats: dict[str, np.ndarray], labels: np.ndarray, poisoned: list[int]) -> list[dict]:

@@ -21,6 +21,8 @@ import numpy as np
 from paper_figures.built import Built
 from paper_figures.sources import Empirical, Sources, num, read_csv
 from paper_figures.style import CONTROL, FULL, legend, pyplot, save
+from simulate.phase import poison_volume
+from simulate.predict import DEFAULT_GEOMETRY
 from theory.stats import mean_ci95
 
 PREDICTIONS = Path(__file__).resolve().parents[1] / "docs" / "predictions"
@@ -39,6 +41,10 @@ class Prediction:
     geometry: str
     summary: dict[tuple[int, int], dict[str, float]]
     thresholds: dict[int, str]  # p -> predicted threshold C_P ("none" when not reached)
+
+    def volume(self, p: int, c_p: int) -> float:
+        """V = C_P p / (K m) of this prediction's setting."""
+        return poison_volume(c_p, p, self.n_concepts, self.benign_per_concept)
 
 
 def load_predictions(folder: Path = PREDICTIONS) -> list[Prediction]:
@@ -85,8 +91,7 @@ def score(pred: Prediction, meas: dict[tuple[int, int], dict[str, list[float]]])
         ctrl, ctrl_ci = mean_ci95(got["control"]) if got["control"] else (float("nan"), float("nan"))
         margin = ctrl_ci if len(got["control"]) > 1 else 0.1
         measured_implodes = bool(acc < 0.5 and np.isfinite(ctrl) and ctrl - acc > margin)
-        rows.append({"prediction": pred.name, "p": p, "c_p": c, "volume": c * p / (pred.n_concepts *
-                                                                                 pred.benign_per_concept),
+        rows.append({"prediction": pred.name, "p": p, "c_p": c, "volume": pred.volume(p, c),
                      "predicted": s["benign_acc"], "predicted_ci95": s["benign_acc_ci95"],
                      "measured": acc, "measured_ci95": acc_ci, "seeds": len(got["poisoned"]),
                      "control": ctrl, "control_ci95": ctrl_ci,
@@ -111,7 +116,7 @@ def fig14(src: Sources, out: Path) -> Built:
         meas = measured(emp, pred.n_concepts, pred.benign_per_concept)
         for p in ps:
             cs = sorted(c for (q, c) in pred.summary if q == p)
-            v = np.array([c * p / (pred.n_concepts * pred.benign_per_concept) for c in cs])
+            v = np.array([pred.volume(p, c) for c in cs])
             y = np.array([pred.summary[(p, c)]["benign_acc"] for c in cs])
             e = np.array([pred.summary[(p, c)]["benign_acc_ci95"] for c in cs])
             ax.plot(v, y, color=colour[p], lw=1, label=f"predicted, p = {p}")
@@ -120,7 +125,7 @@ def fig14(src: Sources, out: Path) -> Built:
                 got = meas.get((p, c))  # the clean point (C_P = 0) is drawn too, at V = 0
                 if not got:
                     continue
-                x = c * p / (pred.n_concepts * pred.benign_per_concept)
+                x = pred.volume(p, c)
                 for kind, face in (("poisoned", colour[p]), ("control", "white")):
                     if got[kind]:
                         mean, ci = mean_ci95(got[kind])
@@ -130,7 +135,7 @@ def fig14(src: Sources, out: Path) -> Built:
         ax.axhline(0.5, color="grey", lw=0.6, ls=":")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("poison volume V = C_P·p/(K·m)")
-        ax.set_title(f"{pred.name}\n(d = {pred.dim}; {'calibrated' if 'npz' in pred.geometry else 'default'} "
+        ax.set_title(f"{pred.name}\n(d = {pred.dim}; {'default' if pred.geometry == DEFAULT_GEOMETRY else 'calibrated'} "
                      "geometry)", fontsize=7)
     axes[0][0].set_ylabel("unpoisoned accuracy")
     legend(axes[0][0], fontsize=6)

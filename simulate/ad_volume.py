@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from simulate.concepts import ConceptConfig
+from simulate.phase import points_for_volumes
 from simulate.poison import PoisonConfig
 from simulate.sweep import SweepConfig, run_seed
 from theory.stats import mean_ci95
@@ -81,8 +82,7 @@ def run_configurations(configs: Sequence[Configuration], volumes: Sequence[float
     for cfg in configs:
         c = cfg.config
         k, m, p = c.concepts.n_concepts, c.benign_per_concept, c.poison.poison_per_concept
-        points = {int(round(v * k * m / p)): v for v in volumes if v <= cfg.max_volume}
-        points = {cp: v for cp, v in points.items() if 1 <= cp < k}
+        points = points_for_volumes(k, m, p, [v for v in volumes if v <= cfg.max_volume], clean=False)
         for seed in seeds:
             for r in run_seed(c, seed, sorted(points)):
                 rows.append({"configuration": cfg.name, "volume": points[r["c_p"]], "c_p": r["c_p"], "seed": seed,

@@ -440,16 +440,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m simulate.experiments", description=__doc__.splitlines()[0])
     p.add_argument("which", choices=["ad", "single", "implosion", "phase", "ad-volume", "all"])
     p.add_argument("--out", type=path_arg, default=Path("results/experiments"))
-    p.add_argument("--seeds", type=int, default=2, help="seeds (default 2; the phase diagram uses 3 unless set)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="seeds (default 2; 3 for the phase diagram and AD at fixed volume)")
     p.add_argument("--workers", type=int, default=1, help="local processes for the phase diagram (default 1)")
     args = p.parse_args(argv)
-    if args.seeds < 1:
+    if args.seeds is not None and args.seeds < 1:
         raise InputError(f"--seeds must be >= 1, got {args.seeds}")
+    seeds, seeds3 = args.seeds or 2, args.seeds or 3
     if args.workers < 1:
         raise InputError(f"--workers must be >= 1, got {args.workers}")
     out = ensure_writable_dir(args.out)
     if args.which in ("ad", "all"):
-        rows = experiment_ad(out, seeds=args.seeds)
+        rows = experiment_ad(out, seeds=seeds)
         for name in AD_REGIMES:
             sel = [r for r in rows if r["regime"] == name]
             ad = np.array([r["ad_mean"] for r in sel])
@@ -458,11 +460,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"max |sim - closed form| {gap:.4f}, D_stru {sel[0]['d_stru_mean']:.4f} -> "
                   f"{sel[-1]['d_stru_mean']:.4f}")
     if args.which in ("single", "all"):
-        for r in experiment_single(out, seeds=max(args.seeds, 3)):
+        for r in experiment_single(out, seeds=max(seeds, 3)):
             print(f"single: targets={r['targets']:8s} p={r['poison_per_concept']:3d} "
                   f"attack success {r['attack_success']:.3f} ({r['trials']} trials)")
     if args.which in ("implosion", "all"):
-        rows = experiment_implosion(out, seeds=args.seeds)
+        rows = experiment_implosion(out, seeds=seeds)
         for (group, setting) in sorted({(r["group"], r["setting"]) for r in rows}, key=lambda k: k[0]):
             sel = {r["c_p"]: r for r in rows if (r["group"], r["setting"]) == (group, setting) and r["seed"] == 0}
             last = max(sel)
@@ -474,8 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key, rho in spearman_by_setting(rows).items():
             print(f"spearman {key}: {rho:.3f}")
     if args.which in ("phase", "all"):
-        seeds = args.seeds if "--seeds" in (argv if argv is not None else sys.argv[1:]) else 3
-        _, marks = experiment_phase(out, PhaseGrid(seeds=seeds), workers=args.workers)
+        _, marks = experiment_phase(out, PhaseGrid(seeds=seeds3), workers=args.workers)
         for m in marks:
             print(f"phase {m['solver']:8s} K={m['n_concepts']:<5d} capacity={m['capacity']:<6g} p/m={m['dominance']:<4g} "
                   f"acc<0.5 at V={m['v_acc_below_half']:.2f} meaningless>0.5 at V={m['v_meaningless_above_half']:.2f} "
@@ -486,8 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"K^{law['exp_concepts']:.2f} (p/m)^{law['exp_dominance']:.2f}, R^2 {law['r2']:.3f}, misses by at most "
                   f"x{law['max_miss_factor']:.2f}")
     if args.which in ("ad-volume", "all"):
-        seeds = args.seeds if "--seeds" in (argv if argv is not None else sys.argv[1:]) else 3
-        _, stats = experiment_ad_volume(out, seeds=seeds)
+        _, stats = experiment_ad_volume(out, seeds=seeds3)
         for st in stats:
             print(f"ad-volume {st['subset']:28s} {st['outcome']:16s} ~ {st['predictor']:6s} given V: "
                   f"pearson {st['pearson']:+.3f} ± {st['pearson_ci95']:.3f}, spearman {st['spearman']:+.3f} ± "

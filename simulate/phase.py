@@ -33,7 +33,7 @@ from simulate.sweep import SweepConfig, run_seed
 from theory.cli import InputError
 
 __all__ = ["PhaseGrid", "Cell", "cells", "run_cell", "run_grid", "thresholds", "crossing", "threshold_law",
-           "PHASE_COLUMNS"]
+           "poison_volume", "points_for_volumes", "PHASE_COLUMNS"]
 
 PHASE_COLUMNS = ("solver", "n_concepts", "dim", "capacity", "dominance", "benign_per_concept", "poison_per_concept",
                  "c_p", "target_volume", "volume", "seed", "benign_acc", "meaningless_rate", "own_sim", "margin", "salience",
@@ -80,10 +80,16 @@ class Cell:
         return tuple(self.targets)
 
 
-def _points(k: int, m: int, p: int, volumes: Iterable[float]) -> dict[int, float]:
-    """C_P = round(V K m / p) → requested V, kept when 1 ≤ C_P < K (at C_P = K no concept is left unpoisoned; 0
-    is always included: the clean model)."""
-    pts = {0: 0.0}
+def poison_volume(c_p: float, p: int, k: int, m: int) -> float:
+    r"""The poison volume ratio :math:`V = C_P\,p / (K\,m)`: poison pairs per benign pair in the training set."""
+    return c_p * p / (k * m)
+
+
+def points_for_volumes(k: int, m: int, p: int, volumes: Iterable[float], *, clean: bool = True
+                       ) -> dict[int, float]:
+    """C_P = round(V K m / p) → requested V (the first V asked when two round alike), kept when 1 ≤ C_P < K (at
+    C_P = K no concept is left unpoisoned); with ``clean`` also 0 → 0.0, the clean model."""
+    pts = {0: 0.0} if clean else {}
     for v in volumes:
         c = int(round(v * k * m / p))
         if 1 <= c < k:
@@ -106,7 +112,7 @@ def cells(grid: PhaseGrid) -> list[Cell]:
             config = SweepConfig(concepts=ConceptConfig(n_concepts=k, dim=dim),
                                  poison=PoisonConfig(poison_per_concept=p), solver=model, benign_per_concept=m)
             for seed in range(grid.seeds):
-                out.append(Cell(solver, config, capacity, dom, seed, _points(k, m, p, grid.volumes)))
+                out.append(Cell(solver, config, capacity, dom, seed, points_for_volumes(k, m, p, grid.volumes)))
     return out
 
 
@@ -118,7 +124,7 @@ def run_cell(cell: Cell) -> list[dict[str, Any]]:
     for r in run_seed(cfg, cell.seed, list(cell.points), track_ad=False):
         rows.append({"solver": cell.solver, "n_concepts": k, "dim": cfg.concepts.dim, "capacity": cell.capacity, "dominance": cell.dominance,
                      "benign_per_concept": m, "poison_per_concept": p, "c_p": r["c_p"],
-                     "target_volume": cell.targets.get(r["c_p"], 0.0), "volume": r["c_p"] * p / (k * m),
+                     "target_volume": cell.targets.get(r["c_p"], 0.0), "volume": poison_volume(r["c_p"], p, k, m),
                      "seed": cell.seed,
                      **{key: r[key] for key in PHASE_COLUMNS[11:]}})
     return rows

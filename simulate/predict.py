@@ -32,7 +32,7 @@ import numpy as np
 
 from simulate.calibrate import Geometry, capacity_for_accuracy, fit_geometry, geometry_of_space, measure_geometry
 from simulate.concepts import ConceptConfig, make_space
-from simulate.phase import crossing
+from simulate.phase import crossing, poison_volume
 from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
 from simulate.sweep import SweepConfig, run_seed
 from simulate.training_set import TrainingSet
@@ -43,6 +43,8 @@ from theory.stats import ci95
 
 __all__ = ["Setting", "predict", "main"]
 
+#: prediction.json's geometry source when no embedding file calibrated it.
+DEFAULT_GEOMETRY = "default CLIP-like space"
 ROW_KEYS = ("p", "c_p", "seed", "volume", "dominance", "benign_acc", "meaningless_rate", "salience", "margin",
             "attack_success", "ad", "d_fea", "d_stru")
 
@@ -96,14 +98,14 @@ def predict(setting: Setting, concepts: ConceptConfig) -> tuple[list[dict[str, A
                 curve.setdefault(r["c_p"], []).append(r["benign_acc"])
                 if r["c_p"] in setting.poisoned_concepts:
                     ad = _ad_of(config, seed, r["c_p"], setting.ad_samples)
-                    rows.append({"p": p, "c_p": r["c_p"], "seed": seed, "volume": r["c_p"] * p / (k * m),
+                    rows.append({"p": p, "c_p": r["c_p"], "seed": seed, "volume": poison_volume(r["c_p"], p, k, m),
                                  "dominance": p / m, **{key: r[key] for key in ROW_KEYS[5:10]},
                                  "ad": ad[0], "d_fea": ad[1], "d_stru": ad[2]})
         xs = sorted(curve)
         threshold = crossing(xs, [float(np.mean(curve[c])) for c in xs], 0.5, True)
         marks.append({"p": p, "dominance": p / m,
                       "threshold_c_p": threshold if math.isfinite(threshold) else "none",
-                      "threshold_volume": threshold * p / (k * m) if math.isfinite(threshold) else "none",
+                      "threshold_volume": poison_volume(threshold, p, k, m) if math.isfinite(threshold) else "none",
                       "acc_at_largest_c_p": float(np.mean(curve[xs[-1]])), "largest_c_p": xs[-1]})
     return rows, marks
 
@@ -162,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     geometry = load_geometry(args.embeddings, args.labels_key) if args.embeddings else None
     base = ConceptConfig(n_concepts=setting.n_concepts)
     concepts = fit_geometry(geometry, setting.n_concepts, base.dim) if geometry else base
-    calibration: dict[str, Any] = {"geometry_source": str(args.embeddings) if geometry else "default CLIP-like space",
+    calibration: dict[str, Any] = {"geometry_source": str(args.embeddings) if geometry else DEFAULT_GEOMETRY,
                                    "measured_geometry": geometry.as_dict() if geometry else None}
     if args.clean_acc is not None:
         dim, curve = capacity_for_accuracy(SweepConfig(concepts=concepts, benign_per_concept=setting.benign_per_concept),

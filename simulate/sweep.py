@@ -21,7 +21,6 @@ d = 512, or p ≤ m, benign accuracy stays ≈ 1 for every C_P (docs/simulation.
 from __future__ import annotations
 
 import math
-import os
 import signal
 import sys
 import time
@@ -51,7 +50,7 @@ from theory.records import (
     utc_now,
     write_manifest,
 )
-from theory.validate import check_alpha
+from theory.validate import check_alpha, physical_memory
 
 COLUMNS = ["c_p", "seed", "solver", "n_pairs", "ad", "d_fea", "d_stru", *METRIC_NAMES, "seconds"]
 Solver = RidgeSolver | CapacitySolver | AttentionSolver
@@ -311,14 +310,6 @@ def memory_needed(config: SweepConfig, max_cp: int) -> int:
     k, d = config.concepts.n_concepts, config.concepts.dim
     n = k * config.benign_per_concept + max_cp * config.poison.poison_per_concept
     return 8 * (4 * n * d + 4 * k * d + 3 * d * d)
-
-
-def physical_memory() -> int:
-    """This machine's memory in bytes (0 when the platform does not say)."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, OSError, ValueError):
-        return 0
 
 
 def check_size(config: SweepConfig, max_cp: int, seeds: int, points: int) -> None:

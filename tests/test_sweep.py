@@ -238,8 +238,7 @@ def test_unwritable_out_and_foreign_config(tmp_path: Path):
 def test_non_finite_knobs_are_refused(tmp_path: Path, args, message):
     """Every knob goes through theory.validate.check_scalar: inf and NaN are refused by name, never run."""
     out = tmp_path / "o"
-    proc = subprocess.run([sys.executable, "-m", "simulate.sweep", "--concepts", "0,1", "--n-concepts", "10",
-                           "--out", str(out), *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = _cli("--concepts", "0,1", "--n-concepts", "10", "--out", str(out), *args, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert message in proc.stderr, proc.stderr
     assert not out.exists()
@@ -254,9 +253,8 @@ def test_non_finite_knobs_are_refused(tmp_path: Path, args, message):
 def test_damaged_results_table_is_named_not_a_traceback(tmp_path: Path, damage, message):
     """A results.csv damaged by hand after a run: one line naming the file and line, exit 2, nothing rewritten."""
     out = tmp_path / "o"
-    base = [sys.executable, "-m", "simulate.sweep", "--concepts", "0,1", "--n-concepts", "10", "--seeds", "1",
-            "--no-plot", "--quiet", "--out", str(out)]
-    assert subprocess.run(base, cwd=ROOT, capture_output=True, timeout=120).returncode == 0
+    base = ["--concepts", "0,1", "--n-concepts", "10", "--seeds", "1", "--no-plot", "--quiet", "--out", str(out)]
+    assert _cli(*base, timeout=120).returncode == 0
     table = out / "results.csv"
     lines = table.read_text().splitlines(keepends=True)
     if damage is None:
@@ -265,7 +263,7 @@ def test_damaged_results_table_is_named_not_a_traceback(tmp_path: Path, damage, 
         damage = "x" + lines[-1][lines[-1].index(","):]
     table.write_text("".join(lines) + damage)
     before = table.read_bytes()
-    proc = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = _cli(*base, timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
     assert "results.csv line 4" in proc.stderr
     assert table.read_bytes() == before
@@ -276,8 +274,7 @@ def test_manifest_that_is_not_an_object_is_refused(tmp_path: Path, text):
     out = tmp_path / "o"
     out.mkdir()
     (out / "manifest.json").write_text(text)
-    proc = subprocess.run([sys.executable, "-m", "simulate.sweep", "--concepts", "0,1", "--n-concepts", "10",
-                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = _cli("--concepts", "0,1", "--n-concepts", "10", "--out", str(out), timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "manifest.json" in proc.stderr
     assert (out / "manifest.json").read_text() == text and not (out / "results.csv").exists()
 
@@ -289,8 +286,7 @@ def test_manifest_that_is_not_an_object_is_refused(tmp_path: Path, text):
 ])
 def test_sweeps_too_large_for_the_machine_are_refused_up_front(tmp_path: Path, args, message):
     out = tmp_path / "o"
-    proc = subprocess.run([sys.executable, "-m", "simulate.sweep", *args, "--out", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = _cli(*args, "--out", str(out), timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
     assert not out.exists()
 

@@ -31,6 +31,12 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty): what a one-line
+    error shows of a library's multi-line message."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None, *, prog: str) -> NoReturn:
     """Run ``main(argv)`` and exit with its status. An :class:`InputError` (bad input) becomes one stderr line and
     exit 2; a ``MemoryError`` one line and exit 1; any other exception (a bug, or a failure we did not foresee) one
@@ -53,8 +59,7 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except Exception as exc:  # noqa: BLE001 - the one error boundary of every CLI
         if "--debug" in args:
             raise
-        first = (str(exc).splitlines() or [""])[0]
-        sys.stderr.write(f"{prog}: error: unexpected {type(exc).__name__}: {first} "
+        sys.stderr.write(f"{prog}: error: unexpected {type(exc).__name__}: {first_line(exc) if str(exc) else ''} "
                          "(rerun with --debug for the traceback)\n")
         sys.exit(1)
     sys.exit(status)

@@ -56,6 +56,17 @@ def torch_device(torch: Any, device: str | None) -> Any:
     return dev
 
 
+def physical_memory() -> int:
+    """This machine's memory in bytes (0 when the platform does not say): the budget memory checks compare
+    against."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
 def check_threads(threads: int | None) -> int | None:
     """``--threads``: None, or 1 ≤ threads ≤ 4 × this machine's cores (more only oversubscribes, and a huge
     value crashes OpenMP)."""
