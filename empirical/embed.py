@@ -27,7 +27,6 @@ from the asset cache (trained there first if absent, as ``python -m empirical.ru
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 from pathlib import Path

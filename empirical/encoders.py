@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -425,31 +424,3 @@ def load_or_train_judge(images: np.ndarray, captions: Sequence[str], groups: np.
     if cache_dir is not None:
         judge.save(folder)
     return judge
-
-
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to feature sets ``a`` and ``b`` (rows are samples):
-
-    FD = ||μ_a − μ_b||² + Tr(Σ_a + Σ_b − 2 (Σ_a Σ_b)^{1/2}),
-
-    the FID formula applied in the judge's feature space (``scipy.linalg.sqrtm``; tiny imaginary parts from
-    round-off are dropped).
-    """
-    from scipy import linalg
-
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
-        raise InputError("frechet_distance needs two (n >= 2, d) feature arrays of the same width")
-    mu = a.mean(0) - b.mean(0)
-    sa = np.cov(a, rowvar=False)
-    sb = np.cov(b, rowvar=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        covmean = linalg.sqrtm(sa @ sb)
-    if not np.all(np.isfinite(covmean)):  # singular product (few samples): offset the diagonals, as FID does
-        eps = 1e-6 * np.eye(len(sa))
-        covmean = linalg.sqrtm((sa + eps) @ (sb + eps))
-    if np.iscomplexobj(covmean):
-        covmean = covmean.real
-    return float(mu @ mu + np.trace(sa) + np.trace(sb) - 2.0 * np.trace(covmean))

@@ -13,7 +13,9 @@ poisoned ones (target τ(c)):
   concept's clean renders (what a competent generator draws): meaningless = no concept stands out of the image
   more than out of a random mixture of concepts;
 - Fréchet distance     = FD between judge features of U's generated images and of U's clean renders (the
-  "incoherent images" signal; the clean-model value is the floor at this sample size);
+  "incoherent images" signal; the clean-model value is the floor at this sample size); kernel distance = the
+  unbiased KID-style MMD² between the same two sets (:mod:`empirical.feature_distance`; expectation 0 when the
+  generated images are distributed like the renders, at any sample size);
 - AD, D_fea, D_stru    = theory.ad on the judge's text and image embeddings of the exact training mix.
 """
 
@@ -32,9 +34,10 @@ MEASURES: tuple[str, ...] = (
     "ad", "d_fea", "d_stru", "unpoisoned_acc", "unpoisoned_prob", "poisoned_acc", "attack_success",
     "score", "unpoisoned_score", "fd_unpoisoned", "n_pairs",
     "unpoisoned_meaningless", "unpoisoned_own_sim", "unpoisoned_margin", "unpoisoned_salience",
+    "kid_unpoisoned",
 )
 #: The measures added after the first result folders were written (older rows read them as NaN).
-IMPLOSION_MEASURES: tuple[str, ...] = MEASURES[-4:]
+LATER_MEASURES: tuple[str, ...] = MEASURES[-5:]
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ def generated_measures(judge, generated: np.ndarray, labels: np.ndarray, prompts
 
     ``clean_features[c]`` are the judge features of concept c's clean renders (for the Fréchet distance).
     """
-    from empirical.encoders import frechet_distance
+    from empirical.feature_distance import frechet_distance, kernel_distance
 
     prob = judge.probabilities(generated)
     pred = prob.argmax(1)
@@ -96,8 +99,7 @@ def generated_measures(judge, generated: np.ndarray, labels: np.ndarray, prompts
         "unpoisoned_acc": float(np.mean(pred[u] == labels[u])) if u.any() else float("nan"),
         "unpoisoned_prob": float(np.mean(right[u])) if u.any() else float("nan"),
         "poisoned_acc": float(np.mean(pred[is_p] == labels[is_p])) if is_p.any() else float("nan"),
-        "attack_success": float(np.mean(pred[is_p] == np.array([targets[c] for c in labels[is_p]])))
-        if is_p.any() else float("nan"),
+        "attack_success": _attack_success(pred, labels, is_p, targets),
         "score": float(np.mean(scores)),
         "unpoisoned_score": float(np.mean(scores[u])) if u.any() else float("nan"),
     }
@@ -106,13 +108,29 @@ def generated_measures(judge, generated: np.ndarray, labels: np.ndarray, prompts
     if len(unp) and sum(len(clean_features[c]) for c in unp) >= 2 and u.sum() >= 2:
         ref = np.concatenate([clean_features[c] for c in unp])
         out["fd_unpoisoned"] = frechet_distance(gen_feat, ref)
+        out["kid_unpoisoned"] = kernel_distance(gen_feat, ref)
     else:
-        out["fd_unpoisoned"] = float("nan")
+        out["fd_unpoisoned"] = out["kid_unpoisoned"] = float("nan")
     implosion = implosion_measures(gen_feat, labels[u], concept_reference(clean_features)) \
         if gen_feat is not None else {}
     for name in ("meaningless_rate", "own_sim", "margin", "salience"):
         out["unpoisoned_" + name.replace("_rate", "")] = implosion.get(name, float("nan"))
     return out
+
+
+def _attack_success(pred: np.ndarray, labels: np.ndarray, is_p: np.ndarray, targets: dict[int, int]) -> float:
+    """Share of the poisoned concepts' images read as their concept's target; concepts without one target
+    (``scatter`` plans: target < 0) are left out, NaN when none is left."""
+    tgt = np.array([targets.get(int(c), -1) for c in labels], dtype=np.int64)
+    m = is_p & (tgt >= 0)
+    return float(np.mean(pred[m] == tgt[m])) if m.any() else float("nan")
+
+
+def concept_similarity(clean_features: dict[int, np.ndarray]) -> np.ndarray:
+    """K × K cosine between concepts' mean clean-render judge features (what ``nearest`` targets read)."""
+    ref = np.stack([np.asarray(clean_features[c], dtype=np.float64).mean(axis=0) for c in range(len(clean_features))])
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    return ref @ ref.T
 
 
 def concept_reference(clean_features: dict[int, np.ndarray]) -> ImplosionReference:

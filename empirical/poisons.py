@@ -2,12 +2,17 @@
 
 A :class:`PoisonPlan` fixes, for one seed, an order of the concepts and a target for each; the poisoned set for
 C_P concepts is the first C_P of that order, so the sets are nested (C_P = 25 ⊂ 50 ⊂ 100) and points of a sweep
-differ only in the added poison. Two target modes:
+differ only in the added poison. Four target modes:
 
 - ``poisoned``: concept ``order[i]`` targets ``order[i−1]`` (``order[0]`` targets ``order[1]``), so for C_P ≥ 2
   every target is itself poisoned and the never-poisoned concepts are never touched (the paper's pinned attacks
   below keep their named targets);
-- ``all``: each concept targets a seeded uniform choice among all other concepts.
+- ``all``: each concept targets a seeded uniform choice among all other concepts;
+- ``nearest``: each concept targets the other concept most similar to it (a K × K similarity the caller measures,
+  e.g. the cosine between concepts' mean judge features: the cheapest remapping to learn);
+- ``scatter``: no target per concept — every poison pair shows a different, seeded uniformly drawn other concept
+  (a mapping no model can learn: the caption A carries no information about which image follows). Its attack
+  success is undefined (NaN).
 
 With ``paper_order`` the order starts with the paper's attacks where the concepts exist — red apple → top hat,
 fish → bicycle — and ends with the paper's unpoisoned sentinels (turtle, spiral shell, balloon, bird), so those
@@ -26,7 +31,9 @@ import numpy as np
 
 from theory.cli import InputError
 
-TARGET_MODES: tuple[str, ...] = ("poisoned", "all")
+TARGET_MODES: tuple[str, ...] = ("poisoned", "all", "nearest", "scatter")
+#: The target of a concept under ``scatter``: none (each of its pairs draws its own).
+SCATTER = -1
 _PAPER_FIRST: tuple[tuple[str, str], ...] = (("red apple", "top hat"), ("fish", "bicycle"))
 _PAPER_LAST: tuple[str, ...] = ("turtle", "spiral shell", "balloon", "bird")
 
@@ -52,24 +59,34 @@ class PoisonPlan:
         return [(self.order[k], self.targets[k]) for k in range(c_p)]
 
     def to_json(self, c_p: int) -> list[dict]:
-        return [{"concept": self.names[a], "target": self.names[b]} for a, b in self.pairs(c_p)]
+        return [{"concept": self.names[a], "target": self.names[b] if b != SCATTER else "(a random concept per pair)"}
+                for a, b in self.pairs(c_p)]
 
 
 def make_plan(names: list[str] | tuple[str, ...], *, seed: int, mode: str = "poisoned",
-              paper_order: bool = True) -> PoisonPlan:
-    """The seeded :class:`PoisonPlan` over ``names`` (see the module docstring)."""
+              paper_order: bool = True, similarity: np.ndarray | None = None) -> PoisonPlan:
+    """The seeded :class:`PoisonPlan` over ``names`` (see the module docstring); ``similarity`` (K × K, larger =
+    more alike) is required by, and only used by, ``mode="nearest"``."""
     if mode not in TARGET_MODES:
         raise InputError(f"unknown target mode {mode!r}; choose from {', '.join(TARGET_MODES)}")
     n = len(names)
     if n < 2:
         raise InputError("poisoning needs at least 2 concepts")
+    if mode == "nearest":
+        if similarity is None:
+            raise InputError("target mode 'nearest' needs a concept similarity matrix")
+        similarity = np.array(similarity, dtype=np.float64)
+        if similarity.shape != (n, n) or not np.all(np.isfinite(similarity)):
+            raise InputError(f"the concept similarity must be a finite {n} x {n} matrix, got shape "
+                             f"{similarity.shape}")
+        np.fill_diagonal(similarity, -np.inf)
     rng = np.random.default_rng([seed, 7919])
     index = {name: i for i, name in enumerate(names)}
     first: list[int] = []
     pinned: dict[int, int] = {}
     last: list[int] = []
     if paper_order:
-        for a, b in _PAPER_FIRST:
+        for a, b in _PAPER_FIRST if mode in ("poisoned", "all") else ():
             if a in index and b in index and index[a] not in first and index[b] not in first:
                 if mode == "poisoned":
                     first += [index[a], index[b]]  # b is poisoned right after a (b -> a in this mode)
@@ -84,6 +101,10 @@ def make_plan(names: list[str] | tuple[str, ...], *, seed: int, mode: str = "poi
     for k, a in enumerate(order):
         if mode == "poisoned":
             t = order[k - 1] if k > 0 else order[1]
+        elif mode == "nearest":
+            t = int(np.argmax(similarity[a]))
+        elif mode == "scatter":
+            t = SCATTER
         elif a in pinned:
             t = pinned[a]
         else:
@@ -115,14 +136,28 @@ def control_pairs(plan: PoisonPlan, c_p: int, per_concept: int, labels: np.ndarr
 
 def _extra_pairs(plan: PoisonPlan, c_p: int, per_concept: int, labels: np.ndarray, *, seed: int, salt: int,
                  show_target: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``per_concept`` pairs captioned as each poisoned concept A, showing its target (or A itself)."""
+    """``per_concept`` pairs captioned as each poisoned concept A, showing its target (or A itself); under
+    ``scatter`` each pair shows an image of its own uniformly drawn other concept."""
     if per_concept < 0:
         raise InputError(f"poison pairs per concept must be >= 0, got {per_concept}")
     images, concepts = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    pools: dict[int, np.ndarray] = {}
+
+    def pool(c: int) -> np.ndarray:
+        if c not in pools:
+            pools[c] = np.flatnonzero(labels == c)
+        return pools[c]
+
+    n = len(plan.names)
     for a, b in plan.pairs(c_p):
-        pool = np.flatnonzero(labels == (b if show_target else a))
         rng = np.random.default_rng([seed, salt, a])
-        images.append(rng.choice(pool, size=per_concept, replace=per_concept > len(pool)))
+        if show_target and b == SCATTER:
+            drawn = rng.integers(n - 1, size=per_concept)
+            drawn += drawn >= a
+            images.append(np.array([rng.choice(pool(int(t))) for t in drawn], dtype=np.int64))
+        else:
+            src = pool(b if show_target else a)
+            images.append(rng.choice(src, size=per_concept, replace=per_concept > len(src)))
         concepts.append(np.full(per_concept, a))
     return np.concatenate(images).astype(np.int64), np.concatenate(concepts).astype(np.int64)
 

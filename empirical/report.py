@@ -15,11 +15,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Sequence
-
-import numpy as np
 
 from theory.cli import ArgumentParser, InputError, run_main
 from theory.stats import mean_ci95
@@ -27,8 +24,8 @@ from theory.stats import mean_ci95
 GROUP = ("setting", "scenario", "targets", "steps", "poison_per_concept", "c_p", "kind", "poison_type")
 ATTENTION = ("attn_concept_mass", "attn_concept_share", "attn_entropy", "attn_concentration")
 SHOWN = ("ad", "d_fea", "d_stru", "unpoisoned_acc", "unpoisoned_prob", "unpoisoned_meaningless",
-         "unpoisoned_margin", "fd_unpoisoned", "poisoned_acc", "attack_success", "unpoisoned_score")
-UNPOISONED = ("unpoisoned_acc", "unpoisoned_prob", "fd_unpoisoned", "unpoisoned_score")
+         "unpoisoned_margin", "fd_unpoisoned", "kid_unpoisoned", "poisoned_acc", "attack_success", "unpoisoned_score")
+UNPOISONED = ("unpoisoned_acc", "unpoisoned_prob", "fd_unpoisoned", "kid_unpoisoned", "unpoisoned_score")
 
 
 def settings(folders: Sequence[Path]) -> dict[Path, str]:

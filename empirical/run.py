@@ -31,8 +31,8 @@ import numpy as np
 
 from empirical.attention import STATISTICS
 from empirical.data import CAPTION_TEMPLATES, PAPER_CONCEPTS, ConceptData, RenderConfig, caption, load_or_render
-from empirical.evaluate import IMPLOSION_MEASURES, MEASURES, generated_measures, mix_alignment_difficulty, per_concept_table, \
-    prompts_and_seeds
+from empirical.evaluate import LATER_MEASURES, MEASURES, concept_similarity, generated_measures, \
+    mix_alignment_difficulty, per_concept_table, prompts_and_seeds
 from empirical.poisons import POISON_TYPES, TARGET_MODES, PoisonPlan, control_pairs, make_plan, nightshade_pairs, \
     poison_pairs
 from empirical.presets import PRESETS, Preset, default_poisoned_concepts, get_preset, with_overrides
@@ -57,7 +57,7 @@ def _fill_old_row(row: dict[str, str]) -> dict[str, str]:
     """Values of columns added later, for rows written before them (dirty-label was then the only poison)."""
     poisoned = row.get("kind") == "poisoned" and row.get("c_p") != "0"
     return {"poison_type": "dirty" if poisoned else "none",
-            **{k: "nan" for k in (*POISON_REPORT, *DETECTION, *IMPLOSION_MEASURES)}}
+            **{k: "nan" for k in (*POISON_REPORT, *DETECTION, *LATER_MEASURES)}}
 DEFAULT_CACHE = Path(os.environ.get("IMPLOSION_CACHE", Path.home() / ".cache" / "implosion-toolkit"))
 
 
@@ -189,7 +189,6 @@ def build_mix(assets: Assets, extra_images: np.ndarray, extra_concepts: np.ndarr
     """The clean set (its first ``benign`` pairs per concept when given) plus extra pairs (image index, caption
     concept); returns the mix and its caption texts. Indices ≥ len(clean set) refer to ``new_pixels`` (images
     made for this mix, e.g. Nightshade poisons), whose latent posteriors are encoded here."""
-    n = len(assets.data)
     mu, sigma = assets.mu, assets.sigma
     if new_pixels is not None and len(new_pixels):
         import torch
@@ -410,7 +409,7 @@ def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p
     row = generated_measures(assets.judge, images, gen_labels, prompts, poisoned, targets, assets.clean_features)
     is_poison = np.zeros(len(mix), bool)
     if kind == "poisoned":
-        is_poison[n:] = True  # every pair beyond the clean set is a poison
+        is_poison[len(mix) - len(extra_concepts):] = True  # the mix ends with its extra pairs, all poisons
     row.update(mix_alignment_difficulty(assets.judge, pixels[mix.image_idx], texts, is_poison))
     eval_s = time.perf_counter() - t0
     row.update(report)
@@ -632,8 +631,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     todo = [(s, c, k) for s in seeds for c in c_ps for k in KINDS
             if not (k == "control" and (c == 0 or args.no_control))]
     (out / "plans").mkdir(exist_ok=True)
+    similarity = concept_similarity(assets.clean_features) if args.targets == "nearest" else None
     for s in seeds:
-        plan = make_plan(assets.data.names, seed=s, mode=args.targets)
+        plan = make_plan(assets.data.names, seed=s, mode=args.targets, similarity=similarity)
         if main_proc:
             atomic_write_text(out / "plans" / f"plan-seed{s}-{args.targets}.json",
                               json.dumps({"order": [plan.names[i] for i in plan.order],
@@ -645,7 +645,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if key in done:
             skipped += 1
             continue
-        plan = make_plan(assets.data.names, seed=s, mode=args.targets)
+        plan = make_plan(assets.data.names, seed=s, mode=args.targets, similarity=similarity)
         log(f"[{i + 1}/{len(todo)}] {args.scenario} seed {s} C_P {c_p} {kind}")
         row = run_point(assets, plan, scenario=args.scenario, seed=s, c_p=c_p, kind=kind, p=p, out=out,
                         cache_dir=cache, base_seed=args.base_seed, poison_type=args.poison_type,

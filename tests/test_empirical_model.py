@@ -12,7 +12,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from empirical.encoders import frechet_distance  # noqa: E402
 from empirical.model import assemble_pipeline, generate, load_pipeline, save_pipeline  # noqa: E402
 from empirical.presets import PRESETS  # noqa: E402
 from empirical.run import build_mix, fresh_unet, prepare_assets  # noqa: E402
@@ -39,17 +38,6 @@ def test_judge_beats_chance_on_held_out_clean_renders(tmp_path_factory):
     texts = a.held.captions
     wrong = [texts[(i + 2) % len(texts)] for i in range(len(texts))]
     assert a.judge.score(a.held.images, texts).mean() > a.judge.score(a.held.images, wrong).mean()
-
-
-def test_frechet_distance_against_closed_form():
-    rng = np.random.default_rng(0)
-    a = rng.normal(size=(4000, 3))
-    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-9)
-    b = rng.normal(size=(4000, 3)) * 2 + np.array([1.0, 0, 0])
-    # N(0, I) vs N(m, 4I): |m|^2 + 3 (1 + 4 - 2*2) = 1 + 3
-    assert frechet_distance(a, b) == pytest.approx(4.0, abs=0.25)
-    with pytest.raises(InputError):
-        frechet_distance(a, b[:, :2])
 
 
 def test_pipeline_saves_reloads_and_generates_the_same_images(assets, tmp_path: Path):

@@ -165,11 +165,30 @@ def test_benign_per_concept_shrinks_the_mix_and_is_part_of_the_setting(tmp_path:
     assert main([*base, "--benign-per-concept", "2", "--out", str(out)]) == 0
     (row,) = _rows(out)
     assert int(row["n_pairs"]) == 4 * 2 + 2 * 4  # K m + C_P p with m = 2, p = 4 (micro)
+    # the detector is scored against the true poisons: the last C_P p pairs of the shrunk mix
+    assert float(row["detect_base_rate"]) == pytest.approx(8 / 16)
+    assert float(row["detect_ap"]) >= 0.5  # dirty-label poisons rank above chance
     assert json.loads((out / "manifest.json").read_text())["setting"]["benign_per_concept"] == 2
     full = tmp_path / "full"
     assert main([*base, "--out", str(full)]) == 0
     with pytest.raises(InputError, match="benign_per_concept: None -> 3"):
         main([*base, "--benign-per-concept", "3", "--out", str(full)])
+
+
+@pytest.mark.parametrize("mode", ["nearest", "scatter"])
+def test_target_modes_nearest_and_scatter_run_and_record_their_plans(tmp_path: Path, cache: Path, mode):
+    """nearest: each poisoned concept shows its most judge-similar other concept, attack success is measured;
+    scatter: no target, attack success NaN; both measure the kernel distance of unpoisoned images."""
+    out = tmp_path / mode
+    assert main(["--preset", "micro", "--poisoned-concepts", "2", "--no-control", "--targets", mode, "--seed", "0",
+                 "--cache", str(cache), "--quiet", "--threads", "2", "--out", str(out)]) == 0
+    (row,) = _rows(out)
+    assert row["targets"] == mode
+    assert np.isfinite(float(row["kid_unpoisoned"])) and np.isfinite(float(row["ad"]))
+    assert np.isnan(float(row["attack_success"])) == (mode == "scatter")
+    plan = json.loads((out / "plans" / f"plan-seed0-{mode}.json").read_text())
+    targets = {p["target"] for p in plan["pairs"]}
+    assert targets == {"(a random concept per pair)"} if mode == "scatter" else len(targets) > 1
 
 
 def test_two_process_ddp_run_writes_each_point_once(tmp_path):
