@@ -10,7 +10,7 @@ the C_P to report — and what can be measured without poisoning anything:
   (``--clean-acc``: the d at which the simulator's clean model is exactly as competent,
   :func:`simulate.calibrate.capacity_for_accuracy`),
 
-it runs the sweep engine (ridge, dirty-label, random targets, poison added) for every p and seed and prints and
+it runs the sweep engine (ridge, dirty-label, ``--targets`` rule (default random), poison added) for every p and seed and prints and
 writes, per (p, C_P): the volume V = C_P·p/(K·m), predicted unpoisoned accuracy, meaningless rate and AD (D_stru
 from sampled pairs) as mean ± 95% CI over seeds, and per p the predicted threshold C_P (first C_P, on a dense
 grid, at which mean unpoisoned accuracy falls below 0.5; "none" if it never does for C_P < K).
@@ -33,7 +33,7 @@ import numpy as np
 from simulate.calibrate import Geometry, capacity_for_accuracy, fit_geometry, geometry_of_space, measure_geometry
 from simulate.concepts import ConceptConfig, make_space
 from simulate.phase import crossing, poison_volume
-from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
+from simulate.poison import TARGET_RULES, PoisonConfig, benign_pairs, make_plan, poison_pairs
 from simulate.sweep import SweepConfig, run_seed
 from simulate.training_set import TrainingSet
 from theory.ad import alignment_difficulty_sampled
@@ -59,6 +59,7 @@ class Setting:
     poisoned_concepts: tuple[int, ...]
     seeds: tuple[int, ...] = (0, 1, 2)
     ad_samples: int = 200_000
+    targets: str = "random"
 
     def __post_init__(self) -> None:
         if self.n_concepts < 2 or self.benign_per_concept < 1:
@@ -70,6 +71,8 @@ class Setting:
                              "no concept is left unpoisoned")
         if not self.seeds:
             raise InputError("--seeds needs at least one seed")
+        if self.targets not in TARGET_RULES:
+            raise InputError(f"--targets must be one of {', '.join(TARGET_RULES)}, got {self.targets!r}")
 
 
 def _ad_of(config: SweepConfig, seed: int, c_p: int, samples: int) -> tuple[float, float, float]:
@@ -91,7 +94,8 @@ def predict(setting: Setting, concepts: ConceptConfig) -> tuple[list[dict[str, A
     dense = sorted(set(range(0, k, max(1, k // 40))) | set(setting.poisoned_concepts) | {0})
     rows, marks = [], []
     for p in setting.poison_per_concept:
-        config = SweepConfig(concepts=concepts, poison=PoisonConfig(poison_per_concept=p), benign_per_concept=m)
+        config = SweepConfig(concepts=concepts, poison=PoisonConfig(poison_per_concept=p, targets=setting.targets),
+                             benign_per_concept=m)
         curve: dict[int, list[float]] = {}
         for seed in setting.seeds:
             for r in run_seed(config, seed, dense, track_ad=False):
@@ -148,6 +152,8 @@ def _parser() -> ArgumentParser:
                                                    "clean training pairs: calibrates the geometry")
     p.add_argument("--labels-key", default="concept", help="array of concept labels in --embeddings (default concept)")
     p.add_argument("--seeds", default="0,1,2", metavar="LIST", help="seeds (default 0,1,2)")
+    p.add_argument("--targets", default="random", help=f"poison targets: {', '.join(TARGET_RULES)} (default random; "
+                                                        "simulate.poison)")
     p.add_argument("--out", type=path_arg, help="folder for prediction.csv / summary.csv / thresholds.csv / .json")
     return p
 
@@ -157,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setting = Setting(args.n_concepts, args.benign_per_concept,
                       tuple(parse_int_list(args.poison_per_concept, name="--poison-per-concept")),
                       tuple(parse_int_list(args.poisoned_concepts, name="--poisoned-concepts")),
-                      tuple(parse_int_list(args.seeds, name="--seeds")))
+                      tuple(parse_int_list(args.seeds, name="--seeds")), targets=args.targets)
     if args.dim is not None and args.dim < 3:
         raise InputError(f"--dim must be >= 3, got {args.dim}")
     out = ensure_writable_dir(args.out) if args.out else None
@@ -195,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         atomic_write_text(out / "summary.csv", csv_text(summary))
         atomic_write_text(out / "thresholds.csv", csv_text(marks))
         record = {"tool": "simulate.predict", "setting": asdict(setting), "calibration": calibration,
-                  "solver": "ridge", "poison": "dirty-label, random targets, added", "date": utc_now(),
+                  "solver": "ridge", "poison": f"dirty-label, {setting.targets} targets, added", "date": utc_now(),
                   "git_commit": git_commit(), "command": command_line()}
         atomic_write_text(out / "prediction.json", json.dumps(record, indent=2, default=str) + "\n")
         print(f"wrote {out / 'prediction.csv'}, summary.csv, thresholds.csv, prediction.json")

@@ -69,6 +69,24 @@ def test_prediction_equals_a_direct_sweep_and_orders_thresholds():
     assert as_num[40] <= as_num[10]  # more poison per concept breaks the model no later
 
 
+def test_target_rule_reaches_the_sweep_and_scatter_is_not_learned():
+    """--targets: the prediction uses the named rule (equal to a direct sweep with it); scatter's remappings are
+    not learned (attack success near chance) while random targets at the same volume are."""
+    concepts = ConceptConfig(n_concepts=40, dim=32)
+    got = {}
+    for rule in ("random", "scatter"):
+        setting = Setting(40, 5, (25,), (20,), seeds=(0,), ad_samples=5_000, targets=rule)
+        rows, _ = predict(setting, concepts)
+        cfg = SweepConfig(concepts=concepts, poison=PoisonConfig(poison_per_concept=25, targets=rule),
+                          benign_per_concept=5)
+        (direct,) = run_seed(cfg, 0, [20])
+        assert rows[0]["benign_acc"] == direct["benign_acc"]
+        got[rule] = rows[0]["attack_success"]
+    assert got["random"] > 0.5 > 0.2 > got["scatter"]
+    with pytest.raises(InputError, match="--targets"):
+        Setting(40, 5, (25,), (20,), targets="closest")
+
+
 def test_crossing_interpolates():
     assert crossing([0, 10, 20], [1.0, 0.8, 0.2], 0.5, True) == pytest.approx(15.0)
     assert crossing([0, 10], [1.0, 0.9], 0.5, True) == np.inf
