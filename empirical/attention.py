@@ -61,7 +61,6 @@ class AttentionStore:
     def maps(self, size: int) -> np.ndarray:
         """Token maps (B, T, size, size): each resolution's mean over its calls, upsampled bilinearly to
         ``size``, then averaged over resolutions weighted by their number of calls (= mean over all calls)."""
-        import torch
         import torch.nn.functional as F
 
         if not self.sums:

@@ -44,11 +44,12 @@ class TextEncoder:
     """A frozen local transformers text encoder with its tokenizer (no downloads, no remote code).
 
     ``max_length`` bounds the token sequence (the cross-attention context length); captions are padded to it, as
-    the Stable Diffusion pipeline does, so training and generation see the same context.
+    the Stable Diffusion pipeline does, so training and generation see the same context. ``variant`` names the
+    weight variant to load (``model.<variant>.safetensors``); weights are held as float32.
     """
 
     def __init__(self, path: str | Path | None = None, *, tokenizer_path: str | Path | None = None,
-                 max_length: int = 16, device: str = "cpu"):
+                 max_length: int = 16, device: str = "cpu", variant: str | None = None):
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -63,7 +64,8 @@ class TextEncoder:
             self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or path, local_files_only=True,
                                                            trust_remote_code=False)
             self.model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True,
-                                                   trust_remote_code=False).to(device).eval()
+                                                   trust_remote_code=False, variant=variant,
+                                                   dtype=torch.float32).to(device).eval()
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InputError(f"cannot load the text encoder from {tokenizer_path or path}: {first_line(exc)}") from None
         self.tokenizer.model_max_length = max_length

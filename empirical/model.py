@@ -213,11 +213,26 @@ def save_pipeline(pipe, folder: Path) -> None:
     os.replace(tmp, folder)
 
 
-def load_pipeline(folder: Path, *, device: str = "cpu"):
-    """Load a local diffusers Stable Diffusion folder: ``local_files_only``, safetensors only, no remote code.
+def weight_variants(part: Path) -> set[str | None]:
+    """The weight variants a component folder holds in safetensors: ``None`` for plain names
+    (``model.safetensors``), the tag for variant names (``model.fp16.safetensors``,
+    ``model.fp16-00001-of-00002.safetensors``)."""
+    found: set[str | None] = set()
+    for f in part.glob("*.safetensors"):
+        bits = f.name[: -len(".safetensors")].split(".")
+        found.add(bits[-1].split("-")[0] if len(bits) > 1 else None)
+    return found
+
+
+def load_pipeline(folder: Path, *, device: str = "cpu", variant: str | None = None):
+    """Load a local diffusers Stable Diffusion folder: ``local_files_only``, safetensors only, no remote code,
+    weights of ``variant`` (e.g. ``fp16``: ``*.fp16.safetensors``) when given, always as float32 (training and
+    evaluation choose their own precision).
 
     Raises :class:`InputError` naming the problem if ``folder`` is not such a folder.
     """
+    import torch
+
     with quiet_transformers():
         from diffusers import StableDiffusionPipeline
 
@@ -233,10 +248,19 @@ def load_pipeline(folder: Path, *, device: str = "cpu"):
         if not (folder / part).is_dir():
             raise InputError(f"{folder} has no {part}/ component")
     for part in ("unet", "vae", "text_encoder"):
-        if not list((folder / part).glob("*.safetensors")):
+        variants = weight_variants(folder / part)
+        if not variants:
             pickles = [p.name for p in (folder / part).iterdir() if p.suffix in (".bin", ".ckpt", ".pt", ".pth")]
             hint = f" (found {pickles[0]}: convert it to safetensors)" if pickles else ""
             raise InputError(f"{folder / part} has no .safetensors weights{hint}")
+        if variant not in variants:
+            held = sorted(v for v in variants if v is not None)
+            if variant is None:
+                raise InputError(f"{folder / part} holds only {', '.join(repr(v) for v in held)}-variant weights: "
+                                 f"pass --variant {held[0]}")
+            plain = "plain weights" if None in variants else ""
+            raise InputError(f"{folder / part} has no {variant!r}-variant weights (it holds "
+                             f"{', '.join([plain] * bool(plain) + [repr(v) for v in held])})")
     for part in ("unet", "vae", "text_encoder", "scheduler"):
         for cfg in (folder / part).glob("*config.json"):
             try:
@@ -252,6 +276,7 @@ def load_pipeline(folder: Path, *, device: str = "cpu"):
     transformers_logging.disable_progress_bar()
     try:
         pipe = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True, use_safetensors=True,
+                                                       variant=variant, dtype=torch.float32,
                                                        safety_checker=None, requires_safety_checker=False)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
         # a truncated or inconsistent checkpoint (safetensors header, shapes, missing keys)

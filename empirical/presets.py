@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Mapping
 
 from empirical.data import RenderConfig
 from empirical.encoders import JudgeConfig
@@ -142,3 +143,39 @@ def with_overrides(preset: Preset, *, steps: int | None = None, concepts: int | 
         p = replace(p, pretrain=replace(p.pretrain, seed=seed), continued=replace(p.continued, seed=seed),
                     scratch=replace(p.scratch, seed=seed))
     return p
+
+
+#: accelerate's mixed-precision modes.
+MIXED_PRECISION: tuple[str, ...] = ("no", "fp16", "bf16")
+
+
+def with_runtime(preset: Preset, *, mixed_precision: str | None = None, device: str | None = None,
+                 environ: Mapping[str, str] | None = None) -> tuple[Preset, list[str]]:
+    """The preset with the precision and device this run uses, and a note per choice not taken from the preset.
+
+    Order: the command line (``--mixed-precision``, ``--device``), then the launcher (``accelerate launch
+    --mixed_precision bf16`` sets ``ACCELERATE_MIXED_PRECISION``, ``--cpu`` sets ``ACCELERATE_USE_CPU``), then the
+    preset. Every training phase (pretraining, continued, scratch) uses the chosen precision; fp16 needs a GPU
+    (bf16 works on CPUs).
+    """
+    env = dict(environ or {})
+    notes = []
+    mp = mixed_precision
+    if mp is None and env.get("ACCELERATE_MIXED_PRECISION"):
+        mp = env["ACCELERATE_MIXED_PRECISION"]
+        notes.append(f"mixed precision {mp} (from the launcher)")
+    dev = device
+    if dev is None and env.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+        dev = "cpu"
+        notes.append("device cpu (from the launcher)")
+    p = preset
+    if dev is not None:
+        p = replace(p, device=dev)
+    if mp is not None:
+        if mp not in MIXED_PRECISION:
+            raise InputError(f"mixed precision must be one of {', '.join(MIXED_PRECISION)}, got {mp!r}")
+        p = replace(p, pretrain=replace(p.pretrain, mixed_precision=mp), continued=replace(p.continued,
+                    mixed_precision=mp), scratch=replace(p.scratch, mixed_precision=mp))
+    if p.continued.mixed_precision == "fp16" and p.device == "cpu":
+        raise InputError("fp16 mixed precision needs a GPU; on the CPU use --mixed-precision bf16 or no")
+    return p, notes

@@ -164,22 +164,23 @@ def make_tiny_clip(folder: Path, *, seed: int = 0, image_size: int = 16) -> Path
     return folder
 
 
-def load_base(path: Path, *, device: str = "cpu") -> tuple[PretrainedBase, Any, Any]:
-    """(base, VAE, text encoder) from a local SD folder; :class:`InputError` naming the problem otherwise."""
+def load_base(path: Path, *, device: str = "cpu", variant: str | None = None) -> tuple[PretrainedBase, Any, Any]:
+    """(base, VAE, text encoder) from a local SD folder (weights of ``variant`` when given, e.g. ``fp16``; held as
+    float32); :class:`InputError` naming the problem otherwise."""
     from empirical.encoders import TextEncoder
     from empirical.model import load_pipeline
 
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"--pretrained {path} is not a folder (a diffusers Stable Diffusion folder is expected)")
-    pipe = load_pipeline(path, device=device)
+    pipe = load_pipeline(path, device=device, variant=variant)
     if getattr(pipe.text_encoder.config, "model_type", "") != "clip_text_model":
         raise InputError(f"{path / 'text_encoder'} is not a CLIP text encoder "
                          f"(model_type {getattr(pipe.text_encoder.config, 'model_type', None)!r})")
     factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
     size = int(pipe.unet.config.sample_size) * factor
     te = TextEncoder(path / "text_encoder", tokenizer_path=path / "tokenizer",
-                     max_length=int(pipe.tokenizer.model_max_length), device=device)
+                     max_length=int(pipe.tokenizer.model_max_length), device=device, variant=variant)
     state = {k: v.detach().cpu().clone() for k, v in pipe.unet.state_dict().items()}
     digest = hashlib.sha256()
     for part in ("model_index.json", "unet/config.json", "vae/config.json", "text_encoder/config.json",

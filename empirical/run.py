@@ -35,13 +35,15 @@ from empirical.evaluate import LATER_MEASURES, MEASURES, concept_similarity, gen
     mix_alignment_difficulty, per_concept_table, prompts_and_seeds
 from empirical.poisons import POISON_TYPES, TARGET_MODES, PoisonPlan, control_pairs, make_plan, nightshade_pairs, \
     poison_pairs
-from empirical.presets import PRESETS, Preset, default_poisoned_concepts, get_preset, with_overrides
+from empirical.presets import MIXED_PRECISION, PRESETS, Preset, default_poisoned_concepts, get_preset, \
+    with_overrides, with_runtime
 from empirical.pretrained import PretrainedBase, unet_from_base
-from empirical.train import SCENARIOS, Mix, TrainConfig, add_lora, encode_latents, merged, train_unet, with_weights
+from empirical.train import SCENARIOS, Mix, TrainConfig, add_lora, encode_latents, merged, save_lora_adapter, \
+    train_unet, with_weights
 from theory.cli import ArgumentParser, InputError, parse_int_list, path_arg, run_main
 from theory.records import ResultsTable, atomic_write_text, command_line, ensure_writable_dir, git_commit, \
     package_versions, read_manifest, utc_now, write_manifest
-from theory.validate import check_threads
+from theory.validate import check_threads, torch_device
 
 KINDS: tuple[str, ...] = ("poisoned", "control")
 #: The columns that identify a point (one row in results.csv, several in attention.csv).
@@ -357,7 +359,7 @@ def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p
     ``benign``: clean pairs per concept in the mix (all renders when None); the clean pretraining of continuous
     and LoRA always uses every render (it is the shared base model)."""
     from empirical.attention import generate_with_attention, overlay
-    from empirical.model import assemble_pipeline, save_pipeline
+    from empirical.model import assemble_pipeline
 
     labels = assets.data.labels
     n = len(assets.data)
@@ -437,10 +439,35 @@ def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p
         np.float16), concepts=np.asarray([names[gen_labels[i]] for i in sel]))
     row["attention"] = attention_rows(att.statistics, gen_labels, poisoned)
     if keep_model:
-        save_pipeline(assemble_pipeline(assets.vae, merged(unet), assets.text_encoder, assets.scheduler_config),
-                      out / "models" / tag)
+        keep_model_files(assets, unet, scenario, base_seed, out / "models", tag, cache_dir)
     shutil.rmtree(ckpt, ignore_errors=True)
     return row
+
+
+def keep_model_files(assets: Assets, unet, scenario: str, base_seed: int, models: Path, tag: str,
+                     cache_dir: Path | None) -> None:
+    """``--keep-models``: a full pipeline folder ``models/<tag>`` for scratch and continuous; for lora only the
+    adapter (``models/<tag>/pytorch_lora_weights.safetensors``) and ``adapter.json`` naming its base model —
+    the ``--pretrained`` folder, or our clean base saved once as ``models/base-b<base seed>``. Load with
+    ``pipe = empirical.model.load_pipeline(base); pipe.load_lora_weights(models/<tag>)``."""
+    from empirical.model import assemble_pipeline, save_pipeline
+
+    if scenario != "lora":
+        save_pipeline(assemble_pipeline(assets.vae, merged(unet), assets.text_encoder, assets.scheduler_config),
+                      models / tag)
+        return
+    if assets.base is not None:
+        base = str(assets.base.path)
+    else:
+        folder = models / f"base-b{base_seed}"
+        if not (folder / "model_index.json").is_file():
+            clean = fresh_unet(assets, base_seed)
+            clean.load_state_dict(pretrained_state(assets, base_seed, cache_dir))
+            save_pipeline(assemble_pipeline(assets.vae, clean, assets.text_encoder, assets.scheduler_config), folder)
+        base = folder.name
+    save_lora_adapter(unet, models / tag)
+    atomic_write_text(models / tag / "adapter.json", json.dumps({"base": base, "lora": asdict(assets.preset.lora)},
+                                                                indent=1))
 
 
 ATTENTION_COLUMNS: tuple[str, ...] = (*POINT_KEY, "group", "n_prompts", *(f"attn_{k}" for k in STATISTICS))
@@ -502,6 +529,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pretrained", type=Path, default=None, metavar="DIR",
                         help="a local diffusers Stable Diffusion folder as the base model of continuous or lora "
                              "(safetensors only; its VAE, CLIP text encoder, UNet and schedule replace ours)")
+    parser.add_argument("--variant", default=None,
+                        help="--pretrained: the weight variant to load, e.g. fp16 for *.fp16.safetensors (held as "
+                             "float32)")
+    parser.add_argument("--mixed-precision", default=None, choices=MIXED_PRECISION,
+                        help="training precision of every phase (default: the launcher's, e.g. accelerate launch "
+                             "--mixed_precision bf16, else the preset's)")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda, cuda:N or mps (default: cpu under accelerate launch --cpu, else the "
+                             "preset's)")
     parser.add_argument("--no-control", action="store_true", help="skip the same-volume correctly-labelled controls")
     parser.add_argument("--keep-models", action="store_true", help="save each point's pipeline under OUT/models/")
     parser.add_argument("--track-attention", action="store_true",
@@ -543,6 +579,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"concept), got {args.benign_per_concept}")
     channels = None if args.unet_channels is None else _channels(args.unet_channels)
     preset = with_overrides(preset, steps=args.steps, concepts=args.concepts, unet_channels=channels)
+    if args.device is not None:
+        import torch
+
+        torch_device(torch, args.device)
+    if args.variant is not None and args.pretrained is None:
+        raise InputError("--variant chooses the weights of a --pretrained folder; there is none")
+    preset, runtime_notes = with_runtime(preset, mixed_precision=args.mixed_precision, device=args.device,
+                                         environ=os.environ)
     c_ps = parse_int_list(args.poisoned_concepts, name="--poisoned-concepts") if args.poisoned_concepts is not None \
         else default_poisoned_concepts(preset.render.concepts)
     p = preset.poison_per_concept if args.poison_per_concept is None else args.poison_per_concept
@@ -551,7 +595,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_concepts = preset.render.concepts
     if max(c_ps) > n_concepts:
         raise InputError(f"--poisoned-concepts {max(c_ps)} exceeds the number of concepts ({n_concepts})")
-    if preset.device == "cuda":
+    if preset.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
@@ -563,7 +607,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "initialisation and would not use it")
         from empirical.pretrained import load_base
 
-        pretrained = load_base(args.pretrained, device=preset.device)  # validated before anything is written
+        # validated before anything is written
+        pretrained = load_base(args.pretrained, device=preset.device, variant=args.variant)
         preset = replace(preset, render=replace(preset.render, size=pretrained[0].image_size))
     judge_key = None
     if args.judge is not None:
@@ -585,6 +630,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     progress = not args.quiet and sys.stderr.isatty()
     log = (lambda msg: None) if args.quiet or not main_proc else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    for note in runtime_notes:
+        log(note)
     warnings.filterwarnings("ignore", message=".*Triggered internally.*")
 
     with state.main_process_first():  # process 0 upgrades or repairs the tables, the others then read them

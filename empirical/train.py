@@ -4,7 +4,8 @@ checkpoints; scenarios ``scratch`` and ``continuous``.
 A training mix is a list of pairs (latent of an image, caption). Latents and caption token states are computed once
 (the VAE and the text encoder are frozen), so a step costs one UNet forward/backward: for a batch of pairs,
 z₀ = s·(μ + σ·ξ) (a fresh posterior sample), t ~ U{0..T−1}, ε ~ N(0, I), and the loss is
-||ε − ε_θ(√ᾱ_t z₀ + √(1−ᾱ_t) ε, t, c)||² with c replaced by the empty caption's states with probability
+||ε − ε_θ(√ᾱ_t z₀ + √(1−ᾱ_t) ε, t, c)||² (or, for a schedule with ``prediction_type = v_prediction``, the same
+with the velocity √ᾱ_t ε − √(1−ᾱ_t) z₀ as the target: :func:`noisy_and_target`) with c replaced by the empty caption's states with probability
 ``caption_dropout`` (classifier-free guidance). EMA weights θ̄ ← d·θ̄ + (1−d)·θ with d = min(decay, (1+k)/(10+k)).
 
 Checkpoints hold the UNet, the EMA weights, the AdamW moments and the sampler's RNG state in one safetensors file
@@ -83,6 +84,33 @@ def add_lora(unet, cfg: LoraSettings, *, seed: int):
         unet.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha if cfg.alpha is not None else cfg.rank,
                                     init_lora_weights="gaussian", target_modules=list(cfg.targets)))
     return unet
+
+
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
+
+
+def save_lora_adapter(unet, folder: Path) -> Path:
+    """Write the LoRA adapters of ``unet`` (with the weights it carries, e.g. EMA) as diffusers'
+    ``folder/pytorch_lora_weights.safetensors`` with their rank/alpha metadata — loadable onto the base model's
+    pipeline with ``pipe.load_lora_weights(folder)`` — atomically (a temporary folder, then one rename)."""
+    import shutil
+
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    if not getattr(unet, "_hf_peft_config_loaded", False):
+        raise InputError("this UNet carries no LoRA adapter to save")
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=layers, safe_serialization=True,
+                                              unet_lora_adapter_metadata=unet.peft_config["default"].to_dict())
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return folder / LORA_WEIGHTS
 
 
 def merged(unet):
@@ -218,6 +246,33 @@ def load_checkpoint(folder: Path, fingerprint: str, unet, ema: dict, opt, gen, *
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# the diffusion objective
+
+#: What the UNet may be trained to predict (the scheduler's ``prediction_type``).
+PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "v_prediction")
+
+
+def check_prediction_type(sched) -> str:
+    """The scheduler's ``prediction_type``; :class:`InputError` naming it when training cannot honour it."""
+    kind = sched.config.get("prediction_type", "epsilon")
+    if kind not in PREDICTION_TYPES:
+        raise InputError(f"the noise schedule's prediction_type {kind!r} is not supported for training "
+                         f"(supported: {', '.join(PREDICTION_TYPES)})")
+    return kind
+
+
+def noisy_and_target(sched, z0, noise, t):
+    """The noised latent and the regression target of one DDPM step, as diffusers' own training scripts do:
+
+    z_t = √ᾱ_t·z₀ + √(1−ᾱ_t)·ε (``sched.add_noise``), target ε for ``epsilon`` and the velocity
+    v = √ᾱ_t·ε − √(1−ᾱ_t)·z₀ (``sched.get_velocity``) for ``v_prediction`` (SD 2.x 768 and others): regressing
+    on ε for a v-prediction model trains it toward the wrong function."""
+    kind = check_prediction_type(sched)
+    zt = sched.add_noise(z0, noise, t)
+    return zt, (noise if kind == "epsilon" else sched.get_velocity(z0, noise, t))
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # training loop
 
 
@@ -258,7 +313,7 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
     fingerprint = hashlib.sha256(json.dumps({**fp, "mix": mix.fingerprint(), "init": init, **schedule, **procs},
                                             sort_keys=True, default=str).encode()).hexdigest()[:16]
     sched = noise_scheduler(scheduler_config)
-    alphas = sched.alphas_cumprod.to(torch.float32)
+    check_prediction_type(sched)
     gen = torch.Generator().manual_seed(cfg.seed)
     unet.train()
     ema = {k: v.detach().clone().float() for k, v in unet.state_dict().items()}
@@ -293,11 +348,10 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
         noise = torch.randn((bs, *mix.mu.shape[1:]), generator=gen)
         t = torch.randint(0, sched.config.num_train_timesteps, (bs,), generator=gen)
         z0 = mix.scaling * (mu[i.to(dev)] + sigma[i.to(dev)] * eps_post.to(dev))
-        a = alphas[t].to(dev).view(-1, 1, 1, 1)
-        zt = a.sqrt() * z0 + (1 - a).sqrt() * noise.to(dev)
+        zt, target = noisy_and_target(sched, z0, noise.to(dev), t.to(dev))
         with accelerator.autocast():
             pred = unet(zt, t.to(dev), encoder_hidden_states=ctx[c.to(dev)]).sample
-        loss = torch.nn.functional.mse_loss(pred.float(), noise.to(dev))
+        loss = torch.nn.functional.mse_loss(pred.float(), target)
         opt.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         opt.step()

@@ -1,5 +1,6 @@
 """The LoRA scenario at micro size: only adapters train, the base stays the pretrained model, the fused model
-saves as a plain diffusers folder that generates what the adapted one does."""
+saves as a plain diffusers folder and the adapter alone as diffusers' LoRA file, and both generate what the adapted
+one does."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ pytest.importorskip("peft")
 from empirical.model import assemble_pipeline, generate, load_pipeline  # noqa: E402
 from empirical.poisons import make_plan, poison_pairs  # noqa: E402
 from empirical.presets import PRESETS  # noqa: E402
-from empirical.run import build_mix, main, prepare_assets, pretrained_state, train_point  # noqa: E402
-from empirical.train import LoraSettings, merged  # noqa: E402
+from empirical.run import build_mix, fresh_unet, main, prepare_assets, pretrained_state, train_point  # noqa: E402
+from empirical.train import LoraSettings, merged, save_lora_adapter  # noqa: E402
 from theory.cli import InputError  # noqa: E402
 
 torch.set_num_threads(2)
@@ -53,6 +54,33 @@ def test_only_adapters_train_and_the_fused_model_saves_plainly(cache: Path, tmp_
     assemble_pipeline(assets.vae, plain, assets.text_encoder).save_pretrained(folder, safe_serialization=True)
     b = generate(load_pipeline(folder), ["a photo of a bird"], [5], steps=2, guidance=2.0)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+    # the adapter alone, saved as diffusers' LoRA file, loads onto the base pipeline and generates the same
+    clean = fresh_unet(assets, 0)
+    clean.load_state_dict(base)
+    base_dir = tmp_path / "base"
+    assemble_pipeline(assets.vae, clean, assets.text_encoder).save_pretrained(base_dir, safe_serialization=True)
+    weights = save_lora_adapter(unet, tmp_path / "adapter")
+    assert weights.name == "pytorch_lora_weights.safetensors" and weights.stat().st_size < 0.5 * sum(
+        f.stat().st_size for f in (folder / "unet").glob("*.safetensors"))
+    loaded = load_pipeline(base_dir)
+    g = torch.Generator().manual_seed(0)
+    z, t = torch.randn(2, *mix.mu.shape[1:], generator=g), torch.tensor([10, 700])
+    ctx = assets.contexts[:2]
+
+    def out(u):
+        with torch.no_grad():
+            return u.eval()(z, t, encoder_hidden_states=ctx).sample
+
+    adapted, plain_base = out(unet), out(loaded.unet)
+    loaded.load_lora_weights(str(tmp_path / "adapter"))
+    reloaded = out(loaded.unet)
+    gap = float((reloaded - adapted).abs().max())
+    assert gap < 1e-4 and float((plain_base - adapted).abs().max()) > 100 * max(gap, 1e-7)
+    c = generate(loaded, ["a photo of a bird"], [5], steps=2, guidance=2.0)
+    assert np.abs(a.astype(int) - c.astype(int)).max() <= 1
+    with pytest.raises(InputError, match="no LoRA adapter"):
+        save_lora_adapter(clean, tmp_path / "none")
 
 
 def test_lora_run_and_bad_rank(cache: Path, tmp_path: Path):

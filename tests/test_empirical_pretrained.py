@@ -63,10 +63,67 @@ def test_run_fine_tunes_the_pretrained_unet_on_its_own_schedule(tmp_path, tiny_s
     assert manifest["pretrained"] == str(tiny_sd.resolve()) and "pretrained" in manifest["setting"]
     assert manifest["setting"]["render"]["size"] == 16
     saved = out / "models" / f"{scenario}-s0-cp2-poisoned"
-    sched = json.loads((saved / "scheduler" / "scheduler_config.json").read_text())
-    assert sched["beta_schedule"] == "scaled_linear"  # trained and sampled on SD's schedule, not ours
-    assert json.loads((saved / "text_encoder" / "config.json").read_text())["model_type"] == "clip_text_model"
+    if scenario == "lora":  # the adapter, on the user's folder as its base
+        from empirical.model import load_pipeline
+
+        assert json.loads((saved / "adapter.json").read_text())["base"] == str(tiny_sd.resolve())
+        assert not (saved / "unet").exists()
+        pipe = load_pipeline(tiny_sd)
+        pipe.load_lora_weights(str(saved))
+        assert any("lora" in k for k in pipe.unet.state_dict())
+    else:
+        sched = json.loads((saved / "scheduler" / "scheduler_config.json").read_text())
+        assert sched["beta_schedule"] == "scaled_linear"  # trained and sampled on SD's schedule, not ours
+        assert json.loads((saved / "text_encoder" / "config.json").read_text())["model_type"] == "clip_text_model"
     assert _digest(tiny_sd) == before  # the user's folder is never written
+
+
+def _variant_copy(tiny_sd: Path, folder: Path, kind: str | None = None) -> Path:
+    """A copy of the tiny SD folder holding fp16-variant weights only (``*.fp16.safetensors``), and optionally a
+    scheduler with another prediction_type."""
+    import torch
+
+    from empirical.model import load_pipeline
+
+    pipe = load_pipeline(tiny_sd).to(torch.float16)
+    pipe.save_pretrained(folder, safe_serialization=True, variant="fp16")
+    if kind is not None:
+        cfg = folder / "scheduler" / "scheduler_config.json"
+        cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "prediction_type": kind}))
+    return folder
+
+
+def test_fp16_variant_folder_needs_and_takes_variant(tmp_path, tiny_sd):
+    folder = _variant_copy(tiny_sd, tmp_path / "fp16")
+    assert not list((folder / "unet").glob("diffusion_pytorch_model.safetensors"))
+    r = _cli("--pretrained", str(folder), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"))
+    assert r.returncode == 2 and "holds only 'fp16'-variant weights: pass --variant fp16" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+    r = _cli("--pretrained", str(tiny_sd), "--variant", "fp16", "--out", str(tmp_path / "o"),
+             "--cache", str(tmp_path / "c"))
+    assert r.returncode == 2 and "has no 'fp16'-variant weights (it holds plain weights)" in r.stderr
+    base, vae, te = load_base(folder, variant="fp16")
+    plain, _, _ = load_base(tiny_sd)
+    assert base.image_size == plain.image_size
+    w = next(iter(base.unet_state.values()))
+    assert w.dtype.is_floating_point and str(w.dtype) == "torch.float32"  # held as float32 for training
+    assert next(vae.parameters()).dtype == w.dtype and next(te.model.parameters()).dtype == w.dtype
+    for k, v in plain.unet_state.items():  # the fp16 copy is the plain weights rounded to half precision
+        assert np.allclose(base.unet_state[k].numpy(), v.half().float().numpy())
+
+
+def test_v_prediction_folder_fine_tunes_and_sample_prediction_is_refused(tmp_path, tiny_sd):
+    folder = _variant_copy(tiny_sd, tmp_path / "v", "v_prediction")
+    out = tmp_path / "out"
+    assert run_main(["--preset", "micro", "--pretrained", str(folder), "--variant", "fp16",
+                     "--poisoned-concepts", "0", "--quiet", "--threads", "1", "--cache", str(tmp_path / "cache"),
+                     "--out", str(out)]) == 0
+    assert json.loads((out / "manifest.json").read_text())["setting"]["pretrained"]
+    bad = _variant_copy(tiny_sd, tmp_path / "s", "sample")
+    r = _cli("--pretrained", str(bad), "--variant", "fp16", "--out", str(tmp_path / "o2"),
+             "--cache", str(tmp_path / "c"))
+    assert r.returncode == 2 and "prediction_type 'sample' is not supported" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -276,3 +276,39 @@ def test_attention_rows_of_an_unfinished_point_are_dropped_on_resume(tmp_path: P
     assert main(args) == 0
     again = list(csv.DictReader(open(att)))
     assert len(again) == len(rows) and len(_rows(out)) == 1
+
+
+def test_precision_and_device_come_from_the_command_line_then_the_launcher_then_the_preset():
+    from empirical.presets import PRESETS, with_runtime
+
+    micro = PRESETS["micro"]
+    same, notes = with_runtime(micro, environ={})
+    assert same == micro and notes == []
+    launched, notes = with_runtime(micro, environ={"ACCELERATE_MIXED_PRECISION": "bf16", "ACCELERATE_USE_CPU": "1"})
+    assert {launched.pretrain.mixed_precision, launched.continued.mixed_precision,
+            launched.scratch.mixed_precision} == {"bf16"}
+    assert launched.device == "cpu" and notes == ["mixed precision bf16 (from the launcher)",
+                                                  "device cpu (from the launcher)"]
+    told, notes = with_runtime(micro, mixed_precision="no", environ={"ACCELERATE_MIXED_PRECISION": "bf16"})
+    assert told.continued.mixed_precision == "no" and notes == []
+    with pytest.raises(InputError, match="fp16 mixed precision needs a GPU"):
+        with_runtime(micro, mixed_precision="fp16", environ={})
+    with pytest.raises(InputError, match="must be one of"):
+        with_runtime(micro, environ={"ACCELERATE_MIXED_PRECISION": "fp8"})
+
+
+def test_mixed_precision_request_trains_in_bf16_and_is_part_of_the_setting(tmp_path: Path, cache: Path):
+    """A launcher's bf16 is honoured (not silently replaced by the preset's "no"), recorded in the setting, and
+    a folder written at full precision refuses it."""
+    base = ["--preset", "micro", "--poisoned-concepts", "1", "--no-control", "--seed", "0", "--cache", str(cache),
+            "--quiet", "--threads", "2"]
+    out = tmp_path / "bf16"
+    env = {**os.environ, "ACCELERATE_MIXED_PRECISION": "bf16"}
+    r = subprocess.run([sys.executable, "-m", "empirical.run", *base, "--out", str(out)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    setting = json.loads((out / "manifest.json").read_text())["setting"]
+    assert setting["continued"]["mixed_precision"] == "bf16" and setting["pretrain"]["mixed_precision"] == "bf16"
+    assert np.isfinite(float(_rows(out)[0]["unpoisoned_acc"]))
+    with pytest.raises(InputError, match="mixed_precision: bf16 -> no"):
+        main([*base, "--mixed-precision", "no", "--out", str(out)])

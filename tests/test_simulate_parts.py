@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulate.align import AttentionSolver, CapacitySolver, LinearMap, RidgeSolver, project_nuclear_ball
+from simulate.align import AttentionSolver, CapacitySolver, RidgeSolver, project_nuclear_ball
 from simulate.concepts import ConceptConfig, make_space, space_statistics, unit_rows
 from simulate.metrics import evaluate
 from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs

@@ -25,8 +25,7 @@ numeric checks below say what happens instead.
 from __future__ import annotations
 
 import itertools
-import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
