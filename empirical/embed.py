@@ -12,7 +12,8 @@ needs to calibrate the simulator's geometry to this data and this judge.
 FOLDER is a Hugging Face ``imagefolder`` (``metadata.jsonl`` lines ``{"file_name": ..., "text": ...}``; broken
 lines and unreadable images are skipped with a warning naming them). Each pair's caption and image are embedded
 in the model's joint space and L2-normalised; ``--out`` gets arrays ``text`` and ``image`` (n × d, float32),
-``line`` (the metadata line of each pair) and ``file_name``, which is what ``theory.ad`` reads.
+``line`` (the metadata line of each pair), ``file_name`` and ``caption``: ``theory.ad`` reads the embeddings,
+and its ``--top`` / ``--scores`` name each pair by file name and caption.
 
 The model is loaded once and pairs are embedded in batches with a progress bar. Every ``--save-every`` batches
 the embeddings so far go to ``OUT.partial.npz`` (with a fingerprint of the folder's metadata and the model), so a
@@ -115,18 +116,20 @@ def embed_folder(folder: Path, embedder, out: Path, *, batch_size: int = 64, sav
     image: list[np.ndarray] = []
     lines: list[int] = []
     names: list[str] = []
+    captions: list[str] = []
     after = 0
     if partial.is_file():
         with np.load(partial, allow_pickle=False) as z:
-            if str(z["fingerprint"]) == fp:
+            if str(z["fingerprint"]) == fp and "caption" in z.files:  # older partial files start over
                 text, image = [z["text"]], [z["image"]]
-                lines, names = list(z["line"]), list(z["file_name"])
+                lines, names, captions = list(z["line"]), list(z["file_name"]), list(z["caption"])
                 after = int(lines[-1]) if lines else 0
 
     def flush():
         _save(partial, text=np.concatenate(text) if text else np.zeros((0, 0), np.float32),
               image=np.concatenate(image) if image else np.zeros((0, 0), np.float32),
-              line=np.asarray(lines, np.int64), file_name=np.asarray(names, dtype=str), fingerprint=np.asarray(fp))
+              line=np.asarray(lines, np.int64), file_name=np.asarray(names, dtype=str),
+              caption=np.asarray(captions, dtype=str), fingerprint=np.asarray(fp))
 
     bar = tqdm(total=count_folder_lines(folder), initial=after, desc="embed", unit="pair", disable=not progress)
     batch: list[tuple[int, np.ndarray, str, str]] = []
@@ -139,6 +142,7 @@ def embed_folder(folder: Path, embedder, out: Path, *, batch_size: int = 64, sav
         image.append(v)
         lines.extend(b[0] for b in batch)
         names.extend(b[3] for b in batch)
+        captions.extend(b[2] for b in batch)
         bar.update(batch[-1][0] - bar.n)  # progress in metadata lines
         batch.clear()
         n_batches += 1
@@ -155,7 +159,8 @@ def embed_folder(folder: Path, embedder, out: Path, *, batch_size: int = 64, sav
     if not lines:
         raise InputError(f"no readable image-text pairs in {folder}")
     arrays = {"text": np.concatenate(text).astype(np.float32), "image": np.concatenate(image).astype(np.float32),
-              "line": np.asarray(lines, np.int64), "file_name": np.asarray(names, dtype=str)}
+              "line": np.asarray(lines, np.int64), "file_name": np.asarray(names, dtype=str),
+              "caption": np.asarray(captions, dtype=str)}
     _save(out, **arrays)
     partial.unlink(missing_ok=True)
     return arrays

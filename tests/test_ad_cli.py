@@ -109,6 +109,8 @@ def test_bad_files_one_line_exit_2(tmp_path: Path, case: str):
         (["--sample", "1"], "--sample"),
         (["--top", "-1"], "--top"),
         (["--top", "2", "--sample", "100"], "--top"),
+        (["--scores", "x.csv", "--sample", "100"], "--scores"),
+        (["--scores", "x.txt"], "name it *.csv"),
         (["--backend", "jax"], "invalid choice"),
     ],
 )
@@ -147,3 +149,56 @@ def test_negative_sample_seed_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "theory.ad", str(f), "--sample", "10", "--seed", "-1"],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 2 and proc.stderr.strip().endswith("--seed must be >= 0, got -1")
+
+
+def _labelled(tmp_path: Path, n: int = 30, **labels) -> Path:
+    rng = np.random.default_rng(4)
+    t = rng.normal(size=(n, 6))
+    v = t + 0.3 * rng.normal(size=t.shape)
+    v[[3, 17]] = rng.normal(size=(2, 6))  # two mismatched pairs
+    path = tmp_path / "labelled.npz"
+    np.savez(path, text=t, image=v, **labels)
+    return path
+
+
+def test_top_names_the_pairs_file_names_and_captions(tmp_path: Path):
+    names = np.array([f"img_{i:03d}.png" for i in range(30)])
+    caps = np.array([f"a photo of thing {i}" for i in range(30)])
+    path = _labelled(tmp_path, file_name=names, caption=caps)
+    proc = _run(str(path), "--top", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    top = json.loads(proc.stdout)["top"]
+    assert {r["file_name"] for r in top} == {"img_003.png", "img_017.png"}
+    assert all(r["caption"] == caps[r["index"]] for r in top)
+    human = _run(str(path), "--top", "2").stdout
+    assert "img_003.png" in human and "a photo of thing 17" in human
+
+
+def test_scores_csv_holds_every_pair_and_sums_to_ad(tmp_path: Path):
+    import csv
+
+    from theory.ad import pair_attribution, pair_scores
+
+    names = np.array([f"img_{i:03d}.png" for i in range(30)])
+    path = _labelled(tmp_path, file_name=names)
+    out = tmp_path / "scores.csv"
+    proc = _run(str(path), "--scores", str(out))
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(open(out)))
+    assert [int(r["index"]) for r in rows] == list(range(30)) and rows[5]["file_name"] == "img_005.png"
+    assert list(rows[0]) == ["index", "file_name", "s_i", "feature_share", "structure_share", "share_of_ad", "rank"]
+    with np.load(path) as z:
+        t, v = z["text"], z["image"]
+    att = pair_attribution(t, v)
+    share = np.array([float(r["share_of_ad"]) for r in rows])
+    assert share.sum() == pytest.approx(att.result.ad, abs=1e-12)  # full precision in the CSV
+    cos = np.sum(t * v, 1) / np.linalg.norm(t, axis=1) / np.linalg.norm(v, axis=1)
+    assert np.allclose([float(r["s_i"]) for r in rows], pair_scores(cos), atol=1e-12)
+    ranks = {int(r["rank"]): int(r["index"]) for r in rows}
+    assert sorted(ranks) == list(range(1, 31)) and {ranks[1], ranks[2]} == {3, 17}
+
+
+def test_bad_labels_are_named(tmp_path: Path):
+    path = _labelled(tmp_path, file_name=np.array(["a", "b"]))
+    proc = _run(str(path), "--top", "1")
+    assert proc.returncode == 2 and "'file_name' must hold one string per pair (30)" in proc.stderr

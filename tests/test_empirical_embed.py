@@ -59,8 +59,9 @@ def test_embeds_a_folder_and_its_ad_matches_a_direct_computation(folder, assets,
         assert main([str(d), "--out", str(out), "--judge", str(cache / "judge-copy"), "--quiet",
                      "--batch-size", "3"]) == 0
     with np.load(out, allow_pickle=False) as z:
-        text, image, line, names = z["text"], z["image"], z["line"], z["file_name"]
+        text, image, line, names, caps = z["text"], z["image"], z["line"], z["file_name"], z["caption"]
     assert len(text) == len(image) == len(kept) and list(names) == [f"{i}.png" for i in kept]
+    assert list(caps) == [a.data.captions[i] for i in kept]
     assert np.allclose(np.linalg.norm(text, axis=1), 1, atol=1e-5)
     assert 4 not in line and 7 not in line  # the broken line and the unreadable image
     direct = alignment_difficulty(a.judge.embed_texts([a.data.captions[i] for i in kept]),

@@ -49,7 +49,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from theory.cli import ArgumentParser, InputError, run_main
+from theory.cli import ArgumentParser, InputError, path_arg, run_main
 from theory.validate import check_alpha, check_pairs, row_norms, torch_device
 
 __all__ = [
@@ -126,6 +126,7 @@ class Attribution:
     result: ADResult
     feature: np.ndarray
     structure: np.ndarray
+    score: np.ndarray  # s_i, the pair's (rescaled) text-image score
     contribution: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -323,7 +324,7 @@ def _from_terms(f: np.ndarray, r: np.ndarray, alpha: float, laion_scale: bool) -
 
 def _attribution_from_terms(f: np.ndarray, r: np.ndarray, alpha: float, laion_scale: bool) -> Attribution:
     n = f.size
-    return Attribution(_from_terms(f, r, alpha, laion_scale), alpha * f / n, (1.0 - alpha) * r / (n * n))
+    return Attribution(_from_terms(f, r, alpha, laion_scale), alpha * f / n, (1.0 - alpha) * r / (n * n), 1.0 - f)
 
 
 def _exact_parts(
@@ -594,6 +595,18 @@ class IncrementalAD:
 # command line
 
 
+def score_rows(att: Attribution, names: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
+    """One row per pair, in file order: index, the pair's labels (``file_name``, ``caption`` when given), its
+    score s_i, its feature share α(1−s_i)/n, its structure share (1−α)r_i/n², its share of AD (their sum) and its
+    rank by share (1 = largest; ties by index)."""
+    names = names or {}
+    rank = np.empty(att.contribution.size, dtype=np.int64)
+    rank[att.top(att.contribution.size)] = np.arange(1, att.contribution.size + 1)
+    return [{"index": i, **{k: str(v[i]) for k, v in names.items()}, "s_i": float(att.score[i]),
+             "feature_share": float(att.feature[i]), "structure_share": float(att.structure[i]),
+             "share_of_ad": float(att.contribution[i]), "rank": int(rank[i])} for i in range(att.contribution.size)]
+
+
 def _parser() -> ArgumentParser:
     p = ArgumentParser(
         prog="python -m theory.ad",
@@ -610,14 +623,19 @@ def _parser() -> ArgumentParser:
     p.add_argument("--backend", choices=["numpy", "torch"], default="numpy")
     p.add_argument("--device", default=None, help="torch device, e.g. cuda:0 (backend torch)")
     p.add_argument("--top", type=int, default=0, metavar="K",
-                   help="also report the K pairs with the largest share of AD (exact mode)")
+                   help="also report the K pairs with the largest share of AD (exact mode), with their file_name "
+                        "and caption when FILE holds them")
+    p.add_argument("--scores", type=path_arg, default=None, metavar="CSV",
+                   help="write every pair (index, file_name, caption, s_i, feature and structure shares, share of "
+                        "AD, rank) to CSV (exact mode)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m theory.ad FILE [--alpha A] [--no-laion-scale] [--sample N] [--seed S] [--json]``."""
-    from theory.pairs_file import load_pairs
+    from theory.pairs_file import PAIR_LABELS, load_pair_labels, load_pairs
+    from theory.records import atomic_write_text, csv_text
 
     args = _parser().parse_args(argv)
     check_alpha(args.alpha)
@@ -627,9 +645,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
     if args.top < 0:
         raise InputError(f"--top must be >= 0, got {args.top}")
-    if args.top and args.sample is not None:
-        raise InputError("--top needs the exact computation; drop --sample")
+    if (args.top or args.scores) and args.sample is not None:
+        raise InputError("--top and --scores need the exact computation; drop --sample")
+    if args.scores is not None and args.scores.suffix.lower() != ".csv":
+        raise InputError(f"--scores {args.scores}: the table is written as CSV; name it *.csv")
     text, image = load_pairs(args.file)
+    names = load_pair_labels(args.file, len(text)) if (args.top or args.scores) else {}
     laion = not args.no_laion_scale
     top: list[dict[str, float]] = []
     if args.sample is not None:
@@ -638,7 +659,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         att = pair_attribution(text, image, args.alpha, laion, block=args.block, precision=args.precision,
                                backend=args.backend, device=args.device)
         res = att.result
-        top = [{"index": int(i), "contribution": float(att.contribution[i])} for i in att.top(args.top)]
+        top = [{"index": int(i), **{k: str(v[i]) for k, v in names.items()},
+                "contribution": float(att.contribution[i])} for i in att.top(args.top)]
+        if args.scores is not None:
+            atomic_write_text(args.scores, csv_text(score_rows(att, names)))
     out = res.as_dict()
     if top:
         out["top"] = top
@@ -656,7 +680,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         line += f"   95% CI [{res.ci95[0]:.8f}, {res.ci95[1]:.8f}]"
     print(line)
     for row in top:
-        print(f"  pair {row['index']:>8d}  share of AD {row['contribution']:.3e}")
+        label = "  ".join(row[k] for k in PAIR_LABELS if k in row)
+        print(f"  pair {row['index']:>8d}  share of AD {row['contribution']:.3e}" + (f"  {label}" if label else ""))
+    if args.scores is not None:
+        print(f"wrote {args.scores} ({res.n} pairs)")
     return 0
 
 

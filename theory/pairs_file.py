@@ -19,9 +19,11 @@ import numpy as np
 from theory.cli import InputError
 from theory.validate import physical_memory
 
-__all__ = ["load_arrays", "load_pairs", "save_pairs", "SUFFIXES"]
+__all__ = ["load_arrays", "load_pairs", "load_pair_labels", "save_pairs", "SUFFIXES", "PAIR_LABELS"]
 
 SUFFIXES = (".npz", ".safetensors")
+#: Optional per-pair string arrays an ``.npz`` pairs file may hold (``python -m empirical.embed`` writes them).
+PAIR_LABELS = ("file_name", "caption")
 
 
 def _check_suffix(path: Path) -> str:
@@ -39,6 +41,31 @@ def load_pairs(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     """
     arrays = load_arrays(path, ("text", "image"))
     return arrays["text"], arrays["image"]
+
+
+def load_pair_labels(path: str | os.PathLike[str], n: int) -> dict[str, np.ndarray]:
+    """The optional per-pair labels (:data:`PAIR_LABELS`) of a pairs file: fixed-width string arrays of length
+    ``n`` in an ``.npz`` (never unpickled); {} for ``.safetensors`` (it holds tensors only) or when absent. A label
+    array of another length or kind is an InputError naming it."""
+    path = Path(path)
+    if _check_suffix(path) != ".npz":
+        return {}
+    out = {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            for key in PAIR_LABELS:
+                if key not in data.files:
+                    continue
+                arr = data[key]
+                if arr.dtype.kind not in "US" or arr.shape != (n,):
+                    raise InputError(f"{path}: '{key}' must hold one string per pair ({n}), got dtype {arr.dtype} "
+                                     f"shape {arr.shape}")
+                out[key] = arr.astype(str)
+    except InputError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputError(f"{path}: cannot read its labels ({type(exc).__name__}: {exc})") from None
+    return out
 
 
 def load_arrays(path: str | os.PathLike[str], wanted: Sequence[str]) -> dict[str, np.ndarray]:
