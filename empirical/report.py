@@ -1,10 +1,14 @@
 """``python -m empirical.report DIR [DIR ...]``: aggregate empirical results over seeds, correlate with AD, plot.
 
 Reads ``results.csv`` from each folder, groups rows by (setting, scenario, targets, steps, p, C_P, kind, poison
-type), and prints the mean and a 95% t-interval over seeds of each measure; then the cross-attention statistics
+type), and prints the mean and a 95% t-interval over seeds of each measure; then the **paired gap** poisoned −
+control of every poisoned point whose same-volume control exists (each seed with its own control: mean ± 95% CI
+of the per-seed differences and the paired t-test's two-sided p); then the cross-attention statistics
 (``attention.csv``) of unpoisoned and poisoned concepts the same way; then Spearman ρ between the AD of the
-training mix and each unpoisoned-concept measure over all rows (poisoned and controls alike), and writes
-``DIR/report.png`` (first folder): AD and unpoisoned-concept measures vs C_P, poisoned runs against their controls.
+training mix and each unpoisoned-concept measure over all rows (poisoned and controls alike; when ρ is undefined
+the reason is said), and writes ``DIR/report.png`` (first folder): AD and unpoisoned-concept measures vs C_P,
+poisoned runs against their controls. ``--csv FILE`` writes the aggregate with its gap columns, ``--json FILE``
+the aggregate, the per-seed gaps and the correlations. :func:`load_results` reads a folder's table for analysis.
 
 Folders whose manifests record the same setting (preset, UNet, base model) pool their seeds; each other setting is
 labelled with the name of the first folder that holds it.
@@ -18,7 +22,10 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from theory.cli import ArgumentParser, InputError, run_main
+import numpy as np
+
+from theory.cli import ArgumentParser, InputError, path_arg, run_main
+from theory.records import atomic_write_text, csv_text
 from theory.stats import mean_ci95
 
 GROUP = ("setting", "scenario", "targets", "steps", "poison_per_concept", "c_p", "kind", "poison_type")
@@ -93,16 +100,89 @@ def aggregate(rows: list[dict[str, str]], group: Sequence[str] = GROUP, shown: S
 
 def spearman(rows: list[dict[str, str]], measure: str) -> tuple[float, int]:
     """Spearman ρ between ``ad`` and ``measure`` over rows where both are finite, and the number of rows."""
+    rho, n, _ = spearman_why(rows, measure)
+    return rho, n
+
+
+def spearman_why(rows: list[dict[str, str]], measure: str) -> tuple[float, int, str]:
+    """:func:`spearman` and, when ρ is NaN, why ("" otherwise)."""
     from scipy import stats
 
-    pairs = [(float(r["ad"]), float(r[measure])) for r in rows]
+    pairs = [(float(r["ad"]), float(r[measure])) for r in rows if measure in r]
     pairs = [(a, b) for a, b in pairs if math.isfinite(a) and math.isfinite(b)]
     if len(pairs) < 3:
-        return float("nan"), len(pairs)
+        return float("nan"), len(pairs), f"only {len(pairs)} run(s) with finite AD and {measure} (3 needed)"
     a, b = zip(*pairs)
     if len(set(a)) < 2 or len(set(b)) < 2:  # a constant side has no rank correlation
-        return float("nan"), len(pairs)
-    return float(stats.spearmanr(a, b).statistic), len(pairs)
+        which = "AD" if len(set(a)) < 2 else measure
+        return float("nan"), len(pairs), f"{which} is the same in every run: no rank correlation"
+    return float(stats.spearmanr(a, b).statistic), len(pairs), ""
+
+
+#: What identifies a poisoned point's same-volume control: everything but kind and poison type.
+PAIRING = ("setting", "scenario", "targets", "steps", "poison_per_concept", "c_p", "seed")
+
+
+def paired_gaps(rows: list[dict[str, str]], measures: Sequence[str] = SHOWN) -> list[dict]:
+    """Per poisoned row (C_P > 0) whose control exists: the group keys, the seed and poisoned − control of each
+    measure (NaN where either is NaN or missing)."""
+    controls = {tuple(r[k] for k in PAIRING): r for r in rows if r["kind"] == "control"}
+    out = []
+    for r in rows:
+        c = controls.get(tuple(r[k] for k in PAIRING)) if r["kind"] == "poisoned" and r["c_p"] != "0" else None
+        if c is None:
+            continue
+        rec = {k: r[k] for k in GROUP}
+        rec["seed"] = r["seed"]
+        for m in measures:
+            rec[m] = _num(r.get(m)) - _num(c.get(m))
+        out.append(rec)
+    return out
+
+
+def gap_summary(gaps: list[dict], measures: Sequence[str] = SHOWN) -> dict[tuple, dict[str, tuple]]:
+    """Per group: (mean, 95% CI half-width, paired t-test two-sided p, seeds) of each measure's gap (p is NaN
+    below two seeds or when every gap is equal)."""
+    from scipy import stats
+
+    groups: dict[tuple, list[dict]] = {}
+    for g in gaps:
+        groups.setdefault(tuple(g[k] for k in GROUP), []).append(g)
+    out = {}
+    for key, gs in groups.items():
+        rec = {}
+        for m in measures:
+            x = np.array([g[m] for g in gs if math.isfinite(g[m])])
+            mean, ci = mean_ci(x)
+            p = float(stats.ttest_1samp(x, 0.0).pvalue) if len(x) >= 2 and np.ptp(x) > 0 else float("nan")
+            rec[m] = (mean, ci, p, len(x))
+        out[key] = rec
+    return out
+
+
+def _num(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def load_results(folder: Path | str, table: str = "results.csv"):
+    """The rows of one run folder's ``table`` (results.csv, attention.csv, per_concept.csv), numbers as floats
+    where they parse: a pandas DataFrame when pandas is installed, else a list of dicts."""
+    rows = read_rows([Path(folder)], table)
+    for r in rows:
+        for k, v in r.items():
+            if k not in ("setting", "scenario", "kind", "poison_type", "targets", "concept", "group", "read_as"):
+                try:
+                    r[k] = float(v)
+                except (TypeError, ValueError):
+                    pass
+    try:
+        import pandas as pd
+    except ImportError:
+        return rows
+    return pd.DataFrame(rows)
 
 
 def plot(records: list[dict], path: Path) -> None:
@@ -150,22 +230,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m empirical.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="output folders of python -m empirical.run")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--csv", type=path_arg, default=None, metavar="FILE",
+                        help="write the aggregate (mean and CI per measure, and the poisoned - control gaps)")
+    parser.add_argument("--json", type=path_arg, default=None, metavar="FILE",
+                        help="write the aggregate, the per-seed gaps and the AD correlations as JSON")
     args = parser.parse_args(argv)
+    for opt, path in (("--csv", args.csv), ("--json", args.json)):
+        if path is not None and path.is_dir():
+            raise InputError(f"{opt} {path} is a folder; name a file")
     rows = read_rows(args.folders)
     records = aggregate(rows)
     _print(records, GROUP, SHOWN)
+    gaps = paired_gaps(rows)
+    summary = gap_summary(gaps)
+    if summary:
+        print("\npoisoned - control, each seed with its own control (mean ± 95% CI, paired t-test p)")
+        for key, rec in summary.items():
+            cells = [f"{m} {v[0]:+.3f}±{v[1]:.3f} (p {v[2]:.2g})" for m, v in rec.items()
+                     if m in UNPOISONED + ("unpoisoned_meaningless",) and math.isfinite(v[0])]
+            print("  ".join(str(k) for k in key) + f"  seeds {max(v[3] for v in rec.values())}:  " + "  ".join(cells))
     att = read_rows(args.folders, "attention.csv", required=False)
     if att:
         print("\ncross-attention statistics of the concept's tokens (empirical.attention), per concept group")
         _print(aggregate(att, (*GROUP, "group"), ATTENTION), (*GROUP, "group"), ATTENTION)
+    correlations = []
     for m in UNPOISONED:
-        rho, n = spearman(rows, m)
-        print(f"Spearman rho(AD, {m}) = {rho:+.3f} over {n} runs")
+        rho, n, why = spearman_why(rows, m)
+        correlations.append({"measure": m, "rho": rho, "n": n, "why_nan": why})
+        print(f"Spearman rho(AD, {m}) = {rho:+.3f} over {n} runs" + (f" ({why})" if why else ""))
+    if args.csv is not None:
+        atomic_write_text(args.csv, csv_text(flat_records(records, summary)))
+        print(f"table: {args.csv}")
+    if args.json is not None:
+        doc = {"aggregate": flat_records(records, summary), "gaps": gaps, "correlations": correlations}
+        atomic_write_text(args.json, json.dumps(doc, indent=1, default=float) + "\n")
+        print(f"json: {args.json}")
     if not args.no_plot:
         path = args.folders[0] / "report.png"
         plot(records, path)
         print(f"plot: {path}")
     return 0
+
+
+def flat_records(records: list[dict], summary: dict[tuple, dict[str, tuple]]) -> list[dict]:
+    """The aggregate as flat rows: group keys, seeds, ``<m>_mean`` / ``<m>_ci95`` per measure, and for poisoned
+    groups with controls ``gap_<m>_mean`` / ``gap_<m>_ci95`` / ``gap_<m>_p`` (empty otherwise)."""
+    out = []
+    for rec in records:
+        row = {k: rec[k] for k in GROUP}
+        row["n_seeds"] = rec["n_seeds"]
+        for m in SHOWN:
+            row[f"{m}_mean"], row[f"{m}_ci95"] = rec[m]
+        gap = summary.get(tuple(rec[k] for k in GROUP), {})
+        for m in SHOWN:
+            g = gap.get(m)
+            row[f"gap_{m}_mean"], row[f"gap_{m}_ci95"], row[f"gap_{m}_p"] = (g[:3] if g else ("", "", ""))
+        out.append(row)
+    return out
 
 
 def _print(records: list[dict], group: Sequence[str], shown: Sequence[str]) -> None:

@@ -7,7 +7,8 @@ For every seed and C_P it trains the scenario on clean + dirty-label poison pair
 on clean + as many correctly-labelled extra pairs, then generates k images per concept at fixed seeds and writes
 one row per (seed, C_P, kind) to ``OUT/results.csv`` (measures: :mod:`empirical.evaluate`), a sample grid per
 point under ``OUT/grids/`` (with its cross-attention overlays), mean cross-attention statistics of poisoned and
-unpoisoned concepts in ``OUT/attention.csv`` (:mod:`empirical.attention`), per-concept readings and the grid
+unpoisoned concepts in ``OUT/attention.csv`` (:mod:`empirical.attention`), every concept's reading by the judge
+in ``OUT/per_concept.csv`` (long format: one row per point and concept), per-concept readings and the grid
 concepts' attention maps under ``OUT/points/``, the poison plan per seed under
 ``OUT/plans/`` and ``OUT/manifest.json`` (configs, versions, judge and VAE quality, timings). Finished points are
 skipped when rerun; an interrupted training resumes from its last checkpoint. Shared assets (renders, VAE, judge,
@@ -438,6 +439,7 @@ def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p
     save_arrays(out / "points" / f"{tag}-attention.npz", images=images[sel], maps=att.concept_maps()[sel].astype(
         np.float16), concepts=np.asarray([names[gen_labels[i]] for i in sel]))
     row["attention"] = attention_rows(att.statistics, gen_labels, poisoned)
+    row["concepts"] = [{**r, "poisoned": int(names.index(r["concept"]) in poisoned)} for r in table]
     if keep_model:
         keep_model_files(assets, unet, scenario, base_seed, out / "models", tag, cache_dir)
     shutil.rmtree(ckpt, ignore_errors=True)
@@ -470,6 +472,9 @@ def keep_model_files(assets: Assets, unet, scenario: str, base_seed: int, models
                                                                 indent=1))
 
 
+#: One row per (point, concept) in ``per_concept.csv``: the judge's reading of that concept's generated images.
+PER_CONCEPT_COLUMNS: tuple[str, ...] = (*POINT_KEY, "concept", "poisoned", "acc", "prob", "read_as",
+                                        *(f"attn_{k}" for k in STATISTICS))
 ATTENTION_COLUMNS: tuple[str, ...] = (*POINT_KEY, "group", "n_prompts", *(f"attn_{k}" for k in STATISTICS))
 
 
@@ -493,6 +498,11 @@ def save_arrays(path: Path, **arrays: np.ndarray) -> None:
 
 
 def _fmt(v) -> str:
+    """A table cell: floats at full precision (shortest repr that reads back exactly)."""
+    return str(float(v)) if isinstance(v, float) else str(v)
+
+
+def _short(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
@@ -637,10 +647,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     with state.main_process_first():  # process 0 upgrades or repairs the tables, the others then read them
         table = ResultsTable(out / "results.csv", COLUMNS, fill=_fill_old_row)
         attention_table = ResultsTable(out / "attention.csv", ATTENTION_COLUMNS, fill=_fill_old_row)
+        concept_table = ResultsTable(out / "per_concept.csv", PER_CONCEPT_COLUMNS)
         track = ResultsTable(out / "attention_track.csv", TRACK_COLUMNS) if args.track_attention else None
         if main_proc:  # a kill between the two tables leaves attention rows of an unfinished point: drop them
             finished = {tuple(r[k] for k in POINT_KEY) for r in table.rows}
             attention_table.keep_only(lambda r: tuple(r[k] for k in POINT_KEY) in finished)
+            concept_table.keep_only(lambda r: tuple(r[k] for k in POINT_KEY) in finished)
     manifest_path = out / "manifest.json"
     manifest = read_manifest(manifest_path)
     setting = setting_of(preset, args.scenario, args.base_seed, pretrained[0].key if pretrained else None,
@@ -701,8 +713,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if row is None:  # not process 0 under DDP
             continue
         attention_table.append([{k: _fmt({**row, **a}[k]) for k in ATTENTION_COLUMNS} for a in row["attention"]])
+        concept_table.append([{k: _fmt({**row, **c}[k]) for k in PER_CONCEPT_COLUMNS} for c in row["concepts"]])
         table.append([{k: _fmt(row[k]) for k in COLUMNS}])  # last: a row in results.csv marks the point done
-        log("    " + "  ".join(f"{k} {_fmt(row[k])}" for k in ("ad", "unpoisoned_acc", "unpoisoned_prob",
+        log("    " + "  ".join(f"{k} {_short(row[k])}" for k in ("ad", "unpoisoned_acc", "unpoisoned_prob",
                                                                   "attack_success", "fd_unpoisoned")))
     state.wait_for_everyone()
     if not main_proc:

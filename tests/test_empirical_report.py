@@ -95,3 +95,50 @@ def test_folders_pool_by_recorded_setting_and_old_tables_read_as_dirty(tmp_path:
     assert main([str(tmp_path / "a"), "--no-plot"]) == 0
     out = capsys.readouterr().out
     assert "cross-attention statistics" in out and "unpoisoned  1  0.200±0.000  0.500±0.000" in out
+
+
+def test_paired_gaps_pair_each_seed_with_its_own_control_and_write_tables(tmp_path: Path, capsys):
+    """The gap is computed seed by seed (not difference of means of unpaired rows): per-seed offsets shared by a
+    poisoned point and its control cancel, so the CI is that of the differences; p from the paired t-test."""
+    rows = []
+    offsets = [0.0, 0.3, -0.2]
+    for seed, off in enumerate(offsets):
+        for c_p, kind, acc in ((0, "poisoned", 0.9), (20, "poisoned", 0.7 - 0.01 * seed), (20, "control", 0.9)):
+            rows.append({"seed": seed, "scenario": "continuous", "targets": "poisoned", "steps": 600,
+                         "poison_per_concept": 80, "c_p": c_p, "kind": kind, "ad": 0.3 + 0.01 * c_p,
+                         "unpoisoned_acc": acc + off, "unpoisoned_prob": 0.5})
+    _write(tmp_path / "a", rows)
+    assert main([str(tmp_path / "a"), "--no-plot", "--csv", str(tmp_path / "t.csv"),
+                 "--json", str(tmp_path / "t.json")]) == 0
+    out = capsys.readouterr().out
+    assert "poisoned - control" in out and "no rank correlation" not in out.split("Spearman")[0]
+    doc = json.loads((tmp_path / "t.json").read_text())
+    gaps = [g["unpoisoned_acc"] for g in doc["gaps"]]
+    assert gaps == pytest.approx([-0.2, -0.21, -0.22])
+    (row,) = [r for r in csv.DictReader(open(tmp_path / "t.csv")) if r["kind"] == "poisoned" and r["c_p"] == "20"]
+    d = np.array(gaps)
+    assert float(row["gap_unpoisoned_acc_mean"]) == pytest.approx(d.mean())
+    assert float(row["gap_unpoisoned_acc_ci95"]) == pytest.approx(stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3))
+    assert float(row["gap_unpoisoned_acc_p"]) == pytest.approx(stats.ttest_rel(
+        [r["unpoisoned_acc"] for r in rows if r["kind"] == "poisoned" and r["c_p"] == 20],
+        [r["unpoisoned_acc"] for r in rows if r["kind"] == "control"]).pvalue)
+    # the unpaired CI would be dominated by the seed offsets: the paired one is far narrower
+    assert float(row["gap_unpoisoned_acc_ci95"]) < 0.2 * float(row["unpoisoned_acc_ci95"])
+    corr = {c["measure"]: c for c in doc["correlations"]}
+    assert np.isnan(corr["unpoisoned_prob"]["rho"]) and "unpoisoned_prob is the same in every run" in \
+        corr["unpoisoned_prob"]["why_nan"]
+
+
+def test_load_results_reads_numbers(tmp_path: Path):
+    from empirical.report import load_results
+
+    _write(tmp_path / "a", _rows())
+    res = load_results(tmp_path / "a")
+    rows = res.to_dict("records") if hasattr(res, "to_dict") else res
+    assert len(rows) == 18 and isinstance(rows[0]["ad"], float) and rows[0]["kind"] in ("poisoned", "control")
+
+
+def test_report_tables_refuse_a_folder_as_file(tmp_path: Path):
+    _write(tmp_path / "a", _rows())
+    with pytest.raises(Exception, match="is a folder"):
+        main([str(tmp_path / "a"), "--no-plot", "--csv", str(tmp_path)])

@@ -73,6 +73,16 @@ def test_micro_run_writes_schema_and_resumes(tmp_path: Path, cache: Path, capsys
         assert z["maps"].shape[1:] == z["images"].shape[1:3]
     point = json.loads((out / "points" / "continuous-s0-cp2-poisoned.json").read_text())
     assert len(point["poisoned"]) == 2 and point["poisoned"] == plan["order"][:2]
+    # per_concept.csv: every concept of every point; its unpoisoned mean is the point's unpoisoned accuracy
+    with open(out / "per_concept.csv", newline="") as fh:
+        per = list(csv.DictReader(fh))
+    assert len(per) == 3 * 4
+    for r in rows:
+        mine = [c for c in per if (c["c_p"], c["kind"]) == (r["c_p"], r["kind"])]
+        assert sum(int(c["poisoned"]) for c in mine) == int(r["c_p"])
+        clean = [float(c["acc"]) for c in mine if c["poisoned"] == "0"]
+        assert np.mean(clean) == pytest.approx(float(r["unpoisoned_acc"]), abs=1e-12)
+    assert any(len(r["ad"].split(".")[-1]) > 6 for r in rows)  # full precision, not 4 decimals
     assert not (out / "checkpoints").exists() or not any((out / "checkpoints").iterdir())
     capsys.readouterr()
 
