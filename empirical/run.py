@@ -8,8 +8,9 @@ on clean + as many correctly-labelled extra pairs, then generates k images per c
 one row per (seed, C_P, kind) to ``OUT/results.csv`` (measures: :mod:`empirical.evaluate`), a sample grid per
 point under ``OUT/grids/`` (with its cross-attention overlays), mean cross-attention statistics of poisoned and
 unpoisoned concepts in ``OUT/attention.csv`` (:mod:`empirical.attention`), every concept's reading by the judge
-in ``OUT/per_concept.csv`` (long format: one row per point and concept), per-concept readings and the grid
-concepts' attention maps under ``OUT/points/``, the poison plan per seed under
+in ``OUT/per_concept.csv`` (long format: one row per point and concept), per-concept readings, the training
+loss per step (``<point>-loss.csv``) and the grid concepts' attention maps under ``OUT/points/``, the poison plan
+per seed under
 ``OUT/plans/`` and ``OUT/manifest.json`` (configs, versions, judge and VAE quality, timings). Finished points are
 skipped when rerun; an interrupted training resumes from its last checkpoint. Shared assets (renders, VAE, judge,
 clean pretraining) are cached in ``--cache`` and keyed by their settings.
@@ -266,7 +267,7 @@ def _main_first():
 
 
 def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_dir: Path, cache_dir: Path | None,
-                *, base_seed: int = 0, progress: bool = False, on_checkpoint=None):
+                *, base_seed: int = 0, progress: bool = False, on_checkpoint=None, on_step=None):
     """Train one point of ``scenario`` on ``mix``; returns the UNet carrying its EMA weights.
 
     ``scratch`` starts from an initialisation drawn with ``seed``. ``continuous`` starts from the clean
@@ -289,7 +290,7 @@ def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_d
             add_lora(unet, assets.preset.lora, seed=seed + 2)
     unet, ema = train_unet(unet, mix, cfg, checkpoint_dir=checkpoint_dir, progress=progress,
                            device=assets.preset.device, scheduler_config=assets.scheduler_config,
-                           on_checkpoint=on_checkpoint)
+                           on_checkpoint=on_checkpoint, on_step=on_step)
     return with_weights(unet, ema), cfg.steps
 
 
@@ -351,6 +352,32 @@ def grid_image(images: np.ndarray, rows: list[str], per_row: int, scale: int = 2
     return canvas
 
 
+class LossLog:
+    """The training loss of one point, step by step, in ``path`` (CSV: step, loss; full precision), rewritten
+    every ``every`` steps and at the end. After a resume the retrained steps replace their earlier rows, so the
+    file holds one loss per step whatever the kills."""
+
+    def __init__(self, path: Path, every: int = 50):
+        self.path, self.every = Path(path), every
+        self.loss: dict[int, float] = {}
+        if self.path.is_file():
+            for line in self.path.read_text().splitlines()[1:]:
+                try:
+                    step, value = line.split(",")
+                    self.loss[int(step)] = float(value)
+                except ValueError:
+                    continue  # a line cut by a kill: that step is retrained and written again
+
+    def __call__(self, step: int, loss: float) -> None:
+        self.loss[step + 1] = loss
+        if (step + 1) % self.every == 0:
+            self.write()
+
+    def write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, "step,loss\n" + "".join(f"{k},{self.loss[k]!r}\n" for k in sorted(self.loss)))
+
+
 def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p: int, kind: str, p: int,
               out: Path, cache_dir: Path | None, base_seed: int = 0, poison_type: str = "dirty",
               progress: bool = False, keep_model: bool = False, track: ResultsTable | None = None,
@@ -392,8 +419,11 @@ def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p
             "seed": seed, "scenario": scenario, "c_p": c_p, "kind": kind, "poison_type": poison_type,
             "poison_per_concept": p, "targets": plan.mode})
     t0 = time.perf_counter()
+    losses = LossLog(out / "points" / f"{tag}-loss.csv") if _is_main() else None
     unet, steps = train_point(assets, scenario, seed, mix, ckpt, cache_dir, base_seed=base_seed, progress=progress,
-                              on_checkpoint=tracker)
+                              on_checkpoint=tracker, on_step=losses)
+    if losses is not None:
+        losses.write()
     train_s = time.perf_counter() - t0
     if not _is_main():  # under DDP the other processes only train; process 0 evaluates and writes
         return None
@@ -526,7 +556,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base-seed", type=int, default=0,
                         help="seed of the clean pretraining that continuous and lora start from, shared by all "
                              "--seed values (default 0); scratch ignores it")
-    parser.add_argument("--concepts", type=int, default=None, help="number of concepts (default: the preset's)")
+    parser.add_argument("--n-concepts", "--concepts", dest="concepts", type=int, default=None,
+                        help="K, the number of concepts (default: the preset's; --concepts is the older name)")
     parser.add_argument("--unet-channels", default=None, metavar="LIST",
                         help="UNet channels per level, e.g. 32,64 (default: the preset's)")
     parser.add_argument("--steps", type=int, default=None, help="training steps of the poisoned phase")
@@ -578,7 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError(f"unknown target mode {args.targets!r}; choose from {', '.join(TARGET_MODES)}")
     seeds = parse_int_list(args.seed, name="--seed")
     if args.concepts is not None and args.concepts < 2:
-        raise InputError(f"--concepts must be >= 2, got {args.concepts}")
+        raise InputError(f"--n-concepts must be >= 2, got {args.concepts}")
     if args.steps is not None and args.steps < 1:
         raise InputError(f"--steps must be >= 1, got {args.steps}")
     check_threads(args.threads)

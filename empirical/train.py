@@ -362,8 +362,12 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
                     ema[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
                 else:
                     ema[k].copy_(v)
-        if on_step is not None:
-            on_step(step, float(loss.detach()))
+        if on_step is not None or (progress and accelerator.is_main_process):
+            value = float(loss.detach())
+            if on_step is not None:
+                on_step(step, value)
+            if hasattr(steps, "set_postfix") and step % 10 == 0:
+                steps.set_postfix(loss=f"{value:.4f}", refresh=False)
         if checkpoint_dir is not None and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
             if accelerator.is_main_process:
                 save_checkpoint(Path(checkpoint_dir), step + 1, fingerprint, raw, ema, opt, gen)

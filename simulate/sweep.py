@@ -225,8 +225,8 @@ def plot(summary: dict[int, dict[str, tuple[float, float]]], path: Path, title: 
 def _parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m simulate.sweep",
                        description="Sweep the number of poisoned concepts C_P: AD, attack success and implosion.")
-    p.add_argument("--concepts", default="1..500", metavar="SPEC",
-                   help="C_P values: 1..500, 0..500:25 or 0,10,50 (default 1..500)")
+    p.add_argument("--poisoned-concepts", "--concepts", dest="concepts", default="1..500", metavar="SPEC",
+                   help="C_P values: 1..500, 0..500:25 or 0,10,50 (default 1..500; --concepts is the older name)")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
     p.add_argument("--solver", choices=sorted(SOLVERS), default="ridge")
     p.add_argument("--out", type=path_arg, default=Path("results/sweep"), help="output folder (default results/sweep)")

@@ -83,6 +83,9 @@ def test_micro_run_writes_schema_and_resumes(tmp_path: Path, cache: Path, capsys
         clean = [float(c["acc"]) for c in mine if c["poisoned"] == "0"]
         assert np.mean(clean) == pytest.approx(float(r["unpoisoned_acc"]), abs=1e-12)
     assert any(len(r["ad"].split(".")[-1]) > 6 for r in rows)  # full precision, not 4 decimals
+    loss = (out / "points" / "continuous-s0-cp2-poisoned-loss.csv").read_text().splitlines()
+    assert loss[0] == "step,loss" and [int(x.split(",")[0]) for x in loss[1:]] == list(range(1, int(rows[1]["steps"]) + 1))
+    assert all(np.isfinite(float(x.split(",")[1])) for x in loss[1:])
     assert not (out / "checkpoints").exists() or not any((out / "checkpoints").iterdir())
     capsys.readouterr()
 
@@ -138,8 +141,14 @@ def test_continuous_seeds_share_the_base_model_and_settings_do_not_mix(tmp_path:
     (["--poisoned-concepts", "0,5"], "exceeds the number of concepts (4)"),
     (["--poisoned-concepts", "-1"], "--poisoned-concepts"),
     (["--poison-per-concept", "-3"], "--poison-per-concept must be >= 0"),
-    (["--targets", "nearest"], "unknown target mode"),
-    (["--concepts", "1"], "--concepts must be >= 2"),
+    (["--targets", "closest"], "unknown target mode"),
+    (["--variant", "fp16"], "--variant chooses the weights of a --pretrained folder"),
+    (["--device", "tpu"], "--device 'tpu'"),
+    (["--device", "cuda:3"], "--device 'cuda:3'"),
+    (["--mixed-precision", "fp16"], "fp16 mixed precision needs a GPU"),
+    (["--mixed-precision", "fp8"], "invalid choice"),
+    (["--concepts", "1"], "--n-concepts must be >= 2"),
+    (["--n-concepts", "1"], "--n-concepts must be >= 2"),
     (["--steps", "0"], "--steps must be >= 1"),
     (["--base-seed", "-1"], "--base-seed must be >= 0"),
     (["--unet-channels", "16"], "--unet-channels needs 2 levels"),
@@ -322,3 +331,21 @@ def test_mixed_precision_request_trains_in_bf16_and_is_part_of_the_setting(tmp_p
     assert np.isfinite(float(_rows(out)[0]["unpoisoned_acc"]))
     with pytest.raises(InputError, match="mixed_precision: bf16 -> no"):
         main([*base, "--mixed-precision", "no", "--out", str(out)])
+
+
+def test_loss_log_keeps_one_loss_per_step_across_a_resume(tmp_path: Path):
+    from empirical.run import LossLog
+
+    path = tmp_path / "loss.csv"
+    log = LossLog(path, every=2)
+    for step in range(5):
+        log(step, float(step))  # steps 1..5; the file is written at 2 and 4
+    assert path.read_text().splitlines()[-1] == "4,3.0"
+    with open(path, "a") as fh:
+        fh.write("5,0.12")  # a line cut by a kill (no newline), then a resume from the checkpoint at step 4
+    again = LossLog(path, every=2)
+    for step in range(4, 6):
+        again(step, 10.0 + step)
+    again.write()
+    lines = path.read_text().splitlines()
+    assert lines[1:] == ["1,0.0", "2,1.0", "3,2.0", "4,3.0", "5,14.0", "6,15.0"]
