@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     from empirical.poisons import POISON_TYPES, make_plan, nightshade_pairs, poison_pairs
     from empirical.presets import default_poisoned_concepts, get_preset
     from empirical.run import DEFAULT_CACHE, build_mix, prepare_assets
-    from theory.cli import ArgumentParser, parse_int_list
+    from theory.cli import ArgumentParser, dry_run, parse_int_list
     from theory.records import atomic_write_text, csv_text, ensure_writable_dir
 
     parser = ArgumentParser(prog="python -m empirical.defence", description=main.__doc__.split("\n\n")[0])
@@ -117,6 +117,9 @@ def main(argv=None) -> int:
                      epsilon=ns.epsilon if args.epsilon is None else args.epsilon)
         ns.validate()
         preset = replace(preset, nightshade=ns)
+    if dry_run(args, "python -m empirical.defence", {"preset": preset.name, "C_P": c_ps, "p": p, "poison types": types,
+                                                     "seeds": seeds, "out": args.out}):
+        return 0
     out = ensure_writable_dir(args.out)
     cache = ensure_writable_dir(args.cache, name="--cache")
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731

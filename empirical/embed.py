@@ -35,7 +35,8 @@ from typing import Sequence
 
 import numpy as np
 
-from theory.cli import ArgumentParser, InputError, path_arg, run_main
+from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
+from theory.records import ensure_writable_dir
 
 
 class ClipEmbedder:
@@ -212,27 +213,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError("give an image folder or --builtin (not both)")
     if args.out.suffix != ".npz":
         raise InputError(f"--out must end in .npz, got {args.out}")
-    if not args.out.parent.exists():
-        raise InputError(f"--out folder {args.out.parent} does not exist")
     if args.out.is_dir():
         raise InputError(f"--out {args.out} is a folder; name the .npz file to write")
-    if not os.access(args.out.parent, os.W_OK):
-        raise InputError(f"--out folder {args.out.parent} is not writable")
+    if not args.builtin:
+        if not args.folder.is_dir():
+            raise InputError(f"image folder {args.folder} does not exist")
+        if not (args.folder / "metadata.jsonl").is_file():
+            raise InputError(f"{args.folder / 'metadata.jsonl'} is missing (expected JSON lines with file_name and "
+                             "text)")
     import torch
 
     from theory.validate import torch_device
 
     args.device = str(torch_device(torch, args.device))
+    if dry_run(args, "python -m empirical.embed", {
+            "input": "the preset's clean pairs" if args.builtin else args.folder,
+            "judge": args.judge or f"the {args.preset} preset's", "out": args.out, "device": args.device}):
+        return 0
+    ensure_writable_dir(args.out.parent, name="--out folder")
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     if args.builtin:
         arrays = embed_builtin(args.preset, args.cache, args.out, args.judge, args.device, log=log)
         print(f"{len(arrays['concept'])} clean pairs of preset {args.preset} embedded "
               f"({arrays['text'].shape[1]}-d) -> {args.out}")
         return 0
-    if not args.folder.is_dir():
-        raise InputError(f"image folder {args.folder} does not exist")
-    if not (args.folder / "metadata.jsonl").is_file():
-        raise InputError(f"{args.folder / 'metadata.jsonl'} is missing (expected JSON lines with file_name and text)")
     embedder = load_embedder(args.judge, args.preset, args.cache, args.device, log=log)
     arrays = embed_folder(args.folder, embedder, args.out, batch_size=args.batch_size, save_every=args.save_every,
                           progress=not args.quiet and sys.stderr.isatty())

@@ -204,7 +204,7 @@ def unet_from_base(base: PretrainedBase):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from theory.cli import ArgumentParser
+    from theory.cli import ArgumentParser, dry_run
 
     parser = ArgumentParser(prog="python -m empirical.pretrained",
                             description="write a tiny Stable Diffusion folder (tiny) or CLIP folder (tiny-clip) with "
@@ -220,6 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError(f"{folder} exists and is not empty")
     if not 0 <= args.seed < 2**32:
         raise InputError(f"--seed must be in [0, 2**32), got {args.seed}")
+    if dry_run(args, "python -m empirical.pretrained", {"writes": f"a tiny {args.what} folder at {folder}",
+                                                        "seed": args.seed}):
+        return 0
     parent = folder.resolve().parent
     while not parent.exists():
         parent = parent.parent

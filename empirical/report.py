@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from theory.cli import ArgumentParser, InputError, path_arg, run_main
+from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
 from theory.records import atomic_write_text, csv_text
 from theory.stats import mean_ci95
 
@@ -238,6 +238,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for opt, path in (("--csv", args.csv), ("--json", args.json)):
         if path is not None and path.is_dir():
             raise InputError(f"{opt} {path} is a folder; name a file")
+    missing = [f for f in args.folders if not (Path(f) / "results.csv").is_file()]
+    if dry_run(args, "python -m empirical.report", {"folders": [str(f) for f in args.folders],
+                                                    "missing results.csv": [str(f) for f in missing] or "none",
+                                                    "csv": args.csv, "json": args.json, "plot": not args.no_plot}):
+        return 0
     rows = read_rows(args.folders)
     records = aggregate(rows)
     _print(records, GROUP, SHOWN)

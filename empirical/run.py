@@ -42,7 +42,7 @@ from empirical.presets import MIXED_PRECISION, PRESETS, Preset, default_poisoned
 from empirical.pretrained import PretrainedBase, unet_from_base
 from empirical.train import SCENARIOS, Mix, TrainConfig, add_lora, encode_latents, merged, save_lora_adapter, \
     train_unet, with_weights
-from theory.cli import ArgumentParser, InputError, parse_int_list, path_arg, run_main
+from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, path_arg, run_main
 from theory.records import ResultsTable, atomic_write_text, command_line, ensure_writable_dir, git_commit, \
     package_versions, read_manifest, utc_now, write_manifest
 from theory.validate import check_threads, torch_device
@@ -657,6 +657,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         load_clip(args.judge)  # validated before anything is written
         judge_key = "clip:" + hashlib.sha256((args.judge / "config.json").read_bytes()).hexdigest()[:16]
+    n_points = len(seeds) * sum(1 + (c > 0 and not args.no_control) for c in c_ps)
+    if dry_run(args, "python -m empirical.run", {
+            "preset": preset.name, "scenario": args.scenario, "concepts K": n_concepts, "C_P": c_ps, "p": p,
+            "benign per concept": args.benign_per_concept or preset.render.per_concept, "seeds": seeds,
+            "base seed": args.base_seed, "targets": args.targets, "poison type": args.poison_type,
+            "points (poisoned and controls)": n_points, "base model": args.pretrained or "ours (clean pretraining)",
+            "judge": args.judge or "ours", "device": preset.device,
+            "mixed precision": preset.continued.mixed_precision, "out": args.out}):
+        return 0
     from accelerate import PartialState
 
     # several processes under torchrun / accelerate launch: DDP training, process 0 evaluates and writes

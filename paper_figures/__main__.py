@@ -22,7 +22,7 @@ from typing import Sequence
 from paper_figures.index import write_index
 from paper_figures.registry import ITEMS, resolve
 from paper_figures.sources import Sources
-from theory.cli import ArgumentParser, InputError, path_arg, run_main
+from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
 from theory.records import atomic_write_text, ensure_writable_dir
 from theory.validate import check_threads
 
@@ -36,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for runs made on the way")
     args = parser.parse_args(argv)
     if args.what == ["list"]:
+        if dry_run(args, "python -m paper_figures", {"prints": "the list of figures and tables"}):
+            return 0
         for item in ITEMS:
             paper = f" [paper {item.paper}]" if item.paper else ""
             print(f"{item.key:6s} {item.title}{paper}\n       shows: {item.shows}\n       fed by: {item.feeds}")
@@ -58,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError(f"--results {args.results} is not a folder")
     if args.threads is not None:
         check_threads(args.threads)
+    if dry_run(args, "python -m paper_figures", {"items": [i.key for i in items], "results": args.results,
+                                                 "out": args.out, "quick": args.quick}):
+        return 0
+    if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)

@@ -42,7 +42,7 @@ from simulate.sweep import SweepConfig, run_seed, summarise
 from simulate.training_set import TrainingSet
 from theory.ad import pair_scores
 from theory.block_model import Gaps, closed_form
-from theory.cli import ArgumentParser, InputError, path_arg, run_main
+from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
 from theory.records import atomic_write_text, csv_text, ensure_writable_dir
 
 
@@ -449,6 +449,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds, seeds3 = args.seeds or 2, args.seeds or 3
     if args.workers < 1:
         raise InputError(f"--workers must be >= 1, got {args.workers}")
+    if dry_run(args, "python -m simulate.experiments", {"experiments": args.which, "out": args.out,
+                                                        "seeds": f"{seeds} (phase, ad-volume: {seeds3})",
+                                                        "workers": args.workers}):
+        return 0
     out = ensure_writable_dir(args.out)
     if args.which in ("ad", "all"):
         rows = experiment_ad(out, seeds=seeds)

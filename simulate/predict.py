@@ -37,7 +37,7 @@ from simulate.poison import TARGET_RULES, PoisonConfig, benign_pairs, make_plan,
 from simulate.sweep import SweepConfig, run_seed
 from simulate.training_set import TrainingSet
 from theory.ad import alignment_difficulty_sampled
-from theory.cli import ArgumentParser, InputError, parse_int_list, path_arg, run_main
+from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, path_arg, run_main
 from theory.records import atomic_write_text, command_line, csv_text, ensure_writable_dir, git_commit, utc_now
 from theory.stats import ci95
 
@@ -166,6 +166,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                       tuple(parse_int_list(args.seeds, name="--seeds")), targets=args.targets)
     if args.dim is not None and args.dim < 3:
         raise InputError(f"--dim must be >= 3, got {args.dim}")
+    if dry_run(args, "python -m simulate.predict", {
+            "K, m": (setting.n_concepts, setting.benign_per_concept), "p": setting.poison_per_concept,
+            "C_P": setting.poisoned_concepts, "seeds": setting.seeds, "targets": setting.targets,
+            "capacity": f"d = {args.dim}" if args.dim is not None else f"calibrated to clean accuracy {args.clean_acc}",
+            "geometry": args.embeddings or DEFAULT_GEOMETRY, "out": args.out}):
+        return 0
     out = ensure_writable_dir(args.out) if args.out else None
     geometry = load_geometry(args.embeddings, args.labels_key) if args.embeddings else None
     base = ConceptConfig(n_concepts=setting.n_concepts)

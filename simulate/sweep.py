@@ -36,7 +36,7 @@ from simulate.concepts import ConceptConfig, make_space
 from simulate.metrics import METRIC_NAMES, evaluate
 from simulate.poison import TARGET_RULES, PoisonConfig, benign_pairs, make_plan, poison_pairs
 from simulate.training_set import TrainingSet
-from theory.cli import ArgumentParser, InputError, parse_int_list, path_arg, run_main
+from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, path_arg, run_main
 from theory.implosion import make_reference
 from theory.stats import ci95
 from theory.records import (
@@ -437,6 +437,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "use another --out")
     elif table_path.exists() and read_table(table_path, COLUMNS):
         raise InputError(f"{table_path} exists without a manifest; use another --out")
+    if dry_run(args, "python -m simulate.sweep", {
+            "C_P points": f"{len(points)} ({points[0]}..{points[-1]})", "seeds": seeds, "solver": args.solver,
+            "concepts K": k, "benign m": config.benign_per_concept, "poison p": config.poison.poison_per_concept,
+            "out": out, "workers": args.workers, "dask": args.dask}):
+        return 0
     client = None
     if args.dask:
         try:

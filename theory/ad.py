@@ -49,7 +49,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from theory.cli import ArgumentParser, InputError, path_arg, run_main
+from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
 from theory.validate import check_alpha, check_pairs, row_norms, torch_device
 
 __all__ = [
@@ -649,6 +649,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError("--top and --scores need the exact computation; drop --sample")
     if args.scores is not None and args.scores.suffix.lower() != ".csv":
         raise InputError(f"--scores {args.scores}: the table is written as CSV; name it *.csv")
+    if dry_run(args, "python -m theory.ad", {"input": args.file, "mode": "sampled" if args.sample else "exact",
+                                             "alpha": args.alpha, "laion_scale": not args.no_laion_scale,
+                                             "scores": args.scores, "top": args.top}):
+        return 0
     text, image = load_pairs(args.file)
     names = load_pair_labels(args.file, len(text)) if (args.top or args.scores) else {}
     laion = not args.no_laion_scale

@@ -33,7 +33,7 @@ import sympy as sp
 
 from theory.ad import alignment_difficulty
 from theory.block_model import BlockModel, relation_counts
-from theory.cli import ArgumentParser, run_main
+from theory.cli import ArgumentParser, dry_run, run_main
 from theory.symbolic import (
     SYM,
     derivative_parts,
@@ -257,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m theory.check", description=__doc__.splitlines()[0])
     parser.add_argument("--verbose", action="store_true", help="also print derivatives and sign conditions")
     args = parser.parse_args(argv)
+    if dry_run(args, "python -m theory.check", {"checks": len(CHECKS), "verbose": args.verbose}):
+        return 0
     verdicts = []
     for check in CHECKS:
         v = check()

@@ -26,9 +26,22 @@ class ArgumentParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.add_argument("--debug", action="store_true", help="on an unexpected error, show its traceback")
+        self.add_argument("--dry-run", action="store_true",
+                          help="check the arguments, print what would run, and exit without computing or writing")
 
     def error(self, message: str) -> NoReturn:  # noqa: D401 - argparse API
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def dry_run(args: argparse.Namespace, prog: str, plan: dict) -> bool:
+    """With ``--dry-run``: print ``prog``'s plan (one ``key: value`` line each) and return True, so the caller
+    returns before any work or write; without it, return False. Called once the arguments are validated."""
+    if not getattr(args, "dry_run", False):
+        return False
+    print(f"{prog}: dry run, nothing computed or written")
+    for key, value in plan.items():
+        print(f"  {key}: {value}")
+    return True
 
 
 def first_line(exc: BaseException) -> str:
