@@ -9,8 +9,7 @@ A rendered data set is ``images`` (N, H, W, 3) uint8, ``labels`` (N,) concept in
 caption per image from a small template set. Renders are deterministic in the :class:`RenderConfig` (seeded
 augmentation: scale, shift, rotation, background tint) and cached as ``.npz`` (no pickle) keyed by a hash of it.
 
-Users' data follow the Hugging Face ``imagefolder`` convention: a folder with images and ``metadata.jsonl`` lines
-``{"file_name": ..., "text": ...}``.
+Users' own image-text folders are read by :mod:`empirical.folder_data`.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -363,83 +361,3 @@ def load_or_render(cfg: RenderConfig, cache_dir: Path | None, *, noto_path: Path
         np.savez(tmp, images=data.images, labels=data.labels, styles=data.styles, meta=np.array(meta))
         os.replace(tmp, path)
     return data
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Users' own data
-
-
-def iter_image_folder(folder: Path, *, size: int | None = None, after_line: int = 0):
-    """Stream an ``imagefolder`` data set: yields ``(line_number, image (S, S, 3) uint8, text, file_name)`` for
-    each usable line of ``folder/metadata.jsonl`` (``{"file_name": str, "text": str}``) after line
-    ``after_line`` (earlier lines are not read: a resumed run continues where it stopped). Images are converted to RGB and, when ``size`` is given,
-    centre-cropped to a square and resized to ``size``. A broken line, a path leaving the folder or an unreadable
-    image (or one over Pillow's decompression-bomb limit, or a file name with a NUL byte) is skipped with a warning
-    naming it. A missing folder or metadata file is an :class:`InputError`."""
-    from PIL import Image, UnidentifiedImageError
-
-    folder = Path(folder)
-    meta = folder / "metadata.jsonl"
-    if not folder.is_dir():
-        raise InputError(f"image folder {folder} does not exist")
-    if not meta.is_file():
-        raise InputError(f"{meta} is missing (expected JSON lines with file_name and text)")
-    root = folder.resolve()
-    with open(meta, encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if lineno <= after_line or not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                name, text = row["file_name"], row["text"]
-                if not isinstance(name, str) or not isinstance(text, str):
-                    raise TypeError
-            except (json.JSONDecodeError, KeyError, TypeError):
-                warnings.warn(f"{meta}:{lineno}: not a JSON object with string file_name and text; skipped",
-                              stacklevel=2)
-                continue
-            try:
-                path = (folder / name).resolve()
-            except (OSError, ValueError):  # e.g. a NUL byte in the name
-                warnings.warn(f"{meta}:{lineno}: {name!r} is not a usable file name; skipped", stacklevel=2)
-                continue
-            if root not in path.parents:
-                warnings.warn(f"{meta}:{lineno}: {name!r} points outside the folder; skipped", stacklevel=2)
-                continue
-            try:
-                with Image.open(path) as im:
-                    im = im.convert("RGB")
-                    if size is not None:
-                        side = min(im.size)
-                        left, top = (im.size[0] - side) // 2, (im.size[1] - side) // 2
-                        im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.LANCZOS)
-                    image = np.asarray(im, dtype=np.uint8)
-            except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-                why = "larger than Pillow's decompression-bomb limit" if isinstance(exc, Image.DecompressionBombError) \
-                    else "unreadable image"
-                warnings.warn(f"{path}: {why}; skipped", stacklevel=2)
-                continue
-            yield lineno, image, text, name
-
-
-def count_folder_lines(folder: Path) -> int:
-    """Non-empty lines of ``folder/metadata.jsonl`` (an upper bound on its pairs, for progress bars)."""
-    with open(Path(folder) / "metadata.jsonl", "rb") as fh:
-        return sum(1 for line in fh if line.strip())
-
-
-def load_image_folder(folder: Path, *, size: int | None = None) -> tuple[np.ndarray, list[str], list[str]]:
-    """Read a whole ``imagefolder`` data set (see :func:`iter_image_folder`): ``(images (N, S, S, 3) uint8,
-    texts, file_names)``. If nothing usable is left, :class:`InputError`."""
-    images: list[np.ndarray] = []
-    texts: list[str] = []
-    names: list[str] = []
-    for _, image, text, name in iter_image_folder(folder, size=size):
-        images.append(image)
-        texts.append(text)
-        names.append(name)
-    if not images:
-        raise InputError(f"no readable image-text pairs in {folder}")
-    if size is None and len({im.shape for im in images}) > 1:
-        raise InputError(f"images in {folder} differ in size; pass a size to resize them")
-    return np.stack(images), texts, names

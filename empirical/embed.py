@@ -9,8 +9,9 @@
 ``concept`` (the concept index of each pair) and ``caption``: what ``python -m simulate.predict --embeddings``
 needs to calibrate the simulator's geometry to this data and this judge.
 
-FOLDER is a Hugging Face ``imagefolder`` (``metadata.jsonl`` lines ``{"file_name": ..., "text": ...}``; broken
-lines and unreadable images are skipped with a warning naming them). Each pair's caption and image are embedded
+FOLDER is a Hugging Face ``imagefolder`` (:mod:`empirical.folder_data`: ``metadata.jsonl`` or ``metadata.csv``, at
+the top or in ``train/``, columns ``file_name`` and ``text`` unless ``--image-column`` / ``--caption-column`` say
+otherwise; bad lines and unreadable images are skipped with one summary warning per kind of problem). Each pair's caption and image are embedded
 in the model's joint space and L2-normalised; ``--out`` gets arrays ``text`` and ``image`` (n × d, float32),
 ``line`` (the metadata line of each pair), ``file_name`` and ``caption``: ``theory.ad`` reads the embeddings,
 and its ``--top`` / ``--scores`` name each pair by file name and caption.
@@ -28,6 +29,7 @@ from the asset cache (trained there first if absent, as ``python -m empirical.ru
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -35,6 +37,7 @@ from typing import Sequence
 
 import numpy as np
 
+from empirical.folder_data import FolderFormat, metadata_file
 from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
 from theory.records import ensure_writable_dir
 
@@ -91,9 +94,11 @@ def load_embedder(judge: Path | None, preset_name: str, cache: Path, device: str
     return JudgeEmbedder(assets.judge, preset.render.size, f"judge:{preset.name}:{assets.data_key}")
 
 
-def _fingerprint(folder: Path, model: str) -> str:
-    h = hashlib.sha256((folder / "metadata.jsonl").read_bytes())
+def _fingerprint(folder: Path, model: str, fmt: FolderFormat = FolderFormat()) -> str:
+    h = hashlib.sha256(metadata_file(folder).read_bytes())
     h.update(model.encode())
+    if fmt != FolderFormat():  # the default columns keep the fingerprints written before columns were options
+        h.update(json.dumps([fmt.image_column, fmt.caption_column]).encode())
     return h.hexdigest()[:16]
 
 
@@ -104,15 +109,16 @@ def _save(path: Path, **arrays) -> None:
 
 
 def embed_folder(folder: Path, embedder, out: Path, *, batch_size: int = 64, save_every: int = 20,
+                 fmt: FolderFormat = FolderFormat(),
                  progress: bool = False) -> dict[str, np.ndarray]:
     """Embed every usable pair of ``folder`` (resuming from ``out``'s partial file) and write ``out``."""
     from tqdm.auto import tqdm
 
-    from empirical.data import count_folder_lines, iter_image_folder
+    from empirical.folder_data import count_folder_lines, iter_image_folder
 
     folder, out = Path(folder), Path(out)
     partial = out.with_name(out.name.removesuffix(".npz") + ".partial.npz")
-    fp = _fingerprint(folder, embedder.name)
+    fp = _fingerprint(folder, embedder.name, fmt)
     text: list[np.ndarray] = []
     image: list[np.ndarray] = []
     lines: list[int] = []
@@ -150,7 +156,7 @@ def embed_folder(folder: Path, embedder, out: Path, *, batch_size: int = 64, sav
         if n_batches % save_every == 0:
             flush()
 
-    for item in iter_image_folder(folder, size=embedder.size, after_line=after):
+    for item in iter_image_folder(folder, size=embedder.size, after_line=after, fmt=fmt):
         batch.append(item)
         if len(batch) == batch_size:
             run_batch()
@@ -194,7 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from empirical.run import DEFAULT_CACHE
 
     parser = ArgumentParser(prog="python -m empirical.embed", description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", type=Path, nargs="?", help="image-text folder with metadata.jsonl")
+    parser.add_argument("folder", type=Path, nargs="?",
+                        help="image-text folder (metadata.jsonl or metadata.csv, at the top or in train/)")
+    parser.add_argument("--image-column", default="file_name", help="metadata column of the image path (default "
+                                                                    "file_name)")
+    parser.add_argument("--caption-column", default="text", help="metadata column of the caption (default text)")
     parser.add_argument("--builtin", action="store_true",
                         help="embed the preset's own clean training pairs instead of a folder")
     parser.add_argument("--out", type=path_arg, required=True, help="output .npz (arrays text, image, line, file_name)")
@@ -218,9 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.builtin:
         if not args.folder.is_dir():
             raise InputError(f"image folder {args.folder} does not exist")
-        if not (args.folder / "metadata.jsonl").is_file():
-            raise InputError(f"{args.folder / 'metadata.jsonl'} is missing (expected JSON lines with file_name and "
-                             "text)")
+        metadata_file(args.folder)
     import torch
 
     from theory.validate import torch_device
@@ -239,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     embedder = load_embedder(args.judge, args.preset, args.cache, args.device, log=log)
     arrays = embed_folder(args.folder, embedder, args.out, batch_size=args.batch_size, save_every=args.save_every,
+                          fmt=FolderFormat(args.image_column, args.caption_column),
                           progress=not args.quiet and sys.stderr.isatty())
     print(f"{len(arrays['line'])} pairs embedded ({arrays['text'].shape[1]}-d) -> {args.out}; "
           f"next: python -m theory.ad {args.out}")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +12,7 @@ pytest.importorskip("PIL")
 pytest.importorskip("emoji")
 
 from empirical.data import (  # noqa: E402
-    CAPTION_TEMPLATES, PAPER_CONCEPTS, RenderConfig, available_fonts, load_image_folder, load_or_render,
+    CAPTION_TEMPLATES, PAPER_CONCEPTS, RenderConfig, available_fonts, load_or_render,
     object_concepts, render, renderable, select_concepts,
 )
 from theory.cli import InputError  # noqa: E402
@@ -81,78 +79,3 @@ def test_bad_render_settings_are_input_errors():
         render(replace(MICRO, per_concept=0))
     with pytest.raises(InputError, match="unknown font"):
         available_fonts(("comic-sans",))
-
-
-def _folder(tmp_path: Path) -> Path:
-    from PIL import Image
-
-    folder = tmp_path / "pairs"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    lines = []
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-        lines.append(json.dumps({"file_name": f"{i}.png", "text": f"caption {i}"}))
-    (folder / "broken.png").write_bytes(b"not an image")
-    lines += ["{not json", json.dumps({"file_name": "broken.png", "text": "x"}),
-              json.dumps({"file_name": "../escape.png", "text": "x"}), json.dumps({"text": "no file"})]
-    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
-    return folder
-
-
-def test_image_folder_skips_bad_entries_with_warnings(tmp_path: Path):
-    folder = _folder(tmp_path)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        images, texts, names = load_image_folder(folder, size=8)
-    assert images.shape == (3, 8, 8, 3) and texts == ["caption 0", "caption 1", "caption 2"]
-    assert names == ["0.png", "1.png", "2.png"]
-    messages = " | ".join(str(w.message) for w in caught)
-    assert "broken.png" in messages and "outside the folder" in messages
-    assert "metadata.jsonl:4:" in messages and "metadata.jsonl:7:" in messages
-    assert len(caught) == 4
-
-
-def test_image_folder_errors(tmp_path: Path):
-    with pytest.raises(InputError, match="does not exist"):
-        load_image_folder(tmp_path / "nope")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="metadata.jsonl is missing"):
-        load_image_folder(tmp_path / "empty")
-    (tmp_path / "empty" / "metadata.jsonl").write_text('{"file_name": "gone.png", "text": "x"}\n')
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with pytest.raises(InputError, match="no readable image-text pairs"):
-            load_image_folder(tmp_path / "empty")
-    folder = _folder(tmp_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from PIL import Image
-
-        Image.new("RGB", (5, 5)).save(folder / "small.png")
-        with open(folder / "metadata.jsonl", "a") as fh:
-            fh.write(json.dumps({"file_name": "small.png", "text": "s"}) + "\n")
-        with pytest.raises(InputError, match="differ in size"):
-            load_image_folder(folder)
-
-
-def test_nul_names_and_decompression_bombs_are_skipped_not_fatal(tmp_path: Path, monkeypatch):
-    """A NUL byte in file_name and an image over Pillow's bomb limit: each skipped with a warning, the rest read."""
-    import json
-
-    from PIL import Image
-
-    folder = tmp_path / "f"
-    folder.mkdir()
-    Image.new("RGB", (8, 8), (1, 2, 3)).save(folder / "ok.png")
-    Image.new("RGB", (64, 64), (1, 2, 3)).save(folder / "big.png")
-    lines = [{"file_name": "ok.png", "text": "fine"}, {"file_name": "a\u0000b.png", "text": "nul"},
-             {"file_name": "big.png", "text": "bomb"}]
-    (folder / "metadata.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64x64 = 4096 > 2 x 1000: an error, as a real bomb
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        images, texts, _ = load_image_folder(folder, size=8)
-    assert texts == ["fine"] and images.shape == (1, 8, 8, 3)
-    messages = " | ".join(str(w.message) for w in caught)
-    assert "not a usable file name" in messages and "decompression-bomb" in messages

@@ -1,0 +1,247 @@
+"""Users' own image-text folders, in the Hugging Face ``imagefolder`` convention, and their concepts.
+
+**Layout.** A folder holds images and one metadata file: ``metadata.jsonl`` (one JSON object per line) or
+``metadata.csv`` (a header line, then one row per pair), either at the top or in a ``train/`` split folder (the
+images' paths are relative to the metadata file). The image path is read from column ``file_name`` and the caption
+from column ``text`` unless :class:`FolderFormat` names others (``--image-column``, ``--caption-column``).
+
+**Bad lines.** A line that is not an object, lacks a column, names a path outside the folder or an unreadable
+image (or one over Pillow's decompression-bomb limit, or with a NUL byte in its name) is skipped; when the folder
+has been read, one warning per kind of problem says how many lines it hit, which (the first few line numbers) and,
+for a missing column, which keys the lines did have ("6 of 6 lines lack 'text'; keys seen: file_name, prompt; try
+--caption-column prompt"). A missing folder or metadata file is an :class:`InputError`.
+
+**Concepts.** To poison a user's data the harness needs each pair's concept. Either a list of concept names
+(``--concepts-file``: one per line; a pair belongs to the concept its caption names — whole words, case-insensitive;
+a caption naming two concepts is ambiguous and left out), or a caption template with one ``{}`` (``--caption-
+template "a photo of a {}"``: the concept is what fills the braces). Pairs of no concept are left out, and said so.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from theory.cli import InputError
+
+METADATA_NAMES: tuple[str, ...] = ("metadata.jsonl", "metadata.csv")
+
+
+@dataclass(frozen=True)
+class FolderFormat:
+    """Which metadata columns hold the image path and the caption."""
+
+    image_column: str = "file_name"
+    caption_column: str = "text"
+
+
+def metadata_file(folder: Path) -> Path:
+    """The folder's metadata file: ``metadata.jsonl`` or ``metadata.csv`` at the top, else in ``train/``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"image folder {folder} does not exist")
+    for sub in (folder, folder / "train"):
+        for name in METADATA_NAMES:
+            if (sub / name).is_file():
+                return sub / name
+    raise InputError(f"{folder / 'metadata.jsonl'} is missing (nor metadata.csv, at the top or in train/)")
+
+
+def _rows(meta: Path) -> Iterator[tuple[int, object]]:
+    """(line number, parsed row or None when unparsable) for every non-empty data line of ``meta``."""
+    with open(meta, encoding="utf-8", errors="replace", newline="") as fh:
+        if meta.suffix == ".csv":
+            reader = csv.DictReader(fh)
+            for row in reader:
+                if any((v or "").strip() for v in row.values()):
+                    yield reader.line_num, {k: v for k, v in row.items() if k is not None}
+            return
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError:
+                yield lineno, None
+
+
+def count_folder_lines(folder: Path) -> int:
+    """Non-empty data lines of the folder's metadata file (an upper bound on its pairs, for progress bars)."""
+    return sum(1 for _ in _rows(metadata_file(folder)))
+
+
+@dataclass
+class SkipReport:
+    """What a read of a folder left out, by kind; :meth:`warn` emits one warning per kind."""
+
+    meta: Path
+    fmt: FolderFormat
+    total: int = 0
+    lines: dict[str, list[int]] = field(default_factory=dict)
+    keys: Counter = field(default_factory=Counter)
+
+    def add(self, kind: str, lineno: int) -> None:
+        self.lines.setdefault(kind, []).append(lineno)
+
+    def warn(self) -> None:
+        for kind, lines in self.lines.items():
+            shown = ", ".join(str(n) for n in lines[:5]) + (", ..." if len(lines) > 5 else "")
+            msg = f"{self.meta}: {len(lines)} of {self.total} lines {kind}; skipped (line {shown})"
+            if kind.startswith("lack"):
+                seen = sorted(self.keys)
+                msg += f"; keys seen: {', '.join(seen) or 'none'}"
+                want = self.fmt.caption_column if f"'{self.fmt.caption_column}'" in kind else self.fmt.image_column
+                hint = [k for k in seen if k not in (self.fmt.image_column, self.fmt.caption_column)]
+                if hint:
+                    option = "--caption-column" if want == self.fmt.caption_column else "--image-column"
+                    msg += f"; try {option} {hint[0]}"
+            warnings.warn(msg, stacklevel=3)
+
+
+def iter_image_folder(folder: Path, *, size: int | None = None, after_line: int = 0,
+                      fmt: FolderFormat = FolderFormat()):
+    """Stream the pairs of an image-text folder (module docstring): yields ``(line_number, image (S, S, 3) uint8,
+    caption, file_name)`` for each usable line after line ``after_line`` (earlier lines are not read: a resumed run
+    continues where it stopped). Images are converted to RGB and, when ``size`` is given, centre-cropped to a
+    square and resized to ``size``. Skipped lines are reported once the folder has been read."""
+    from PIL import Image, UnidentifiedImageError
+
+    meta = metadata_file(folder)
+    base = meta.parent
+    root = Path(folder).resolve()
+    report = SkipReport(meta, fmt)
+    for lineno, row in _rows(meta):
+        report.total += 1
+        if lineno <= after_line:
+            continue
+        if not isinstance(row, dict):
+            report.add("are not JSON objects", lineno)
+            continue
+        report.keys.update(k for k in row if isinstance(k, str))
+        name, text = row.get(fmt.image_column), row.get(fmt.caption_column)
+        if not isinstance(text, str):
+            report.add(f"lack '{fmt.caption_column}'" if text is None else
+                       f"have a '{fmt.caption_column}' that is not text", lineno)
+            continue
+        if not isinstance(name, str):
+            report.add(f"lack '{fmt.image_column}'" if name is None else
+                       f"have a '{fmt.image_column}' that is not text", lineno)
+            continue
+        try:
+            path = (base / name).resolve()
+        except (OSError, ValueError):  # e.g. a NUL byte in the name
+            report.add("name no usable file", lineno)
+            continue
+        if root not in path.parents:
+            report.add("point outside the folder", lineno)
+            continue
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                if size is not None:
+                    side = min(im.size)
+                    left, top = (im.size[0] - side) // 2, (im.size[1] - side) // 2
+                    im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.LANCZOS)
+                image = np.asarray(im, dtype=np.uint8)
+        except Image.DecompressionBombError:
+            report.add("name images larger than Pillow's decompression-bomb limit", lineno)
+            continue
+        except (OSError, UnidentifiedImageError, ValueError):
+            report.add("name unreadable images", lineno)
+            continue
+        yield lineno, image, text, name
+    report.warn()
+
+
+def load_image_folder(folder: Path, *, size: int | None = None, fmt: FolderFormat = FolderFormat()
+                      ) -> tuple[np.ndarray, list[str], list[str]]:
+    """Read a whole folder (:func:`iter_image_folder`): ``(images (N, S, S, 3) uint8, captions, file_names)``.
+    If nothing usable is left, :class:`InputError`."""
+    images: list[np.ndarray] = []
+    texts: list[str] = []
+    names: list[str] = []
+    for _, image, text, name in iter_image_folder(folder, size=size, fmt=fmt):
+        images.append(image)
+        texts.append(text)
+        names.append(name)
+    if not images:
+        raise InputError(f"no readable image-text pairs in {folder}")
+    if size is None and len({im.shape for im in images}) > 1:
+        raise InputError(f"images in {folder} differ in size; pass a size to resize them")
+    return np.stack(images), texts, names
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# concepts of a user's pairs
+
+
+def read_concepts_file(path: Path) -> list[str]:
+    """Concept names, one per non-empty line (``#`` starts a comment), unique, at least two."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--concepts-file {path}: no such file")
+    names: list[str] = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        name = line.split("#")[0].strip()
+        if name and name.lower() not in (n.lower() for n in names):
+            names.append(name)
+    if len(names) < 2:
+        raise InputError(f"--concepts-file {path} names {len(names)} concept(s); poisoning needs at least 2")
+    return names
+
+
+def concept_of_captions(captions: list[str], *, names: list[str] | None = None, template: str | None = None
+                        ) -> tuple[np.ndarray, list[str], dict[str, int]]:
+    """Each caption's concept index (−1: none or ambiguous), the concept names, and how many captions were left
+    out and why. With ``names``: the concept whose name the caption contains (whole words, case-insensitive; two
+    names → ambiguous; a name inside a longer one, "apple" in "red apple", counts only the longer). With
+    ``template`` (one ``{}``): the concept is the text filling the braces; the names are those found, sorted."""
+    if (names is None) == (template is None):
+        raise InputError("give the concepts as names (--concepts-file) or as a caption template, one of the two")
+    why: Counter = Counter()
+    if template is not None:
+        if template.count("{}") != 1:
+            raise InputError(f"--caption-template must hold exactly one {{}}, got {template!r}")
+        head, tail = (re.escape(x) for x in template.split("{}"))
+        pattern = re.compile(rf"^\s*{head}(.+?){tail}\s*$", re.IGNORECASE)
+        found = [m.group(1).strip().lower() if (m := pattern.match(c)) else None for c in captions]
+        names = sorted({f for f in found if f})
+        index = {n: i for i, n in enumerate(names)}
+        labels = np.array([index[f] if f else -1 for f in found], dtype=np.int64)
+        why["do not match the caption template"] = int(np.sum(labels < 0))
+        return labels, names, {k: v for k, v in why.items() if v}
+    patterns = [re.compile(rf"(?<![\w-]){re.escape(n.lower())}(?![\w-])") for n in names]
+    labels = np.full(len(captions), -1, dtype=np.int64)
+    for i, c in enumerate(captions):
+        low = c.lower()
+        spans = [(j, m.span()) for j, p in enumerate(patterns) for m in [p.search(low)] if m]
+        # a name inside a longer name's match ("apple" in "red apple") is that longer name
+        spans = [(j, s) for j, s in spans if not any(k != j and t[0] <= s[0] and s[1] <= t[1] and t != s
+                                                     for k, t in spans)]
+        hit = sorted({j for j, _ in spans})
+        if len(hit) == 1:
+            labels[i] = hit[0]
+        else:
+            why["name no concept" if not hit else "name more than one concept"] += 1
+    return labels, list(names), {k: v for k, v in why.items() if v}
+
+
+def folder_key(folder: Path, fmt: FolderFormat) -> str:
+    """A content key of a folder: its metadata file's bytes, the columns read, and each referenced file's size
+    and modification time (so edited images or captions make a new key)."""
+    meta = metadata_file(folder)
+    h = hashlib.sha256(meta.read_bytes())
+    h.update(json.dumps([fmt.image_column, fmt.caption_column]).encode())
+    for f in sorted(p for p in meta.parent.rglob("*") if p.is_file() and p != meta):
+        st = f.stat()
+        h.update(f"{f.relative_to(meta.parent)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
