@@ -245,3 +245,48 @@ def folder_key(folder: Path, fmt: FolderFormat) -> str:
         st = f.stat()
         h.update(f"{f.relative_to(meta.parent)}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]
+
+
+def concept_data_from_folder(folder: Path, *, size: int, held_out: int, fmt: FolderFormat = FolderFormat(),
+                             names: list[str] | None = None, template: str | None = None):
+    """A user's folder as the harness's (training, held-out) :class:`empirical.data.ConceptData`, its content key
+    and notes on what was left out. Each pair's concept comes from ``names`` or ``template``
+    (:func:`concept_of_captions`); pairs of no concept are left out; concepts with fewer than 2 pairs are dropped
+    (one must train, one must measure); of the rest, the last ``h = min(held_out, max(1, n_c // 5))`` pairs of
+    each concept (in file order) are held out to measure the judge and to be the clean reference of the
+    generated images. Captions stay the user's own."""
+    from empirical.data import ConceptData
+
+    images, captions, _ = load_image_folder(folder, size=size, fmt=fmt)
+    labels, concept_names, why = concept_of_captions(captions, names=names, template=template)
+    notes = [f"{n} pair(s) {reason}: left out" for reason, n in why.items()]
+    counts = np.bincount(labels[labels >= 0], minlength=len(concept_names))
+    keep = [c for c in range(len(concept_names)) if counts[c] >= 2]
+    dropped = [concept_names[c] for c in range(len(concept_names)) if 0 < counts[c] < 2 or counts[c] == 0]
+    if dropped:
+        notes.append(f"{len(dropped)} concept(s) with fewer than 2 pairs dropped: {', '.join(dropped[:5])}"
+                     + (", ..." if len(dropped) > 5 else ""))
+    if len(keep) < 2:
+        raise InputError(f"{folder}: only {len(keep)} concept(s) with at least 2 pairs; poisoning needs 2 or more "
+                         f"(pairs per concept: {dict(zip(concept_names, counts.tolist()))})")
+    remap = np.full(len(concept_names), -1, dtype=np.int64)
+    remap[keep] = np.arange(len(keep))
+    new = np.where(labels >= 0, remap[np.maximum(labels, 0)], -1)
+    train_idx, held_idx = [], []
+    for c in range(len(keep)):
+        where = np.flatnonzero(new == c)
+        h = min(held_out, max(1, len(where) // 5))
+        train_idx += where[:-h].tolist()
+        held_idx += where[-h:].tolist()
+    order = np.argsort(np.asarray(train_idx, dtype=np.int64), kind="stable")
+    train_idx = np.asarray(train_idx, dtype=np.int64)[order]
+    held_idx = np.sort(np.asarray(held_idx, dtype=np.int64))
+    kept_names = [concept_names[c] for c in keep]
+
+    def part(idx: np.ndarray) -> ConceptData:
+        return ConceptData(images[idx], new[idx], np.zeros(len(idx), np.int64), [captions[i] for i in idx],
+                           kept_names, ["user data"], notes)
+
+    key = f"user-{folder_key(folder, fmt)}-s{size}-h{held_out}-" + hashlib.sha256(
+        json.dumps([kept_names, names, template]).encode()).hexdigest()[:8]
+    return part(train_idx), part(held_idx), key

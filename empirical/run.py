@@ -35,6 +35,7 @@ from empirical.attention import STATISTICS
 from empirical.data import CAPTION_TEMPLATES, PAPER_CONCEPTS, ConceptData, RenderConfig, caption, load_or_render
 from empirical.evaluate import LATER_MEASURES, MEASURES, concept_similarity, generated_measures, \
     mix_alignment_difficulty, per_concept_table, prompts_and_seeds
+from empirical.folder_data import FolderFormat, concept_data_from_folder, read_concepts_file
 from empirical.poisons import POISON_TYPES, TARGET_MODES, PoisonPlan, control_pairs, make_plan, nightshade_pairs, \
     poison_pairs
 from empirical.presets import MIXED_PRECISION, PRESETS, Preset, default_poisoned_concepts, get_preset, \
@@ -83,6 +84,7 @@ class Assets:
     quality: dict[str, float]
     data_key: str
     base: PretrainedBase | None = None  # a Stable Diffusion folder's UNet and schedule (--pretrained)
+    own_captions: bool = False  # a user's data: clean pairs keep their own captions (rows after the templates)
 
     @property
     def scheduler_config(self) -> dict | None:
@@ -90,7 +92,17 @@ class Assets:
         return self.base.scheduler_config if self.base is not None else None
 
     def caption_row(self, concept: int, template: int) -> int:
+        """Row of concept ``concept``'s caption template ``template`` in the caption bank."""
         return concept * len(CAPTION_TEMPLATES) + template % len(CAPTION_TEMPLATES)
+
+    def clean_caption_rows(self, idx: np.ndarray) -> np.ndarray:
+        """Caption-bank rows of clean pairs ``idx``: their own captions for a user's data (stored after the
+        templates), else template ``i mod T`` of their concept (what the renders' captions are)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        t = len(CAPTION_TEMPLATES)
+        if self.own_captions:
+            return len(self.data.names) * t + idx
+        return self.data.labels[idx] * t + idx % t
 
     @property
     def empty(self) -> int:
@@ -98,28 +110,33 @@ class Assets:
 
 
 def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = False,
-                   log=lambda msg: None, pretrained: tuple | None = None, judge_path: Path | None = None
-                   ) -> Assets:
+                   log=lambda msg: None, pretrained: tuple | None = None, judge_path: Path | None = None,
+                   user_data: tuple | None = None) -> Assets:
     """Render (or load) the data, load the text encoder, train (or load) the VAE and the judge, measure both.
     ``pretrained`` = (base, VAE, text encoder) of :func:`empirical.pretrained.load_base`: its VAE and text encoder
     replace ours (no VAE is trained) and its UNet becomes the base of continuous and LoRA runs. ``judge_path``, a
-    local CLIP folder, replaces the judge trained here (:class:`empirical.encoders.ClipJudge`)."""
+    local CLIP folder, replaces the judge trained here (:class:`empirical.encoders.ClipJudge`). ``user_data`` =
+    (training, held-out, key) of :func:`empirical.folder_data.concept_data_from_folder` replaces the renders: a
+    user's own pairs, with their own captions."""
     import torch
 
     from empirical.encoders import TextEncoder, load_or_train_judge
     from empirical.model import load_or_train_vae, vae_reconstruction_error
 
-    data = load_or_render(preset.render, cache_dir)
+    if user_data is not None:
+        data, held, data_key = user_data
+    else:
+        data = load_or_render(preset.render, cache_dir)
+        held_cfg = RenderConfig(**{**asdict(preset.render), "per_concept": preset.held_out, "variant": 1})
+        held = load_or_render(held_cfg, cache_dir)
+        data_key = preset.render.key() + "-" + "-".join(data.fonts)
     for notice in data.notices:
         log(f"note: {notice}")
-    held_cfg = RenderConfig(**{**asdict(preset.render), "per_concept": preset.held_out, "variant": 1})
-    held = load_or_render(held_cfg, cache_dir)
-    data_key = preset.render.key() + "-" + "-".join(data.fonts)
     base = pretrained[0] if pretrained else None
     if base is not None:
         data_key += f"-sd{base.key}"
-    log(f"data: {len(data.names)} concepts x {preset.render.per_concept} images at {preset.render.size}px, "
-        f"fonts {', '.join(data.fonts)}")
+    log(f"data: {len(data.names)} concepts, {len(data)} training pairs ({len(held)} held out) at "
+        f"{data.images.shape[1]}px, {', '.join(data.fonts)}")
     dev = preset.device
     t0 = time.perf_counter()
     if base is not None:
@@ -152,7 +169,8 @@ def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = F
     log(f"judge: {judge_acc:.3f} on held-out clean renders ({judge_recon_acc:.3f} on their VAE reconstructions); "
         f"VAE held-out MSE {vae_mse:.4f}")
     mu, sigma = encode_latents(vae, data.images)
-    captions = [caption(n, j) for n in data.names for j in range(len(CAPTION_TEMPLATES))] + [""]
+    captions = [caption(n, j) for n in data.names for j in range(len(CAPTION_TEMPLATES))]
+    captions += (list(data.captions) if user_data is not None else []) + [""]
     contexts = te.token_states(captions)
     feats = judge.image_features(held.images)
     clean_features = {c: feats[held.labels == c] for c in range(len(data.names))}
@@ -160,7 +178,7 @@ def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = F
                "vae_s": vae_s, "judge_s": judge_s, "vae_params": sum(p.numel() for p in vae.parameters()),
                "threads": torch.get_num_threads()}
     return Assets(preset, data, held, te, vae, judge, mu, sigma, captions, contexts, clean_features, quality,
-                  data_key, base)
+                  data_key, base, own_captions=user_data is not None)
 
 
 def _reconstruct(vae, images: np.ndarray) -> np.ndarray:
@@ -200,8 +218,7 @@ def build_mix(assets: Assets, extra_images: np.ndarray, extra_concepts: np.ndarr
         extra_mu, extra_sigma = encode_latents(assets.vae, new_pixels)
         mu, sigma = torch.cat([mu, extra_mu]), torch.cat([sigma, extra_sigma])
     clean = benign_subset(assets.data.labels, benign)
-    tmpl = clean % len(CAPTION_TEMPLATES)
-    clean_rows = assets.data.labels[clean] * len(CAPTION_TEMPLATES) + tmpl
+    clean_rows = assets.clean_caption_rows(clean)
     extra_rows = np.array([assets.caption_row(int(a), j) for j, a in enumerate(extra_concepts)], dtype=np.int64)
     image_idx = np.concatenate([clean, extra_images]).astype(np.int64)
     caption_idx = np.concatenate([clean_rows, extra_rows]).astype(np.int64)
@@ -564,6 +581,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--benign-per-concept", type=int, default=None, metavar="M",
                         help="clean pairs per concept in the poisoned phase's mix (default: every render, the "
                              "preset's per_concept); the clean pretraining keeps every render")
+    parser.add_argument("--train-data-dir", type=Path, default=None, metavar="DIR",
+                        help="your own image-text folder instead of the emoji renders (metadata.jsonl or .csv, at the "
+                             "top or in train/; empirical.folder_data); needs --concepts-file or --caption-template")
+    parser.add_argument("--concepts-file", type=Path, default=None, metavar="FILE",
+                        help="--train-data-dir: concept names, one per line; a pair belongs to the concept its "
+                             "caption names")
+    parser.add_argument("--caption-template", default=None, metavar="TEMPLATE",
+                        help="--train-data-dir: captions of the form 'a photo of a {}'; the braces are the concept")
+    parser.add_argument("--image-column", default="file_name", help="--train-data-dir: metadata column of the image "
+                                                                    "path (default file_name)")
+    parser.add_argument("--caption-column", default="text", help="--train-data-dir: metadata column of the caption "
+                                                                 "(default text)")
     parser.add_argument("--judge", type=Path, default=None, metavar="DIR",
                         help="a local transformers CLIP folder as the judge (default: a judge trained here on clean "
                              "renders)")
@@ -615,7 +644,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_threads(args.threads)
     if args.base_seed < 0:
         raise InputError(f"--base-seed must be >= 0, got {args.base_seed}")
-    if args.benign_per_concept is not None and not 1 <= args.benign_per_concept <= preset.render.per_concept:
+    if args.benign_per_concept is not None and (args.benign_per_concept < 1 or (
+            args.train_data_dir is None and args.benign_per_concept > preset.render.per_concept)):
         raise InputError(f"--benign-per-concept must be in 1..{preset.render.per_concept} (the preset's renders per "
                          f"concept), got {args.benign_per_concept}")
     channels = None if args.unet_channels is None else _channels(args.unet_channels)
@@ -628,14 +658,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError("--variant chooses the weights of a --pretrained folder; there is none")
     preset, runtime_notes = with_runtime(preset, mixed_precision=args.mixed_precision, device=args.device,
                                          environ=os.environ)
-    c_ps = parse_int_list(args.poisoned_concepts, name="--poisoned-concepts") if args.poisoned_concepts is not None \
-        else default_poisoned_concepts(preset.render.concepts)
     p = preset.poison_per_concept if args.poison_per_concept is None else args.poison_per_concept
     if p < 0:
         raise InputError(f"--poison-per-concept must be >= 0, got {p}")
-    n_concepts = preset.render.concepts
-    if max(c_ps) > n_concepts:
-        raise InputError(f"--poisoned-concepts {max(c_ps)} exceeds the number of concepts ({n_concepts})")
+    if args.train_data_dir is None and (args.concepts_file or args.caption_template):
+        raise InputError("--concepts-file and --caption-template name the concepts of --train-data-dir; there is none")
+    if args.train_data_dir is not None:
+        if args.concepts is not None:
+            raise InputError("--n-concepts: with --train-data-dir the concepts are the data's")
+        if (args.concepts_file is None) == (args.caption_template is None):
+            raise InputError("--train-data-dir needs its concepts: --concepts-file FILE or --caption-template "
+                             "'a photo of a {}' (one of the two)")
+        if args.concepts_file is not None:
+            read_concepts_file(args.concepts_file)  # validated before anything is read
+    if args.train_data_dir is None and not (args.image_column == "file_name" and args.caption_column == "text"):
+        raise InputError("--image-column and --caption-column read --train-data-dir; there is none")
     if preset.device.startswith("cuda"):
         import torch
 
@@ -657,12 +694,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         load_clip(args.judge)  # validated before anything is written
         judge_key = "clip:" + hashlib.sha256((args.judge / "config.json").read_bytes()).hexdigest()[:16]
+    user_data = None
+    if args.train_data_dir is not None:  # read (and resized) before anything is written: its K sets the C_P range
+        user_data = concept_data_from_folder(
+            args.train_data_dir, size=preset.render.size, held_out=preset.held_out,
+            fmt=FolderFormat(args.image_column, args.caption_column),
+            names=read_concepts_file(args.concepts_file) if args.concepts_file else None,
+            template=args.caption_template)
+        counts = np.bincount(user_data[0].labels)
+        preset = replace(preset, render=replace(preset.render, concepts=len(user_data[0].names),
+                                                per_concept=int(counts.max())))
+    n_concepts = preset.render.concepts
+    c_ps = parse_int_list(args.poisoned_concepts, name="--poisoned-concepts") if args.poisoned_concepts is not None \
+        else default_poisoned_concepts(n_concepts)
+    if max(c_ps) > n_concepts:
+        raise InputError(f"--poisoned-concepts {max(c_ps)} exceeds the number of concepts ({n_concepts})")
+    if args.benign_per_concept is not None and args.benign_per_concept > preset.render.per_concept:
+        raise InputError(f"--benign-per-concept must be in 1..{preset.render.per_concept} (the pairs per "
+                         f"concept), got {args.benign_per_concept}")
     n_points = len(seeds) * sum(1 + (c > 0 and not args.no_control) for c in c_ps)
     if dry_run(args, "python -m empirical.run", {
             "preset": preset.name, "scenario": args.scenario, "concepts K": n_concepts, "C_P": c_ps, "p": p,
             "benign per concept": args.benign_per_concept or preset.render.per_concept, "seeds": seeds,
             "base seed": args.base_seed, "targets": args.targets, "poison type": args.poison_type,
             "points (poisoned and controls)": n_points, "base model": args.pretrained or "ours (clean pretraining)",
+            "data": args.train_data_dir or "emoji renders (built in)",
             "judge": args.judge or "ours", "device": preset.device,
             "mixed precision": preset.continued.mixed_precision, "out": args.out}):
         return 0
@@ -696,7 +752,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest_path = out / "manifest.json"
     manifest = read_manifest(manifest_path)
     setting = setting_of(preset, args.scenario, args.base_seed, pretrained[0].key if pretrained else None,
-                         judge_key, args.benign_per_concept)
+                         judge_key, args.benign_per_concept, user_data[2] if user_data else None)
     if not isinstance(manifest.get("setting", setting), dict):
         raise InputError(f"{manifest_path} has no readable 'setting'; choose another --out")
     if manifest and table.rows and setting_difference(manifest.get("setting", setting), setting) != "none":
@@ -719,7 +775,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t_assets = time.perf_counter()
     with state.main_process_first():  # process 0 trains and caches the VAE and judge, the others load them
         assets = prepare_assets(preset, cache, progress=progress and main_proc, log=log, pretrained=pretrained,
-                                judge_path=args.judge)
+                                judge_path=args.judge, user_data=user_data)
     manifest["assets"] = {**assets.quality, "concepts": assets.data.names, "fonts": assets.data.fonts,
                           "notices": assets.data.notices, "seconds": round(time.perf_counter() - t_assets, 1)}
     if main_proc:
@@ -776,11 +832,12 @@ def _channels(spec: str) -> tuple[int, ...]:
 
 
 def setting_of(preset: Preset, scenario: str, base_seed: int, pretrained: str | None = None,
-               judge: str | None = None, benign: int | None = None) -> dict:
+               judge: str | None = None, benign: int | None = None, train_data: str | None = None) -> dict:
     """What every row of one output folder must share: the preset except the poisoned-phase length (a column of
     results.csv), the scenario, for continuous and lora the base model's seed, and the ``pretrained`` base model's
     content key (``--pretrained``), a CLIP judge's key (``--judge``) and the clean pairs per concept of the mix
-    (``--benign-per-concept``); each absent when not given, so folders written before the options stay valid."""
+    (``--benign-per-concept``) and a user's data (``--train-data-dir``: its content key); each absent when not
+    given, so folders written before the options stay valid."""
     d = json.loads(json.dumps(asdict(preset)))
     for phase in ("continued", "scratch"):
         d[phase].pop("steps")
@@ -792,12 +849,14 @@ def setting_of(preset: Preset, scenario: str, base_seed: int, pretrained: str | 
         d["judge_model"] = judge
     if benign is not None:
         d["benign_per_concept"] = benign
+    if train_data is not None:
+        d["train_data"] = train_data
     return d
 
 
 #: Setting keys whose absence means "not given": a folder written without one differs from a run that gives it
 #: (other keys a folder lacks were added to the presets later and do not count).
-OPTIONAL_SETTING_KEYS = ("pretrained", "judge_model", "benign_per_concept")
+OPTIONAL_SETTING_KEYS = ("pretrained", "judge_model", "benign_per_concept", "train_data")
 
 
 def first_difference(old: dict, new: dict, prefix: str = "") -> tuple[str, Any, Any] | None:
