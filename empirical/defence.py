@@ -163,6 +163,13 @@ def main(argv=None) -> int:
     return 0
 
 
+def cli() -> None:
+    """The ``implosion-defence`` console script: :func:`main` behind the one-line error boundary."""
+    from theory.cli import run_main
+
+    run_main(main, prog="implosion-defence")
+
+
 if __name__ == "__main__":
     from theory.cli import run_main
 

@@ -254,5 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def cli() -> None:
+    """The ``implosion-embed`` console script: :func:`main` behind the one-line error boundary."""
+    run_main(main, prog="implosion-embed")
+
+
 if __name__ == "__main__":
     run_main(main, prog="python -m empirical.embed")

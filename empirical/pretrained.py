@@ -243,6 +243,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def cli() -> None:
+    """The ``implosion-pretrained`` console script: :func:`main` behind the one-line error boundary."""
+    from theory.cli import run_main
+
+    run_main(main, prog="implosion-pretrained")
+
+
 if __name__ == "__main__":
     from theory.cli import run_main
 

@@ -303,5 +303,10 @@ def _print(records: list[dict], group: Sequence[str], shown: Sequence[str]) -> N
         print("  ".join(cells))
 
 
+def cli() -> None:
+    """The ``implosion-report`` console script: :func:`main` behind the one-line error boundary."""
+    run_main(main, prog="implosion-report")
+
+
 if __name__ == "__main__":
     run_main(main, prog="python -m empirical.report")

@@ -892,5 +892,10 @@ def _summary(rows: list[dict], scenario: str) -> None:
         print("  ".join(f"{r[c]:>15}" for c in cols))
 
 
+def cli() -> None:
+    """The ``implosion-run`` console script: :func:`main` behind the one-line error boundary."""
+    run_main(main, prog="implosion-run")
+
+
 if __name__ == "__main__":
     run_main(main, prog="python -m empirical.run")

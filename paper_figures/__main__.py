@@ -91,5 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def cli() -> None:
+    """The ``implosion-figures`` console script: :func:`main` behind the one-line error boundary."""
+    run_main(main, prog="implosion-figures")
+
+
 if __name__ == "__main__":
     run_main(main, prog="python -m paper_figures")

@@ -214,5 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def cli() -> None:
+    """The ``implosion-predict`` console script: :func:`main` behind the one-line error boundary."""
+    run_main(main, prog="implosion-predict")
+
+
 if __name__ == "__main__":
     run_main(main, prog="python -m simulate.predict")

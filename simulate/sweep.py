@@ -501,5 +501,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def cli() -> None:
+    """The ``implosion-sweep`` console script: :func:`main` behind the one-line error boundary."""
+    run_main(main, prog="implosion-sweep")
+
+
 if __name__ == "__main__":
     run_main(main, prog="python -m simulate.sweep")

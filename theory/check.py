@@ -271,5 +271,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def cli() -> None:
+    """The ``implosion-check`` console script: :func:`main` behind the one-line error boundary."""
+    run_main(main, prog="implosion-check")
+
+
 if __name__ == "__main__":
     run_main(main, prog="python -m theory.check")
