@@ -1,9 +1,12 @@
 """F14 and T5: the simulator's pre-registered predictions (docs/predictions/) against the real model's runs.
 
 A prediction folder (``python -m simulate.predict --out``) holds ``summary.csv`` (per p and C_P: predicted
-unpoisoned accuracy, mean and 95% CI over simulator seeds) and ``prediction.json`` (K, m, calibration). A measured
-point is a continuous-scenario run of the same K and m (dirty-label, targets among the poisoned concepts, the
-preset's poisoned steps, the preset's own setting), its poisoned rows and its same-volume controls. The scoring
+unpoisoned accuracy, mean and 95% CI over simulator seeds) and ``prediction.json`` (K, m, calibration, target rule).
+A measured point is a continuous-scenario run of the same K and m (the preset's renders per concept, or
+``--benign-per-concept m``; dirty-label, the preset's poisoned steps, otherwise the preset's own setting, any base
+seed), its poisoned rows and its same-volume controls, with the real target mode the prediction stands for:
+predictions written before ``--targets`` existed (the volume curves) stand for the default ``poisoned`` mode, as
+docs/predictions/README.md said; the target-rule predictions stand for ``all`` (random), ``nearest``, ``scatter``. The scoring
 rule is the one fixed in docs/predictions/README.md before the runs: *point* hit when the measured mean lies in the
 predicted band; *verdict* agreement on implosion (mean < 0.5, and below the control by more than the control's CI,
 or by 0.1 with one seed).
@@ -26,6 +29,8 @@ from simulate.predict import DEFAULT_GEOMETRY
 from theory.stats import mean_ci95
 
 PREDICTIONS = Path(__file__).resolve().parents[1] / "docs" / "predictions"
+#: The simulator's target rule -> the real harness's --targets mode it stands for.
+REAL_TARGETS = {"random": "all", "nearest": "nearest", "scatter": "scatter"}
 FEEDS = ("python -m empirical.run --preset cpu --scenario continuous --poisoned-concepts 0,100 --poison-per-concept P "
          "--seed 0 --out results/emp-cpu-pP (P = 160, 240, 400)")
 
@@ -41,6 +46,7 @@ class Prediction:
     geometry: str
     summary: dict[tuple[int, int], dict[str, float]]
     thresholds: dict[int, str]  # p -> predicted threshold C_P ("none" when not reached)
+    real_targets: str = "poisoned"  # the empirical --targets mode it predicts
 
     def volume(self, p: int, c_p: int) -> float:
         """V = C_P p / (K m) of this prediction's setting."""
@@ -56,26 +62,31 @@ def load_predictions(folder: Path = PREDICTIONS) -> list[Prediction]:
         rows = {(int(num(r["p"])), int(num(r["c_p"]))): {k: num(v) for k, v in r.items()}
                 for r in read_csv(sub / "summary.csv")}
         marks = {int(num(r["p"])): r["threshold_c_p"] for r in read_csv(sub / "thresholds.csv")}
+        real = REAL_TARGETS[setting["targets"]] if "targets" in setting else "poisoned"
         out.append(Prediction(sub.name, int(setting["n_concepts"]), int(setting["benign_per_concept"]),
                               int(calibration["concept_config"]["dim"]), str(calibration["geometry_source"]), rows,
-                              marks))
+                              marks, real))
     return out
 
 
-def measured(emp: Empirical, k: int, m: int) -> dict[tuple[int, int], dict[str, list[float]]]:
-    """Per (p, C_P): unpoisoned accuracies of the poisoned runs and of their controls, one per seed, from the
-    continuous runs of K concepts whose preset has m benign pairs per concept."""
+def measured(emp: Empirical, k: int, m: int, targets: str = "poisoned", measure: str = "unpoisoned_acc"
+             ) -> dict[tuple[int, int], dict[str, list[float]]]:
+    """Per (p, C_P): ``measure`` (unpoisoned accuracy) of the poisoned runs and of their controls, one per seed
+    (and base seed), from the continuous runs of K concepts with m benign pairs per concept and target mode
+    ``targets``. The clean point (C_P = 0) is shared by every target mode."""
     from empirical.presets import get_preset
 
     out: dict[tuple[int, int], dict[str, list[float]]] = {}
     for r in emp.rows:
         pre = get_preset(r["preset"])
-        if (r["variant"] or r["scenario"] != "continuous" or r["targets"] != "poisoned"
+        same_setting = not r["variant"] or r["variant"].startswith("benign_per_concept")
+        if (not same_setting or r["scenario"] != "continuous" or (r["targets"] != targets and r["c_p"] != "0")
                 or r["poison_type"] not in ("dirty", "none") or int(r["n_concepts"]) != k
-                or pre.render.per_concept != m or int(r["steps"]) != pre.continued.steps):
+                or int(r.get("benign_per_concept") or pre.render.per_concept) != m
+                or int(r["steps"]) != pre.continued.steps):
             continue
         key = (int(r["poison_per_concept"]), int(r["c_p"]))
-        out.setdefault(key, {"poisoned": [], "control": []})[r["kind"]].append(num(r["unpoisoned_acc"]))
+        out.setdefault(key, {"poisoned": [], "control": []})[r["kind"]].append(num(r[measure]))
     return out
 
 
@@ -101,11 +112,31 @@ def score(pred: Prediction, meas: dict[tuple[int, int], dict[str, list[float]]])
     return rows
 
 
+def ordering_claim(emp: Empirical, p: int = 240, c_p: int = 100) -> str:
+    """The pre-registered ordering claim at fixed volume (docs/predictions/README.md): the paired difference in
+    unpoisoned accuracy scatter − all (same seed) is positive with a 95% CI above 0, while the two mixes' AD differ
+    by less than 0.05. Returns one sentence: the measured difference and whether the claim held."""
+    acc = {t: measured(emp, 150, 40, t).get((p, c_p), {}).get("poisoned", []) for t in ("all", "scatter")}
+    rows = {t: {r["seed"]: r for r in emp.rows if r["scenario"] == "continuous" and r["targets"] == t
+                and r["kind"] == "poisoned" and r["c_p"] == str(c_p) and r["poison_per_concept"] == str(p)
+                and not r["variant"]} for t in ("all", "scatter")}
+    seeds = sorted(set(rows["all"]) & set(rows["scatter"]))
+    if not seeds or not all(acc.values()):
+        return "Ordering claim (scatter − all at V = 4): not measured yet."
+    gap = [num(rows["scatter"][s]["unpoisoned_acc"]) - num(rows["all"][s]["unpoisoned_acc"]) for s in seeds]
+    dad = [num(rows["scatter"][s]["ad"]) - num(rows["all"][s]["ad"]) for s in seeds]
+    m, ci = mean_ci95(gap)
+    held = m - ci > 0 and len(seeds) > 1 and abs(float(np.mean(dad))) < 0.05
+    return (f"Ordering claim (scatter − all, C_P = {c_p}, p = {p}, paired by seed, {len(seeds)} seeds): unpoisoned "
+            f"accuracy {m:+.3f} ± {ci:.3f}, AD {float(np.mean(dad)):+.3f}: "
+            + ("held." if held else "did not hold."))
+
+
 def fig14(src: Sources, out: Path) -> Built:
     """Predicted unpoisoned accuracy bands over V per p, with the measured poisoned points and controls."""
     preds = load_predictions()
     emp = src.empirical()
-    shown = [p for p in preds if p.benign_per_concept == 40 and p.n_concepts == 150]
+    shown = [p for p in preds if p.real_targets == "poisoned" and p.n_concepts == 150]
     plt = pyplot()
     fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(FULL, 2.8), squeeze=False)
     cmap = plt.get_cmap("plasma")
@@ -113,7 +144,7 @@ def fig14(src: Sources, out: Path) -> Built:
     colour = {p: cmap(0.85 * i / max(1, len(ps) - 1)) for i, p in enumerate(ps)}
     found = 0
     for ax, pred in zip(axes[0], shown):
-        meas = measured(emp, pred.n_concepts, pred.benign_per_concept)
+        meas = measured(emp, pred.n_concepts, pred.benign_per_concept, pred.real_targets)
         for p in ps:
             cs = sorted(c for (q, c) in pred.summary if q == p)
             v = np.array([pred.volume(p, c) for c in cs])
@@ -135,8 +166,8 @@ def fig14(src: Sources, out: Path) -> Built:
         ax.axhline(0.5, color="grey", lw=0.6, ls=":")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("poison volume V = C_P·p/(K·m)")
-        ax.set_title(f"{pred.name}\n(d = {pred.dim}; {'default' if pred.geometry == DEFAULT_GEOMETRY else 'calibrated'} "
-                     "geometry)", fontsize=7)
+        ax.set_title(f"{pred.name}\n(m = {pred.benign_per_concept}, d = {pred.dim}; "
+                     f"{'default' if pred.geometry == DEFAULT_GEOMETRY else 'calibrated'} geometry)", fontsize=7)
     axes[0][0].set_ylabel("unpoisoned accuracy")
     legend(axes[0][0], fontsize=6)
     fig.tight_layout()
@@ -145,8 +176,9 @@ def fig14(src: Sources, out: Path) -> Built:
     caption = ("The simulator's pre-registered predictions (docs/predictions/, 2026-11-30) against the real model: "
                "predicted unpoisoned accuracy (line, 95% band over simulator seeds) over poison volume V per p; "
                "measured poisoned runs (filled markers, 95% CI over seeds) and their same-volume controls (open). "
-               "Left: calibrated to the clean model's geometry and accuracy (d = 11); right: the uncalibrated "
-               "default space (d = 64).")
+               "One panel per volume-curve prediction: calibrated to the clean model's geometry and accuracy "
+               "(d = 11) at m = 40 and at m = 10 benign pairs per concept, and the uncalibrated default space "
+               "(d = 64).")
     return Built(files, caption, [str(PREDICTIONS)] + sorted({r["folder"] for r in emp.rows}), missing)
 
 
@@ -158,7 +190,7 @@ def tab5(src: Sources, out: Path) -> Built:
     rows = []
     thresholds = []
     for pred in load_predictions():
-        scored = score(pred, measured(emp, pred.n_concepts, pred.benign_per_concept))
+        scored = score(pred, measured(emp, pred.n_concepts, pred.benign_per_concept, pred.real_targets))
         for p in sorted({r["p"] for r in scored}):
             sel = [r for r in scored if r["p"] == p]
             first = next((r["c_p"] for r in sel if r["measured_implosion"]), None)
@@ -178,5 +210,5 @@ def tab5(src: Sources, out: Path) -> Built:
     caption = ("Pre-registered predictions scored against the real model (rule fixed in docs/predictions/README.md "
                "before the runs): point = measured mean inside the predicted 95% band; verdict = both say implosion "
                "or both do not. Threshold C_P (first implosion): " + ("; ".join(thresholds) or "nothing measured")
-               + ".")
+               + ". " + ordering_claim(emp))
     return Built(files, caption, [str(PREDICTIONS)], [] if rows else [f"no measured point yet: {FEEDS}"], text)

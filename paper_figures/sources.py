@@ -330,8 +330,10 @@ def collect(folders: list[Path], defence: list[Path]) -> Empirical:
         own["render"]["concepts"] = setting.get("render", {}).get("concepts", own["render"]["concepts"])
         diff = first_difference(setting, own)  # the folder's setting first: keys added later do not count
         variant = "" if diff is None else f"{diff[0]}: {diff[2]} -> {diff[1]}"  # preset -> this run
+        benign = setting.get("benign_per_concept") or setting.get("render", {}).get("per_concept")
         for r in read_rows([folder]):
-            r.update(folder=str(folder), preset=preset.name, variant=variant)
+            r.update(folder=str(folder), preset=preset.name, variant=variant, benign_per_concept=str(benign),
+                     base_seed=str(base_seed))
             emp.rows.append(r)
         for a in read_rows([folder], "attention.csv", required=False):
             a.update(folder=str(folder), preset=preset.name, variant=variant)

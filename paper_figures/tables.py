@@ -95,8 +95,9 @@ def _variant_name(r: dict[str, Any], default_p: int) -> str:
 def _paired_gap(poisoned: list[dict[str, Any]], controls: list[dict[str, Any]], column: str) -> str:
     """Mean ± 95% CI over seeds of poisoned − control in ``column``, pairing each poisoned row with the control
     of its seed; "–" when no seed has both."""
-    by_seed = {r["seed"]: num(r[column]) for r in controls}
-    gaps = [num(r[column]) - by_seed[r["seed"]] for r in poisoned if r["seed"] in by_seed]
+    by_seed = {r["seed"]: num(r.get(column)) for r in controls}
+    gaps = [num(r.get(column)) - by_seed[r["seed"]] for r in poisoned if r["seed"] in by_seed]
+    gaps = [g for g in gaps if np.isfinite(g)]
     if not gaps:
         return "–"
     from empirical.report import mean_ci
@@ -173,18 +174,21 @@ def tab4(src: Sources, out: Path) -> Built:
                          _mc([num(r["unpoisoned_acc"]) for r in at]),
                          _mc([num(r["unpoisoned_acc"]) for r in ctrl]) if ctrl else "–",
                          _paired_gap(at, ctrl, "unpoisoned_acc"), _paired_gap(at, ctrl, "unpoisoned_prob"),
-                         _paired_gap(at, ctrl, "fd_unpoisoned"), _mc([num(r["attack_success"]) for r in at]),
-                         _mc([num(r["ad"]) for r in at])])
+                         _paired_gap(at, ctrl, "fd_unpoisoned"), _paired_gap(at, ctrl, "kid_unpoisoned"),
+                         _paired_gap(at, ctrl, "unpoisoned_meaningless"),
+                         _mc([num(r["attack_success"]) for r in at]), _mc([num(r["ad"]) for r in at])])
             sources.append(", ".join(sorted({r["folder"] for r in at} | {r["folder"] for r in ctrl})))
     missing = [] if rows else [f"continuous: {EMP_COMMANDS['continuous']}"]
     files, md = _write(out, "tab4", ["regime", "C_P", "seeds", "unpoisoned acc", "control", "acc − control",
-                                     "P(right) − control", "Fréchet − control", "attack success", "AD"], rows)
+                                     "P(right) − control", "Fréchet − control", "KID − control",
+                                     "meaningless − control", "attack success", "AD"], rows)
     caption = (f"The regime map of the real model ({emp.preset or 'no'} preset): for each regime (scenario, and how "
                f"it departs from the preset: steps, UNet, targets, p, poison type) and C_P, the never-poisoned "
                f"concepts' accuracy against the same-volume correctly-labelled control, the gaps poisoned − control "
                f"pairing each seed with its own control (mean ± 95% CI over seeds), and the attack success. "
-               f"Implosion shows as negative gaps that grow with C_P; incoherent images would also show as a large "
-               f"Fréchet gap.")
+               f"Implosion shows as negative gaps that grow with C_P; incoherent images would also show as large "
+               f"Fréchet and kernel-distance (KID, unbiased) gaps and a positive meaningless-rate gap (runs written "
+               f"before a measure existed show –).")
     return Built(files, caption, sorted(set(sources)), missing, md)
 
 
