@@ -28,7 +28,6 @@ path without a real checkpoint): ``python -m empirical.pretrained tiny DIR``.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import shutil
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from theory.cli import InputError
+from theory.records import content_key
 
 CLIP_MERGES = 49152 - 256 - 2  # merges CLIP uses from the BPE file (its SimpleTokenizer: lines 1..48894)
 
@@ -182,15 +182,10 @@ def load_base(path: Path, *, device: str = "cpu", variant: str | None = None) ->
     te = TextEncoder(path / "text_encoder", tokenizer_path=path / "tokenizer",
                      max_length=int(pipe.tokenizer.model_max_length), device=device, variant=variant)
     state = {k: v.detach().cpu().clone() for k, v in pipe.unet.state_dict().items()}
-    digest = hashlib.sha256()
-    for part in ("model_index.json", "unet/config.json", "vae/config.json", "text_encoder/config.json",
-                 "scheduler/scheduler_config.json"):
-        f = path / part
-        digest.update(f.read_bytes() if f.is_file() else b"")
-    for name in sorted(state)[:16]:  # a weight sample: different checkpoints of one architecture differ here
-        digest.update(state[name].float().numpy().tobytes()[:4096])
-    base = PretrainedBase(path.resolve(), dict(pipe.unet.config), state, dict(pipe.scheduler.config), size,
-                          digest.hexdigest()[:16])
+    # the whole folder's content (configs, tokenizer, every weight file) and the variant read: two checkpoints
+    # of one architecture, or one folder edited in place, never share a key
+    key = content_key(path) + (f"-{variant}" if variant else "")
+    base = PretrainedBase(path.resolve(), dict(pipe.unet.config), state, dict(pipe.scheduler.config), size, key)
     return base, pipe.vae.eval().requires_grad_(False), te
 
 

@@ -18,7 +18,6 @@ clean pretraining) are cached in ``--cache`` and keyed by their settings.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -44,8 +43,8 @@ from empirical.pretrained import PretrainedBase, unet_from_base
 from empirical.train import SCENARIOS, Mix, TrainConfig, add_lora, encode_latents, merged, save_lora_adapter, \
     train_unet, with_weights
 from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, path_arg, run_main
-from theory.records import ResultsTable, atomic_write_text, command_line, ensure_writable_dir, git_commit, \
-    package_versions, read_manifest, utc_now, write_manifest
+from theory.records import ResultsTable, atomic_write_text, command_line, content_key, ensure_writable_dir, \
+    git_commit, package_versions, read_manifest, utc_now, write_manifest
 from theory.validate import check_threads, torch_device
 
 KINDS: tuple[str, ...] = ("poisoned", "control")
@@ -693,7 +692,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from empirical.encoders import load_clip
 
         load_clip(args.judge)  # validated before anything is written
-        judge_key = "clip:" + hashlib.sha256((args.judge / "config.json").read_bytes()).hexdigest()[:16]
+        judge_key = "clip:" + content_key(args.judge)  # its weights too, not only its config
     user_data = None
     if args.train_data_dir is not None:  # read (and resized) before anything is written: its K sets the C_P range
         user_data = concept_data_from_folder(
@@ -755,6 +754,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                          judge_key, args.benign_per_concept, user_data[2] if user_data else None)
     if not isinstance(manifest.get("setting", setting), dict):
         raise InputError(f"{manifest_path} has no readable 'setting'; choose another --out")
+    if table.rows and "setting" not in manifest:
+        raise InputError(f"{out / 'results.csv'} holds results without a manifest saying their setting; choose "
+                         "another --out")
     if manifest and table.rows and setting_difference(manifest.get("setting", setting), setting) != "none":
         raise InputError(f"{out} holds results of another setting ({setting_difference(manifest['setting'], setting)}); "
                          "choose another --out")

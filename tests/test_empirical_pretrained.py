@@ -50,6 +50,28 @@ def test_tiny_sd_folder_loads_as_a_base(tiny_sd):
     assert load_base(tiny_sd)[0].key == base.key  # a content key: stable across loads
 
 
+def test_a_retrained_checkpoint_of_the_same_architecture_is_another_setting(tmp_path, tiny_sd):
+    """Results of one model are never reported as another's: a folder whose UNet weights differ (same configs)
+    has another key, so a results folder written with one refuses the other."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_sd, other)
+    f = next((other / "unet").glob("*.safetensors"))
+    state = load_file(str(f))
+    last = sorted(state)[-1]
+    state[last] = state[last] + 1e-3 * torch.ones_like(state[last])  # a tensor beyond any 16-tensor sample
+    save_file(state, str(f), metadata={"format": "pt"})
+    assert load_base(other)[0].key != load_base(tiny_sd)[0].key
+    out = tmp_path / "out"
+    base = ["--preset", "micro", "--poisoned-concepts", "0", "--quiet", "--threads", "1", "--cache",
+            str(tmp_path / "cache"), "--out", str(out)]
+    assert run_main([*base, "--pretrained", str(tiny_sd)]) == 0
+    r = _cli("--pretrained", str(other), "--out", str(out), "--cache", str(tmp_path / "cache"))
+    assert r.returncode == 2 and "holds results of another setting (pretrained:" in r.stderr
+
+
 @pytest.mark.parametrize("scenario", ["continuous", "lora"])
 def test_run_fine_tunes_the_pretrained_unet_on_its_own_schedule(tmp_path, tiny_sd, scenario):
     before = _digest(tiny_sd)

@@ -349,3 +349,13 @@ def test_loss_log_keeps_one_loss_per_step_across_a_resume(tmp_path: Path):
     again.write()
     lines = path.read_text().splitlines()
     assert lines[1:] == ["1,0.0", "2,1.0", "3,2.0", "4,3.0", "5,14.0", "6,15.0"]
+
+
+def test_results_without_a_manifest_are_not_taken_for_this_run(tmp_path: Path, cache: Path):
+    out = tmp_path / "o"
+    args = ["--preset", "micro", "--poisoned-concepts", "0", "--seed", "0", "--out", str(out), "--cache", str(cache),
+            "--quiet", "--threads", "2"]
+    assert main(args) == 0
+    (out / "manifest.json").unlink()
+    with pytest.raises(InputError, match="without a manifest"):
+        main(args)

@@ -47,3 +47,24 @@ def test_read_only_table_is_refused_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setattr(records.os, "access", lambda p, mode: False)
     with pytest.raises(InputError, match="not writable"):
         records.ResultsTable(path, ["a", "b"])
+
+
+def test_content_key_sees_every_byte_of_every_file(tmp_path: Path):
+    from theory.records import content_key
+
+    a = tmp_path / "a"
+    (a / "unet").mkdir(parents=True)
+    (a / "unet" / "w.safetensors").write_bytes(b"\x00" * 1000 + b"\x01")
+    (a / "config.json").write_text("{}")
+    (a / ".cache").mkdir()
+    (a / ".cache" / "x").write_text("ignored")
+    key = content_key(a)
+    assert key == content_key(a, chunk=7)  # chunking does not matter
+    (a / ".cache" / "x").write_text("still ignored")
+    assert content_key(a) == key
+    (a / "unet" / "w.safetensors").write_bytes(b"\x00" * 1000 + b"\x02")  # same size, one byte changed
+    assert content_key(a) != key
+    (a / "unet" / "w.safetensors").write_bytes(b"\x00" * 1000 + b"\x01")
+    assert content_key(a) == key
+    (a / "unet" / "w.safetensors").rename(a / "unet" / "v.safetensors")  # same bytes, another name
+    assert content_key(a) != key

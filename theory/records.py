@@ -9,6 +9,7 @@ last complete line before more rows are appended), so a resumed run neither lose
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -59,6 +60,23 @@ def ensure_writable_dir(path: Path, *, name: str = "--out") -> Path:
     except OSError as exc:
         raise InputError(f"{name} {path} is not writable ({exc.strerror or exc})") from None
     return path
+
+
+def content_key(folder: Path, *, chunk: int = 1 << 20) -> str:
+    """A key of everything a model folder holds: sha256 over every file's relative path, size and bytes (sorted;
+    hidden files and ``__pycache__`` left out), streamed in ``chunk``-byte pieces. Two folders get the same key
+    exactly when they hold the same files, so results of one model are never taken for another's."""
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = f.relative_to(folder)
+        if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
+            continue
+        h.update(f"{rel.as_posix()}\0{f.stat().st_size}\0".encode())
+        with open(f, "rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+    return h.hexdigest()[:16]
 
 
 def read_table(path: Path, columns: Sequence[str] | None) -> list[dict[str, str]]:
