@@ -728,7 +728,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     main_proc = state.is_main_process
     with state.main_process_first():
         out = ensure_writable_dir(args.out)
-        cache = ensure_writable_dir(args.cache, name="--cache")
     if args.threads is not None:
         import torch
 
@@ -774,6 +773,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if main_proc:
         write_manifest(manifest_path, manifest)
 
+    with state.main_process_first():  # created once the output folder is known to be this run's
+        cache = ensure_writable_dir(args.cache, name="--cache")
     t_assets = time.perf_counter()
     with state.main_process_first():  # process 0 trains and caches the VAE and judge, the others load them
         assets = prepare_assets(preset, cache, progress=progress and main_proc, log=log, pretrained=pretrained,

@@ -71,3 +71,14 @@ def test_unexpected_errors_are_one_line_unless_debug(capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_main(hungry, [], prog="tool")
     assert exit_info.value.code == 1 and "out of memory" in capsys.readouterr().err
+
+
+def test_huge_ranges_are_refused_before_they_are_expanded():
+    """A range of 10⁹ values is refused at once (counted, not built: building it would fill the memory)."""
+    from theory.cli import MAX_LIST
+
+    with pytest.raises(InputError, match="more than 1,000,000 values"):
+        parse_int_list("0..1000000000", name="--concepts")
+    with pytest.raises(InputError, match="more than"):
+        parse_int_list(f"0..{MAX_LIST // 2},{MAX_LIST}..{2 * MAX_LIST}")
+    assert len(parse_int_list(f"1..{MAX_LIST}")) == MAX_LIST

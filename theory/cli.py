@@ -88,11 +88,16 @@ def path_arg(value: str) -> "Path":
     return Path(value)
 
 
+#: The most values a list option (:func:`parse_int_list`) may expand to.
+MAX_LIST = 1_000_000
+
+
 def parse_int_list(spec: str, *, name: str = "value") -> list[int]:
     """Parse ``"1..500"``, ``"0..500:25"``, ``"0,10,50"`` or a comma list of those into sorted unique ints ≥ 0.
 
     ``A..B`` is inclusive, ``A..B:S`` steps by S. Raises :class:`InputError` naming the offending part for an
-    empty spec, non-numbers, negatives, a reversed range, or a step < 1.
+    empty spec, non-numbers, negatives, a reversed range, a step < 1, or more than :data:`MAX_LIST` values (counted
+    before any range is expanded, so a huge range never fills the memory).
     """
     if spec is None or not str(spec).strip():
         raise InputError(f"{name} is empty; use e.g. 1..500, 0..500:25 or 0,10,50")
@@ -115,6 +120,8 @@ def parse_int_list(spec: str, *, name: str = "value") -> list[int]:
             lo, hi = _parse_nonneg(lo_text, name, part), _parse_nonneg(hi_text, name, part)
             if lo > hi:
                 raise InputError(f"{name} range {part!r} is reversed (start > end)")
+            if (hi - lo) // step + 1 + len(values) > MAX_LIST:
+                raise InputError(f"{name} {spec!r} asks for more than {MAX_LIST:,} values")
             values.update(range(lo, hi + 1, step))
         else:
             values.add(_parse_nonneg(body, name, part))
