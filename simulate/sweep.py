@@ -280,25 +280,21 @@ def _config(args: Any) -> SweepConfig:
 
 
 class _Progress:
-    """A one-line progress bar on a terminal (stderr); silent otherwise."""
+    """tqdm's progress bar on a terminal (stderr; points done, rate and time left), silent otherwise."""
 
     def __init__(self, total: int, enabled: bool):
-        self.total, self.done = max(1, total), 0
-        self.enabled = enabled and sys.stderr.isatty()
-        self.start = time.perf_counter()
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc="sweep", unit="point", disable=not (enabled and sys.stderr.isatty()),
+                        leave=False, dynamic_ncols=True)
 
     def step(self, label: str = "") -> None:
-        self.done += 1
-        if self.enabled:
-            frac = self.done / self.total
-            bar = "#" * int(30 * frac)
-            elapsed = time.perf_counter() - self.start
-            sys.stderr.write(f"\r[{bar:<30}] {self.done}/{self.total} {label} {elapsed:6.1f}s")
-            sys.stderr.flush()
+        if label:
+            self.bar.set_postfix_str(label, refresh=False)
+        self.bar.update(1)
 
     def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
+        self.bar.close()
 
 
 MAX_ROWS = 10_000_000
