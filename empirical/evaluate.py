@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from empirical.data import caption
+from empirical.detection import rank_quality
 from theory.ad import pair_attribution
 from theory.implosion import ImplosionReference, implosion_measures, make_reference
 
@@ -70,9 +71,7 @@ def mix_alignment_difficulty(judge, images: np.ndarray, texts: list[str],
                              is_poison: np.ndarray | None = None) -> dict[str, float]:
     """AD of a training mix: theory.ad on the judge's unit text and image embeddings of its pairs. With the
     mask of the true poison pairs, also how well ranking the pairs by their share of AD finds them
-    (:mod:`empirical.defence`: average precision, precision@k, base rate; NaN when there is no poison)."""
-    from empirical.defence import rank_quality
-
+    (:mod:`empirical.detection`: average precision, precision@k, base rate; NaN when there is no poison)."""
     att = pair_attribution_of_mix(judge, images, texts)
     res = att.result
     out = {"ad": res.ad, "d_fea": res.d_fea, "d_stru": res.d_stru}
