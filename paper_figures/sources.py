@@ -13,8 +13,9 @@ A :class:`Sources` answers three questions for the figure builders:
 With ``quick`` (``python -m paper_figures all --quick``) nothing is read from RESULTS: the smallest commands are run
 in-process into ``OUT/_data`` (a 200-concept universe with C_P up to 100 for the simulator, the ``micro`` preset
 with 8 concepts for the empirical harness) so the whole set builds in a few minutes; their numbers only show that
-the pipeline works. Without ``quick`` the same small commands run only for what RESULTS lacks, and the figure's
-caption says so and names the command for the full data. Quick data are kept in ``OUT/_data`` and reused.
+the pipeline works. Quick data are kept in ``OUT/_data`` and reused. Without ``quick`` nothing is ever substituted:
+a simulator table RESULTS lacks is a :class:`MissingSource` (the figure is not built, and the command that makes
+its data is named), and the empirical figures say which runs they miss.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+class MissingSource(Exception):
+    """A figure's data are not in RESULTS (and ``--quick`` was not asked for): the message names the command."""
+
 
 SIM_TABLES = ("ad_regimes", "single_concept", "implosion_regimes", "phase", "ad_volume")
 SIM_COMMAND = "python -m simulate.experiments all --out results/experiments"
@@ -219,15 +224,17 @@ class Sources:
         if name in self._sim:
             return self._sim[name]
         full = self.results / "experiments" / f"{name}.csv"
-        if not self.quick and full.is_file():
+        if not self.quick:
+            if not full.is_file():
+                raise MissingSource(f"{full} is missing: run `python -m simulate.experiments all --out "
+                                    f"{self.results / 'experiments'}`, or use --quick for throwaway data")
             self._sim[name] = (read_csv(full), f"{full} ({SIM_COMMAND})")
             return self._sim[name]
         path = self.data / "sim" / f"{name}.csv"
         if not path.is_file():
             self._build_sim(name, path.parent)
-        why = "quick build" if self.quick else f"{full} is missing"
-        self._sim[name] = (read_csv(path), f"{why}: a 200-concept universe, C_P ≤ 100, one seed (for the paper-size "
-                                            f"data run `{SIM_COMMAND}`)")
+        self._sim[name] = (read_csv(path), f"quick build: a 200-concept universe, C_P ≤ 100, one seed (for the "
+                                            f"paper-size data run `{SIM_COMMAND}`)")
         return self._sim[name]
 
     def _build_sim(self, name: str, out: Path) -> None:
@@ -262,7 +269,8 @@ class Sources:
 
     # ------------------------------------------------------------------------------------------- empirical
     def empirical(self) -> Empirical:
-        """All empirical runs (built small into ``data`` when ``quick`` or when RESULTS holds none)."""
+        """All empirical runs under RESULTS (none: an empty :class:`Empirical`, whose figures name the missing
+        runs), or with ``quick`` the small runs built into ``data``."""
         if self._emp is not None:
             return self._emp
         emp = Empirical()
@@ -271,7 +279,7 @@ class Sources:
                           sorted(p.parent for p in self.results.glob("*/detection.csv")))
             for why in emp.skipped:
                 print(f"paper_figures: skipped results folder {why}", file=sys.stderr)
-        if not emp.rows:
+        if self.quick:
             self._build_empirical()
             base = self.data / "emp"
             emp = collect(sorted(p.parent for p in base.glob("*/results.csv")), [base / "defence"])

@@ -114,6 +114,22 @@ def test_full_mode_reads_simulator_tables_from_results(tmp_path):
     assert len(built.missing) == 3 and not (tmp_path / "data" / "sim").exists()
 
 
+def test_full_mode_never_substitutes_quick_data(tmp_path, capsys):
+    """Without --quick a missing simulator table is named with the command that makes it, nothing small is built
+    in its place, and the build still succeeds for what it has (exit 0, the missing items said)."""
+    from paper_figures.sources import MissingSource
+
+    src = Sources(results=tmp_path / "results", data=tmp_path / "data", quick=False, verbose=False)
+    with pytest.raises(MissingSource, match="simulate.experiments all --out"):
+        src.sim("phase")
+    assert src.empirical().rows == [] and not (tmp_path / "data").exists()
+    assert main(["fig12", "fig5", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "fig12: not built" in err and "phase.csv is missing" in err
+    assert (tmp_path / "o" / "fig5.png").is_file() and not (tmp_path / "o" / "fig12.png").exists()
+    assert not (tmp_path / "o" / "_data").exists()
+
+
 def test_headline_selection_excludes_variants():
     base = {"preset": "cpu", "scenario": "continuous", "targets": "poisoned", "steps": "500",
             "poison_per_concept": "80", "kind": "poisoned", "poison_type": "dirty", "n_concepts": "150",
