@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from theory.cli import InputError
+from theory.records import DAMAGE, discard_damaged
 
 #: The concepts named in the paper's figures (CLDR names); always kept when present.
 PAPER_CONCEPTS: tuple[str, ...] = (
@@ -348,11 +349,14 @@ def load_or_render(cfg: RenderConfig, cache_dir: Path | None, *, noto_path: Path
     key = RenderConfig(**{**asdict(cfg), "fonts": tuple(f.name for f in fonts)}).key()
     path = Path(cache_dir) / f"renders-{key}.npz" if cache_dir is not None else None
     if path is not None and path.is_file():
-        z = np.load(path, allow_pickle=False)
-        meta = json.loads(str(z["meta"]))
-        _, notices = available_fonts(cfg.fonts, noto_path=noto_path)
-        return ConceptData(z["images"], z["labels"], z["styles"], meta["captions"], meta["names"], meta["fonts"],
-                           notices)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                images, labels, styles = z["images"], z["labels"], z["styles"]
+            _, notices = available_fonts(cfg.fonts, noto_path=noto_path)
+            return ConceptData(images, labels, styles, meta["captions"], meta["names"], meta["fonts"], notices)
+        except DAMAGE as exc:
+            discard_damaged(path, exc)
     data = render(cfg, noto_path=noto_path)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ import numpy as np
 
 from empirical.folder_data import FolderFormat, metadata_file
 from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
-from theory.records import ensure_writable_dir
+from theory.records import DAMAGE, discard_damaged, ensure_writable_dir
 
 
 class ClipEmbedder:
@@ -126,11 +126,15 @@ def embed_folder(folder: Path, embedder, out: Path, *, batch_size: int = 64, sav
     captions: list[str] = []
     after = 0
     if partial.is_file():
-        with np.load(partial, allow_pickle=False) as z:
-            if str(z["fingerprint"]) == fp and "caption" in z.files:  # older partial files start over
-                text, image = [z["text"]], [z["image"]]
-                lines, names, captions = list(z["line"]), list(z["file_name"]), list(z["caption"])
-                after = int(lines[-1]) if lines else 0
+        try:
+            with np.load(partial, allow_pickle=False) as z:
+                if str(z["fingerprint"]) == fp and "caption" in z.files:  # older partial files start over
+                    text, image = [z["text"]], [z["image"]]
+                    lines, names, captions = list(z["line"]), list(z["file_name"]), list(z["caption"])
+                    after = int(lines[-1]) if lines else 0
+        except DAMAGE as exc:  # a partial file cut by a crash: start over rather than block every rerun
+            discard_damaged(partial, exc)
+            text, image, lines, names, captions, after = [], [], [], [], [], 0
 
     def flush():
         _save(partial, text=np.concatenate(text) if text else np.zeros((0, 0), np.float32),

@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from theory.cli import InputError, first_line
+from theory.records import DAMAGE, discard_damaged
 
 
 def default_text_encoder_path() -> Path:
@@ -421,7 +422,10 @@ def load_or_train_judge(images: np.ndarray, captions: Sequence[str], groups: np.
     if cache_dir is not None:
         folder = Path(cache_dir) / f"judge-{cfg.key(data_key, str(text_encoder.path))}"
         if (folder / "judge.safetensors").is_file():
-            return Judge.load(folder, text_encoder, device=device)
+            try:
+                return Judge.load(folder, text_encoder, device=device)
+            except (*DAMAGE, InputError) as exc:
+                discard_damaged(folder, exc)
     judge = train_judge(images, captions, groups, names, text_encoder, cfg, progress=progress, device=device)
     if cache_dir is not None:
         judge.save(folder)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from theory.cli import InputError, first_line
+from theory.records import DAMAGE, discard_damaged
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,10 @@ def load_or_train_vae(images: np.ndarray, cfg: VAEConfig, *, cache_dir: Path | N
 
     folder = Path(cache_dir) / f"vae-{cfg.key(data_key)}" if cache_dir is not None else None
     if folder is not None and (folder / "config.json").is_file():
-        return AutoencoderKL.from_pretrained(folder, local_files_only=True, use_safetensors=True).to(device).eval()
+        try:
+            return AutoencoderKL.from_pretrained(folder, local_files_only=True, use_safetensors=True).to(device).eval()
+        except DAMAGE as exc:
+            discard_damaged(folder, exc)
     vae = train_vae(images, cfg, progress=progress, device=device)
     if folder is not None:
         tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")

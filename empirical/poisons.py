@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from theory.cli import InputError
+from theory.records import DAMAGE, discard_damaged
 
 TARGET_MODES: tuple[str, ...] = ("poisoned", "all", "nearest", "scatter")
 #: The target of a concept under ``scatter``: none (each of its pairs draws its own).
@@ -330,11 +331,16 @@ def nightshade_pairs(plan: PoisonPlan, c_p: int, per_concept: int, images: np.nd
     for j, (a, b) in enumerate(pairs):
         sl = slice(j * per_concept, (j + 1) * per_concept)
         path = None if folder is None else folder / f"s{seed}-a{a}-b{b}-p{per_concept}.npz"
+        cached = None
         if path is not None and path.is_file():
-            with np.load(path, allow_pickle=False) as z:
-                img = z["images"]
-                rep = PerturbationReport(**{k: z[k] for k in ("latent_before", "latent_after", "linf", "l2",
-                                                              "psnr")})
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    cached = z["images"], PerturbationReport(**{k: z[k] for k in ("latent_before", "latent_after",
+                                                                                  "linf", "l2", "psnr")})
+            except DAMAGE as exc:
+                discard_damaged(path, exc)
+        if cached is not None:
+            img, rep = cached
         else:
             img, rep = nightshade_perturb(vae, images[src_idx[sl]], images[tgt_idx[sl]], cfg,
                                           seed=int(np.random.default_rng([seed, a, b]).integers(2**31)))

@@ -43,8 +43,8 @@ from empirical.pretrained import PretrainedBase, unet_from_base
 from empirical.train import SCENARIOS, Mix, TrainConfig, add_lora, encode_latents, merged, save_lora_adapter, \
     train_unet, with_weights
 from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, path_arg, run_main
-from theory.records import ResultsTable, atomic_write_text, command_line, content_key, ensure_writable_dir, \
-    git_commit, package_versions, read_manifest, utc_now, write_manifest
+from theory.records import DAMAGE, ResultsTable, atomic_write_text, command_line, content_key, discard_damaged, \
+    ensure_writable_dir, git_commit, package_versions, read_manifest, utc_now, write_manifest
 from theory.validate import check_threads, torch_device
 
 KINDS: tuple[str, ...] = ("poisoned", "control")
@@ -254,7 +254,10 @@ def pretrained_state(assets: Assets, seed: int, cache_dir: Path | None, *, progr
     folder = (Path(cache_dir) if cache_dir is not None else Path(".")) / f"pretrain-{key}"
     final = folder / f"ema-{cfg.steps}.safetensors"
     if final.is_file():
-        return load_file(str(final))
+        try:
+            return load_file(str(final))
+        except DAMAGE as exc:
+            discard_damaged(final, exc)  # retrained, resuming from the last checkpoint when it is readable
     mix, _ = build_mix(assets, np.zeros(0, np.int64), np.zeros(0, np.int64))
     _, ema = train_unet(fresh_unet(assets, seed), mix, cfg, checkpoint_dir=folder, progress=progress,
                         device=assets.preset.device)

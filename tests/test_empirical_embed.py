@@ -4,6 +4,7 @@ local CLIP folder, and bad folders refused."""
 from __future__ import annotations
 
 import json
+import warnings
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +103,14 @@ def test_a_killed_run_resumes_after_the_last_saved_line(folder, assets, tmp_path
     for k in ("text", "image", "line", "file_name"):
         assert np.array_equal(res[k], full[k]) or np.allclose(res[k], full[k], atol=1e-6)
     assert not (tmp_path / "emb.partial.npz").exists()
+    # a partial file cut by a crash does not block the rerun: one warning, then the whole folder again
+    (tmp_path / "emb.partial.npz").write_bytes(b"PK\x03\x04 cut short")
+    out.unlink()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = embed_folder(d, inner, out, batch_size=2, save_every=1)
+    assert any("emb.partial.npz is damaged" in str(w.message) for w in caught)
+    assert np.allclose(res["text"], full["text"], atol=1e-6) and list(res["line"]) == list(full["line"])
 
 
 def _tiny_clip(folder: Path) -> None:

@@ -62,6 +62,34 @@ def ensure_writable_dir(path: Path, *, name: str = "--out") -> Path:
     return path
 
 
+def _damage_errors() -> tuple[type[BaseException], ...]:
+    import zipfile
+
+    from safetensors import SafetensorError
+
+    return (OSError, ValueError, KeyError, EOFError, RuntimeError, TypeError, AttributeError, zipfile.BadZipFile,
+            SafetensorError)
+
+
+#: What reading a damaged cache file raises (truncated zip or safetensors, bad JSON, missing members, ...).
+DAMAGE = _damage_errors()
+
+
+def discard_damaged(path: Path, exc: BaseException) -> None:
+    """A cache entry that cannot be read is rebuilt, not fatal: warn once naming it and why, and remove it (a
+    file or a folder) so the caller recomputes it. Only for caches — never for results."""
+    import shutil
+    import warnings
+
+    path = Path(path)
+    warnings.warn(f"cache entry {path} is damaged ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                  "); rebuilding it", stacklevel=2)
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def content_key(folder: Path, *, chunk: int = 1 << 20) -> str:
     """A key of everything a model folder holds: sha256 over every file's relative path, size and bytes (sorted;
     hidden files and ``__pycache__`` left out), streamed in ``chunk``-byte pieces. Two folders get the same key
