@@ -45,7 +45,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Protocol, Sequence
 
 import numpy as np
 
@@ -445,15 +445,24 @@ def alignment_difficulty_sampled(
         cos[a : a + chunk] = np.einsum("ij,ij->i", tb, vb) / (nt[a : a + chunk] * nv[a : a + chunk])
     d_fea = float((1.0 - pair_scores(cos, laion_scale)).mean())
 
-    rng = np.random.default_rng(seed)
     ct = _compute_dtype("auto", t, v)
+    mean, var = _sample_gaps(lambda idx: (t[idx], v[idx]), nt, nv, n, n_samples, np.random.default_rng(seed), chunk,
+                             ct)
+    return _sampled_result(d_fea, mean, var, n, n_samples, alpha, laion_scale)
+
+
+def _sample_gaps(take: Callable[[np.ndarray], tuple[Any, Any]], nt: np.ndarray, nv: np.ndarray, n: int,
+                 n_samples: int, rng: np.random.Generator, chunk: int, ct: np.dtype) -> tuple[float, float]:
+    r"""Mean and variance of :math:`|\cos(v_i,v_j)-\cos(t_i,t_j)|` over ``n_samples`` uniform pairs i≠j drawn
+    ``chunk`` at a time; ``take(idx)`` gives the (text, image) rows ``idx`` (arrays or any row store)."""
     count, mean, m2 = 0, 0.0, 0.0  # running mean and sum of squared deviations (Chan et al. merge)
     while count < n_samples:
         m = min(chunk, n_samples - count)
         i = rng.integers(0, n, size=m)
         j = rng.integers(0, n - 1, size=m)
         j += j >= i  # uniform over j != i
-        ti, tj, vi, vj = (np.asarray(a[idx], dtype=ct) for a, idx in ((t, i), (t, j), (v, i), (v, j)))
+        (ti, vi), (tj, vj) = take(i), take(j)
+        ti, tj, vi, vj = (np.asarray(a, dtype=ct) for a in (ti, tj, vi, vj))
         ctt = np.einsum("ij,ij->i", ti, tj).astype(np.float64) / (nt[i] * nt[j])
         cvv = np.einsum("ij,ij->i", vi, vj).astype(np.float64) / (nv[i] * nv[j])
         gap = np.abs(cvv - ctt)
@@ -464,7 +473,12 @@ def alignment_difficulty_sampled(
         mean += delta * m / total
         m2 += g_m2 + delta * delta * count * m / total
         count = total
-    var = m2 / (n_samples - 1)
+    return mean, m2 / (n_samples - 1)
+
+
+def _sampled_result(d_fea: float, mean: float, var: float, n: int, n_samples: int, alpha: float,
+                    laion_scale: bool) -> ADResult:
+    r"""The sampled estimator's result: :math:`\hat D_{stru} = \frac{n-1}{n}\hat\mu` with its normal 95% interval."""
     scale = (n - 1) / n
     d_stru = scale * mean
     half = _Z95 * scale * math.sqrt(var / n_samples)
@@ -474,6 +488,114 @@ def alignment_difficulty_sampled(
         ad, d_fea, d_stru, n, alpha, bool(laion_scale),
         ci95=(ad - ad_half, ad + ad_half), d_stru_ci95=(d_stru - half, d_stru + half), n_samples=int(n_samples),
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# pairs that do not fit in memory: the same computations over a row store
+
+
+class RowSource(Protocol):
+    """n pairs held elsewhere (shards on disk, memory maps): ``n``, ``d``, ``dtype``; ``block(a, b)`` returns the
+    (text, image) rows a..b−1 and ``take(idx)`` the rows ``idx``, as arrays (:class:`theory.pairs_file.PairShards`
+    is one)."""
+
+    n: int
+    d: int
+    dtype: np.dtype
+
+    def block(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def take(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def _stream_terms(src: RowSource, laion_scale: bool, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-pair feature terms :math:`1-s_i` and the text / image row norms, one block of ``rows`` at a time."""
+    f, nt, nv = (np.empty(src.n, dtype=np.float64) for _ in range(3))
+    for a in range(0, src.n, rows):
+        b = min(src.n, a + rows)
+        t, v = src.block(a, b)
+        nt[a:b] = row_norms(t, f"text (pairs {a}..{b - 1})")
+        nv[a:b] = row_norms(v, f"image (pairs {a}..{b - 1})")
+        cos = np.einsum("ij,ij->i", np.asarray(t, np.float64), np.asarray(v, np.float64)) / (nt[a:b] * nv[a:b])
+        f[a:b] = 1.0 - pair_scores(cos, laion_scale)
+    return f, nt, nv
+
+
+def pair_attribution_streamed(src: RowSource, alpha: float = DEFAULT_ALPHA, laion_scale: bool = True, *,
+                              rows: int = 8192, block: int = DEFAULT_BLOCK, precision: Precision = "auto"
+                              ) -> Attribution:
+    r""":func:`pair_attribution` of pairs that need not fit in memory: blocks of ``rows`` pairs are read from
+    ``src`` and compared block pair by block pair (each block against itself, then against every later block), so
+    memory is :math:`O(\text{rows}\cdot d + \text{block}^2)` whatever n; the cost is the exact kernel's
+    :math:`n^2 d`. The result equals the in-memory one to rounding."""
+    alpha = check_alpha(alpha)
+    block = _check_block(block)
+    if not isinstance(rows, (int, np.integer)) or rows < 1:
+        raise InputError(f"rows must be a positive integer, got {rows!r}")
+    if src.n < 2:
+        raise InputError(f"need at least 2 pairs, got n={src.n}")
+    ops = _Ops("numpy", None)
+    dtype = _compute_dtype(precision, np.empty(0, src.dtype))
+    f, _, _ = _stream_terms(src, laion_scale, rows)
+    r = np.zeros(src.n, dtype=np.float64)
+    starts = list(range(0, src.n, rows))
+
+    def joint(a: int) -> np.ndarray:
+        return _joint_rows(*src.block(a, min(src.n, a + rows)), dtype)[0]
+
+    for k, a in enumerate(starts):
+        xa = joint(a)
+        ra = r[a:a + len(xa)]
+        ra += _gap_row_sums(xa, None, src.d, block=block, ops=ops)[0]
+        for b in starts[k + 1:]:
+            xb = joint(b)
+            s_a, s_b = _gap_row_sums(xa, xb, src.d, block=block, ops=ops)
+            ra += s_a
+            r[b:b + len(xb)] += s_b
+    return _attribution_from_terms(f, r, alpha, laion_scale)
+
+
+def alignment_difficulty_sampled_streamed(src: RowSource, n_samples: int, alpha: float = DEFAULT_ALPHA,
+                                          laion_scale: bool = True, *, seed: int | None = 0, rows: int = 8192,
+                                          chunk: int = 8192) -> tuple[ADResult, np.ndarray]:
+    """:func:`alignment_difficulty_sampled` of a row store: :math:`D_{fea}` exact over every pair (streamed in
+    blocks of ``rows``), :math:`D_{stru}` from ``n_samples`` random pairs with its 95% interval. Also returns the
+    per-pair feature terms :math:`1-s_i`."""
+    alpha = check_alpha(alpha)
+    if not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
+        raise InputError(f"n_samples must be an integer >= 2, got {n_samples!r}")
+    if src.n < 2:
+        raise InputError(f"need at least 2 pairs, got n={src.n}")
+    f, nt, nv = _stream_terms(src, laion_scale, rows)
+    ct = _compute_dtype("auto", np.empty(0, src.dtype))
+    mean, var = _sample_gaps(src.take, nt, nv, src.n, n_samples, np.random.default_rng(seed), chunk, ct)
+    return _sampled_result(float(f.mean()), mean, var, src.n, n_samples, alpha, laion_scale), f
+
+
+def structure_row_sums_sampled(src: RowSource, partners: int, *, seed: int | None = 0, rows: int = 8192
+                               ) -> tuple[np.ndarray, np.ndarray]:
+    r"""Each pair's structure row sum :math:`r_i = \sum_{j\ne i}|\cos(v_i,v_j)-\cos(t_i,t_j)|` estimated from
+    ``partners`` uniform random partners j ≠ i: :math:`\hat r_i = (n-1)\,\bar g_i`, unbiased, with its standard
+    error :math:`(n-1)\,s_i/\sqrt{\text{partners}}`. Memory :math:`O(\text{rows}\cdot\text{partners}\cdot d)`."""
+    if not isinstance(partners, (int, np.integer)) or partners < 2:
+        raise InputError(f"partners must be an integer >= 2, got {partners!r}")
+    _, nt, nv = _stream_terms(src, True, rows)
+    rng = np.random.default_rng(seed)
+    est, se = np.empty(src.n), np.empty(src.n)
+    step = max(1, rows // partners)
+    for a in range(0, src.n, step):
+        b = min(src.n, a + step)
+        t, v = src.block(a, b)
+        i = np.repeat(np.arange(a, b), partners)
+        j = rng.integers(0, src.n - 1, size=len(i))
+        j += j >= i
+        tj, vj = src.take(j)
+        ti, vi = np.repeat(np.asarray(t, np.float64), partners, 0), np.repeat(np.asarray(v, np.float64), partners, 0)
+        gap = np.abs(np.einsum("ij,ij->i", vi, np.asarray(vj, np.float64)) / (nv[i] * nv[j])
+                     - np.einsum("ij,ij->i", ti, np.asarray(tj, np.float64)) / (nt[i] * nt[j])).reshape(b - a, partners)
+        est[a:b] = (src.n - 1) * gap.mean(1)
+        se[a:b] = (src.n - 1) * gap.std(1, ddof=1) / math.sqrt(partners)
+    return est, se
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ import numpy as np
 from theory.cli import InputError
 from theory.validate import physical_memory
 
-__all__ = ["load_arrays", "load_pairs", "load_pair_labels", "save_pairs", "SUFFIXES", "PAIR_LABELS"]
+__all__ = ["load_arrays", "load_pairs", "load_pair_labels", "save_pairs", "open_shards", "PairShards", "SUFFIXES",
+           "PAIR_LABELS"]
 
 SUFFIXES = (".npz", ".safetensors")
 #: Optional per-pair string arrays an ``.npz`` pairs file may hold (``python -m empirical.embed`` writes them).
@@ -173,3 +174,124 @@ def save_pairs(path: str | os.PathLike[str], text: np.ndarray, image: np.ndarray
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# many shards, never all in memory
+
+#: Paired ``.npy`` shards as LAION-style embedding releases ship them: ``text_emb_XXXX.npy`` + ``img_emb_XXXX.npy``.
+NPY_TEXT, NPY_IMAGE = "text_emb_", "img_emb_"
+_FLOATS = (np.float16, np.float32, np.float64)
+
+
+class PairShards:
+    """Text–image pairs spread over shard files, read block by block (:class:`theory.ad.RowSource`): ``n``,
+    ``d``, ``dtype``, ``block(a, b)``, ``take(idx)``; ``names[k]``, ``offsets[k]`` say which pairs shard k holds;
+    ``labels`` the per-pair ``file_name`` / ``caption`` strings when every shard has them. ``.npy`` shards are
+    memory-mapped (only the rows asked for are read); an ``.npz`` / ``.safetensors`` shard is read when opened."""
+
+    def __init__(self, parts: list[tuple[str, np.ndarray, np.ndarray, dict[str, np.ndarray]]]):
+        if not parts:
+            raise InputError("no embedding shards given")
+        self.names = [p[0] for p in parts]
+        self._text = [p[1] for p in parts]
+        self._image = [p[2] for p in parts]
+        sizes = [len(t) for t in self._text]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.n = int(self.offsets[-1])
+        self.d = int(self._text[0].shape[1])
+        self.dtype = np.result_type(*(t.dtype for t in self._text), *(v.dtype for v in self._image))
+        keys = set.intersection(*(set(p[3]) for p in parts))
+        self.labels = {k: np.concatenate([p[3][k] for p in parts]) for k in PAIR_LABELS if k in keys}
+
+    def shard_of(self, idx: np.ndarray) -> np.ndarray:
+        """The shard number of each pair index."""
+        return np.searchsorted(self.offsets, np.asarray(idx), side="right") - 1
+
+    def block(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        t = np.empty((b - a, self.d), self.dtype)
+        v = np.empty((b - a, self.d), self.dtype)
+        for k in range(int(self.shard_of(a)), len(self._text)):
+            lo, hi = self.offsets[k], self.offsets[k + 1]
+            if lo >= b:
+                break
+            s, e = max(a, lo), min(b, hi)
+            t[s - a:e - a] = self._text[k][s - lo:e - lo]
+            v[s - a:e - a] = self._image[k][s - lo:e - lo]
+        return t, v
+
+    def take(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.asarray(idx, dtype=np.int64)
+        t = np.empty((len(idx), self.d), self.dtype)
+        v = np.empty((len(idx), self.d), self.dtype)
+        shard = self.shard_of(idx)
+        for k in np.unique(shard):
+            m = shard == k
+            local = idx[m] - self.offsets[k]
+            order = np.argsort(local, kind="stable")  # sorted reads are cheap on a memory map
+            rows = local[order]
+            where = np.flatnonzero(m)[order]
+            t[where] = self._text[k][rows]
+            v[where] = self._image[k][rows]
+        return t, v
+
+
+def _npy(path: Path) -> np.ndarray:
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})") from None
+    if arr.ndim != 2 or arr.dtype.type not in _FLOATS:
+        raise InputError(f"{path}: expected a 2-D float16/32/64 array, got {arr.dtype} of shape {arr.shape}")
+    return arr
+
+
+def open_shards(paths: Sequence[str | os.PathLike[str]]) -> PairShards:
+    """Every shard named in ``paths`` — pairs files (``.npz`` / ``.safetensors`` with ``text`` and ``image``),
+    paired ``text_emb_XXXX.npy`` / ``img_emb_XXXX.npy`` files (either of the two names its pair) or folders of
+    them — in the order given (a folder's shards sorted by name). A missing partner, shards of different widths or
+    a text/image size mismatch is an :class:`InputError` naming the shard."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in SUFFIXES
+                           or (q.suffix == ".npy" and q.name.startswith(NPY_TEXT)))
+            if not found:
+                raise InputError(f"{p}: no embedding shards (*.npz, *.safetensors, {NPY_TEXT}*.npy) in this folder")
+            files += found
+        elif not p.exists():
+            raise InputError(f"{p}: no such file")
+        else:
+            files.append(p)
+    parts, seen = [], set()
+    for f in files:
+        if f.suffix == ".npy":
+            if f.name.startswith(NPY_IMAGE):
+                f = f.with_name(NPY_TEXT + f.name[len(NPY_IMAGE):])
+            if not f.name.startswith(NPY_TEXT):
+                raise InputError(f"{f}: a .npy shard must be named {NPY_TEXT}XXXX.npy or {NPY_IMAGE}XXXX.npy")
+            if f in seen:
+                continue
+            seen.add(f)
+            partner = f.with_name(NPY_IMAGE + f.name[len(NPY_TEXT):])
+            if not f.is_file() or not partner.is_file():
+                missing = f if not f.is_file() else partner
+                raise InputError(f"{missing}: missing (each {NPY_TEXT}XXXX.npy needs its {NPY_IMAGE}XXXX.npy)")
+            t, v = _npy(f), _npy(partner)
+            labels: dict[str, np.ndarray] = {}
+            name = f.name[len(NPY_TEXT):-4]
+        else:
+            arrays = load_arrays(f, ("text", "image"))
+            t, v = arrays["text"], arrays["image"]
+            for a, what in ((t, "text"), (v, "image")):
+                if a.ndim != 2 or a.dtype.type not in _FLOATS:
+                    raise InputError(f"{f}: {what} must be a 2-D float16/32/64 array, got {a.dtype} {a.shape}")
+            labels = load_pair_labels(f, len(t))
+            name = f.name
+        if t.shape != v.shape:
+            raise InputError(f"{f}: text {t.shape} and image {v.shape} shapes differ")
+        if parts and t.shape[1] != parts[0][1].shape[1]:
+            raise InputError(f"{f}: width {t.shape[1]} differs from the first shard's {parts[0][1].shape[1]}")
+        if len(t):
+            parts.append((name, t, v, labels))
+    return PairShards(parts)

@@ -1,0 +1,118 @@
+"""AD of pairs that do not fit in memory: shards on disk (npz, safetensors, memory-mapped .npy pairs) read block
+by block give the in-memory numbers — exactly for the blocked kernel, within their intervals for the samplers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from theory.ad import (alignment_difficulty_sampled_streamed, pair_attribution, pair_attribution_streamed,
+                       structure_row_sums_sampled)
+from theory.cli import InputError
+from theory.pairs_file import open_shards, save_pairs
+
+
+def _data(n: int = 70, d: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = rng.normal(size=(n, d))
+    v = t + 0.5 * rng.normal(size=(n, d))
+    v[::9] = rng.normal(size=(len(v[::9]), d))  # some mismatched pairs
+    return t, v
+
+
+def _shards(tmp: Path, t: np.ndarray, v: np.ndarray, dtype=np.float64) -> list[Path]:
+    """Three shards of one data set: an .npz, a .safetensors, and a memory-mapped .npy pair."""
+    cuts = [0, 25, 40, len(t)]
+    save_pairs(tmp / "a.npz", t[:25].astype(dtype), v[:25].astype(dtype))
+    save_pairs(tmp / "b.safetensors", t[25:40].astype(dtype), v[25:40].astype(dtype))
+    np.save(tmp / "text_emb_0003.npy", t[40:].astype(dtype))
+    np.save(tmp / "img_emb_0003.npy", v[40:].astype(dtype))
+    assert cuts[-1] == len(t)
+    return [tmp / "a.npz", tmp / "b.safetensors", tmp / "img_emb_0003.npy"]
+
+
+def test_streamed_attribution_equals_the_in_memory_one(tmp_path: Path):
+    t, v = _data()
+    src = open_shards(_shards(tmp_path, t, v))
+    assert (src.n, src.d) == t.shape and list(src.offsets) == [0, 25, 40, 70]
+    ref = pair_attribution(t, v, precision="float64")
+    for rows in (7, 25, 1000):  # blocks inside, across and beyond shard borders
+        got = pair_attribution_streamed(src, rows=rows, block=5, precision="float64")
+        assert got.result.ad == pytest.approx(ref.result.ad, abs=1e-12)
+        assert np.allclose(got.contribution, ref.contribution, atol=1e-14)
+    bt, bv = src.block(20, 45)
+    assert np.array_equal(bt, t[20:45]) and np.array_equal(bv, v[20:45])
+    idx = np.array([69, 3, 30, 3, 41])
+    tt, vv = src.take(idx)
+    assert np.array_equal(tt, t[idx]) and np.array_equal(vv, v[idx])
+
+
+def test_float16_npy_shards_are_memory_mapped_and_close(tmp_path: Path):
+    t, v = _data(40)
+    np.save(tmp_path / "text_emb_0000.npy", t.astype(np.float16))
+    np.save(tmp_path / "img_emb_0000.npy", v.astype(np.float16))
+    src = open_shards([tmp_path])
+    assert isinstance(src._text[0], np.memmap)
+    got = pair_attribution_streamed(src, rows=16)
+    ref = pair_attribution(t.astype(np.float16), v.astype(np.float16))
+    assert got.result.ad == pytest.approx(ref.result.ad, abs=1e-6)
+
+
+def test_sampled_streamed_is_exact_in_d_fea_and_covers_d_stru(tmp_path: Path):
+    t, v = _data(200, seed=1)
+    src = open_shards(_shards(tmp_path, t, v))
+    ref = pair_attribution(t, v).result
+    res, f = alignment_difficulty_sampled_streamed(src, 40_000, seed=3, rows=33)
+    assert res.d_fea == pytest.approx(ref.d_fea, abs=1e-12) and len(f) == 200
+    lo, hi = res.d_stru_ci95
+    assert lo <= ref.d_stru <= hi and hi - lo < 0.05
+
+
+def test_sampled_row_sums_are_unbiased(tmp_path: Path):
+    t, v = _data(120, seed=2)
+    src = open_shards(_shards(tmp_path, t, v))
+    exact = pair_attribution(t, v, alpha=0.0).structure * 120 ** 2  # r_i
+    est, se = structure_row_sums_sampled(src, 60, seed=0, rows=50)
+    z = (est - exact) / se
+    assert np.mean(np.abs(z) < 3) > 0.95 and abs(np.mean(z)) < 0.3
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("partner", "missing (each text_emb_XXXX.npy needs its img_emb_XXXX.npy)"),
+    ("width", "differs from the first shard's"),
+    ("shape", "shapes differ"),
+    ("name", "must be named text_emb_XXXX.npy"),
+    ("empty-folder", "no embedding shards"),
+])
+def test_bad_shards_are_named(tmp_path: Path, damage, message):
+    t, v = _data(30)
+    save_pairs(tmp_path / "a.npz", t, v)
+    paths = [tmp_path / "a.npz"]
+    if damage == "partner":
+        np.save(tmp_path / "text_emb_0001.npy", t)
+        paths.append(tmp_path / "text_emb_0001.npy")
+    elif damage == "width":
+        save_pairs(tmp_path / "b.npz", t[:, :3], v[:, :3])
+        paths.append(tmp_path / "b.npz")
+    elif damage == "shape":
+        np.save(tmp_path / "text_emb_0002.npy", t)
+        np.save(tmp_path / "img_emb_0002.npy", v[:10])
+        paths.append(tmp_path / "text_emb_0002.npy")
+    elif damage == "name":
+        np.save(tmp_path / "embeddings.npy", t)
+        paths.append(tmp_path / "embeddings.npy")
+    else:
+        (tmp_path / "empty").mkdir()
+        paths = [tmp_path / "empty"]
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        open_shards(paths)
+
+
+def test_nan_rows_name_their_pairs(tmp_path: Path):
+    t, v = _data(30)
+    t[17, 2] = np.nan
+    save_pairs(tmp_path / "a.npz", t, v)
+    with pytest.raises(InputError, match="NaN"):
+        pair_attribution_streamed(open_shards([tmp_path / "a.npz"]), rows=10)
