@@ -11,7 +11,8 @@ has been read, one warning per kind of problem says how many lines it hit, which
 for a missing column, which keys the lines did have ("6 of 6 lines lack 'text'; keys seen: file_name, prompt; try
 --caption-column prompt"). A missing folder or metadata file is an :class:`InputError`.
 
-**Concepts.** To poison a user's data the harness needs each pair's concept. Either a list of concept names
+**Concepts** (:mod:`theory.captions`). To poison a user's data the harness needs each pair's concept. Either a
+list of concept names
 (``--concepts-file``: one per line; a pair belongs to the concept its caption names — whole words, case-insensitive;
 a caption naming two concepts is ambiguous and left out), or a caption template with one ``{}`` (``--caption-
 template "a photo of a {}"``: the concept is what fills the braces). Pairs of no concept are left out, and said so.
@@ -22,7 +23,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,6 +31,7 @@ from typing import Iterator
 
 import numpy as np
 
+from theory.captions import concept_of_captions
 from theory.cli import InputError
 
 METADATA_NAMES: tuple[str, ...] = ("metadata.jsonl", "metadata.csv")
@@ -181,58 +182,7 @@ def load_image_folder(folder: Path, *, size: int | None = None, fmt: FolderForma
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# concepts of a user's pairs
-
-
-def read_concepts_file(path: Path) -> list[str]:
-    """Concept names, one per non-empty line (``#`` starts a comment), unique, at least two."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"--concepts-file {path}: no such file")
-    names: list[str] = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        name = line.split("#")[0].strip()
-        if name and name.lower() not in (n.lower() for n in names):
-            names.append(name)
-    if len(names) < 2:
-        raise InputError(f"--concepts-file {path} names {len(names)} concept(s); poisoning needs at least 2")
-    return names
-
-
-def concept_of_captions(captions: list[str], *, names: list[str] | None = None, template: str | None = None
-                        ) -> tuple[np.ndarray, list[str], dict[str, int]]:
-    """Each caption's concept index (−1: none or ambiguous), the concept names, and how many captions were left
-    out and why. With ``names``: the concept whose name the caption contains (whole words, case-insensitive; two
-    names → ambiguous; a name inside a longer one, "apple" in "red apple", counts only the longer). With
-    ``template`` (one ``{}``): the concept is the text filling the braces; the names are those found, sorted."""
-    if (names is None) == (template is None):
-        raise InputError("give the concepts as names (--concepts-file) or as a caption template, one of the two")
-    why: Counter = Counter()
-    if template is not None:
-        if template.count("{}") != 1:
-            raise InputError(f"--caption-template must hold exactly one {{}}, got {template!r}")
-        head, tail = (re.escape(x) for x in template.split("{}"))
-        pattern = re.compile(rf"^\s*{head}(.+?){tail}\s*$", re.IGNORECASE)
-        found = [m.group(1).strip().lower() if (m := pattern.match(c)) else None for c in captions]
-        names = sorted({f for f in found if f})
-        index = {n: i for i, n in enumerate(names)}
-        labels = np.array([index[f] if f else -1 for f in found], dtype=np.int64)
-        why["do not match the caption template"] = int(np.sum(labels < 0))
-        return labels, names, {k: v for k, v in why.items() if v}
-    patterns = [re.compile(rf"(?<![\w-]){re.escape(n.lower())}(?![\w-])") for n in names]
-    labels = np.full(len(captions), -1, dtype=np.int64)
-    for i, c in enumerate(captions):
-        low = c.lower()
-        spans = [(j, m.span()) for j, p in enumerate(patterns) for m in [p.search(low)] if m]
-        # a name inside a longer name's match ("apple" in "red apple") is that longer name
-        spans = [(j, s) for j, s in spans if not any(k != j and t[0] <= s[0] and s[1] <= t[1] and t != s
-                                                     for k, t in spans)]
-        hit = sorted({j for j, _ in spans})
-        if len(hit) == 1:
-            labels[i] = hit[0]
-        else:
-            why["name no concept" if not hit else "name more than one concept"] += 1
-    return labels, list(names), {k: v for k, v in why.items() if v}
+# a user's pairs as the harness's concept data (concepts from captions: theory.captions)
 
 
 def folder_key(folder: Path, fmt: FolderFormat) -> str:

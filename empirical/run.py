@@ -34,7 +34,7 @@ from empirical.attention import STATISTICS
 from empirical.data import CAPTION_TEMPLATES, PAPER_CONCEPTS, ConceptData, RenderConfig, caption, load_or_render
 from empirical.evaluate import LATER_MEASURES, MEASURES, concept_similarity, generated_measures, \
     mix_alignment_difficulty, per_concept_table, prompts_and_seeds
-from empirical.folder_data import FolderFormat, concept_data_from_folder, read_concepts_file
+from empirical.folder_data import FolderFormat, concept_data_from_folder
 from empirical.poisons import POISON_TYPES, TARGET_MODES, PoisonPlan, control_pairs, make_plan, nightshade_pairs, \
     poison_pairs
 from empirical.presets import MIXED_PRECISION, PRESETS, Preset, default_poisoned_concepts, get_preset, \
@@ -42,6 +42,7 @@ from empirical.presets import MIXED_PRECISION, PRESETS, Preset, default_poisoned
 from empirical.pretrained import PretrainedBase, unet_from_base
 from empirical.train import SCENARIOS, Mix, TrainConfig, add_lora, encode_latents, merged, save_lora_adapter, \
     train_unet, with_weights
+from theory.captions import read_concepts_file
 from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, path_arg, run_main
 from theory.records import DAMAGE, ResultsTable, atomic_write_text, command_line, content_key, discard_damaged, \
     ensure_writable_dir, git_commit, package_versions, read_manifest, utc_now, write_manifest

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from empirical.folder_data import (FolderFormat, concept_of_captions, folder_key, load_image_folder,
-                                   read_concepts_file)
+from empirical.folder_data import FolderFormat, folder_key, load_image_folder
+from theory.captions import concept_of_captions, read_concepts_file
 from theory.cli import InputError
 
 
