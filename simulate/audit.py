@@ -1,0 +1,523 @@
+r"""``python -m simulate.audit EMB... --out DIR``: how poisoned is a training set, and how close to implosion?
+
+Named for what it does to a data set before training, and placed in ``simulate`` because its last step is the
+simulator's prediction (it reads embeddings; ``python -m empirical.embed`` makes them from an image-text folder).
+
+**Input.** One or many embedding shards (:func:`theory.pairs_file.open_shards`): ``.npz`` / ``.safetensors``
+with ``text`` and ``image`` (and, in ``.npz``, ``file_name`` / ``caption`` per pair), or LAION-style
+``text_emb_XXXX.npy`` / ``img_emb_XXXX.npy`` pairs, memory-mapped, float16/32/64. Shards are read block by block:
+memory stays within ``--memory`` whatever n.
+
+**AD.** Exact (:func:`theory.ad.pair_attribution_streamed`, block pair by block pair) when the n² pair terms are
+affordable (n ≤ ``--exact-max``); otherwise D_fea exact over every pair and D_stru from ``--samples`` random pairs
+with its 95% interval (:func:`theory.ad.alignment_difficulty_sampled_streamed`). The report says which and why.
+
+**Pair suspicion.** Each pair's share of AD, c_i = α(1 − s_i)/n + (1 − α) r_i/n², with r_i its structure row
+sum (exact, or estimated from ``--partners`` random partners), reported as the score n·c_i and its rank. The
+flagging rule, stated: a dirty-label pair's caption and image show different concepts, so its text–image cosine
+comes from another population than the matched pairs'. A two-component Gaussian mixture is fitted (EM) to the pair
+cosines cos(t_i, v_i) and compared with one Gaussian by BIC; when two components win, a pair is flagged when its
+posterior probability of belonging to the low-cosine component exceeds 0.5 (else nothing is flagged: the cosines
+look like one population). A global outlier cut on the score would not do: in a CLIP-like space the matched pairs'
+cosines are themselves spread so widely that no single dirty-label pair is an outlier (measured in the tests),
+while the two populations still separate. The Iglewicz–Hoaglin modified z-score of the score is reported beside.
+
+**Concepts.** With ``--concepts-file`` (names, one per line) each pair's concept is the name its caption contains
+(:mod:`theory.captions`); otherwise the unit text embeddings are clustered by k-means (k-means++ start, Lloyd
+iterations, seeded) — captions of one concept embed close together — with K given (``--n-concepts``) or chosen
+as the K in 2..``--max-concepts`` with the best mean silhouette on a sample (said in the report). A concept counts
+as poisoned when its number of flagged pairs is improbably high for the data set's background flag rate q (the
+median over concepts of their flagged fractions): one-sided binomial P(X ≥ f_c | n_c, q) < 0.01/K (Bonferroni).
+Hence the estimates Ĉ_P (poisoned concepts), p̂ (median flagged pairs per poisoned concept) and m̂ (median
+unflagged pairs per concept).
+
+**Margin.** :func:`simulate.predict.predict` at K, m̂, p̂, Ĉ_P with the concept geometry measured on these
+embeddings (:mod:`simulate.calibrate`) and the capacity ``--dim`` (or ``--clean-acc``): the predicted unpoisoned
+accuracy now, and the predicted threshold C_P (accuracy < 0.5) at this poison rate, hence how many more concepts
+poisoned like these the model would stand — with the spread over simulator seeds, and a plain warning that this
+is a model's prediction, not a measurement.
+
+**Output.** ``DIR/pairs.csv`` (index, shard, file_name, caption, cos, s_i, score = n·c_i, z, rank, the mixture's
+p_mismatched, flagged, concept),
+``DIR/concepts.csv``, ``DIR/report.json``, ``DIR/report.md`` and ``DIR/scores.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from theory.ad import (DEFAULT_ALPHA, alignment_difficulty_sampled_streamed, pair_attribution_streamed,
+                       structure_row_sums_sampled)
+from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
+from theory.pairs_file import PairShards, open_shards
+from theory.records import atomic_write_text, command_line, csv_text, ensure_writable_dir, git_commit, utc_now
+from theory.validate import check_alpha
+
+WARNING = ("The margin is the simulator's prediction for a model of the stated capacity trained on data of this "
+           "geometry — a model, not a measurement of any real model trained on this data.")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Knobs of an audit (see the module docstring)."""
+
+    alpha: float = DEFAULT_ALPHA
+    laion_scale: bool = True
+    exact_max: int = 20_000
+    samples: int = 1_000_000
+    partners: int = 64
+    flag_z: float = 3.5  # the modified z-score reported beside the score (not the flag rule)
+    memory_gib: float = 2.0
+    n_concepts: int | None = None
+    max_concepts: int = 40
+    dim: int | None = 64
+    clean_acc: float | None = None
+    predict: bool = True
+    seed: int = 0
+
+    def validate(self) -> None:
+        check_alpha(self.alpha)
+        if self.exact_max < 2 or self.samples < 2 or self.partners < 2:
+            raise InputError("--exact-max, --samples and --partners must be >= 2")
+        if not (math.isfinite(self.flag_z) and self.flag_z > 0):
+            raise InputError(f"--flag-z must be a positive number, got {self.flag_z}")
+        if not (math.isfinite(self.memory_gib) and self.memory_gib > 0):
+            raise InputError(f"--memory must be a positive number of GiB, got {self.memory_gib}")
+        if self.n_concepts is not None and self.n_concepts < 2:
+            raise InputError(f"--n-concepts must be >= 2, got {self.n_concepts}")
+        if self.max_concepts < 2:
+            raise InputError(f"--max-concepts must be >= 2, got {self.max_concepts}")
+        if self.dim is not None and self.dim < 3:
+            raise InputError(f"--dim must be >= 3, got {self.dim}")
+        if self.clean_acc is not None and not 0 < self.clean_acc < 1:
+            raise InputError(f"--clean-acc must be in (0, 1), got {self.clean_acc}")
+
+    def rows(self, d: int) -> int:
+        """Pairs per block so that two blocks of joint rows (float64, 2d wide) and a few copies fit the budget."""
+        return int(max(256, min(1 << 20, self.memory_gib * 2**30 / (8 * 2 * d * 6))))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the pieces
+
+
+def mixture_flags(x: np.ndarray, *, iters: int = 200) -> tuple[np.ndarray, dict[str, Any]]:
+    """Posterior probability of the low-mean component of a two-component 1-D Gaussian mixture fitted by EM to
+    ``x`` (started at the lower and upper quartiles), zero everywhere when one Gaussian has the lower BIC; and the
+    fit (weights, means, sds, both BICs)."""
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    mu1, sd1 = float(x.mean()), float(x.std()) or 1e-12
+    ll1 = float(np.sum(-0.5 * ((x - mu1) / sd1) ** 2 - np.log(sd1 * math.sqrt(2 * math.pi))))
+    bic1 = -2 * ll1 + 2 * math.log(n)
+    mu = np.percentile(x, [25, 75]).astype(np.float64)
+    sd = np.array([sd1, sd1]) / 2
+    w = np.array([0.5, 0.5])
+    ll = -np.inf
+    for _ in range(iters):
+        dens = w / (sd * math.sqrt(2 * math.pi)) * np.exp(-0.5 * ((x[:, None] - mu) / sd) ** 2)
+        total = dens.sum(1, keepdims=True) + 1e-300
+        resp = dens / total
+        new_ll = float(np.log(total).sum())
+        nk = resp.sum(0) + 1e-12
+        w, mu = nk / n, (resp * x[:, None]).sum(0) / nk
+        sd = np.sqrt((resp * (x[:, None] - mu) ** 2).sum(0) / nk) + 1e-6
+        if new_ll - ll < 1e-9 * abs(new_ll):
+            break
+        ll = new_ll
+    bic2 = -2 * ll + 5 * math.log(n)
+    low = int(np.argmin(mu))
+    fit = {"weights": w.tolist(), "means": mu.tolist(), "sds": sd.tolist(), "bic_one": bic1, "bic_two": bic2,
+           "two_populations": bool(bic2 < bic1)}
+    post = resp[:, low] if bic2 < bic1 else np.zeros(n)
+    return post, fit
+
+
+def modified_z(x: np.ndarray) -> np.ndarray:
+    """Iglewicz–Hoaglin modified z-scores 0.6745 (x − median)/MAD (MAD = 0: mean absolute deviation × 1.2533)."""
+    x = np.asarray(x, dtype=np.float64)
+    med = float(np.median(x))
+    mad = float(np.median(np.abs(x - med)))
+    if mad > 0:
+        return 0.6745 * (x - med) / mad
+    mean_ad = float(np.mean(np.abs(x - med)))
+    return (x - med) / (1.2533 * mean_ad) if mean_ad > 0 else np.zeros_like(x)
+
+
+def kmeans(x: np.ndarray, k: int, *, seed: int = 0, iters: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """(centroids, labels) of k-means on the rows of ``x``: k-means++ start, Lloyd iterations until no label
+    changes (at most ``iters``); empty clusters re-seeded at the farthest point."""
+    rng = np.random.default_rng(seed)
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    if not 1 <= k <= n:
+        raise InputError(f"k-means needs 1 <= K <= n, got K = {k}, n = {n}")
+    centres = [x[rng.integers(n)]]
+    d2 = np.sum((x - centres[0]) ** 2, axis=1)
+    for _ in range(1, k):
+        centres.append(x[rng.choice(n, p=d2 / d2.sum())] if d2.sum() > 0 else x[rng.integers(n)])
+        d2 = np.minimum(d2, np.sum((x - centres[-1]) ** 2, axis=1))
+    c = np.array(centres)
+    labels = np.full(n, -1)
+    for _ in range(iters):
+        dist = (x * x).sum(1)[:, None] - 2 * x @ c.T + (c * c).sum(1)[None, :]
+        new = dist.argmin(1)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+        for j in range(k):
+            members = x[labels == j]
+            c[j] = members.mean(0) if len(members) else x[dist.min(1).argmax()]
+    return c, labels
+
+
+def silhouette(x: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette (cosine distance) of ``labels`` on the unit rows ``x``: (b − a)/max(a, b) per point."""
+    d = 1.0 - x @ x.T
+    ks = np.unique(labels)
+    if len(ks) < 2:
+        return -1.0
+    mean_to = np.stack([d[:, labels == k].mean(1) for k in ks], axis=1)
+    own = np.searchsorted(ks, labels)
+    size = np.array([np.sum(labels == k) for k in ks])[own]
+    a = mean_to[np.arange(len(x)), own] * size / np.maximum(size - 1, 1)  # exclude the point itself
+    mean_to[np.arange(len(x)), own] = np.inf
+    b = mean_to.min(1)
+    s = np.where(size > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-12), 0.0)
+    return float(s.mean())
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
+def concepts_by_clustering(src: PairShards, cfg: AuditConfig) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    """Each pair's concept from k-means on its unit text embedding: centroids fitted on a sample of at most 20,000
+    pairs, every pair then assigned block by block; K given or chosen by the best mean silhouette on at most 2,000
+    sampled pairs. Returns (labels, names "cluster j", how K was chosen)."""
+    rng = np.random.default_rng([cfg.seed, 1])
+    sample = np.sort(rng.choice(src.n, size=min(src.n, 20_000), replace=False))
+    xs = _unit(src.take(sample)[0])
+    how: dict[str, Any] = {"method": "k-means of the text embeddings"}
+    if cfg.n_concepts is not None:
+        k = cfg.n_concepts
+        how["k"] = f"{k} (given: --n-concepts)"
+    else:
+        sub = xs[rng.choice(len(xs), size=min(len(xs), 2_000), replace=False)]
+        scores = {}
+        for kk in range(2, min(cfg.max_concepts, len(sub) // 5) + 1):
+            scores[kk] = silhouette(sub, kmeans(sub, kk, seed=cfg.seed)[1])
+        if not scores:
+            raise InputError(f"too few pairs ({src.n}) to find concepts by clustering; give --concepts-file")
+        k = max(scores, key=lambda kk: (round(scores[kk], 6), -kk))
+        how["k"] = f"{k} (best mean silhouette {scores[k]:.3f} over K = 2..{max(scores)} on {len(sub)} pairs)"
+        how["silhouette"] = {str(kk): round(s, 4) for kk, s in scores.items()}
+    centres, _ = kmeans(xs, k, seed=cfg.seed)
+    labels = np.empty(src.n, dtype=np.int64)
+    rows = cfg.rows(src.d)
+    for a in range(0, src.n, rows):
+        b = min(src.n, a + rows)
+        labels[a:b] = (_unit(src.block(a, b)[0]) @ centres.T).argmax(1)
+    return labels, [f"cluster {j}" for j in range(k)], how
+
+
+def poisoned_concepts(labels: np.ndarray, flagged: np.ndarray, k: int) -> tuple[list[dict[str, Any]], float]:
+    """Per concept: pairs, flagged pairs, flagged fraction, the binomial p-value against the background rate q
+    (median flagged fraction over concepts) and whether it counts as poisoned (p < 0.01/K); and q."""
+    from scipy import stats
+
+    rows = []
+    counts = np.bincount(labels[labels >= 0], minlength=k)
+    hits = np.bincount(labels[(labels >= 0) & flagged], minlength=k)
+    frac = np.divide(hits, counts, out=np.zeros(k), where=counts > 0)
+    q = float(max(np.median(frac[counts > 0]) if (counts > 0).any() else 0.0, 1.0 / max(1, len(labels))))
+    for c in range(k):
+        p = float(stats.binom.sf(hits[c] - 1, counts[c], q)) if counts[c] else 1.0
+        rows.append({"concept": c, "pairs": int(counts[c]), "flagged": int(hits[c]), "flagged_fraction": float(frac[c]),
+                     "p_value": p, "poisoned": bool(counts[c] and p < 0.01 / k)})
+    return rows, q
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the audit
+
+
+def audit(src: PairShards, cfg: AuditConfig, *, concept_names: list[str] | None = None) -> dict[str, Any]:
+    """Everything the report shows (module docstring), as plain data: ``pairs`` (per-pair arrays), ``concepts``,
+    ``summary``."""
+    cfg.validate()
+    if src.n < 3:
+        raise InputError(f"an audit needs at least 3 pairs, got {src.n}")
+    rows = cfg.rows(src.d)
+    n = src.n
+    if n <= cfg.exact_max:
+        att = pair_attribution_streamed(src, cfg.alpha, cfg.laion_scale, rows=rows)
+        result, share, s_i = att.result, att.contribution, att.score
+        mode = {"ad_mode": "exact",
+                "ad_why": f"n = {n:,} <= --exact-max {cfg.exact_max:,}: all n(n-1)/2 pair terms computed"}
+    else:
+        result, f = alignment_difficulty_sampled_streamed(src, cfg.samples, cfg.alpha, cfg.laion_scale,
+                                                          seed=cfg.seed, rows=rows)
+        r_hat, _ = structure_row_sums_sampled(src, cfg.partners, seed=cfg.seed, rows=rows)
+        share = cfg.alpha * f / n + (1 - cfg.alpha) * r_hat / n**2
+        s_i = 1.0 - f
+        mode = {"ad_mode": "sampled",
+                "ad_why": f"n = {n:,} > --exact-max {cfg.exact_max:,}: D_fea exact over every pair, "
+                f"D_stru from {cfg.samples:,} random pairs (95% CI), each pair's structure term from "
+                f"{cfg.partners} random partners"}
+    score = n * share
+    z = modified_z(score)
+    cos = _pair_cosines(src, rows)
+    posterior, fit = mixture_flags(cos)
+    flagged = posterior > 0.5
+    order = np.lexsort((np.arange(n), -score))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(1, n + 1)
+
+    if concept_names is not None:
+        from theory.captions import concept_of_captions
+
+        if "caption" not in src.labels:
+            raise InputError("--concepts-file matches names in captions, but the embedding files hold no 'caption' "
+                             "array (python -m empirical.embed writes one)")
+        labels, names, why = concept_of_captions(list(src.labels["caption"]), names=concept_names)
+        how = {"method": "names of --concepts-file found in the captions", "k": f"{len(names)} (given)",
+               "left_out": why}
+    else:
+        labels, names, how = concepts_by_clustering(src, cfg)
+    k = len(names)
+    concept_rows, q = poisoned_concepts(labels, flagged, k)
+    for r in concept_rows:
+        r["name"] = names[r["concept"]]
+    poisoned = [r for r in concept_rows if r["poisoned"]]
+    c_p = len(poisoned)
+    p_hat = int(np.median([r["flagged"] for r in poisoned])) if poisoned else 0
+    m_hat = int(np.median([r["pairs"] - r["flagged"] for r in concept_rows if r["pairs"]]))
+    summary: dict[str, Any] = {
+        "n": n, "shards": len(src.names), "d": src.d, **mode, "ad": result.ad, "d_fea": result.d_fea,
+        "d_stru": result.d_stru, "ad_ci95": result.ci95, "d_stru_ci95": result.d_stru_ci95,
+        "alpha": cfg.alpha, "laion_scale": cfg.laion_scale,
+        "flag_rule": "posterior > 0.5 of the low-cosine component of a two-component Gaussian mixture of the pair "
+                     "cosines, when BIC prefers two components to one",
+        "mixture": fit,
+        "flagged": int(flagged.sum()), "concepts": how, "n_concepts": k, "background_flag_rate": q,
+        "poisoned_rule": f"binomial P(X >= flagged | pairs, q = {q:.4f}) < 0.01/K",
+        "estimated_c_p": c_p, "estimated_p": p_hat, "estimated_m": m_hat,
+    }
+    if cfg.predict:
+        summary["margin"] = margin(src, labels, k, m_hat, p_hat, c_p, cfg)
+    return {"pairs": {"score": score, "z": z, "flagged": flagged, "rank": rank, "s_i": s_i, "concept": labels,
+                      "cos": cos, "posterior": posterior},
+            "concepts": concept_rows, "summary": summary, "names": names}
+
+
+def _pair_cosines(src: PairShards, rows: int) -> np.ndarray:
+    """cos(t_i, v_i) of every pair, block by block."""
+    out = np.empty(src.n)
+    for a in range(0, src.n, rows):
+        t, v = src.block(a, min(src.n, a + rows))
+        out[a:a + len(t)] = np.einsum("ij,ij->i", _unit(t), _unit(v))
+    return out
+
+
+def margin(src: PairShards, labels: np.ndarray, k: int, m: int, p: int, c_p: int, cfg: AuditConfig
+           ) -> dict[str, Any]:
+    """The simulator's prediction at the estimated K, m, p, C_P with this data's measured geometry (see the module
+    docstring), or why there is none."""
+    from dataclasses import replace
+
+    from simulate.calibrate import capacity_for_accuracy, fit_geometry, measure_geometry
+    from simulate.concepts import ConceptConfig
+    from simulate.predict import Setting, predict, summarise
+    from simulate.sweep import SweepConfig
+
+    if m < 1:
+        return {"prediction": None, "why": "no concept has unflagged pairs"}
+    rate = p if c_p else max(1, m)
+    rng = np.random.default_rng([cfg.seed, 2])
+    idx = np.sort(rng.choice(np.flatnonzero(labels >= 0), size=min(int(np.sum(labels >= 0)), 20_000), replace=False))
+    t, v = src.take(idx)
+    geometry = measure_geometry(_unit(t), _unit(v), labels[idx], seed=cfg.seed)
+    base = fit_geometry(geometry, k, ConceptConfig(n_concepts=k).dim)
+    if cfg.clean_acc is not None:
+        dim, _ = capacity_for_accuracy(SweepConfig(concepts=base, benign_per_concept=m), cfg.clean_acc)
+        capacity = f"d = {dim}, calibrated to clean accuracy {cfg.clean_acc}"
+    else:
+        dim = cfg.dim
+        capacity = f"d = {dim} (given; the real model's capacity is not known to the audit)"
+    concepts = replace(base, dim=dim)
+    asked = tuple(sorted({0, min(c_p, k - 1)}))
+    setting = Setting(k, m, (rate,), asked, seeds=(0, 1, 2), ad_samples=20_000)
+    rows, marks = predict(setting, concepts)
+    summary = {r["c_p"]: r for r in summarise(rows)}
+    now = summary[asked[-1]]
+    threshold = marks[0]["threshold_c_p"]
+    more = None if threshold == "none" else max(0.0, float(threshold) - c_p)
+    return {"geometry": geometry.as_dict(), "capacity": capacity, "p_used": rate,
+            "p_source": "estimated p" if c_p else "no poisoned concept found: the rate of a concept's own data (p = m)",
+            "predicted_unpoisoned_acc_now": now["benign_acc"], "predicted_unpoisoned_acc_now_ci95":
+            now["benign_acc_ci95"], "predicted_clean_acc": summary[0]["benign_acc"],
+            "threshold_c_p": threshold, "more_concepts_before_threshold": more, "warning": WARNING}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# output
+
+
+def write_report(out: Path, src: PairShards, res: dict[str, Any], cfg: AuditConfig) -> None:
+    """pairs.csv, concepts.csv, report.json, report.md and scores.png in ``out`` (each written atomically)."""
+    pr, names = res["pairs"], res["names"]
+    shard = src.shard_of(np.arange(src.n))
+    labels = {k: v for k, v in src.labels.items()}
+    lines = []
+    for i in range(src.n):
+        c = int(pr["concept"][i])
+        lines.append({"index": i, "shard": src.names[shard[i]],
+                      **{k: str(v[i]) for k, v in labels.items()},
+                      "cos": float(pr["cos"][i]), "s_i": float(pr["s_i"][i]), "score": float(pr["score"][i]),
+                      "z": float(pr["z"][i]), "rank": int(pr["rank"][i]),
+                      "p_mismatched": float(pr["posterior"][i]), "flagged": int(pr["flagged"][i]),
+                      "concept": names[c] if c >= 0 else ""})
+    atomic_write_text(out / "pairs.csv", csv_text(lines))
+    atomic_write_text(out / "concepts.csv", csv_text(res["concepts"]))
+    s = res["summary"]
+    record = {"tool": "simulate.audit", "summary": s, "config": asdict(cfg), "shards": src.names,
+              "date": utc_now(), "git_commit": git_commit(), "command": command_line()}
+    atomic_write_text(out / "report.json", json.dumps(record, indent=1, default=float) + "\n")
+    atomic_write_text(out / "report.md", report_markdown(s, res["concepts"]))
+    _plot(out / "scores.png", pr["score"], pr["z"], cfg.flag_z)
+
+
+def report_markdown(s: dict[str, Any], concepts: list[dict[str, Any]]) -> str:
+    """The human report: AD and how it was computed, the flag rule and count, the concept view, the margin."""
+    ci = f" (95% CI {s['ad_ci95'][0]:.5f} – {s['ad_ci95'][1]:.5f})" if s.get("ad_ci95") else ""
+    out = [f"# Dataset audit\n\n{s['n']:,} pairs in {s['shards']} shard(s), d = {s['d']}.\n",
+           f"## Alignment Difficulty\n\nAD = {s['ad']:.5f}{ci}, D_fea = {s['d_fea']:.5f}, D_stru = {s['d_stru']:.5f} "
+           f"(α = {s['alpha']}, LAION rescaling {'on' if s['laion_scale'] else 'off'}). Computed {s['ad_mode']}: "
+           f"{s['ad_why']}.\n",
+           f"## Suspicious pairs\n\n{s['flagged']:,} pairs flagged by the rule: {s['flag_rule']}; "
+           "every pair's score, z and rank are in `pairs.csv`.\n",
+           f"## Concepts\n\n{s['concepts']['method']}; K = {s['concepts']['k']}. Background flag rate "
+           f"q = {s['background_flag_rate']:.4f}; a concept counts as poisoned when {s['poisoned_rule']}. "
+           f"Estimated: **C_P = {s['estimated_c_p']}** of {s['n_concepts']} concepts, **p = {s['estimated_p']}** "
+           f"flagged pairs per poisoned concept, m = {s['estimated_m']} unflagged pairs per concept.\n",
+           "| concept | pairs | flagged | fraction | p-value | poisoned |\n|---|---|---|---|---|---|"]
+    for r in sorted(concepts, key=lambda r: r["p_value"])[:30]:
+        out.append(f"| {r['name']} | {r['pairs']} | {r['flagged']} | {r['flagged_fraction']:.3f} | "
+                   f"{r['p_value']:.2g} | {'yes' if r['poisoned'] else 'no'} |")
+    m = s.get("margin")
+    if m:
+        if m.get("prediction", True) is None:
+            out.append(f"\n## Margin\n\nNo prediction: {m['why']}.\n")
+        else:
+            more = m["more_concepts_before_threshold"]
+            thr = m["threshold_c_p"]
+            thr = thr if thr == "none" else f"{float(thr):.1f}"
+            out.append(
+                f"\n## Margin (a model's prediction)\n\nSimulator at this data's geometry, {m['capacity']}, "
+                f"p = {m['p_used']} ({m['p_source']}): predicted unpoisoned accuracy now "
+                f"{m['predicted_unpoisoned_acc_now']:.3f} ± {m['predicted_unpoisoned_acc_now_ci95']:.3f} "
+                f"(clean {m['predicted_clean_acc']:.3f}); predicted threshold (accuracy < 0.5) at C_P = "
+                f"{thr}" + ("" if more is None else f", i.e. about {more:.0f} more concepts poisoned at this rate") + ".\n\n"
+                f"**{m['warning']}**\n")
+    return "\n".join(out) + "\n"
+
+
+def _plot(path: Path, score: np.ndarray, z: np.ndarray, cut: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.hist(score, bins=80, color="tab:blue", alpha=0.8)
+    flagged = score[z > cut]
+    if len(flagged):
+        ax.axvline(float(flagged.min()), color="tab:red", ls="--", lw=1, label=f"flag cut (z > {cut})")
+        ax.legend(fontsize=7)
+    ax.set_yscale("log")
+    ax.set_xlabel("pair score n·c_i (share of AD × n)")
+    ax.set_ylabel("pairs")
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# command line
+
+
+def _parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m simulate.audit", description=__doc__.splitlines()[0].strip("`: "))
+    p.add_argument("shards", nargs="+", metavar="EMB", help="embedding files or folders (npz, safetensors, "
+                                                             "text_emb_/img_emb_ .npy pairs)")
+    p.add_argument("--out", type=path_arg, required=True, help="report folder")
+    d = AuditConfig()
+    p.add_argument("--alpha", type=float, default=d.alpha, help=f"AD's weight of D_fea (default {d.alpha})")
+    p.add_argument("--no-laion-scale", action="store_true", help="raw pair cosines instead of clip(4(s-0.2),0,1)")
+    p.add_argument("--exact-max", type=int, default=d.exact_max, help=f"exact AD up to this many pairs (default "
+                                                                       f"{d.exact_max:,})")
+    p.add_argument("--samples", type=int, default=d.samples, help="random pairs for D_stru beyond --exact-max")
+    p.add_argument("--partners", type=int, default=d.partners, help="random partners per pair beyond --exact-max")
+    p.add_argument("--flag-z", type=float, default=d.flag_z, help="modified z-score cut (default 3.5)")
+    p.add_argument("--memory", type=float, default=d.memory_gib, metavar="GIB", help="memory budget (default 2)")
+    p.add_argument("--concepts-file", type=Path, default=None, help="concept names matched in the captions "
+                                                                    "(default: k-means of the text embeddings)")
+    p.add_argument("--n-concepts", type=int, default=None, help="K for the clustering (default: by silhouette)")
+    p.add_argument("--max-concepts", type=int, default=d.max_concepts, help="largest K the silhouette tries")
+    cap = p.add_mutually_exclusive_group()
+    cap.add_argument("--dim", type=int, default=None, help="the simulator's capacity d for the margin (default 64)")
+    cap.add_argument("--clean-acc", type=float, default=None, help="calibrate d to this clean model accuracy")
+    p.add_argument("--no-predict", action="store_true", help="skip the simulator's margin")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from theory.captions import read_concepts_file
+
+    args = _parser().parse_args(argv)
+    cfg = AuditConfig(alpha=args.alpha, laion_scale=not args.no_laion_scale, exact_max=args.exact_max,
+                      samples=args.samples, partners=args.partners, flag_z=args.flag_z, memory_gib=args.memory,
+                      n_concepts=args.n_concepts, max_concepts=args.max_concepts,
+                      dim=args.dim if args.dim is not None or args.clean_acc is not None else 64,
+                      clean_acc=args.clean_acc, predict=not args.no_predict, seed=args.seed)
+    cfg.validate()
+    names = read_concepts_file(args.concepts_file) if args.concepts_file else None
+    src = open_shards(args.shards)
+    if dry_run(args, "python -m simulate.audit", {"pairs": f"{src.n:,} in {len(src.names)} shard(s), d = {src.d}",
+                                                  "AD": "exact" if src.n <= cfg.exact_max else "sampled",
+                                                  "concepts": "from --concepts-file" if names else "k-means",
+                                                  "out": args.out}):
+        return 0
+    out = ensure_writable_dir(args.out)
+    res = audit(src, cfg, concept_names=names)
+    write_report(out, src, res, cfg)
+    s = res["summary"]
+    print(f"{s['n']:,} pairs: AD {s['ad']:.5f} ({s['ad_mode']})")
+    print(f"flagged {s['flagged']:,} pairs; estimated C_P {s['estimated_c_p']} of {s['n_concepts']} concepts, "
+          f"p {s['estimated_p']}, m {s['estimated_m']}")
+    m = s.get("margin")
+    if m and m.get("prediction", True) is not None:
+        print(f"margin (a model's prediction): unpoisoned accuracy now {m['predicted_unpoisoned_acc_now']:.3f}, "
+              f"threshold C_P {m['threshold_c_p']}")
+    print(f"wrote {out / 'report.md'}, report.json, pairs.csv, concepts.csv, scores.png")
+    return 0
+
+
+def cli() -> None:
+    """The ``implosion-audit`` console script: :func:`main` behind the one-line error boundary."""
+    run_main(main, prog="implosion-audit")
+
+
+if __name__ == "__main__":
+    run_main(main, prog="python -m simulate.audit")
