@@ -18,7 +18,8 @@ flagging rule, stated: a dirty-label pair's caption and image show different con
 comes from another population than the matched pairs'. A two-component Gaussian mixture is fitted (EM) to the pair
 cosines cos(t_i, v_i) and compared with one Gaussian by BIC; when two components win, a pair is flagged when its
 posterior probability of belonging to the low-cosine component exceeds 0.5 (else nothing is flagged: the cosines
-look like one population). A global outlier cut on the score would not do: in a CLIP-like space the matched pairs'
+look like one population; Ashman's D > 2 is also required, so a skewed single population is not split). A global
+outlier cut on the score would not do: in a CLIP-like space the matched pairs'
 cosines are themselves spread so widely that no single dirty-label pair is an outlier (measured in the tests),
 while the two populations still separate. The Iglewicz–Hoaglin modified z-score of the score is reported beside.
 
@@ -26,8 +27,9 @@ while the two populations still separate. The Iglewicz–Hoaglin modified z-scor
 (:mod:`theory.captions`); otherwise the unit text embeddings are clustered by k-means (k-means++ start, Lloyd
 iterations, seeded) — captions of one concept embed close together — with K given (``--n-concepts``) or chosen
 as the K in 2..``--max-concepts`` with the best mean silhouette on a sample (said in the report). A concept counts
-as poisoned when its number of flagged pairs is improbably high for the data set's background flag rate q (the
-median over concepts of their flagged fractions): one-sided binomial P(X ≥ f_c | n_c, q) < 0.01/K (Bonferroni).
+as poisoned when its number of flagged pairs is improbably high for the background flag rate q (the mixture's
+expected false-flag rate among matched pairs, so it holds however many concepts are poisoned): one-sided binomial
+P(X ≥ f_c | n_c, q) < 0.01/K (Bonferroni).
 Hence the estimates Ĉ_P (poisoned concepts), p̂ (median flagged pairs per poisoned concept) and m̂ (median
 unflagged pairs per concept).
 
@@ -109,8 +111,10 @@ class AuditConfig:
 
 def mixture_flags(x: np.ndarray, *, iters: int = 200) -> tuple[np.ndarray, dict[str, Any]]:
     """Posterior probability of the low-mean component of a two-component 1-D Gaussian mixture fitted by EM to
-    ``x`` (started at the lower and upper quartiles), zero everywhere when one Gaussian has the lower BIC; and the
-    fit (weights, means, sds, both BICs)."""
+    ``x`` (started at the lower and upper quartiles) — zero everywhere unless two populations are clearly there:
+    two components have the lower BIC *and* Ashman's D = √2·|μ₁ − μ₂|/√(σ₁² + σ₂²) > 2 (the usual criterion for
+    a clean separation; a merely skewed single population passes BIC but not D). Also the fit, with the matched
+    population's expected false-flag rate (its responsibility-weighted share of flagged pairs)."""
     x = np.asarray(x, dtype=np.float64)
     n = len(x)
     mu1, sd1 = float(x.mean()), float(x.std()) or 1e-12
@@ -133,9 +137,14 @@ def mixture_flags(x: np.ndarray, *, iters: int = 200) -> tuple[np.ndarray, dict[
         ll = new_ll
     bic2 = -2 * ll + 5 * math.log(n)
     low = int(np.argmin(mu))
+    ashman = float(math.sqrt(2) * abs(mu[1] - mu[0]) / math.sqrt(sd[0] ** 2 + sd[1] ** 2))
+    two = bool(bic2 < bic1 and ashman > 2)
+    post = resp[:, low] if two else np.zeros(n)
+    high = resp[:, 1 - low]
+    # the matched population's expected false-flag rate: its responsibility-weighted share of flagged pairs
+    false_rate = float(np.sum(high * (post > 0.5)) / max(np.sum(high), 1e-12)) if two else 0.0
     fit = {"weights": w.tolist(), "means": mu.tolist(), "sds": sd.tolist(), "bic_one": bic1, "bic_two": bic2,
-           "two_populations": bool(bic2 < bic1)}
-    post = resp[:, low] if bic2 < bic1 else np.zeros(n)
+           "ashman_d": ashman, "two_populations": two, "false_flag_rate": false_rate}
     return post, fit
 
 
@@ -228,16 +237,18 @@ def concepts_by_clustering(src: PairShards, cfg: AuditConfig) -> tuple[np.ndarra
     return labels, [f"cluster {j}" for j in range(k)], how
 
 
-def poisoned_concepts(labels: np.ndarray, flagged: np.ndarray, k: int) -> tuple[list[dict[str, Any]], float]:
-    """Per concept: pairs, flagged pairs, flagged fraction, the binomial p-value against the background rate q
-    (median flagged fraction over concepts) and whether it counts as poisoned (p < 0.01/K); and q."""
+def poisoned_concepts(labels: np.ndarray, flagged: np.ndarray, k: int, false_rate: float
+                      ) -> tuple[list[dict[str, Any]], float]:
+    """Per concept: pairs, flagged pairs, flagged fraction, the binomial p-value of its flag count against the
+    background rate q — the matched population's false-flag rate from the mixture (floored at 1/n), which does not
+    depend on how many concepts are poisoned — and whether it counts as poisoned (p < 0.01/K); and q."""
     from scipy import stats
 
     rows = []
     counts = np.bincount(labels[labels >= 0], minlength=k)
     hits = np.bincount(labels[(labels >= 0) & flagged], minlength=k)
     frac = np.divide(hits, counts, out=np.zeros(k), where=counts > 0)
-    q = float(max(np.median(frac[counts > 0]) if (counts > 0).any() else 0.0, 1.0 / max(1, len(labels))))
+    q = float(max(false_rate, 1.0 / max(1, len(labels))))
     for c in range(k):
         p = float(stats.binom.sf(hits[c] - 1, counts[c], q)) if counts[c] else 1.0
         rows.append({"concept": c, "pairs": int(counts[c]), "flagged": int(hits[c]), "flagged_fraction": float(frac[c]),
@@ -293,7 +304,7 @@ def audit(src: PairShards, cfg: AuditConfig, *, concept_names: list[str] | None 
     else:
         labels, names, how = concepts_by_clustering(src, cfg)
     k = len(names)
-    concept_rows, q = poisoned_concepts(labels, flagged, k)
+    concept_rows, q = poisoned_concepts(labels, flagged, k, fit["false_flag_rate"])
     for r in concept_rows:
         r["name"] = names[r["concept"]]
     poisoned = [r for r in concept_rows if r["poisoned"]]
@@ -305,14 +316,14 @@ def audit(src: PairShards, cfg: AuditConfig, *, concept_names: list[str] | None 
         "d_stru": result.d_stru, "ad_ci95": result.ci95, "d_stru_ci95": result.d_stru_ci95,
         "alpha": cfg.alpha, "laion_scale": cfg.laion_scale,
         "flag_rule": "posterior > 0.5 of the low-cosine component of a two-component Gaussian mixture of the pair "
-                     "cosines, when BIC prefers two components to one",
+                     "cosines, when BIC prefers two components to one and Ashman's D > 2",
         "mixture": fit,
         "flagged": int(flagged.sum()), "concepts": how, "n_concepts": k, "background_flag_rate": q,
         "poisoned_rule": f"binomial P(X >= flagged | pairs, q = {q:.4f}) < 0.01/K",
         "estimated_c_p": c_p, "estimated_p": p_hat, "estimated_m": m_hat,
     }
     if cfg.predict:
-        summary["margin"] = margin(src, labels, k, m_hat, p_hat, c_p, cfg)
+        summary["margin"] = margin(src, labels, k, m_hat, p_hat, c_p, cfg, flagged)
     return {"pairs": {"score": score, "z": z, "flagged": flagged, "rank": rank, "s_i": s_i, "concept": labels,
                       "cos": cos, "posterior": posterior},
             "concepts": concept_rows, "summary": summary, "names": names}
@@ -327,10 +338,11 @@ def _pair_cosines(src: PairShards, rows: int) -> np.ndarray:
     return out
 
 
-def margin(src: PairShards, labels: np.ndarray, k: int, m: int, p: int, c_p: int, cfg: AuditConfig
-           ) -> dict[str, Any]:
-    """The simulator's prediction at the estimated K, m, p, C_P with this data's measured geometry (see the module
-    docstring), or why there is none."""
+def margin(src: PairShards, labels: np.ndarray, k: int, m: int, p: int, c_p: int, cfg: AuditConfig,
+           flagged: np.ndarray | None = None) -> dict[str, Any]:
+    """The simulator's prediction at the estimated K, m, p, C_P with this data's measured geometry — measured on
+    the unflagged pairs, the clean geometry the simulator adds its poisons to (see the module docstring) — or why
+    there is none."""
     from dataclasses import replace
 
     from simulate.calibrate import capacity_for_accuracy, fit_geometry, measure_geometry
@@ -342,7 +354,8 @@ def margin(src: PairShards, labels: np.ndarray, k: int, m: int, p: int, c_p: int
         return {"prediction": None, "why": "no concept has unflagged pairs"}
     rate = p if c_p else max(1, m)
     rng = np.random.default_rng([cfg.seed, 2])
-    idx = np.sort(rng.choice(np.flatnonzero(labels >= 0), size=min(int(np.sum(labels >= 0)), 20_000), replace=False))
+    usable = np.flatnonzero((labels >= 0) & (~flagged if flagged is not None else True))
+    idx = np.sort(rng.choice(usable, size=min(len(usable), 20_000), replace=False))
     t, v = src.take(idx)
     geometry = measure_geometry(_unit(t), _unit(v), labels[idx], seed=cfg.seed)
     base = fit_geometry(geometry, k, ConceptConfig(n_concepts=k).dim)
@@ -365,6 +378,63 @@ def margin(src: PairShards, labels: np.ndarray, k: int, m: int, p: int, c_p: int
             "predicted_unpoisoned_acc_now": now["benign_acc"], "predicted_unpoisoned_acc_now_ci95":
             now["benign_acc_ci95"], "predicted_clean_acc": summary[0]["benign_acc"],
             "threshold_c_p": threshold, "more_concepts_before_threshold": more, "warning": WARNING}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# validation on known truth
+
+
+def dirty_label_mix(text: np.ndarray, image: np.ndarray, concept: np.ndarray, c_p: int, p: int, seed: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """A clean embedded mix plus dirty-label poisons made in embedding space: for each of ``c_p`` seeded concepts
+    A with a seeded target B ≠ A, ``p`` pairs (the text of one of A's pairs, the image of one of B's). A joint
+    embedder embeds caption and image separately, so these are exactly the embeddings of dirty-label pairs.
+    Returns (text, image, concept of each caption, poison mask, poisoned concepts)."""
+    rng = np.random.default_rng([seed, 3])
+    ks = np.unique(concept)
+    chosen = [int(c) for c in rng.permutation(ks)[:c_p]]
+    ts, vs, cs = [text], [image], [concept]
+    for a in chosen:
+        b = int(rng.choice(ks[ks != a]))
+        ia = rng.choice(np.flatnonzero(concept == a), size=p)
+        ib = rng.choice(np.flatnonzero(concept == b), size=p)
+        ts.append(text[ia])
+        vs.append(image[ib])
+        cs.append(np.full(p, a))
+    truth = np.r_[np.zeros(len(text), bool), np.ones(c_p * p, bool)]
+    return np.concatenate(ts), np.concatenate(vs), np.concatenate(cs), truth, chosen
+
+
+def validate(clean: Path, c_ps: Sequence[int], p: int, cfg: AuditConfig, *, labels_key: str = "concept",
+             seed: int = 0) -> list[dict[str, Any]]:
+    """Audit dirty-label mixes built from a clean embedded set with concept labels (``python -m empirical.embed
+    --builtin``): per C_P the true and estimated C_P and p, the flags' precision and recall, the average precision
+    of ranking by score, and the audit's AD."""
+    from theory.pairs_file import load_arrays
+
+    arrays = load_arrays(clean, ("text", "image", labels_key))
+    text, image, concept = arrays["text"], arrays["image"], np.asarray(arrays[labels_key])
+    out = []
+    for c_p in c_ps:
+        t, v, c, truth, chosen = dirty_label_mix(text, image, concept, c_p, p, seed)
+        names = [f"concept {k}" for k in np.unique(concept)]
+        src = PairShards([(f"mix-cp{c_p}", t, v, {"caption": np.array([f"concept {k}" for k in c])})])
+        res = audit(src, cfg, concept_names=names) if cfg.n_concepts is None else audit(src, cfg)
+        flagged, score = res["pairs"]["flagged"], res["pairs"]["score"]
+        order = np.lexsort((np.arange(len(score)), -score))
+        hits = truth[order]
+        ap = float(np.sum(np.cumsum(hits)[hits] / (np.flatnonzero(hits) + 1)) / max(1, hits.sum())) if c_p else \
+            float("nan")
+        found = {int(r["name"].split()[-1]) for r in res["concepts"] if r["poisoned"]}
+        s = res["summary"]
+        out.append({"c_p": c_p, "p": p, "n": len(t), "ad": s["ad"], "flagged": int(flagged.sum()),
+                    "precision": float(np.sum(flagged & truth) / flagged.sum()) if flagged.sum() else float("nan"),
+                    "recall": float(np.sum(flagged & truth) / truth.sum()) if truth.sum() else float("nan"),
+                    "ap_of_score": ap, "estimated_c_p": s["estimated_c_p"], "estimated_p": s["estimated_p"],
+                    "poisoned_found": len(found & set(chosen)), "false_concepts": len(found - set(chosen)),
+                    "predicted_acc_now": s.get("margin", {}).get("predicted_unpoisoned_acc_now", float("nan")),
+                    "predicted_threshold_c_p": s.get("margin", {}).get("threshold_c_p", "")})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -458,8 +528,13 @@ def _plot(path: Path, score: np.ndarray, z: np.ndarray, cut: float) -> None:
 
 def _parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m simulate.audit", description=__doc__.splitlines()[0].strip("`: "))
-    p.add_argument("shards", nargs="+", metavar="EMB", help="embedding files or folders (npz, safetensors, "
+    p.add_argument("shards", nargs="*", metavar="EMB", help="embedding files or folders (npz, safetensors, "
                                                              "text_emb_/img_emb_ .npy pairs)")
+    p.add_argument("--validate", type=Path, default=None, metavar="CLEAN",
+                   help="instead: audit dirty-label mixes built from this clean embedded set with concept labels "
+                        "(empirical.embed --builtin) and score the audit against the known poisons")
+    p.add_argument("--poisoned-concepts", default="0,25,50,100", metavar="LIST", help="--validate: C_P values")
+    p.add_argument("--poison-per-concept", type=int, default=80, metavar="P", help="--validate: p")
     p.add_argument("--out", type=path_arg, required=True, help="report folder")
     d = AuditConfig()
     p.add_argument("--alpha", type=float, default=d.alpha, help=f"AD's weight of D_fea (default {d.alpha})")
@@ -492,6 +567,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                       dim=args.dim if args.dim is not None or args.clean_acc is not None else 64,
                       clean_acc=args.clean_acc, predict=not args.no_predict, seed=args.seed)
     cfg.validate()
+    if args.validate is not None:
+        from theory.cli import parse_int_list
+
+        if args.shards:
+            raise InputError("--validate builds its own mixes; give no embedding files")
+        c_ps = parse_int_list(args.poisoned_concepts, name="--poisoned-concepts")
+        if args.poison_per_concept < 1:
+            raise InputError(f"--poison-per-concept must be >= 1, got {args.poison_per_concept}")
+        if dry_run(args, "python -m simulate.audit", {"validate on": args.validate, "C_P": c_ps,
+                                                      "p": args.poison_per_concept, "out": args.out}):
+            return 0
+        out = ensure_writable_dir(args.out)
+        rows = validate(args.validate, c_ps, args.poison_per_concept, cfg, seed=args.seed)
+        atomic_write_text(out / "validation.csv", csv_text(rows))
+        for r in rows:
+            print(f"C_P {r['c_p']:>4} p {r['p']}: flagged {r['flagged']} (precision {r['precision']:.3f}, recall "
+                  f"{r['recall']:.3f}, AP {r['ap_of_score']:.3f}); estimated C_P {r['estimated_c_p']}, p "
+                  f"{r['estimated_p']}; AD {r['ad']:.4f}")
+        print(f"wrote {out / 'validation.csv'}")
+        return 0
+    if not args.shards:
+        raise InputError("give embedding files (or --validate CLEAN)")
     names = read_concepts_file(args.concepts_file) if args.concepts_file else None
     src = open_shards(args.shards)
     if dry_run(args, "python -m simulate.audit", {"pairs": f"{src.n:,} in {len(src.names)} shard(s), d = {src.d}",
