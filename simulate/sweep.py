@@ -36,6 +36,7 @@ from simulate.concepts import ConceptConfig, make_space
 from simulate.metrics import METRIC_NAMES, evaluate
 from simulate.poison import TARGET_RULES, PoisonConfig, benign_pairs, make_plan, poison_pairs
 from simulate.training_set import TrainingSet
+from theory.ad import DEFAULT_ALPHA
 from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, path_arg, run_main
 from theory.implosion import make_reference
 from theory.stats import ci95
@@ -64,7 +65,7 @@ class SweepConfig:
     poison: PoisonConfig = field(default_factory=PoisonConfig)
     solver: Solver = field(default_factory=RidgeSolver)
     benign_per_concept: int = 5
-    alpha: float = 0.8
+    alpha: float = DEFAULT_ALPHA
     laion_scale: bool = True
 
     def __post_init__(self) -> None:

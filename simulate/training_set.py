@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from theory.ad import ADResult, IncrementalAD
+from theory.ad import DEFAULT_ALPHA, ADResult, IncrementalAD
 from theory.cli import InputError
 
 __all__ = ["TrainingSet"]
@@ -24,7 +24,7 @@ __all__ = ["TrainingSet"]
 class TrainingSet:
     """Pairs (unit text, unit image) with incremental least-squares statistics and AD."""
 
-    def __init__(self, dim: int, *, alpha: float = 0.8, laion_scale: bool = True, ad_precision: str = "float64",
+    def __init__(self, dim: int, *, alpha: float = DEFAULT_ALPHA, laion_scale: bool = True, ad_precision: str = "float64",
                  track_ad: bool = True):
         self.dim = dim
         self.gram = np.zeros((dim, dim))  # A = T^T T

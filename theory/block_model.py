@@ -58,7 +58,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from theory.ad import ADResult, pair_scores
+from theory.ad import DEFAULT_ALPHA, ADResult, pair_scores
 from theory.cli import InputError
 from theory.validate import check_alpha
 
@@ -139,7 +139,7 @@ class BlockModel:
     image_across: float = 0.1
     benign_cos: float = 0.35
     poison_cos: float = 0.1
-    alpha: float = 0.8
+    alpha: float = DEFAULT_ALPHA
     laion_scale: bool = True
     mode: Mode = "add"
     targets: Targets = "disjoint"
