@@ -21,6 +21,7 @@ def _truncate(path: Path) -> None:
     path.write_bytes(data[: len(data) // 3])
 
 
+@pytest.mark.slow
 def test_damaged_cache_entries_are_rebuilt_the_same(tmp_path: Path):
     cache = tmp_path / "cache"
     preset = PRESETS["micro"]

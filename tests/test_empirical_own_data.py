@@ -48,6 +48,7 @@ def _user_folder(tmp_path: Path) -> Path:
     return tmp_path / "mine"
 
 
+@pytest.mark.slow
 def test_own_data_runs_end_to_end_with_its_captions(tmp_path: Path):
     folder = _user_folder(tmp_path)
     out = tmp_path / "out"

@@ -104,6 +104,10 @@ def test_scratch_scenario_runs(tmp_path: Path, cache: Path):
                  "--out", str(out), "--cache", str(cache), "--quiet"]) == 0
     (row,) = _rows(out)
     assert row["scenario"] == "scratch" and row["c_p"] == "1" and row["steps"] == "6"
+    for k in ("ad", "d_fea", "unpoisoned_acc", "unpoisoned_prob", "score", "fd_unpoisoned", "kid_unpoisoned",
+              "unpoisoned_salience"):
+        assert np.isfinite(float(row[k])), k  # measured, not a row of NaN
+    assert float(row["d_fea"]) > 0 and 0 <= float(row["unpoisoned_acc"]) <= 1
 
 
 def test_continuous_seeds_share_the_base_model_and_settings_do_not_mix(tmp_path: Path, cache: Path):
@@ -210,6 +214,7 @@ def test_target_modes_nearest_and_scatter_run_and_record_their_plans(tmp_path: P
     assert targets == {"(a random concept per pair)"} if mode == "scatter" else len(targets) > 1
 
 
+@pytest.mark.slow
 def test_two_process_ddp_run_writes_each_point_once(tmp_path):
     """torchrun with 2 processes: DDP training (gloo on CPU), process 0 alone evaluates and writes."""
     out = tmp_path / "out"
