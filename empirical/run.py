@@ -372,6 +372,19 @@ def grid_image(images: np.ndarray, rows: list[str], per_row: int, scale: int = 2
     return canvas
 
 
+def point_tag(scenario: str, seed: int | str, c_p: int | str, kind: str, poison_type: str = "dirty",
+              targets: str = "poisoned") -> str:
+    """The file stem of one point's grids, tables and checkpoints: ``<scenario>-s<seed>-cp<C_P>-<kind>``, then
+    ``-nightshade`` and ``-targets-<mode>`` when they are not the defaults (so points of one folder never share
+    files, and folders written before the suffixes keep their names). ``paper_figures`` finds the files by it."""
+    tag = f"{scenario}-s{seed}-cp{c_p}-{kind}"
+    if poison_type == "nightshade":
+        tag += "-nightshade"
+    if targets != "poisoned" and str(c_p) != "0":  # the clean point is the same for every target mode
+        tag += f"-targets-{targets}"
+    return tag
+
+
 class LossLog:
     """The training loss of one point, step by step, in ``path`` (CSV: step, loss; full precision), rewritten
     every ``every`` steps and at the end. After a resume the retrained steps replace their earlier rows, so the
@@ -431,7 +444,7 @@ def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p
     else:
         extra_images, extra_concepts = poison_pairs(plan, c_p, p, labels, seed=seed)
         mix, texts = build_mix(assets, extra_images, extra_concepts, benign=benign)
-    tag = f"{scenario}-s{seed}-cp{c_p}-{kind}" + ("-nightshade" if poison_type == "nightshade" else "")
+    tag = point_tag(scenario, seed, c_p, kind, poison_type, plan.mode)
     ckpt = out / "checkpoints" / tag
     tracker = None
     if track is not None:

@@ -160,10 +160,13 @@ class Empirical:
 
 def point_files(row: dict[str, Any]) -> tuple[Path, Path]:
     """The (json, attention npz) files a result row's point wrote."""
-    tag = f"{row['scenario']}-s{row['seed']}-cp{row['c_p']}-{row['kind']}"
-    if row.get("poison_type") == "nightshade":
-        tag += "-nightshade"
+    from empirical.run import point_tag
+
+    tag = point_tag(row["scenario"], row["seed"], row["c_p"], row["kind"], row.get("poison_type", "dirty"),
+                    row.get("targets", "poisoned"))
     base = Path(row["folder"]) / "points"
+    if not (base / f"{tag}.json").is_file():  # written before the target mode was part of the name
+        tag = point_tag(row["scenario"], row["seed"], row["c_p"], row["kind"], row.get("poison_type", "dirty"))
     return base / f"{tag}.json", base / f"{tag}-attention.npz"
 
 

@@ -364,3 +364,13 @@ def test_results_without_a_manifest_are_not_taken_for_this_run(tmp_path: Path, c
     (out / "manifest.json").unlink()
     with pytest.raises(InputError, match="without a manifest"):
         main(args)
+
+
+def test_point_names_keep_target_modes_and_poison_types_apart():
+    from empirical.run import point_tag
+
+    assert point_tag("continuous", 0, 100, "poisoned") == "continuous-s0-cp100-poisoned"  # unchanged old names
+    names = {point_tag("continuous", 0, 100, k, t, m) for k in ("poisoned", "control")
+             for t in ("dirty", "nightshade") for m in ("poisoned", "all", "scatter")}
+    assert len(names) == 12
+    assert point_tag("continuous", 0, 0, "poisoned", "dirty", "all") == "continuous-s0-cp0-poisoned"
