@@ -68,3 +68,15 @@ def test_content_key_sees_every_byte_of_every_file(tmp_path: Path):
     assert content_key(a) == key
     (a / "unet" / "w.safetensors").rename(a / "unet" / "v.safetensors")  # same bytes, another name
     assert content_key(a) != key
+
+
+def test_experiment_tables_are_replaced_atomically_and_said_so(tmp_path: Path, capsys):
+    """simulate.experiments writes its CSVs with one rename and says when it replaces an earlier table."""
+    from simulate.experiments import _write_csv
+
+    path = tmp_path / "t.csv"
+    _write_csv(path, [{"a": 1}])
+    assert capsys.readouterr().err == ""
+    _write_csv(path, [{"a": 2}])
+    assert f"replacing {path}" in capsys.readouterr().err
+    assert path.read_text() == "a\n2\n" and [p.name for p in tmp_path.iterdir()] == ["t.csv"]
