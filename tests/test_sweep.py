@@ -361,3 +361,25 @@ def test_a_manifest_without_results_does_not_lock_the_folder(tmp_path: Path):
     # with results it is locked, naming the difference
     refused = _cli(*SMALL, "--concepts", "0,1", "--dim", "16", "--out", str(out), timeout=120)
     assert refused.returncode == 2 and "different configuration (concepts)" in refused.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_workers_are_capped_at_the_seeds_to_run(tmp_path: Path):
+    """--workers 16 for 2 seeds starts 2 worker processes, not 16."""
+    import time
+
+    out = tmp_path / "w"
+    cmd = [sys.executable, "-m", "simulate.sweep", "--concepts", "0..400:4", "--n-concepts", "500", "--seeds", "2",
+           "--dim", "64", "--workers", "16", "--no-plot", "--quiet", "--out", str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    table = out / "results.csv"
+    deadline = time.time() + 60
+    most = 0
+    while time.time() < deadline and proc.poll() is None:
+        most = max(most, len(_children(proc.pid)))
+        if table.exists() and len(table.read_text().splitlines()) > 3:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(timeout=60)
+    assert 1 <= most <= 2
