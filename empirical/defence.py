@@ -1,12 +1,12 @@
-"""``python -m empirical.defence``: the AD-attribution poison detector (:mod:`empirical.detection`) on the exact
+"""``python -m empirical.defence``: the AD-attribution poison detector (:mod:`theory.detection`) on the exact
 training mixes of an experiment, scored against their known poisons, without training anything."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from empirical.detection import rank_quality
 from theory.cli import InputError, path_arg
+from theory.detection import rank_quality
 
 
 def main(argv=None) -> int:

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from empirical.data import caption
-from empirical.detection import rank_quality
 from theory.ad import pair_attribution
+from theory.detection import rank_quality
 from theory.implosion import ImplosionReference, implosion_measures, make_reference
 
 #: Columns of the per-point measures, in the order they appear in results.csv.
@@ -71,7 +71,7 @@ def mix_alignment_difficulty(judge, images: np.ndarray, texts: list[str],
                              is_poison: np.ndarray | None = None) -> dict[str, float]:
     """AD of a training mix: theory.ad on the judge's unit text and image embeddings of its pairs. With the
     mask of the true poison pairs, also how well ranking the pairs by their share of AD finds them
-    (:mod:`empirical.detection`: average precision, precision@k, base rate; NaN when there is no poison)."""
+    (:mod:`theory.detection`: average precision, precision@k, base rate; NaN when there is no poison)."""
     att = pair_attribution_of_mix(judge, images, texts)
     res = att.result
     out = {"ad": res.ad, "d_fea": res.d_fea, "d_stru": res.d_stru}
@@ -125,19 +125,22 @@ def _attack_success(pred: np.ndarray, labels: np.ndarray, is_p: np.ndarray, targ
     return float(np.mean(pred[m] == tgt[m])) if m.any() else float("nan")
 
 
+def concept_means(clean_features: dict[int, np.ndarray]) -> np.ndarray:
+    """K × D: concept c's mean clean-render judge feature (concepts indexed 0..K-1, each with a render)."""
+    return np.stack([np.asarray(clean_features[c], dtype=np.float64).mean(axis=0) for c in range(len(clean_features))])
+
+
 def concept_similarity(clean_features: dict[int, np.ndarray]) -> np.ndarray:
     """K × K cosine between concepts' mean clean-render judge features (what ``nearest`` targets read)."""
-    ref = np.stack([np.asarray(clean_features[c], dtype=np.float64).mean(axis=0) for c in range(len(clean_features))])
+    ref = concept_means(clean_features)
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
     return ref @ ref.T
 
 
 def concept_reference(clean_features: dict[int, np.ndarray]) -> ImplosionReference:
-    """:mod:`theory.implosion`'s reference in the judge's feature space: concept c's mean clean-render feature
-    (concepts indexed 0..K-1, every one with at least one render)."""
-    k = len(clean_features)
-    return make_reference(np.stack([np.asarray(clean_features[c], dtype=np.float64).mean(axis=0)
-                                    for c in range(k)]))
+    """:mod:`theory.implosion`'s reference in the judge's feature space: the concepts' mean clean-render
+    features (:func:`concept_means`)."""
+    return make_reference(concept_means(clean_features))
 
 
 def per_concept_table(judge, generated: np.ndarray, labels: np.ndarray, names: list[str]) -> list[dict]:

@@ -212,7 +212,7 @@ def concept_data_from_folder(folder: Path, *, size: int, held_out: int, fmt: Fol
     notes = [f"{n} pair(s) {reason}: left out" for reason, n in why.items()]
     counts = np.bincount(labels[labels >= 0], minlength=len(concept_names))
     keep = [c for c in range(len(concept_names)) if counts[c] >= 2]
-    dropped = [concept_names[c] for c in range(len(concept_names)) if 0 < counts[c] < 2 or counts[c] == 0]
+    dropped = [concept_names[c] for c in range(len(concept_names)) if counts[c] < 2]
     if dropped:
         notes.append(f"{len(dropped)} concept(s) with fewer than 2 pairs dropped: {', '.join(dropped[:5])}"
                      + (", ..." if len(dropped) > 5 else ""))

@@ -660,10 +660,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_threads(args.threads)
     if args.base_seed < 0:
         raise InputError(f"--base-seed must be >= 0, got {args.base_seed}")
-    if args.benign_per_concept is not None and (args.benign_per_concept < 1 or (
-            args.train_data_dir is None and args.benign_per_concept > preset.render.per_concept)):
-        raise InputError(f"--benign-per-concept must be in 1..{preset.render.per_concept} (the preset's renders per "
-                         f"concept), got {args.benign_per_concept}")
     channels = None if args.unet_channels is None else _channels(args.unet_channels)
     preset = with_overrides(preset, steps=args.steps, concepts=args.concepts, unet_channels=channels)
     if args.device is not None:
@@ -685,8 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (args.concepts_file is None) == (args.caption_template is None):
             raise InputError("--train-data-dir needs its concepts: --concepts-file FILE or --caption-template "
                              "'a photo of a {}' (one of the two)")
-        if args.concepts_file is not None:
-            read_concepts_file(args.concepts_file)  # validated before anything is read
+    concept_names = read_concepts_file(args.concepts_file) if args.concepts_file else None
     if args.train_data_dir is None and not (args.image_column == "file_name" and args.caption_column == "text"):
         raise InputError("--image-column and --caption-column read --train-data-dir; there is none")
     if preset.device.startswith("cuda"):
@@ -715,7 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         user_data = concept_data_from_folder(
             args.train_data_dir, size=preset.render.size, held_out=preset.held_out,
             fmt=FolderFormat(args.image_column, args.caption_column),
-            names=read_concepts_file(args.concepts_file) if args.concepts_file else None,
+            names=concept_names,
             template=args.caption_template)
         counts = np.bincount(user_data[0].labels)
         preset = replace(preset, render=replace(preset.render, concepts=len(user_data[0].names),
@@ -725,8 +720,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else default_poisoned_concepts(n_concepts)
     if max(c_ps) > n_concepts:
         raise InputError(f"--poisoned-concepts {max(c_ps)} exceeds the number of concepts ({n_concepts})")
-    if args.benign_per_concept is not None and args.benign_per_concept > preset.render.per_concept:
-        raise InputError(f"--benign-per-concept must be in 1..{preset.render.per_concept} (the pairs per "
+    if args.benign_per_concept is not None and not 1 <= args.benign_per_concept <= preset.render.per_concept:
+        raise InputError(f"--benign-per-concept must be in 1..{preset.render.per_concept} (the clean pairs per "
                          f"concept), got {args.benign_per_concept}")
     n_points = len(seeds) * sum(1 + (c > 0 and not args.no_control) for c in c_ps)
     if dry_run(args, "python -m empirical.run", {
@@ -807,8 +802,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not (k == "control" and (c == 0 or args.no_control))]
     (out / "plans").mkdir(exist_ok=True)
     similarity = concept_similarity(assets.clean_features) if args.targets == "nearest" else None
-    for s in seeds:
-        plan = make_plan(assets.data.names, seed=s, mode=args.targets, similarity=similarity)
+    plans = {s: make_plan(assets.data.names, seed=s, mode=args.targets, similarity=similarity) for s in seeds}
+    for s, plan in plans.items():
         if main_proc:
             atomic_write_text(out / "plans" / f"plan-seed{s}-{args.targets}.json",
                               json.dumps({"order": [plan.names[i] for i in plan.order],
@@ -820,9 +815,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if key in done:
             skipped += 1
             continue
-        plan = make_plan(assets.data.names, seed=s, mode=args.targets, similarity=similarity)
         log(f"[{i + 1}/{len(todo)}] {args.scenario} seed {s} C_P {c_p} {kind}")
-        row = run_point(assets, plan, scenario=args.scenario, seed=s, c_p=c_p, kind=kind, p=p, out=out,
+        row = run_point(assets, plans[s], scenario=args.scenario, seed=s, c_p=c_p, kind=kind, p=p, out=out,
                         cache_dir=cache, base_seed=args.base_seed, poison_type=args.poison_type,
                         progress=progress and main_proc, keep_model=args.keep_models, track=track,
                         benign=args.benign_per_concept)

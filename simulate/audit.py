@@ -55,7 +55,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from theory.ad import (DEFAULT_ALPHA, alignment_difficulty_sampled_streamed, pair_attribution_streamed,
-                       structure_row_sums_sampled)
+                       pair_terms_streamed, ranking, structure_row_sums_sampled)
 from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
 from theory.pairs_file import PairShards, open_shards
 from theory.records import atomic_write_text, command_line, csv_text, ensure_writable_dir, git_commit, utc_now
@@ -268,15 +268,16 @@ def audit(src: PairShards, cfg: AuditConfig, *, concept_names: list[str] | None 
         raise InputError(f"an audit needs at least 3 pairs, got {src.n}")
     rows = cfg.rows(src.d)
     n = src.n
+    terms = pair_terms_streamed(src, rows)  # one pass: pair cosines and norms, shared by everything below
     if n <= cfg.exact_max:
-        att = pair_attribution_streamed(src, cfg.alpha, cfg.laion_scale, rows=rows)
+        att = pair_attribution_streamed(src, cfg.alpha, cfg.laion_scale, rows=rows, terms=terms)
         result, share, s_i = att.result, att.contribution, att.score
         mode = {"ad_mode": "exact",
                 "ad_why": f"n = {n:,} <= --exact-max {cfg.exact_max:,}: all n(n-1)/2 pair terms computed"}
     else:
         result, f = alignment_difficulty_sampled_streamed(src, cfg.samples, cfg.alpha, cfg.laion_scale,
-                                                          seed=cfg.seed, rows=rows)
-        r_hat, _ = structure_row_sums_sampled(src, cfg.partners, seed=cfg.seed, rows=rows)
+                                                          seed=cfg.seed, rows=rows, terms=terms)
+        r_hat, _ = structure_row_sums_sampled(src, cfg.partners, seed=cfg.seed, rows=rows, terms=terms)
         share = cfg.alpha * f / n + (1 - cfg.alpha) * r_hat / n**2
         s_i = 1.0 - f
         mode = {"ad_mode": "sampled",
@@ -285,12 +286,10 @@ def audit(src: PairShards, cfg: AuditConfig, *, concept_names: list[str] | None 
                 f"{cfg.partners} random partners"}
     score = n * share
     z = modified_z(score)
-    cos = _pair_cosines(src, rows)
-    posterior, fit = mixture_flags(cos)
+    posterior, fit = mixture_flags(terms.cos)
     flagged = posterior > 0.5
-    order = np.lexsort((np.arange(n), -score))
     rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(1, n + 1)
+    rank[ranking(score)] = np.arange(1, n + 1)
 
     if concept_names is not None:
         from theory.captions import concept_of_captions
@@ -323,23 +322,14 @@ def audit(src: PairShards, cfg: AuditConfig, *, concept_names: list[str] | None 
         "estimated_c_p": c_p, "estimated_p": p_hat, "estimated_m": m_hat,
     }
     if cfg.predict:
-        summary["margin"] = margin(src, labels, k, m_hat, p_hat, c_p, cfg, flagged)
+        summary["margin"] = margin(src, labels, flagged, k, m_hat, p_hat, c_p, cfg)
     return {"pairs": {"score": score, "z": z, "flagged": flagged, "rank": rank, "s_i": s_i, "concept": labels,
-                      "cos": cos, "posterior": posterior},
+                      "cos": terms.cos, "posterior": posterior},
             "concepts": concept_rows, "summary": summary, "names": names}
 
 
-def _pair_cosines(src: PairShards, rows: int) -> np.ndarray:
-    """cos(t_i, v_i) of every pair, block by block."""
-    out = np.empty(src.n)
-    for a in range(0, src.n, rows):
-        t, v = src.block(a, min(src.n, a + rows))
-        out[a:a + len(t)] = np.einsum("ij,ij->i", _unit(t), _unit(v))
-    return out
-
-
-def margin(src: PairShards, labels: np.ndarray, k: int, m: int, p: int, c_p: int, cfg: AuditConfig,
-           flagged: np.ndarray | None = None) -> dict[str, Any]:
+def margin(src: PairShards, labels: np.ndarray, flagged: np.ndarray, k: int, m: int, p: int, c_p: int,
+           cfg: AuditConfig) -> dict[str, Any]:
     """The simulator's prediction at the estimated K, m, p, C_P with this data's measured geometry — measured on
     the unflagged pairs, the clean geometry the simulator adds its poisons to (see the module docstring) — or why
     there is none."""
@@ -354,7 +344,7 @@ def margin(src: PairShards, labels: np.ndarray, k: int, m: int, p: int, c_p: int
         return {"prediction": None, "why": "no concept has unflagged pairs"}
     rate = p if c_p else max(1, m)
     rng = np.random.default_rng([cfg.seed, 2])
-    usable = np.flatnonzero((labels >= 0) & (~flagged if flagged is not None else True))
+    usable = np.flatnonzero((labels >= 0) & ~flagged)
     idx = np.sort(rng.choice(usable, size=min(len(usable), 20_000), replace=False))
     t, v = src.take(idx)
     geometry = measure_geometry(_unit(t), _unit(v), labels[idx], seed=cfg.seed)
@@ -410,6 +400,7 @@ def validate(clean: Path, c_ps: Sequence[int], p: int, cfg: AuditConfig, *, labe
     """Audit dirty-label mixes built from a clean embedded set with concept labels (``python -m empirical.embed
     --builtin``): per C_P the true and estimated C_P and p, the flags' precision and recall, the average precision
     of ranking by score, and the audit's AD."""
+    from theory.detection import rank_quality
     from theory.pairs_file import load_arrays
 
     arrays = load_arrays(clean, ("text", "image", labels_key))
@@ -420,11 +411,8 @@ def validate(clean: Path, c_ps: Sequence[int], p: int, cfg: AuditConfig, *, labe
         names = [f"concept {k}" for k in np.unique(concept)]
         src = PairShards([(f"mix-cp{c_p}", t, v, {"caption": np.array([f"concept {k}" for k in c])})])
         res = audit(src, cfg, concept_names=names) if cfg.n_concepts is None else audit(src, cfg)
-        flagged, score = res["pairs"]["flagged"], res["pairs"]["score"]
-        order = np.lexsort((np.arange(len(score)), -score))
-        hits = truth[order]
-        ap = float(np.sum(np.cumsum(hits)[hits] / (np.flatnonzero(hits) + 1)) / max(1, hits.sum())) if c_p else \
-            float("nan")
+        flagged = res["pairs"]["flagged"]
+        ap = rank_quality(res["pairs"]["score"], truth).average_precision  # NaN without poisons
         found = {int(r["name"].split()[-1]) for r in res["concepts"] if r["poisoned"]}
         s = res["summary"]
         out.append({"c_p": c_p, "p": p, "n": len(t), "ad": s["ad"], "flagged": int(flagged.sum()),
@@ -445,12 +433,11 @@ def write_report(out: Path, src: PairShards, res: dict[str, Any], cfg: AuditConf
     """pairs.csv, concepts.csv, report.json, report.md and scores.png in ``out`` (each written atomically)."""
     pr, names = res["pairs"], res["names"]
     shard = src.shard_of(np.arange(src.n))
-    labels = {k: v for k, v in src.labels.items()}
     lines = []
     for i in range(src.n):
         c = int(pr["concept"][i])
         lines.append({"index": i, "shard": src.names[shard[i]],
-                      **{k: str(v[i]) for k, v in labels.items()},
+                      **{k: str(v[i]) for k, v in src.labels.items()},
                       "cos": float(pr["cos"][i]), "s_i": float(pr["s_i"][i]), "score": float(pr["score"][i]),
                       "z": float(pr["z"][i]), "rank": int(pr["rank"][i]),
                       "p_mismatched": float(pr["posterior"][i]), "flagged": int(pr["flagged"][i]),
@@ -462,7 +449,7 @@ def write_report(out: Path, src: PairShards, res: dict[str, Any], cfg: AuditConf
               "date": utc_now(), "git_commit": git_commit(), "command": command_line()}
     atomic_write_text(out / "report.json", json.dumps(record, indent=1, default=float) + "\n")
     atomic_write_text(out / "report.md", report_markdown(s, res["concepts"]))
-    _plot(out / "scores.png", pr["score"], pr["z"], cfg.flag_z)
+    _plot(out / "scores.png", pr["score"], pr["flagged"])
 
 
 def report_markdown(s: dict[str, Any], concepts: list[dict[str, Any]]) -> str:
@@ -500,18 +487,19 @@ def report_markdown(s: dict[str, Any], concepts: list[dict[str, Any]]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _plot(path: Path, score: np.ndarray, z: np.ndarray, cut: float) -> None:
+def _plot(path: Path, score: np.ndarray, flagged: np.ndarray) -> None:
+    """Histogram of the pair scores, the flagged pairs (the mixture rule, not a score cut) drawn apart."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3))
-    ax.hist(score, bins=80, color="tab:blue", alpha=0.8)
-    flagged = score[z > cut]
-    if len(flagged):
-        ax.axvline(float(flagged.min()), color="tab:red", ls="--", lw=1, label=f"flag cut (z > {cut})")
-        ax.legend(fontsize=7)
+    bins = np.linspace(float(score.min()), float(score.max()) + 1e-12, 81)
+    ax.hist(score[~flagged], bins=bins, color="tab:blue", alpha=0.8, label="not flagged")
+    if flagged.any():
+        ax.hist(score[flagged], bins=bins, color="tab:red", alpha=0.6, label="flagged (mixture of pair cosines)")
+    ax.legend(fontsize=7)
     ax.set_yscale("log")
     ax.set_xlabel("pair score n·c_i (share of AD × n)")
     ax.set_ylabel("pairs")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from empirical.detection import detect_poisons, rank_quality
+from theory.detection import detect_poisons, rank_quality
 from theory.cli import InputError
 
 

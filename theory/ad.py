@@ -136,8 +136,14 @@ class Attribution:
         """Indices of the k pairs with the largest contribution, largest first (ties broken by index)."""
         if k < 0:
             raise InputError(f"k must be >= 0, got {k}")
-        order = np.lexsort((np.arange(self.contribution.size), -self.contribution))
-        return order[:k]
+        return ranking(self.contribution)[:k]
+
+
+def ranking(scores: np.ndarray) -> np.ndarray:
+    """Indices of ``scores`` from the largest to the smallest, ties broken by index: the order in which every
+    ranking of pairs (top pairs, ranks, detection quality) reads them."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return np.lexsort((np.arange(scores.size), -scores))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -508,26 +514,37 @@ class RowSource(Protocol):
     def take(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-def _stream_terms(src: RowSource, laion_scale: bool, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-pair feature terms :math:`1-s_i` and the text / image row norms, one block of ``rows`` at a time."""
-    f, nt, nv = (np.empty(src.n, dtype=np.float64) for _ in range(3))
+@dataclass(frozen=True)
+class PairTerms:
+    r"""What one pass over a row store gives: each pair's cosine :math:`\cos(t_i, v_i)` and its text and image row
+    norms (validated: no NaN, inf or zero rows). Every streamed computation below starts from them; pass them in
+    to read the store once for several."""
+
+    cos: np.ndarray
+    text_norms: np.ndarray
+    image_norms: np.ndarray
+
+
+def pair_terms_streamed(src: RowSource, rows: int = 8192) -> PairTerms:
+    """:class:`PairTerms` of ``src``, one block of ``rows`` pairs at a time."""
+    cos, nt, nv = (np.empty(src.n, dtype=np.float64) for _ in range(3))
     for a in range(0, src.n, rows):
         b = min(src.n, a + rows)
         t, v = src.block(a, b)
         nt[a:b] = row_norms(t, f"text (pairs {a}..{b - 1})")
         nv[a:b] = row_norms(v, f"image (pairs {a}..{b - 1})")
-        cos = np.einsum("ij,ij->i", np.asarray(t, np.float64), np.asarray(v, np.float64)) / (nt[a:b] * nv[a:b])
-        f[a:b] = 1.0 - pair_scores(cos, laion_scale)
-    return f, nt, nv
+        cos[a:b] = np.einsum("ij,ij->i", np.asarray(t, np.float64), np.asarray(v, np.float64)) / (nt[a:b] * nv[a:b])
+    return PairTerms(cos, nt, nv)
 
 
 def pair_attribution_streamed(src: RowSource, alpha: float = DEFAULT_ALPHA, laion_scale: bool = True, *,
-                              rows: int = 8192, block: int = DEFAULT_BLOCK, precision: Precision = "auto"
-                              ) -> Attribution:
+                              rows: int = 8192, block: int = DEFAULT_BLOCK, precision: Precision = "auto",
+                              terms: PairTerms | None = None) -> Attribution:
     r""":func:`pair_attribution` of pairs that need not fit in memory: blocks of ``rows`` pairs are read from
     ``src`` and compared block pair by block pair (each block against itself, then against every later block), so
     memory is :math:`O(\text{rows}\cdot d + \text{block}^2)` whatever n; the cost is the exact kernel's
-    :math:`n^2 d`. The result equals the in-memory one to rounding."""
+    :math:`n^2 d`. The result equals the in-memory one to rounding. ``terms``: the store's
+    :func:`pair_terms_streamed`, when already read."""
     alpha = check_alpha(alpha)
     block = _check_block(block)
     if not isinstance(rows, (int, np.integer)) or rows < 1:
@@ -536,7 +553,8 @@ def pair_attribution_streamed(src: RowSource, alpha: float = DEFAULT_ALPHA, laio
         raise InputError(f"need at least 2 pairs, got n={src.n}")
     ops = _Ops("numpy", None)
     dtype = _compute_dtype(precision, np.empty(0, src.dtype))
-    f, _, _ = _stream_terms(src, laion_scale, rows)
+    terms = terms or pair_terms_streamed(src, rows)
+    f = 1.0 - pair_scores(terms.cos, laion_scale)
     r = np.zeros(src.n, dtype=np.float64)
     starts = list(range(0, src.n, rows))
 
@@ -557,29 +575,34 @@ def pair_attribution_streamed(src: RowSource, alpha: float = DEFAULT_ALPHA, laio
 
 def alignment_difficulty_sampled_streamed(src: RowSource, n_samples: int, alpha: float = DEFAULT_ALPHA,
                                           laion_scale: bool = True, *, seed: int | None = 0, rows: int = 8192,
-                                          chunk: int = 8192) -> tuple[ADResult, np.ndarray]:
+                                          chunk: int = 8192, terms: PairTerms | None = None
+                                          ) -> tuple[ADResult, np.ndarray]:
     """:func:`alignment_difficulty_sampled` of a row store: :math:`D_{fea}` exact over every pair (streamed in
     blocks of ``rows``), :math:`D_{stru}` from ``n_samples`` random pairs with its 95% interval. Also returns the
-    per-pair feature terms :math:`1-s_i`."""
+    per-pair feature terms :math:`1-s_i`. ``terms``: the store's :func:`pair_terms_streamed`, when already read."""
     alpha = check_alpha(alpha)
     if not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
         raise InputError(f"n_samples must be an integer >= 2, got {n_samples!r}")
     if src.n < 2:
         raise InputError(f"need at least 2 pairs, got n={src.n}")
-    f, nt, nv = _stream_terms(src, laion_scale, rows)
+    terms = terms or pair_terms_streamed(src, rows)
+    f = 1.0 - pair_scores(terms.cos, laion_scale)
     ct = _compute_dtype("auto", np.empty(0, src.dtype))
-    mean, var = _sample_gaps(src.take, nt, nv, src.n, n_samples, np.random.default_rng(seed), chunk, ct)
+    mean, var = _sample_gaps(src.take, terms.text_norms, terms.image_norms, src.n, n_samples,
+                             np.random.default_rng(seed), chunk, ct)
     return _sampled_result(float(f.mean()), mean, var, src.n, n_samples, alpha, laion_scale), f
 
 
-def structure_row_sums_sampled(src: RowSource, partners: int, *, seed: int | None = 0, rows: int = 8192
-                               ) -> tuple[np.ndarray, np.ndarray]:
+def structure_row_sums_sampled(src: RowSource, partners: int, *, seed: int | None = 0, rows: int = 8192,
+                               terms: PairTerms | None = None) -> tuple[np.ndarray, np.ndarray]:
     r"""Each pair's structure row sum :math:`r_i = \sum_{j\ne i}|\cos(v_i,v_j)-\cos(t_i,t_j)|` estimated from
     ``partners`` uniform random partners j ≠ i: :math:`\hat r_i = (n-1)\,\bar g_i`, unbiased, with its standard
-    error :math:`(n-1)\,s_i/\sqrt{\text{partners}}`. Memory :math:`O(\text{rows}\cdot\text{partners}\cdot d)`."""
+    error :math:`(n-1)\,s_i/\sqrt{\text{partners}}`. Memory :math:`O(\text{rows}\cdot\text{partners}\cdot d)`.
+    ``terms``: the store's :func:`pair_terms_streamed`, when already read."""
     if not isinstance(partners, (int, np.integer)) or partners < 2:
         raise InputError(f"partners must be an integer >= 2, got {partners!r}")
-    _, nt, nv = _stream_terms(src, True, rows)
+    terms = terms or pair_terms_streamed(src, rows)
+    nt, nv = terms.text_norms, terms.image_norms
     rng = np.random.default_rng(seed)
     est, se = np.empty(src.n), np.empty(src.n)
     step = max(1, rows // partners)
@@ -723,7 +746,7 @@ def score_rows(att: Attribution, names: dict[str, np.ndarray] | None = None) -> 
     rank by share (1 = largest; ties by index)."""
     names = names or {}
     rank = np.empty(att.contribution.size, dtype=np.int64)
-    rank[att.top(att.contribution.size)] = np.arange(1, att.contribution.size + 1)
+    rank[ranking(att.contribution)] = np.arange(1, att.contribution.size + 1)
     return [{"index": i, **{k: str(v[i]) for k, v in names.items()}, "s_i": float(att.score[i]),
              "feature_share": float(att.feature[i]), "structure_share": float(att.structure[i]),
              "share_of_ad": float(att.contribution[i]), "rank": int(rank[i])} for i in range(att.contribution.size)]

@@ -11,7 +11,8 @@ suggests; how well it works is measured against the known poisons of an experime
   precision–recall curve; a random ranking scores the poison fraction),
 - the precision–recall curve itself, at every rank where a poison is found.
 
-The embeddings come from the judge (clean data only) or any CLIP-like model: a Nightshade-style poison looks like
+Shared by the empirical harness (``empirical.evaluate``, ``python -m empirical.defence``) and the dataset audit
+(``simulate.audit --validate``). The embeddings come from the judge (clean data only) or any CLIP-like model: a Nightshade-style poison looks like
 its captioned concept to such a model, so it is expected to hide from this detector while dirty-label pairs do not.
 """
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theory.ad import pair_attribution
+from theory.ad import pair_attribution, ranking
 from theory.cli import InputError
 
 
@@ -52,7 +53,7 @@ def rank_quality(scores: np.ndarray, is_poison: np.ndarray) -> Detection:
     if m == 0:
         nan = float("nan")
         return Detection(n, 0, nan, nan, nan, np.zeros(0), np.zeros(0))
-    order = np.lexsort((np.arange(n), -scores))
+    order = ranking(scores)
     hits = truth[order]
     found = np.cumsum(hits)
     ranks = np.flatnonzero(hits) + 1
