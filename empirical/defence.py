@@ -23,7 +23,8 @@ def main(argv=None) -> int:
     from empirical.evaluate import pair_attribution_of_mix
     from empirical.poisons import POISON_TYPES, make_plan, nightshade_pairs, poison_pairs
     from empirical.presets import default_poisoned_concepts, get_preset
-    from empirical.run import DEFAULT_CACHE, build_mix, prepare_assets
+    from empirical.presets import DEFAULT_CACHE
+    from empirical.run import build_mix, prepare_assets
     from theory.cli import ArgumentParser, dry_run, parse_int_list
     from theory.records import atomic_write_text, csv_text, ensure_writable_dir
 

@@ -201,7 +201,7 @@ def embed_builtin(preset_name: str, cache: Path, out: Path, judge: Path | None =
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from empirical.run import DEFAULT_CACHE
+    from empirical.presets import DEFAULT_CACHE
 
     parser = ArgumentParser(prog="python -m empirical.embed", description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, nargs="?",

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Mapping
 
 from empirical.data import RenderConfig
@@ -18,6 +20,9 @@ from empirical.evaluate import EvalConfig
 from empirical.model import UNetConfig, VAEConfig
 from empirical.poisons import NightshadeConfig
 from empirical.train import LoraSettings, TrainConfig
+
+#: Where renders, VAE, judge and clean pretrainings are cached (``$IMPLOSION_CACHE`` overrides).
+DEFAULT_CACHE = Path(os.environ.get("IMPLOSION_CACHE", Path.home() / ".cache" / "implosion-toolkit"))
 from theory.cli import InputError
 
 

@@ -29,15 +29,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from theory.cli import InputError
-from theory.records import content_key
+from theory.records import content_key, write_folder_atomically
 
 CLIP_MERGES = 49152 - 256 - 2  # merges CLIP uses from the BPE file (its SimpleTokenizer: lines 1..48894)
 
@@ -218,21 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if dry_run(args, "python -m empirical.pretrained", {"writes": f"a tiny {args.what} folder at {folder}",
                                                         "seed": args.seed}):
         return 0
-    parent = folder.resolve().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"cannot write {folder}: {parent} is not writable")
-    # built beside the target and moved in with one rename: a failure or a kill leaves no half-written folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        (make_tiny_sd if args.what == "tiny" else make_tiny_clip)(tmp / "model", seed=args.seed)
-        if folder.exists():
-            folder.rmdir()
-        os.replace(tmp / "model", folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    make = make_tiny_sd if args.what == "tiny" else make_tiny_clip
+    write_folder_atomically(folder, lambda tmp: make(tmp, seed=args.seed), name="folder")
     kind = "Stable Diffusion" if args.what == "tiny" else "CLIP"
     print(f"wrote {args.folder} (a tiny {kind} folder with random weights and CLIP's real tokenizer)")
     return 0

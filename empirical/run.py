@@ -37,7 +37,7 @@ from empirical.evaluate import LATER_MEASURES, MEASURES, concept_similarity, gen
 from empirical.folder_data import FolderFormat, concept_data_from_folder
 from empirical.poisons import POISON_TYPES, TARGET_MODES, PoisonPlan, control_pairs, make_plan, nightshade_pairs, \
     poison_pairs
-from empirical.presets import MIXED_PRECISION, PRESETS, Preset, default_poisoned_concepts, get_preset, \
+from empirical.presets import DEFAULT_CACHE, MIXED_PRECISION, PRESETS, Preset, default_poisoned_concepts, get_preset, \
     with_overrides, with_runtime
 from empirical.pretrained import PretrainedBase, unet_from_base
 from empirical.train import SCENARIOS, Mix, TrainConfig, add_lora, encode_latents, merged, save_lora_adapter, \
@@ -63,7 +63,6 @@ def _fill_old_row(row: dict[str, str]) -> dict[str, str]:
     poisoned = row.get("kind") == "poisoned" and row.get("c_p") != "0"
     return {"poison_type": "dirty" if poisoned else "none",
             **{k: "nan" for k in (*POISON_REPORT, *DETECTION, *LATER_MEASURES)}}
-DEFAULT_CACHE = Path(os.environ.get("IMPLOSION_CACHE", Path.home() / ".cache" / "implosion-toolkit"))
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from theory.cli import InputError
 
-__all__ = ["ResultsTable", "atomic_write_text", "ensure_writable_dir", "git_commit", "package_versions",
+__all__ = ["ResultsTable", "atomic_write_text", "ensure_writable_dir", "write_folder_atomically", "git_commit", "package_versions",
            "read_table", "utc_now", "write_manifest", "command_line"]
 
 
@@ -45,6 +45,33 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_folder_atomically(folder: Path, build: Callable[[Path], None], *, name: str = "--out") -> Path:
+    """Build a new folder with ``build(tmp)`` beside ``folder`` and move it in with one rename: a failure or a
+    kill leaves no half-written folder. ``folder`` must not exist or be an empty folder (InputError otherwise)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{name} {folder} is a file, not a folder")
+    if folder.exists() and any(folder.iterdir()):
+        raise InputError(f"{name} {folder} exists and is not empty")
+    parent = folder.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"cannot write {folder}: {parent} is not writable")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        build(tmp / "new")
+        if folder.exists():
+            folder.rmdir()
+        os.replace(tmp / "new", folder)
+    finally:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
 
 
 def ensure_writable_dir(path: Path, *, name: str = "--out") -> Path:
