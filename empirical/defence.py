@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     from empirical.presets import default_poisoned_concepts, get_preset
     from empirical.presets import DEFAULT_CACHE
     from empirical.run import build_mix, prepare_assets
-    from theory.cli import ArgumentParser, dry_run, parse_int_list
+    from theory.cli import ArgumentParser, dry_run, parse_int_list, parse_seeds
     from theory.records import atomic_write_text, csv_text, ensure_writable_dir
 
     parser = ArgumentParser(prog="python -m empirical.defence", description=main.__doc__.split("\n\n")[0])
@@ -37,7 +37,8 @@ def main(argv=None) -> int:
     parser.add_argument("--pgd-steps", type=int, default=None, help="nightshade steps (default: the preset's)")
     parser.add_argument("--epsilon", type=float, default=None,
                         help="nightshade: L-infinity budget on the [0, 1] scale (default: the preset's)")
-    parser.add_argument("--seed", default="0")
+    parser.add_argument("--seeds", "--seed", dest="seeds", default="0", metavar="LIST",
+                        help="seeds, a list: 0, 0,1,2 or 0..2 (default 0; --seed is the older name)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--out", type=path_arg, default=Path("results/defence"))
     args = parser.parse_args(argv)
@@ -48,7 +49,7 @@ def main(argv=None) -> int:
         raise InputError(f"unknown poison type {bad[0] if bad else ''!r}; choose from {', '.join(POISON_TYPES)}")
     c_ps = parse_int_list(args.poisoned_concepts, name="--poisoned-concepts") if args.poisoned_concepts is not None \
         else default_poisoned_concepts(preset.render.concepts, clean=False)
-    seeds = parse_int_list(args.seed, name="--seed")
+    seeds = parse_seeds(args.seeds)
     if max(c_ps) > preset.render.concepts:
         raise InputError(f"--poisoned-concepts {max(c_ps)} exceeds the number of concepts ({preset.render.concepts})")
     p = preset.poison_per_concept if args.poison_per_concept is None else args.poison_per_concept

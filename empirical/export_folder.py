@@ -5,7 +5,8 @@
 name per line, in the preset's concept order). Each concept's training renders come first and its held-out renders
 (the preset's ``held_out``, another augmentation stream) last, so that :func:`empirical.folder_data.
 concept_data_from_folder`, which holds out the last ``min(held_out, n_c // 5)`` pairs of each concept, splits the
-folder exactly as the built-in data are split.
+folder exactly as the built-in data are split whenever ``held_out ≤ (per_concept + held_out) // 5`` (the smoke, cpu
+and gpu presets; for micro the reader holds out fewer, and the command says so).
 
 What it is for: the own-data path (``empirical.run --train-data-dir DIR --concepts-file DIR/concepts.txt``) run on
 this folder must reproduce the built-in run (the same pixels, captions, concepts and split; only the cache keys
@@ -71,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     train, held = load_or_render(preset.render, cache), load_or_render(held_cfg, cache)
     counted: list[int] = []
     write_folder_atomically(args.out, lambda tmp: counted.append(export_image_folder(train, held, tmp)))
+    n_c = preset.render.per_concept + preset.held_out
+    if preset.held_out > max(1, n_c // 5):
+        print(f"note: the folder reader holds out {max(1, n_c // 5)} of each concept's {n_c} pairs, the preset "
+              f"{preset.held_out}: runs on this folder split it differently from the built-in data")
     print(f"wrote {args.out}: {counted[0]} pairs of {len(train.names)} concepts ({len(train)} training, "
           f"{len(held)} held out); try: python -m empirical.run --preset {args.preset} --train-data-dir {args.out} "
           f"--concepts-file {args.out}/concepts.txt --poisoned-concepts 0")

@@ -43,7 +43,7 @@ from empirical.pretrained import PretrainedBase, unet_from_base
 from empirical.train import SCENARIOS, Mix, TrainConfig, add_lora, encode_latents, merged, save_lora_adapter, \
     train_unet, with_weights
 from theory.captions import read_concepts_file
-from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, path_arg, run_main
+from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, parse_seeds, path_arg, run_main
 from theory.records import DAMAGE, ResultsTable, atomic_write_text, command_line, content_key, discard_damaged, \
     ensure_writable_dir, git_commit, package_versions, read_manifest, utc_now, write_manifest
 from theory.validate import check_threads, torch_device
@@ -584,10 +584,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="nightshade: signed-gradient steps per image (default: the preset's)")
     parser.add_argument("--lora-rank", type=int, default=None, help="lora: adapter rank (default: the preset's, 8)")
     parser.add_argument("--targets", default="poisoned", help=f"target mode: {', '.join(TARGET_MODES)}")
-    parser.add_argument("--seed", default="0", help="seed or list of seeds, e.g. 0 or 0,1,2")
+    parser.add_argument("--seeds", "--seed", dest="seeds", default="0", metavar="LIST",
+                        help="seeds, a list: 0, 0,1,2 or 0..2 (default 0; --seed is the older name)")
     parser.add_argument("--base-seed", type=int, default=0,
                         help="seed of the clean pretraining that continuous and lora start from, shared by all "
-                             "--seed values (default 0); scratch ignores it")
+                             "--seeds (default 0); scratch ignores it")
     parser.add_argument("--n-concepts", "--concepts", dest="concepts", type=int, default=None,
                         help="K, the number of concepts (default: the preset's; --concepts is the older name)")
     parser.add_argument("--unet-channels", default=None, metavar="LIST",
@@ -651,7 +652,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         preset = replace(preset, lora=lora)
     if args.targets not in TARGET_MODES:
         raise InputError(f"unknown target mode {args.targets!r}; choose from {', '.join(TARGET_MODES)}")
-    seeds = parse_int_list(args.seed, name="--seed")
+    seeds = parse_seeds(args.seeds)
     if args.concepts is not None and args.concepts < 2:
         raise InputError(f"--n-concepts must be >= 2, got {args.concepts}")
     if args.steps is not None and args.steps < 1:

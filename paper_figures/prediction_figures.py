@@ -32,7 +32,7 @@ PREDICTIONS = Path(__file__).resolve().parents[1] / "docs" / "predictions"
 #: The simulator's target rule -> the real harness's --targets mode it stands for.
 REAL_TARGETS = {"random": "all", "nearest": "nearest", "scatter": "scatter"}
 FEEDS = ("python -m empirical.run --preset cpu --scenario continuous --poisoned-concepts 0,100 --poison-per-concept P "
-         "--seed 0 --out results/emp-cpu-pP (P = 160, 240, 400)")
+         "--seeds 0 --out results/emp-cpu-pP (P = 160, 240, 400)")
 
 
 @dataclass(frozen=True)
@@ -97,18 +97,18 @@ def score(pred: Prediction, meas: dict[tuple[int, int], dict[str, list[float]]])
         if c == 0 or (p, c) not in pred.summary or not got["poisoned"]:
             continue
         s = pred.summary[(p, c)]
-        lo, hi = s["benign_acc"] - s["benign_acc_ci95"], s["benign_acc"] + s["benign_acc_ci95"]
+        lo, hi = s["unpoisoned_acc"] - s["unpoisoned_acc_ci95"], s["unpoisoned_acc"] + s["unpoisoned_acc_ci95"]
         acc, acc_ci = mean_ci95(got["poisoned"])
         ctrl, ctrl_ci = mean_ci95(got["control"]) if got["control"] else (float("nan"), float("nan"))
         margin = ctrl_ci if len(got["control"]) > 1 else 0.1
         measured_implodes = bool(acc < 0.5 and np.isfinite(ctrl) and ctrl - acc > margin)
         rows.append({"prediction": pred.name, "p": p, "c_p": c, "volume": pred.volume(p, c),
-                     "predicted": s["benign_acc"], "predicted_ci95": s["benign_acc_ci95"],
+                     "predicted": s["unpoisoned_acc"], "predicted_ci95": s["unpoisoned_acc_ci95"],
                      "measured": acc, "measured_ci95": acc_ci, "seeds": len(got["poisoned"]),
                      "control": ctrl, "control_ci95": ctrl_ci,
                      "point": "hit" if lo <= acc <= hi else ("miss, above" if acc > hi else "miss, below"),
-                     "verdict": "agree" if (s["benign_acc"] < 0.5) == measured_implodes else "disagree",
-                     "predicted_implosion": bool(s["benign_acc"] < 0.5), "measured_implosion": measured_implodes})
+                     "verdict": "agree" if (s["unpoisoned_acc"] < 0.5) == measured_implodes else "disagree",
+                     "predicted_implosion": bool(s["unpoisoned_acc"] < 0.5), "measured_implosion": measured_implodes})
     return rows
 
 
@@ -148,8 +148,8 @@ def fig14(src: Sources, out: Path) -> Built:
         for p in ps:
             cs = sorted(c for (q, c) in pred.summary if q == p)
             v = np.array([pred.volume(p, c) for c in cs])
-            y = np.array([pred.summary[(p, c)]["benign_acc"] for c in cs])
-            e = np.array([pred.summary[(p, c)]["benign_acc_ci95"] for c in cs])
+            y = np.array([pred.summary[(p, c)]["unpoisoned_acc"] for c in cs])
+            e = np.array([pred.summary[(p, c)]["unpoisoned_acc_ci95"] for c in cs])
             ax.plot(v, y, color=colour[p], lw=1, label=f"predicted, p = {p}")
             ax.fill_between(v, np.clip(y - e, 0, 1), np.clip(y + e, 0, 1), color=colour[p], alpha=0.15, lw=0)
             for c in cs:

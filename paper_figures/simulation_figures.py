@@ -149,7 +149,7 @@ def fig8(src: Sources, out: Path) -> Built:
     colour_of: dict[str, str] = {}
     for i, (name, sel) in enumerate(_by(solver, "setting").items()):
         colour_of[name] = solver_colours[i % len(solver_colours)]
-        curve(axes[0], sel, "benign_acc", color=colour_of[name], marker="o", ms=3, label=name.split(" (")[0])
+        curve(axes[0], sel, "unpoisoned_acc", color=colour_of[name], marker="o", ms=3, label=name.split(" (")[0])
         curve(axes[0], sel, "meaningless_rate", color=colour_of[name], ls=":", marker="x", ms=3)
     axes[0].set_title("(a) per solver: unpoisoned acc (solid),\nmeaningless rate (dotted)")
     cap = [r for r in rows if r["group"] == "capacity (d)"]
@@ -157,7 +157,7 @@ def fig8(src: Sources, out: Path) -> Built:
     cmap = plt.get_cmap("viridis")
     for i, (name, sel) in enumerate(caps.items()):
         colour_of[name] = cmap(i / max(len(caps) - 1, 1) * 0.85)
-        curve(axes[1], sel, "benign_acc", color=colour_of[name], label=name)
+        curve(axes[1], sel, "unpoisoned_acc", color=colour_of[name], label=name)
     axes[1].set_title("(b) ridge: unpoisoned acc\nper map capacity d")
     for ax in axes[:2]:
         ax.set_xlabel("poisoned concepts $C_P$")
@@ -165,7 +165,7 @@ def fig8(src: Sources, out: Path) -> Built:
         legend(ax, fontsize=6)
     axes[0].set_ylabel("rate")
     for name, sel in _by(solver + cap, "setting").items():
-        axes[2].scatter([num(r["ad"]) for r in sel], [num(r["benign_acc"]) for r in sel], s=5,
+        axes[2].scatter([num(r["ad"]) for r in sel], [num(r["unpoisoned_acc"]) for r in sel], s=5,
                         color=colour_of[name], marker="o" if name in caps else "s", alpha=0.7)
     axes[2].set_xlabel("AD of the training set")
     axes[2].set_ylabel("unpoisoned accuracy")

@@ -21,7 +21,6 @@ its data is named), and the empirical figures say which runs they miss.
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import json
 import sys
@@ -30,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from theory.records import read_csv_rows
+
 
 class MissingSource(Exception):
     """A figure's data are not in RESULTS (and ``--quick`` was not asked for): the message names the command."""
@@ -40,8 +42,8 @@ SIM_COMMAND = "python -m simulate.experiments all --out results/experiments"
 PRESET_RANK = ("gpu", "cpu", "smoke", "micro")
 EMP_COMMANDS = {
     "continuous": "python -m empirical.run --preset cpu --scenario continuous --poisoned-concepts 0,25,50,100 "
-                  "--seed 0,1,2 --out results/emp-cpu",
-    "scratch": "python -m empirical.run --preset cpu --scenario scratch --poisoned-concepts 0,100 --seed 0,1,2 "
+                  "--seeds 0,1,2 --out results/emp-cpu",
+    "scratch": "python -m empirical.run --preset cpu --scenario scratch --poisoned-concepts 0,100 --seeds 0,1,2 "
                "--out results/emp-cpu-scratch",
     "lora": "python -m empirical.run --preset cpu --scenario lora --poisoned-concepts 0,25,50,100 "
             "--out results/emp-cpu-lora",
@@ -53,9 +55,9 @@ EMP_COMMANDS = {
 # quick empirical data: micro preset, the paper's eight concepts. The plan order poisons red apple -> top hat and
 # top hat first, then fish -> bicycle and bicycle; turtle, spiral shell, balloon and bird come last.
 QUICK_EMP: tuple[tuple[str, list[str]], ...] = (
-    ("continuous", ["--scenario", "continuous", "--poisoned-concepts", "0,2,4", "--seed", "0"]),
-    ("scratch", ["--scenario", "scratch", "--poisoned-concepts", "0,4", "--no-control", "--seed", "0"]),
-    ("lora", ["--scenario", "lora", "--poisoned-concepts", "0,4", "--no-control", "--seed", "0"]),
+    ("continuous", ["--scenario", "continuous", "--poisoned-concepts", "0,2,4", "--seeds", "0"]),
+    ("scratch", ["--scenario", "scratch", "--poisoned-concepts", "0,4", "--no-control", "--seeds", "0"]),
+    ("lora", ["--scenario", "lora", "--poisoned-concepts", "0,4", "--no-control", "--seeds", "0"]),
     ("p1", ["--poisoned-concepts", "2", "--poison-per-concept", "1", "--no-control"]),
     ("p2", ["--poisoned-concepts", "2", "--poison-per-concept", "2", "--no-control"]),
     ("ns-p2", ["--poisoned-concepts", "2", "--poison-per-concept", "2", "--poison-type", "nightshade",
@@ -81,8 +83,8 @@ def numeric(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+    """A CSV's rows, old column spellings renamed (:func:`theory.records.read_csv_rows`)."""
+    return read_csv_rows(path)
 
 
 def num(value: Any) -> float:
@@ -257,18 +259,18 @@ class Sources:
         self.say(f"  building quick simulator data: {name}")
         with contextlib.redirect_stdout(io.StringIO()):
             if name == "ad_regimes":
-                experiment_ad(out, seeds=1, step=20, scale=scale)
+                experiment_ad(out, seeds=(0,), step=20, scale=scale)
             elif name == "single_concept":
-                experiment_single(out, seeds=1, trials=8, poison_counts=(0, 5, 10, 20, 50), scale=scale)
+                experiment_single(out, seeds=(0,), trials=8, poison_counts=(0, 5, 10, 20, 50), scale=scale)
             elif name == "phase":
                 experiment_phase(out, PhaseGrid(n_concepts=(100, 200), dims=(16, 64), dominance=(1.0, 5.0, 20.0),
                                                 volumes=(0.5, 1.0, 2.0, 4.0, 8.0), budgets=(0.5, 2.0),
-                                                budget_concepts=100, budget_dim=16, seeds=1))
+                                                budget_concepts=100, budget_dim=16, seeds=(0,)))
             elif name == "ad_volume":
-                experiment_ad_volume(out, seeds=2, volumes=(1.0, 2.0, 4.0),
+                experiment_ad_volume(out, seeds=(0, 1), volumes=(1.0, 2.0, 4.0),
                                      configs=configurations(k=200, m=5, p=50, dim=32))
             else:
-                experiment_implosion(out, seeds=1, step=25, scale=scale, solvers=("ridge",), knobs=("capacity (d)",))
+                experiment_implosion(out, seeds=(0,), step=25, scale=scale, solvers=("ridge",), knobs=("capacity (d)",))
 
     # ------------------------------------------------------------------------------------------- empirical
     def empirical(self) -> Empirical:

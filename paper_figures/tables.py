@@ -114,7 +114,7 @@ def tab2(src: Sources, out: Path) -> Built:
         by: dict[int, list[float]] = {}
         for r in sim:
             if (r["group"], r["setting"]) == key:
-                by.setdefault(int(num(r["c_p"])), []).append(num(r["benign_acc"]))
+                by.setdefault(int(num(r["c_p"])), []).append(num(r["unpoisoned_acc"]))
         first, low, at = _threshold(by)
         rows.append(["simulation", f"{key[0]}: {key[1]}", max(by), first, f"{low:.3f} (C_P={at})", "–"])
     emp = src.empirical()

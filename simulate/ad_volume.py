@@ -34,7 +34,7 @@ from theory.stats import mean_ci95
 
 __all__ = ["Configuration", "CONFIGURATIONS", "run_configurations", "given_volume", "AD_VOLUME_COLUMNS"]
 
-AD_VOLUME_COLUMNS = ("configuration", "volume", "c_p", "seed", "benign_acc", "meaningless_rate", "salience",
+AD_VOLUME_COLUMNS = ("configuration", "volume", "c_p", "seed", "unpoisoned_acc", "meaningless_rate", "salience",
                      "attack_success", "ad", "d_fea", "d_stru")
 
 
@@ -111,7 +111,7 @@ def _ranks_within(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 def given_volume(rows: list[dict[str, Any]],
                  predictors: Sequence[str] = ("ad", "d_fea", "d_stru", "attack_success"),
-                 outcome: str = "benign_acc", configurations_used: Sequence[str] | None = None
+                 outcome: str = "unpoisoned_acc", configurations_used: Sequence[str] | None = None
                  ) -> list[dict[str, Any]]:
     """Per predictor: within-volume Pearson r, Spearman ρ and slope of ``outcome`` on it, per seed, as mean ± 95%
     CI over seeds (see the module docstring). Only volumes with at least 3 configurations count."""

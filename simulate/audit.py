@@ -365,8 +365,8 @@ def margin(src: PairShards, labels: np.ndarray, flagged: np.ndarray, k: int, m: 
     more = None if threshold == "none" else max(0.0, float(threshold) - c_p)
     return {"geometry": geometry.as_dict(), "capacity": capacity, "p_used": rate,
             "p_source": "estimated p" if c_p else "no poisoned concept found: the rate of a concept's own data (p = m)",
-            "predicted_unpoisoned_acc_now": now["benign_acc"], "predicted_unpoisoned_acc_now_ci95":
-            now["benign_acc_ci95"], "predicted_clean_acc": summary[0]["benign_acc"],
+            "predicted_unpoisoned_acc_now": now["unpoisoned_acc"], "predicted_unpoisoned_acc_now_ci95":
+            now["unpoisoned_acc_ci95"], "predicted_clean_acc": summary[0]["unpoisoned_acc"],
             "threshold_c_p": threshold, "more_concepts_before_threshold": more, "warning": WARNING}
 
 

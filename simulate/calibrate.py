@@ -129,7 +129,7 @@ def geometry_of_space(config: ConceptConfig, per_concept: int, seed: int = 0) ->
 
 def clean_accuracy(config: SweepConfig, seeds: Sequence[int]) -> float:
     """Mean unpoisoned accuracy of the clean (C_P = 0) model over ``seeds``."""
-    return float(np.mean([run_seed(config, s, [0], track_ad=False)[0]["benign_acc"] for s in seeds]))
+    return float(np.mean([run_seed(config, s, [0], track_ad=False)[0]["unpoisoned_acc"] for s in seeds]))
 
 
 def capacity_for_accuracy(config: SweepConfig, target: float, seeds: Sequence[int] = (0, 1, 2),

@@ -42,7 +42,7 @@ from simulate.sweep import SweepConfig, run_seed, summarise
 from simulate.training_set import TrainingSet
 from theory.ad import pair_scores
 from theory.block_model import Gaps, closed_form
-from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
+from theory.cli import ArgumentParser, InputError, dry_run, parse_seeds, path_arg, run_main
 from theory.records import atomic_write_text, csv_text, ensure_writable_dir
 
 
@@ -129,7 +129,8 @@ AD_REGIMES: dict[str, SweepConfig] = {
 }
 
 
-def experiment_ad(out: Path, seeds: int = 2, step: int = 10, scale: Scale = Scale()) -> list[dict[str, Any]]:
+def experiment_ad(out: Path, seeds: Sequence[int] = (0, 1), step: int = 10,
+                  scale: Scale = Scale()) -> list[dict[str, Any]]:
     """AD, its closed form and D_stru vs C_P per regime of ``AD_REGIMES`` (mean and 95% CI over seeds)."""
     points = scale.points(step)
     rows: list[dict[str, Any]] = []
@@ -137,7 +138,7 @@ def experiment_ad(out: Path, seeds: int = 2, step: int = 10, scale: Scale = Scal
     fig, axes = plt.subplots(1, len(AD_REGIMES), figsize=(4 * len(AD_REGIMES), 3.4), constrained_layout=True)
     for ax, (name, cfg) in zip(axes, AD_REGIMES.items()):
         cfg = scale.sized(cfg)
-        sims = [run_seed(cfg, s, points) for s in range(seeds)]
+        sims = [run_seed(cfg, s, points) for s in seeds]
         summary = summarise([r for rs in sims for r in rs], points)
         pred = block_prediction(cfg, fitted_block_parameters(cfg, 0, c_p=min(20, scale.max_cp)), points)
         ad = np.array([summary[c]["ad"][0] for c in points])
@@ -164,7 +165,7 @@ def experiment_ad(out: Path, seeds: int = 2, step: int = 10, scale: Scale = Scal
 # ------------------------------------------------------------------------------------------- 2. single concept
 
 
-def experiment_single(out: Path, seeds: int = 3, trials: int = 40,
+def experiment_single(out: Path, seeds: Sequence[int] = (0, 1, 2), trials: int = 40,
                       poison_counts: Sequence[int] = (0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 100, 200),
                       scale: Scale = Scale()) -> list[dict]:
     """Attack success of one concept poisoned alone vs its poison pairs p, per target rule (``trials`` concepts
@@ -174,7 +175,7 @@ def experiment_single(out: Path, seeds: int = 3, trials: int = 40,
     for rule in ("nearest", "random", "farthest"):
         for p in poison_counts:
             wins = total = 0
-            for seed in range(seeds):
+            for seed in seeds:
                 space = make_space(base.concepts, seed)
                 pcfg = PoisonConfig(poison_per_concept=max(p, 1), targets=rule)
                 plan = make_plan(space, pcfg, seed)
@@ -226,7 +227,7 @@ def implosion_regimes(scale: Scale = Scale()) -> dict[str, dict[str, SweepConfig
     }
 
 
-def experiment_implosion(out: Path, seeds: int = 2, step: int = 25,
+def experiment_implosion(out: Path, seeds: Sequence[int] = (0, 1), step: int = 25,
                          solver_points: Sequence[int] | None = None, scale: Scale = Scale(),
                          solvers: Sequence[str] = ("ridge", "capacity", "attention"),
                          knobs: Sequence[str] | None = None) -> list[dict]:
@@ -241,11 +242,11 @@ def experiment_implosion(out: Path, seeds: int = 2, step: int = 25,
     fig, axes = plt.subplots(1, len(groups) + 1, figsize=(4 * (len(groups) + 1), 3.4), constrained_layout=True)
     for ax, (group, configs) in zip(axes, groups.items()):
         for label, cfg in configs.items():
-            sims = [r for s in range(seeds) for r in run_seed(cfg, s, points)]
+            sims = [r for s in seeds for r in run_seed(cfg, s, points)]
             for r in sims:
                 rows.append({"group": group, "setting": label, **r})
             summary = summarise(sims, points)
-            acc = [summary[c]["benign_acc"][0] for c in points]
+            acc = [summary[c]["unpoisoned_acc"][0] for c in points]
             ax.plot(points, acc, label=label)
         ax.set_title(group, fontsize=9)
         ax.set_xlabel("poisoned concepts C_P")
@@ -261,14 +262,14 @@ def experiment_implosion(out: Path, seeds: int = 2, step: int = 25,
         solver = make()
         try:
             cfg = replace(default, solver=solver)
-            sims = [r for s in range(seeds) for r in run_seed(cfg, s, list(solver_points))]
+            sims = [r for s in seeds for r in run_seed(cfg, s, list(solver_points))]
         except InputError as exc:  # attention without torch
             print(f"skipped {label}: {exc}")
             continue
         for r in sims:
             rows.append({"group": "solver", "setting": label, **r})
         summary = summarise(sims, list(solver_points))
-        ax.plot(solver_points, [summary[c]["benign_acc"][0] for c in solver_points], "o-", label=label)
+        ax.plot(solver_points, [summary[c]["unpoisoned_acc"][0] for c in solver_points], "o-", label=label)
         ax.plot(solver_points, [summary[c]["meaningless_rate"][0] for c in solver_points], "x:", lw=0.8,
                 color=ax.lines[-1].get_color())
     ax.set_title("solvers (o: unpoisoned acc, x: meaningless)", fontsize=9)
@@ -281,7 +282,7 @@ def experiment_implosion(out: Path, seeds: int = 2, step: int = 25,
     fig, ax = plt.subplots(figsize=(4.6, 3.4), constrained_layout=True)
     for setting in sorted({r["setting"] for r in rows if r["group"] == "solver"}):
         sel = [r for r in rows if r["setting"] == setting and r["group"] == "solver"]
-        ax.scatter([r["ad"] for r in sel], [r["benign_acc"] for r in sel], s=12, label=setting)
+        ax.scatter([r["ad"] for r in sel], [r["unpoisoned_acc"] for r in sel], s=12, label=setting)
     ax.set_xlabel("AD of the training set")
     ax.set_ylabel("unpoisoned accuracy")
     ax.legend(frameon=False, fontsize=7)
@@ -343,7 +344,7 @@ def plot_phase(rows: list[dict], marks: list[dict]):
         grid = np.full((len(doms), len(vols)), np.nan)
         for i, dm in enumerate(doms):
             for j, v in enumerate(vols):
-                vals = [float(r["benign_acc"]) for r in sel if r["dominance"] == dm and float(r["target_volume"]) == v]
+                vals = [float(r["unpoisoned_acc"]) for r in sel if r["dominance"] == dm and float(r["target_volume"]) == v]
                 if vals and not np.isnan(vals).all():
                     grid[i, j] = np.nanmean(vals)
         im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1)
@@ -363,14 +364,14 @@ def plot_phase(rows: list[dict], marks: list[dict]):
 AD_VOLUMES: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 5.0)
 
 
-def experiment_ad_volume(out: Path, seeds: int = 3, volumes: Sequence[float] = AD_VOLUMES,
+def experiment_ad_volume(out: Path, seeds: Sequence[int] = (0, 1, 2), volumes: Sequence[float] = AD_VOLUMES,
                          configs: Sequence[Configuration] | None = None) -> tuple[list[dict], list[dict]]:
     """AD at fixed poison volume (:mod:`simulate.ad_volume`): ``ad_volume.csv`` (every point),
     ``ad_volume_stats.csv`` (within-volume association of damage with AD, D_fea, D_stru) and ``ad_volume.png``."""
     configs = list(CONFIGURATIONS if configs is None else configs)
-    rows = run_configurations(configs, volumes, range(seeds))
+    rows = run_configurations(configs, volumes, seeds)
     stats = []
-    for outcome in ("benign_acc", "meaningless_rate"):
+    for outcome in ("unpoisoned_acc", "meaningless_rate"):
         for subset, names in (("all configurations", None),
                               ("learnable only (no scatter)", [c.name for c in configs if "scatter" not in c.name])):
             for st in given_volume(rows, outcome=outcome, configurations_used=names):
@@ -395,7 +396,7 @@ def plot_ad_volume(rows: list[dict]):
             sel = [r for r in rows if r["configuration"] == name and r["volume"] == v]
             if not sel:
                 continue
-            ax1.scatter(np.mean([r["ad"] for r in sel]), np.mean([r["benign_acc"] for r in sel]),
+            ax1.scatter(np.mean([r["ad"] for r in sel]), np.mean([r["unpoisoned_acc"] for r in sel]),
                         marker=markers[i % len(markers)], color=cmap(j / max(1, len(vols) - 1)), s=28,
                         label=name if j == 0 else None)
     for j, v in enumerate(vols):
@@ -413,7 +414,7 @@ def plot_ad_volume(rows: list[dict]):
             if not sel:
                 continue
             ad = np.array([r["ad"] for r in sel])
-            acc = np.array([r["benign_acc"] for r in sel])
+            acc = np.array([r["unpoisoned_acc"] for r in sel])
             ax2.scatter(ad - ad.mean(), acc - acc.mean(), color=cmap(j / max(1, len(vols) - 1)), s=10)
     ax2.axhline(0, color="grey", lw=0.6)
     ax2.axvline(0, color="grey", lw=0.6)
@@ -429,9 +430,9 @@ def spearman_by_setting(rows: list[dict[str, Any]]) -> dict[str, float]:
     out = {}
     for key in sorted({(r["group"], r["setting"]) for r in rows}):
         sel = [r for r in rows if (r["group"], r["setting"]) == key]
-        ad, acc = np.array([r["ad"] for r in sel]), np.array([r["benign_acc"] for r in sel])
+        ad, acc = np.array([r["ad"] for r in sel]), np.array([r["unpoisoned_acc"] for r in sel])
         out[f"{key[0]}: {key[1]}"] = float(spearmanr(ad, acc).statistic) if np.ptp(acc) > 0 else math.nan
-    ad, acc = np.array([r["ad"] for r in rows]), np.array([r["benign_acc"] for r in rows])
+    ad, acc = np.array([r["ad"] for r in rows]), np.array([r["unpoisoned_acc"] for r in rows])
     out["all points"] = float(spearmanr(ad, acc).statistic)
     return out
 
@@ -440,13 +441,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m simulate.experiments", description=__doc__.splitlines()[0])
     p.add_argument("which", choices=["ad", "single", "implosion", "phase", "ad-volume", "all"])
     p.add_argument("--out", type=path_arg, default=Path("results/experiments"))
-    p.add_argument("--seeds", type=int, default=None,
-                   help="seeds (default 2; 3 for the phase diagram and AD at fixed volume)")
+    p.add_argument("--seeds", default=None, metavar="LIST",
+                   help="seeds, a list: 0..2 or 0,1,2 (default 0,1; 0,1,2 for the single-concept attack, the phase "
+                        "diagram and AD at fixed volume)")
     p.add_argument("--workers", type=int, default=1, help="local processes for the phase diagram (default 1)")
     args = p.parse_args(argv)
-    if args.seeds is not None and args.seeds < 1:
-        raise InputError(f"--seeds must be >= 1, got {args.seeds}")
-    seeds, seeds3 = args.seeds or 2, args.seeds or 3
+    given = parse_seeds(args.seeds, was_count=True) if args.seeds is not None else None
+    seeds, seeds3 = given or [0, 1], given or [0, 1, 2]
     if args.workers < 1:
         raise InputError(f"--workers must be >= 1, got {args.workers}")
     if dry_run(args, "python -m simulate.experiments", {"experiments": args.which, "out": args.out,
@@ -464,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"max |sim - closed form| {gap:.4f}, D_stru {sel[0]['d_stru_mean']:.4f} -> "
                   f"{sel[-1]['d_stru_mean']:.4f}")
     if args.which in ("single", "all"):
-        for r in experiment_single(out, seeds=max(seeds, 3)):
+        for r in experiment_single(out, seeds=seeds3):
             print(f"single: targets={r['targets']:8s} p={r['poison_per_concept']:3d} "
                   f"attack success {r['attack_success']:.3f} ({r['trials']} trials)")
     if args.which in ("implosion", "all"):
@@ -472,15 +473,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for (group, setting) in sorted({(r["group"], r["setting"]) for r in rows}, key=lambda k: k[0]):
             sel = {r["c_p"]: r for r in rows if (r["group"], r["setting"]) == (group, setting) and r["seed"] == 0}
             last = max(sel)
-            first_below = [c for c in sorted(sel) if sel[c]["benign_acc"] < 0.5]
-            print(f"implosion {group:24s} {setting:30s} acc C_P=0 {sel[0]['benign_acc']:.3f} "
-                  f"C_P={last} {sel[last]['benign_acc']:.3f} attack {sel[last]['attack_success']:.3f} "
+            first_below = [c for c in sorted(sel) if sel[c]["unpoisoned_acc"] < 0.5]
+            print(f"implosion {group:24s} {setting:30s} acc C_P=0 {sel[0]['unpoisoned_acc']:.3f} "
+                  f"C_P={last} {sel[last]['unpoisoned_acc']:.3f} attack {sel[last]['attack_success']:.3f} "
                   f"meaningless {sel[last]['meaningless_rate']:.3f} "
                   f"acc<0.5 at {first_below[0] if first_below else 'never'} (seed 0)")
         for key, rho in spearman_by_setting(rows).items():
             print(f"spearman {key}: {rho:.3f}")
     if args.which in ("phase", "all"):
-        _, marks = experiment_phase(out, PhaseGrid(seeds=seeds3), workers=args.workers)
+        _, marks = experiment_phase(out, PhaseGrid(seeds=tuple(seeds3)), workers=args.workers)
         for m in marks:
             print(f"phase {m['solver']:8s} K={m['n_concepts']:<5d} capacity={m['capacity']:<6g} p/m={m['dominance']:<4g} "
                   f"acc<0.5 at V={m['v_acc_below_half']:.2f} meaningless>0.5 at V={m['v_meaningless_above_half']:.2f} "

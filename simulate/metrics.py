@@ -1,7 +1,7 @@
 r"""What a sweep point measures. Prompts are the concepts' text centroids ("a photo of a c"); outputs are
 compared with the image centroids by cosine, through the shared definitions of :mod:`theory.implosion`.
 
-- ``benign_acc`` — unpoisoned concepts whose output is nearest to their own image centroid (top-1);
+- ``unpoisoned_acc`` — unpoisoned concepts whose output is nearest to their own image centroid (top-1);
 - ``attack_success`` — poisoned concepts whose output is nearest to their target's image centroid (NaN at C_P=0);
 - ``poisoned_acc`` — poisoned concepts still nearest to their own centroid;
 - ``meaningless_rate`` — unpoisoned concepts whose output's best concept stands out no more than it does for an
@@ -29,7 +29,7 @@ from theory.implosion import ImplosionReference, implosion_measures
 
 __all__ = ["evaluate", "METRIC_NAMES"]
 
-METRIC_NAMES = ("benign_acc", "attack_success", "poisoned_acc", "meaningless_rate", "own_sim", "margin",
+METRIC_NAMES = ("unpoisoned_acc", "attack_success", "poisoned_acc", "meaningless_rate", "own_sim", "margin",
                 "salience", "top_cos", "distortion", "align_loss", "concept_attention")
 
 
@@ -53,7 +53,7 @@ def evaluate(model, space: ConceptSpace, plan: PoisonPlan, c_p: int, clean_outpu
     unpoisoned = implosion_measures(out[benign], own[benign], reference)
     attention = model.concept_attention(prompts)
     return {
-        "benign_acc": unpoisoned["acc"],
+        "unpoisoned_acc": unpoisoned["acc"],
         "attack_success": _mean(nearest[poisoned] == plan.target[poisoned]),
         "poisoned_acc": _mean(nearest[poisoned] == own[poisoned]),
         "meaningless_rate": unpoisoned["meaningless_rate"],

@@ -36,14 +36,14 @@ __all__ = ["PhaseGrid", "Cell", "cells", "run_cell", "run_grid", "thresholds", "
            "poison_volume", "points_for_volumes", "PHASE_COLUMNS"]
 
 PHASE_COLUMNS = ("solver", "n_concepts", "dim", "capacity", "dominance", "benign_per_concept", "poison_per_concept",
-                 "c_p", "target_volume", "volume", "seed", "benign_acc", "meaningless_rate", "own_sim", "margin", "salience",
+                 "c_p", "target_volume", "volume", "seed", "unpoisoned_acc", "meaningless_rate", "own_sim", "margin", "salience",
                  "attack_success")
 
 
 @dataclass(frozen=True)
 class PhaseGrid:
     """The grid: ridge over ``dims`` × ``dominance`` × ``volumes`` × ``n_concepts``, plus the capacity solver
-    over ``budgets`` at (``budget_concepts``, ``budget_dim``); ``seeds`` seeds 0..seeds-1 per cell."""
+    over ``budgets`` at (``budget_concepts``, ``budget_dim``); ``seeds`` the seeds of every cell."""
 
     n_concepts: tuple[int, ...] = (250, 500, 1000)
     dims: tuple[int, ...] = (32, 64, 128, 256, 512)
@@ -53,15 +53,15 @@ class PhaseGrid:
     budgets: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
     budget_concepts: int = 250
     budget_dim: int = 64
-    seeds: int = 3
+    seeds: tuple[int, ...] = (0, 1, 2)
 
     def __post_init__(self) -> None:
         for name in ("n_concepts", "dims", "dominance", "volumes"):
             values = getattr(self, name)
             if not values or any(not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0) for v in values):
                 raise InputError(f"phase grid {name} must be positive finite numbers, got {values!r}")
-        if self.benign_per_concept < 1 or self.seeds < 1:
-            raise InputError("phase grid needs benign_per_concept >= 1 and seeds >= 1")
+        if self.benign_per_concept < 1 or not self.seeds or any(int(s) != s or s < 0 for s in self.seeds):
+            raise InputError(f"phase grid needs benign_per_concept >= 1 and seeds of integers >= 0, got {self.seeds!r}")
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def cells(grid: PhaseGrid) -> list[Cell]:
             p = max(1, int(round(dom * m)))
             config = SweepConfig(concepts=ConceptConfig(n_concepts=k, dim=dim),
                                  poison=PoisonConfig(poison_per_concept=p), solver=model, benign_per_concept=m)
-            for seed in range(grid.seeds):
+            for seed in grid.seeds:
                 out.append(Cell(solver, config, capacity, dom, seed, points_for_volumes(k, m, p, grid.volumes)))
     return out
 
@@ -161,7 +161,7 @@ def thresholds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for key in keys:
         sel = [r for r in rows if (r["solver"], r["n_concepts"], r["capacity"], r["dominance"]) == key]
         vols = sorted({round(float(r["volume"]), 9) for r in sel})
-        acc = [np.mean([float(r["benign_acc"]) for r in sel if round(float(r["volume"]), 9) == v]) for v in vols]
+        acc = [np.mean([float(r["unpoisoned_acc"]) for r in sel if round(float(r["volume"]), 9) == v]) for v in vols]
         mless = [np.mean([float(r["meaningless_rate"]) for r in sel if round(float(r["volume"]), 9) == v])
                  for v in vols]
         out.append({"solver": key[0], "n_concepts": key[1], "dim": sel[0]["dim"], "capacity": key[2],

@@ -37,7 +37,7 @@ from simulate.poison import TARGET_RULES, PoisonConfig, benign_pairs, make_plan,
 from simulate.sweep import SweepConfig, run_seed
 from simulate.training_set import TrainingSet
 from theory.ad import alignment_difficulty_sampled
-from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, path_arg, run_main
+from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, parse_seeds, path_arg, run_main
 from theory.records import atomic_write_text, command_line, csv_text, ensure_writable_dir, git_commit, utc_now
 from theory.stats import ci95
 
@@ -45,7 +45,7 @@ __all__ = ["Setting", "predict", "main"]
 
 #: prediction.json's geometry source when no embedding file calibrated it.
 DEFAULT_GEOMETRY = "default CLIP-like space"
-ROW_KEYS = ("p", "c_p", "seed", "volume", "dominance", "benign_acc", "meaningless_rate", "salience", "margin",
+ROW_KEYS = ("p", "c_p", "seed", "volume", "dominance", "unpoisoned_acc", "meaningless_rate", "salience", "margin",
             "attack_success", "ad", "d_fea", "d_stru")
 
 
@@ -99,7 +99,7 @@ def predict(setting: Setting, concepts: ConceptConfig) -> tuple[list[dict[str, A
         curve: dict[int, list[float]] = {}
         for seed in setting.seeds:
             for r in run_seed(config, seed, dense, track_ad=False):
-                curve.setdefault(r["c_p"], []).append(r["benign_acc"])
+                curve.setdefault(r["c_p"], []).append(r["unpoisoned_acc"])
                 if r["c_p"] in setting.poisoned_concepts:
                     ad = _ad_of(config, seed, r["c_p"], setting.ad_samples)
                     rows.append({"p": p, "c_p": r["c_p"], "seed": seed, "volume": poison_volume(r["c_p"], p, k, m),
@@ -120,7 +120,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for key in sorted({(r["p"], r["c_p"]) for r in rows}):
         sel = [r for r in rows if (r["p"], r["c_p"]) == key]
         row: dict[str, Any] = {"p": key[0], "c_p": key[1], "volume": sel[0]["volume"], "seeds": len(sel)}
-        for name in ("benign_acc", "meaningless_rate", "attack_success", "ad", "d_stru"):
+        for name in ("unpoisoned_acc", "meaningless_rate", "attack_success", "ad", "d_stru"):
             vals = np.array([float(r[name]) for r in sel])
             row[name] = float(np.nanmean(vals)) if not np.isnan(vals).all() else float("nan")
             row[name + "_ci95"] = ci95(vals)
@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setting = Setting(args.n_concepts, args.benign_per_concept,
                       tuple(parse_int_list(args.poison_per_concept, name="--poison-per-concept")),
                       tuple(parse_int_list(args.poisoned_concepts, name="--poisoned-concepts")),
-                      tuple(parse_int_list(args.seeds, name="--seeds")), targets=args.targets)
+                      tuple(parse_seeds(args.seeds)), targets=args.targets)
     if args.dim is not None and args.dim < 3:
         raise InputError(f"--dim must be >= 3, got {args.dim}")
     if dry_run(args, "python -m simulate.predict", {
@@ -195,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"seeds {list(setting.seeds)}")
     print(f"{'p':>5} {'C_P':>5} {'V':>6} {'unpoisoned acc':>16} {'meaningless':>13} {'AD':>15}")
     for r in summary:
-        print(f"{r['p']:>5} {r['c_p']:>5} {r['volume']:>6.2f} {r['benign_acc']:>8.3f} ± {r['benign_acc_ci95']:.3f} "
+        print(f"{r['p']:>5} {r['c_p']:>5} {r['volume']:>6.2f} {r['unpoisoned_acc']:>8.3f} ± {r['unpoisoned_acc_ci95']:.3f} "
               f"{r['meaningless_rate']:>6.3f} ± {r['meaningless_rate_ci95']:.3f} {r['ad']:>7.4f} ± {r['ad_ci95']:.4f}")
     for mk in marks:
         t = mk["threshold_c_p"]

@@ -37,7 +37,7 @@ from simulate.metrics import METRIC_NAMES, evaluate
 from simulate.poison import TARGET_RULES, PoisonConfig, benign_pairs, make_plan, poison_pairs
 from simulate.training_set import TrainingSet
 from theory.ad import DEFAULT_ALPHA
-from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, path_arg, run_main
+from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, parse_seeds, path_arg, run_main
 from theory.implosion import make_reference
 from theory.stats import ci95
 from theory.records import (
@@ -165,15 +165,15 @@ def summary_text(summary: dict[int, dict[str, tuple[float, float]]], rows: list[
     for c_p in shown:
         s = summary[c_p]
         ad, ci = s["ad"]
-        lines.append(f"{c_p:>5}  {ad:>13.5f} ± {ci:.5f}  {_fmt(s['benign_acc'][0]):>10}  "
+        lines.append(f"{c_p:>5}  {ad:>13.5f} ± {ci:.5f}  {_fmt(s['unpoisoned_acc'][0]):>10}  "
                      f"{_fmt(s['attack_success'][0]):>7}  {_fmt(s['meaningless_rate'][0]):>11}  "
                      f"{_fmt(s['top_cos'][0]):>7}")
     if len(shown) < len(points):
         lines.append(f"({len(shown)} of {len(points)} points shown; all in results.csv)")
-    below = [c for c in points if summary[c]["benign_acc"][0] < 0.5]
+    below = [c for c in points if summary[c]["unpoisoned_acc"][0] < 0.5]
     lines.append("benign accuracy < 0.5 first at C_P = " + (str(below[0]) if below else "never (no implosion)"))
     ad = np.array([float(r["ad"]) for r in rows])
-    acc = np.array([float(r["benign_acc"]) for r in rows])
+    acc = np.array([float(r["unpoisoned_acc"]) for r in rows])
     if ad.size > 2 and np.ptp(ad) > 0 and np.ptp(acc) > 0:
         from scipy.stats import spearmanr
 
@@ -201,7 +201,7 @@ def plot(summary: dict[int, dict[str, tuple[float, float]]], path: Path, title: 
     ax1.set_ylabel("alignment difficulty")
     ax1.legend(frameon=False)
     ax1.set_title("AD of the training set")
-    for key, label, colour in (("benign_acc", "unpoisoned accuracy", "tab:blue"),
+    for key, label, colour in (("unpoisoned_acc", "unpoisoned accuracy", "tab:blue"),
                                ("attack_success", "attack success (poisoned)", "tab:red"),
                                ("meaningless_rate", "meaningless rate (unpoisoned)", "tab:orange")):
         mean = np.array([summary[c][key][0] for c in x])
@@ -228,7 +228,8 @@ def _parser() -> ArgumentParser:
                        description="Sweep the number of poisoned concepts C_P: AD, attack success and implosion.")
     p.add_argument("--poisoned-concepts", "--concepts", dest="concepts", default="1..500", metavar="SPEC",
                    help="C_P values: 1..500, 0..500:25 or 0,10,50 (default 1..500; --concepts is the older name)")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
+    p.add_argument("--seeds", default="0..2", metavar="LIST",
+                   help="seeds, a list: 0..2, 0,1,2 or 7 (default 0..2)")
     p.add_argument("--solver", choices=sorted(SOLVERS), default="ridge")
     p.add_argument("--out", type=path_arg, default=Path("results/sweep"), help="output folder (default results/sweep)")
     p.add_argument("--workers", type=int, default=1, help="local processes, one seed each (default 1)")
@@ -410,8 +411,7 @@ def run_in_workers(config: SweepConfig, seeds: list[int], points: list[int], don
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     points = parse_int_list(args.concepts, name="--concepts")
-    if args.seeds < 1:
-        raise InputError(f"--seeds must be >= 1, got {args.seeds}")
+    seeds = parse_seeds(args.seeds, was_count=True)
     if args.workers < 1:
         raise InputError(f"--workers must be >= 1, got {args.workers}")
     config = _config(args)
@@ -419,8 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if points[-1] > k:
         raise InputError(f"--concepts asks for C_P = {points[-1]} but the universe has only {k} concepts "
                          f"(raise --n-concepts)")
-    check_size(config, points[-1], args.seeds, len(points))
-    seeds = list(range(args.seeds))
+    check_size(config, points[-1], len(seeds), len(points))
     out = args.out
     manifest_path, table_path = out / "manifest.json", out / "results.csv"
     identity = config.identity()

@@ -17,7 +17,7 @@ def _rows(beta: float, seed_count: int = 3, noise: float = 0.0) -> list[dict]:
             for c in range(6):
                 ad = 0.5 + 0.05 * v + rng.uniform(-0.05, 0.05)
                 acc = 1.0 - 0.1 * v + beta * (ad - 0.5 - 0.05 * v) + noise * rng.normal()
-                rows.append({"configuration": f"c{c}", "volume": v, "seed": seed, "benign_acc": acc, "ad": ad,
+                rows.append({"configuration": f"c{c}", "volume": v, "seed": seed, "unpoisoned_acc": acc, "ad": ad,
                              "d_fea": ad, "d_stru": rng.uniform(), "attack_success": rng.uniform()})
     return rows
 
@@ -30,7 +30,7 @@ def test_slope_equals_a_least_squares_fit_with_volume_dummies():
         rs = [r for r in rows if r["seed"] == seed]
         vols = sorted({r["volume"] for r in rs})
         x = np.array([[r["ad"]] + [float(r["volume"] == v) for v in vols] for r in rs])
-        y = np.array([r["benign_acc"] for r in rs])
+        y = np.array([r["unpoisoned_acc"] for r in rs])
         slopes.append(np.linalg.lstsq(x, y, rcond=None)[0][0])
     assert st["ad"]["slope"] == pytest.approx(np.mean(slopes), abs=1e-9)
     assert st["ad"]["pearson"] < -0.9 and st["ad"]["spearman"] < -0.8
@@ -43,7 +43,7 @@ def test_ad_explains_nothing_when_damage_depends_on_volume_alone():
     assert lo < 0 < hi  # the CI covers zero
     # while a raw correlation across volumes would be strong: AD and damage both rise with V
     ad = np.array([r["ad"] for r in rows])
-    acc = np.array([r["benign_acc"] for r in rows])
+    acc = np.array([r["unpoisoned_acc"] for r in rows])
     assert np.corrcoef(ad, acc)[0, 1] < -0.5
 
 

@@ -108,3 +108,34 @@ def test_own_data_bad_input_is_one_line(tmp_path: Path, extra, message):
                            "--cache", str(tmp_path / "c")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_exported_emoji_folder_reads_back_as_the_built_in_data(tmp_path: Path):
+    """``empirical.export_folder`` writes a preset's renders as an imagefolder; read back with its concepts file
+    the own-data path gets the built-in data exactly: the same pixels, captions, concepts and held-out split."""
+    from dataclasses import asdict
+
+    from empirical.data import RenderConfig, load_or_render
+    from empirical.export_folder import main as export
+    from empirical.folder_data import concept_data_from_folder
+    from empirical.presets import get_preset
+    from theory.captions import read_concepts_file
+
+    cache, out = tmp_path / "cache", tmp_path / "emoji"
+    assert export(["--preset", "smoke", "--out", str(out), "--cache", str(cache)]) == 0
+    preset = get_preset("smoke")
+    train = load_or_render(preset.render, cache)
+    held = load_or_render(RenderConfig(**{**asdict(preset.render), "per_concept": preset.held_out, "variant": 1}),
+                          cache)
+    names = read_concepts_file(out / "concepts.txt")
+    got_train, got_held, _ = concept_data_from_folder(out, size=preset.render.size, held_out=preset.held_out,
+                                                      names=names)
+    assert got_train.names == train.names and not got_train.notices
+    for got, want in ((got_train, train), (got_held, held)):
+        assert np.array_equal(got.images, want.images) and np.array_equal(got.labels, want.labels)
+        assert got.captions == want.captions
+    # an existing, non-empty --out is refused in one line; nothing is touched
+    proc = subprocess.run([sys.executable, "-m", "empirical.export_folder", "--preset", "smoke", "--out", str(out),
+                           "--cache", str(cache)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2 and "not an empty folder" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    assert len((out / "train" / "metadata.jsonl").read_text().splitlines()) == len(train) + len(held)

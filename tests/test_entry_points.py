@@ -39,3 +39,37 @@ def test_script_targets_are_callable_and_answer_help(script, target):
     assert proc.returncode == 0 and "usage:" in proc.stdout
     bad = subprocess.run([exe, "--no-such-option"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+class _Captured(Exception):
+    pass
+
+
+@pytest.mark.parametrize("target", sorted(set(_scripts().values())))
+def test_every_help_states_every_default_and_choice(target, monkeypatch):
+    """Each command's ``--help``: every option with a default says it, every option with fixed choices lists
+    them (argparse's ``{a,b}``), checked on the parser the command really builds."""
+    import argparse
+
+    from theory.cli import ArgumentParser
+
+    built: list[ArgumentParser] = []
+
+    def capture(self, *args, **kwargs):
+        built.append(self)
+        raise _Captured
+
+    monkeypatch.setattr(ArgumentParser, "parse_args", capture)
+    module = importlib.import_module(target.split(":")[0])
+    with pytest.raises(_Captured):
+        module.main(["--help"])
+    parser = built[0]
+    text = parser.format_help()
+    for action in parser._actions:
+        if isinstance(action, (argparse._HelpAction, argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            continue
+        name = action.option_strings[0] if action.option_strings else action.dest
+        if action.default not in (None, argparse.SUPPRESS):
+            assert action.help and "default" in action.help, f"{target}: {name} hides its default"
+        if action.choices:
+            assert "{" + ",".join(map(str, action.choices)) + "}" in text, f"{target}: {name} hides its choices"

@@ -87,7 +87,7 @@ CASES: list[tuple[str, str, list[str], Callable[[Path], None], int, str]] = [
     ("sweep-huge", "simulate.sweep", ["--poisoned-concepts", "0..1000000000", "--dry-run"], _nothing, 2,
      "more than 1,000,000 values"),
     ("sweep-huge-k", "simulate.sweep", ["--n-concepts", "2000000000", "--dry-run"], _nothing, 2, ""),
-    ("sweep-seeds-0", "simulate.sweep", ["--seeds", "0", "--dry-run"], _nothing, 2, "--seeds"),
+    ("sweep-seeds-word", "simulate.sweep", ["--seeds", "three", "--dry-run"], _nothing, 2, "--seeds"),
     ("sweep-empty-out", "simulate.sweep", ["--out", "", "--dry-run"], _nothing, 2, "empty"),
     ("sweep-out-file", "simulate.sweep", ["--poisoned-concepts", "0,1", "--n-concepts", "10", "--seeds", "1",
                                           "--out", "{tmp}/afile", "--quiet", "--no-plot"], _file_not_folder, 2,

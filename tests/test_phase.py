@@ -11,7 +11,7 @@ from simulate.sweep import run_seed
 from theory.cli import InputError
 
 SMALL = PhaseGrid(n_concepts=(80,), dims=(24, 64), dominance=(1.0, 10.0), volumes=(0.5, 1.0, 3.0, 8.0),
-                  budgets=(0.5,), budget_concepts=40, budget_dim=24, seeds=2)
+                  budgets=(0.5,), budget_concepts=40, budget_dim=24, seeds=(0, 1))
 
 
 def test_cells_reach_only_feasible_volumes():
@@ -27,7 +27,7 @@ def test_rows_are_the_sweep_engines_rows():
     rows = run_cell(cell)
     direct = {r["c_p"]: r for r in run_seed(cell.config, cell.seed, list(cell.points), track_ad=False)}
     for r in rows:
-        assert r["benign_acc"] == direct[r["c_p"]]["benign_acc"]
+        assert r["unpoisoned_acc"] == direct[r["c_p"]]["unpoisoned_acc"]
         assert r["volume"] == pytest.approx(r["c_p"] * r["poison_per_concept"] / (80 * 5))
 
 

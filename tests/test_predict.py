@@ -60,7 +60,7 @@ def test_prediction_equals_a_direct_sweep_and_orders_thresholds():
         for seed in (0, 1):
             direct = {r["c_p"]: r for r in run_seed(cfg, seed, [10, 30])}
             for r in (r for r in rows if r["p"] == p and r["seed"] == seed):
-                assert r["benign_acc"] == direct[r["c_p"]]["benign_acc"]
+                assert r["unpoisoned_acc"] == direct[r["c_p"]]["unpoisoned_acc"]
                 assert r["meaningless_rate"] == direct[r["c_p"]]["meaningless_rate"]
                 assert r["ad"] == pytest.approx(direct[r["c_p"]]["ad"], abs=0.01)  # sampled D_stru vs exact
                 assert r["volume"] == pytest.approx(r["c_p"] * p / (60 * 5))
@@ -80,7 +80,7 @@ def test_target_rule_reaches_the_sweep_and_scatter_is_not_learned():
         cfg = SweepConfig(concepts=concepts, poison=PoisonConfig(poison_per_concept=25, targets=rule),
                           benign_per_concept=5)
         (direct,) = run_seed(cfg, 0, [20])
-        assert rows[0]["benign_acc"] == direct["benign_acc"]
+        assert rows[0]["unpoisoned_acc"] == direct["unpoisoned_acc"]
         got[rule] = rows[0]["attack_success"]
     assert got["random"] > 0.5 > 0.2 > got["scatter"]
     with pytest.raises(InputError, match="--targets"):

@@ -9,8 +9,8 @@ from paper_figures.prediction_figures import Prediction, load_predictions, score
 
 
 def _pred() -> Prediction:
-    s = {(240, 100): {"benign_acc": 0.20, "benign_acc_ci95": 0.10},
-         (80, 100): {"benign_acc": 0.70, "benign_acc_ci95": 0.05}}
+    s = {(240, 100): {"unpoisoned_acc": 0.20, "unpoisoned_acc_ci95": 0.10},
+         (80, 100): {"unpoisoned_acc": 0.70, "unpoisoned_acc_ci95": 0.05}}
     return Prediction("test", 150, 40, 11, "x.npz", s, {240: "20.6", 80: "none"})
 
 

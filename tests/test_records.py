@@ -80,3 +80,22 @@ def test_experiment_tables_are_replaced_atomically_and_said_so(tmp_path: Path, c
     _write_csv(path, [{"a": 2}])
     assert f"replacing {path}" in capsys.readouterr().err
     assert path.read_text() == "a\n2\n" and [p.name for p in tmp_path.iterdir()] == ["t.csv"]
+
+
+def test_old_column_spellings_are_read_and_an_old_table_resumes_under_the_new_name(tmp_path: Path):
+    """``benign_acc`` (the simulator's old name of unpoisoned accuracy) reads as ``unpoisoned_acc`` everywhere: in
+    a generic read, in a results table that resumes (its header is renamed, the rows kept byte for byte) and with
+    a suffix (``benign_acc_ci95``)."""
+    from theory.records import current_column, read_csv_rows
+
+    assert current_column("benign_acc") == "unpoisoned_acc"
+    assert current_column("benign_acc_ci95") == "unpoisoned_acc_ci95"
+    assert current_column("benign") == "benign" and current_column("unpoisoned_acc") == "unpoisoned_acc"
+    path = tmp_path / "results.csv"
+    path.write_text("c_p,seed,benign_acc\n0,0,0.9\n5,0,0.7\n")
+    assert read_csv_rows(path) == [{"c_p": "0", "seed": "0", "unpoisoned_acc": "0.9"},
+                                   {"c_p": "5", "seed": "0", "unpoisoned_acc": "0.7"}]
+    assert read_table(path, ["c_p", "seed", "unpoisoned_acc"])[1]["unpoisoned_acc"] == "0.7"
+    t = ResultsTable(path, ["c_p", "seed", "unpoisoned_acc"])
+    t.append([{"c_p": 10, "seed": 0, "unpoisoned_acc": 0.5}])
+    assert path.read_text() == "c_p,seed,unpoisoned_acc\n0,0,0.9\n5,0,0.7\n10,0,0.5\n"

@@ -187,7 +187,7 @@ def test_attention_solver_learns_the_clean_map():
     plan = make_plan(space, PoisonConfig(), 0)
     clean = model.predict(space.text_centroids)
     metrics = evaluate(model, space, plan, 0, clean, make_reference(space.image_centroids))
-    assert metrics["benign_acc"] >= 0.9
+    assert metrics["unpoisoned_acc"] >= 0.9
     assert 0.0 <= metrics["concept_attention"] <= 1.0
 
 
@@ -220,12 +220,12 @@ def test_metrics_on_handmade_models():
     perfect = _Lookup(space.image_centroids)
     ref = make_reference(space.image_centroids)
     m = evaluate(perfect, space, plan, 10, space.image_centroids, ref)
-    assert m["benign_acc"] == 1.0 and m["attack_success"] == 0.0 and m["poisoned_acc"] == 1.0
+    assert m["unpoisoned_acc"] == 1.0 and m["attack_success"] == 0.0 and m["poisoned_acc"] == 1.0
     assert m["meaningless_rate"] == 0.0 and m["distortion"] == pytest.approx(0.0, abs=1e-12)
     attacked = space.image_centroids.copy()
     attacked[plan.poisoned(10)] = space.image_centroids[plan.target[plan.poisoned(10)]]
     m = evaluate(_Lookup(attacked), space, plan, 10, space.image_centroids, ref)
-    assert m["attack_success"] == 1.0 and m["benign_acc"] == 1.0
+    assert m["attack_success"] == 1.0 and m["unpoisoned_acc"] == 1.0
     mean_image = np.tile(space.image_centroids.mean(axis=0), (40, 1))
     m = evaluate(_Lookup(mean_image), space, plan, 10, space.image_centroids, ref)
     assert m["meaningless_rate"] == 1.0 and m["distortion"] > 0.1
@@ -257,7 +257,7 @@ def test_experiments_cli_rejects_bad_usage():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    for args in (["bogus"], ["ad", "--seeds", "0"]):
+    for args in (["bogus"], ["ad", "--seeds", "x"]):
         proc = subprocess.run([sys.executable, "-m", "simulate.experiments", *args], capture_output=True, text=True,
                               cwd=root, timeout=60)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1

@@ -75,7 +75,7 @@ def test_points_do_not_depend_on_the_grid():
     cfg = SweepConfig(concepts=ConceptConfig(n_concepts=30, dim=12), poison=PoisonConfig(poison_per_concept=5))
     dense = _by_key(run_seed(cfg, 0, list(range(0, 21))))
     sparse = _by_key(run_seed(cfg, 0, [20]))
-    for key in ("ad", "benign_acc", "attack_success", "distortion", "align_loss"):
+    for key in ("ad", "unpoisoned_acc", "attack_success", "distortion", "align_loss"):
         assert sparse[(20, 0)][key] == pytest.approx(dense[(20, 0)][key], abs=1e-9)
 
 
@@ -92,7 +92,7 @@ def test_default_regime_implodes_and_ad_grows():
     cfg = SweepConfig(concepts=ConceptConfig(n_concepts=200))
     rows = run_seed(cfg, 0, [0, 20, 60, 100])
     ad = [r["ad"] for r in rows]
-    acc = [r["benign_acc"] for r in rows]
+    acc = [r["unpoisoned_acc"] for r in rows]
     assert all(b > a for a, b in zip(ad, ad[1:]))
     assert acc[0] == 1.0 and acc[-1] < 0.6
     assert all(r["attack_success"] > 0.9 for r in rows[1:])
@@ -103,7 +103,7 @@ def test_default_regime_implodes_and_ad_grows():
 
 def test_cli_writes_table_manifest_plot_and_resumes(tmp_path: Path, capsys):
     out = tmp_path / "sweep"
-    assert main([*SMALL, "--concepts", "0..20:5", "--seeds", "2", "--out", str(out), "--quiet"]) == 0
+    assert main([*SMALL, "--concepts", "0..20:5", "--seeds", "0,1", "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "AD (mean ± 95% CI)" in printed and "Spearman" in printed
     rows = _rows(out)
@@ -115,10 +115,10 @@ def test_cli_writes_table_manifest_plot_and_resumes(tmp_path: Path, capsys):
     assert (out / "ad_vs_cp.png").stat().st_size > 10_000
     before = (out / "results.csv").read_text()
     # same command again: nothing recomputed
-    assert main([*SMALL, "--concepts", "0..20:5", "--seeds", "2", "--out", str(out), "--quiet"]) == 0
+    assert main([*SMALL, "--concepts", "0..20:5", "--seeds", "0,1", "--out", str(out), "--quiet"]) == 0
     assert (out / "results.csv").read_text() == before
     # more points and seeds in the same folder: only the new ones are computed
-    assert main([*SMALL, "--concepts", "0..30:5", "--seeds", "3", "--out", str(out), "--quiet"]) == 0
+    assert main([*SMALL, "--concepts", "0..30:5", "--seeds", "0..2", "--out", str(out), "--quiet"]) == 0
     rows = _rows(out)
     assert len(rows) == 7 * 3 and len(_by_key(rows)) == 21
     assert (out / "results.csv").read_text().startswith(before)
@@ -158,7 +158,7 @@ def test_partial_last_line_is_repaired(tmp_path: Path):
 
 
 def test_workers_give_the_same_numbers(tmp_path: Path):
-    base = [*SMALL, "--concepts", "0..20:10", "--seeds", "2", "--quiet", "--no-plot"]
+    base = [*SMALL, "--concepts", "0..20:10", "--seeds", "0,1", "--quiet", "--no-plot"]
     assert main([*base, "--out", str(tmp_path / "serial")]) == 0
     assert main([*base, "--out", str(tmp_path / "par"), "--workers", "2"]) == 0
     _assert_same_numbers(_rows(tmp_path / "serial"), _rows(tmp_path / "par"))
@@ -166,7 +166,7 @@ def test_workers_give_the_same_numbers(tmp_path: Path):
 
 def test_dask_local_cluster_gives_the_same_numbers(tmp_path: Path):
     distributed = pytest.importorskip("dask.distributed")
-    base = [*SMALL, "--concepts", "0..20:10", "--seeds", "2", "--quiet", "--no-plot"]
+    base = [*SMALL, "--concepts", "0..20:10", "--seeds", "0,1", "--quiet", "--no-plot"]
     assert main([*base, "--out", str(tmp_path / "serial")]) == 0
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None) as cluster:
@@ -188,7 +188,9 @@ def test_dask_local_cluster_gives_the_same_numbers(tmp_path: Path):
         (["--concepts", "ten"], "not a whole number"),
         (["--concepts", "0..70"], "only 60 concepts"),
         (["--solver", "magic"], "invalid choice"),
-        (["--seeds", "0"], "--seeds"),
+        (["--seeds", "two"], "--seeds"),
+        (["--seeds", "5..1"], "reversed"),
+        (["--seeds", "4294967296"], "2**32"),
         (["--workers", "0"], "--workers"),
         (["--placement", "replace", "--poison-per-concept", "9"], "replace"),
         (["--alpha", "2"], "alpha"),
@@ -280,7 +282,7 @@ def test_manifest_that_is_not_an_object_is_refused(tmp_path: Path, text):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--seeds", "1000000000", "--concepts", "0,1"], "rows; at most"),
+    (["--seeds", "0..999999", "--concepts", "0..20"], "rows; at most"),
     (["--n-concepts", "100000", "--dim", "4096", "--concepts", "0,1"], "GiB"),
     (["--benign-per-concept", "100000000", "--concepts", "0,1"], "GiB"),
 ])
@@ -310,7 +312,7 @@ def test_workers_keep_finished_points_and_leave_no_orphans(tmp_path: Path, sig):
     import time
 
     out = tmp_path / "w"
-    cmd = [sys.executable, "-m", "simulate.sweep", "--concepts", "0..400:4", "--n-concepts", "500", "--seeds", "2",
+    cmd = [sys.executable, "-m", "simulate.sweep", "--concepts", "0..400:4", "--n-concepts", "500", "--seeds", "0,1",
            "--dim", "64", "--workers", "2", "--no-plot", "--quiet", "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     table = out / "results.csv"
@@ -369,7 +371,7 @@ def test_workers_are_capped_at_the_seeds_to_run(tmp_path: Path):
     import time
 
     out = tmp_path / "w"
-    cmd = [sys.executable, "-m", "simulate.sweep", "--concepts", "0..400:4", "--n-concepts", "500", "--seeds", "2",
+    cmd = [sys.executable, "-m", "simulate.sweep", "--concepts", "0..400:4", "--n-concepts", "500", "--seeds", "0,1",
            "--dim", "64", "--workers", "16", "--no-plot", "--quiet", "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     table = out / "results.csv"
@@ -383,3 +385,15 @@ def test_workers_are_capped_at_the_seeds_to_run(tmp_path: Path):
     proc.kill()
     proc.wait(timeout=60)
     assert 1 <= most <= 2
+
+
+def test_seeds_are_a_list_and_an_old_count_gets_a_note(tmp_path: Path):
+    """``--seeds`` is a list (``0..2``, ``0,2``, ``7``); a lone number above 1, once a count, runs that seed alone
+    and says so on stderr in one line."""
+    out = tmp_path / "s"
+    assert main([*SMALL, "--concepts", "0,5", "--seeds", "0,2", "--out", str(out), "--quiet", "--no-plot"]) == 0
+    assert sorted(_by_key(_rows(out))) == [(0, 0), (0, 2), (5, 0), (5, 2)]
+    proc = _cli(*SMALL, "--concepts", "0,5", "--seeds", "3", "--out", str(tmp_path / "t"), "--dry-run")
+    assert proc.returncode == 0 and "seeds: [3]" in proc.stdout, proc.stdout
+    assert proc.stderr.strip().splitlines() == ["note: --seeds 3 runs seed 3 alone (--seeds is a list: --seeds 0..2 "
+                                                "for 3 seeds)"], proc.stderr

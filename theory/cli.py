@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, NoReturn, Sequence
+from typing import TYPE_CHECKING, Callable, NoReturn, Sequence
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 EXIT_USAGE = 2
 
@@ -28,6 +31,18 @@ class ArgumentParser(argparse.ArgumentParser):
         self.add_argument("--debug", action="store_true", help="on an unexpected error, show its traceback")
         self.add_argument("--dry-run", action="store_true",
                           help="check the arguments, print what would run, and exit without computing or writing")
+
+    def format_help(self) -> str:
+        """``argparse``'s help, except that every option with a default states it ("(default: X)") unless its help
+        already says "default" — options added through argument groups included."""
+        for action in self._actions:
+            text = action.help
+            if (text is argparse.SUPPRESS or any(action.default is x for x in (None, False, argparse.SUPPRESS))
+                    or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction,
+                                           argparse._HelpAction)) or "default" in (text or "")):
+                continue
+            action.help = f"{text} (default: %(default)s)" if text else "default: %(default)s"
+        return super().format_help()
 
     def error(self, message: str) -> NoReturn:  # noqa: D401 - argparse API
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
@@ -126,6 +141,20 @@ def parse_int_list(spec: str, *, name: str = "value") -> list[int]:
         else:
             values.add(_parse_nonneg(body, name, part))
     return sorted(values)
+
+
+def parse_seeds(spec: str, *, name: str = "--seeds", was_count: bool = False) -> list[int]:
+    """Seeds from a list spec (:func:`parse_int_list`: ``0..2``, ``0,1,2``, ``5``), each below 2**32. Where the
+    option once took a count (``was_count``), a lone number N > 1 gets a one-line note on stderr: it is seed N
+    alone now, and ``0..N-1`` asks for N seeds."""
+    seeds = parse_int_list(spec, name=name)
+    if seeds[-1] >= 2**32:
+        raise InputError(f"{name} values must be below 2**32, got {seeds[-1]}")
+    text = str(spec).strip()
+    if was_count and text.isdigit() and int(text) > 1:
+        sys.stderr.write(f"note: {name} {text} runs seed {text} alone ({name} is a list: {name} 0..{int(text) - 1} "
+                         f"for {text} seeds)\n")
+    return seeds
 
 
 def _parse_nonneg(text: str, name: str, part: str) -> int:

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from theory.cli import InputError
 
-__all__ = ["ResultsTable", "atomic_write_text", "ensure_writable_dir", "write_folder_atomically", "git_commit", "package_versions",
+__all__ = ["COLUMN_ALIASES", "ResultsTable", "atomic_write_text", "current_column", "read_csv_rows", "ensure_writable_dir", "write_folder_atomically", "git_commit", "package_versions",
            "read_table", "utc_now", "write_manifest", "command_line"]
 
 
@@ -134,6 +134,25 @@ def content_key(folder: Path, *, chunk: int = 1 << 20) -> str:
     return h.hexdigest()[:16]
 
 
+#: Older spellings of result columns, still read: old name → current name. A column named after one with a suffix
+#: (``benign_acc_ci95``) follows it (``unpoisoned_acc_ci95``).
+COLUMN_ALIASES: dict[str, str] = {"benign_acc": "unpoisoned_acc"}
+
+
+def current_column(name: str) -> str:
+    """``name`` in today's vocabulary (:data:`COLUMN_ALIASES`); unchanged when it is not an old spelling."""
+    for old, new in COLUMN_ALIASES.items():
+        if name == old or name.startswith(old + "_"):
+            return new + name[len(old):]
+    return name
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    """Every row of a CSV file with a header, columns renamed to today's vocabulary (:func:`current_column`)."""
+    with open(path, newline="") as fh:
+        return [{current_column(k): v for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
 def read_table(path: Path, columns: Sequence[str] | None) -> list[dict[str, str]]:
     """Rows of a results table (empty if absent). A partial last line (a kill mid-write) is dropped and cut off
     the file; a header that differs from ``columns`` (unless None: any header) or a complete line with the wrong
@@ -152,6 +171,7 @@ def read_table(path: Path, columns: Sequence[str] | None) -> list[dict[str, str]
     reader = csv.DictReader(io.StringIO(raw.decode()))
     if reader.fieldnames is None:
         return []
+    reader.fieldnames = [current_column(k) for k in reader.fieldnames]
     if columns is not None and list(reader.fieldnames) != list(columns):
         raise InputError(f"{path} has columns {reader.fieldnames}, expected {list(columns)}; use another --out")
     rows = []
@@ -177,6 +197,7 @@ class ResultsTable:
         self.columns = list(columns)
         if self.path.exists() and not os.access(self.path, os.W_OK):  # found now, not after a point was computed
             raise InputError(f"{self.path} is not writable; fix its permissions or use another --out")
+        _rename_old_columns(self.path)
         if fill is not None:
             _upgrade(self.path, self.columns, fill)
         self.rows = read_table(self.path, self.columns)  # also repairs a partial last line
@@ -206,6 +227,19 @@ class ResultsTable:
             fh.flush()
             os.fsync(fh.fileno())
         self.rows.extend({k: str(row[k]) for k in self.columns} for row in rows)
+
+
+def _rename_old_columns(path: Path) -> None:
+    """Rewrite, atomically, a table's header whose columns have old spellings (:data:`COLUMN_ALIASES`); the rows
+    are kept byte for byte."""
+    if not path.exists() or not path.stat().st_size:
+        return
+    raw = path.read_bytes()
+    head, sep, body = raw.partition(b"\n")
+    header = next(csv.reader([head.decode()]), [])
+    renamed = [current_column(k) for k in header]
+    if renamed != header and sep:
+        atomic_write_text(path, ",".join(renamed) + "\n" + body.decode())
 
 
 def _upgrade(path: Path, columns: list[str], fill: Callable[[dict[str, str]], dict[str, Any]]) -> None:
