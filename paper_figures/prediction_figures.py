@@ -47,6 +47,7 @@ class Prediction:
     summary: dict[tuple[int, int], dict[str, float]]
     thresholds: dict[int, str]  # p -> predicted threshold C_P ("none" when not reached)
     real_targets: str = "poisoned"  # the empirical --targets mode it predicts
+    real_variant: str = ""  # the setting difference of the runs it predicts ("" = the preset's own setting)
 
     def volume(self, p: int, c_p: int) -> float:
         """V = C_P p / (K m) of this prediction's setting."""
@@ -62,24 +63,27 @@ def load_predictions(folder: Path = PREDICTIONS) -> list[Prediction]:
         rows = {(int(num(r["p"])), int(num(r["c_p"]))): {k: num(v) for k, v in r.items()}
                 for r in read_csv(sub / "summary.csv")}
         marks = {int(num(r["p"])): r["threshold_c_p"] for r in read_csv(sub / "thresholds.csv")}
-        real = REAL_TARGETS[setting["targets"]] if "targets" in setting else "poisoned"
+        real = setting.get("real_targets") or (REAL_TARGETS[setting["targets"]] if "targets" in setting
+                                               else "poisoned")
         out.append(Prediction(sub.name, int(setting["n_concepts"]), int(setting["benign_per_concept"]),
                               int(calibration["concept_config"]["dim"]), str(calibration["geometry_source"]), rows,
-                              marks, real))
+                              marks, real, setting.get("real_variant", "")))
     return out
 
 
-def measured(emp: Empirical, k: int, m: int, targets: str = "poisoned", measure: str = "unpoisoned_acc"
-             ) -> dict[tuple[int, int], dict[str, list[float]]]:
+def measured(emp: Empirical, k: int, m: int, targets: str = "poisoned", measure: str = "unpoisoned_acc",
+             variant: str = "") -> dict[tuple[int, int], dict[str, list[float]]]:
     """Per (p, C_P): ``measure`` (unpoisoned accuracy) of the poisoned runs and of their controls, one per seed
     (and base seed), from the continuous runs of K concepts with m benign pairs per concept and target mode
-    ``targets``. The clean point (C_P = 0) is shared by every target mode."""
+    ``targets``; with ``variant``, only runs of that setting difference (e.g. a smaller UNet), else the preset's
+    own setting (or only m changed). The clean point (C_P = 0) is shared by every target mode."""
     from empirical.presets import get_preset
 
     out: dict[tuple[int, int], dict[str, list[float]]] = {}
     for r in emp.rows:
         pre = get_preset(r["preset"])
-        same_setting = not r["variant"] or r["variant"].startswith("benign_per_concept")
+        same_setting = (r["variant"] == variant if variant else
+                        not r["variant"] or r["variant"].startswith("benign_per_concept"))
         if (not same_setting or r["scenario"] != "continuous" or (r["targets"] != targets and r["c_p"] != "0")
                 or r["poison_type"] not in ("dirty", "none") or int(r["n_concepts"]) != k
                 or int(r.get("benign_per_concept") or pre.render.per_concept) != m
@@ -136,7 +140,7 @@ def fig14(src: Sources, out: Path) -> Built:
     """Predicted unpoisoned accuracy bands over V per p, with the measured poisoned points and controls."""
     preds = load_predictions()
     emp = src.empirical()
-    shown = [p for p in preds if p.real_targets == "poisoned" and p.n_concepts == 150]
+    shown = [p for p in preds if p.real_targets == "poisoned" and not p.real_variant and p.n_concepts == 150]
     plt = pyplot()
     fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(FULL, 2.8), squeeze=False)
     cmap = plt.get_cmap("plasma")
@@ -190,7 +194,8 @@ def tab5(src: Sources, out: Path) -> Built:
     rows = []
     thresholds = []
     for pred in load_predictions():
-        scored = score(pred, measured(emp, pred.n_concepts, pred.benign_per_concept, pred.real_targets))
+        scored = score(pred, measured(emp, pred.n_concepts, pred.benign_per_concept, pred.real_targets,
+                                      variant=pred.real_variant))
         for p in sorted({r["p"] for r in scored}):
             sel = [r for r in scored if r["p"] == p]
             first = next((r["c_p"] for r in sel if r["measured_implosion"]), None)

@@ -60,6 +60,8 @@ class Setting:
     seeds: tuple[int, ...] = (0, 1, 2)
     ad_samples: int = 200_000
     targets: str = "random"
+    real_variant: str = ""
+    real_targets: str = ""
 
     def __post_init__(self) -> None:
         if self.n_concepts < 2 or self.benign_per_concept < 1:
@@ -154,6 +156,14 @@ def _parser() -> ArgumentParser:
     p.add_argument("--seeds", default="0,1,2", metavar="LIST", help="seeds (default 0,1,2)")
     p.add_argument("--targets", default="random", help=f"poison targets: {', '.join(TARGET_RULES)} (default random; "
                                                         "simulate.poison)")
+    p.add_argument("--real-variant", default="", metavar="TEXT",
+                   help="which real runs this prediction stands for when they differ from their preset, named as "
+                        "paper_figures names a setting difference, e.g. 'unet.channels: [64, 128] -> [32, 64]' "
+                        "(default: the preset's own setting; recorded, not simulated)")
+    p.add_argument("--real-targets", default="", choices=["", "poisoned", "all", "nearest", "scatter"],
+                   help="the real runs' --targets mode this prediction stands for (default: the one the simulator's "
+                        "rule stands for: random -> all, nearest -> nearest, scatter -> scatter; recorded, not "
+                        "simulated)")
     p.add_argument("--out", type=path_arg, help="folder for prediction.csv / summary.csv / thresholds.csv / .json")
     return p
 
@@ -163,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setting = Setting(args.n_concepts, args.benign_per_concept,
                       tuple(parse_int_list(args.poison_per_concept, name="--poison-per-concept")),
                       tuple(parse_int_list(args.poisoned_concepts, name="--poisoned-concepts")),
-                      tuple(parse_seeds(args.seeds)), targets=args.targets)
+                      tuple(parse_seeds(args.seeds)), targets=args.targets, real_variant=args.real_variant.strip(),
+                      real_targets=args.real_targets)
     if args.dim is not None and args.dim < 3:
         raise InputError(f"--dim must be >= 3, got {args.dim}")
     if dry_run(args, "python -m simulate.predict", {

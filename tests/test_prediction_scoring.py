@@ -40,3 +40,26 @@ def test_committed_predictions_load():
     assert primary.n_concepts == 150 and primary.benign_per_concept == 40 and primary.dim == 11
     assert {(p, c) for p in (80, 160, 240, 400) for c in (0, 25, 50, 100, 140)} == set(primary.summary)
     assert preds["2026-11-30-cpu-preset-m10"].benign_per_concept == 10
+
+
+def test_a_variant_prediction_is_scored_only_on_runs_of_that_variant():
+    """A prediction for a smaller UNet (``--real-variant``) takes only the runs of that setting difference, the
+    preset's own prediction only the preset's own runs — never each other's."""
+    from paper_figures.prediction_figures import measured
+    from paper_figures.sources import Empirical
+
+    small = "unet.channels: [64, 128] -> [32, 64]"
+    base = {"preset": "cpu", "scenario": "continuous", "targets": "poisoned", "poison_type": "dirty",
+            "n_concepts": "150", "benign_per_concept": "40", "steps": "500", "poison_per_concept": "240",
+            "c_p": "100", "seed": "0"}
+    emp = Empirical()
+    emp.rows = [{**base, "variant": "", "kind": "poisoned", "unpoisoned_acc": "0.65"},
+                {**base, "variant": small, "kind": "poisoned", "unpoisoned_acc": "0.20"},
+                {**base, "variant": small, "kind": "control", "unpoisoned_acc": "0.55"},
+                {**base, "variant": "lora.rank: 8 -> 4", "kind": "poisoned", "unpoisoned_acc": "0.10"}]
+    assert measured(emp, 150, 40)[(240, 100)] == {"poisoned": [0.65], "control": []}
+    assert measured(emp, 150, 40, variant=small)[(240, 100)] == {"poisoned": [0.20], "control": [0.55]}
+    preds = {p.name: p for p in load_predictions()}
+    assert preds["2026-11-30-cpu-preset-small-unet-p240"].real_variant == small
+    assert preds["2026-11-30-cpu-preset-small-unet-p240"].real_targets == "poisoned"
+    assert preds["2026-11-30-cpu-preset-m40"].real_variant == ""
