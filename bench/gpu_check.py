@@ -36,7 +36,7 @@ def correctness(preset, cache: Path, log) -> dict:
     """Train the shortened preset from scratch; loss trend and judge accuracy of generated images."""
     from empirical.evaluate import prompts_and_seeds
     from empirical.model import assemble_pipeline, generate
-    from empirical.run import build_mix, fresh_unet, prepare_assets
+    from empirical.assets import build_mix, fresh_unet, prepare_assets
     from empirical.train import TrainConfig, train_unet, with_weights
 
     t0 = time.perf_counter()

@@ -17,14 +17,13 @@ def main(argv=None) -> int:
     against the known poisons. Prints one line per mix and writes ``OUT/detection.csv`` (AP, precision@k, base
     rate, AD) and ``OUT/pr-<type>-cp<C_P>-s<seed>.csv`` (the precision–recall curve)."""
     import sys
-    from dataclasses import replace
     from pathlib import Path
 
     from empirical.evaluate import pair_attribution_of_mix
-    from empirical.poisons import POISON_TYPES, make_plan, nightshade_pairs, poison_pairs
-    from empirical.presets import default_poisoned_concepts, get_preset
-    from empirical.presets import DEFAULT_CACHE
-    from empirical.run import build_mix, prepare_assets
+    from empirical.assets import build_mix, prepare_assets
+    from empirical.poison_kinds import POISON_TYPES, PoisonRequest, extra_pairs
+    from empirical.poisons import make_plan
+    from empirical.presets import DEFAULT_CACHE, default_poisoned_concepts, get_preset, with_overrides
     from theory.cli import ArgumentParser, dry_run, parse_int_list, parse_seeds
     from theory.records import atomic_write_text, csv_text, ensure_writable_dir
 
@@ -55,12 +54,7 @@ def main(argv=None) -> int:
     p = preset.poison_per_concept if args.poison_per_concept is None else args.poison_per_concept
     if p < 1:
         raise InputError(f"--poison-per-concept must be >= 1, got {p}")
-    if args.pgd_steps is not None or args.epsilon is not None:
-        ns = preset.nightshade
-        ns = replace(ns, steps=ns.steps if args.pgd_steps is None else args.pgd_steps,
-                     epsilon=ns.epsilon if args.epsilon is None else args.epsilon)
-        ns.validate()
-        preset = replace(preset, nightshade=ns)
+    preset = with_overrides(preset, epsilon=args.epsilon, pgd_steps=args.pgd_steps)
     if dry_run(args, "python -m empirical.defence", {"preset": preset.name, "C_P": c_ps, "p": p, "poison types": types,
                                                      "seeds": seeds, "out": args.out}):
         return 0
@@ -77,21 +71,12 @@ def main(argv=None) -> int:
             for c_p in c_ps:
                 if c_p == 0:
                     continue
-                pixels = assets.data.images
-                size = {"poison_latent_ratio": float("nan"), "poison_linf": float("nan"), "poison_psnr": float("nan")}
-                if t == "nightshade":
-                    shaded, concepts, _, report = nightshade_pairs(plan, c_p, p, pixels, assets.data.labels,
-                                                                   assets.vae, preset.nightshade, seed=s,
-                                                                   cache_dir=cache)
-                    summary = report.summary()
-                    size = {"poison_latent_ratio": summary["latent_ratio"], "poison_linf": summary["linf"],
-                            "poison_psnr": summary["psnr"]}
-                    pixels = np.concatenate([pixels, shaded])
-                    idx = n + np.arange(len(shaded))
-                else:
-                    idx, concepts = poison_pairs(plan, c_p, p, assets.data.labels, seed=s)
-                mix, texts = build_mix(assets, idx, concepts, new_pixels=None)
-                truth = np.r_[np.zeros(n, bool), np.ones(len(idx), bool)]
+                req = PoisonRequest(plan, c_p, p, assets.data.images, assets.data.labels, s, assets.vae,
+                                    preset.nightshade, cache)
+                _, batch = extra_pairs("poisoned", t, req)
+                mix, texts = build_mix(assets, batch.image_idx, batch.concepts)
+                pixels, size = batch.pixels(assets.data.images), batch.report
+                truth = np.r_[np.zeros(n, bool), batch.is_poison]
                 att = pair_attribution_of_mix(assets.judge, pixels[mix.image_idx], texts)
                 d = rank_quality(att.contribution, truth)
                 row = {"seed": s, "poison_type": t, "c_p": c_p, "poison_per_concept": p, "n_pairs": d.n_pairs,

@@ -86,7 +86,7 @@ def load_embedder(judge: Path | None, preset_name: str, cache: Path, device: str
             j = Judge.load(judge, TextEncoder(device=device), device=device)
             return JudgeEmbedder(j, j.image_size, f"judge:{judge.resolve()}")
         return ClipEmbedder(judge, device)
-    from empirical.run import prepare_assets
+    from empirical.assets import prepare_assets
 
     preset = get_preset(preset_name)
     log(f"using the judge of preset {preset.name!r} from {cache} (trained there first if absent)")
@@ -182,7 +182,7 @@ def embed_builtin(preset_name: str, cache: Path, out: Path, judge: Path | None =
     """Embed the clean training pairs of a preset (renders + captions; judge of the preset or ``judge``) and write
     ``out`` with arrays text, image, concept and caption."""
     from empirical.presets import get_preset
-    from empirical.run import prepare_assets
+    from empirical.assets import prepare_assets
 
     preset = get_preset(preset_name)
     assets = prepare_assets(preset, cache, log=log)

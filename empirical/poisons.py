@@ -167,7 +167,7 @@ def _extra_pairs(plan: PoisonPlan, c_p: int, per_concept: int, labels: np.ndarra
 # Nightshade-style poisons
 
 
-POISON_TYPES: tuple[str, ...] = ("dirty", "nightshade")
+
 
 
 @dataclass(frozen=True)

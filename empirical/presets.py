@@ -125,11 +125,23 @@ def get_preset(name: str) -> Preset:
 
 
 def with_overrides(preset: Preset, *, steps: int | None = None, concepts: int | None = None,
-                   seed: int | None = None, unet_channels: tuple[int, ...] | None = None) -> Preset:
+                   seed: int | None = None, unet_channels: tuple[int, ...] | None = None,
+                   epsilon: float | None = None, pgd_steps: int | None = None,
+                   lora_rank: int | None = None) -> Preset:
     """A copy of ``preset`` with the poisoned-phase ``steps`` (continued and scratch), the number of
-    ``concepts``, the training ``seed`` or the UNet's ``unet_channels`` per level replaced (same number of
-    levels as the preset's; attention heads keep their ``head_dim``)."""
+    ``concepts``, the training ``seed``, the UNet's ``unet_channels`` per level (same number of levels as the
+    preset's; attention heads keep their ``head_dim``), the Nightshade budget ``epsilon`` and ``pgd_steps`` or the
+    LoRA rank replaced (each validated)."""
     p = preset
+    if epsilon is not None or pgd_steps is not None:
+        ns = replace(p.nightshade, epsilon=p.nightshade.epsilon if epsilon is None else epsilon,
+                     steps=p.nightshade.steps if pgd_steps is None else pgd_steps)
+        ns.validate()
+        p = replace(p, nightshade=ns)
+    if lora_rank is not None:
+        lora = replace(p.lora, rank=lora_rank)
+        lora.validate()
+        p = replace(p, lora=lora)
     if unet_channels is not None:
         unet_channels = tuple(int(c) for c in unet_channels)
         if len(unet_channels) != len(p.unet.channels):

@@ -162,7 +162,7 @@ class Empirical:
 
 def point_files(row: dict[str, Any]) -> tuple[Path, Path]:
     """The (json, attention npz) files a result row's point wrote."""
-    from empirical.run import point_tag
+    from empirical.layout import point_tag
 
     tag = point_tag(row["scenario"], row["seed"], row["c_p"], row["kind"], row.get("poison_type", "dirty"),
                     row.get("targets", "poisoned"))
@@ -323,7 +323,7 @@ def collect(folders: list[Path], defence: list[Path]) -> Empirical:
     """Read result, attention and detector tables; tag each row with its folder, preset and setting variant."""
     from empirical.presets import get_preset
     from empirical.report import read_rows
-    from empirical.run import first_difference, setting_of
+    from empirical.layout import first_difference, setting_of
     from theory.cli import InputError
 
     emp = Empirical()

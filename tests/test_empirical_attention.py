@@ -16,7 +16,7 @@ from empirical.attention import (AttentionStore, CrossAttentionRecorder, attenti
                                  generate_with_attention, overlay, recording, token_positions, word_positions)
 from empirical.model import assemble_pipeline, generate  # noqa: E402
 from empirical.presets import PRESETS  # noqa: E402
-from empirical.run import fresh_unet, prepare_assets  # noqa: E402
+from empirical.assets import fresh_unet, prepare_assets  # noqa: E402
 from theory.cli import InputError  # noqa: E402
 
 torch.set_num_threads(2)

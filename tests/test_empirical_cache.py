@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from empirical.presets import PRESETS  # noqa: E402
-from empirical.run import prepare_assets, pretrained_state  # noqa: E402
+from empirical.assets import prepare_assets, pretrained_state  # noqa: E402
 
 
 def _truncate(path: Path) -> None:

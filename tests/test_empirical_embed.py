@@ -17,7 +17,7 @@ pytest.importorskip("transformers")
 
 from empirical.embed import embed_folder, load_embedder, main  # noqa: E402
 from empirical.presets import PRESETS  # noqa: E402
-from empirical.run import prepare_assets  # noqa: E402
+from empirical.assets import prepare_assets  # noqa: E402
 from theory.ad import alignment_difficulty  # noqa: E402
 from theory.cli import InputError  # noqa: E402
 

@@ -18,7 +18,9 @@ pytest.importorskip("peft")
 from empirical.model import assemble_pipeline, generate, load_pipeline  # noqa: E402
 from empirical.poisons import make_plan, poison_pairs  # noqa: E402
 from empirical.presets import PRESETS  # noqa: E402
-from empirical.run import build_mix, fresh_unet, main, prepare_assets, pretrained_state, train_point  # noqa: E402
+from empirical.assets import build_mix, fresh_unet, prepare_assets, pretrained_state  # noqa: E402
+from empirical.point import train_point  # noqa: E402
+from empirical.run import main  # noqa: E402
 from empirical.train import LoraSettings, merged, save_lora_adapter  # noqa: E402
 from theory.cli import InputError  # noqa: E402
 

@@ -14,7 +14,7 @@ pytest.importorskip("diffusers")
 
 from empirical.model import assemble_pipeline, generate, load_pipeline, save_pipeline  # noqa: E402
 from empirical.presets import PRESETS  # noqa: E402
-from empirical.run import build_mix, fresh_unet, prepare_assets  # noqa: E402
+from empirical.assets import build_mix, fresh_unet, prepare_assets  # noqa: E402
 from empirical.train import TrainConfig, train_unet  # noqa: E402
 from theory.cli import InputError  # noqa: E402
 
@@ -127,7 +127,9 @@ def test_a_longer_run_continues_a_shorter_one_exactly(assets, tmp_path: Path):
 def test_scratch_on_clean_data_reuses_the_pretraining_and_equals_training_it(assets, tmp_path: Path):
     from dataclasses import asdict
 
-    from empirical.run import pretrained_state, train_point
+    from empirical.assets import pretrained_state
+
+    from empirical.point import train_point
 
     mix, _ = build_mix(assets, np.zeros(0, np.int64), np.zeros(0, np.int64))
     reused, _ = train_point(assets, "scratch", 0, mix, tmp_path / "ckpt", tmp_path / "cache")

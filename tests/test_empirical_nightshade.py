@@ -17,7 +17,8 @@ pytest.importorskip("diffusers")
 from empirical.poisons import (NightshadeConfig, make_plan, nightshade_pairs, nightshade_perturb,  # noqa: E402
                                perturbation_size, poison_pairs)
 from empirical.presets import PRESETS  # noqa: E402
-from empirical.run import main, prepare_assets  # noqa: E402
+from empirical.assets import prepare_assets  # noqa: E402
+from empirical.run import main  # noqa: E402
 from theory.cli import InputError  # noqa: E402
 
 torch.set_num_threads(2)
@@ -96,7 +97,7 @@ def test_run_with_nightshade_poisons_and_an_upgraded_old_table(tmp_path: Path, c
     out = tmp_path / "out"
     out.mkdir()
     # a results table written before poison types existed: kept, upgraded, its points not recomputed
-    from empirical.run import COLUMNS
+    from empirical.layout import COLUMNS
     old_cols = [c for c in COLUMNS if c not in ("poison_type", "poison_latent_ratio", "poison_linf", "poison_psnr")]
     base = ["--preset", "micro", "--poisoned-concepts", "0,2", "--out", str(out), "--cache", str(cache), "--quiet"]
     assert main(base + ["--no-control"]) == 0

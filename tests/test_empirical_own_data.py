@@ -80,7 +80,7 @@ def test_own_data_runs_end_to_end_with_its_captions(tmp_path: Path):
 def test_own_data_clean_pairs_train_on_their_own_captions(tmp_path: Path):
     from empirical.folder_data import FolderFormat, concept_data_from_folder
     from empirical.presets import PRESETS
-    from empirical.run import build_mix, prepare_assets
+    from empirical.assets import build_mix, prepare_assets
 
     folder = _user_folder(tmp_path)
     user = concept_data_from_folder(folder, size=16, held_out=2, fmt=FolderFormat("path", "prompt"),

@@ -12,7 +12,7 @@ from scipy import stats
 import json
 
 from empirical.report import aggregate, main, mean_ci, read_rows, spearman
-from empirical.run import COLUMNS
+from empirical.layout import COLUMNS
 
 
 def _write(folder: Path, rows: list[dict]) -> None:

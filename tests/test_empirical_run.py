@@ -15,7 +15,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from empirical.run import COLUMNS, main  # noqa: E402
+from empirical.layout import COLUMNS  # noqa: E402
+
+from empirical.run import main  # noqa: E402
 from theory.cli import InputError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +114,7 @@ def test_scratch_scenario_runs(tmp_path: Path, cache: Path):
 
 def test_continuous_seeds_share_the_base_model_and_settings_do_not_mix(tmp_path: Path, cache: Path):
     from empirical.presets import get_preset
-    from empirical.run import prepare_assets, pretrained_state
+    from empirical.assets import prepare_assets, pretrained_state
 
     out = tmp_path / "b"
     base = ["--preset", "micro", "--poisoned-concepts", "0", "--out", str(out), "--cache", str(cache), "--quiet"]
@@ -176,7 +178,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, extra, message):
 def test_benign_per_concept_shrinks_the_mix_and_is_part_of_the_setting(tmp_path: Path, cache: Path):
     """--benign-per-concept M: the mix holds M clean pairs per concept plus the extras (so the poison volume
     C_P p / (K M) grows), and a folder written without it refuses a run with it (no mixed results)."""
-    from empirical.run import benign_subset
+    from empirical.assets import benign_subset
 
     labels = np.repeat(np.arange(3), 4)[::-1].copy()
     keep = benign_subset(labels, 2)
@@ -249,7 +251,7 @@ def test_track_attention_records_every_checkpoint(tmp_path):
 
 def test_first_difference_names_the_key_and_both_values():
     """Settings compare key by key (nested, sorted); keys only the newer setting has do not count."""
-    from empirical.run import first_difference, setting_difference
+    from empirical.layout import first_difference, setting_difference
 
     old = {"unet": {"channels": [32, 64], "head_dim": 32}, "steps": 500}
     assert first_difference(old, old) is None and setting_difference(old, dict(old)) == "none"
@@ -339,7 +341,7 @@ def test_mixed_precision_request_trains_in_bf16_and_is_part_of_the_setting(tmp_p
 
 
 def test_loss_log_keeps_one_loss_per_step_across_a_resume(tmp_path: Path):
-    from empirical.run import LossLog
+    from empirical.point import LossLog
 
     path = tmp_path / "loss.csv"
     log = LossLog(path, every=2)
@@ -367,7 +369,7 @@ def test_results_without_a_manifest_are_not_taken_for_this_run(tmp_path: Path, c
 
 
 def test_point_names_keep_target_modes_and_poison_types_apart():
-    from empirical.run import point_tag
+    from empirical.layout import point_tag
 
     assert point_tag("continuous", 0, 100, "poisoned") == "continuous-s0-cp100-poisoned"  # unchanged old names
     names = {point_tag("continuous", 0, 100, k, t, m) for k in ("poisoned", "control")

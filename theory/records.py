@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Sequence
 from theory.cli import InputError
 
 __all__ = ["COLUMN_ALIASES", "ResultsTable", "atomic_write_text", "current_column", "read_csv_rows", "ensure_writable_dir", "write_folder_atomically", "git_commit", "package_versions",
-           "read_table", "utc_now", "write_manifest", "command_line"]
+           "read_table", "save_npz_atomically", "utc_now", "write_manifest", "command_line"]
 
 
 def utc_now() -> str:
@@ -72,6 +72,19 @@ def write_folder_atomically(folder: Path, build: Callable[[Path], None], *, name
 
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def save_npz_atomically(path: Path, **arrays: Any) -> None:
+    """Write arrays to ``path`` (compressed .npz, no pickled objects) via a temporary file and a rename."""
+    import numpy as np
+
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
+    try:
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def ensure_writable_dir(path: Path, *, name: str = "--out") -> Path:

@@ -1,0 +1,230 @@
+"""What every point of an experiment shares (:class:`Assets`): the concept data, the frozen VAE and text encoder,
+the judge, the latents, the caption bank — and the clean pretraining that continuous and LoRA runs start from.
+Everything here is cached in ``--cache`` by the settings that determine it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from empirical.data import CAPTION_TEMPLATES, ConceptData, RenderConfig, caption, load_or_render
+from empirical.presets import Preset
+from empirical.pretrained import PretrainedBase, unet_from_base
+from empirical.processes import is_main_process
+from empirical.train import Mix, TrainConfig, encode_latents, train_unet
+from theory.records import DAMAGE, discard_damaged
+
+
+@dataclass
+class Assets:
+    """What every point of an experiment shares: renders, frozen encoders, latents, caption bank, judge."""
+
+    preset: Preset
+    data: ConceptData
+    held: ConceptData
+    text_encoder: object
+    vae: object
+    judge: object
+    mu: object
+    sigma: object
+    captions: list[str]
+    contexts: object
+    clean_features: dict[int, np.ndarray]
+    quality: dict[str, float]
+    data_key: str
+    base: PretrainedBase | None = None  # a Stable Diffusion folder's UNet and schedule (--pretrained)
+    own_captions: bool = False  # a user's data: clean pairs keep their own captions (rows after the templates)
+
+    @property
+    def scheduler_config(self) -> dict | None:
+        """The training/sampling schedule: the base model's own, or ours (None)."""
+        return self.base.scheduler_config if self.base is not None else None
+
+    def caption_row(self, concept: int, template: int) -> int:
+        """Row of concept ``concept``'s caption template ``template`` in the caption bank."""
+        return concept * len(CAPTION_TEMPLATES) + template % len(CAPTION_TEMPLATES)
+
+    def clean_caption_rows(self, idx: np.ndarray) -> np.ndarray:
+        """Caption-bank rows of clean pairs ``idx``: their own captions for a user's data (stored after the
+        templates), else template ``i mod T`` of their concept (what the renders' captions are)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        t = len(CAPTION_TEMPLATES)
+        if self.own_captions:
+            return len(self.data.names) * t + idx
+        return self.data.labels[idx] * t + idx % t
+
+    @property
+    def empty(self) -> int:
+        return len(self.captions) - 1
+
+
+def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = False,
+                   log=lambda msg: None, pretrained: tuple | None = None, judge_path: Path | None = None,
+                   user_data: tuple | None = None) -> Assets:
+    """Render (or load) the data, load the text encoder, train (or load) the VAE and the judge, measure both.
+    ``pretrained`` = (base, VAE, text encoder) of :func:`empirical.pretrained.load_base`: its VAE and text encoder
+    replace ours (no VAE is trained) and its UNet becomes the base of continuous and LoRA runs. ``judge_path``, a
+    local CLIP folder, replaces the judge trained here (:class:`empirical.encoders.ClipJudge`). ``user_data`` =
+    (training, held-out, key) of :func:`empirical.folder_data.concept_data_from_folder` replaces the renders: a
+    user's own pairs, with their own captions."""
+    import torch
+
+    from empirical.encoders import TextEncoder, load_or_train_judge
+    from empirical.model import load_or_train_vae, vae_reconstruction_error
+
+    if user_data is not None:
+        data, held, data_key = user_data
+    else:
+        data = load_or_render(preset.render, cache_dir)
+        held_cfg = RenderConfig(**{**asdict(preset.render), "per_concept": preset.held_out, "variant": 1})
+        held = load_or_render(held_cfg, cache_dir)
+        data_key = preset.render.key() + "-" + "-".join(data.fonts)
+    for notice in data.notices:
+        log(f"note: {notice}")
+    base = pretrained[0] if pretrained else None
+    if base is not None:
+        data_key += f"-sd{base.key}"
+    log(f"data: {len(data.names)} concepts, {len(data)} training pairs ({len(held)} held out) at "
+        f"{data.images.shape[1]}px, {', '.join(data.fonts)}")
+    dev = preset.device
+    t0 = time.perf_counter()
+    if base is not None:
+        _, vae, te = pretrained
+        log(f"base model: {base.path} (UNet {sum(v.numel() for v in base.unet_state.values()) / 1e6:.1f} M "
+            f"parameters, images {base.image_size}px)")
+    else:
+        te = TextEncoder(device=dev)
+        vae = load_or_train_vae(data.images, preset.vae, cache_dir=cache_dir, data_key=data_key, progress=progress,
+                                device=dev)
+    vae_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    # The judge reads generated images, which come out of the VAE decoder: it trains on the clean renders and
+    # on their VAE reconstructions (same captions), still clean data only.
+    if judge_path is not None:
+        from empirical.encoders import ClipJudge
+
+        judge = ClipJudge(judge_path, data.names, device=dev)
+    else:
+        recon_train = _reconstruct(vae, data.images)
+        judge = load_or_train_judge(np.concatenate([data.images, recon_train]), data.captions * 2,
+                                    np.concatenate([data.labels, data.labels]), data.names, te, preset.judge,
+                                    cache_dir=cache_dir, data_key=f"{data_key}-vae{preset.vae.key(data_key)}-recon",
+                                    progress=progress, device=dev)
+    judge_s = time.perf_counter() - t0
+    judge_acc = float(np.mean(judge.classify(held.images) == held.labels))
+    vae_mse = vae_reconstruction_error(vae, held.images)
+    recon = _reconstruct(vae, held.images)
+    judge_recon_acc = float(np.mean(judge.classify(recon) == held.labels))
+    log(f"judge: {judge_acc:.3f} on held-out clean renders ({judge_recon_acc:.3f} on their VAE reconstructions); "
+        f"VAE held-out MSE {vae_mse:.4f}")
+    mu, sigma = encode_latents(vae, data.images)
+    captions = [caption(n, j) for n in data.names for j in range(len(CAPTION_TEMPLATES))]
+    captions += (list(data.captions) if user_data is not None else []) + [""]
+    contexts = te.token_states(captions)
+    feats = judge.image_features(held.images)
+    clean_features = {c: feats[held.labels == c] for c in range(len(data.names))}
+    quality = {"judge_heldout_acc": judge_acc, "judge_recon_acc": judge_recon_acc, "vae_heldout_mse": vae_mse,
+               "vae_s": vae_s, "judge_s": judge_s, "vae_params": sum(p.numel() for p in vae.parameters()),
+               "threads": torch.get_num_threads()}
+    return Assets(preset, data, held, te, vae, judge, mu, sigma, captions, contexts, clean_features, quality,
+                  data_key, base, own_captions=user_data is not None)
+
+
+def _reconstruct(vae, images: np.ndarray) -> np.ndarray:
+    import torch
+
+    from empirical.encoders import to_tensor
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), 256):
+            x = to_tensor(images[i:i + 256]).to(vae.device)
+            rec = vae.decode(vae.encode(x).latent_dist.mean).sample.cpu()
+            out.append(((rec.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out)
+
+
+def benign_subset(labels: np.ndarray, per_concept: int | None) -> np.ndarray:
+    """Indices of the first ``per_concept`` clean pairs of every concept (all pairs when None), in order."""
+    if per_concept is None:
+        return np.arange(len(labels))
+    rank = np.zeros(len(labels), dtype=np.int64)
+    for c in np.unique(labels):
+        where = np.flatnonzero(labels == c)
+        rank[where] = np.arange(len(where))
+    return np.flatnonzero(rank < per_concept)
+
+
+def build_mix(assets: Assets, extra_images: np.ndarray, extra_concepts: np.ndarray,
+              new_pixels: np.ndarray | None = None, benign: int | None = None) -> tuple[Mix, list[str]]:
+    """The clean set (its first ``benign`` pairs per concept when given) plus extra pairs (image index, caption
+    concept); returns the mix and its caption texts. Indices ≥ len(clean set) refer to ``new_pixels`` (images
+    made for this mix, e.g. Nightshade poisons), whose latent posteriors are encoded here."""
+    mu, sigma = assets.mu, assets.sigma
+    if new_pixels is not None and len(new_pixels):
+        import torch
+
+        extra_mu, extra_sigma = encode_latents(assets.vae, new_pixels)
+        mu, sigma = torch.cat([mu, extra_mu]), torch.cat([sigma, extra_sigma])
+    clean = benign_subset(assets.data.labels, benign)
+    clean_rows = assets.clean_caption_rows(clean)
+    extra_rows = np.array([assets.caption_row(int(a), j) for j, a in enumerate(extra_concepts)], dtype=np.int64)
+    image_idx = np.concatenate([clean, extra_images]).astype(np.int64)
+    caption_idx = np.concatenate([clean_rows, extra_rows]).astype(np.int64)
+    mix = Mix(mu, sigma, assets.contexts, image_idx, caption_idx, assets.empty,
+              float(assets.vae.config.scaling_factor))
+    return mix, [assets.captions[i] for i in caption_idx]
+
+
+def fresh_unet(assets: Assets, seed: int):
+    """A UNet drawn with ``seed`` from the preset's config, or a copy of the base model's (``--pretrained``)."""
+    from empirical.model import build_unet
+
+    if assets.base is not None:
+        return unet_from_base(assets.base)
+    h = assets.mu.shape[-1]
+    return build_unet(assets.preset.unet, sample_size=h, latent_channels=assets.mu.shape[1],
+                      cross_attention_dim=assets.text_encoder.dim, seed=seed)
+
+
+def pretrained_state(assets: Assets, seed: int, cache_dir: Path | None, *, progress: bool = False) -> dict:
+    """EMA weights of the clean pretraining of ``continuous`` (cached; resumable after a kill)."""
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    cfg = TrainConfig(**{**asdict(assets.preset.pretrain), "seed": seed})
+    # The folder is shared by pretraining runs that differ only in length: a longer one resumes from the final
+    # checkpoint of a shorter one (train.py), and ema-<steps>.safetensors keeps each length's result.
+    same = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "checkpoint_every")}
+    key = hashlib.sha256(json.dumps({"data": assets.data_key, "vae": asdict(assets.preset.vae),
+                                     "unet": asdict(assets.preset.unet), "train": same,
+                                     "text": str(assets.text_encoder.path)}, sort_keys=True).encode()
+                         ).hexdigest()[:16]
+    folder = (Path(cache_dir) if cache_dir is not None else Path(".")) / f"pretrain-{key}"
+    final = folder / f"ema-{cfg.steps}.safetensors"
+    if final.is_file():
+        try:
+            return load_file(str(final))
+        except DAMAGE as exc:
+            discard_damaged(final, exc)  # retrained, resuming from the last checkpoint when it is readable
+    mix, _ = build_mix(assets, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    _, ema = train_unet(fresh_unet(assets, seed), mix, cfg, checkpoint_dir=folder, progress=progress,
+                        device=assets.preset.device)
+    if is_main_process():  # under DDP every process holds the same EMA; one writes it
+        tmp = folder / f"ema.tmp{os.getpid()}.safetensors"
+        save_file({k: v.contiguous() for k, v in ema.items()}, str(tmp))
+        os.replace(tmp, final)
+    return ema
+
+
+def same_training(a: TrainConfig, b: TrainConfig) -> bool:
+    """Whether two training configs train the same way (checkpoint spacing and seed aside)."""
+    skip = ("checkpoint_every", "seed")
+    return {k: v for k, v in asdict(a).items() if k not in skip} == {k: v for k, v in asdict(b).items()
+                                                                      if k not in skip}

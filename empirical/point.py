@@ -1,0 +1,266 @@
+"""One experiment point: train the scenario on its mix (clean pairs plus poisons or control pairs), generate
+every concept's images at fixed seeds, measure them, and write the point's files (grid, attention maps, per-concept
+readings, loss curve). :mod:`empirical.experiment` loops over the points."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from empirical.assets import Assets, same_training, build_mix, fresh_unet, pretrained_state
+from empirical.data import PAPER_CONCEPTS, caption
+from empirical.evaluate import generated_measures, mix_alignment_difficulty, per_concept_table, prompts_and_seeds
+from empirical.layout import TRACK_COLUMNS, cell, point_tag
+from empirical.poison_kinds import ExtraPairs, PoisonRequest, extra_pairs
+from empirical.poisons import PoisonPlan
+from empirical.processes import is_main_process, main_process_first
+from empirical.train import Mix, TrainConfig, add_lora, merged, save_lora_adapter, train_unet, with_weights
+from theory.records import ResultsTable, atomic_write_text, save_npz_atomically
+
+
+def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_dir: Path, cache_dir: Path | None,
+                *, base_seed: int = 0, progress: bool = False, on_checkpoint=None, on_step=None):
+    """Train one point of ``scenario`` on ``mix``; returns the UNet carrying its EMA weights.
+
+    ``scratch`` starts from an initialisation drawn with ``seed``. ``continuous`` starts from the clean
+    pretraining of seed ``base_seed`` -- the one given base model, like a released checkpoint, shared by all
+    seeds -- and ``seed`` draws the poisoned phase (poison plan, batches, noise). ``lora`` starts from the same
+    base model, frozen, and trains LoRA adapters (``preset.lora``) with the continued phase's settings."""
+    if scenario == "scratch":
+        unet = fresh_unet(assets, seed)
+        cfg = TrainConfig(**{**asdict(assets.preset.scratch), "seed": seed})
+        if len(mix) == len(assets.data) and same_training(cfg, assets.preset.pretrain):
+            # scratch on the clean set is the clean pretraining itself (same init, data, schedule): reuse it
+            unet.load_state_dict(pretrained_state(assets, seed, cache_dir, progress=progress))
+            return unet.eval(), cfg.steps
+    else:
+        unet = fresh_unet(assets, base_seed)
+        if assets.base is None:  # our own clean pretraining; a --pretrained folder's UNet is the base as loaded
+            unet.load_state_dict(pretrained_state(assets, base_seed, cache_dir, progress=progress))
+        cfg = TrainConfig(**{**asdict(assets.preset.continued), "seed": seed + 1})
+        if scenario == "lora":
+            add_lora(unet, assets.preset.lora, seed=seed + 2)
+    unet, ema = train_unet(unet, mix, cfg, checkpoint_dir=checkpoint_dir, progress=progress,
+                           device=assets.preset.device, scheduler_config=assets.scheduler_config,
+                           on_checkpoint=on_checkpoint, on_step=on_step)
+    return with_weights(unet, ema), cfg.steps
+
+
+def attention_tracker(assets: Assets, table: ResultsTable, poisoned: list[int], key: dict, per_concept: int = 2):
+    """An ``on_checkpoint`` callback recording, at each training checkpoint, the cross-attention statistics and
+    the judge's reading of ``per_concept`` images of each grid concept (the paper's eight where present) generated
+    with the EMA weights so far: rows of ``TRACK_COLUMNS`` appended to ``table`` (``--track-attention``)."""
+    from empirical.attention import generate_with_attention
+    from empirical.model import assemble_pipeline
+
+    names = assets.data.names
+    shown = [c for c in PAPER_CONCEPTS if c in names] or names[:8]
+    ev = assets.preset.evaluation
+    prompts = [caption(c, 0) for c in shown for _ in range(per_concept)]
+    phrases = [c for c in shown for _ in range(per_concept)]
+    seeds = [ev.seed + names.index(c) * ev.per_concept + j for c in shown for j in range(per_concept)]
+    truth = np.array([names.index(c) for c in phrases])
+
+    def record(step: int, unet, ema: dict) -> None:
+        pipe = assemble_pipeline(assets.vae, with_weights(unet, {k: v.detach().cpu() for k, v in ema.items()}),
+                                 assets.text_encoder, assets.scheduler_config)
+        att = generate_with_attention(pipe, prompts, seeds, phrases, steps=ev.steps, guidance=ev.guidance)
+        prob = assets.judge.probabilities(att.images)
+        rows = []
+        for i, concept in enumerate(phrases):
+            rows.append({**key, "step": step, "concept": concept, "poisoned": int(names.index(concept) in poisoned),
+                         "read_right": int(prob[i].argmax() == truth[i]), "prob_right": float(prob[i, truth[i]]),
+                         **{f"attn_{k}": float(v[i]) for k, v in att.statistics.items()}})
+        table.append([{k: cell(r[k]) for k in TRACK_COLUMNS} for r in rows])
+
+    return record
+
+
+def grid_image(images: np.ndarray, rows: list[str], per_row: int, scale: int = 2):
+    """A labelled PNG grid: one row of ``per_row`` images per name (images in row-major order)."""
+    from PIL import Image, ImageDraw
+
+    h = images.shape[1] * scale
+    label_w = 90
+    canvas = Image.new("RGB", (label_w + per_row * h, len(rows) * h), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, name in enumerate(rows):
+        draw.text((2, r * h + h // 2 - 5), name[:14], fill="black")
+        for j in range(per_row):
+            im = Image.fromarray(images[r * per_row + j]).resize((h, h), Image.NEAREST)
+            canvas.paste(im, (label_w + j * h, r * h))
+    return canvas
+
+
+class LossLog:
+    """The training loss of one point, step by step, in ``path`` (CSV: step, loss; full precision), rewritten
+    every ``every`` steps and at the end. After a resume the retrained steps replace their earlier rows, so the
+    file holds one loss per step whatever the kills."""
+
+    def __init__(self, path: Path, every: int = 50):
+        self.path, self.every = Path(path), every
+        self.loss: dict[int, float] = {}
+        if self.path.is_file():
+            for line in self.path.read_text().splitlines()[1:]:
+                try:
+                    step, value = line.split(",")
+                    self.loss[int(step)] = float(value)
+                except ValueError:
+                    continue  # a line cut by a kill: that step is retrained and written again
+
+    def __call__(self, step: int, loss: float) -> None:
+        self.loss[step + 1] = loss
+        if (step + 1) % self.every == 0:
+            self.write()
+
+    def write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path, "step,loss\n" + "".join(f"{k},{self.loss[k]!r}\n" for k in sorted(self.loss)))
+
+
+def point_mix(assets: Assets, plan: PoisonPlan, *, kind: str, poison_type: str, c_p: int, p: int, seed: int,
+              cache_dir: Path | None = None, progress: bool = False, benign: int | None = None):
+    """The training mix of one point: the clean set (its first ``benign`` pairs per concept when given) plus the
+    extra pairs of its kind (:mod:`empirical.poison_kinds`). Returns (recorded poison type, extra pairs, mix,
+    caption texts)."""
+    req = PoisonRequest(plan, c_p, p, assets.data.images, assets.data.labels, seed, assets.vae,
+                        assets.preset.nightshade, cache_dir, progress)
+    with main_process_first():  # process 0 makes and caches pixel poisons, the others load them
+        ptype, batch = extra_pairs(kind, poison_type, req)
+    mix, texts = build_mix(assets, batch.image_idx, batch.concepts, new_pixels=batch.new_pixels, benign=benign)
+    return ptype, batch, mix, texts
+
+
+def measure_point(assets: Assets, unet, plan: PoisonPlan, c_p: int, batch: ExtraPairs, mix: Mix,
+                  texts: list[str]) -> tuple[dict, Any, np.ndarray]:
+    """Generate every concept's evaluation images with ``unet`` and measure them (:mod:`empirical.evaluate`), and
+    the AD of the mix with the judge. Returns (row, attention record, concept of each generated image). A control
+    is measured on the same split: its "poisoned" concepts are the ones that got the extra (correctly labelled)
+    pairs, and its attack success is the chance rate of reading them as the would-be target."""
+    from empirical.attention import generate_with_attention
+    from empirical.model import assemble_pipeline
+
+    pipe = assemble_pipeline(assets.vae, unet, assets.text_encoder, assets.scheduler_config)
+    names, ev = assets.data.names, assets.preset.evaluation
+    prompts, seeds, gen_labels = prompts_and_seeds(names, ev)
+    att = generate_with_attention(pipe, prompts, seeds, [names[c] for c in gen_labels], steps=ev.steps,
+                                  guidance=ev.guidance)
+    poisoned = plan.poisoned(c_p)
+    row = generated_measures(assets.judge, att.images, gen_labels, prompts, poisoned, dict(plan.pairs(c_p)),
+                             assets.clean_features)
+    is_poison = np.r_[np.zeros(len(mix) - len(batch), bool), batch.is_poison]  # the mix ends with the extra pairs
+    pixels = batch.pixels(assets.data.images)
+    row.update(mix_alignment_difficulty(assets.judge, pixels[mix.image_idx], texts, is_poison))
+    row.update(batch.report)
+    return row, att, gen_labels
+
+
+def write_point_files(out: Path, tag: str, assets: Assets, att, gen_labels: np.ndarray, row: dict,
+                      poisoned: list[int]) -> list[dict]:
+    """The point's sample grid and attention overlay (``grids/<tag>*.png``), its per-concept readings and row
+    (``points/<tag>.json``) and the grid concepts' images and concept-token maps (``points/<tag>-attention.npz``,
+    a few hundred KB, for figures). Returns the per-concept table."""
+    from empirical.attention import overlay
+
+    names, images = assets.data.names, att.images
+    shown = [c for c in PAPER_CONCEPTS if c in names] or names[:8]
+    k = min(4, assets.preset.evaluation.per_concept)
+    sel = np.concatenate([np.flatnonzero(gen_labels == names.index(c))[:k] for c in shown])
+    maps = att.concept_maps()[sel]
+    (out / "grids").mkdir(exist_ok=True)
+    grid_image(images[sel], shown, k).save(out / "grids" / f"{tag}.png")
+    grid_image(np.stack([overlay(images[i], m) for i, m in zip(sel, maps)]), shown, k
+               ).save(out / "grids" / f"{tag}-attention.png")
+    table = per_concept_table(assets.judge, images, gen_labels, names)
+    for r in table:
+        m = gen_labels == names.index(r["concept"])
+        r.update({f"attn_{key}": float(np.nanmean(v[m])) for key, v in att.statistics.items()})
+    atomic_write_text(out / "points" / f"{tag}.json",
+                      json.dumps({"row": row, "poisoned": [names[c] for c in poisoned], "concepts": table},
+                                 indent=1, default=float))
+    save_npz_atomically(out / "points" / f"{tag}-attention.npz", images=images[sel], maps=maps.astype(np.float16),
+                        concepts=np.asarray([names[gen_labels[i]] for i in sel]))
+    return table
+
+
+def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p: int, kind: str, p: int,
+              out: Path, cache_dir: Path | None, base_seed: int = 0, poison_type: str = "dirty",
+              progress: bool = False, keep_model: bool = False, track: ResultsTable | None = None,
+              benign: int | None = None) -> dict | None:
+    """Train and measure one (seed, C_P, kind) point; writes its files; returns its row (None on processes > 0).
+    ``poison_type`` (a key of :data:`POISON_KINDS`) applies to ``kind == "poisoned"``; controls are the same for
+    every type. ``benign``: clean pairs per concept in the mix (all when None); the clean pretraining of
+    continuous and LoRA always uses every pair (it is the shared base model)."""
+    poison_type, batch, mix, texts = point_mix(assets, plan, kind=kind, poison_type=poison_type, c_p=c_p, p=p,
+                                               seed=seed, cache_dir=cache_dir, progress=progress, benign=benign)
+    tag = point_tag(scenario, seed, c_p, kind, poison_type, plan.mode)
+    ckpt = out / "checkpoints" / tag
+    key = {"seed": seed, "scenario": scenario, "c_p": c_p, "kind": kind, "poison_type": poison_type,
+           "poison_per_concept": p, "targets": plan.mode}
+    tracker = attention_tracker(assets, track, plan.poisoned(c_p), key) if track is not None else None
+    t0 = time.perf_counter()
+    losses = LossLog(out / "points" / f"{tag}-loss.csv") if is_main_process() else None
+    unet, steps = train_point(assets, scenario, seed, mix, ckpt, cache_dir, base_seed=base_seed, progress=progress,
+                              on_checkpoint=tracker, on_step=losses)
+    if losses is not None:
+        losses.write()
+    train_s = time.perf_counter() - t0
+    if not is_main_process():  # under DDP the other processes only train; process 0 evaluates and writes
+        return None
+    t0 = time.perf_counter()
+    row, att, gen_labels = measure_point(assets, unet, plan, c_p, batch, mix, texts)
+    eval_s = time.perf_counter() - t0
+    names, poisoned = assets.data.names, plan.poisoned(c_p)
+    row.update({**key, "steps": steps, "n_concepts": len(names), "n_unpoisoned": len(names) - len(poisoned),
+                "n_pairs": len(mix), "train_s": round(train_s, 2), "eval_s": round(eval_s, 2)})
+    table = write_point_files(out, tag, assets, att, gen_labels, row, poisoned)
+    row["attention"] = attention_rows(att.statistics, gen_labels, poisoned)
+    row["concepts"] = [{**r, "poisoned": int(names.index(r["concept"]) in poisoned)} for r in table]
+    if keep_model:
+        keep_model_files(assets, unet, scenario, base_seed, out / "models", tag, cache_dir)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return row
+
+
+def keep_model_files(assets: Assets, unet, scenario: str, base_seed: int, models: Path, tag: str,
+                     cache_dir: Path | None) -> None:
+    """``--keep-models``: a full pipeline folder ``models/<tag>`` for scratch and continuous; for lora only the
+    adapter (``models/<tag>/pytorch_lora_weights.safetensors``) and ``adapter.json`` naming its base model —
+    the ``--pretrained`` folder, or our clean base saved once as ``models/base-b<base seed>``. Load with
+    ``pipe = empirical.model.load_pipeline(base); pipe.load_lora_weights(models/<tag>)``."""
+    from empirical.model import assemble_pipeline, save_pipeline
+
+    if scenario != "lora":
+        save_pipeline(assemble_pipeline(assets.vae, merged(unet), assets.text_encoder, assets.scheduler_config),
+                      models / tag)
+        return
+    if assets.base is not None:
+        base = str(assets.base.path)
+    else:
+        folder = models / f"base-b{base_seed}"
+        if not (folder / "model_index.json").is_file():
+            clean = fresh_unet(assets, base_seed)
+            clean.load_state_dict(pretrained_state(assets, base_seed, cache_dir))
+            save_pipeline(assemble_pipeline(assets.vae, clean, assets.text_encoder, assets.scheduler_config), folder)
+        base = folder.name
+    save_lora_adapter(unet, models / tag)
+    atomic_write_text(models / tag / "adapter.json", json.dumps({"base": base, "lora": asdict(assets.preset.lora)},
+                                                                indent=1))
+
+
+def attention_rows(stats: dict[str, np.ndarray], labels: np.ndarray, poisoned: list[int]) -> list[dict]:
+    """Mean cross-attention statistics (empirical.attention) of the prompts of unpoisoned and of poisoned
+    concepts (a control's "poisoned" group: the concepts that got its extra pairs)."""
+    is_p = np.isin(labels, np.asarray(poisoned, dtype=np.int64))
+    rows = []
+    for group, m in (("unpoisoned", ~is_p), ("poisoned", is_p)):
+        if m.any():
+            rows.append({"group": group, "n_prompts": int(m.sum()),
+                         **{f"attn_{k}": float(np.nanmean(v[m])) for k, v in stats.items()}})
+    return rows

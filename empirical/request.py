@@ -1,0 +1,127 @@
+"""From ``python -m empirical.run``'s arguments to an :class:`empirical.experiment.Experiment`: every argument
+checked, and the inputs that can be wrong (a base model, a judge, a user's folder) loaded, before anything is
+written — a bad one is one :class:`theory.cli.InputError` naming it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+
+from empirical.experiment import Experiment
+from empirical.poison_kinds import POISON_TYPES
+from empirical.poisons import TARGET_MODES
+from empirical.presets import default_poisoned_concepts, get_preset, with_overrides, with_runtime
+from empirical.train import SCENARIOS
+from theory.cli import InputError, parse_int_list, parse_seeds
+from theory.validate import check_threads, torch_device
+
+
+def _choice(value: str, choices: Sequence[str], what: str) -> str:
+    if value not in choices:
+        raise InputError(f"unknown {what} {value!r}; choose from {', '.join(choices)}")
+    return value
+
+
+def _channels(spec: str | None) -> tuple[int, ...] | None:
+    """``"32,64"`` -> (32, 64), in the order given (InputError for anything else)."""
+    try:
+        return None if spec is None else tuple(int(x) for x in spec.split(","))
+    except ValueError:
+        raise InputError(f"--unet-channels must be a comma list of integers, e.g. 32,64; got {spec!r}") from None
+
+
+def _check_numbers(args) -> None:
+    for name, value, low in (("--n-concepts", args.concepts, 2), ("--steps", args.steps, 1),
+                             ("--base-seed", args.base_seed, 0), ("--poison-per-concept", args.poison_per_concept, 0)):
+        if value is not None and value < low:
+            raise InputError(f"{name} must be >= {low}, got {value}")
+    check_threads(args.threads)
+    if args.device is not None:
+        import torch
+
+        torch_device(torch, args.device)
+
+
+def _check_data_options(args) -> None:
+    """The options that name a user's data are given together, and only with --train-data-dir."""
+    if args.train_data_dir is None:
+        if args.concepts_file or args.caption_template:
+            raise InputError("--concepts-file and --caption-template name the concepts of --train-data-dir; there "
+                             "is none")
+        if not (args.image_column == "file_name" and args.caption_column == "text"):
+            raise InputError("--image-column and --caption-column read --train-data-dir; there is none")
+        return
+    if args.concepts is not None:
+        raise InputError("--n-concepts: with --train-data-dir the concepts are the data's")
+    if (args.concepts_file is None) == (args.caption_template is None):
+        raise InputError("--train-data-dir needs its concepts: --concepts-file FILE or --caption-template "
+                         "'a photo of a {}' (one of the two)")
+
+
+def _inputs(args, preset):
+    """Load (and so validate, before anything is written) the base model, the judge and the user's data; returns
+    them with the preset adapted to them (image size of the base model, K and m of the user's data)."""
+    from empirical.folder_data import FolderFormat, concept_data_from_folder
+    from theory.captions import read_concepts_file
+    from theory.records import content_key
+
+    pretrained = judge_key = user_data = None
+    if args.pretrained is not None:
+        if args.scenario == "scratch":
+            raise InputError("--pretrained is the base model of continuous and lora; scratch trains from an "
+                             "initialisation and would not use it")
+        from empirical.pretrained import load_base
+
+        pretrained = load_base(args.pretrained, device=preset.device, variant=args.variant)
+        preset = replace(preset, render=replace(preset.render, size=pretrained[0].image_size))
+    if args.judge is not None:
+        from empirical.encoders import load_clip
+
+        load_clip(args.judge)
+        judge_key = "clip:" + content_key(args.judge)  # its weights too, not only its config
+    if args.train_data_dir is not None:  # its K sets the C_P range
+        names = read_concepts_file(args.concepts_file) if args.concepts_file else None
+        user_data = concept_data_from_folder(args.train_data_dir, size=preset.render.size, held_out=preset.held_out,
+                                             fmt=FolderFormat(args.image_column, args.caption_column), names=names,
+                                             template=args.caption_template)
+        counts = np.bincount(user_data[0].labels)
+        preset = replace(preset, render=replace(preset.render, concepts=len(user_data[0].names),
+                                                per_concept=int(counts.max())))
+    return preset, pretrained, judge_key, user_data
+
+
+def resolve(args) -> Experiment:
+    """The experiment the arguments ask for, every argument checked (InputError naming the first bad one)."""
+    preset = get_preset(args.preset)
+    _choice(args.scenario, SCENARIOS, "scenario")
+    _choice(args.poison_type, POISON_TYPES, "poison type")
+    _choice(args.targets, TARGET_MODES, "target mode")
+    _check_numbers(args)
+    _check_data_options(args)
+    if args.variant is not None and args.pretrained is None:
+        raise InputError("--variant chooses the weights of a --pretrained folder; there is none")
+    preset = with_overrides(preset, steps=args.steps, concepts=args.concepts,
+                            unet_channels=_channels(args.unet_channels), epsilon=args.epsilon,
+                            pgd_steps=args.pgd_steps, lora_rank=args.lora_rank)
+    preset, notes = with_runtime(preset, mixed_precision=args.mixed_precision, device=args.device, environ=os.environ)
+    if preset.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError(f"preset {preset.name!r} needs a CUDA GPU and none is available")
+    preset, pretrained, judge_key, user_data = _inputs(args, preset)
+    k = preset.render.concepts
+    c_ps = parse_int_list(args.poisoned_concepts, name="--poisoned-concepts") if args.poisoned_concepts is not None \
+        else default_poisoned_concepts(k)
+    if max(c_ps) > k:
+        raise InputError(f"--poisoned-concepts {max(c_ps)} exceeds the number of concepts ({k})")
+    if args.benign_per_concept is not None and not 1 <= args.benign_per_concept <= preset.render.per_concept:
+        raise InputError(f"--benign-per-concept must be in 1..{preset.render.per_concept} (the clean pairs per "
+                         f"concept), got {args.benign_per_concept}")
+    p = preset.poison_per_concept if args.poison_per_concept is None else args.poison_per_concept
+    return Experiment(preset, args.scenario, c_ps, p, parse_seeds(args.seeds), args.out, args.cache, args.base_seed,
+                      args.targets, args.poison_type, args.benign_per_concept, not args.no_control,
+                      args.keep_models, args.track_attention, pretrained, args.judge, judge_key, user_data, notes)
