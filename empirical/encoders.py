@@ -28,6 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
+from empirical.seeding import seeded
 from theory.cli import InputError, first_line
 from theory.records import DAMAGE, discard_damaged
 
@@ -376,9 +377,9 @@ def train_judge(images: np.ndarray, captions: Sequence[str], groups: np.ndarray,
 
     from empirical.schedule import warmup_cosine
 
-    torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    modules = _build_judge_modules(cfg, text_encoder.dim).to(device)
+    with seeded(cfg.seed):
+        modules = _build_judge_modules(cfg, text_encoder.dim).to(device)
     log_temp = torch.nn.Parameter(torch.tensor(float(np.log(cfg.temperature)), device=device))
     uniq = sorted(set(captions))
     row = {t: i for i, t in enumerate(uniq)}

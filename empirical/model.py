@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from empirical.seeding import seeded
 from theory.cli import InputError, first_line
 from theory.records import DAMAGE, discard_damaged
 
@@ -65,30 +66,29 @@ class UNetConfig:
 
 def build_vae(cfg: VAEConfig):
     """A fresh AutoencoderKL for RGB images (seeded with ``cfg.seed``)."""
-    import torch
     from diffusers import AutoencoderKL
 
-    torch.manual_seed(cfg.seed)
     n = len(cfg.channels)
-    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
-                         up_block_types=("UpDecoderBlock2D",) * n, block_out_channels=tuple(cfg.channels),
-                         layers_per_block=cfg.layers_per_block, latent_channels=cfg.latent_channels,
-                         norm_num_groups=cfg.norm_groups, sample_size=32)
+    with seeded(cfg.seed):
+        return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
+                             up_block_types=("UpDecoderBlock2D",) * n, block_out_channels=tuple(cfg.channels),
+                             layers_per_block=cfg.layers_per_block, latent_channels=cfg.latent_channels,
+                             norm_num_groups=cfg.norm_groups, sample_size=32)
 
 
 def build_unet(cfg: UNetConfig, *, sample_size: int, latent_channels: int, cross_attention_dim: int, seed: int):
     """A fresh UNet2DConditionModel (seeded) with cross-attention on the flagged levels and the mid block."""
-    import torch
     from diffusers import UNet2DConditionModel
 
     cfg.validate()
-    torch.manual_seed(seed)
     down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in cfg.attention)
     up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.attention))
-    return UNet2DConditionModel(sample_size=sample_size, in_channels=latent_channels, out_channels=latent_channels,
-                                down_block_types=down, up_block_types=up, block_out_channels=tuple(cfg.channels),
-                                layers_per_block=cfg.layers_per_block, cross_attention_dim=cross_attention_dim,
-                                attention_head_dim=cfg.head_dim, norm_num_groups=cfg.norm_groups)
+    with seeded(seed):
+        return UNet2DConditionModel(sample_size=sample_size, in_channels=latent_channels,
+                                    out_channels=latent_channels, down_block_types=down, up_block_types=up,
+                                    block_out_channels=tuple(cfg.channels), layers_per_block=cfg.layers_per_block,
+                                    cross_attention_dim=cross_attention_dim, attention_head_dim=cfg.head_dim,
+                                    norm_num_groups=cfg.norm_groups)
 
 
 def n_params(module) -> int:

@@ -20,32 +20,24 @@ from empirical.layout import TRACK_COLUMNS, cell, point_tag
 from empirical.poison_kinds import ExtraPairs, PoisonRequest, extra_pairs
 from empirical.poisons import PoisonPlan
 from empirical.processes import is_main_process, main_process_first
-from empirical.train import Mix, TrainConfig, add_lora, merged, save_lora_adapter, train_unet, with_weights
+from empirical.scenarios import SCENARIOS, Start
+from empirical.train import Mix, TrainConfig, merged, save_lora_adapter, train_unet, with_weights
 from theory.records import ResultsTable, atomic_write_text, save_npz_atomically
 
 
 def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_dir: Path, cache_dir: Path | None,
                 *, base_seed: int = 0, progress: bool = False, on_checkpoint=None, on_step=None):
-    """Train one point of ``scenario`` on ``mix``; returns the UNet carrying its EMA weights.
-
-    ``scratch`` starts from an initialisation drawn with ``seed``. ``continuous`` starts from the clean
-    pretraining of seed ``base_seed`` -- the one given base model, like a released checkpoint, shared by all
-    seeds -- and ``seed`` draws the poisoned phase (poison plan, batches, noise). ``lora`` starts from the same
-    base model, frozen, and trains LoRA adapters (``preset.lora``) with the continued phase's settings."""
-    if scenario == "scratch":
-        unet = fresh_unet(assets, seed)
+    """Train one point of ``scenario`` (:data:`empirical.scenarios.SCENARIOS`) on ``mix``; returns the UNet
+    carrying its EMA weights and the number of steps. Scratch training on the clean set alone is the clean
+    pretraining itself (same initialisation, data and schedule): it is reused from the cache."""
+    start = Start(assets, seed, base_seed, cache_dir, progress)
+    if scenario == "scratch" and len(mix) == len(assets.data):
         cfg = TrainConfig(**{**asdict(assets.preset.scratch), "seed": seed})
-        if len(mix) == len(assets.data) and same_training(cfg, assets.preset.pretrain):
-            # scratch on the clean set is the clean pretraining itself (same init, data, schedule): reuse it
+        if same_training(cfg, assets.preset.pretrain):
+            unet = fresh_unet(assets, seed)
             unet.load_state_dict(pretrained_state(assets, seed, cache_dir, progress=progress))
             return unet.eval(), cfg.steps
-    else:
-        unet = fresh_unet(assets, base_seed)
-        if assets.base is None:  # our own clean pretraining; a --pretrained folder's UNet is the base as loaded
-            unet.load_state_dict(pretrained_state(assets, base_seed, cache_dir, progress=progress))
-        cfg = TrainConfig(**{**asdict(assets.preset.continued), "seed": seed + 1})
-        if scenario == "lora":
-            add_lora(unet, assets.preset.lora, seed=seed + 2)
+    unet, cfg = SCENARIOS[scenario](start)
     unet, ema = train_unet(unet, mix, cfg, checkpoint_dir=checkpoint_dir, progress=progress,
                            device=assets.preset.device, scheduler_config=assets.scheduler_config,
                            on_checkpoint=on_checkpoint, on_step=on_step)

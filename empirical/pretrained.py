@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from empirical.seeding import seeded
 from theory.cli import InputError
 from theory.records import content_key, write_folder_atomically
 
@@ -111,24 +112,24 @@ def make_tiny_sd(folder: Path, *, seed: int = 0, sample_size: int = 8, text_dim:
     UNet: 2 levels (16, 32 channels), cross-attention at the lower level, ``sample_size``² latents; VAE: 2 levels
     (×2 down-sampling, so images are 2·sample_size pixels); CLIP text encoder: 2 layers of width ``text_dim`` over
     CLIP's real 49,408-token vocabulary; scheduler: SD's scaled-linear DDPM (β 0.00085 → 0.012)."""
-    import torch
     from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     folder = Path(folder)
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1,
-                                block_out_channels=(16, 32), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=text_dim,
-                                attention_head_dim=8, norm_num_groups=8)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
-                        norm_num_groups=4, sample_size=2 * sample_size)
-    tok_dir = write_clip_tokenizer(folder / "_tokenizer_build")
-    tokenizer = CLIPTokenizer.from_pretrained(tok_dir, local_files_only=True)
-    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=text_dim, intermediate_size=2 * text_dim,
-                                        num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
-                                        projection_dim=text_dim))
+    with seeded(seed):  # every module below draws its initial weights in turn
+        unet = UNet2DConditionModel(sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1,
+                                    block_out_channels=(16, 32),
+                                    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=text_dim,
+                                    attention_head_dim=8, norm_num_groups=8)
+        vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                            up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
+                            norm_num_groups=4, sample_size=2 * sample_size)
+        tok_dir = write_clip_tokenizer(folder / "_tokenizer_build")
+        tokenizer = CLIPTokenizer.from_pretrained(tok_dir, local_files_only=True)
+        text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=text_dim,
+                                            intermediate_size=2 * text_dim, num_hidden_layers=2, num_attention_heads=4,
+                                            max_position_embeddings=77, projection_dim=text_dim))
     sched = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                           prediction_type="epsilon", clip_sample=False, steps_offset=1)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=sched,
@@ -143,7 +144,6 @@ def make_tiny_sd(folder: Path, *, seed: int = 0, sample_size: int = 8, text_dim:
 def make_tiny_clip(folder: Path, *, seed: int = 0, image_size: int = 16) -> Path:
     """Write a tiny transformers CLIP folder (random weights, CLIP's real tokenizer, an image processor at
     ``image_size``): for tests of ``--judge`` and ``empirical.embed``, and to try those paths."""
-    import torch
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
     folder = Path(folder)
@@ -153,8 +153,8 @@ def make_tiny_clip(folder: Path, *, seed: int = 0, image_size: int = 16) -> Path
                      vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
                                     "num_attention_heads": 2, "image_size": image_size, "patch_size": image_size // 2},
                      projection_dim=8)
-    torch.manual_seed(seed)
-    CLIPModel(cfg).save_pretrained(folder, safe_serialization=True)
+    with seeded(seed):
+        CLIPModel(cfg).save_pretrained(folder, safe_serialization=True)
     proc = CLIPImageProcessor(size={"shortest_edge": image_size},
                               crop_size={"height": image_size, "width": image_size})
     CLIPProcessor(image_processor=proc, tokenizer=tok).save_pretrained(folder)

@@ -14,7 +14,7 @@ from empirical.experiment import Experiment
 from empirical.poison_kinds import POISON_TYPES
 from empirical.poisons import TARGET_MODES
 from empirical.presets import default_poisoned_concepts, get_preset, with_overrides, with_runtime
-from empirical.train import SCENARIOS
+from empirical.scenarios import SCENARIOS
 from theory.cli import InputError, parse_int_list, parse_seeds
 from theory.validate import check_threads, torch_device
 

@@ -27,7 +27,7 @@ from empirical.poison_kinds import POISON_TYPES
 from empirical.poisons import TARGET_MODES
 from empirical.presets import DEFAULT_CACHE, MIXED_PRECISION, PRESETS
 from empirical.request import resolve
-from empirical.train import SCENARIOS
+from empirical.scenarios import SCENARIOS
 from theory.cli import ArgumentParser, dry_run, path_arg, run_main
 
 

@@ -1,5 +1,5 @@
 """DDPM training of the UNet on a (possibly poisoned) training mix, with EMA, caption dropout and resumable
-checkpoints; scenarios ``scratch`` and ``continuous``.
+checkpoints, and LoRA adapters; where each scenario starts is :mod:`empirical.scenarios`.
 
 A training mix is a list of pairs (latent of an image, caption). Latents and caption token states are computed once
 (the VAE and the text encoder are frozen), so a step costs one UNet forward/backward: for a batch of pairs,
@@ -13,9 +13,8 @@ Checkpoints hold the UNet, the EMA weights, the AdamW moments and the sampler's 
 with the same weights as an uninterrupted run (same machine, same thread count). The learning rate is constant
 after warm-up, so a run asked for more steps continues from the final checkpoint of a shorter one.
 
-Scenarios (the paper's training scenarios): ``scratch`` trains a fresh UNet on clean + poison; ``continuous``
-pretrains on clean data once (cached) and continues on clean + poison; ``lora`` freezes the pretrained UNet and
-trains low-rank adapters (peft LoRA, W + (α/r)·BA on the attention projections) on clean + poison.
+LoRA (the ``lora`` scenario): the pretrained UNet frozen, low-rank adapters trained (peft LoRA, W + (α/r)·BA on
+the attention projections).
 """
 
 from __future__ import annotations
@@ -29,9 +28,8 @@ from typing import Callable
 
 import numpy as np
 
+from empirical.seeding import seeded
 from theory.cli import InputError
-
-SCENARIOS: tuple[str, ...] = ("scratch", "continuous", "lora")
 
 
 @dataclass(frozen=True)
@@ -74,13 +72,11 @@ class LoraSettings:
 
 def add_lora(unet, cfg: LoraSettings, *, seed: int):
     """Freeze ``unet`` and add LoRA adapters (seeded initialisation; the global RNG is left untouched)."""
-    import torch
     from peft import LoraConfig
 
     cfg.validate()
     unet.requires_grad_(False)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         unet.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha if cfg.alpha is not None else cfg.rank,
                                     init_lora_weights="gaussian", target_modules=list(cfg.targets)))
     return unet
@@ -276,18 +272,73 @@ def noisy_and_target(sched, z0, noise, t):
 # training loop
 
 
+def run_fingerprint(unet, mix: Mix, cfg: TrainConfig, scheduler_config: dict | None, processes: int) -> str:
+    """What a checkpoint must match to be resumed: the config (but ``steps`` and ``checkpoint_every``: after
+    warm-up the learning rate is constant, so a longer run resumes from a shorter one's checkpoint and ends where a
+    fresh longer run would), the mix, the initial weights, the schedule and the number of processes."""
+    init = hashlib.sha256(b"".join(p.detach().cpu().float().numpy().tobytes()[:4096]
+                                   for p in list(unet.parameters())[:8])).hexdigest()[:12]
+    fp = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "checkpoint_every")}
+    schedule = {"schedule": dict(scheduler_config)} if scheduler_config is not None else {}
+    procs = {"processes": processes} if processes > 1 else {}
+    return hashlib.sha256(json.dumps({**fp, "mix": mix.fingerprint(), "init": init, **schedule, **procs},
+                                     sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def draw_batch(mix: Mix, batch_size: int, caption_dropout: float, timesteps: int, gen):
+    """One batch, all from ``gen``: pair indices b ~ U{0..n−1}, captions (the empty one with probability
+    ``caption_dropout``), the posterior noise ξ, the diffusion noise ε and the timesteps t ~ U{0..T−1}.
+    Returns (image rows, caption rows, ξ, ε, t)."""
+    import torch
+
+    b = torch.randint(0, len(mix), (batch_size,), generator=gen)
+    i = torch.as_tensor(mix.image_idx, dtype=torch.long)[b]
+    c = torch.as_tensor(mix.caption_idx, dtype=torch.long)[b].clone()
+    c[torch.rand(batch_size, generator=gen) < caption_dropout] = mix.empty
+    xi = torch.randn((batch_size, *mix.mu.shape[1:]), generator=gen)
+    noise = torch.randn((batch_size, *mix.mu.shape[1:]), generator=gen)
+    t = torch.randint(0, timesteps, (batch_size,), generator=gen)
+    return i, c, xi, noise, t
+
+
+def ddpm_loss(unet, sched, z0, noise, t, context, autocast):
+    """The DDPM objective of one batch: ‖target − f_θ(z_t, t, c)‖² (mean), with z_t and the target (ε, or the
+    velocity for v-prediction) from the schedule (:func:`noisy_and_target`); the UNet runs under ``autocast``."""
+    import torch
+
+    zt, target = noisy_and_target(sched, z0, noise, t)
+    with autocast():
+        pred = unet(zt, t, encoder_hidden_states=context).sample
+    return torch.nn.functional.mse_loss(pred.float(), target)
+
+
+def ema_update(ema: dict, state: dict, frozen: set, decay: float) -> None:
+    """θ̄ ← d·θ̄ + (1 − d)·θ for every trainable floating-point tensor; the rest (frozen base weights under LoRA,
+    integer buffers) are copied."""
+    import torch
+
+    with torch.no_grad():
+        for k, v in state.items():
+            if v.dtype.is_floating_point and k not in frozen:
+                ema[k].mul_(decay).add_(v.detach().float(), alpha=1 - decay)
+            else:
+                ema[k].copy_(v)
+
+
 def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None = None, progress: bool = False,
                on_step: Callable[[int, float], None] | None = None, device: str = "cpu",
                scheduler_config: dict | None = None,
                on_checkpoint: Callable[[int, object, dict], None] | None = None) -> tuple[object, dict]:
     """Train ``unet`` in place on ``mix`` for ``cfg.steps`` steps; returns (unet, EMA state dict). The noise
     schedule is ours unless ``scheduler_config`` gives a pretrained model's (:func:`empirical.model.noise_scheduler`).
+    Each step: :func:`draw_batch`, z₀ = s·(μ + σ·ξ), :func:`ddpm_loss`, AdamW, :func:`ema_update` with
+    d = min(decay, (1 + k)/(10 + k)).
 
     The UNet is wrapped by ``accelerate`` (device placement, ``cfg.mixed_precision`` autocast). With a
-    ``checkpoint_dir`` the run resumes from its last checkpoint when the fingerprint (config, mix, initial
-    weights, number of processes) matches, and the final state is kept there. ``on_checkpoint(step, unet, ema)``
-    is called (process 0 only) at every ``cfg.checkpoint_every`` steps and at the end, with the live UNet module
-    and its EMA weights (read-only: copy what you keep), e.g. to follow cross-attention through training.
+    ``checkpoint_dir`` the run resumes from its last checkpoint when :func:`run_fingerprint` matches, and the final
+    state is kept there. ``on_checkpoint(step, unet, ema)`` is called (process 0 only) at every
+    ``cfg.checkpoint_every`` steps and at the end, with the live UNet module and its EMA weights (read-only: copy
+    what you keep), e.g. to follow cross-attention through training.
 
     Launched on several processes (``torchrun`` / ``accelerate launch``) the UNet is wrapped in DDP: every process
     draws its own batches (process 0 with the single-process stream, process r with a stream derived from
@@ -302,16 +353,8 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
 
     cfg.validate()
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=(device == "cpu"))
-    init = hashlib.sha256(b"".join(p.detach().cpu().float().numpy().tobytes()[:4096]
-                                   for p in list(unet.parameters())[:8])).hexdigest()[:12]
-    # ``steps`` and ``checkpoint_every`` are not part of the fingerprint: after warm-up the learning rate is
-    # constant, so a longer run resumes from a shorter one's checkpoint and ends where a fresh longer run would.
-    fp = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "checkpoint_every")}
-    schedule = {"schedule": dict(scheduler_config)} if scheduler_config is not None else {}
-    world, rank = accelerator.num_processes, accelerator.process_index
-    procs = {"processes": world} if world > 1 else {}
-    fingerprint = hashlib.sha256(json.dumps({**fp, "mix": mix.fingerprint(), "init": init, **schedule, **procs},
-                                            sort_keys=True, default=str).encode()).hexdigest()[:16]
+    rank = accelerator.process_index
+    fingerprint = run_fingerprint(unet, mix, cfg, scheduler_config, accelerator.num_processes)
     sched = noise_scheduler(scheduler_config)
     check_prediction_type(sched)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -327,10 +370,7 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
     dev = accelerator.device
     ema = {k: v.to(dev) for k, v in ema.items()}  # EMA lives beside the weights (no per-step transfers)
     mu, sigma, ctx = mix.mu.to(dev), mix.sigma.to(dev), mix.contexts.to(dev)
-    img_idx = torch.as_tensor(mix.image_idx, dtype=torch.long)
-    cap_idx = torch.as_tensor(mix.caption_idx, dtype=torch.long)
-    n = len(mix)
-    bs = min(cfg.batch_size, n)
+    bs = min(cfg.batch_size, len(mix))
     raw = accelerator.unwrap_model(unet)
     frozen = {k for k, p in raw.named_parameters() if not p.requires_grad}  # e.g. the base under LoRA: copied
     steps = range(start, cfg.steps)
@@ -341,43 +381,33 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
     for step in steps:
         for g in opt.param_groups:
             g["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
-        b = torch.randint(0, n, (bs,), generator=gen)
-        i, c = img_idx[b], cap_idx[b].clone()
-        c[torch.rand(bs, generator=gen) < cfg.caption_dropout] = mix.empty
-        eps_post = torch.randn((bs, *mix.mu.shape[1:]), generator=gen)
-        noise = torch.randn((bs, *mix.mu.shape[1:]), generator=gen)
-        t = torch.randint(0, sched.config.num_train_timesteps, (bs,), generator=gen)
-        z0 = mix.scaling * (mu[i.to(dev)] + sigma[i.to(dev)] * eps_post.to(dev))
-        zt, target = noisy_and_target(sched, z0, noise.to(dev), t.to(dev))
-        with accelerator.autocast():
-            pred = unet(zt, t.to(dev), encoder_hidden_states=ctx[c.to(dev)]).sample
-        loss = torch.nn.functional.mse_loss(pred.float(), target)
+        i, c, xi, noise, t = draw_batch(mix, bs, cfg.caption_dropout, sched.config.num_train_timesteps, gen)
+        z0 = mix.scaling * (mu[i.to(dev)] + sigma[i.to(dev)] * xi.to(dev))
+        loss = ddpm_loss(unet, sched, z0, noise.to(dev), t.to(dev), ctx[c.to(dev)], accelerator.autocast)
         opt.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         opt.step()
-        d = min(cfg.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for k, v in raw.state_dict().items():
-                if v.dtype.is_floating_point and k not in frozen:
-                    ema[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
-                else:
-                    ema[k].copy_(v)
-        if on_step is not None or (progress and accelerator.is_main_process):
-            value = float(loss.detach())
-            if on_step is not None:
-                on_step(step, value)
-            if hasattr(steps, "set_postfix") and step % 10 == 0:
-                steps.set_postfix(loss=f"{value:.4f}", refresh=False)
-        if checkpoint_dir is not None and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
+        ema_update(ema, raw.state_dict(), frozen, min(cfg.ema_decay, (1 + step) / (10 + step)))
+        if on_step is not None or hasattr(steps, "set_postfix"):
+            _report_loss(float(loss.detach()), step, steps, on_step)
+        at_checkpoint = (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps
+        if checkpoint_dir is not None and at_checkpoint:
             if accelerator.is_main_process:
                 save_checkpoint(Path(checkpoint_dir), step + 1, fingerprint, raw, ema, opt, gen)
             accelerator.wait_for_everyone()
-        if on_checkpoint is not None and accelerator.is_main_process and (
-                (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
+        if on_checkpoint is not None and accelerator.is_main_process and at_checkpoint:
             on_checkpoint(step + 1, raw, ema)
     unet = accelerator.unwrap_model(unet)
     unet.eval()
     return unet, {k: v.cpu() for k, v in ema.items()}
+
+
+def _report_loss(value: float, step: int, steps, on_step) -> None:
+    """The step's loss to ``on_step`` (e.g. a loss.csv) and, every 10 steps, to the progress bar."""
+    if on_step is not None:
+        on_step(step, value)
+    if hasattr(steps, "set_postfix") and step % 10 == 0:
+        steps.set_postfix(loss=f"{value:.4f}", refresh=False)
 
 
 def with_weights(unet, state: dict):
