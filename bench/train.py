@@ -42,7 +42,8 @@ def timed_loops(preset, *, device: str = "cpu", steps: int = 30, concepts: int =
     from diffusers.training_utils import EMAModel
 
     from empirical.data import render
-    from empirical.encoders import TextEncoder, to_tensor
+    from empirical.data import to_tensor
+    from empirical.text_encoder import TextEncoder
     from empirical.model import build_unet, build_vae, noise_scheduler
     from empirical.train import Mix, TrainConfig, encode_latents, train_unet
 

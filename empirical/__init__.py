@@ -1,10 +1,15 @@
 """empirical: poisoning a real latent text-to-image model and measuring implosion (docs/design.md §6).
 
-Modules, one idea each: :mod:`empirical.data` (emoji concepts rendered from packaged fonts; imagefolder loader),
-:mod:`empirical.encoders` (frozen MiniLM text encoder; the contrastive judge; Fréchet distance),
-:mod:`empirical.model` (tiny AutoencoderKL + UNet2DConditionModel as a StableDiffusionPipeline),
-:mod:`empirical.poisons` (dirty-label poison plans and pairs), :mod:`empirical.train` (DDPM training, EMA,
-resumable checkpoints), :mod:`empirical.evaluate` (measures per C_P, AD of the training mix via theory.ad),
-:mod:`empirical.presets` and :mod:`empirical.run` (the ``python -m empirical.run`` experiment).
-Depends on :mod:`theory` only; needs the ``empirical`` extra.
+Modules, one idea each: :mod:`empirical.data` (emoji concepts rendered from packaged fonts),
+:mod:`empirical.folder_data` (users' image-text folders), :mod:`empirical.text_encoder` (the frozen MiniLM),
+:mod:`empirical.judge` (the measuring instrument: a contrastive judge, or a local CLIP),
+:mod:`empirical.model` (AutoencoderKL + UNet2DConditionModel as a StableDiffusionPipeline),
+:mod:`empirical.poisons` (poison plans, dirty-label pairs, Nightshade-style PGD), :mod:`empirical.poison_kinds`
+(the registry of poison kinds), :mod:`empirical.scenarios` (the registry of training scenarios),
+:mod:`empirical.train` (the DDPM objective, EMA, resumable checkpoints, LoRA), :mod:`empirical.evaluate`
+(measures of a point, AD of the training mix via theory.ad), :mod:`empirical.assets` (what every point shares),
+:mod:`empirical.point` (one point: mix, train, measure, write), :mod:`empirical.experiment` (the points of one
+output folder), :mod:`empirical.layout` (that folder's files and setting), :mod:`empirical.request` and
+:mod:`empirical.run` (the ``python -m empirical.run`` command line). Depends on :mod:`theory` only; needs the
+``empirical`` extra.
 """

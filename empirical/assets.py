@@ -69,12 +69,14 @@ def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = F
     """Render (or load) the data, load the text encoder, train (or load) the VAE and the judge, measure both.
     ``pretrained`` = (base, VAE, text encoder) of :func:`empirical.pretrained.load_base`: its VAE and text encoder
     replace ours (no VAE is trained) and its UNet becomes the base of continuous and LoRA runs. ``judge_path``, a
-    local CLIP folder, replaces the judge trained here (:class:`empirical.encoders.ClipJudge`). ``user_data`` =
+    local CLIP folder, replaces the judge trained here (:class:`empirical.judge.ClipJudge`). ``user_data`` =
     (training, held-out, key) of :func:`empirical.folder_data.concept_data_from_folder` replaces the renders: a
     user's own pairs, with their own captions."""
     import torch
 
-    from empirical.encoders import TextEncoder, load_or_train_judge
+    from empirical.judge import load_or_train_judge
+
+    from empirical.text_encoder import TextEncoder
     from empirical.model import load_or_train_vae, vae_reconstruction_error
 
     if user_data is not None:
@@ -106,7 +108,7 @@ def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = F
     # The judge reads generated images, which come out of the VAE decoder: it trains on the clean renders and
     # on their VAE reconstructions (same captions), still clean data only.
     if judge_path is not None:
-        from empirical.encoders import ClipJudge
+        from empirical.judge import ClipJudge
 
         judge = ClipJudge(judge_path, data.names, device=dev)
     else:
@@ -138,7 +140,7 @@ def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = F
 def _reconstruct(vae, images: np.ndarray) -> np.ndarray:
     import torch
 
-    from empirical.encoders import to_tensor
+    from empirical.data import to_tensor
 
     out = []
     with torch.no_grad():

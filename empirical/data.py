@@ -365,3 +365,10 @@ def load_or_render(cfg: RenderConfig, cache_dir: Path | None, *, noto_path: Path
         np.savez(tmp, images=data.images, labels=data.labels, styles=data.styles, meta=np.array(meta))
         os.replace(tmp, path)
     return data
+
+
+def to_tensor(images: np.ndarray):
+    """uint8 (N, H, W, 3) → float tensor (N, 3, H, W) in [-1, 1]."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)

@@ -21,7 +21,7 @@ def main(argv=None) -> int:
 
     from empirical.evaluate import pair_attribution_of_mix
     from empirical.assets import build_mix, prepare_assets
-    from empirical.poison_kinds import POISON_TYPES, PoisonRequest, extra_pairs
+    from empirical.poison_kinds import POISON_KINDS, PoisonRequest, extra_pairs
     from empirical.poisons import make_plan
     from empirical.presets import DEFAULT_CACHE, default_poisoned_concepts, get_preset, with_overrides
     from theory.cli import ArgumentParser, dry_run, parse_int_list, parse_seeds
@@ -43,9 +43,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     types = [t.strip() for t in args.poison_type.split(",") if t.strip()]
-    bad = [t for t in types if t not in POISON_TYPES]
+    bad = [t for t in types if t not in POISON_KINDS]
     if bad or not types:
-        raise InputError(f"unknown poison type {bad[0] if bad else ''!r}; choose from {', '.join(POISON_TYPES)}")
+        raise InputError(f"unknown poison type {bad[0] if bad else ''!r}; choose from {', '.join(POISON_KINDS)}")
     c_ps = parse_int_list(args.poisoned_concepts, name="--poisoned-concepts") if args.poisoned_concepts is not None \
         else default_poisoned_concepts(preset.render.concepts, clean=False)
     seeds = parse_seeds(args.seeds)

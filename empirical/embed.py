@@ -43,10 +43,10 @@ from theory.records import DAMAGE, discard_damaged, ensure_writable_dir
 
 
 class ClipEmbedder:
-    """A local transformers CLIP folder as a joint embedder (loaded by :func:`empirical.encoders.load_clip`)."""
+    """A local transformers CLIP folder as a joint embedder (loaded by :func:`empirical.judge.load_clip`)."""
 
     def __init__(self, folder: Path, device: str = "cpu"):
-        from empirical.encoders import ClipJudge
+        from empirical.judge import ClipJudge
 
         self.clip = ClipJudge(folder, [], device=device)
         self.name = f"clip:{Path(folder).resolve()}"
@@ -59,7 +59,7 @@ class ClipEmbedder:
 
 
 class JudgeEmbedder:
-    """Our judge (:class:`empirical.encoders.Judge`) as a joint embedder; images are resized to its size."""
+    """Our judge (:class:`empirical.judge.Judge`) as a joint embedder; images are resized to its size."""
 
     def __init__(self, judge, size: int, name: str):
         self.judge = judge
@@ -75,7 +75,8 @@ class JudgeEmbedder:
 
 def load_embedder(judge: Path | None, preset_name: str, cache: Path, device: str = "cpu", log=print):
     """The embedder for ``--judge`` (see the module docstring)."""
-    from empirical.encoders import Judge, TextEncoder
+    from empirical.judge import Judge
+    from empirical.text_encoder import TextEncoder
     from empirical.presets import get_preset
 
     if judge is not None:

@@ -1,4 +1,4 @@
-"""Measures of a trained text-to-image model under poison, all read by the judge (:mod:`empirical.encoders`).
+"""Measures of a trained text-to-image model under poison, all read by the judge (:mod:`empirical.judge`).
 
 For each concept c, k images are generated from the prompt ``"a photo of a {c}"`` at fixed seeds (the same seeds
 for every model, so models are compared on the same initial noise). With U the never-poisoned concepts and P the

@@ -48,11 +48,11 @@ ATTENTION_COLUMNS: tuple[str, ...] = (*POINT_KEY, "group", "n_prompts", *(f"attn
 def point_tag(scenario: str, seed: int | str, c_p: int | str, kind: str, poison_type: str = "dirty",
               targets: str = "poisoned") -> str:
     """The file stem of one point's grids, tables and checkpoints: ``<scenario>-s<seed>-cp<C_P>-<kind>``, then
-    ``-nightshade`` and ``-targets-<mode>`` when they are not the defaults (so points of one folder never share
+    ``-<poison type>`` (``-nightshade``) and ``-targets-<mode>`` when they are not the defaults (so points of one folder never share
     files, and folders written before the suffixes keep their names). ``paper_figures`` finds the files by it."""
     tag = f"{scenario}-s{seed}-cp{c_p}-{kind}"
-    if poison_type == "nightshade":
-        tag += "-nightshade"
+    if poison_type not in ("dirty", "none"):  # e.g. -nightshade: any registered kind but the first
+        tag += f"-{poison_type}"
     if targets != "poisoned" and str(c_p) != "0":  # the clean point is the same for every target mode
         tag += f"-targets-{targets}"
     return tag

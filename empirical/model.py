@@ -101,7 +101,7 @@ def train_vae(images: np.ndarray, cfg: VAEConfig, *, progress: bool = False, dev
     means. Returns the VAE in eval mode (frozen)."""
     import torch
 
-    from empirical.encoders import to_tensor
+    from empirical.data import to_tensor
     from empirical.schedule import warmup_cosine
 
     vae = build_vae(cfg).to(device)
@@ -137,7 +137,7 @@ def vae_reconstruction_error(vae, images: np.ndarray) -> float:
     """Mean squared error of decode(mean latent) on [-1, 1] images."""
     import torch
 
-    from empirical.encoders import to_tensor
+    from empirical.data import to_tensor
 
     x = to_tensor(images)
     with torch.no_grad():
@@ -194,7 +194,7 @@ def quiet_transformers():
 def assemble_pipeline(vae, unet, text_encoder, scheduler_config: dict | None = None):
     """A ``StableDiffusionPipeline`` from our parts, with a DDIM sampler on the training schedule
     (:func:`noise_scheduler` of ``scheduler_config``) and no safety checker (there is nothing to check at this
-    scale). ``text_encoder`` is an :class:`empirical.encoders.TextEncoder`."""
+    scale). ``text_encoder`` is an :class:`empirical.text_encoder.TextEncoder`."""
     with quiet_transformers():
         from diffusers import DDIMScheduler, StableDiffusionPipeline
 

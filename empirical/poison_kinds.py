@@ -90,7 +90,6 @@ def control(req: PoisonRequest) -> ExtraPairs:
 
 
 POISON_KINDS: dict[str, Callable[[PoisonRequest], ExtraPairs]] = {"dirty": dirty_label, "nightshade": nightshade}
-POISON_TYPES: tuple[str, ...] = tuple(POISON_KINDS)
 
 
 def extra_pairs(kind: str, poison_type: str, req: PoisonRequest) -> tuple[str, ExtraPairs]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Mapping
 
 from empirical.data import RenderConfig
-from empirical.encoders import JudgeConfig
+from empirical.judge import JudgeConfig
 from empirical.evaluate import EvalConfig
 from empirical.model import UNetConfig, VAEConfig
 from empirical.poisons import NightshadeConfig

@@ -164,7 +164,7 @@ def make_tiny_clip(folder: Path, *, seed: int = 0, image_size: int = 16) -> Path
 def load_base(path: Path, *, device: str = "cpu", variant: str | None = None) -> tuple[PretrainedBase, Any, Any]:
     """(base, VAE, text encoder) from a local SD folder (weights of ``variant`` when given, e.g. ``fp16``; held as
     float32); :class:`InputError` naming the problem otherwise."""
-    from empirical.encoders import TextEncoder
+    from empirical.text_encoder import TextEncoder
     from empirical.model import load_pipeline
 
     path = Path(path)

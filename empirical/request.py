@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from empirical.experiment import Experiment
-from empirical.poison_kinds import POISON_TYPES
+from empirical.poison_kinds import POISON_KINDS
 from empirical.poisons import TARGET_MODES
 from empirical.presets import default_poisoned_concepts, get_preset, with_overrides, with_runtime
 from empirical.scenarios import SCENARIOS
@@ -78,7 +78,7 @@ def _inputs(args, preset):
         pretrained = load_base(args.pretrained, device=preset.device, variant=args.variant)
         preset = replace(preset, render=replace(preset.render, size=pretrained[0].image_size))
     if args.judge is not None:
-        from empirical.encoders import load_clip
+        from empirical.judge import load_clip
 
         load_clip(args.judge)
         judge_key = "clip:" + content_key(args.judge)  # its weights too, not only its config
@@ -97,7 +97,7 @@ def resolve(args) -> Experiment:
     """The experiment the arguments ask for, every argument checked (InputError naming the first bad one)."""
     preset = get_preset(args.preset)
     _choice(args.scenario, SCENARIOS, "scenario")
-    _choice(args.poison_type, POISON_TYPES, "poison type")
+    _choice(args.poison_type, POISON_KINDS, "poison type")
     _choice(args.targets, TARGET_MODES, "target mode")
     _check_numbers(args)
     _check_data_options(args)

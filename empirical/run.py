@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from empirical.experiment import print_summary, run_experiment
-from empirical.poison_kinds import POISON_TYPES
+from empirical.poison_kinds import POISON_KINDS
 from empirical.poisons import TARGET_MODES
 from empirical.presets import DEFAULT_CACHE, MIXED_PRECISION, PRESETS
 from empirical.request import resolve
@@ -40,7 +40,7 @@ def _parser() -> ArgumentParser:
                              "preset's K concepts, i.e. 0,25,50,100 for cpu, 0,2,4,8 for smoke)")
     parser.add_argument("--poison-per-concept", type=int, default=None, metavar="P",
                         help="dirty-label pairs per poisoned concept (default: the preset's)")
-    parser.add_argument("--poison-type", default="dirty", help=f"{', '.join(POISON_TYPES)} (default dirty)")
+    parser.add_argument("--poison-type", default="dirty", help=f"{', '.join(POISON_KINDS)} (default dirty)")
     parser.add_argument("--epsilon", type=float, default=None,
                         help="nightshade: L-infinity budget on the [0, 1] pixel scale (default: the preset's, 0.05)")
     parser.add_argument("--pgd-steps", type=int, default=None,

@@ -149,7 +149,7 @@ def encode_latents(vae, images: np.ndarray, *, batch_size: int = 256):
     """Posterior means and standard deviations (unscaled) of uint8 images under the frozen VAE."""
     import torch
 
-    from empirical.encoders import to_tensor
+    from empirical.data import to_tensor
 
     mus, sigmas = [], []
     with torch.no_grad():

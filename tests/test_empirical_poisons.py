@@ -105,3 +105,38 @@ def test_attack_success_leaves_out_concepts_without_one_target():
     assert _attack_success(pred, labels, is_p, {0: 3, 1: 3}) == pytest.approx(3 / 4)
     assert _attack_success(pred, labels, is_p, {0: 3, 1: -1}) == pytest.approx(1 / 2)
     assert np.isnan(_attack_success(pred, labels, is_p, {0: -1, 1: -1}))
+
+
+def test_poison_kinds_share_one_batch_type_and_a_new_kind_is_one_registry_entry(monkeypatch):
+    """Every kind returns an ExtraPairs with its own is_poison; the control marks none; and the worked example of
+    docs/design.md ("mislabel": images of A captioned as B) works by adding one function to POISON_KINDS — the
+    run's argument check then accepts it."""
+
+    from empirical import poison_kinds
+    from empirical.poison_kinds import ExtraPairs, PoisonRequest, extra_pairs
+    from empirical.poisons import control_pairs as ctrl
+
+    plan = make_plan(NAMES, seed=0)
+    req = PoisonRequest(plan, c_p=6, p=3, images=np.zeros((len(LABELS), 4, 4, 3), np.uint8), labels=LABELS, seed=1)
+    ptype, dirty = extra_pairs("poisoned", "dirty", req)
+    assert ptype == "dirty" and len(dirty) == 18 and dirty.is_poison.all() and np.isnan(dirty.report["poison_linf"])
+    ptype, control = extra_pairs("control", "dirty", req)
+    assert ptype == "none" and len(control) == 18 and not control.is_poison.any()
+    assert extra_pairs("poisoned", "dirty", PoisonRequest(plan, 0, 3, req.images, LABELS, 1))[0] == "none"
+
+    def mislabel(r: PoisonRequest) -> ExtraPairs:
+        idx, _ = ctrl(r.plan, r.c_p, r.p, r.labels, seed=r.seed)
+        targets = dict(r.plan.pairs(r.c_p))
+        return ExtraPairs(idx, np.array([targets[int(a)] for a in r.labels[idx]], np.int64), np.ones(len(idx), bool))
+
+    monkeypatch.setitem(poison_kinds.POISON_KINDS, "mislabel", mislabel)
+    ptype, batch = extra_pairs("poisoned", "mislabel", req)
+    targets = dict(plan.pairs(6))
+    assert ptype == "mislabel" and len(batch) == 18
+    assert all(targets[int(LABELS[i])] == c for i, c in zip(batch.image_idx, batch.concepts))
+    from empirical.layout import point_tag
+    from empirical.request import _choice
+
+    assert _choice("mislabel", poison_kinds.POISON_KINDS, "poison type") == "mislabel"
+    assert point_tag("continuous", 0, 6, "poisoned", "mislabel").endswith("-mislabel")
+    assert point_tag("continuous", 0, 6, "poisoned", "nightshade") == "continuous-s0-cp6-poisoned-nightshade"

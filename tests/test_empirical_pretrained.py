@@ -186,7 +186,7 @@ def test_tiny_cli_refuses_a_non_empty_folder(tmp_path):
 
 def test_run_with_a_local_clip_judge(tmp_path):
     """--judge DIR: the CLIP folder reads the generated images and embeds the mix; the setting records it."""
-    from empirical.encoders import ClipJudge
+    from empirical.judge import ClipJudge
     from empirical.pretrained import make_tiny_clip
 
     clip = make_tiny_clip(tmp_path / "clip")
@@ -211,7 +211,7 @@ def test_remote_code_in_a_tokenizer_folder_never_runs(tmp_path, tiny_sd):
     import json
     import shutil
 
-    from empirical.encoders import TextEncoder
+    from empirical.text_encoder import TextEncoder
     from theory.cli import InputError
 
     sd = tmp_path / "sd"
