@@ -5,7 +5,6 @@ Everything here is cached in ``--cache`` by the settings that determine it."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from empirical.presets import Preset
 from empirical.pretrained import PretrainedBase, unet_from_base
 from empirical.processes import is_main_process
 from empirical.train import Mix, TrainConfig, encode_latents, train_unet
-from theory.records import DAMAGE, discard_damaged
+from theory.records import DAMAGE, atomic_path, discard_damaged
 
 
 @dataclass
@@ -219,9 +218,8 @@ def pretrained_state(assets: Assets, seed: int, cache_dir: Path | None, *, progr
     _, ema = train_unet(fresh_unet(assets, seed), mix, cfg, checkpoint_dir=folder, progress=progress,
                         device=assets.preset.device)
     if is_main_process():  # under DDP every process holds the same EMA; one writes it
-        tmp = folder / f"ema.tmp{os.getpid()}.safetensors"
-        save_file({k: v.contiguous() for k, v in ema.items()}, str(tmp))
-        os.replace(tmp, final)
+        with atomic_path(final) as tmp:
+            save_file({k: v.contiguous() for k, v in ema.items()}, str(tmp))
     return ema
 
 

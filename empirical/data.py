@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from theory.cli import InputError
-from theory.records import DAMAGE, discard_damaged
+from theory.records import DAMAGE, atomic_path, discard_damaged
 
 #: The concepts named in the paper's figures (CLDR names); always kept when present.
 PAPER_CONCEPTS: tuple[str, ...] = (
@@ -359,11 +358,9 @@ def load_or_render(cfg: RenderConfig, cache_dir: Path | None, *, noto_path: Path
             discard_damaged(path, exc)
     data = render(cfg, noto_path=noto_path)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
         meta = json.dumps({"captions": data.captions, "names": data.names, "fonts": data.fonts})
-        np.savez(tmp, images=data.images, labels=data.labels, styles=data.styles, meta=np.array(meta))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, images=data.images, labels=data.labels, styles=data.styles, meta=np.array(meta))
     return data
 
 

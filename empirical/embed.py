@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -39,7 +38,7 @@ import numpy as np
 
 from empirical.folder_data import FolderFormat, metadata_file
 from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
-from theory.records import DAMAGE, discard_damaged, ensure_writable_dir
+from theory.records import DAMAGE, atomic_path, discard_damaged, ensure_writable_dir
 
 
 class ClipEmbedder:
@@ -104,9 +103,8 @@ def _fingerprint(folder: Path, model: str, fmt: FolderFormat = FolderFormat()) -
 
 
 def _save(path: Path, **arrays) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
 
 
 def embed_folder(folder: Path, embedder, out: Path, *, batch_size: int = 64, save_every: int = 20,

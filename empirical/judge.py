@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -26,7 +25,7 @@ import numpy as np
 
 from empirical.seeding import seeded
 from theory.cli import InputError, first_line
-from theory.records import DAMAGE, discard_damaged
+from theory.records import DAMAGE, atomic_path, atomic_write_text, discard_damaged
 
 
 from empirical.data import to_tensor
@@ -162,12 +161,11 @@ class Judge(ZeroShot):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f"judge.tmp{os.getpid()}.safetensors"
-        save_file({k: v.contiguous() for k, v in self.modules.state_dict().items()}, str(tmp))
-        os.replace(tmp, folder / "judge.safetensors")
+        with atomic_path(folder / "judge.safetensors") as tmp:
+            save_file({k: v.contiguous() for k, v in self.modules.state_dict().items()}, str(tmp))
         meta = {"config": asdict(self.cfg), "names": self.names, "log_temp": float(self.log_temp),
                 "text_dim": self.text.dim, "image_size": getattr(self, "image_size", None)}
-        (folder / "judge.json").write_text(json.dumps(meta, indent=1))
+        atomic_write_text(folder / "judge.json", json.dumps(meta, indent=1))
 
     @classmethod
     def load(cls, folder: Path, text_encoder: TextEncoder, *, device: str = "cpu") -> "Judge":

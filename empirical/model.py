@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ import numpy as np
 
 from empirical.seeding import seeded
 from theory.cli import InputError, first_line
-from theory.records import DAMAGE, discard_damaged
+from theory.records import DAMAGE, atomic_path, discard_damaged
 
 
 @dataclass(frozen=True)
@@ -159,10 +157,8 @@ def load_or_train_vae(images: np.ndarray, cfg: VAEConfig, *, cache_dir: Path | N
             discard_damaged(folder, exc)
     vae = train_vae(images, cfg, progress=progress, device=device)
     if folder is not None:
-        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-        vae.save_pretrained(tmp, safe_serialization=True)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+        with atomic_path(folder) as tmp:
+            vae.save_pretrained(tmp, safe_serialization=True)
     return vae
 
 
@@ -208,13 +204,8 @@ def assemble_pipeline(vae, unet, text_encoder, scheduler_config: dict | None = N
 
 def save_pipeline(pipe, folder: Path) -> None:
     """Save as a diffusers folder with safetensors weights, atomically (written beside, then renamed)."""
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    pipe.save_pretrained(tmp, safe_serialization=True)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    with atomic_path(Path(folder)) as tmp:
+        pipe.save_pretrained(tmp, safe_serialization=True)
 
 
 def weight_variants(part: Path) -> set[str | None]:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from theory.cli import InputError
-from theory.records import DAMAGE, discard_damaged
+from theory.records import DAMAGE, discard_damaged, save_npz_atomically
 
 TARGET_MODES: tuple[str, ...] = ("poisoned", "all", "nearest", "scatter")
 #: The target of a concept under ``scatter``: none (each of its pairs draws its own).
@@ -345,11 +345,7 @@ def nightshade_pairs(plan: PoisonPlan, c_p: int, per_concept: int, images: np.nd
             img, rep = nightshade_perturb(vae, images[src_idx[sl]], images[tgt_idx[sl]], cfg,
                                           seed=int(np.random.default_rng([seed, a, b]).integers(2**31)))
             if path is not None:
-                import os
-
-                tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
-                np.savez_compressed(tmp, images=img, **rep.arrays())
-                os.replace(tmp, path)
+                save_npz_atomically(path, images=img, **rep.arrays())
         out.append(img)
         reports.append(rep)
         bar.update(1)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -30,6 +29,7 @@ import numpy as np
 
 from empirical.seeding import seeded
 from theory.cli import InputError
+from theory.records import atomic_path, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,6 @@ def save_lora_adapter(unet, folder: Path) -> Path:
     """Write the LoRA adapters of ``unet`` (with the weights it carries, e.g. EMA) as diffusers'
     ``folder/pytorch_lora_weights.safetensors`` with their rank/alpha metadata — loadable onto the base model's
     pipeline with ``pipe.load_lora_weights(folder)`` — atomically (a temporary folder, then one rename)."""
-    import shutil
 
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
@@ -98,14 +97,10 @@ def save_lora_adapter(unet, folder: Path) -> Path:
     if not getattr(unet, "_hf_peft_config_loaded", False):
         raise InputError("this UNet carries no LoRA adapter to save")
     folder = Path(folder)
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-    StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=layers, safe_serialization=True,
-                                              unet_lora_adapter_metadata=unet.peft_config["default"].to_dict())
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    with atomic_path(folder) as tmp:
+        StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=layers, safe_serialization=True,
+                                                  unet_lora_adapter_metadata=unet.peft_config["default"].to_dict())
     return folder / LORA_WEIGHTS
 
 
@@ -189,12 +184,10 @@ def save_checkpoint(folder: Path, step: int, fingerprint: str, unet, ema: dict, 
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"checkpoint.tmp{os.getpid()}.safetensors"
-    save_file(_state_tensors(unet, ema, opt, gen), str(tmp), metadata={"step": str(step), "fingerprint": fingerprint})
-    os.replace(tmp, folder / "checkpoint.safetensors")
-    meta_tmp = folder / f"checkpoint.tmp{os.getpid()}.json"
-    meta_tmp.write_text(json.dumps({"step": step, "fingerprint": fingerprint}))
-    os.replace(meta_tmp, folder / "checkpoint.json")
+    with atomic_path(folder / "checkpoint.safetensors") as tmp:
+        save_file(_state_tensors(unet, ema, opt, gen), str(tmp), metadata={"step": str(step),
+                                                                           "fingerprint": fingerprint})
+    atomic_write_text(folder / "checkpoint.json", json.dumps({"step": step, "fingerprint": fingerprint}))
 
 
 def checkpoint_meta(path: Path) -> dict | None:

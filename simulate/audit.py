@@ -58,7 +58,7 @@ from theory.ad import (DEFAULT_ALPHA, alignment_difficulty_sampled_streamed, pai
                        pair_terms_streamed, ranking, structure_row_sums_sampled)
 from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
 from theory.pairs_file import PairShards, open_shards
-from theory.records import atomic_write_text, command_line, csv_text, ensure_writable_dir, git_commit, utc_now
+from theory.records import atomic_path, atomic_write_text, command_line, csv_text, ensure_writable_dir, git_commit, utc_now
 from theory.validate import check_alpha
 
 WARNING = ("The margin is the simulator's prediction for a model of the stated capacity trained on data of this "
@@ -504,10 +504,9 @@ def _plot(path: Path, score: np.ndarray, flagged: np.ndarray) -> None:
     ax.set_xlabel("pair score n·c_i (share of AD × n)")
     ax.set_ylabel("pairs")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    tmp.replace(path)
 
 
 # ---------------------------------------------------------------------------------------------------------------

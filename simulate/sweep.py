@@ -42,6 +42,7 @@ from theory.implosion import make_reference
 from theory.stats import ci95
 from theory.records import (
     ResultsTable,
+    atomic_path,
     command_line,
     ensure_writable_dir,
     git_commit,
@@ -214,10 +215,9 @@ def plot(summary: dict[int, dict[str, tuple[float, float]]], path: Path, title: 
     ax2.legend(frameon=False, fontsize=8)
     ax2.set_title("implosion")
     fig.suptitle(title, fontsize=9)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=130)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=130)
     plt.close(fig)
-    tmp.replace(path)
 
 
 # ------------------------------------------------------------------------------------------- command line

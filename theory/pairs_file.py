@@ -9,7 +9,6 @@ interrupted write never leaves a truncated file under the final name.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Sequence
@@ -17,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from theory.cli import InputError
+from theory.records import atomic_path
 from theory.validate import physical_memory
 
 __all__ = ["load_arrays", "load_pairs", "load_pair_labels", "save_pairs", "open_shards", "PairShards", "SUFFIXES",
@@ -159,20 +159,13 @@ def save_pairs(path: str | os.PathLike[str], text: np.ndarray, image: np.ndarray
     suffix = _check_suffix(path)
     text = np.ascontiguousarray(text)
     image = np.ascontiguousarray(image)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if suffix == ".npz":
-                np.savez(fh, text=text, image=image)
-            else:
-                from safetensors.numpy import save
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        if suffix == ".npz":
+            np.savez(fh, text=text, image=image)
+        else:
+            from safetensors.numpy import save
 
-                fh.write(save({"text": text, "image": image}))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            fh.write(save({"text": text, "image": image}))
     return path
 
 

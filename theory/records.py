@@ -20,16 +20,40 @@ import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from theory.cli import InputError
 
-__all__ = ["COLUMN_ALIASES", "ResultsTable", "atomic_write_text", "current_column", "read_csv_rows", "ensure_writable_dir", "write_folder_atomically", "git_commit", "package_versions",
+__all__ = ["COLUMN_ALIASES", "ResultsTable", "atomic_path", "atomic_write_text", "current_column", "read_csv_rows", "ensure_writable_dir", "write_folder_atomically", "git_commit", "package_versions",
            "read_table", "save_npz_atomically", "utc_now", "write_manifest", "command_line"]
 
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` for any writer (a figure, an .npz, a safetensors file, a saved model
+    folder): when the block ends without error it replaces ``path`` (a folder there is removed first), otherwise it
+    is deleted — a failure or a kill never leaves a half-written ``path``. The temporary name keeps ``path``'s
+    suffix, so writers that add one (``np.savez``) do not add it twice."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -78,13 +102,8 @@ def save_npz_atomically(path: Path, **arrays: Any) -> None:
     """Write arrays to ``path`` (compressed .npz, no pickled objects) via a temporary file and a rename."""
     import numpy as np
 
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
-    try:
+    with atomic_path(path) as tmp:
         np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def ensure_writable_dir(path: Path, *, name: str = "--out") -> Path:
