@@ -27,6 +27,7 @@ import numpy as np
 from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
 from theory.records import atomic_write_text, csv_text
 from theory.stats import mean_ci95
+from theory.stats import spearman as stats_spearman
 
 GROUP = ("setting", "scenario", "targets", "steps", "poison_per_concept", "c_p", "kind", "poison_type")
 ATTENTION = ("attn_concept_mass", "attn_concept_share", "attn_entropy", "attn_concentration")
@@ -105,34 +106,27 @@ def spearman(rows: list[dict[str, str]], measure: str) -> tuple[float, int]:
 
 
 def spearman_why(rows: list[dict[str, str]], measure: str) -> tuple[float, int, str]:
-    """:func:`spearman` and, when ρ is NaN, why ("" otherwise)."""
-    from scipy import stats
-
-    pairs = [(float(r["ad"]), float(r[measure])) for r in rows if measure in r]
-    pairs = [(a, b) for a, b in pairs if math.isfinite(a) and math.isfinite(b)]
-    if len(pairs) < 3:
-        return float("nan"), len(pairs), f"only {len(pairs)} run(s) with finite AD and {measure} (3 needed)"
-    a, b = zip(*pairs)
-    if len(set(a)) < 2 or len(set(b)) < 2:  # a constant side has no rank correlation
-        which = "AD" if len(set(a)) < 2 else measure
-        return float("nan"), len(pairs), f"{which} is the same in every run: no rank correlation"
-    return float(stats.spearmanr(a, b).statistic), len(pairs), ""
+    """:func:`spearman` and, when ρ is NaN, why ("" otherwise) (:func:`theory.stats.spearman`)."""
+    sel = [r for r in rows if measure in r]
+    return stats_spearman([float(r["ad"]) for r in sel], [float(r[measure]) for r in sel], names=("AD", measure))
 
 
 #: What identifies a poisoned point's same-volume control: everything but kind and poison type.
 PAIRING = ("setting", "scenario", "targets", "steps", "poison_per_concept", "c_p", "seed")
 
 
-def paired_gaps(rows: list[dict[str, str]], measures: Sequence[str] = SHOWN) -> list[dict]:
-    """Per poisoned row (C_P > 0) whose control exists: the group keys, the seed and poisoned − control of each
+def paired_gaps(rows: list[dict[str, str]], measures: Sequence[str] = SHOWN,
+                pairing: Sequence[str] = PAIRING) -> list[dict]:
+    """Per poisoned row (C_P > 0) whose control exists — the control row agreeing on every key of ``pairing``
+    (by default its folder setting, point and seed) — the group keys, the seed and poisoned − control of each
     measure (NaN where either is NaN or missing)."""
-    controls = {tuple(r[k] for k in PAIRING): r for r in rows if r["kind"] == "control"}
+    controls = {tuple(r.get(k) for k in pairing): r for r in rows if r["kind"] == "control"}
     out = []
     for r in rows:
-        c = controls.get(tuple(r[k] for k in PAIRING)) if r["kind"] == "poisoned" and r["c_p"] != "0" else None
+        c = controls.get(tuple(r.get(k) for k in pairing)) if r["kind"] == "poisoned" and r["c_p"] != "0" else None
         if c is None:
             continue
-        rec = {k: r[k] for k in GROUP}
+        rec = {k: r.get(k) for k in GROUP}
         rec["seed"] = r["seed"]
         for m in measures:
             rec[m] = _num(r.get(m)) - _num(c.get(m))

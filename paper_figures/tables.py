@@ -93,15 +93,15 @@ def _variant_name(r: dict[str, Any], default_p: int) -> str:
 
 
 def _paired_gap(poisoned: list[dict[str, Any]], controls: list[dict[str, Any]], column: str) -> str:
-    """Mean ± 95% CI over seeds of poisoned − control in ``column``, pairing each poisoned row with the control
-    of its seed; "–" when no seed has both."""
-    by_seed = {r["seed"]: num(r.get(column)) for r in controls}
-    gaps = [num(r.get(column)) - by_seed[r["seed"]] for r in poisoned if r["seed"] in by_seed]
-    gaps = [g for g in gaps if np.isfinite(g)]
+    """Mean ± 95% CI over seeds of poisoned − control in ``column``, each poisoned row paired with the control of
+    its seed among ``controls`` (chosen by the caller: a control may serve several target modes) by
+    :func:`empirical.report.paired_gaps`; "–" when no seed has both."""
+    from empirical.report import mean_ci, paired_gaps
+
+    gaps = [g[column] for g in paired_gaps([*poisoned, *controls], [column], pairing=("seed",))
+            if np.isfinite(g[column])]
     if not gaps:
         return "–"
-    from empirical.report import mean_ci
-
     m, e = mean_ci(gaps)
     return f"{m:+.3f}" if e == 0 else f"{m:+.3f} ± {e:.3f}"
 

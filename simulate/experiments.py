@@ -44,6 +44,7 @@ from theory.ad import pair_scores
 from theory.block_model import Gaps, closed_form
 from theory.cli import ArgumentParser, InputError, dry_run, parse_seeds, path_arg, run_main
 from theory.records import atomic_write_text, csv_text, ensure_writable_dir
+from theory.stats import spearman
 
 
 @dataclass(frozen=True)
@@ -425,15 +426,12 @@ def plot_ad_volume(rows: list[dict]):
 
 
 def spearman_by_setting(rows: list[dict[str, Any]]) -> dict[str, float]:
-    from scipy.stats import spearmanr
-
     out = {}
     for key in sorted({(r["group"], r["setting"]) for r in rows}):
         sel = [r for r in rows if (r["group"], r["setting"]) == key]
-        ad, acc = np.array([r["ad"] for r in sel]), np.array([r["unpoisoned_acc"] for r in sel])
-        out[f"{key[0]}: {key[1]}"] = float(spearmanr(ad, acc).statistic) if np.ptp(acc) > 0 else math.nan
-    ad, acc = np.array([r["ad"] for r in rows]), np.array([r["unpoisoned_acc"] for r in rows])
-    out["all points"] = float(spearmanr(ad, acc).statistic)
+        out[f"{key[0]}: {key[1]}"] = spearman([r["ad"] for r in sel], [r["unpoisoned_acc"] for r in sel],
+                                              minimum=2)[0]
+    out["all points"] = spearman([r["ad"] for r in rows], [r["unpoisoned_acc"] for r in rows], minimum=2)[0]
     return out
 
 

@@ -39,7 +39,7 @@ from simulate.training_set import TrainingSet
 from theory.ad import DEFAULT_ALPHA
 from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, parse_seeds, path_arg, run_main
 from theory.implosion import make_reference
-from theory.stats import ci95
+from theory.stats import ci95, spearman
 from theory.records import (
     ResultsTable,
     atomic_path,
@@ -173,13 +173,9 @@ def summary_text(summary: dict[int, dict[str, tuple[float, float]]], rows: list[
         lines.append(f"({len(shown)} of {len(points)} points shown; all in results.csv)")
     below = [c for c in points if summary[c]["unpoisoned_acc"][0] < 0.5]
     lines.append("benign accuracy < 0.5 first at C_P = " + (str(below[0]) if below else "never (no implosion)"))
-    ad = np.array([float(r["ad"]) for r in rows])
-    acc = np.array([float(r["unpoisoned_acc"]) for r in rows])
-    if ad.size > 2 and np.ptp(ad) > 0 and np.ptp(acc) > 0:
-        from scipy.stats import spearmanr
-
-        rho = spearmanr(ad, acc).statistic
-        lines.append(f"Spearman rho(AD, benign acc) over {ad.size} points = {rho:.3f}")
+    rho, n, _ = spearman([float(r["ad"]) for r in rows], [float(r["unpoisoned_acc"]) for r in rows])
+    if math.isfinite(rho):
+        lines.append(f"Spearman rho(AD, unpoisoned acc) over {n} points = {rho:.3f}")
     return "\n".join(lines)
 
 
