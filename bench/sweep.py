@@ -31,7 +31,7 @@ from simulate.align import AttentionSolver, CapacitySolver  # noqa: E402
 from simulate.metrics import evaluate  # noqa: E402
 from simulate.poison import benign_pairs, make_plan, poison_pairs  # noqa: E402
 from simulate.concepts import make_space  # noqa: E402
-from simulate.sweep import SweepConfig, run_seed  # noqa: E402
+from simulate.engine import SweepConfig, run_seed  # noqa: E402
 from simulate.training_set import TrainingSet  # noqa: E402
 from timing import timed  # noqa: E402
 

@@ -21,9 +21,8 @@ from typing import Any, Callable
 from empirical.layout import ATTENTION_COLUMNS, COLUMNS, KINDS, PER_CONCEPT_COLUMNS, POINT_KEY, TRACK_COLUMNS, cell, \
     fill_old_row, setting_difference, setting_of, short
 from empirical.presets import Preset
-from theory.cli import InputError
-from theory.records import ResultsTable, atomic_write_text, command_line, ensure_writable_dir, git_commit, \
-    package_versions, read_manifest, utc_now, write_manifest
+from theory.records import ResultsTable, atomic_write_text, claim_run_folder, command_line, ensure_writable_dir, \
+    git_commit, package_versions, utc_now, write_manifest
 
 #: Packages whose versions every manifest records.
 VERSIONED: tuple[str, ...] = ("numpy", "torch", "diffusers", "transformers", "accelerate", "pillow", "emoji",
@@ -111,23 +110,14 @@ def open_tables(out: Path, track: bool, *, main_process: bool = True) -> Tables:
 
 
 def claim_folder(out: Path, setting: dict, has_results: bool) -> dict:
-    """The folder's manifest, claimed for ``setting``: refused (InputError) when the folder holds results of
-    another setting or results without a manifest; a manifest a failed start of another setting left behind
-    is dropped."""
-    path = out / "manifest.json"
-    manifest = read_manifest(path)
-    if not isinstance(manifest.get("setting", setting), dict):
-        raise InputError(f"{path} has no readable 'setting'; choose another --out")
-    if has_results and "setting" not in manifest:
-        raise InputError(f"{out / 'results.csv'} holds results without a manifest saying their setting; choose "
-                         "another --out")
-    if manifest and has_results and setting_difference(manifest.get("setting", setting), setting) != "none":
-        raise InputError(f"{out} holds results of another setting ({setting_difference(manifest['setting'], setting)}); "
-                         "choose another --out")
-    if not has_results and manifest.get("setting") not in (None, setting):
-        manifest = {}  # a failed start of another setting left only its manifest: nothing to keep
-    manifest["setting"] = setting
-    return manifest
+    """The folder's manifest, claimed for ``setting`` (:func:`theory.records.claim_run_folder`): a folder holding
+    results of another setting is refused, naming the first difference (:func:`empirical.layout.first_difference`)."""
+    def differ(old: dict, new: dict) -> str:
+        d = setting_difference(old, new)
+        return "" if d == "none" else d
+
+    return claim_run_folder(out, "setting", setting, has_results=has_results, difference=differ,
+                            refusal=lambda d: f"{out} holds results of another setting ({d}); choose another --out")
 
 
 def write_plans(out: Path, plans: dict, targets: str) -> None:

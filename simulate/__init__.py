@@ -4,8 +4,9 @@
 - :mod:`simulate.poison` — which concepts are poisoned, their targets, dirty-label / feature-shift poison pairs.
 - :mod:`simulate.training_set` — the training set with incremental Gram statistics and AD.
 - :mod:`simulate.align` — solvers: ridge (closed form), capacity (nuclear-norm budget, cvxpy), attention (torch).
-- :mod:`simulate.metrics` — benign accuracy, attack success, meaningless rate, distortion.
-- :mod:`simulate.sweep` — ``python -m simulate.sweep --concepts 1..500``.
+- :mod:`simulate.metrics` — unpoisoned accuracy, attack success, meaningless rate, distortion.
+- :mod:`simulate.engine` — one seed's sweep over C_P (``run_seed``), its configuration, summaries, local workers;
+- :mod:`simulate.sweep` — ``python -m simulate.sweep --concepts 1..500`` (the command line over the engine).
 - :mod:`simulate.experiments` — ``python -m simulate.experiments``: AD regimes, one concept, implosion, the phase
   diagram (:mod:`simulate.phase`), AD at fixed volume (:mod:`simulate.ad_volume`).
 - :mod:`simulate.calibrate`, :mod:`simulate.predict` — ``python -m simulate.predict``: the simulator calibrated to
@@ -26,8 +27,8 @@ _EXPORTS = {
     "CapacitySolver": "simulate.align",
     "AttentionSolver": "simulate.align",
     "evaluate": "simulate.metrics",
-    "SweepConfig": "simulate.sweep",
-    "run_seed": "simulate.sweep",
+    "SweepConfig": "simulate.engine",
+    "run_seed": "simulate.engine",
     "PhaseGrid": "simulate.phase",
     "fit_geometry": "simulate.calibrate",
     "measure_geometry": "simulate.calibrate",

@@ -29,7 +29,7 @@ import numpy as np
 from simulate.concepts import ConceptConfig
 from simulate.phase import points_for_volumes
 from simulate.poison import PoisonConfig
-from simulate.sweep import SweepConfig, run_seed
+from simulate.engine import SweepConfig, run_seed
 from theory.stats import mean_ci95
 
 __all__ = ["Configuration", "CONFIGURATIONS", "run_configurations", "given_volume", "AD_VOLUME_COLUMNS"]

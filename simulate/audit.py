@@ -338,7 +338,7 @@ def margin(src: PairShards, labels: np.ndarray, flagged: np.ndarray, k: int, m: 
     from simulate.calibrate import capacity_for_accuracy, fit_geometry, measure_geometry
     from simulate.concepts import ConceptConfig
     from simulate.predict import Setting, predict, summarise
-    from simulate.sweep import SweepConfig
+    from simulate.engine import SweepConfig
 
     if m < 1:
         return {"prediction": None, "why": "no concept has unflagged pairs"}

@@ -37,7 +37,7 @@ from typing import Sequence
 import numpy as np
 
 from simulate.concepts import ConceptConfig, make_space
-from simulate.sweep import SweepConfig, run_seed
+from simulate.engine import SweepConfig, run_seed
 from theory.cli import InputError
 
 __all__ = ["Geometry", "measure_geometry", "fit_geometry", "geometry_of_space", "capacity_for_accuracy",

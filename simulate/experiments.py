@@ -38,7 +38,7 @@ from simulate.align import AttentionSolver, CapacitySolver, RidgeSolver
 from simulate.concepts import ConceptConfig, make_space
 from simulate.phase import PhaseGrid, run_grid, threshold_law, thresholds
 from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
-from simulate.sweep import SweepConfig, run_seed, summarise
+from simulate.engine import SweepConfig, run_seed, summarise
 from simulate.training_set import TrainingSet
 from theory.ad import pair_scores
 from theory.block_model import Gaps, closed_form

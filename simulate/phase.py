@@ -10,7 +10,7 @@ Coordinates (K concepts, m benign pairs each, C_P poisoned concepts with p poiso
   (a fraction of the clean solution's) for ``capacity``;
 - **K** — the number of concepts the map must keep apart.
 
-For every cell and seed the simulator runs the sweep's own engine (:func:`simulate.sweep.run_seed`, AD not
+For every cell and seed the simulator runs the sweep's own engine (:func:`simulate.engine.run_seed`, AD not
 tracked: this experiment measures the model) at the C_P nearest each requested V, and records the measures of
 :mod:`theory.implosion` over the never-poisoned concepts. :func:`thresholds` then reads, per curve (K, capacity,
 p/m), the first V at which the mean unpoisoned accuracy falls below 0.5 and the first at which the meaningless
@@ -29,7 +29,7 @@ import numpy as np
 from simulate.align import CapacitySolver, RidgeSolver
 from simulate.concepts import ConceptConfig
 from simulate.poison import PoisonConfig
-from simulate.sweep import SweepConfig, run_seed
+from simulate.engine import SweepConfig, run_seed
 from theory.cli import InputError
 
 __all__ = ["PhaseGrid", "Cell", "cells", "run_cell", "run_grid", "thresholds", "crossing", "threshold_law",

@@ -34,7 +34,7 @@ from simulate.calibrate import Geometry, capacity_for_accuracy, fit_geometry, ge
 from simulate.concepts import ConceptConfig, make_space
 from simulate.phase import crossing, poison_volume
 from simulate.poison import TARGET_RULES, PoisonConfig, benign_pairs, make_plan, poison_pairs
-from simulate.sweep import SweepConfig, run_seed
+from simulate.engine import SweepConfig, run_seed
 from simulate.training_set import TrainingSet
 from theory.ad import alignment_difficulty_sampled
 from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, parse_seeds, path_arg, run_main

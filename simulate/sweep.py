@@ -21,132 +21,23 @@ d = 512, or p ≤ m, benign accuracy stays ≈ 1 for every C_P (docs/simulation.
 from __future__ import annotations
 
 import math
-import signal
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from simulate.align import SOLVERS, AttentionSolver, CapacitySolver, RidgeSolver, make_solver
-from simulate.concepts import ConceptConfig, make_space
-from simulate.metrics import METRIC_NAMES, evaluate
-from simulate.poison import TARGET_RULES, PoisonConfig, benign_pairs, make_plan, poison_pairs
-from simulate.training_set import TrainingSet
-from theory.ad import DEFAULT_ALPHA
+from simulate.concepts import ConceptConfig
+from simulate.engine import COLUMNS, SweepConfig, check_size, point_keys, run_in_workers, run_seed, run_seed_rows, \
+    summarise
+from simulate.poison import TARGET_RULES, PoisonConfig
 from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, parse_seeds, path_arg, run_main
-from theory.implosion import make_reference
-from theory.stats import ci95, spearman
-from theory.records import (
-    ResultsTable,
-    atomic_path,
-    command_line,
-    ensure_writable_dir,
-    git_commit,
-    package_versions,
-    read_manifest,
-    read_table,
-    utc_now,
-    write_manifest,
-)
-from theory.validate import check_alpha, physical_memory
-
-COLUMNS = ["c_p", "seed", "solver", "n_pairs", "ad", "d_fea", "d_stru", *METRIC_NAMES, "seconds"]
-Solver = RidgeSolver | CapacitySolver | AttentionSolver
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    """Everything that determines the numbers of a point (points and seeds only choose which points)."""
-
-    concepts: ConceptConfig = field(default_factory=ConceptConfig)
-    poison: PoisonConfig = field(default_factory=PoisonConfig)
-    solver: Solver = field(default_factory=RidgeSolver)
-    benign_per_concept: int = 5
-    alpha: float = DEFAULT_ALPHA
-    laion_scale: bool = True
-
-    def __post_init__(self) -> None:
-        m = self.benign_per_concept
-        if not isinstance(m, (int, np.integer)) or m < 1:
-            raise InputError(f"--benign-per-concept must be >= 1, got {m!r}")
-        if self.poison.placement == "replace" and self.poison.poison_per_concept > m:
-            raise InputError(f"--placement replace needs --poison-per-concept <= --benign-per-concept "
-                             f"({self.poison.poison_per_concept} > {m})")
-
-    def identity(self) -> dict[str, Any]:
-        """JSON-ready description; two sweeps may share an output folder only if these are equal."""
-        out = asdict(self)
-        out["solver"] = self.solver.as_dict()
-        return out
-
-
-# ------------------------------------------------------------------------------------------- one seed
-
-
-def run_seed(config: SweepConfig, seed: int, points: Sequence[int], done: frozenset[int] = frozenset(),
-             emit: Callable[[dict[str, Any]], None] | None = None,
-             progress: Callable[[int], None] | None = None, track_ad: bool = True) -> list[dict[str, Any]]:
-    """Sweep one seed through ``points`` (ascending C_P); skip the evaluation of C_P in ``done`` (the training
-    set still advances through them). Each row is passed to ``emit`` as soon as it exists and returned.
-    ``track_ad=False`` skips AD (its columns are NaN): for experiments that measure only the model, where the
-    incremental AD's O(n) cost per added pair would dominate at large poison volumes."""
-    cfg = config
-    space = make_space(cfg.concepts, seed)
-    plan = make_plan(space, cfg.poison, seed)
-    bt, bv, _ = benign_pairs(space, cfg.benign_per_concept, seed)
-    data = TrainingSet(cfg.concepts.dim, alpha=cfg.alpha, laion_scale=cfg.laion_scale, track_ad=track_ad)
-    data.add(bt, bv)
-    fitter = cfg.solver.prepare(data, seed)
-    clean_outputs = fitter.fit(data).predict(space.text_centroids)
-    reference = make_reference(space.image_centroids, seed=seed)
-    m, p = cfg.benign_per_concept, cfg.poison.poison_per_concept
-    rows: list[dict[str, Any]] = []
-    poisoned_so_far = 0
-    for c_p in sorted(points):
-        start = time.perf_counter()
-        for concept in plan.poisoned(c_p)[poisoned_so_far:]:
-            if cfg.poison.placement == "replace" and p:
-                data.remove(concept * m + np.arange(p))  # benign pairs are added grouped by concept
-            if p:
-                data.add(*poison_pairs(space, plan, cfg.poison, int(concept), seed))
-        poisoned_so_far = c_p
-        if c_p not in done:
-            model = fitter.fit(data)
-            ad = data.ad() if track_ad else None
-            nan = float("nan")
-            row = {"c_p": c_p, "seed": seed, "solver": cfg.solver.name, "n_pairs": data.n,
-                   "ad": ad.ad if ad else nan, "d_fea": ad.d_fea if ad else nan, "d_stru": ad.d_stru if ad else nan,
-                   **evaluate(model, space, plan, c_p, clean_outputs, reference),
-                   "seconds": round(time.perf_counter() - start, 4)}
-            rows.append(row)
-            if emit is not None:
-                emit(row)
-        if progress is not None:
-            progress(c_p)
-    return rows
-
-
-# ------------------------------------------------------------------------------------------- summary
-
-
-def summarise(rows: list[dict[str, Any]], points: Sequence[int]) -> dict[int, dict[str, tuple[float, float]]]:
-    """Per C_P: (mean, 95% CI half-width) over seeds of AD and every metric."""
-    out: dict[int, dict[str, tuple[float, float]]] = {}
-    for c_p in points:
-        sel = [r for r in rows if int(r["c_p"]) == c_p]
-        if not sel:
-            continue
-        stats = {}
-        for key in ("ad", "d_fea", "d_stru", *METRIC_NAMES):
-            vals = np.array([float(r[key]) for r in sel])
-            stats[key] = (float(np.nanmean(vals)) if not np.isnan(vals).all() else float("nan"), ci95(vals))
-        stats["n_seeds"] = (len(sel), 0.0)
-        out[c_p] = stats
-    return out
+from theory.records import ResultsTable, atomic_path, claim_run_folder, command_line, ensure_writable_dir, \
+    git_commit, package_versions, read_table, utc_now, write_manifest
+from theory.stats import spearman
+from theory.validate import check_alpha
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -295,113 +186,9 @@ class _Progress:
         self.bar.close()
 
 
-MAX_ROWS = 10_000_000
-
-
-def memory_needed(config: SweepConfig, max_cp: int) -> int:
-    """Bytes one seed's sweep holds at its largest C_P: the pairs (text, image, in the training set and in the
-    incremental AD: 4 copies of n × d float64), the centroids and the d × d statistics."""
-    k, d = config.concepts.n_concepts, config.concepts.dim
-    n = k * config.benign_per_concept + max_cp * config.poison.poison_per_concept
-    return 8 * (4 * n * d + 4 * k * d + 3 * d * d)
-
-
-def check_size(config: SweepConfig, max_cp: int, seeds: int, points: int) -> None:
-    """Refuse, before anything is written, a sweep whose rows or one seed's memory would not fit: at most
-    ``MAX_ROWS`` rows, and one seed's working set within half the machine's memory (each worker holds one)."""
-    if seeds * points > MAX_ROWS:
-        raise InputError(f"--seeds {seeds} x {points} points = {seeds * points:,} rows; at most {MAX_ROWS:,}")
-    need, have = memory_needed(config, max_cp), physical_memory()
-    if have and need > have // 2:
-        raise InputError(f"one seed of this sweep needs about {need / 2**30:.1f} GiB (K, m, p, d and C_P up to "
-                         f"{max_cp}); this machine has {have / 2**30:.1f} GiB: lower --n-concepts, --dim, "
-                         "--benign-per-concept, --poison-per-concept or --concepts")
-
-
-def _point_keys(rows: list[dict[str, str]], path: Path) -> set[tuple[int, int]]:
-    """The (C_P, seed) of every row; a row whose C_P or seed is not a whole number, or a point recorded twice, is
-    an InputError naming the row (a resumed sweep must neither crash nor average two results of one point)."""
-    keys: set[tuple[int, int]] = set()
-    for i, r in enumerate(rows, start=2):
-        try:
-            key = (int(r["c_p"]), int(r["seed"]))
-        except (TypeError, ValueError):
-            raise InputError(f"{path} line {i}: c_p {r['c_p']!r} / seed {r['seed']!r} are not whole numbers; "
-                             "remove that line to resume, or use another --out") from None
-        if key in keys:
-            raise InputError(f"{path} line {i}: C_P {key[0]}, seed {key[1]} is recorded twice; remove one line to "
-                             "resume, or use another --out")
-        keys.add(key)
-    return keys
-
-
-def _run_seed_rows(config: SweepConfig, seed: int, points: list[int], done: frozenset[int]) -> list[dict]:
-    """Dask entry point: one seed, rows returned when it is finished."""
-    return run_seed(config, seed, points, done)
-
-
-_ROWS: Any = None  # the queue a worker process sends its rows through (set once per worker process)
-
-
-def _init_worker(queue: Any) -> None:
-    """Worker start: remember the row queue, ignore Ctrl-C (the parent handles it) and, on Linux, die with the
-    parent (a parent killed with SIGKILL leaves no orphan computing for nobody)."""
-    global _ROWS
-    _ROWS = queue
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
-
-
-def _run_seed_streaming(config: SweepConfig, seed: int, points: list[int], done: frozenset[int]) -> int:
-    """Worker entry point: one seed, each row sent to the parent as soon as it exists."""
-    return len(run_seed(config, seed, points, done, emit=_ROWS.put))
-
-
-def run_in_workers(config: SweepConfig, seeds: list[int], points: list[int], done: dict[int, frozenset[int]],
-                   workers: int, table: ResultsTable, step: Callable[[dict[str, Any]], None]) -> None:
-    """Seeds on ``workers`` local processes; every row reaches ``table`` as soon as a worker computes it, so a
-    Ctrl-C or a kill keeps every finished point (the workers are stopped, never orphaned)."""
-    import multiprocessing as mp
-    import queue as queue_mod
-
-    rows = mp.get_context().Queue()
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(rows,))
-
-    received = 0
-
-    def drain(wait: float) -> None:
-        nonlocal received
-        while True:
-            try:
-                row = rows.get(timeout=wait)
-            except queue_mod.Empty:
-                return
-            table.append([row])
-            step(row)
-            received += 1
-            wait = 0.0
-
-    try:
-        futs = [pool.submit(_run_seed_streaming, config, s, points, done[s]) for s in seeds]
-        while not all(f.done() for f in futs):
-            drain(0.2)
-        sent = sum(f.result() for f in futs)  # a worker's exception surfaces here
-        deadline = time.monotonic() + 60
-        while received < sent and time.monotonic() < deadline:
-            drain(0.5)
-    except BaseException:
-        drain(0.5)
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
+def _config_difference(old: dict, new: dict) -> str:
+    """The top-level configuration keys in which two sweeps differ, comma-separated ("" when none)."""
+    return ", ".join(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -419,16 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out
     manifest_path, table_path = out / "manifest.json", out / "results.csv"
     identity = config.identity()
-    if manifest_path.exists():
-        previous = read_manifest(manifest_path)
-        old = previous.get("config") if isinstance(previous.get("config"), dict) else {}
-        # a manifest without results (a start that failed) does not lock the folder
-        if previous.get("config") != identity and table_path.exists() and read_table(table_path, COLUMNS):
-            diff = sorted(key for key in set(identity) | set(old) if identity.get(key) != old.get(key))
-            raise InputError(f"{out} holds a sweep with a different configuration ({', '.join(diff)}); "
-                             "use another --out")
-    elif table_path.exists() and read_table(table_path, COLUMNS):
-        raise InputError(f"{table_path} exists without a manifest; use another --out")
+    claim_run_folder(out, "config", identity, has_results=lambda: table_path.exists() and bool(read_table(table_path, COLUMNS)),
+                     difference=_config_difference,
+                     refusal=lambda d: f"{out} holds a sweep with a different configuration ({d}); use another --out")
     if dry_run(args, "python -m simulate.sweep", {
             "C_P points": f"{len(points)} ({points[0]}..{points[-1]})", "seeds": seeds, "solver": args.solver,
             "concepts K": k, "benign m": config.benign_per_concept, "poison p": config.poison.poison_per_concept,
@@ -447,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ensure_writable_dir(out)
 
     table = ResultsTable(table_path, COLUMNS)
-    have = _point_keys(table.rows, table_path)
+    have = point_keys(table.rows, table_path)
     manifest = {"tool": "simulate.sweep", "config": identity, "points": args.concepts, "seeds": seeds,
                 "versions": package_versions(["numpy", "scipy", "sympy", "cvxpy", "torch", "dask"]),
                 "git_commit": git_commit(), "command": command_line(), "started": utc_now(), "status": "running"}
@@ -458,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bar = _Progress(sum(len(points) - len(done[s]) for s in pending), not args.quiet)
     t0 = time.perf_counter()
     if client is not None:
-        futures = client.map(_run_seed_rows, [config] * len(pending), pending, [points] * len(pending),
+        futures = client.map(run_seed_rows, [config] * len(pending), pending, [points] * len(pending),
                              [done[s] for s in pending], pure=False)
         from dask.distributed import as_completed as dask_completed
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from simulate.phase import PhaseGrid, cells, run_cell, run_grid, thresholds
-from simulate.sweep import run_seed
+from simulate.engine import run_seed
 from theory.cli import InputError
 
 SMALL = PhaseGrid(n_concepts=(80,), dims=(24, 64), dominance=(1.0, 10.0), volumes=(0.5, 1.0, 3.0, 8.0),

@@ -17,7 +17,7 @@ from simulate.concepts import ConceptConfig
 from simulate.phase import crossing
 from simulate.poison import PoisonConfig
 from simulate.predict import Setting, predict
-from simulate.sweep import SweepConfig, run_seed
+from simulate.engine import SweepConfig, run_seed
 from theory.cli import InputError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -239,7 +239,7 @@ def test_block_model_fitted_to_a_separated_space_predicts_ad():
     """Where the block model's assumptions hold (separated concepts, little noise, disjoint-ish targets), the
     closed form with parameters measured at one C_P predicts the simulated AD at the others."""
     from simulate.experiments import block_prediction, fitted_block_parameters
-    from simulate.sweep import SweepConfig, run_seed
+    from simulate.engine import SweepConfig, run_seed
 
     cfg = SweepConfig(concepts=ConceptConfig(n_concepts=60, dim=64, template_weight=0.1, separation=0.95,
                                              text_spread=0.1, image_spread=0.1),

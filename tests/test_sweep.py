@@ -16,7 +16,8 @@ import pytest
 
 from simulate.concepts import ConceptConfig, make_space
 from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
-from simulate.sweep import COLUMNS, SweepConfig, main, run_seed
+from simulate.engine import COLUMNS, SweepConfig, run_seed
+from simulate.sweep import main
 from theory.ad import alignment_difficulty
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from theory.cli import InputError
 
-__all__ = ["COLUMN_ALIASES", "ResultsTable", "atomic_path", "atomic_write_text", "current_column", "read_csv_rows", "ensure_writable_dir", "write_folder_atomically", "git_commit", "package_versions",
+__all__ = ["COLUMN_ALIASES", "ResultsTable", "atomic_path", "atomic_write_text", "claim_run_folder", "current_column", "read_csv_rows", "ensure_writable_dir", "write_folder_atomically", "git_commit", "package_versions",
            "read_table", "save_npz_atomically", "utc_now", "write_manifest", "command_line"]
 
 
@@ -338,6 +338,33 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict):
         raise InputError(f"{path} is not a manifest (a JSON {type(manifest).__name__}, not an object); "
                          "use another --out")
+    return manifest
+
+
+def claim_run_folder(out: Path, key: str, identity: dict, *, has_results: bool | Callable[[], bool],
+                     difference: Callable[[dict, dict], str], refusal: Callable[[str], str]) -> dict[str, Any]:
+    """Claim the run folder ``out`` for one configuration: its manifest's ``key`` (``identity``) is what every
+    result row there shares. Returns the manifest to continue (the previous one when it is this configuration's,
+    else a fresh ``{key: identity}``). Refused (InputError, before anything is written): results whose manifest
+    does not say their ``key``; results of another configuration (``refusal(difference(old, identity))``, the
+    message naming what differs). A manifest without results (a start that failed) does not lock the folder.
+    ``has_results`` may be a function, asked only once the manifest has been read (a damaged manifest is named
+    first)."""
+    path = out / "manifest.json"
+    manifest = read_manifest(path)
+    old = manifest.get(key)
+    if old is not None and not isinstance(old, dict):
+        raise InputError(f"{path} has no readable {key!r}; use another --out")
+    if callable(has_results):
+        has_results = has_results()
+    if has_results and old is None:
+        raise InputError(f"{out / 'results.csv'} holds results without a manifest saying their {key}; use another "
+                         "--out")
+    if has_results and difference(old, identity):
+        raise InputError(refusal(difference(old, identity)))
+    if old != identity:
+        manifest = {}
+    manifest[key] = identity
     return manifest
 
 
