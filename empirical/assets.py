@@ -62,6 +62,32 @@ class Assets:
         return len(self.captions) - 1
 
 
+def concept_data(preset: Preset, cache_dir: Path | None, user_data: tuple | None = None):
+    """(training data, held-out data, data key): the preset's emoji renders and their held-out renders (another
+    augmentation stream), or a user's (training, held-out, key)."""
+    if user_data is not None:
+        return user_data
+    data = load_or_render(preset.render, cache_dir)
+    held = load_or_render(RenderConfig(**{**asdict(preset.render), "per_concept": preset.held_out, "variant": 1}),
+                          cache_dir)
+    return data, held, preset.render.key() + "-" + "-".join(data.fonts)
+
+
+def _judge(preset: Preset, data, vae, te, data_key: str, cache_dir: Path | None, judge_path: Path | None,
+           progress: bool):
+    """A local CLIP folder as the judge, or ours: trained on the clean images and on their VAE reconstructions
+    (same captions) — the judge reads generated images, which come out of the VAE decoder — clean data only."""
+    from empirical.judge import ClipJudge, load_or_train_judge
+
+    if judge_path is not None:
+        return ClipJudge(judge_path, data.names, device=preset.device)
+    recon_train = _reconstruct(vae, data.images)
+    return load_or_train_judge(np.concatenate([data.images, recon_train]), data.captions * 2,
+                               np.concatenate([data.labels, data.labels]), data.names, te, preset.judge,
+                               cache_dir=cache_dir, data_key=f"{data_key}-vae{preset.vae.key(data_key)}-recon",
+                               progress=progress, device=preset.device)
+
+
 def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = False,
                    log=lambda msg: None, pretrained: tuple | None = None, judge_path: Path | None = None,
                    user_data: tuple | None = None) -> Assets:
@@ -73,18 +99,10 @@ def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = F
     user's own pairs, with their own captions."""
     import torch
 
-    from empirical.judge import load_or_train_judge
-
-    from empirical.text_encoder import TextEncoder
     from empirical.model import load_or_train_vae, vae_reconstruction_error
+    from empirical.text_encoder import TextEncoder
 
-    if user_data is not None:
-        data, held, data_key = user_data
-    else:
-        data = load_or_render(preset.render, cache_dir)
-        held_cfg = RenderConfig(**{**asdict(preset.render), "per_concept": preset.held_out, "variant": 1})
-        held = load_or_render(held_cfg, cache_dir)
-        data_key = preset.render.key() + "-" + "-".join(data.fonts)
+    data, held, data_key = concept_data(preset, cache_dir, user_data)
     for notice in data.notices:
         log(f"note: {notice}")
     base = pretrained[0] if pretrained else None
@@ -92,48 +110,33 @@ def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = F
         data_key += f"-sd{base.key}"
     log(f"data: {len(data.names)} concepts, {len(data)} training pairs ({len(held)} held out) at "
         f"{data.images.shape[1]}px, {', '.join(data.fonts)}")
-    dev = preset.device
     t0 = time.perf_counter()
     if base is not None:
         _, vae, te = pretrained
         log(f"base model: {base.path} (UNet {sum(v.numel() for v in base.unet_state.values()) / 1e6:.1f} M "
             f"parameters, images {base.image_size}px)")
     else:
-        te = TextEncoder(device=dev)
+        te = TextEncoder(device=preset.device)
         vae = load_or_train_vae(data.images, preset.vae, cache_dir=cache_dir, data_key=data_key, progress=progress,
-                                device=dev)
-    vae_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    # The judge reads generated images, which come out of the VAE decoder: it trains on the clean renders and
-    # on their VAE reconstructions (same captions), still clean data only.
-    if judge_path is not None:
-        from empirical.judge import ClipJudge
-
-        judge = ClipJudge(judge_path, data.names, device=dev)
-    else:
-        recon_train = _reconstruct(vae, data.images)
-        judge = load_or_train_judge(np.concatenate([data.images, recon_train]), data.captions * 2,
-                                    np.concatenate([data.labels, data.labels]), data.names, te, preset.judge,
-                                    cache_dir=cache_dir, data_key=f"{data_key}-vae{preset.vae.key(data_key)}-recon",
-                                    progress=progress, device=dev)
+                                device=preset.device)
+    vae_s, t0 = time.perf_counter() - t0, time.perf_counter()
+    judge = _judge(preset, data, vae, te, data_key, cache_dir, judge_path, progress)
     judge_s = time.perf_counter() - t0
     judge_acc = float(np.mean(judge.classify(held.images) == held.labels))
     vae_mse = vae_reconstruction_error(vae, held.images)
-    recon = _reconstruct(vae, held.images)
-    judge_recon_acc = float(np.mean(judge.classify(recon) == held.labels))
+    judge_recon_acc = float(np.mean(judge.classify(_reconstruct(vae, held.images)) == held.labels))
     log(f"judge: {judge_acc:.3f} on held-out clean renders ({judge_recon_acc:.3f} on their VAE reconstructions); "
         f"VAE held-out MSE {vae_mse:.4f}")
     mu, sigma = encode_latents(vae, data.images)
     captions = [caption(n, j) for n in data.names for j in range(len(CAPTION_TEMPLATES))]
     captions += (list(data.captions) if user_data is not None else []) + [""]
-    contexts = te.token_states(captions)
     feats = judge.image_features(held.images)
-    clean_features = {c: feats[held.labels == c] for c in range(len(data.names))}
     quality = {"judge_heldout_acc": judge_acc, "judge_recon_acc": judge_recon_acc, "vae_heldout_mse": vae_mse,
                "vae_s": vae_s, "judge_s": judge_s, "vae_params": sum(p.numel() for p in vae.parameters()),
                "threads": torch.get_num_threads()}
-    return Assets(preset, data, held, te, vae, judge, mu, sigma, captions, contexts, clean_features, quality,
-                  data_key, base, own_captions=user_data is not None)
+    return Assets(preset, data, held, te, vae, judge, mu, sigma, captions, te.token_states(captions),
+                  {c: feats[held.labels == c] for c in range(len(data.names))}, quality, data_key, base,
+                  own_captions=user_data is not None)
 
 
 def _reconstruct(vae, images: np.ndarray) -> np.ndarray:

@@ -3,36 +3,45 @@ training mixes of an experiment, scored against their known poisons, without tra
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from theory.cli import InputError, path_arg
 from theory.detection import rank_quality
 
 
-def main(argv=None) -> int:
-    """``python -m empirical.defence``: the detector on the training mixes of an experiment, without training.
-
-    For each seed, C_P and poison type, builds the exact training mix ``empirical.run`` would train on (clean set
-    plus the plan's poisons), embeds it with the judge, ranks pairs by their share of AD and scores the ranking
-    against the known poisons. Prints one line per mix and writes ``OUT/detection.csv`` (AP, precision@k, base
-    rate, AD) and ``OUT/pr-<type>-cp<C_P>-s<seed>.csv`` (the precision–recall curve)."""
-    import sys
-    from pathlib import Path
-
+def detect_in_mix(assets, plan, poison_type: str, c_p: int, p: int, seed: int, cache: Path | None):
+    """The detector on one training mix (the clean set plus the ``poison_type`` poisons of C_P concepts, exactly
+    as ``empirical.run`` builds it): every pair ranked by its share of AD (judge embeddings) and scored against
+    the known poisons. Returns (row for detection.csv, :class:`theory.detection.Detection`)."""
+    from empirical.assets import build_mix
     from empirical.evaluate import pair_attribution_of_mix
-    from empirical.assets import build_mix, prepare_assets
-    from empirical.poison_kinds import POISON_KINDS, PoisonRequest, extra_pairs
-    from empirical.poisons import make_plan
-    from empirical.presets import DEFAULT_CACHE, default_poisoned_concepts, get_preset, with_overrides
-    from theory.cli import ArgumentParser, dry_run, parse_int_list, parse_seeds
-    from theory.records import atomic_write_text, csv_text, ensure_writable_dir
+    from empirical.poison_kinds import PoisonRequest, extra_pairs
+
+    req = PoisonRequest(plan, c_p, p, assets.data.images, assets.data.labels, seed, assets.vae,
+                        assets.preset.nightshade, cache)
+    _, batch = extra_pairs("poisoned", poison_type, req)
+    mix, texts = build_mix(assets, batch.image_idx, batch.concepts)
+    att = pair_attribution_of_mix(assets.judge, batch.pixels(assets.data.images)[mix.image_idx], texts)
+    d = rank_quality(att.contribution, np.r_[np.zeros(len(assets.data), bool), batch.is_poison])
+    row = {"seed": seed, "poison_type": poison_type, "c_p": c_p, "poison_per_concept": p, "n_pairs": d.n_pairs,
+           "n_poison": d.n_poison, "ad": att.result.ad, **d.summary(), **batch.report}
+    return row, d
+
+
+def _parser():
+    from empirical.poison_kinds import POISON_KINDS
+    from empirical.presets import DEFAULT_CACHE, PRESETS
+    from theory.cli import ArgumentParser
 
     parser = ArgumentParser(prog="python -m empirical.defence", description=main.__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="smoke")
+    parser.add_argument("--preset", default="smoke", help=f"experiment size: {', '.join(PRESETS)}")
     parser.add_argument("--poisoned-concepts", default=None, metavar="LIST",
                         help="C_P values (default: K/6, K/3, 2K/3 of the preset's K concepts; 25,50,100 for cpu)")
-    parser.add_argument("--poison-per-concept", type=int, default=None, metavar="P")
-    parser.add_argument("--poison-type", default="dirty,nightshade", help="comma list of dirty, nightshade")
+    parser.add_argument("--poison-per-concept", type=int, default=None, metavar="P",
+                        help="poison pairs per poisoned concept (default: the preset's)")
+    parser.add_argument("--poison-type", default="dirty,nightshade", help=f"comma list of {', '.join(POISON_KINDS)}")
     parser.add_argument("--pgd-steps", type=int, default=None, help="nightshade steps (default: the preset's)")
     parser.add_argument("--epsilon", type=float, default=None,
                         help="nightshade: L-infinity budget on the [0, 1] scale (default: the preset's)")
@@ -40,7 +49,26 @@ def main(argv=None) -> int:
                         help="seeds, a list: 0, 0,1,2 or 0..2 (default 0; --seed is the older name)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--out", type=path_arg, default=Path("results/defence"))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    """``python -m empirical.defence``: the detector on the training mixes of an experiment, without training.
+
+    For each seed, C_P and poison type, builds the exact training mix ``empirical.run`` would train on (clean set
+    plus the plan's poisons), embeds it with the judge, ranks pairs by their share of AD and scores the ranking
+    against the known poisons (:func:`detect_in_mix`). Prints one line per mix and writes ``OUT/detection.csv``
+    (AP, precision@k, base rate, AD) and ``OUT/pr-<type>-cp<C_P>-s<seed>.csv`` (the precision–recall curve)."""
+    import sys
+
+    from empirical.assets import prepare_assets
+    from empirical.poison_kinds import POISON_KINDS
+    from empirical.poisons import make_plan
+    from empirical.presets import default_poisoned_concepts, get_preset, with_overrides
+    from theory.cli import dry_run, parse_int_list, parse_seeds
+    from theory.records import atomic_write_text, csv_text, ensure_writable_dir
+
+    args = _parser().parse_args(argv)
     preset = get_preset(args.preset)
     types = [t.strip() for t in args.poison_type.split(",") if t.strip()]
     bad = [t for t in types if t not in POISON_KINDS]
@@ -60,32 +88,18 @@ def main(argv=None) -> int:
         return 0
     out = ensure_writable_dir(args.out)
     cache = ensure_writable_dir(args.cache, name="--cache")
-    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    assets = prepare_assets(preset, cache, log=log)
-    n = len(assets.data)
+    assets = prepare_assets(preset, cache, log=lambda m: print(m, file=sys.stderr, flush=True))
     rows = []
     print("seed  poison      C_P  pairs  poisons  AD      AP     P@k    base rate")
     for s in seeds:
         plan = make_plan(assets.data.names, seed=s)
-        for t in types:
-            for c_p in c_ps:
-                if c_p == 0:
-                    continue
-                req = PoisonRequest(plan, c_p, p, assets.data.images, assets.data.labels, s, assets.vae,
-                                    preset.nightshade, cache)
-                _, batch = extra_pairs("poisoned", t, req)
-                mix, texts = build_mix(assets, batch.image_idx, batch.concepts)
-                pixels, size = batch.pixels(assets.data.images), batch.report
-                truth = np.r_[np.zeros(n, bool), batch.is_poison]
-                att = pair_attribution_of_mix(assets.judge, pixels[mix.image_idx], texts)
-                d = rank_quality(att.contribution, truth)
-                row = {"seed": s, "poison_type": t, "c_p": c_p, "poison_per_concept": p, "n_pairs": d.n_pairs,
-                       "n_poison": d.n_poison, "ad": att.result.ad, **d.summary(), **size}
-                rows.append(row)
-                print(f"{s:<5} {t:<10} {c_p:>4} {d.n_pairs:>6} {d.n_poison:>8}  {att.result.ad:.3f}  "
-                      f"{d.average_precision:.3f}  {d.precision_at_k:.3f}  {row['detect_base_rate']:.3f}")
-                curve = "precision,recall\n" + "".join(f"{a:.6f},{b:.6f}\n" for a, b in zip(d.precision, d.recall))
-                atomic_write_text(out / f"pr-{t}-cp{c_p}-s{s}.csv", curve)
+        for t, c_p in ((t, c) for t in types for c in c_ps if c > 0):
+            row, d = detect_in_mix(assets, plan, t, c_p, p, s, cache)
+            rows.append(row)
+            print(f"{s:<5} {t:<10} {c_p:>4} {d.n_pairs:>6} {d.n_poison:>8}  {row['ad']:.3f}  "
+                  f"{d.average_precision:.3f}  {d.precision_at_k:.3f}  {row['detect_base_rate']:.3f}")
+            curve = "precision,recall\n" + "".join(f"{a:.6f},{b:.6f}\n" for a, b in zip(d.precision, d.recall))
+            atomic_write_text(out / f"pr-{t}-cp{c_p}-s{s}.csv", curve)
     if (out / "detection.csv").exists():
         print(f"replacing {out / 'detection.csv'}", file=sys.stderr)
     atomic_write_text(out / "detection.csv", csv_text(rows) if rows else "seed\n")

@@ -107,6 +107,20 @@ def _save(path: Path, **arrays) -> None:
         np.savez(tmp, **arrays)
 
 
+def _resume(partial: Path, fingerprint: str) -> tuple[list, list, list, list, list]:
+    """What a partial file of the same run holds: (text batches, image batches, metadata lines, file names,
+    captions); empty lists when there is none, it belongs to another run (or an older format), or a crash cut
+    it (then it is discarded rather than blocking every rerun)."""
+    if partial.is_file():
+        try:
+            with np.load(partial, allow_pickle=False) as z:
+                if str(z["fingerprint"]) == fingerprint and "caption" in z.files:
+                    return [z["text"]], [z["image"]], list(z["line"]), list(z["file_name"]), list(z["caption"])
+        except DAMAGE as exc:
+            discard_damaged(partial, exc)
+    return [], [], [], [], []
+
+
 def embed_folder(folder: Path, embedder, out: Path, *, batch_size: int = 64, save_every: int = 20,
                  fmt: FolderFormat = FolderFormat(),
                  progress: bool = False) -> dict[str, np.ndarray]:
@@ -118,22 +132,8 @@ def embed_folder(folder: Path, embedder, out: Path, *, batch_size: int = 64, sav
     folder, out = Path(folder), Path(out)
     partial = out.with_name(out.name.removesuffix(".npz") + ".partial.npz")
     fp = _fingerprint(folder, embedder.name, fmt)
-    text: list[np.ndarray] = []
-    image: list[np.ndarray] = []
-    lines: list[int] = []
-    names: list[str] = []
-    captions: list[str] = []
-    after = 0
-    if partial.is_file():
-        try:
-            with np.load(partial, allow_pickle=False) as z:
-                if str(z["fingerprint"]) == fp and "caption" in z.files:  # older partial files start over
-                    text, image = [z["text"]], [z["image"]]
-                    lines, names, captions = list(z["line"]), list(z["file_name"]), list(z["caption"])
-                    after = int(lines[-1]) if lines else 0
-        except DAMAGE as exc:  # a partial file cut by a crash: start over rather than block every rerun
-            discard_damaged(partial, exc)
-            text, image, lines, names, captions, after = [], [], [], [], [], 0
+    text, image, lines, names, captions = _resume(partial, fp)
+    after = int(lines[-1]) if lines else 0
 
     def flush():
         _save(partial, text=np.concatenate(text) if text else np.zeros((0, 0), np.float32),

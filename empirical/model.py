@@ -219,19 +219,10 @@ def weight_variants(part: Path) -> set[str | None]:
     return found
 
 
-def load_pipeline(folder: Path, *, device: str = "cpu", variant: str | None = None):
-    """Load a local diffusers Stable Diffusion folder: ``local_files_only``, safetensors only, no remote code,
-    weights of ``variant`` (e.g. ``fp16``: ``*.fp16.safetensors``) when given, always as float32 (training and
-    evaluation choose their own precision).
-
-    Raises :class:`InputError` naming the problem if ``folder`` is not such a folder.
-    """
-    import torch
-
-    with quiet_transformers():
-        from diffusers import StableDiffusionPipeline
-
-    folder = Path(folder)
+def check_pipeline_folder(folder: Path, variant: str | None = None) -> None:
+    """InputError naming the first problem of a diffusers Stable Diffusion folder: no (valid) ``model_index.json``,
+    a missing component, a component without safetensors weights (pickles are refused, named), without weights
+    of ``variant``, or with a damaged config."""
     index = folder / "model_index.json"
     if not index.is_file():
         raise InputError(f"{folder} is not a diffusers pipeline folder (no model_index.json)")
@@ -264,6 +255,22 @@ def load_pipeline(folder: Path, *, device: str = "cpu", variant: str | None = No
                 ok = False
             if not ok:
                 raise InputError(f"{cfg} is not a JSON object: the folder is damaged")
+
+
+def load_pipeline(folder: Path, *, device: str = "cpu", variant: str | None = None):
+    """Load a local diffusers Stable Diffusion folder: ``local_files_only``, safetensors only, no remote code,
+    weights of ``variant`` (e.g. ``fp16``: ``*.fp16.safetensors``) when given, always as float32 (training and
+    evaluation choose their own precision).
+
+    Raises :class:`InputError` naming the problem if ``folder`` is not such a folder.
+    """
+    import torch
+
+    with quiet_transformers():
+        from diffusers import StableDiffusionPipeline
+
+    folder = Path(folder)
+    check_pipeline_folder(folder, variant)
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 

@@ -339,26 +339,16 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
     weights and EMA stay identical across processes; only process 0 writes checkpoints. After a resume, processes
     r > 0 draw from a stream re-derived from the resumed step (deterministic, not the uninterrupted stream).
     """
-    import torch
     from accelerate import Accelerator
 
     from empirical.model import noise_scheduler
 
     cfg.validate()
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=(device == "cpu"))
-    rank = accelerator.process_index
     fingerprint = run_fingerprint(unet, mix, cfg, scheduler_config, accelerator.num_processes)
     sched = noise_scheduler(scheduler_config)
     check_prediction_type(sched)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    unet.train()
-    ema = {k: v.detach().clone().float() for k, v in unet.state_dict().items()}
-    opt = torch.optim.AdamW([p for p in unet.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=1e-2)
-    start = 0
-    if checkpoint_dir is not None:
-        start = load_checkpoint(Path(checkpoint_dir), fingerprint, unet, ema, opt, gen, max_step=cfg.steps)
-    if rank > 0:
-        gen.manual_seed(cfg.seed + 1_000_003 * rank + 7919 * start)
+    ema, opt, gen, start = _start(unet, cfg, checkpoint_dir, fingerprint, accelerator.process_index)
     unet, opt = accelerator.prepare(unet, opt)
     dev = accelerator.device
     ema = {k: v.to(dev) for k, v in ema.items()}  # EMA lives beside the weights (no per-step transfers)
@@ -393,6 +383,24 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
     unet = accelerator.unwrap_model(unet)
     unet.eval()
     return unet, {k: v.cpu() for k, v in ema.items()}
+
+
+def _start(unet, cfg: TrainConfig, checkpoint_dir: Path | None, fingerprint: str, rank: int):
+    """The EMA weights, the AdamW optimiser and the batch generator of a run, and its first step: 0, or the step
+    of the last checkpoint under ``checkpoint_dir`` whose fingerprint matches (everything restored from it).
+    Process r > 0 of a launch draws from a stream derived from the seed, r and the first step."""
+    import torch
+
+    gen = torch.Generator().manual_seed(cfg.seed)
+    unet.train()
+    ema = {k: v.detach().clone().float() for k, v in unet.state_dict().items()}
+    opt = torch.optim.AdamW([p for p in unet.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=1e-2)
+    start = 0
+    if checkpoint_dir is not None:
+        start = load_checkpoint(Path(checkpoint_dir), fingerprint, unet, ema, opt, gen, max_step=cfg.steps)
+    if rank > 0:
+        gen.manual_seed(cfg.seed + 1_000_003 * rank + 7919 * start)
+    return ema, opt, gen, start
 
 
 def _report_loss(value: float, step: int, steps, on_step) -> None:
