@@ -6,7 +6,7 @@ Modules, one idea each: :mod:`empirical.data` (emoji concepts rendered from pack
 :mod:`empirical.model` (AutoencoderKL + UNet2DConditionModel as a StableDiffusionPipeline),
 :mod:`empirical.poisons` (poison plans, dirty-label pairs, Nightshade-style PGD), :mod:`empirical.poison_kinds`
 (the registry of poison kinds), :mod:`empirical.scenarios` (the registry of training scenarios),
-:mod:`empirical.train` (the DDPM objective, EMA, resumable checkpoints, LoRA), :mod:`empirical.evaluate`
+:mod:`empirical.train` (the DDPM objective, EMA, resumable checkpoints), :mod:`empirical.lora`, :mod:`empirical.evaluate`
 (measures of a point, AD of the training mix via theory.ad), :mod:`empirical.assets` (what every point shares),
 :mod:`empirical.point` (one point: mix, train, measure, write), :mod:`empirical.experiment` (the points of one
 output folder), :mod:`empirical.layout` (that folder's files and setting), :mod:`empirical.request` and

@@ -21,7 +21,8 @@ from empirical.poison_kinds import ExtraPairs, PoisonRequest, extra_pairs
 from empirical.poisons import PoisonPlan
 from empirical.processes import is_main_process, main_process_first
 from empirical.scenarios import SCENARIOS, Start
-from empirical.train import Mix, TrainConfig, merged, save_lora_adapter, train_unet, with_weights
+from empirical.lora import merged, save_lora_adapter
+from empirical.train import Mix, TrainConfig, train_unet, with_weights
 from theory.records import ResultsTable, atomic_write_text, save_npz_atomically
 
 

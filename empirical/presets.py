@@ -19,7 +19,8 @@ from empirical.judge import JudgeConfig
 from empirical.evaluate import EvalConfig
 from empirical.model import UNetConfig, VAEConfig
 from empirical.poisons import NightshadeConfig
-from empirical.train import LoraSettings, TrainConfig
+from empirical.lora import LoraSettings
+from empirical.train import TrainConfig
 
 #: Where renders, VAE, judge and clean pretrainings are cached (``$IMPLOSION_CACHE`` overrides).
 DEFAULT_CACHE = Path(os.environ.get("IMPLOSION_CACHE", Path.home() / ".cache" / "implosion-toolkit"))

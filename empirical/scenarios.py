@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from empirical.assets import Assets, fresh_unet, pretrained_state
-from empirical.train import TrainConfig, add_lora
+from empirical.lora import add_lora
+from empirical.train import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ Checkpoints hold the UNet, the EMA weights, the AdamW moments and the sampler's 
 with the same weights as an uninterrupted run (same machine, same thread count). The learning rate is constant
 after warm-up, so a run asked for more steps continues from the final checkpoint of a shorter one.
 
-LoRA (the ``lora`` scenario): the pretrained UNet frozen, low-rank adapters trained (peft LoRA, W + (α/r)·BA on
-the attention projections).
+LoRA adapters (the ``lora`` scenario) are :mod:`empirical.lora`.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from typing import Callable
 
 import numpy as np
 
-from empirical.seeding import seeded
 from theory.cli import InputError
 from theory.records import atomic_path, atomic_write_text
 
@@ -54,67 +52,6 @@ class TrainConfig:
                              f"{self.batch_size}, {self.lr})")
         if not 0 <= self.caption_dropout < 1:
             raise InputError(f"caption_dropout must be in [0, 1), got {self.caption_dropout}")
-
-
-@dataclass(frozen=True)
-class LoraSettings:
-    """LoRA adapters on the UNet's attention projections: rank ``rank``, scale ``alpha``/``rank`` (alpha defaults
-    to the rank), Gaussian A and zero B at the start, so training starts from the pretrained model exactly."""
-
-    rank: int = 8
-    alpha: float | None = None
-    targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
-
-    def validate(self) -> None:
-        if self.rank < 1:
-            raise InputError(f"LoRA rank must be >= 1, got {self.rank}")
-
-
-def add_lora(unet, cfg: LoraSettings, *, seed: int):
-    """Freeze ``unet`` and add LoRA adapters (seeded initialisation; the global RNG is left untouched)."""
-    from peft import LoraConfig
-
-    cfg.validate()
-    unet.requires_grad_(False)
-    with seeded(seed):
-        unet.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha if cfg.alpha is not None else cfg.rank,
-                                    init_lora_weights="gaussian", target_modules=list(cfg.targets)))
-    return unet
-
-
-LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
-
-
-def save_lora_adapter(unet, folder: Path) -> Path:
-    """Write the LoRA adapters of ``unet`` (with the weights it carries, e.g. EMA) as diffusers'
-    ``folder/pytorch_lora_weights.safetensors`` with their rank/alpha metadata — loadable onto the base model's
-    pipeline with ``pipe.load_lora_weights(folder)`` — atomically (a temporary folder, then one rename)."""
-
-    from diffusers import StableDiffusionPipeline
-    from diffusers.utils import convert_state_dict_to_diffusers
-    from peft.utils import get_peft_model_state_dict
-
-    if not getattr(unet, "_hf_peft_config_loaded", False):
-        raise InputError("this UNet carries no LoRA adapter to save")
-    folder = Path(folder)
-    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-    with atomic_path(folder) as tmp:
-        StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=layers, safe_serialization=True,
-                                                  unet_lora_adapter_metadata=unet.peft_config["default"].to_dict())
-    return folder / LORA_WEIGHTS
-
-
-def merged(unet):
-    """A copy of a LoRA-adapted UNet with the adapters fused into its weights and removed (a plain UNet that
-    saves as a standard diffusers folder); other UNets are returned as they are."""
-    import copy
-
-    if not getattr(unet, "_hf_peft_config_loaded", False):
-        return unet
-    other = copy.deepcopy(unet)
-    other.fuse_lora()
-    other.unload_lora()
-    return other
 
 
 @dataclass

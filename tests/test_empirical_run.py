@@ -376,3 +376,24 @@ def test_point_names_keep_target_modes_and_poison_types_apart():
              for t in ("dirty", "nightshade") for m in ("poisoned", "all", "scatter")}
     assert len(names) == 12
     assert point_tag("continuous", 0, 0, "poisoned", "dirty", "all") == "continuous-s0-cp0-poisoned"
+
+
+def test_a_folder_of_the_old_layout_is_read_and_resumed_without_recomputation(tmp_path: Path, cache: Path):
+    """tests/fixtures/old-layout-micro was written by the code before empirical.run was split into modules
+    (commit 25c5b01: ``--preset micro --poisoned-concepts 0,1 --seed 0``). Today's code resumes it without
+    training a single point (every row kept byte for byte) and paper_figures reads it as the preset's setting."""
+    import shutil
+
+    from paper_figures.sources import collect
+
+    old = tmp_path / "old"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "old-layout-micro", old)
+    before = (old / "results.csv").read_text()
+    assert main(["--preset", "micro", "--poisoned-concepts", "0,1", "--seeds", "0", "--out", str(old), "--cache",
+                 str(cache), "--quiet"]) == 0
+    assert (old / "results.csv").read_text() == before
+    manifest = json.loads((old / "manifest.json").read_text())
+    assert manifest["points_skipped_as_done"] == 3 and not (old / "checkpoints").exists()
+    emp = collect([old], [])
+    assert not emp.skipped and len(emp.rows) == 3 and {r["variant"] for r in emp.rows} == {""}
+    assert {(r["c_p"], r["kind"]) for r in emp.rows} == {("0", "poisoned"), ("1", "poisoned"), ("1", "control")}
