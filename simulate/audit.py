@@ -5,8 +5,10 @@ simulator's prediction (it reads embeddings; ``python -m empirical.embed`` makes
 
 **Input.** One or many embedding shards (:func:`theory.pairs_file.open_shards`): ``.npz`` / ``.safetensors``
 with ``text`` and ``image`` (and, in ``.npz``, ``file_name`` / ``caption`` per pair), or LAION-style
-``text_emb_XXXX.npy`` / ``img_emb_XXXX.npy`` pairs, memory-mapped, float16/32/64. Shards are read block by block:
-memory stays within ``--memory`` whatever n.
+``text_emb_XXXX.npy`` / ``img_emb_XXXX.npy`` pairs, memory-mapped, float16/32/64, with their per-pair metadata
+from a ``metadata_XXXX.csv`` beside them when there is one; ``--metadata CSV`` gives one side CSV for all pairs in
+order (:func:`theory.pairs_file.load_side_metadata`: ``file_name``/``url`` and ``caption``/``text`` columns). Shards
+are read block by block: memory stays within ``--memory`` whatever n.
 
 **AD.** Exact (:func:`theory.ad.pair_attribution_streamed`, block pair by block pair) when the n² pair terms are
 affordable (n ≤ ``--exact-max``); otherwise D_fea exact over every pair and D_stru from ``--samples`` random pairs
@@ -57,7 +59,7 @@ import numpy as np
 from theory.ad import (DEFAULT_ALPHA, alignment_difficulty_sampled_streamed, pair_attribution_streamed,
                        pair_terms_streamed, ranking, structure_row_sums_sampled)
 from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
-from theory.pairs_file import PairShards, open_shards
+from theory.pairs_file import PairShards, load_side_metadata, open_shards
 from theory.records import atomic_path, atomic_write_text, command_line, csv_text, ensure_writable_dir, git_commit, utc_now
 from theory.validate import check_alpha
 
@@ -522,6 +524,9 @@ def _parser() -> ArgumentParser:
                         "(empirical.embed --builtin) and score the audit against the known poisons")
     p.add_argument("--poisoned-concepts", default="0,25,50,100", metavar="LIST", help="--validate: C_P values")
     p.add_argument("--poison-per-concept", type=int, default=80, metavar="P", help="--validate: p")
+    p.add_argument("--metadata", type=Path, default=None, metavar="CSV",
+                   help="per-pair file names / captions for all shards, one row per pair in order (columns file_name "
+                        "or url, caption or text)")
     p.add_argument("--out", type=path_arg, required=True, help="report folder")
     d = AuditConfig()
     p.add_argument("--alpha", type=float, default=d.alpha, help=f"AD's weight of D_fea (default {d.alpha})")
@@ -578,6 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError("give embedding files (or --validate CLEAN)")
     names = read_concepts_file(args.concepts_file) if args.concepts_file else None
     src = open_shards(args.shards)
+    if args.metadata is not None:
+        src.labels.update(load_side_metadata(args.metadata, src.n))
     if dry_run(args, "python -m simulate.audit", {"pairs": f"{src.n:,} in {len(src.names)} shard(s), d = {src.d}",
                                                   "AD": "exact" if src.n <= cfg.exact_max else "sampled",
                                                   "concepts": "from --concepts-file" if names else "k-means",

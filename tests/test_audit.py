@@ -16,7 +16,7 @@ from simulate.audit import AuditConfig, audit, kmeans, modified_z, silhouette
 from simulate.concepts import ConceptConfig, make_space
 from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
 from theory.ad import pair_attribution
-from theory.pairs_file import open_shards
+from theory.pairs_file import load_side_metadata, open_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 K, M, P, CP = 12, 25, 15, 3
@@ -136,3 +136,45 @@ def test_bad_shards_are_one_line_exit_2(tmp_path: Path, make, message):
     proc = subprocess.run([sys.executable, "-m", "simulate.audit", str(shard), "--out", str(tmp_path / "o"),
                            "--no-predict", "--n-concepts", "2"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_side_metadata_csv_names_the_pairs_of_npy_shards(tmp_path: Path):
+    """LAION-style shards: text_emb_/img_emb_ .npy with a metadata_XXXX.csv beside them (url, caption) give each
+    pair its name and caption; ``--metadata`` does the same for all shards at once; a CSV with the wrong number of
+    rows, no usable column or bytes that are not UTF-8 is one line naming it, exit 2, nothing written."""
+    paths, _, _ = _poisoned_set(tmp_path)
+    z = [np.load(p) for p in paths]
+    shards = tmp_path / "laion"
+    shards.mkdir()
+    for k, a in enumerate(z):
+        np.save(shards / f"text_emb_{k:04d}.npy", a["text"].astype(np.float16))
+        np.save(shards / f"img_emb_{k:04d}.npy", a["image"].astype(np.float16))
+        rows = "".join(f"http://x/{f},{c}\n" for f, c in zip(a["file_name"], a["caption"]))
+        (shards / f"metadata_{k:04d}.csv").write_text("url,caption\n" + rows)
+    src = open_shards([shards])
+    assert list(src.labels["file_name"][:2]) == ["http://x/00000.png", "http://x/00001.png"]
+    assert list(src.labels["caption"]) == [str(c) for a in z for c in a["caption"]]
+
+    def run(*extra):
+        return subprocess.run([sys.executable, "-m", "simulate.audit", str(shards), "--out", str(tmp_path / "o"),
+                               "--no-predict", "--n-concepts", "3", *extra], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
+
+    proc = run()
+    assert proc.returncode == 0, proc.stderr
+    assert "http://x/00000.png" in (tmp_path / "o" / "pairs.csv").read_text()
+    one = tmp_path / "all.csv"
+    one.write_text("file_name,text\n" + "".join(f"{i}.jpg,cap {i}\n" for i in range(src.n)))
+    bad_rows = tmp_path / "short.csv"
+    bad_rows.write_text("file_name\n1.jpg\n")
+    no_cols = tmp_path / "nocols.csv"
+    no_cols.write_text("width,height\n1,2\n")
+    not_utf8 = tmp_path / "latin.csv"
+    not_utf8.write_bytes(b"caption\n\xe9t\xe9\n")
+    for csv_file, message in ((bad_rows, "1 metadata rows for"), (no_cols, "no column of file names"),
+                              (not_utf8, "cannot read this metadata CSV")):
+        proc = run("--metadata", str(csv_file), "--out", str(tmp_path / "never"))
+        assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        assert str(csv_file) in proc.stderr and not (tmp_path / "never").exists()
+    src.labels.update(load_side_metadata(one, src.n))
+    assert src.labels["caption"][5] == "cap 5" and src.labels["file_name"][0] == "0.jpg"

@@ -19,8 +19,8 @@ from theory.cli import InputError
 from theory.records import atomic_path
 from theory.validate import physical_memory
 
-__all__ = ["load_arrays", "load_pairs", "load_pair_labels", "save_pairs", "open_shards", "PairShards", "SUFFIXES",
-           "PAIR_LABELS"]
+__all__ = ["load_arrays", "load_pairs", "load_pair_labels", "load_side_metadata", "save_pairs", "open_shards",
+           "PairShards", "SUFFIXES", "PAIR_LABELS"]
 
 SUFFIXES = (".npz", ".safetensors")
 #: Optional per-pair string arrays an ``.npz`` pairs file may hold (``python -m empirical.embed`` writes them).
@@ -67,6 +67,42 @@ def load_pair_labels(path: str | os.PathLike[str], n: int) -> dict[str, np.ndarr
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise InputError(f"{path}: cannot read its labels ({type(exc).__name__}: {exc})") from None
     return out
+
+
+#: Column names a side metadata CSV may use for each label (the first present wins): LAION's releases say ``url``
+#: and ``caption``, Hugging Face imagefolders ``file_name`` and ``text``.
+SIDE_COLUMNS = {"file_name": ("file_name", "url", "key", "path"), "caption": ("caption", "text", "prompt")}
+
+
+def load_side_metadata(path: str | os.PathLike[str], n: int) -> dict[str, np.ndarray]:
+    """Per-pair ``file_name`` / ``caption`` from a CSV beside the embeddings (a header, then one row per pair, in
+    the embeddings' order; columns as :data:`SIDE_COLUMNS`). An unreadable file, a file with neither column, or a
+    row count other than ``n`` is an InputError naming the file (and the first bad row)."""
+    import csv
+
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            header = reader.fieldnames or []
+            cols = {k: next((c for c in names if c in header), None) for k, names in SIDE_COLUMNS.items()}
+            if not any(cols.values()):
+                raise InputError(f"{path}: no column of file names or captions (header {header[:8]}; expected one "
+                                 f"of {', '.join(SIDE_COLUMNS['file_name'] + SIDE_COLUMNS['caption'])})")
+            values: dict[str, list[str]] = {k: [] for k, c in cols.items() if c}
+            for row in reader:
+                if None in row or any(v is None for v in row.values()):
+                    raise InputError(f"{path} row {reader.line_num}: {len(header)} fields expected")
+                for k in values:
+                    values[k].append(row[cols[k]])
+    except InputError:
+        raise
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: cannot read this metadata CSV ({type(exc).__name__}: {exc})") from None
+    got = len(next(iter(values.values())))
+    if got != n:
+        raise InputError(f"{path}: {got} metadata rows for {n} embedded pairs; one row per pair, in order")
+    return {k: np.asarray(v, dtype=str) for k, v in values.items()}
 
 
 def load_arrays(path: str | os.PathLike[str], wanted: Sequence[str]) -> dict[str, np.ndarray]:
@@ -271,8 +307,9 @@ def open_shards(paths: Sequence[str | os.PathLike[str]]) -> PairShards:
                 missing = f if not f.is_file() else partner
                 raise InputError(f"{missing}: missing (each {NPY_TEXT}XXXX.npy needs its {NPY_IMAGE}XXXX.npy)")
             t, v = _npy(f), _npy(partner)
-            labels: dict[str, np.ndarray] = {}
             name = f.name[len(NPY_TEXT):-4]
+            side = f.with_name(f"metadata_{name}.csv")  # LAION-style: metadata_XXXX beside the embeddings
+            labels = load_side_metadata(side, len(t)) if side.is_file() else {}
         else:
             arrays = load_arrays(f, ("text", "image"))
             t, v = arrays["text"], arrays["image"]
