@@ -11,8 +11,9 @@ order (:func:`theory.pairs_file.load_side_metadata`: ``file_name``/``url`` and `
 are read block by block: memory stays within ``--memory`` whatever n.
 
 **AD.** Exact (:func:`theory.ad.pair_attribution_streamed`, block pair by block pair) when the n² pair terms are
-affordable (n ≤ ``--exact-max``); otherwise D_fea exact over every pair and D_stru from ``--samples`` random pairs
-with its 95% interval (:func:`theory.ad.alignment_difficulty_sampled_streamed`). The report says which and why.
+affordable (n ≤ ``--exact-max``); otherwise D_fea exact over every pair and D_stru from every pair against
+``--partners`` random partners, with its 95% interval (:func:`theory.ad.structure_sampled`, one pass). The report
+says which and why.
 
 **Pair suspicion.** Each pair's share of AD, c_i = α(1 − s_i)/n + (1 − α) r_i/n², with r_i its structure row
 sum (exact, or estimated from ``--partners`` random partners), reported as the score n·c_i and its rank. The
@@ -56,8 +57,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from theory.ad import (DEFAULT_ALPHA, alignment_difficulty_sampled_streamed, pair_attribution_streamed,
-                       pair_terms_streamed, ranking, structure_row_sums_sampled)
+from theory.ad import (DEFAULT_ALPHA, pair_attribution_streamed, pair_scores, pair_terms_streamed, ranking,
+                       sampled_result, structure_sampled)
 from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
 from theory.pairs_file import PairShards, load_side_metadata, open_shards
 from theory.records import atomic_path, atomic_write_text, command_line, csv_text, ensure_writable_dir, git_commit, utc_now
@@ -74,7 +75,6 @@ class AuditConfig:
     alpha: float = DEFAULT_ALPHA
     laion_scale: bool = True
     exact_max: int = 20_000
-    samples: int = 1_000_000
     partners: int = 64
     flag_z: float = 3.5  # the modified z-score reported beside the score (not the flag rule)
     memory_gib: float = 2.0
@@ -87,8 +87,8 @@ class AuditConfig:
 
     def validate(self) -> None:
         check_alpha(self.alpha)
-        if self.exact_max < 2 or self.samples < 2 or self.partners < 2:
-            raise InputError("--exact-max, --samples and --partners must be >= 2")
+        if self.exact_max < 2 or self.partners < 2:
+            raise InputError("--exact-max and --partners must be >= 2")
         if not (math.isfinite(self.flag_z) and self.flag_z > 0):
             raise InputError(f"--flag-z must be a positive number, got {self.flag_z}")
         if not (math.isfinite(self.memory_gib) and self.memory_gib > 0):
@@ -277,15 +277,16 @@ def audit(src: PairShards, cfg: AuditConfig, *, concept_names: list[str] | None 
         mode = {"ad_mode": "exact",
                 "ad_why": f"n = {n:,} <= --exact-max {cfg.exact_max:,}: all n(n-1)/2 pair terms computed"}
     else:
-        result, f = alignment_difficulty_sampled_streamed(src, cfg.samples, cfg.alpha, cfg.laion_scale,
-                                                          seed=cfg.seed, rows=rows, terms=terms)
-        r_hat, _ = structure_row_sums_sampled(src, cfg.partners, seed=cfg.seed, rows=rows, terms=terms)
-        share = cfg.alpha * f / n + (1 - cfg.alpha) * r_hat / n**2
+        f = 1.0 - pair_scores(terms.cos, cfg.laion_scale)
+        st = structure_sampled(src, cfg.partners, seed=cfg.seed, rows=rows, terms=terms)
+        result = sampled_result(float(f.mean()), st.d_stru, st.d_stru_ci95, n, st.n_terms, cfg.alpha,
+                                cfg.laion_scale)
+        share = cfg.alpha * f / n + (1 - cfg.alpha) * st.row_sums / n**2
         s_i = 1.0 - f
         mode = {"ad_mode": "sampled",
-                "ad_why": f"n = {n:,} > --exact-max {cfg.exact_max:,}: D_fea exact over every pair, "
-                f"D_stru from {cfg.samples:,} random pairs (95% CI), each pair's structure term from "
-                f"{cfg.partners} random partners"}
+                "ad_why": f"n = {n:,} > --exact-max {cfg.exact_max:,}: D_fea exact over every pair; each pair's "
+                f"structure term from {cfg.partners} random partners (shared within its block of rows), "
+                f"D_stru from those {st.n_terms:,} pair terms with a 95% CI over the blocks"}
     score = n * share
     z = modified_z(score)
     posterior, fit = mixture_flags(terms.cos)
@@ -533,8 +534,7 @@ def _parser() -> ArgumentParser:
     p.add_argument("--no-laion-scale", action="store_true", help="raw pair cosines instead of clip(4(s-0.2),0,1)")
     p.add_argument("--exact-max", type=int, default=d.exact_max, help=f"exact AD up to this many pairs (default "
                                                                        f"{d.exact_max:,})")
-    p.add_argument("--samples", type=int, default=d.samples, help="random pairs for D_stru beyond --exact-max")
-    p.add_argument("--partners", type=int, default=d.partners, help="random partners per pair beyond --exact-max")
+    p.add_argument("--partners", type=int, default=d.partners, help="random partners per pair beyond --exact-max: each pair's structure term and D_stru")
     p.add_argument("--flag-z", type=float, default=d.flag_z, help="modified z-score cut (default 3.5)")
     p.add_argument("--memory", type=float, default=d.memory_gib, metavar="GIB", help="memory budget (default 2)")
     p.add_argument("--concepts-file", type=Path, default=None, help="concept names matched in the captions "
@@ -554,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     cfg = AuditConfig(alpha=args.alpha, laion_scale=not args.no_laion_scale, exact_max=args.exact_max,
-                      samples=args.samples, partners=args.partners, flag_z=args.flag_z, memory_gib=args.memory,
+                      partners=args.partners, flag_z=args.flag_z, memory_gib=args.memory,
                       n_concepts=args.n_concepts, max_concepts=args.max_concepts,
                       dim=args.dim if args.dim is not None or args.clean_acc is not None else 64,
                       clean_acc=args.clean_acc, predict=not args.no_predict, seed=args.seed)

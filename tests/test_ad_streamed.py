@@ -49,12 +49,16 @@ def test_streamed_attribution_equals_the_in_memory_one(tmp_path: Path):
     assert np.array_equal(tt, t[idx]) and np.array_equal(vv, v[idx])
 
 
-def test_float16_npy_shards_are_memory_mapped_and_close(tmp_path: Path):
+def test_float16_npy_shards_are_read_on_demand_and_close(tmp_path: Path):
+    """.npy shards are read row range by row range (never loaded whole, never memory-mapped), same numbers."""
+    from theory.pairs_file import NpyRows
+
     t, v = _data(40)
     np.save(tmp_path / "text_emb_0000.npy", t.astype(np.float16))
     np.save(tmp_path / "img_emb_0000.npy", v.astype(np.float16))
     src = open_shards([tmp_path])
-    assert isinstance(src._text[0], np.memmap)
+    assert isinstance(src._text[0], NpyRows)
+    assert np.array_equal(src.take(np.array([3, 4, 5, 30, 1]))[0], t.astype(np.float16)[[3, 4, 5, 30, 1]])
     got = pair_attribution_streamed(src, rows=16)
     ref = pair_attribution(t.astype(np.float16), v.astype(np.float16))
     assert got.result.ad == pytest.approx(ref.result.ad, abs=1e-6)
@@ -70,13 +74,26 @@ def test_sampled_streamed_is_exact_in_d_fea_and_covers_d_stru(tmp_path: Path):
     assert lo <= ref.d_stru <= hi and hi - lo < 0.05
 
 
-def test_sampled_row_sums_are_unbiased(tmp_path: Path):
+def test_sampled_row_sums_and_d_stru_are_unbiased_with_honest_intervals(tmp_path: Path):
+    """Partners shared by a block of rows: over many seeds each pair's estimate averages to its exact row sum and
+    D_stru to the exact one; the per-pair standard errors are calibrated and the block interval covers D_stru."""
+    from theory.ad import structure_sampled
+
     t, v = _data(120, seed=2)
     src = open_shards(_shards(tmp_path, t, v))
-    exact = pair_attribution(t, v, alpha=0.0).structure * 120 ** 2  # r_i
-    est, se = structure_row_sums_sampled(src, 60, seed=0, rows=50)
-    z = (est - exact) / se
-    assert np.mean(np.abs(z) < 3) > 0.95 and abs(np.mean(z)) < 0.3
+    exact_att = pair_attribution(t, v, alpha=0.0)
+    exact = exact_att.structure * 120 ** 2  # r_i
+    runs = [structure_sampled(src, 30, seed=s, rows=20) for s in range(200)]
+    mean_est = np.mean([r.row_sums for r in runs], axis=0)
+    assert np.max(np.abs(mean_est - exact) / exact) < 0.05
+    z = np.concatenate([(r.row_sums - exact) / r.row_se for r in runs])
+    assert 0.9 < np.mean(np.abs(z) < 1.96) < 0.99
+    d = exact_att.result.d_stru
+    assert abs(np.mean([r.d_stru for r in runs]) - d) < 0.003 * d
+    covered = np.mean([r.d_stru_ci95[0] <= d <= r.d_stru_ci95[1] for r in runs])
+    assert covered >= 0.9 and all(r.n_terms <= 120 * 30 for r in runs)
+    est, se = structure_row_sums_sampled(src, 30, seed=0, rows=20)
+    assert np.array_equal(est, runs[0].row_sums) and np.array_equal(se, runs[0].row_se)
 
 
 @pytest.mark.parametrize("damage, message", [

@@ -488,12 +488,18 @@ def _sampled_result(d_fea: float, mean: float, var: float, n: int, n_samples: in
     scale = (n - 1) / n
     d_stru = scale * mean
     half = _Z95 * scale * math.sqrt(var / n_samples)
+    return sampled_result(d_fea, d_stru, (d_stru - half, d_stru + half), n, n_samples, alpha, laion_scale)
+
+
+def sampled_result(d_fea: float, d_stru: float, d_stru_ci95: tuple[float, float], n: int, n_terms: int,
+                   alpha: float, laion_scale: bool) -> ADResult:
+    """An :class:`ADResult` with :math:`D_{fea}` exact and :math:`D_{stru}` estimated with its 95% interval; AD's
+    interval is (1 − α) times that of :math:`D_{stru}`."""
     ad = combine(d_fea, d_stru, alpha)
-    ad_half = (1.0 - alpha) * half
-    return ADResult(
-        ad, d_fea, d_stru, n, alpha, bool(laion_scale),
-        ci95=(ad - ad_half, ad + ad_half), d_stru_ci95=(d_stru - half, d_stru + half), n_samples=int(n_samples),
-    )
+    lo, hi = d_stru_ci95
+    return ADResult(ad, d_fea, d_stru, n, alpha, bool(laion_scale),
+                    ci95=(ad - (1 - alpha) * (d_stru - lo), ad + (1 - alpha) * (hi - d_stru)),
+                    d_stru_ci95=(lo, hi), n_samples=int(n_terms))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -593,32 +599,76 @@ def alignment_difficulty_sampled_streamed(src: RowSource, n_samples: int, alpha:
     return _sampled_result(float(f.mean()), mean, var, src.n, n_samples, alpha, laion_scale), f
 
 
-def structure_row_sums_sampled(src: RowSource, partners: int, *, seed: int | None = 0, rows: int = 8192,
-                               terms: PairTerms | None = None) -> tuple[np.ndarray, np.ndarray]:
-    r"""Each pair's structure row sum :math:`r_i = \sum_{j\ne i}|\cos(v_i,v_j)-\cos(t_i,t_j)|` estimated from
-    ``partners`` uniform random partners j ≠ i: :math:`\hat r_i = (n-1)\,\bar g_i`, unbiased, with its standard
-    error :math:`(n-1)\,s_i/\sqrt{\text{partners}}`. Memory :math:`O(\text{rows}\cdot\text{partners}\cdot d)`.
-    ``terms``: the store's :func:`pair_terms_streamed`, when already read."""
+@dataclass(frozen=True)
+class StructureSample:
+    r"""What :func:`structure_sampled` estimates: each pair's structure row sum :math:`\hat r_i` with its standard
+    error, :math:`\hat D_{stru}` with its 95% interval, and how many pair terms were used."""
+
+    row_sums: np.ndarray
+    row_se: np.ndarray
+    d_stru: float
+    d_stru_ci95: tuple[float, float]
+    n_terms: int
+
+
+def structure_sampled(src: RowSource, partners: int, *, seed: int | None = 0, rows: int = 8192,
+                      terms: PairTerms | None = None) -> StructureSample:
+    r"""The structure term from one pass with random partners shared by a block of rows.
+
+    The pairs are read in blocks of at most ``rows`` (and at most n/32, so that there are at least 32 blocks);
+    each block draws ``partners`` rows j uniformly from all n
+    (one random read each) and forms every term :math:`g_{ij} = |\cos(v_i,v_j)-\cos(t_i,t_j)|` of its rows i
+    against them as two small matrix products (terms with j = i are left out). For each pair,
+    :math:`\hat r_i = (n-1)\,\bar g_i` is unbiased for :math:`r_i = \sum_{j\ne i} g_{ij}` (j is uniform whatever
+    i), with standard error :math:`(n-1)\,s_i/\sqrt{\text{partners}}`; and
+    :math:`\hat D_{stru} = \sum_i \hat r_i / n^2` is unbiased for :math:`D_{stru}`. Its 95% interval treats the
+    blocks as independent clusters (their partner draws are): :math:`\hat D \pm 1.96\,\sqrt{\tfrac{G}{G-1}
+    \sum_b w_b^2 (m_b-\bar m)^2}` over the G blocks with weights :math:`w_b` = block size / n — conservative,
+    since it also counts the real differences between blocks of rows, which are all included. Pairs of one block
+    share partners, so their estimates are correlated (each is still unbiased). Memory
+    :math:`O(\text{rows}\cdot(\text{partners}+d))`; float32 arithmetic. ``terms``: the store's
+    :func:`pair_terms_streamed`, when already read."""
     if not isinstance(partners, (int, np.integer)) or partners < 2:
         raise InputError(f"partners must be an integer >= 2, got {partners!r}")
+    if src.n < 3:
+        raise InputError(f"need at least 3 pairs, got n={src.n}")
     terms = terms or pair_terms_streamed(src, rows)
-    nt, nv = terms.text_norms, terms.image_norms
+    nt, nv = terms.text_norms.astype(np.float32), terms.image_norms.astype(np.float32)
     rng = np.random.default_rng(seed)
-    est, se = np.empty(src.n), np.empty(src.n)
-    step = max(1, rows // partners)
-    for a in range(0, src.n, step):
-        b = min(src.n, a + step)
-        t, v = src.block(a, b)
-        i = np.repeat(np.arange(a, b), partners)
-        j = rng.integers(0, src.n - 1, size=len(i))
-        j += j >= i
-        tj, vj = src.take(j)
-        ti, vi = np.repeat(np.asarray(t, np.float64), partners, 0), np.repeat(np.asarray(v, np.float64), partners, 0)
-        gap = np.abs(np.einsum("ij,ij->i", vi, np.asarray(vj, np.float64)) / (nv[i] * nv[j])
-                     - np.einsum("ij,ij->i", ti, np.asarray(tj, np.float64)) / (nt[i] * nt[j])).reshape(b - a, partners)
-        est[a:b] = (src.n - 1) * gap.mean(1)
-        se[a:b] = (src.n - 1) * gap.std(1, ddof=1) / math.sqrt(partners)
-    return est, se
+    n = src.n
+    est, se = np.empty(n), np.empty(n)
+    means, weights, count = [], [], 0
+    step = max(1, min(rows, -(-n // 32)))  # at least 32 blocks (when n allows): the interval needs clusters
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        j = np.sort(rng.integers(0, n, size=partners))
+        t, v = (np.asarray(x, np.float32) for x in src.block(a, b))
+        tj, vj = (np.asarray(x, np.float32) for x in src.take(j))
+        gt = (t / nt[a:b, None]) @ (tj / nt[j, None]).T
+        gv = (v / nv[a:b, None]) @ (vj / nv[j, None]).T
+        gap = np.abs(gv - gt).astype(np.float64)
+        gap[np.arange(a, b)[:, None] == j[None, :]] = np.nan  # a pair is not its own partner
+        used = np.sum(~np.isnan(gap), axis=1)
+        mean_i = np.nanmean(gap, axis=1)
+        est[a:b] = (n - 1) * mean_i
+        se[a:b] = (n - 1) * np.nanstd(gap, axis=1, ddof=1) / np.sqrt(used)
+        means.append(float(mean_i.mean()))
+        weights.append((b - a) / n)
+        count += int(used.sum())
+    m, w = np.asarray(means), np.asarray(weights)
+    scale = (n - 1) / n
+    d_stru = scale * float(np.sum(w * m))
+    g = len(m)
+    half = _Z95 * scale * math.sqrt(g / (g - 1) * float(np.sum(w**2 * (m - np.sum(w * m)) ** 2))) if g > 1 else \
+        float("nan")
+    return StructureSample(est, se, d_stru, (d_stru - half, d_stru + half), count)
+
+
+def structure_row_sums_sampled(src: RowSource, partners: int, *, seed: int | None = 0, rows: int = 8192,
+                               terms: PairTerms | None = None) -> tuple[np.ndarray, np.ndarray]:
+    r"""Each pair's structure row sum :math:`\hat r_i` and its standard error (:func:`structure_sampled`)."""
+    res = structure_sampled(src, partners, seed=seed, rows=rows, terms=terms)
+    return res.row_sums, res.row_se
 
 
 # ----------------------------------------------------------------------------------------------------------------
