@@ -271,11 +271,8 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
     what you keep), e.g. to follow cross-attention through training.
 
     Launched on several processes (``torchrun`` / ``accelerate launch``) the UNet is wrapped in DDP: every process
-    draws its own batches (process 0 with the single-process stream, process r with a stream derived from
-    ``cfg.seed`` and r), gradients are averaged, so the effective batch is ``cfg.batch_size`` × processes;
-    weights and EMA stay identical across processes; only process 0 writes checkpoints. After a resume, processes
-    r > 0 draw from a stream re-derived from the resumed step (deterministic, not the uninterrupted stream).
-    """
+    draws its own batches (:func:`_start`), gradients are averaged, so the effective batch is ``cfg.batch_size`` ×
+    processes; weights and EMA stay identical across processes; only process 0 writes checkpoints."""
     from accelerate import Accelerator
 
     from empirical.model import noise_scheduler
@@ -293,14 +290,10 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
     bs = min(cfg.batch_size, len(mix))
     raw = accelerator.unwrap_model(unet)
     frozen = {k for k, p in raw.named_parameters() if not p.requires_grad}  # e.g. the base under LoRA: copied
-    steps = range(start, cfg.steps)
-    if progress and accelerator.is_main_process:
-        from tqdm.auto import tqdm
-
-        steps = tqdm(steps, desc="unet", initial=start, total=cfg.steps, leave=False)
+    steps = _steps(start, cfg.steps, progress and accelerator.is_main_process)
     for step in steps:
         for g in opt.param_groups:
-            g["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+            g["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))  # linear warm-up, then constant
         i, c, xi, noise, t = draw_batch(mix, bs, cfg.caption_dropout, sched.config.num_train_timesteps, gen)
         z0 = mix.scaling * (mu[i.to(dev)] + sigma[i.to(dev)] * xi.to(dev))
         loss = ddpm_loss(unet, sched, z0, noise.to(dev), t.to(dev), ctx[c.to(dev)], accelerator.autocast)
@@ -325,7 +318,8 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
 def _start(unet, cfg: TrainConfig, checkpoint_dir: Path | None, fingerprint: str, rank: int):
     """The EMA weights, the AdamW optimiser and the batch generator of a run, and its first step: 0, or the step
     of the last checkpoint under ``checkpoint_dir`` whose fingerprint matches (everything restored from it).
-    Process r > 0 of a launch draws from a stream derived from the seed, r and the first step."""
+    Process 0 of a launch draws the single-process stream; process r > 0 a stream derived from the seed, r and the
+    first step (after a resume: deterministic, not the uninterrupted stream)."""
     import torch
 
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -338,6 +332,15 @@ def _start(unet, cfg: TrainConfig, checkpoint_dir: Path | None, fingerprint: str
     if rank > 0:
         gen.manual_seed(cfg.seed + 1_000_003 * rank + 7919 * start)
     return ema, opt, gen, start
+
+
+def _steps(start: int, total: int, bar: bool):
+    """The steps still to train, behind a tqdm bar (that shows the loss) when ``bar``."""
+    if not bar:
+        return range(start, total)
+    from tqdm.auto import tqdm
+
+    return tqdm(range(start, total), desc="unet", initial=start, total=total, leave=False)
 
 
 def _report_loss(value: float, step: int, steps, on_step) -> None:
