@@ -217,3 +217,67 @@ def tab5(src: Sources, out: Path) -> Built:
                "or both do not. Threshold C_P (first implosion): " + ("; ".join(thresholds) or "nothing measured")
                + ". " + ordering_claim(emp))
     return Built(files, caption, [str(PREDICTIONS)], [] if rows else [f"no measured point yet: {FEEDS}"], text)
+
+
+#: What feeds F15: the capacity runs at the decisive point (C_P = 100, p = 240, V = 4).
+CAPACITY_FEEDS = ("python -m empirical.run --preset cpu --scenario lora --lora-rank R --poisoned-concepts 100 "
+                  "--poison-per-concept 240 --seeds 0 --base-seed 0 --out results/emp-cpu-loraR-p240-b0 "
+                  "(R = 1, 4, 8, 16, 64); the same with --scenario continuous [--unet-channels 32,64]")
+
+
+def capacity_points(emp: Empirical, p: int = 240, c_p: int = 100) -> dict[str, dict[str, Any]]:
+    """Per capacity setting at (p, C_P): its runs' unpoisoned accuracy (poisoned and control) and attack success,
+    each a list over seeds. Settings: ``lora r`` (the preset's rank 8, or ``lora.rank: 8 -> r``), ``full UNet``
+    (continuous, the preset's UNet) and ``small UNet`` (continuous, ``unet.channels`` changed)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in emp.rows:
+        if (r["c_p"] != str(c_p) or r["poison_per_concept"] != str(p) or r["targets"] != "poisoned"
+                or r["poison_type"] not in ("dirty", "none") or int(r["n_concepts"]) != 150):
+            continue
+        variant = r["variant"]
+        if r["scenario"] == "lora" and (not variant or variant.startswith("lora.rank")):
+            rank = int(variant.rsplit("->", 1)[1]) if variant else 8
+            key, order = f"LoRA\nrank {rank}", rank
+        elif r["scenario"] == "continuous" and not variant:
+            key, order = "full UNet\n(4.2 M)", 10_000
+        elif r["scenario"] == "continuous" and variant.startswith("unet.channels"):
+            key, order = "small UNet\n(1.2 M)", 5_000
+        else:
+            continue
+        got = out.setdefault(key, {"order": order, "poisoned": [], "control": [], "attack": []})
+        got[r["kind"]].append(num(r["unpoisoned_acc"]))
+        if r["kind"] == "poisoned":
+            got["attack"].append(num(r["attack_success"]))
+    return dict(sorted(out.items(), key=lambda kv: kv[1]["order"]))
+
+
+def fig15(src: Sources, out: Path) -> Built:
+    """Unpoisoned accuracy and attack success at fixed volume V = 4 per capacity: LoRA ranks, the small and the
+    full UNet, poisoned runs against their same-volume controls."""
+    emp = src.empirical()
+    pts = capacity_points(emp)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(FULL * 0.6, 2.8))
+    for x, (name, got) in enumerate(pts.items()):
+        for kind, face, colour in (("poisoned", "tab:red", "tab:red"), ("control", "white", CONTROL)):
+            if got[kind]:
+                mean, ci = mean_ci95(got[kind])
+                ax.errorbar([x], [mean], yerr=[ci], fmt="o", ms=5, mfc=face, mec=colour, ecolor=colour, capsize=2,
+                            label=f"unpoisoned accuracy, {kind}" if x == 0 else None)
+        if got["attack"]:
+            ax.plot([x], [float(np.mean(got["attack"]))], "x", color="black",
+                    label="attack success (poisoned)" if x == 0 else None)
+    ax.axhline(0.5, color="grey", lw=0.6, ls=":")
+    ax.set_xticks(range(len(pts)), [f"{k}\n({len(v['poisoned'])} seed{'s' * (len(v['poisoned']) > 1)})"
+                                     for k, v in pts.items()], fontsize=6)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("at C_P = 100, p = 240 (V = 4)")
+    legend(ax, fontsize=6, loc="center left", bbox_to_anchor=(0.0, 0.64), frameon=False)
+    fig.tight_layout()
+    files = save(fig, out, "fig15")
+    caption = ("Capacity at fixed poison volume (V = 4): unpoisoned accuracy of the poisoned runs (filled, 95% CI "
+               "over seeds) and of their same-volume controls (open), and attack success (×), from LoRA rank 1 to "
+               "the fully fine-tuned UNet. Pre-registered (docs/predictions/README.md): accuracy rises with "
+               "capacity.")
+    return Built(files, caption, sorted({r["folder"] for r in emp.rows}),
+                 [] if pts else [f"no capacity run yet: {CAPACITY_FEEDS}"])

@@ -60,6 +60,8 @@ ITEMS: tuple[Item, ...] = (
          simulation_figures.fig13),
     Item("fig14", "Predicted vs measured implosion", "the simulator's pre-registered accuracy bands over V with the "
          "real model's poisoned points and controls", prediction_figures.FEEDS, prediction_figures.fig14),
+    Item("fig15", "Capacity at fixed volume", "unpoisoned accuracy and attack success at V = 4 per LoRA rank and "
+         "UNet size, poisoned runs and controls", prediction_figures.CAPACITY_FEEDS, prediction_figures.fig15),
     Item("tab1", "AD of clean vs poisoned mixes", "simulation regimes and the real model's training mixes",
          f"{SIM_COMMAND}; {_EMP_ALL}", tables.tab1),
     Item("tab2", "Implosion thresholds", "first C_P with unpoisoned accuracy < 0.5, per regime and scenario",

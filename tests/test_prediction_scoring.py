@@ -63,3 +63,28 @@ def test_a_variant_prediction_is_scored_only_on_runs_of_that_variant():
     assert preds["2026-11-30-cpu-preset-small-unet-p240"].real_variant == small
     assert preds["2026-11-30-cpu-preset-small-unet-p240"].real_targets == "poisoned"
     assert preds["2026-11-30-cpu-preset-m40"].real_variant == ""
+
+
+def test_capacity_points_sort_lora_ranks_and_unet_sizes():
+    """F15's data: LoRA ranks by rank (the preset's rank 8 has no variant), then the small and the full UNet; runs
+    at other points, target modes or settings stay out."""
+    from paper_figures.prediction_figures import capacity_points
+    from paper_figures.sources import Empirical
+
+    base = {"preset": "cpu", "targets": "poisoned", "poison_type": "dirty", "n_concepts": "150", "steps": "500",
+            "poison_per_concept": "240", "c_p": "100", "seed": "0", "attack_success": "0.1"}
+    rows = [dict(base, scenario="lora", variant="lora.rank: 8 -> 64", kind="poisoned", unpoisoned_acc="0.49"),
+            dict(base, scenario="lora", variant="", kind="poisoned", unpoisoned_acc="0.35"),
+            dict(base, scenario="lora", variant="", kind="control", unpoisoned_acc="0.90"),
+            dict(base, scenario="lora", variant="lora.rank: 8 -> 1", kind="poisoned", unpoisoned_acc="0.20"),
+            dict(base, scenario="continuous", variant="", kind="poisoned", unpoisoned_acc="0.62"),
+            dict(base, scenario="continuous", variant="unet.channels: [64, 128] -> [32, 64]", kind="poisoned",
+                 unpoisoned_acc="0.30"),
+            dict(base, scenario="continuous", variant="", kind="poisoned", targets="all", unpoisoned_acc="0.7"),
+            dict(base, scenario="continuous", variant="", kind="poisoned", c_p="50", unpoisoned_acc="0.8")]
+    emp = Empirical()
+    emp.rows = rows
+    pts = capacity_points(emp)
+    assert [k.replace("\n", " ") for k in pts] == ["LoRA rank 1", "LoRA rank 8", "LoRA rank 64", "small UNet (1.2 M)",
+                                                    "full UNet (4.2 M)"]
+    assert pts["LoRA\nrank 8"]["control"] == [0.90] and pts["full UNet\n(4.2 M)"]["poisoned"] == [0.62]
