@@ -37,8 +37,8 @@ from simulate.training_set import TrainingSet
 from theory.cli import InputError
 from theory.validate import check_scalar
 
-__all__ = ["AttentionSolver", "CapacitySolver", "LinearMap", "RidgeSolver", "SOLVERS", "make_solver",
-           "project_nuclear_ball"]
+__all__ = ["AttentionSolver", "CapacitySolver", "LinearMap", "RidgeSolver", "SOLVERS", "add_solver_options",
+           "make_solver", "project_nuclear_ball", "solver_from_args"]
 
 
 class Model(Protocol):
@@ -299,6 +299,35 @@ class _AttentionModel:
 
 
 SOLVERS = {"ridge": RidgeSolver, "capacity": CapacitySolver, "attention": AttentionSolver}
+
+
+def add_solver_options(parser: Any) -> None:
+    """Every solver's settings as command-line options, generated from its dataclass fields: ``--<solver>-<field>``
+    (``--ridge-reg``, ``--capacity-budget``, ``--attention-steps``, ...), typed by the field's default, with the
+    choices of a ``Literal`` field. A new solver in :data:`SOLVERS` gets its options with no other change."""
+    import typing
+    from dataclasses import fields
+
+    for name, cls in SOLVERS.items():
+        group = parser.add_argument_group(f"solver {name}")
+        try:
+            hints = typing.get_type_hints(cls)
+        except NameError:  # a solver defined where its annotations cannot be resolved: no Literal choices
+            hints = {f.name: None for f in fields(cls)}
+        for f in fields(cls):
+            choices = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is Literal else None
+            group.add_argument(f"--{name}-{f.name.replace('_', '-')}", dest=f"{name}_{f.name}",
+                               type=None if choices else type(f.default), choices=choices, default=f.default,
+                               help=f"{name}: {f.name}")
+
+
+def solver_from_args(name: str, args: Any) -> RidgeSolver | CapacitySolver | AttentionSolver:
+    """The solver ``name`` with the settings :func:`add_solver_options` parsed into ``args``."""
+    from dataclasses import fields
+
+    if name not in SOLVERS:
+        raise InputError(f"unknown solver {name!r}; choose from {', '.join(SOLVERS)}")
+    return make_solver(name, **{f.name: getattr(args, f"{name}_{f.name}") for f in fields(SOLVERS[name])})
 
 
 def make_solver(name: str, **options: Any) -> RidgeSolver | CapacitySolver | AttentionSolver:

@@ -28,7 +28,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from simulate.align import SOLVERS, AttentionSolver, CapacitySolver, RidgeSolver, make_solver
+from simulate.align import SOLVERS, add_solver_options, solver_from_args
+from theory.ad import DEFAULT_ALPHA
 from simulate.concepts import ConceptConfig
 from simulate.engine import COLUMNS, SweepConfig, check_size, point_keys, run_in_workers, run_seed, run_seed_rows, \
     summarise
@@ -142,13 +143,8 @@ def _parser() -> ArgumentParser:
     g.add_argument("--placement", choices=["add", "replace"], default=pc.placement)
     g.add_argument("--targets", choices=list(TARGET_RULES), default=pc.targets,
                    help="target rule (scatter: a random target per poison pair)")
-    g = p.add_argument_group("solvers and metrics")
-    g.add_argument("--ridge-reg", type=float, default=RidgeSolver.reg)
-    g.add_argument("--capacity-budget", type=float, default=CapacitySolver.budget)
-    g.add_argument("--capacity-method", choices=["cvxpy", "fista"], default=CapacitySolver.method)
-    g.add_argument("--attention-steps", type=int, default=AttentionSolver.steps)
-    g.add_argument("--attention-pretrain-steps", type=int, default=AttentionSolver.pretrain_steps)
-    g.add_argument("--alpha", type=float, default=0.8, help="AD weight of D_fea")
+    add_solver_options(p)
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="AD weight of D_fea")
     return p
 
 
@@ -159,12 +155,7 @@ def _config(args: Any) -> SweepConfig:
                              image_spread=args.image_spread)
     poison = PoisonConfig(poison_per_concept=args.poison_per_concept, kind=args.poison_kind, shift=args.shift,
                           placement=args.placement, targets=args.targets)
-    options: dict[str, Any] = {
-        "ridge": {"reg": args.ridge_reg},
-        "capacity": {"budget": args.capacity_budget, "method": args.capacity_method, "reg": args.ridge_reg},
-        "attention": {"steps": args.attention_steps, "pretrain_steps": args.attention_pretrain_steps},
-    }[args.solver]
-    return SweepConfig(concepts, poison, make_solver(args.solver, **options), args.benign_per_concept,
+    return SweepConfig(concepts, poison, solver_from_args(args.solver, args), args.benign_per_concept,
                        alpha=check_alpha(args.alpha))
 
 

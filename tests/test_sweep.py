@@ -398,3 +398,30 @@ def test_seeds_are_a_list_and_an_old_count_gets_a_note(tmp_path: Path):
     assert proc.returncode == 0 and "seeds: [3]" in proc.stdout, proc.stdout
     assert proc.stderr.strip().splitlines() == ["note: --seeds 3 runs seed 3 alone (--seeds is a list: --seeds 0..2 "
                                                 "for 3 seeds)"], proc.stderr
+
+
+def test_solvers_generate_their_own_options(monkeypatch):
+    """Every solver field is an option --<solver>-<field> (typed, Literal fields with choices); a new solver in
+    SOLVERS gets its options with no other change."""
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from simulate import align
+    from simulate.align import CapacitySolver, RidgeSolver
+    from simulate.sweep import _config, _parser
+
+    cfg = _config(_parser().parse_args(["--solver", "capacity", "--capacity-budget", "0.25",
+                                        "--capacity-method", "fista"]))
+    assert cfg.solver == CapacitySolver(budget=0.25, method="fista")
+    assert _config(_parser().parse_args([])).solver == RidgeSolver()
+
+    @dataclass(frozen=True)
+    class ToySolver(RidgeSolver):
+        scale_up: float = 2.0
+        name: ClassVar[str] = "toy"
+
+    monkeypatch.setitem(align.SOLVERS, "toy", ToySolver)
+    args = _parser().parse_args(["--solver", "toy", "--toy-scale-up", "3.5"])
+    assert _config(args).solver == ToySolver(scale_up=3.5)
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["--capacity-method", "magic"])
