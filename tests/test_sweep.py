@@ -404,7 +404,6 @@ def test_solvers_generate_their_own_options(monkeypatch):
     """Every solver field is an option --<solver>-<field> (typed, Literal fields with choices); a new solver in
     SOLVERS gets its options with no other change."""
     from dataclasses import dataclass
-    from typing import ClassVar
 
     from simulate import align
     from simulate.align import CapacitySolver, RidgeSolver
@@ -418,7 +417,7 @@ def test_solvers_generate_their_own_options(monkeypatch):
     @dataclass(frozen=True)
     class ToySolver(RidgeSolver):
         scale_up: float = 2.0
-        name: ClassVar[str] = "toy"
+        name = "toy"  # a class attribute, as in every solver
 
     monkeypatch.setitem(align.SOLVERS, "toy", ToySolver)
     args = _parser().parse_args(["--solver", "toy", "--toy-scale-up", "3.5"])
