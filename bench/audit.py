@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from theory.records import atomic_path  # noqa: E402
+
 
 def write_shards(folder: Path, n: int, d: int, shard: int, concepts: int = 200, poison: float = 0.02,
                  seed: int = 0) -> None:
@@ -53,8 +55,9 @@ def write_shards(folder: Path, n: int, d: int, shard: int, concepts: int = 200, 
         shown = np.where(hit, (c + 1 + r.integers(0, concepts - 1, m)) % concepts, c)
         text = 1.5 * template + centres[c] + 0.3 * r.standard_normal((m, d), dtype=np.float32)
         image = centres[shown] + 0.6 * r.standard_normal((m, d), dtype=np.float32)
-        np.save(v_path, image.astype(np.float16))
-        np.save(t_path, text.astype(np.float16))
+        for path, arr in ((v_path, image), (t_path, text)):  # atomically: a killed run leaves no cut shard
+            with atomic_path(path) as tmp:
+                np.save(tmp, arr.astype(np.float16))
 
 
 CHILD = """
