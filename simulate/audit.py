@@ -68,6 +68,10 @@ WARNING = ("The margin is the simulator's prediction for a model of the stated c
            "geometry — a model, not a measurement of any real model trained on this data.")
 
 
+#: Bytes per pair the audit keeps whatever the block size: pair terms, scores, ranks, flags, concepts, row sums.
+PER_PAIR_BYTES = 192
+
+
 @dataclass(frozen=True)
 class AuditConfig:
     """Knobs of an audit (see the module docstring)."""
@@ -102,9 +106,17 @@ class AuditConfig:
         if self.clean_acc is not None and not 0 < self.clean_acc < 1:
             raise InputError(f"--clean-acc must be in (0, 1), got {self.clean_acc}")
 
-    def rows(self, d: int) -> int:
-        """Pairs per block so that two blocks of joint rows (float64, 2d wide) and a few copies fit the budget."""
-        return int(max(256, min(1 << 20, self.memory_gib * 2**30 / (8 * 2 * d * 6))))
+    def rows(self, d: int, n: int = 0) -> int:
+        """Pairs per block: what the budget leaves after the per-pair arrays every audit keeps (about
+        :data:`PER_PAIR_BYTES` per pair) must hold a block's joint rows (float64, 2d wide) in a few copies. A budget
+        too small for a block of 256 pairs is an InputError saying how much is needed."""
+        free = self.memory_gib * 2**30 - PER_PAIR_BYTES * n
+        per_row = 8 * 2 * d * 6
+        if free < 256 * per_row:
+            need = (PER_PAIR_BYTES * n + 256 * per_row) / 2**30
+            raise InputError(f"--memory {self.memory_gib:g} GiB cannot hold the per-pair results of {n:,} pairs and "
+                             f"one block of width {d}; give at least --memory {math.ceil(need * 10) / 10:g}")
+        return int(min(1 << 20, free / per_row))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -232,7 +244,7 @@ def concepts_by_clustering(src: PairShards, cfg: AuditConfig) -> tuple[np.ndarra
         how["silhouette"] = {str(kk): round(s, 4) for kk, s in scores.items()}
     centres, _ = kmeans(xs, k, seed=cfg.seed)
     labels = np.empty(src.n, dtype=np.int64)
-    rows = cfg.rows(src.d)
+    rows = cfg.rows(src.d, src.n)
     for a in range(0, src.n, rows):
         b = min(src.n, a + rows)
         labels[a:b] = (_unit(src.block(a, b)[0]) @ centres.T).argmax(1)
@@ -268,7 +280,7 @@ def audit(src: PairShards, cfg: AuditConfig, *, concept_names: list[str] | None 
     cfg.validate()
     if src.n < 3:
         raise InputError(f"an audit needs at least 3 pairs, got {src.n}")
-    rows = cfg.rows(src.d)
+    rows = cfg.rows(src.d, src.n)
     n = src.n
     terms = pair_terms_streamed(src, rows)  # one pass: pair cosines and norms, shared by everything below
     if n <= cfg.exact_max:
@@ -585,6 +597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     src = open_shards(args.shards)
     if args.metadata is not None:
         src.labels.update(load_side_metadata(args.metadata, src.n))
+    cfg.rows(src.d, src.n)  # a budget too small for this data is refused before anything is written
     if dry_run(args, "python -m simulate.audit", {"pairs": f"{src.n:,} in {len(src.names)} shard(s), d = {src.d}",
                                                   "AD": "exact" if src.n <= cfg.exact_max else "sampled",
                                                   "concepts": "from --concepts-file" if names else "k-means",

@@ -178,3 +178,14 @@ def test_side_metadata_csv_names_the_pairs_of_npy_shards(tmp_path: Path):
         assert str(csv_file) in proc.stderr and not (tmp_path / "never").exists()
     src.labels.update(load_side_metadata(one, src.n))
     assert src.labels["caption"][5] == "cap 5" and src.labels["file_name"][0] == "0.jpg"
+
+
+def test_a_memory_budget_too_small_for_the_data_is_refused_before_writing(tmp_path: Path):
+    """--memory must hold the per-pair results and one block: otherwise one line says how much is needed."""
+    paths, _, _ = _poisoned_set(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "simulate.audit", *map(str, paths), "--out", str(tmp_path / "o"),
+                           "--no-predict", "--memory", "0.0001"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "--memory 0.0001 GiB cannot hold" in proc.stderr and "give at least" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+    assert AuditConfig(memory_gib=2.0).rows(512, 4_000_000) >= 256
