@@ -50,6 +50,7 @@ def test_tiny_sd_folder_loads_as_a_base(tiny_sd):
     assert load_base(tiny_sd)[0].key == base.key  # a content key: stable across loads
 
 
+@pytest.mark.slow
 def test_a_retrained_checkpoint_of_the_same_architecture_is_another_setting(tmp_path, tiny_sd):
     """Results of one model are never reported as another's: a folder whose UNet weights differ (same configs)
     has another key, so a results folder written with one refuses the other."""
@@ -115,6 +116,7 @@ def _variant_copy(tiny_sd: Path, folder: Path, kind: str | None = None) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_fp16_variant_folder_needs_and_takes_variant(tmp_path, tiny_sd):
     folder = _variant_copy(tiny_sd, tmp_path / "fp16")
     assert not list((folder / "unet").glob("diffusion_pytorch_model.safetensors"))
@@ -134,6 +136,7 @@ def test_fp16_variant_folder_needs_and_takes_variant(tmp_path, tiny_sd):
         assert np.allclose(base.unet_state[k].numpy(), v.half().float().numpy())
 
 
+@pytest.mark.slow
 def test_v_prediction_folder_fine_tunes_and_sample_prediction_is_refused(tmp_path, tiny_sd):
     folder = _variant_copy(tiny_sd, tmp_path / "v", "v_prediction")
     out = tmp_path / "out"
@@ -154,6 +157,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_pickle_only_folder_is_refused_naming_the_file(tmp_path, tiny_sd):
     bad = tmp_path / "pickled"
     shutil.copytree(tiny_sd, bad)
@@ -184,6 +188,7 @@ def test_tiny_cli_refuses_a_non_empty_folder(tmp_path):
     assert r.returncode == 2 and "not empty" in r.stderr and (tmp_path / "x" / "file").read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_run_with_a_local_clip_judge(tmp_path):
     """--judge DIR: the CLIP folder reads the generated images and embeds the mix; the setting records it."""
     from empirical.judge import ClipJudge
@@ -245,6 +250,7 @@ def test_tiny_cli_refuses_bad_targets_and_leaves_nothing_half_written(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip", "f"]  # no temporary folder left behind
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated-unet", "config-list"])
 def test_damaged_model_folders_are_named_in_one_line(tmp_path, tiny_sd, damage):
     import shutil

@@ -323,6 +323,7 @@ def test_precision_and_device_come_from_the_command_line_then_the_launcher_then_
         with_runtime(micro, environ={"ACCELERATE_MIXED_PRECISION": "fp8"})
 
 
+@pytest.mark.slow
 def test_mixed_precision_request_trains_in_bf16_and_is_part_of_the_setting(tmp_path: Path, cache: Path):
     """A launcher's bf16 is honoured (not silently replaced by the preset's "no"), recorded in the setting, and
     a folder written at full precision refuses it."""

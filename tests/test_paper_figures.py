@@ -40,6 +40,7 @@ def test_aliases_resolve():
         resolve("fig99")
 
 
+@pytest.mark.slow
 def test_quick_build_writes_every_figure_and_table(quick):
     from PIL import Image
 
@@ -58,6 +59,7 @@ def test_quick_build_writes_every_figure_and_table(quick):
             assert (len(rows) > 2 or rec["missing"]) and (quick / f"{item.key}.md").read_text().startswith("| ")
 
 
+@pytest.mark.slow
 def test_index_lists_every_item_with_caption_and_image(quick):
     index = (quick / "figures.md").read_text()
     for item in ITEMS:
@@ -68,6 +70,7 @@ def test_index_lists_every_item_with_caption_and_image(quick):
     assert "Quick build" in index
 
 
+@pytest.mark.slow
 def test_quick_empirical_data_feed_the_attention_figures(quick):
     """The micro runs must land in the headline selection (fig2–fig4 and fig9 draw from them, none skipped)."""
     src = Sources(results=quick / "nowhere", data=quick / "_data", quick=True, verbose=False)
@@ -80,6 +83,7 @@ def test_quick_empirical_data_feed_the_attention_figures(quick):
         assert json.loads((quick / f"{key}.json").read_text())["missing"] == [], key
 
 
+@pytest.mark.slow
 def test_tab3_agrees_with_theory_check(quick):
     from theory.check import CHECKS
 
@@ -87,6 +91,7 @@ def test_tab3_agrees_with_theory_check(quick):
     assert len(rows) == len(CHECKS) and all(r["verdict"] == "PASS" for r in rows)
 
 
+@pytest.mark.slow
 def test_building_one_figure_keeps_the_others_in_the_index(quick):
     before = (quick / "figures.md").read_text().count("## ")
     assert main(["fig1", "--quick", "--out", str(quick)]) == 0

@@ -304,6 +304,7 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("sig", ["INT", "KILL"])
 def test_workers_keep_finished_points_and_leave_no_orphans(tmp_path: Path, sig):
