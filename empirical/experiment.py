@@ -16,11 +16,12 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from empirical.layout import ATTENTION_COLUMNS, COLUMNS, KINDS, PER_CONCEPT_COLUMNS, POINT_KEY, TRACK_COLUMNS, cell, \
     fill_old_row, setting_difference, setting_of, short
 from empirical.presets import Preset
+from empirical.processes import is_main_process, main_process_first, process_count, wait_for_everyone
 from theory.records import ResultsTable, atomic_write_text, claim_run_folder, command_line, ensure_writable_dir, \
     git_commit, package_versions, utc_now, write_manifest
 
@@ -129,21 +130,20 @@ def write_plans(out: Path, plans: dict, targets: str) -> None:
                                       "pairs": plan.to_json(len(plan.names))}, indent=1))
 
 
-def run_experiment(exp: Experiment, *, log: Callable[[str], None] = lambda m: None, progress: bool = False,
-                   state: Any = None) -> list[dict[str, str]]:
+def run_experiment(exp: Experiment, *, log: Callable[[str], None] = lambda m: None,
+                   progress: bool = False) -> list[dict[str, str]]:
     """Run every point of ``exp`` not yet done in ``exp.out``; returns the folder's results rows (empty on
-    processes > 0 of a multi-process launch, whose ``state`` is accelerate's ``PartialState``)."""
+    processes > 0 of a multi-process launch: :mod:`empirical.processes`)."""
     from empirical.assets import prepare_assets
     from empirical.evaluate import concept_similarity
     from empirical.point import run_point
     from empirical.poisons import make_plan
 
-    main_proc = state is None or state.is_main_process
-    first = state.main_process_first if state is not None else _nothing_first
-    with first():
+    main_proc = is_main_process()
+    with main_process_first():
         out = ensure_writable_dir(exp.out)
     warnings.filterwarnings("ignore", message=".*Triggered internally.*")
-    with first():  # process 0 upgrades or repairs the tables, the others then read them
+    with main_process_first():  # process 0 upgrades or repairs the tables, the others then read them
         tables = open_tables(out, exp.track_attention, main_process=main_proc)
     manifest = claim_folder(out, exp.setting(), bool(tables.results.rows))
     manifest.update({"command": command_line(), "started": manifest.get("started", utc_now()),
@@ -152,13 +152,13 @@ def run_experiment(exp: Experiment, *, log: Callable[[str], None] = lambda m: No
                      "pretrained": str(exp.pretrained[0].path) if exp.pretrained else None,
                      "judge": str(exp.judge.resolve()) if exp.judge else None,
                      "versions": package_versions(VERSIONED), "git_commit": git_commit(),
-                     "processes": state.num_processes if state is not None else 1})
+                     "processes": process_count()})
     if main_proc:
         write_manifest(out / "manifest.json", manifest)
-    with first():  # created once the output folder is known to be this run's
+    with main_process_first():  # created once the output folder is known to be this run's
         cache = ensure_writable_dir(exp.cache, name="--cache")
     t0 = time.perf_counter()
-    with first():  # process 0 trains and caches the VAE and judge, the others load them
+    with main_process_first():  # process 0 trains and caches the VAE and judge, the others load them
         assets = prepare_assets(exp.preset, cache, progress=progress and main_proc, log=log,
                                 pretrained=exp.pretrained, judge_path=exp.judge, user_data=exp.user_data)
     manifest["assets"] = {**assets.quality, "concepts": assets.data.names, "fonts": assets.data.fonts,
@@ -182,19 +182,12 @@ def run_experiment(exp: Experiment, *, log: Callable[[str], None] = lambda m: No
             tables.append(row)
             log("    " + "  ".join(f"{k} {short(row[k])}" for k in ("ad", "unpoisoned_acc", "unpoisoned_prob",
                                                                       "attack_success", "fd_unpoisoned")))
-    if state is not None:
-        state.wait_for_everyone()
+    wait_for_everyone()
     if not main_proc:
         return []
     manifest.update(finished=utc_now(), points_skipped_as_done=skipped)
     write_manifest(out / "manifest.json", manifest)
     return tables.results.rows
-
-
-def _nothing_first():
-    from contextlib import nullcontext
-
-    return nullcontext()
 
 
 def print_summary(rows: list[dict], scenario: str, file=sys.stdout) -> None:

@@ -13,16 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from empirical.assets import Assets, same_training, build_mix, fresh_unet, pretrained_state
+from empirical.assets import Assets, build_mix, pretrained_state, same_training
 from empirical.data import PAPER_CONCEPTS, caption
 from empirical.evaluate import generated_measures, mix_alignment_difficulty, per_concept_table, prompts_and_seeds
 from empirical.layout import TRACK_COLUMNS, cell, point_tag
 from empirical.poison_kinds import ExtraPairs, PoisonRequest, extra_pairs
 from empirical.poisons import PoisonPlan
 from empirical.processes import is_main_process, main_process_first
-from empirical.scenarios import SCENARIOS, Start
+from empirical.scenarios import SCENARIOS, Start, base_model
 from empirical.lora import merged, save_lora_adapter
-from empirical.train import Mix, TrainConfig, train_unet, with_weights
+from empirical.train import Mix, train_unet, with_weights
 from theory.records import ResultsTable, atomic_write_text, save_npz_atomically
 
 
@@ -31,18 +31,20 @@ def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_d
     """Train one point of ``scenario`` (:data:`empirical.scenarios.SCENARIOS`) on ``mix``; returns the UNet
     carrying its EMA weights and the number of steps. Scratch training on the clean set alone is the clean
     pretraining itself (same initialisation, data and schedule): it is reused from the cache."""
-    start = Start(assets, seed, base_seed, cache_dir, progress)
-    if scenario == "scratch" and len(mix) == len(assets.data):
-        cfg = TrainConfig(**{**asdict(assets.preset.scratch), "seed": seed})
-        if same_training(cfg, assets.preset.pretrain):
-            unet = fresh_unet(assets, seed)
-            unet.load_state_dict(pretrained_state(assets, seed, cache_dir, progress=progress))
-            return unet.eval(), cfg.steps
-    unet, cfg = SCENARIOS[scenario](start)
+    unet, cfg = SCENARIOS[scenario](Start(assets, seed, base_seed, cache_dir, progress))
+    if scenario == "scratch" and len(mix) == len(assets.data) and same_training(cfg, assets.preset.pretrain):
+        unet.load_state_dict(pretrained_state(assets, seed, cache_dir, progress=progress))
+        return unet.eval(), cfg.steps
     unet, ema = train_unet(unet, mix, cfg, checkpoint_dir=checkpoint_dir, progress=progress,
                            device=assets.preset.device, scheduler_config=assets.scheduler_config,
                            on_checkpoint=on_checkpoint, on_step=on_step)
     return with_weights(unet, ema), cfg.steps
+
+
+def grid_concepts(names: list[str]) -> list[str]:
+    """The concepts shown in grids and followed through training: the paper's eight where present, else the
+    first eight."""
+    return [c for c in PAPER_CONCEPTS if c in names] or names[:8]
 
 
 def attention_tracker(assets: Assets, table: ResultsTable, poisoned: list[int], key: dict, per_concept: int = 2):
@@ -53,7 +55,7 @@ def attention_tracker(assets: Assets, table: ResultsTable, poisoned: list[int], 
     from empirical.model import assemble_pipeline
 
     names = assets.data.names
-    shown = [c for c in PAPER_CONCEPTS if c in names] or names[:8]
+    shown = grid_concepts(names)
     ev = assets.preset.evaluation
     prompts = [caption(c, 0) for c in shown for _ in range(per_concept)]
     phrases = [c for c in shown for _ in range(per_concept)]
@@ -162,7 +164,7 @@ def write_point_files(out: Path, tag: str, assets: Assets, att, gen_labels: np.n
     from empirical.attention import overlay
 
     names, images = assets.data.names, att.images
-    shown = [c for c in PAPER_CONCEPTS if c in names] or names[:8]
+    shown = grid_concepts(names)
     k = min(4, assets.preset.evaluation.per_concept)
     sel = np.concatenate([np.flatnonzero(gen_labels == names.index(c))[:k] for c in shown])
     maps = att.concept_maps()[sel]
@@ -238,8 +240,7 @@ def keep_model_files(assets: Assets, unet, scenario: str, base_seed: int, models
     else:
         folder = models / f"base-b{base_seed}"
         if not (folder / "model_index.json").is_file():
-            clean = fresh_unet(assets, base_seed)
-            clean.load_state_dict(pretrained_state(assets, base_seed, cache_dir))
+            clean = base_model(Start(assets, seed=0, base_seed=base_seed, cache_dir=cache_dir))
             save_pipeline(assemble_pipeline(assets.vae, clean, assets.text_encoder, assets.scheduler_config), folder)
         base = folder.name
     save_lora_adapter(unet, models / tag)

@@ -19,3 +19,18 @@ def main_process_first():
     from accelerate import PartialState
 
     return PartialState().main_process_first() if PartialState._shared_state else nullcontext()
+
+
+def process_count() -> int:
+    """How many processes the launch started (1 without accelerate's state)."""
+    from accelerate import PartialState
+
+    return PartialState().num_processes if PartialState._shared_state else 1
+
+
+def wait_for_everyone() -> None:
+    """A barrier across the launch's processes (nothing with one process)."""
+    from accelerate import PartialState
+
+    if PartialState._shared_state:
+        PartialState().wait_for_everyone()

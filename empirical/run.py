@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     for note in exp.notes:
         log(note)
-    rows = run_experiment(exp, log=log, progress=not args.quiet and sys.stderr.isatty(), state=state)
+    rows = run_experiment(exp, log=log, progress=not args.quiet and sys.stderr.isatty())
     if state.is_main_process:
         print_summary(rows, exp.scenario)
     return 0
