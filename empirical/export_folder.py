@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from empirical.data import RenderConfig, load_or_render
     from empirical.presets import DEFAULT_CACHE, PRESETS, get_preset
     from theory.cli import ArgumentParser, dry_run, path_arg
-    from theory.records import ensure_writable_dir, write_folder_atomically
+    from theory.records import check_new_folder, ensure_writable_dir, write_folder_atomically
 
     parser = ArgumentParser(prog="python -m empirical.export_folder", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=list(PRESETS), default="cpu", help="whose data (default cpu)")
@@ -60,8 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=path_arg, default=DEFAULT_CACHE, help=f"asset cache (default {DEFAULT_CACHE})")
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
-    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
-        raise InputError(f"--out {args.out} exists and is not an empty folder")
+    check_new_folder(args.out)
     held_cfg = RenderConfig(**{**asdict(preset.render), "per_concept": preset.held_out, "variant": 1})
     if dry_run(args, "python -m empirical.export_folder", {
             "preset": args.preset, "concepts": preset.render.concepts,

@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 from empirical.seeding import seeded
 from theory.cli import InputError
-from theory.records import content_key, write_folder_atomically
+from theory.records import check_new_folder, content_key, write_folder_atomically
 
 CLIP_MERGES = 49152 - 256 - 2  # merges CLIP uses from the BPE file (its SimpleTokenizer: lines 1..48894)
 
@@ -205,11 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    folder = args.folder
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"{folder} is a file, not a folder")
-    if folder.exists() and any(folder.iterdir()):
-        raise InputError(f"{folder} exists and is not empty")
+    folder = check_new_folder(args.folder, name="folder")
     if not 0 <= args.seed < 2**32:
         raise InputError(f"--seed must be in [0, 2**32), got {args.seed}")
     if dry_run(args, "python -m empirical.pretrained", {"writes": f"a tiny {args.what} folder at {folder}",

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from theory.cli import InputError
 
-__all__ = ["COLUMN_ALIASES", "ResultsTable", "atomic_path", "atomic_write_text", "claim_run_folder", "current_column", "read_csv_rows", "ensure_writable_dir", "write_folder_atomically", "git_commit", "package_versions",
+__all__ = ["COLUMN_ALIASES", "ResultsTable", "atomic_path", "atomic_write_text", "check_new_folder", "claim_run_folder", "current_column", "read_csv_rows", "ensure_writable_dir", "write_folder_atomically", "git_commit", "package_versions",
            "read_table", "save_npz_atomically", "utc_now", "write_manifest", "command_line"]
 
 
@@ -57,44 +57,35 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path``, flushed to disk, via :func:`atomic_path` (a temporary file, then a rename)."""
+    with atomic_path(Path(path)) as tmp, open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
-def write_folder_atomically(folder: Path, build: Callable[[Path], None], *, name: str = "--out") -> Path:
-    """Build a new folder with ``build(tmp)`` beside ``folder`` and move it in with one rename: a failure or a
-    kill leaves no half-written folder. ``folder`` must not exist or be an empty folder (InputError otherwise)."""
+def check_new_folder(folder: Path, *, name: str = "--out") -> Path:
+    """``folder`` as a place for a new folder: absent, or an empty folder, below a writable one (InputError
+    naming the problem otherwise). Nothing is created."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{name} {folder} is a file, not a folder")
     if folder.exists() and any(folder.iterdir()):
-        raise InputError(f"{name} {folder} exists and is not empty")
+        raise InputError(f"{name} {folder} is not an empty folder: it exists and is not empty")
     parent = folder.resolve().parent
     while not parent.exists():
         parent = parent.parent
     if not os.access(parent, os.W_OK):
         raise InputError(f"cannot write {folder}: {parent} is not writable")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        build(tmp / "new")
-        if folder.exists():
-            folder.rmdir()
-        os.replace(tmp / "new", folder)
-    finally:
-        import shutil
+    return folder
 
-        shutil.rmtree(tmp, ignore_errors=True)
+
+def write_folder_atomically(folder: Path, build: Callable[[Path], None], *, name: str = "--out") -> Path:
+    """Build a new folder with ``build(tmp)`` beside ``folder`` and move it in with one rename (:func:`atomic_path`):
+    a failure or a kill leaves no half-written folder. ``folder`` must pass :func:`check_new_folder`."""
+    folder = check_new_folder(folder, name=name)
+    with atomic_path(folder) as tmp:
+        build(tmp)
     return folder
 
 
