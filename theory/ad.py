@@ -579,26 +579,6 @@ def pair_attribution_streamed(src: RowSource, alpha: float = DEFAULT_ALPHA, laio
     return _attribution_from_terms(f, r, alpha, laion_scale)
 
 
-def alignment_difficulty_sampled_streamed(src: RowSource, n_samples: int, alpha: float = DEFAULT_ALPHA,
-                                          laion_scale: bool = True, *, seed: int | None = 0, rows: int = 8192,
-                                          chunk: int = 8192, terms: PairTerms | None = None
-                                          ) -> tuple[ADResult, np.ndarray]:
-    """:func:`alignment_difficulty_sampled` of a row store: :math:`D_{fea}` exact over every pair (streamed in
-    blocks of ``rows``), :math:`D_{stru}` from ``n_samples`` random pairs with its 95% interval. Also returns the
-    per-pair feature terms :math:`1-s_i`. ``terms``: the store's :func:`pair_terms_streamed`, when already read."""
-    alpha = check_alpha(alpha)
-    if not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
-        raise InputError(f"n_samples must be an integer >= 2, got {n_samples!r}")
-    if src.n < 2:
-        raise InputError(f"need at least 2 pairs, got n={src.n}")
-    terms = terms or pair_terms_streamed(src, rows)
-    f = 1.0 - pair_scores(terms.cos, laion_scale)
-    ct = _compute_dtype("auto", np.empty(0, src.dtype))
-    mean, var = _sample_gaps(src.take, terms.text_norms, terms.image_norms, src.n, n_samples,
-                             np.random.default_rng(seed), chunk, ct)
-    return _sampled_result(float(f.mean()), mean, var, src.n, n_samples, alpha, laion_scale), f
-
-
 @dataclass(frozen=True)
 class StructureSample:
     r"""What :func:`structure_sampled` estimates: each pair's structure row sum :math:`\hat r_i` with its standard
@@ -662,13 +642,6 @@ def structure_sampled(src: RowSource, partners: int, *, seed: int | None = 0, ro
     half = _Z95 * scale * math.sqrt(g / (g - 1) * float(np.sum(w**2 * (m - np.sum(w * m)) ** 2))) if g > 1 else \
         float("nan")
     return StructureSample(est, se, d_stru, (d_stru - half, d_stru + half), count)
-
-
-def structure_row_sums_sampled(src: RowSource, partners: int, *, seed: int | None = 0, rows: int = 8192,
-                               terms: PairTerms | None = None) -> tuple[np.ndarray, np.ndarray]:
-    r"""Each pair's structure row sum :math:`\hat r_i` and its standard error (:func:`structure_sampled`)."""
-    res = structure_sampled(src, partners, seed=seed, rows=rows, terms=terms)
-    return res.row_sums, res.row_se
 
 
 # ----------------------------------------------------------------------------------------------------------------
