@@ -16,7 +16,6 @@ differ) — an end-to-end check of the reader, the concept matching and the harn
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -49,7 +48,8 @@ def export_image_folder(train, held, folder: Path) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from empirical.data import RenderConfig, load_or_render
+    from empirical.assets import concept_data
+    from empirical.folder_data import held_out_count
     from empirical.presets import DEFAULT_CACHE, PRESETS, get_preset
     from theory.cli import ArgumentParser, dry_run, path_arg
     from theory.records import check_new_folder, ensure_writable_dir, write_folder_atomically
@@ -61,19 +61,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     preset = get_preset(args.preset)
     check_new_folder(args.out)
-    held_cfg = RenderConfig(**{**asdict(preset.render), "per_concept": preset.held_out, "variant": 1})
     if dry_run(args, "python -m empirical.export_folder", {
             "preset": args.preset, "concepts": preset.render.concepts,
             "pairs": preset.render.concepts * (preset.render.per_concept + preset.held_out),
             "writes": f"{args.out}/train/metadata.jsonl, {args.out}/train/images/, {args.out}/concepts.txt"}):
         return 0
     cache = ensure_writable_dir(args.cache, name="--cache")
-    train, held = load_or_render(preset.render, cache), load_or_render(held_cfg, cache)
+    train, held, _ = concept_data(preset, cache)
     counted: list[int] = []
     write_folder_atomically(args.out, lambda tmp: counted.append(export_image_folder(train, held, tmp)))
     n_c = preset.render.per_concept + preset.held_out
-    if preset.held_out > max(1, n_c // 5):
-        print(f"note: the folder reader holds out {max(1, n_c // 5)} of each concept's {n_c} pairs, the preset "
+    if held_out_count(n_c, preset.held_out) < preset.held_out:
+        print(f"note: the folder reader holds out {held_out_count(n_c, preset.held_out)} of each concept's {n_c} "
+              f"pairs, the preset "
               f"{preset.held_out}: runs on this folder split it differently from the built-in data")
     print(f"wrote {args.out}: {counted[0]} pairs of {len(train.names)} concepts ({len(train)} training, "
           f"{len(held)} held out); try: python -m empirical.run --preset {args.preset} --train-data-dir {args.out} "

@@ -197,6 +197,11 @@ def folder_key(folder: Path, fmt: FolderFormat) -> str:
     return h.hexdigest()[:16]
 
 
+def held_out_count(pairs: int, held_out: int) -> int:
+    """How many of a concept's ``pairs`` the folder reader holds out: ``min(held_out, max(1, pairs // 5))``."""
+    return min(held_out, max(1, pairs // 5))
+
+
 def concept_data_from_folder(folder: Path, *, size: int, held_out: int, fmt: FolderFormat = FolderFormat(),
                              names: list[str] | None = None, template: str | None = None):
     """A user's folder as the harness's (training, held-out) :class:`empirical.data.ConceptData`, its content key
@@ -225,7 +230,7 @@ def concept_data_from_folder(folder: Path, *, size: int, held_out: int, fmt: Fol
     train_idx, held_idx = [], []
     for c in range(len(keep)):
         where = np.flatnonzero(new == c)
-        h = min(held_out, max(1, len(where) // 5))
+        h = held_out_count(len(where), held_out)
         train_idx += where[:-h].tolist()
         held_idx += where[-h:].tolist()
     order = np.argsort(np.asarray(train_idx, dtype=np.int64), kind="stable")
