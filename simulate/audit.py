@@ -57,6 +57,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from simulate.concepts import unit_rows
 from theory.ad import (DEFAULT_ALPHA, pair_attribution_streamed, pair_scores, pair_terms_streamed, ranking,
                        sampled_result, structure_sampled)
 from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
@@ -217,8 +218,8 @@ def silhouette(x: np.ndarray, labels: np.ndarray) -> float:
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64)
-    return a / np.linalg.norm(a, axis=1, keepdims=True)
+    """Rows of a shard block (float16 or 32) as float64 unit rows (:func:`simulate.concepts.unit_rows`)."""
+    return unit_rows(np.asarray(a, dtype=np.float64))
 
 
 def concepts_by_clustering(src: PairShards, cfg: AuditConfig) -> tuple[np.ndarray, list[str], dict[str, Any]]:
