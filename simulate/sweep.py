@@ -15,7 +15,7 @@ Default regime (why it shows implosion): 1,000 concepts, 5 benign pairs each, 50
 poisoned concept (random targets), d = 128, ridge. Capacity (d = 128 dims for 1,000 concepts whose prompts share
 a template) is below the number of concepts, and at C_P ≈ 100 the poison volume (C_P·p) overtakes the benign
 volume (K·m) — the same boundary at which the block model's D_stru stops growing (theory.symbolic). With
-d = 512, or p ≤ m, benign accuracy stays ≈ 1 for every C_P (docs/simulation.md).
+d = 512, or p ≤ m, unpoisoned accuracy stays ≈ 1 for every C_P (docs/simulation.md).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def summary_text(summary: dict[int, dict[str, tuple[float, float]]], rows: list[
     if len(shown) < len(points):
         lines.append(f"({len(shown)} of {len(points)} points shown; all in results.csv)")
     below = [c for c in points if summary[c]["unpoisoned_acc"][0] < 0.5]
-    lines.append("benign accuracy < 0.5 first at C_P = " + (str(below[0]) if below else "never (no implosion)"))
+    lines.append("unpoisoned accuracy < 0.5 first at C_P = " + (str(below[0]) if below else "never (no implosion)"))
     rho, n, _ = spearman([float(r["ad"]) for r in rows], [float(r["unpoisoned_acc"]) for r in rows])
     if math.isfinite(rho):
         lines.append(f"Spearman rho(AD, unpoisoned acc) over {n} points = {rho:.3f}")
