@@ -48,6 +48,8 @@ class Prediction:
     thresholds: dict[int, str]  # p -> predicted threshold C_P ("none" when not reached)
     real_targets: str = "poisoned"  # the empirical --targets mode it predicts
     real_variant: str = ""  # the setting difference of the runs it predicts ("" = the preset's own setting)
+    real_scenario: str = "continuous"  # the empirical --scenario it predicts
+    real_poison_type: str = "dirty"  # the empirical --poison-type it predicts
 
     def volume(self, p: int, c_p: int) -> float:
         """V = C_P p / (K m) of this prediction's setting."""
@@ -67,16 +69,19 @@ def load_predictions(folder: Path = PREDICTIONS) -> list[Prediction]:
                                                else "poisoned")
         out.append(Prediction(sub.name, int(setting["n_concepts"]), int(setting["benign_per_concept"]),
                               int(calibration["concept_config"]["dim"]), str(calibration["geometry_source"]), rows,
-                              marks, real, setting.get("real_variant", "")))
+                              marks, real, setting.get("real_variant", ""),
+                              setting.get("real_scenario", "continuous"), record.get("real_poison_type", "dirty")))
     return out
 
 
 def measured(emp: Empirical, k: int, m: int, targets: str = "poisoned", measure: str = "unpoisoned_acc",
-             variant: str = "") -> dict[tuple[int, int], dict[str, list[float]]]:
+             variant: str = "", scenario: str = "continuous", poison_type: str = "dirty"
+             ) -> dict[tuple[int, int], dict[str, list[float]]]:
     """Per (p, C_P): ``measure`` (unpoisoned accuracy) of the poisoned runs and of their controls, one per seed
-    (and base seed), from the continuous runs of K concepts with m benign pairs per concept and target mode
-    ``targets``; with ``variant``, only runs of that setting difference (e.g. a smaller UNet), else the preset's
-    own setting (or only m changed). The clean point (C_P = 0) is shared by every target mode."""
+    (and base seed), from the runs of ``scenario`` (at the preset's length for it) with ``poison_type`` poisons,
+    K concepts, m benign pairs per concept and target mode ``targets``; with ``variant``, only runs of that
+    setting difference (e.g. a smaller UNet), else the preset's own setting (or only m changed). The clean point
+    (C_P = 0) is shared by every target mode."""
     from empirical.presets import get_preset
 
     out: dict[tuple[int, int], dict[str, list[float]]] = {}
@@ -84,10 +89,11 @@ def measured(emp: Empirical, k: int, m: int, targets: str = "poisoned", measure:
         pre = get_preset(r["preset"])
         same_setting = (r["variant"] == variant if variant else
                         not r["variant"] or r["variant"].startswith("benign_per_concept"))
-        if (not same_setting or r["scenario"] != "continuous" or (r["targets"] != targets and r["c_p"] != "0")
-                or r["poison_type"] not in ("dirty", "none") or int(r["n_concepts"]) != k
+        length = pre.scratch.steps if scenario == "scratch" else pre.continued.steps
+        if (not same_setting or r["scenario"] != scenario or (r["targets"] != targets and r["c_p"] != "0")
+                or r["poison_type"] not in (poison_type, "none") or int(r["n_concepts"]) != k
                 or int(r.get("benign_per_concept") or pre.render.per_concept) != m
-                or int(r["steps"]) != pre.continued.steps):
+                or int(r["steps"]) != length):
             continue
         key = (int(r["poison_per_concept"]), int(r["c_p"]))
         out.setdefault(key, {"poisoned": [], "control": []})[r["kind"]].append(num(r[measure]))
@@ -148,7 +154,8 @@ def fig14(src: Sources, out: Path) -> Built:
     colour = {p: cmap(0.85 * i / max(1, len(ps) - 1)) for i, p in enumerate(ps)}
     found = 0
     for ax, pred in zip(axes[0], shown):
-        meas = measured(emp, pred.n_concepts, pred.benign_per_concept, pred.real_targets)
+        meas = measured(emp, pred.n_concepts, pred.benign_per_concept, pred.real_targets,
+                        scenario=pred.real_scenario, poison_type=pred.real_poison_type)
         for p in ps:
             cs = sorted(c for (q, c) in pred.summary if q == p)
             v = np.array([pred.volume(p, c) for c in cs])
@@ -170,7 +177,8 @@ def fig14(src: Sources, out: Path) -> Built:
         ax.axhline(0.5, color="grey", lw=0.6, ls=":")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("poison volume V = C_P·p/(K·m)")
-        ax.set_title(f"{pred.name}\n(m = {pred.benign_per_concept}, d = {pred.dim}; "
+        ax.set_title(f"{pred.name}\n({'' if pred.real_scenario == 'continuous' else pred.real_scenario + ', '}"
+                     f"m = {pred.benign_per_concept}, d = {pred.dim}; "
                      f"{'default' if pred.geometry == DEFAULT_GEOMETRY else 'calibrated'} geometry)", fontsize=7)
     axes[0][0].set_ylabel("unpoisoned accuracy")
     legend(axes[0][0], fontsize=6)
@@ -195,7 +203,8 @@ def tab5(src: Sources, out: Path) -> Built:
     thresholds = []
     for pred in load_predictions():
         scored = score(pred, measured(emp, pred.n_concepts, pred.benign_per_concept, pred.real_targets,
-                                      variant=pred.real_variant))
+                                      variant=pred.real_variant, scenario=pred.real_scenario,
+                                      poison_type=pred.real_poison_type))
         for p in sorted({r["p"] for r in scored}):
             sel = [r for r in scored if r["p"] == p]
             first = next((r["c_p"] for r in sel if r["measured_implosion"]), None)

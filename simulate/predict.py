@@ -10,7 +10,8 @@ the C_P to report — and what can be measured without poisoning anything:
   (``--clean-acc``: the d at which the simulator's clean model is exactly as competent,
   :func:`simulate.calibrate.capacity_for_accuracy`),
 
-it runs the sweep engine (ridge, dirty-label, ``--targets`` rule (default random), poison added) for every p and seed and prints and
+it runs the sweep engine (ridge, ``--poison-kind`` dirty-label or feature-shift by ``--shift`` λ, ``--targets`` rule
+(default random), poison added) for every p and seed and prints and
 writes, per (p, C_P): the volume V = C_P·p/(K·m), predicted unpoisoned accuracy, meaningless rate and AD (D_stru
 from sampled pairs) as mean ± 95% CI over seeds, and per p the predicted threshold C_P (first C_P, on a dense
 grid, at which mean unpoisoned accuracy falls below 0.5; "none" if it never does for C_P < K).
@@ -62,6 +63,9 @@ class Setting:
     targets: str = "random"
     real_variant: str = ""
     real_targets: str = ""
+    poison_kind: str = "dirty"
+    shift: float = 0.5
+    real_scenario: str = "continuous"
 
     def __post_init__(self) -> None:
         if self.n_concepts < 2 or self.benign_per_concept < 1:
@@ -75,6 +79,17 @@ class Setting:
             raise InputError("--seeds needs at least one seed")
         if self.targets not in TARGET_RULES:
             raise InputError(f"--targets must be one of {', '.join(TARGET_RULES)}, got {self.targets!r}")
+        PoisonConfig(kind=self.poison_kind, shift=self.shift)  # refuses a bad kind or a shift outside [0, 1]
+
+    @property
+    def real_poison_type(self) -> str:
+        """The real harness's ``--poison-type`` this prediction stands for: dirty-label for ``dirty``, the
+        Nightshade-style perturbation for the feature-shift picture of it (``shift``)."""
+        return "nightshade" if self.poison_kind == "shift" else "dirty"
+
+    def poison(self, p: int) -> PoisonConfig:
+        """The simulator's poison configuration at ``p`` poison pairs per concept."""
+        return PoisonConfig(poison_per_concept=p, targets=self.targets, kind=self.poison_kind, shift=self.shift)
 
 
 def _ad_of(config: SweepConfig, seed: int, c_p: int, samples: int) -> tuple[float, float, float]:
@@ -96,8 +111,7 @@ def predict(setting: Setting, concepts: ConceptConfig) -> tuple[list[dict[str, A
     dense = sorted(set(range(0, k, max(1, k // 40))) | set(setting.poisoned_concepts) | {0})
     rows, marks = [], []
     for p in setting.poison_per_concept:
-        config = SweepConfig(concepts=concepts, poison=PoisonConfig(poison_per_concept=p, targets=setting.targets),
-                             benign_per_concept=m)
+        config = SweepConfig(concepts=concepts, poison=setting.poison(p), benign_per_concept=m)
         curve: dict[int, list[float]] = {}
         for seed in setting.seeds:
             for r in run_seed(config, seed, dense, track_ad=False):
@@ -141,6 +155,12 @@ def load_geometry(path: Path, labels_key: str) -> Geometry:
     return measure_geometry(arrays["text"], arrays["image"], labels)
 
 
+def _poison_words(setting: Setting) -> str:
+    """What was simulated, in words, e.g. 'dirty-label, random targets, added'."""
+    kind = "dirty-label" if setting.poison_kind == "dirty" else f"feature-shift λ = {setting.shift:g}"
+    return f"{kind}, {setting.targets} targets, added"
+
+
 def _parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m simulate.predict", description=__doc__.splitlines()[0].strip("`: "))
     p.add_argument("--n-concepts", type=int, required=True, help="K, concepts in the training set")
@@ -164,6 +184,15 @@ def _parser() -> ArgumentParser:
                    help="the real runs' --targets mode this prediction stands for (default: the one the simulator's "
                         "rule stands for: random -> all, nearest -> nearest, scatter -> scatter; recorded, not "
                         "simulated)")
+    p.add_argument("--poison-kind", default="dirty", choices=["dirty", "shift"],
+                   help="dirty-label poisons, or feature-shift ones (the image moved --shift of the way toward the "
+                        "target: the picture of a Nightshade-style perturbation, which the real runs are then taken "
+                        "to be)")
+    p.add_argument("--shift", type=float, default=0.5,
+                   help="feature-shift fraction λ in [0, 1] with --poison-kind shift, e.g. 1 − the real poisons' "
+                        "measured latent distance ratio")
+    p.add_argument("--real-scenario", default="continuous", choices=["continuous", "lora", "scratch"],
+                   help="the real runs' --scenario this prediction stands for (recorded, not simulated)")
     p.add_argument("--out", type=path_arg, help="folder for prediction.csv / summary.csv / thresholds.csv / .json")
     return p
 
@@ -174,13 +203,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                       tuple(parse_int_list(args.poison_per_concept, name="--poison-per-concept")),
                       tuple(parse_int_list(args.poisoned_concepts, name="--poisoned-concepts")),
                       tuple(parse_seeds(args.seeds)), targets=args.targets, real_variant=args.real_variant.strip(),
-                      real_targets=args.real_targets)
+                      real_targets=args.real_targets, poison_kind=args.poison_kind, shift=args.shift,
+                      real_scenario=args.real_scenario)
     if args.dim is not None and args.dim < 3:
         raise InputError(f"--dim must be >= 3, got {args.dim}")
     if dry_run(args, "python -m simulate.predict", {
             "K, m": (setting.n_concepts, setting.benign_per_concept), "p": setting.poison_per_concept,
             "C_P": setting.poisoned_concepts, "seeds": setting.seeds, "targets": setting.targets,
-            "capacity": f"d = {args.dim}" if args.dim is not None else f"calibrated to clean accuracy {args.clean_acc}",
+            "poison": _poison_words(setting), "capacity": f"d = {args.dim}" if args.dim is not None else f"calibrated to clean accuracy {args.clean_acc}",
             "geometry": args.embeddings or DEFAULT_GEOMETRY, "out": args.out}):
         return 0
     out = ensure_writable_dir(args.out) if args.out else None
@@ -218,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         atomic_write_text(out / "summary.csv", csv_text(summary))
         atomic_write_text(out / "thresholds.csv", csv_text(marks))
         record = {"tool": "simulate.predict", "setting": asdict(setting), "calibration": calibration,
-                  "solver": "ridge", "poison": f"dirty-label, {setting.targets} targets, added", "date": utc_now(),
+                  "solver": "ridge", "poison": _poison_words(setting),
+                  "real_poison_type": setting.real_poison_type, "date": utc_now(),
                   "git_commit": git_commit(), "command": command_line()}
         atomic_write_text(out / "prediction.json", json.dumps(record, indent=2, default=str) + "\n")
         print(f"wrote {out / 'prediction.csv'}, summary.csv, thresholds.csv, prediction.json")
