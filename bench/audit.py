@@ -11,7 +11,11 @@ dirty-label poisons (caption of one concept, image of another). The audit runs i
 child) with ``--no-predict`` (the simulator's margin is not part of the scale question): D_fea exact over every
 pair; every pair against ``--partners`` random partners (shared within a block of rows), which gives each pair's
 structure term and D_stru with its 95% CI (n·partners pair terms); the concept view (k-means on a sample, every
-pair assigned). Timings are medians over ``--repeats``.
+pair assigned). The pass runs in one process, in ``--workers`` local processes and on a Dask ``LocalCluster`` of
+``--workers`` single-threaded worker processes, side by side (alternating over ``--repeats``); each run prints a
+digest of its per-pair results (scores, flags, ranks, concepts), which must agree across modes. Peak RSS: the
+audit process's own (``ru_maxrss``) and that of its whole process tree (workers included), sampled every 0.2 s.
+Timings are medians over ``--repeats``.
 The row-loop reference (the authors' formulation, :func:`bench.ad.row_loop_reference`) is timed at
 ``--reference-n`` pairs and extrapolated to n as t·(n / n_ref)² — the loop is O(n²) pair terms, so this is its
 cost, not a measurement at n.
@@ -61,26 +65,58 @@ def write_shards(folder: Path, n: int, d: int, shard: int, concepts: int = 200, 
 
 
 CHILD = """
-import json, resource, sys, time
+import hashlib, json, resource, sys, threading, time
+import numpy as np
+import psutil
 sys.path.insert(0, {root!r})
-from simulate.audit import AuditConfig, audit
+from simulate.audit import AuditConfig, Execution, audit
 from theory.pairs_file import open_shards
+
+peak = [0]
+def watch():
+    me = psutil.Process()
+    while True:
+        try:
+            total = me.memory_info().rss + sum(c.memory_info().rss for c in me.children(recursive=True))
+        except psutil.Error:
+            continue
+        peak[0] = max(peak[0], total)
+        time.sleep(0.2)
+threading.Thread(target=watch, daemon=True).start()
+cluster = None
+if {mode!r} == "dask":
+    from distributed import LocalCluster
+    cluster = LocalCluster(n_workers={workers}, threads_per_worker=1, processes=True, dashboard_address=None)
+    execution = Execution(dask=cluster.scheduler_address, paths=({folder!r},))
+elif {mode!r} == "processes":
+    execution = Execution(workers={workers}, paths=({folder!r},))
+else:
+    execution = Execution()
 t0 = time.perf_counter()
 src = open_shards([{folder!r}])
-res = audit(src, AuditConfig(partners={partners}, predict=False, seed=0))
-s = res["summary"]
-print(json.dumps({{"seconds": time.perf_counter() - t0, "n": s["n"], "ad": s["ad"], "ad_ci95": s["ad_ci95"],
+res = audit(src, AuditConfig(partners={partners}, predict=False, seed=0), execution=execution)
+seconds = time.perf_counter() - t0
+s, pr = res["summary"], res["pairs"]
+digest = hashlib.sha256(b"".join(np.ascontiguousarray(pr[k]).tobytes() for k in ("score", "flagged", "rank",
+                                                                                  "concept"))).hexdigest()[:16]
+print(json.dumps({{"seconds": seconds, "n": s["n"], "ad": s["ad"], "ad_ci95": s["ad_ci95"],
                   "d_stru_ci95": s["d_stru_ci95"], "d_fea": s["d_fea"], "flagged": s["flagged"], "why": s["ad_why"],
-                  "estimated_c_p": s["estimated_c_p"], "n_concepts": s["n_concepts"],
-                  "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}}))
+                  "estimated_c_p": s["estimated_c_p"], "n_concepts": s["n_concepts"], "digest": digest,
+                  "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                  "peak_tree_rss_gib": peak[0] / 2**30}}))
+if cluster is not None:
+    cluster.close()
 """
 
+#: How the audit's pass runs in the side-by-side comparison: one process, local processes, a Dask LocalCluster.
+MODES = ("here", "processes", "dask")
 
-def run_audit(folder: Path, partners: int) -> dict:
-    code = CHILD.format(root=str(ROOT), folder=str(folder), partners=partners)
+
+def run_audit(folder: Path, partners: int, mode: str = "here", workers: int = 2) -> dict:
+    code = CHILD.format(root=str(ROOT), folder=str(folder), partners=partners, mode=mode, workers=workers)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ)
     if proc.returncode != 0:
-        raise SystemExit(f"audit failed: {proc.stderr.strip().splitlines()[-1]}")
+        raise SystemExit(f"audit ({mode}) failed: {proc.stderr.strip().splitlines()[-1]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -101,6 +137,9 @@ def main() -> None:
     ap.add_argument("--partners", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--reference-n", type=int, default=20_000)
+    ap.add_argument("--modes", type=lambda v: v.split(","), default=list(MODES),
+                    help=f"comma-separated, from {', '.join(MODES)} (default all, side by side)")
+    ap.add_argument("--workers", type=int, default=2, help="worker processes of the processes and dask modes")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/implosion-bench-audit"))
     args = ap.parse_args()
     folder = args.dir / f"n{args.n}-d{args.d}-s{args.shard}"
@@ -108,14 +147,28 @@ def main() -> None:
     write_shards(folder, args.n, args.d, args.shard)
     print(f"shards: {folder} ({args.n:,} pairs, d = {args.d}, float16; written or found in "
           f"{time.perf_counter() - t0:.1f} s)")
-    runs = [run_audit(folder, args.partners) for _ in range(args.repeats)]
-    med = float(np.median([r["seconds"] for r in runs]))
-    r = runs[0]
-    print(f"audit: median {med:.1f} s over {args.repeats} run(s); peak RSS {max(x['peak_rss_gib'] for x in runs):.2f} "
-          f"GiB; AD {r['ad']:.5f}, 95% CI {_interval(r['ad_ci95'])} (D_stru CI half-width "
-          f"{_half(r['d_stru_ci95']):.2e}); "
-          f"{r['flagged']:,} flagged; {r['estimated_c_p']} of {r['n_concepts']} concepts estimated poisoned\n  "
-          f"({r['why']})")
+    runs = {mode: [] for mode in args.modes}
+    for _ in range(args.repeats):  # alternating, so the modes see the same machine state
+        for mode in args.modes:
+            runs[mode].append(run_audit(folder, args.partners, mode, args.workers))
+    base = None
+    for mode in args.modes:
+        rs = runs[mode]
+        med = float(np.median([x["seconds"] for x in rs]))
+        base = base or med
+        r = rs[0]
+        where = {"here": "one process", "processes": f"--workers {args.workers}",
+                 "dask": f"Dask LocalCluster, {args.workers} workers"}[mode]
+        print(f"audit, {where}: median {med:.1f} s over {args.repeats} run(s) ({base / med:.2f}x one process); "
+              f"peak RSS {max(x['peak_rss_gib'] for x in rs):.2f} GiB (this process), "
+              f"{max(x['peak_tree_rss_gib'] for x in rs):.2f} GiB (with its workers, sampled every 0.2 s); "
+              f"AD {r['ad']:.5f}, 95% CI {_interval(r['ad_ci95'])} (D_stru CI half-width "
+              f"{_half(r['d_stru_ci95']):.2e}); {r['flagged']:,} flagged; {r['estimated_c_p']} of {r['n_concepts']} "
+              f"concepts estimated poisoned; per-pair results digest {r['digest']}")
+    digests = {x["digest"] for rs in runs.values() for x in rs}
+    print(f"identical per-pair results in every mode and run: {'yes' if len(digests) == 1 else 'NO'} "
+          f"({runs[args.modes[0]][0]['why']})")
+    med = float(np.median([x["seconds"] for x in runs[args.modes[0]]]))
     from ad import embeddings, row_loop_reference
 
     text, image = embeddings(args.reference_n, args.d)

@@ -13,7 +13,10 @@ are read block by block: memory stays within ``--memory`` whatever n.
 **AD.** Exact (:func:`theory.ad.pair_attribution_streamed`, block pair by block pair) when the n² pair terms are
 affordable (n ≤ ``--exact-max``); otherwise D_fea exact over every pair and D_stru from every pair against
 ``--partners`` random partners, with its 95% interval (:func:`theory.ad.structure_sampled`, one pass). The report
-says which and why.
+says which and why. The sampled pass is cut into blocks of rows (:mod:`simulate.audit_passes`) that run here, in
+``--workers`` local processes or on a Dask cluster (``--dask ADDRESS``) with the same numbers everywhere; each
+finished block is recorded in ``DIR/blocks/`` so that a killed audit, run again with the same arguments, resumes
+(the folder is removed once the report is written).
 
 **Pair suspicion.** Each pair's share of AD, c_i = α(1 − s_i)/n + (1 − α) r_i/n², with r_i its structure row
 sum (exact, or estimated from ``--partners`` random partners), reported as the score n·c_i and its rank. The
@@ -51,6 +54,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -58,8 +63,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from simulate.concepts import unit_rows
-from theory.ad import (DEFAULT_ALPHA, pair_attribution_streamed, pair_scores, pair_terms_streamed, ranking,
-                       sampled_result, structure_sampled)
+from theory.ad import (DEFAULT_ALPHA, pair_attribution_streamed, pair_scores, pair_terms_streamed, partner_group,
+                       ranking, sampled_result)
 from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
 from theory.pairs_file import PairShards, load_side_metadata, open_shards
 from theory.records import atomic_path, atomic_write_text, command_line, csv_text, ensure_writable_dir, git_commit, utc_now
@@ -107,12 +112,13 @@ class AuditConfig:
         if self.clean_acc is not None and not 0 < self.clean_acc < 1:
             raise InputError(f"--clean-acc must be in (0, 1), got {self.clean_acc}")
 
-    def rows(self, d: int, n: int = 0) -> int:
+    def rows(self, d: int, n: int = 0, concurrent: int = 1) -> int:
         """Pairs per block: what the budget leaves after the per-pair arrays every audit keeps (about
-        :data:`PER_PAIR_BYTES` per pair) must hold a block's joint rows (float64, 2d wide) in a few copies. A budget
-        too small for a block of 256 pairs is an InputError saying how much is needed."""
+        :data:`PER_PAIR_BYTES` per pair) must hold ``concurrent`` blocks' joint rows (float64, 2d wide) in a few
+        copies (one block per worker process). A budget too small for that at 256 pairs a block is an InputError
+        saying how much is needed. The numbers never depend on the block size (only the memory does)."""
         free = self.memory_gib * 2**30 - PER_PAIR_BYTES * n
-        per_row = 8 * 2 * d * 6
+        per_row = 8 * 2 * d * 6 * concurrent
         if free < 256 * per_row:
             need = (PER_PAIR_BYTES * n + 256 * per_row) / 2**30
             raise InputError(f"--memory {self.memory_gib:g} GiB cannot hold the per-pair results of {n:,} pairs and "
@@ -222,10 +228,10 @@ def _unit(a: np.ndarray) -> np.ndarray:
     return unit_rows(np.asarray(a, dtype=np.float64))
 
 
-def concepts_by_clustering(src: PairShards, cfg: AuditConfig) -> tuple[np.ndarray, list[str], dict[str, Any]]:
-    """Each pair's concept from k-means on its unit text embedding: centroids fitted on a sample of at most 20,000
-    pairs, every pair then assigned block by block; K given or chosen by the best mean silhouette on at most 2,000
-    sampled pairs. Returns (labels, names "cluster j", how K was chosen)."""
+def cluster_centres(src: PairShards, cfg: AuditConfig) -> tuple[np.ndarray, dict[str, Any]]:
+    """k-means centroids of the unit text embeddings, fitted on a sample of at most 20,000 pairs; K given or chosen
+    by the best mean silhouette on at most 2,000 sampled pairs. Returns (unit-free centroids k × d, how K was
+    chosen). :func:`assign_concepts` (or the sampled pass) then gives every pair its nearest centroid."""
     rng = np.random.default_rng([cfg.seed, 1])
     sample = np.sort(rng.choice(src.n, size=min(src.n, 20_000), replace=False))
     xs = _unit(src.take(sample)[0])
@@ -243,13 +249,18 @@ def concepts_by_clustering(src: PairShards, cfg: AuditConfig) -> tuple[np.ndarra
         k = max(scores, key=lambda kk: (round(scores[kk], 6), -kk))
         how["k"] = f"{k} (best mean silhouette {scores[k]:.3f} over K = 2..{max(scores)} on {len(sub)} pairs)"
         how["silhouette"] = {str(kk): round(s, 4) for kk, s in scores.items()}
-    centres, _ = kmeans(xs, k, seed=cfg.seed)
+    if k > len(xs):
+        raise InputError(f"--n-concepts {k} exceeds the {len(xs)} pairs to cluster")
+    return kmeans(xs, k, seed=cfg.seed)[0], how
+
+
+def assign_concepts(src: PairShards, centres: np.ndarray, rows: int) -> np.ndarray:
+    """Each pair's nearest centroid by cosine (argmax of ⟨unit(t_i), c_k⟩), block by block."""
     labels = np.empty(src.n, dtype=np.int64)
-    rows = cfg.rows(src.d, src.n)
     for a in range(0, src.n, rows):
         b = min(src.n, a + rows)
         labels[a:b] = (_unit(src.block(a, b)[0]) @ centres.T).argmax(1)
-    return labels, [f"cluster {j}" for j in range(k)], how
+    return labels
 
 
 def poisoned_concepts(labels: np.ndarray, flagged: np.ndarray, k: int, false_rate: float
@@ -275,31 +286,57 @@ def poisoned_concepts(labels: np.ndarray, flagged: np.ndarray, k: int, false_rat
 # the audit
 
 
-def audit(src: PairShards, cfg: AuditConfig, *, concept_names: list[str] | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Execution:
+    """Where the sampled pass runs (:mod:`simulate.audit_passes`): here, in ``workers`` local processes or on the
+    Dask scheduler at ``dask``; ``paths`` the shard files (workers open them themselves); ``record_dir`` where
+    finished blocks are recorded for a resume. None of it changes a number."""
+
+    workers: int = 0
+    dask: str | None = None
+    paths: tuple[str, ...] | None = None
+    record_dir: Path | None = None
+    log: Any = None
+
+
+def audit(src: PairShards, cfg: AuditConfig, *, concept_names: list[str] | None = None,
+          execution: Execution = Execution()) -> dict[str, Any]:
     """Everything the report shows (module docstring), as plain data: ``pairs`` (per-pair arrays), ``concepts``,
     ``summary``."""
+    from simulate.audit_passes import sampled_pass
+
     cfg.validate()
     if src.n < 3:
         raise InputError(f"an audit needs at least 3 pairs, got {src.n}")
-    rows = cfg.rows(src.d, src.n)
     n = src.n
-    terms = pair_terms_streamed(src, rows)  # one pass: pair cosines and norms, shared by everything below
+    rows = cfg.rows(src.d, n, concurrent=max(1, execution.workers))
+    clustered = concept_names is None
+    centres, how = cluster_centres(src, cfg) if clustered else (None, {})
+    labels = None
     if n <= cfg.exact_max:
+        terms = pair_terms_streamed(src, rows)
         att = pair_attribution_streamed(src, cfg.alpha, cfg.laion_scale, rows=rows, terms=terms)
         result, share, s_i = att.result, att.contribution, att.score
         mode = {"ad_mode": "exact",
                 "ad_why": f"n = {n:,} <= --exact-max {cfg.exact_max:,}: all n(n-1)/2 pair terms computed"}
     else:
+        identity = {"shards": list(src.names), "sizes": np.diff(src.offsets).tolist(), "d": src.d,
+                    "dtype": str(src.dtype)}
+        done = sampled_pass(src, list(execution.paths) if execution.paths else None, partners=cfg.partners,
+                            seed=cfg.seed, rows=rows, centres=centres, workers=execution.workers,
+                            dask=execution.dask, record_dir=execution.record_dir, identity=identity,
+                            log=execution.log or (lambda msg: None))
+        terms, st, labels = done.terms, done.structure, done.concept
         f = 1.0 - pair_scores(terms.cos, cfg.laion_scale)
-        st = structure_sampled(src, cfg.partners, seed=cfg.seed, rows=rows, terms=terms)
         result = sampled_result(float(f.mean()), st.d_stru, st.d_stru_ci95, n, st.n_terms, cfg.alpha,
                                 cfg.laion_scale)
         share = cfg.alpha * f / n + (1 - cfg.alpha) * st.row_sums / n**2
         s_i = 1.0 - f
         mode = {"ad_mode": "sampled",
                 "ad_why": f"n = {n:,} > --exact-max {cfg.exact_max:,}: D_fea exact over every pair; each pair's "
-                f"structure term from {cfg.partners} random partners (shared within its block of rows), "
-                f"D_stru from those {st.n_terms:,} pair terms with a 95% CI over the blocks"}
+                f"structure term from {cfg.partners} random partners (shared within its group of "
+                f"{partner_group(n):,} rows), D_stru from those {st.n_terms:,} pair terms with a 95% CI over the "
+                f"{-(-n // partner_group(n)):,} groups", "execution": done.how}
     score = n * share
     z = modified_z(score)
     posterior, fit = mixture_flags(terms.cos)
@@ -307,7 +344,7 @@ def audit(src: PairShards, cfg: AuditConfig, *, concept_names: list[str] | None 
     rank = np.empty(n, dtype=np.int64)
     rank[ranking(score)] = np.arange(1, n + 1)
 
-    if concept_names is not None:
+    if not clustered:
         from theory.captions import concept_of_captions
 
         if "caption" not in src.labels:
@@ -317,7 +354,8 @@ def audit(src: PairShards, cfg: AuditConfig, *, concept_names: list[str] | None 
         how = {"method": "names of --concepts-file found in the captions", "k": f"{len(names)} (given)",
                "left_out": why}
     else:
-        labels, names, how = concepts_by_clustering(src, cfg)
+        labels = labels if labels is not None else assign_concepts(src, centres, rows)
+        names = [f"cluster {j}" for j in range(len(centres))]
     k = len(names)
     concept_rows, q = poisoned_concepts(labels, flagged, k, fit["false_flag_rate"])
     for r in concept_rows:
@@ -559,6 +597,13 @@ def _parser() -> ArgumentParser:
     cap.add_argument("--clean-acc", type=float, default=None, help="calibrate d to this clean model accuracy")
     p.add_argument("--no-predict", action="store_true", help="skip the simulator's margin")
     p.add_argument("--seed", type=int, default=0)
+    run = p.add_argument_group("where the pass over the data runs (the numbers are the same everywhere)")
+    run.add_argument("--workers", type=int, default=0, metavar="N",
+                     help="local worker processes for the sampled pass (0 or 1: this process); the memory budget "
+                          "is shared by them")
+    run.add_argument("--dask", default=None, metavar="ADDRESS",
+                     help="a Dask scheduler (tcp://host:8786) to run the sampled pass's blocks on; its workers need "
+                          "this toolkit installed and the shard paths readable")
     return p
 
 
@@ -572,6 +617,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                       dim=args.dim if args.dim is not None or args.clean_acc is not None else 64,
                       clean_acc=args.clean_acc, predict=not args.no_predict, seed=args.seed)
     cfg.validate()
+    if args.workers < 0:
+        raise InputError(f"--workers must be >= 0, got {args.workers}")
+    if args.workers > 1 and args.dask:
+        raise InputError("give --workers or --dask, not both")
     if args.validate is not None:
         from theory.cli import parse_int_list
 
@@ -598,15 +647,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     src = open_shards(args.shards)
     if args.metadata is not None:
         src.labels.update(load_side_metadata(args.metadata, src.n))
-    cfg.rows(src.d, src.n)  # a budget too small for this data is refused before anything is written
+    cfg.rows(src.d, src.n, max(1, args.workers))  # a budget too small for this data is refused before any write
     if dry_run(args, "python -m simulate.audit", {"pairs": f"{src.n:,} in {len(src.names)} shard(s), d = {src.d}",
                                                   "AD": "exact" if src.n <= cfg.exact_max else "sampled",
                                                   "concepts": "from --concepts-file" if names else "k-means",
                                                   "out": args.out}):
         return 0
     out = ensure_writable_dir(args.out)
-    res = audit(src, cfg, concept_names=names)
+    blocks = out / "blocks"
+    execution = Execution(workers=args.workers, dask=args.dask, paths=tuple(map(str, args.shards)),
+                          record_dir=blocks, log=lambda msg: print(msg, file=sys.stderr))
+    res = audit(src, cfg, concept_names=names, execution=execution)
     write_report(out, src, res, cfg)
+    shutil.rmtree(blocks, ignore_errors=True)  # the report holds everything the recorded blocks did
     s = res["summary"]
     print(f"{s['n']:,} pairs: AD {s['ad']:.5f} ({s['ad_mode']})")
     print(f"flagged {s['flagged']:,} pairs; estimated C_P {s['estimated_c_p']} of {s['n_concepts']} concepts, "

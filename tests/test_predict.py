@@ -87,6 +87,26 @@ def test_target_rule_reaches_the_sweep_and_scatter_is_not_learned():
         Setting(40, 5, (25,), (20,), targets="closest")
 
 
+def test_feature_shift_poisons_reach_the_sweep_and_damage_less_than_dirty_label():
+    """--poison-kind shift --shift λ: the prediction equals a direct sweep with those poisons; λ = 0 poisons show
+    their own concept (clean extra pairs), λ = 0.5 lies between them, and at equal volume λ = 0.5 damages the
+    unpoisoned concepts no more than dirty-label poisons; λ outside [0, 1] is refused."""
+    concepts = ConceptConfig(n_concepts=40, dim=32)
+    acc = {}
+    for kind, lam in (("dirty", 0.5), ("shift", 0.5), ("shift", 0.0)):
+        setting = Setting(40, 5, (25,), (0, 20), seeds=(0, 1, 2), ad_samples=2_000, poison_kind=kind, shift=lam)
+        rows, _ = predict(setting, concepts)
+        cfg = SweepConfig(concepts=concepts, poison=PoisonConfig(poison_per_concept=25, kind=kind, shift=lam),
+                          benign_per_concept=5)
+        direct = {r["c_p"]: r["unpoisoned_acc"] for r in run_seed(cfg, 2, [0, 20])}
+        assert {r["c_p"]: r["unpoisoned_acc"] for r in rows if r["seed"] == 2} == direct
+        acc[(kind, lam)] = {c: np.mean([r["unpoisoned_acc"] for r in rows if r["c_p"] == c]) for c in (0, 20)}
+        assert setting.real_poison_type == ("nightshade" if kind == "shift" else "dirty")
+    assert acc[("shift", 0.0)][20] >= acc[("shift", 0.5)][20] >= acc[("dirty", 0.5)][20]
+    with pytest.raises(InputError, match="shift"):
+        Setting(40, 5, (25,), (20,), poison_kind="shift", shift=1.5)
+
+
 def test_crossing_interpolates():
     assert crossing([0, 10, 20], [1.0, 0.8, 0.2], 0.5, True) == pytest.approx(15.0)
     assert crossing([0, 10], [1.0, 0.9], 0.5, True) == np.inf

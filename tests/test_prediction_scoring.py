@@ -88,3 +88,32 @@ def test_capacity_points_sort_lora_ranks_and_unet_sizes():
     assert [k.replace("\n", " ") for k in pts] == ["LoRA rank 1", "LoRA rank 8", "LoRA rank 64", "small UNet (1.2 M)",
                                                     "full UNet (4.2 M)"]
     assert pts["LoRA\nrank 8"]["control"] == [0.90] and pts["full UNet\n(4.2 M)"]["poisoned"] == [0.62]
+
+
+def test_a_prediction_is_scored_only_on_its_scenario_and_poison_type():
+    """A LoRA prediction (``--real-scenario lora``) takes the LoRA runs, a feature-shift one (``--poison-kind
+    shift``) the Nightshade-style runs with their controls — never the continuous dirty-label runs."""
+    from paper_figures.prediction_figures import measured
+    from paper_figures.sources import Empirical
+
+    ns = "nightshade.epsilon: 0.05 -> 0.2"
+    base = {"preset": "cpu", "targets": "poisoned", "n_concepts": "150", "benign_per_concept": "40",
+            "steps": "500", "poison_per_concept": "240", "c_p": "100", "seed": "0", "variant": ""}
+    emp = Empirical()
+    emp.rows = [{**base, "scenario": "continuous", "poison_type": "dirty", "kind": "poisoned", "unpoisoned_acc": "0.65"},
+                {**base, "scenario": "lora", "poison_type": "dirty", "kind": "poisoned", "unpoisoned_acc": "0.35"},
+                {**base, "scenario": "lora", "poison_type": "none", "kind": "control", "unpoisoned_acc": "0.90"},
+                {**base, "scenario": "continuous", "poison_type": "nightshade", "kind": "poisoned",
+                 "unpoisoned_acc": "0.80", "variant": ns},
+                {**base, "scenario": "continuous", "poison_type": "none", "kind": "control",
+                 "unpoisoned_acc": "0.91", "variant": ns},
+                {**base, "scenario": "scratch", "poison_type": "dirty", "kind": "poisoned", "unpoisoned_acc": "0.5",
+                 "steps": "3000"}]
+    assert measured(emp, 150, 40, scenario="lora")[(240, 100)] == {"poisoned": [0.35], "control": [0.90]}
+    assert measured(emp, 150, 40, variant=ns, poison_type="nightshade")[(240, 100)] == \
+        {"poisoned": [0.80], "control": [0.91]}
+    assert measured(emp, 150, 40, variant=ns)[(240, 100)] == {"poisoned": [], "control": [0.91]}
+    assert measured(emp, 150, 40, scenario="scratch")[(240, 100)] == {"poisoned": [0.5], "control": []}
+    preds = {p.name: p for p in load_predictions()}
+    assert preds["2026-11-30-cpu-preset-lora8-volume"].real_scenario == "lora"
+    assert preds["2026-11-30-cpu-preset-nightshade-eps0.2-p240"].real_poison_type == "nightshade"

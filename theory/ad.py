@@ -591,57 +591,154 @@ class StructureSample:
     n_terms: int
 
 
-def structure_sampled(src: RowSource, partners: int, *, seed: int | None = 0, rows: int = 8192,
-                      terms: PairTerms | None = None) -> StructureSample:
-    r"""The structure term from one pass with random partners shared by a block of rows.
+def partner_group(n: int) -> int:
+    """Rows that share one draw of random partners in :func:`structure_sampled`: min(4096, ⌈n/32⌉), so there are
+    at least 32 groups (the interval's clusters) when n allows. A function of n alone: every block layout, worker
+    count or memory budget that reads whole groups gives bit-identical estimates."""
+    return max(1, min(4096, -(-int(n) // 32)))
 
-    The pairs are read in blocks of at most ``rows`` (and at most n/32, so that there are at least 32 blocks);
-    each block draws ``partners`` rows j uniformly from all n
-    (one random read each) and forms every term :math:`g_{ij} = |\cos(v_i,v_j)-\cos(t_i,t_j)|` of its rows i
-    against them as two small matrix products (terms with j = i are left out). For each pair,
-    :math:`\hat r_i = (n-1)\,\bar g_i` is unbiased for :math:`r_i = \sum_{j\ne i} g_{ij}` (j is uniform whatever
-    i), with standard error :math:`(n-1)\,s_i/\sqrt{\text{partners}}`; and
-    :math:`\hat D_{stru} = \sum_i \hat r_i / n^2` is unbiased for :math:`D_{stru}`. Its 95% interval treats the
-    blocks as independent clusters (their partner draws are): :math:`\hat D \pm 1.96\,\sqrt{\tfrac{G}{G-1}
-    \sum_b w_b^2 (m_b-\bar m)^2}` over the G blocks with weights :math:`w_b` = block size / n — conservative,
-    since it also counts the real differences between blocks of rows, which are all included. Pairs of one block
-    share partners, so their estimates are correlated (each is still unbiased). Memory
-    :math:`O(\text{rows}\cdot(\text{partners}+d))`; float32 arithmetic. ``terms``: the store's
-    :func:`pair_terms_streamed`, when already read."""
-    if not isinstance(partners, (int, np.integer)) or partners < 2:
-        raise InputError(f"partners must be an integer >= 2, got {partners!r}")
-    if src.n < 3:
-        raise InputError(f"need at least 3 pairs, got n={src.n}")
-    terms = terms or pair_terms_streamed(src, rows)
-    nt, nv = terms.text_norms.astype(np.float32), terms.image_norms.astype(np.float32)
-    rng = np.random.default_rng(seed)
-    n = src.n
-    est, se = np.empty(n), np.empty(n)
-    means, weights, count = [], [], 0
-    step = max(1, min(rows, -(-n // 32)))  # at least 32 blocks (when n allows): the interval needs clusters
-    for a in range(0, n, step):
-        b = min(n, a + step)
-        j = np.sort(rng.integers(0, n, size=partners))
-        t, v = (np.asarray(x, np.float32) for x in src.block(a, b))
+
+@dataclass(frozen=True)
+class StructureBlock:
+    """One block task's share of :func:`structure_sampled` (rows ``start`` .. ``start + len(cos) − 1``, whole
+    partner groups): the rows' :class:`PairTerms` and sampled structure row sums with their standard errors, and
+    per partner group its mean term and size; :func:`combine_structure` joins blocks in order."""
+
+    start: int
+    cos: np.ndarray
+    text_norms: np.ndarray
+    image_norms: np.ndarray
+    row_sums: np.ndarray
+    row_se: np.ndarray
+    group_means: np.ndarray
+    group_sizes: np.ndarray
+    n_terms: int
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every field as an array (for an ``.npz`` record of a finished block)."""
+        return {k: np.asarray(getattr(self, k)) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "StructureBlock":
+        """The inverse of :meth:`arrays`."""
+        return cls(int(arrays["start"]), *(np.asarray(arrays[k]) for k in (
+            "cos", "text_norms", "image_norms", "row_sums", "row_se", "group_means", "group_sizes")),
+            int(arrays["n_terms"]))
+
+
+def _norms_named(src: RowSource, x: np.ndarray, first: int, what: str) -> np.ndarray:
+    """:func:`row_norms` of rows ``first``.. of ``src``; a NaN/inf or zero row is an InputError naming its shard and
+    row there when ``src`` knows its shards (``names``, ``shard_of``, ``offsets``), else its pair index."""
+    try:
+        return row_norms(x, what)
+    except InputError:
+        with np.errstate(invalid="ignore", over="ignore"):
+            y = np.asarray(x, dtype=np.float64)
+            bad = ~np.isfinite(y).all(1) | ~np.any(y != 0, axis=1)
+        row = first + int(np.flatnonzero(bad)[0]) if bad.any() else first
+        problem = "NaN or inf" if bad.any() and not np.isfinite(y[row - first]).all() else "a zero vector or too large"
+        if hasattr(src, "shard_of"):
+            k = int(src.shard_of(row))
+            raise InputError(f"shard {src.names[k]}: {what} row {row - int(src.offsets[k])} (pair {row}) is {problem}") \
+                from None
+        raise InputError(f"{what} of pair {row} is {problem}") from None
+
+
+def structure_block(src: RowSource, a: int, b: int, partners: int, seed: int,
+                    rows: tuple[np.ndarray, np.ndarray] | None = None) -> StructureBlock:
+    r"""The rows a..b−1 (``a`` a multiple of :func:`partner_group`, ``b`` too or n) of :func:`structure_sampled`.
+
+    Per partner group g of G rows: ``partners`` rows j drawn uniformly from all n by the generator seeded
+    (``seed``, g), each pair's cosine and norms, every term :math:`g_{ij} = |\cos(v_i,v_j)-\cos(t_i,t_j)|` of the
+    group's rows against them (float32, two small matrix products; j = i left out), :math:`\hat r_i = (n-1)\bar
+    g_i` with standard error :math:`(n-1)s_i/\sqrt{\text{used}_i}`, and the group's mean term. Each group is computed
+    alone, so the result for a row does not depend on which block it was read in. ``rows``: the block's
+    (text, image) rows when already read."""
+    n, size = src.n, partner_group(src.n)
+    if a % size or (b % size and b != n) or not 0 <= a < b <= n:
+        raise ValueError(f"block {a}..{b} is not made of whole partner groups of {size} rows (n = {n})")
+    t_all, v_all = rows if rows is not None else src.block(a, b)
+    out = {k: np.empty(b - a) for k in ("cos", "text_norms", "image_norms", "row_sums", "row_se")}
+    means, sizes, count = [], [], 0
+    for g0 in range(a, b, size):
+        g1 = min(b, g0 + size)
+        t, v = t_all[g0 - a:g1 - a], v_all[g0 - a:g1 - a]
+        nt, nv = _norms_named(src, t, g0, "text"), _norms_named(src, v, g0, "image")
+        here = slice(g0 - a, g1 - a)
+        out["text_norms"][here], out["image_norms"][here] = nt, nv
+        out["cos"][here] = np.einsum("ij,ij->i", np.asarray(t, np.float64), np.asarray(v, np.float64)) / (nt * nv)
+        j = np.sort(np.random.default_rng([int(seed), g0 // size]).integers(0, n, size=partners))
         tj, vj = (np.asarray(x, np.float32) for x in src.take(j))
-        gt = (t / nt[a:b, None]) @ (tj / nt[j, None]).T
-        gv = (v / nv[a:b, None]) @ (vj / nv[j, None]).T
+        ntj = np.linalg.norm(tj, axis=1, keepdims=True)
+        nvj = np.linalg.norm(vj, axis=1, keepdims=True)
+        gt = (np.asarray(t, np.float32) / nt[:, None].astype(np.float32)) @ (tj / np.where(ntj > 0, ntj, 1)).T
+        gv = (np.asarray(v, np.float32) / nv[:, None].astype(np.float32)) @ (vj / np.where(nvj > 0, nvj, 1)).T
         gap = np.abs(gv - gt).astype(np.float64)
-        gap[np.arange(a, b)[:, None] == j[None, :]] = np.nan  # a pair is not its own partner
+        gap[np.arange(g0, g1)[:, None] == j[None, :]] = np.nan  # a pair is not its own partner
         used = np.sum(~np.isnan(gap), axis=1)
         mean_i = np.nanmean(gap, axis=1)
-        est[a:b] = (n - 1) * mean_i
-        se[a:b] = (n - 1) * np.nanstd(gap, axis=1, ddof=1) / np.sqrt(used)
+        out["row_sums"][here] = (n - 1) * mean_i
+        out["row_se"][here] = (n - 1) * np.nanstd(gap, axis=1, ddof=1) / np.sqrt(used)
         means.append(float(mean_i.mean()))
-        weights.append((b - a) / n)
+        sizes.append(g1 - g0)
         count += int(used.sum())
-    m, w = np.asarray(means), np.asarray(weights)
+    return StructureBlock(a, **out, group_means=np.asarray(means), group_sizes=np.asarray(sizes, dtype=np.int64),
+                          n_terms=count)
+
+
+def combine_structure(blocks: Sequence[StructureBlock], n: int) -> tuple[PairTerms, StructureSample]:
+    r"""Join the blocks of :func:`structure_block` (any order; together covering rows 0..n−1 once) into the pair
+    terms and the :class:`StructureSample`: :math:`\hat D_{stru} = \tfrac{n-1}{n}\sum_g w_g m_g` over the G
+    partner groups (w_g = group size / n, m_g its mean term), with the 95% interval
+    :math:`\pm 1.96\,\tfrac{n-1}{n}\sqrt{\tfrac{G}{G-1}\sum_g w_g^2 (m_g-\bar m)^2}` — groups as independent
+    clusters (their partner draws are); conservative, since it also counts the real differences between groups of
+    rows. Sums run in row order, so the result does not depend on the blocks' order or sizes."""
+    blocks = sorted(blocks, key=lambda blk: blk.start)
+    ends = [blk.start + len(blk.cos) for blk in blocks]
+    if [blk.start for blk in blocks] != [0, *ends[:-1]] or (ends[-1] if ends else 0) != n:
+        raise ValueError(f"blocks do not cover rows 0..{n - 1} exactly once")
+    cat = {k: np.concatenate([getattr(blk, k) for blk in blocks]) for k in (
+        "cos", "text_norms", "image_norms", "row_sums", "row_se", "group_means", "group_sizes")}
+    m, w = cat["group_means"], cat["group_sizes"] / n
     scale = (n - 1) / n
     d_stru = scale * float(np.sum(w * m))
     g = len(m)
     half = _Z95 * scale * math.sqrt(g / (g - 1) * float(np.sum(w**2 * (m - np.sum(w * m)) ** 2))) if g > 1 else \
         float("nan")
-    return StructureSample(est, se, d_stru, (d_stru - half, d_stru + half), count)
+    terms = PairTerms(cat["cos"], cat["text_norms"], cat["image_norms"])
+    return terms, StructureSample(cat["row_sums"], cat["row_se"], d_stru, (d_stru - half, d_stru + half),
+                                  sum(blk.n_terms for blk in blocks))
+
+
+def structure_blocks(n: int, rows: int) -> list[tuple[int, int]]:
+    """Row ranges of at most ``rows`` rows (at least one partner group) made of whole partner groups, covering
+    0..n−1: the tasks of one pass of :func:`structure_sampled`."""
+    size = partner_group(n)
+    step = max(size, int(rows) // size * size)
+    return [(a, min(n, a + step)) for a in range(0, n, step)]
+
+
+def structure_sampled(src: RowSource, partners: int, *, seed: int | None = 0, rows: int = 8192
+                      ) -> tuple[PairTerms, StructureSample]:
+    r"""The pair terms and the structure term from one pass with random partners shared by groups of rows.
+
+    Rows are read in blocks of at most ``rows``; each partner group of :func:`partner_group` rows (at least 32
+    groups when n allows) draws ``partners`` rows j uniformly from all n (one random read each) and forms every
+    term :math:`g_{ij} = |\cos(v_i,v_j)-\cos(t_i,t_j)|` of its rows i against them (:func:`structure_block`). For
+    each pair, :math:`\hat r_i = (n-1)\,\bar g_i` is unbiased for :math:`r_i = \sum_{j\ne i} g_{ij}` (j is uniform
+    whatever i), with standard error :math:`(n-1)\,s_i/\sqrt{\text{partners}}`; and
+    :math:`\hat D_{stru} = \sum_i \hat r_i / n^2` is unbiased for :math:`D_{stru}`, with the interval of
+    :func:`combine_structure`. Pairs of one group share partners, so their estimates are correlated (each is still
+    unbiased). Memory :math:`O(\text{rows}\cdot d + G\cdot\text{partners})`; float32 arithmetic. ``seed`` None
+    draws one from the operating system. Returns (:class:`PairTerms`, :class:`StructureSample`): the pass reads
+    the cosines and norms on the way. :mod:`simulate.audit_passes` runs the same blocks in parallel and resumably."""
+    if not isinstance(partners, (int, np.integer)) or partners < 2:
+        raise InputError(f"partners must be an integer >= 2, got {partners!r}")
+    if src.n < 3:
+        raise InputError(f"need at least 3 pairs, got n={src.n}")
+    seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
+    blocks = [structure_block(src, a, b, int(partners), seed) for a, b in structure_blocks(src.n, rows)]
+    return combine_structure(blocks, src.n)
 
 
 # ----------------------------------------------------------------------------------------------------------------

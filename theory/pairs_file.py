@@ -332,11 +332,12 @@ def _npy(path: Path) -> NpyRows:
     return arr
 
 
-def open_shards(paths: Sequence[str | os.PathLike[str]]) -> PairShards:
+def open_shards(paths: Sequence[str | os.PathLike[str]], *, labels: bool = True) -> PairShards:
     """Every shard named in ``paths`` — pairs files (``.npz`` / ``.safetensors`` with ``text`` and ``image``),
     paired ``text_emb_XXXX.npy`` / ``img_emb_XXXX.npy`` files (either of the two names its pair) or folders of
     them — in the order given (a folder's shards sorted by name). A missing partner, shards of different widths or
-    a text/image size mismatch is an :class:`InputError` naming the shard."""
+    a text/image size mismatch is an :class:`InputError` naming the shard. ``labels=False`` skips the per-pair
+    metadata (a worker that reads rows only)."""
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -366,19 +367,19 @@ def open_shards(paths: Sequence[str | os.PathLike[str]]) -> PairShards:
             t, v = _npy(f), _npy(partner)
             name = f.name[len(NPY_TEXT):-4]
             side = f.with_name(f"metadata_{name}.csv")  # LAION-style: metadata_XXXX beside the embeddings
-            labels = load_side_metadata(side, len(t)) if side.is_file() else {}
+            meta = load_side_metadata(side, len(t)) if labels and side.is_file() else {}
         else:
             arrays = load_arrays(f, ("text", "image"))
             t, v = arrays["text"], arrays["image"]
             for a, what in ((t, "text"), (v, "image")):
                 if a.ndim != 2 or a.dtype.type not in _FLOATS:
                     raise InputError(f"{f}: {what} must be a 2-D float16/32/64 array, got {a.dtype} {a.shape}")
-            labels = load_pair_labels(f, len(t))
+            meta = load_pair_labels(f, len(t)) if labels else {}
             name = f.name
         if t.shape != v.shape:
             raise InputError(f"{f}: text {t.shape} and image {v.shape} shapes differ")
         if parts and t.shape[1] != parts[0][1].shape[1]:
             raise InputError(f"{f}: width {t.shape[1]} differs from the first shard's {parts[0][1].shape[1]}")
         if len(t):
-            parts.append((name, t, v, labels))
+            parts.append((name, t, v, meta))
     return PairShards(parts)

@@ -1,0 +1,164 @@
+"""Independent tasks run in this process, in local worker processes or on a Dask cluster — resumably.
+
+A long pass over data too large for memory (the dataset audit's blocks of rows) is a list of tasks, each a
+picklable call ``fn(*args)`` returning a dict of arrays. :func:`run_tasks` runs them
+
+- here, one after another (``workers`` 0 or 1, no ``dask``);
+- in ``workers`` local processes (``concurrent.futures.ProcessPoolExecutor``, spawned: nothing inherited but the
+  arguments);
+- on a Dask cluster (``dask`` = a scheduler address, ``tcp://host:8786``; the workers must have this toolkit
+  installed and read the same paths; ``pip install .[dask]``),
+
+and hands each result to the caller as it arrives, in whatever order. With a :class:`TaskRecord`, every finished
+task's result is saved at once (one ``.npz`` per task, written atomically), and a rerun after a kill loads those
+instead of running them again. Results cross process boundaries as the executor's own messages between this
+toolkit's processes; nothing read from a user's file is ever unpickled.
+
+The caller makes the results independent of where they ran (the tasks are pure functions of their arguments), so
+every mode gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from theory.cli import InputError
+from theory.records import atomic_write_text, save_npz_atomically
+
+__all__ = ["Task", "TaskRecord", "run_tasks"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One call ``fn(*args)`` named ``key`` (a file-name-safe string unique within a run)."""
+
+    key: str
+    fn: Callable[..., dict[str, np.ndarray]]
+    args: tuple
+
+
+class TaskRecord:
+    """A folder recording finished tasks of one computation, identified by ``identity`` (a JSON-able dict: what the
+    results depend on). Opening a folder that records another computation is an InputError naming the difference;
+    :meth:`clear` removes the folder once the computation is complete."""
+
+    def __init__(self, folder: Path, identity: dict[str, Any]):
+        self.folder = Path(folder)
+        self.identity = json.loads(json.dumps(identity, default=str))
+        head = self.folder / "identity.json"
+        if head.is_file():
+            try:
+                old = json.loads(head.read_text())
+            except (OSError, ValueError) as exc:
+                raise InputError(f"{head}: unreadable record of finished tasks ({exc}); remove {self.folder}") from None
+            if old != self.identity:
+                diff = sorted(k for k in set(old) | set(self.identity) if old.get(k) != self.identity.get(k))
+                raise InputError(f"{self.folder} records tasks of another computation (differs in: "
+                                 f"{', '.join(diff)}); remove it or choose another output folder")
+        else:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(head, json.dumps(self.identity, indent=1, sort_keys=True) + "\n")
+
+    def read_note(self, name: str) -> Any:
+        """The JSON value noted under ``name`` (e.g. how the work was cut into tasks), or None."""
+        path = self.folder / f"{name}.json"
+        try:
+            return json.loads(path.read_text()) if path.is_file() else None
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: unreadable ({exc}); remove {self.folder}") from None
+
+    def write_note(self, name: str, value: Any) -> None:
+        atomic_write_text(self.folder / f"{name}.json", json.dumps(value) + "\n")
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.npz"
+
+    def done(self) -> set[str]:
+        """Keys of the tasks whose results are recorded."""
+        return {p.stem for p in self.folder.glob("*.npz")}
+
+    def load(self, key: str) -> dict[str, np.ndarray]:
+        with np.load(self.path(key), allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
+    def save(self, key: str, result: dict[str, np.ndarray]) -> None:
+        save_npz_atomically(self.path(key), **result)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _local(tasks: Sequence[Task]) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    for t in tasks:
+        yield t.key, t.fn(*t.args)
+
+
+def _processes(tasks: Sequence[Task], workers: int) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(t.fn, *t.args): t.key for t in tasks}
+        try:
+            for f in as_completed(futures):
+                yield futures[f], f.result()
+        finally:
+            for f in futures:
+                f.cancel()
+
+
+def _dask(tasks: Sequence[Task], address: str) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise InputError("--dask needs the distributed package: pip install 'dask[distributed]' "
+                         "(or this toolkit's [dask] extra)") from None
+    try:
+        client = Client(address, timeout="20s", set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise InputError(f"--dask {address}: cannot reach a Dask scheduler there ({type(exc).__name__}: {exc})") \
+            from None
+    try:
+        futures = {client.submit(t.fn, *t.args, key=f"{t.key}-{id(tasks)}", pure=False): t.key for t in tasks}
+        for f in as_completed(list(futures), loop=client.loop):
+            yield futures[f], f.result()
+    finally:
+        client.close()
+
+
+def run_tasks(tasks: Sequence[Task], *, workers: int = 0, dask: str | None = None, record: TaskRecord | None = None,
+              on_result: Callable[[str, dict[str, np.ndarray], bool], None] | None = None) -> dict[str, dict]:
+    """Every task's result by key. Recorded results are loaded, not rerun; the others run here (``workers`` ≤ 1),
+    in ``workers`` spawned local processes, or on the Dask scheduler at ``dask``, and each is recorded the moment it
+    arrives. ``on_result(key, result, was_recorded)`` is called once per task (progress, memory accounting). A task's
+    error stops the run with the results so far kept in the record."""
+    if workers < 0:
+        raise InputError(f"--workers must be >= 0, got {workers}")
+    keys = [t.key for t in tasks]
+    if len(set(keys)) != len(keys):
+        raise ValueError("task keys must be unique")
+    out: dict[str, dict] = {}
+    done = record.done() if record is not None else set()
+    for key in keys:
+        if key in done:
+            out[key] = record.load(key)
+            if on_result:
+                on_result(key, out[key], True)
+    todo = [t for t in tasks if t.key not in out]
+    if not todo:
+        return out
+    stream = (_dask(todo, dask) if dask else _processes(todo, workers) if workers > 1 and len(todo) > 1
+              else _local(todo))
+    for key, result in stream:
+        if record is not None:
+            record.save(key, result)
+        out[key] = result
+        if on_result:
+            on_result(key, result, False)
+    return out
