@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from theory.validate import check_scalar
 from theory.cli import InputError
 from theory.records import DAMAGE, atomic_path, discard_damaged
 
@@ -219,8 +220,7 @@ def select_concepts(n: int, fonts: tuple[Font, ...], *, seed: int = 0) -> tuple[
     Raises :class:`InputError` if fewer than ``n`` (or fewer than 2) are available.
     """
     pool = renderable(object_concepts(), fonts)
-    if n < 2:
-        raise InputError(f"the number of concepts must be >= 2, got {n}")
+    check_scalar(n, "the number of concepts", low=2, integer=True)
     if n > len(pool):
         raise InputError(f"asked for {n} concepts but only {len(pool)} object-like emoji render in "
                          f"{', '.join(f.name for f in fonts)}")
@@ -259,11 +259,12 @@ class RenderConfig:
     seed: int = 0
     variant: int = 0
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
-        if self.per_concept < 1:
-            raise InputError(f"images per concept must be >= 1, got {self.per_concept}")
-        if not 8 <= self.size <= 512:
-            raise InputError(f"image size must be in 8..512, got {self.size}")
+        check_scalar(self.per_concept, "images per concept", low=1, integer=True)
+        check_scalar(self.size, "image size", low=8, high=512, integer=True)
         lo, hi = self.scale
         if not 0 < lo <= hi <= 1.2:
             raise InputError(f"scale range must satisfy 0 < lo <= hi <= 1.2, got {self.scale}")

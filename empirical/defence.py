@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from theory.validate import check_scalar
 from theory.cli import InputError, path_arg
 from theory.detection import rank_quality
 
@@ -80,8 +81,7 @@ def main(argv=None) -> int:
     if max(c_ps) > preset.render.concepts:
         raise InputError(f"--poisoned-concepts {max(c_ps)} exceeds the number of concepts ({preset.render.concepts})")
     p = preset.poison_per_concept if args.poison_per_concept is None else args.poison_per_concept
-    if p < 1:
-        raise InputError(f"--poison-per-concept must be >= 1, got {p}")
+    check_scalar(p, "--poison-per-concept", low=1, integer=True)
     preset = with_overrides(preset, epsilon=args.epsilon, pgd_steps=args.pgd_steps)
     if dry_run(args, "python -m empirical.defence", {"preset": preset.name, "C_P": c_ps, "p": p, "poison types": types,
                                                      "seeds": seeds, "out": args.out}):

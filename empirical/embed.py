@@ -38,6 +38,7 @@ import numpy as np
 
 from empirical.folder_data import FolderFormat, metadata_file
 from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
+from theory.validate import check_scalar
 from theory.records import DAMAGE, atomic_path, discard_damaged, ensure_writable_dir
 
 
@@ -220,8 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.save_every < 1:
-        raise InputError("--batch-size and --save-every must be >= 1")
+    check_scalar(args.batch_size, "--batch-size", low=1, integer=True)
+    check_scalar(args.save_every, "--save-every", low=1, integer=True)
     if (args.folder is None) == (not args.builtin):
         raise InputError("give an image folder or --builtin (not both)")
     if args.out.suffix != ".npz":

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from empirical.seeding import seeded
+from theory.validate import check_scalar
 from theory.cli import InputError
 from theory.records import atomic_path
 
@@ -21,9 +22,11 @@ class LoraSettings:
     alpha: float | None = None
     targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
-        if self.rank < 1:
-            raise InputError(f"LoRA rank must be >= 1, got {self.rank}")
+        check_scalar(self.rank, "LoRA rank", low=1, integer=True)
 
 
 def add_lora(unet, cfg: LoraSettings, *, seed: int):

@@ -57,6 +57,9 @@ class UNetConfig:
     head_dim: int = 32
     norm_groups: int = 32
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
         if len(self.channels) != len(self.attention) or not self.channels:
             raise InputError("UNet channels and attention flags must have the same non-zero length")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from theory.validate import check_scalar
 from theory.cli import InputError
 from theory.records import DAMAGE, discard_damaged, save_npz_atomically
 
@@ -139,8 +140,7 @@ def _extra_pairs(plan: PoisonPlan, c_p: int, per_concept: int, labels: np.ndarra
                  show_target: bool) -> tuple[np.ndarray, np.ndarray]:
     """``per_concept`` pairs captioned as each poisoned concept A, showing its target (or A itself); under
     ``scatter`` each pair shows an image of its own uniformly drawn other concept."""
-    if per_concept < 0:
-        raise InputError(f"poison pairs per concept must be >= 0, got {per_concept}")
+    check_scalar(per_concept, "poison pairs per concept", low=0, integer=True)
     images, concepts = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
     pools: dict[int, np.ndarray] = {}
 
@@ -188,15 +188,15 @@ class NightshadeConfig:
     step_size: float | None = None
     batch_size: int = 256
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
-        if not 0 < self.epsilon <= 1:
-            raise InputError(f"epsilon must be in (0, 1] on the [0, 1] pixel scale, got {self.epsilon}")
-        if self.steps < 1:
-            raise InputError(f"PGD steps must be >= 1, got {self.steps}")
-        if self.step_size is not None and not self.step_size > 0:
-            raise InputError(f"PGD step size must be > 0, got {self.step_size}")
-        if self.batch_size < 1:
-            raise InputError(f"batch size must be >= 1, got {self.batch_size}")
+        check_scalar(self.epsilon, "epsilon", low=0.0, high=1.0, low_open=True)
+        check_scalar(self.steps, "PGD steps", low=1, integer=True)
+        if self.step_size is not None:
+            check_scalar(self.step_size, "PGD step size", low=0.0, low_open=True)
+        check_scalar(self.batch_size, "batch size", low=1, integer=True)
 
     def key(self) -> str:
         import hashlib
@@ -313,8 +313,7 @@ def nightshade_pairs(plan: PoisonPlan, c_p: int, per_concept: int, images: np.nd
     from pathlib import Path
 
     cfg.validate()
-    if per_concept < 0:
-        raise InputError(f"poison pairs per concept must be >= 0, got {per_concept}")
+    check_scalar(per_concept, "poison pairs per concept", low=0, integer=True)
     src_idx, _ = _extra_pairs(plan, c_p, per_concept, labels, seed=seed, salt=15485863, show_target=False)
     tgt_idx, concepts = _extra_pairs(plan, c_p, per_concept, labels, seed=seed, salt=104729, show_target=True)
     folder = None

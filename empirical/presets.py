@@ -137,11 +137,9 @@ def with_overrides(preset: Preset, *, steps: int | None = None, concepts: int | 
     if epsilon is not None or pgd_steps is not None:
         ns = replace(p.nightshade, epsilon=p.nightshade.epsilon if epsilon is None else epsilon,
                      steps=p.nightshade.steps if pgd_steps is None else pgd_steps)
-        ns.validate()
         p = replace(p, nightshade=ns)
     if lora_rank is not None:
         lora = replace(p.lora, rank=lora_rank)
-        lora.validate()
         p = replace(p, lora=lora)
     if unet_channels is not None:
         unet_channels = tuple(int(c) for c in unet_channels)

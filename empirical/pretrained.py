@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from empirical.seeding import seeded
+from theory.validate import check_scalar
 from theory.cli import InputError
 from theory.records import check_new_folder, content_key, write_folder_atomically
 
@@ -206,8 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     folder = check_new_folder(args.folder, name="folder")
-    if not 0 <= args.seed < 2**32:
-        raise InputError(f"--seed must be in [0, 2**32), got {args.seed}")
+    check_scalar(args.seed, "--seed", low=0, high=2**32, high_open=True, integer=True)
     if dry_run(args, "python -m empirical.pretrained", {"writes": f"a tiny {args.what} folder at {folder}",
                                                         "seed": args.seed}):
         return 0

@@ -16,7 +16,7 @@ from empirical.poisons import TARGET_MODES
 from empirical.presets import default_poisoned_concepts, get_preset, with_overrides, with_runtime
 from empirical.scenarios import SCENARIOS
 from theory.cli import InputError, parse_int_list, parse_seeds
-from theory.validate import check_threads, torch_device
+from theory.validate import check_scalar, check_threads, torch_device
 
 
 def _choice(value: str, choices: Sequence[str], what: str) -> str:
@@ -36,8 +36,8 @@ def _channels(spec: str | None) -> tuple[int, ...] | None:
 def _check_numbers(args) -> None:
     for name, value, low in (("--n-concepts", args.concepts, 2), ("--steps", args.steps, 1),
                              ("--base-seed", args.base_seed, 0), ("--poison-per-concept", args.poison_per_concept, 0)):
-        if value is not None and value < low:
-            raise InputError(f"{name} must be >= {low}, got {value}")
+        if value is not None:
+            check_scalar(value, name, low=low, integer=True)
     check_threads(args.threads)
     if args.device is not None:
         import torch

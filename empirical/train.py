@@ -26,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from theory.validate import check_scalar
 from theory.cli import InputError
 from theory.records import atomic_path, atomic_write_text
 
@@ -46,12 +47,14 @@ class TrainConfig:
     mixed_precision: str = "no"
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
-        if self.steps < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise InputError(f"training needs steps >= 0, batch_size >= 1, lr > 0 (got {self.steps}, "
-                             f"{self.batch_size}, {self.lr})")
-        if not 0 <= self.caption_dropout < 1:
-            raise InputError(f"caption_dropout must be in [0, 1), got {self.caption_dropout}")
+        check_scalar(self.steps, "training steps", low=0, integer=True)
+        check_scalar(self.batch_size, "batch_size", low=1, integer=True)
+        check_scalar(self.lr, "lr", low=0.0, low_open=True)
+        check_scalar(self.caption_dropout, "caption_dropout", low=0.0, high=1.0, high_open=True)
 
 
 @dataclass

@@ -68,7 +68,7 @@ from theory.ad import (DEFAULT_ALPHA, pair_attribution_streamed, pair_scores, pa
 from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
 from theory.pairs_file import PairShards, load_side_metadata, open_shards
 from theory.records import atomic_path, atomic_write_text, command_line, csv_text, ensure_writable_dir, git_commit, utc_now
-from theory.validate import check_alpha
+from theory.validate import check_scalar, check_alpha
 
 WARNING = ("The margin is the simulator's prediction for a model of the stated capacity trained on data of this "
            "geometry — a model, not a measurement of any real model trained on this data.")
@@ -95,22 +95,21 @@ class AuditConfig:
     predict: bool = True
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
         check_alpha(self.alpha)
-        if self.exact_max < 2 or self.partners < 2:
-            raise InputError("--exact-max and --partners must be >= 2")
-        if not (math.isfinite(self.flag_z) and self.flag_z > 0):
-            raise InputError(f"--flag-z must be a positive number, got {self.flag_z}")
-        if not (math.isfinite(self.memory_gib) and self.memory_gib > 0):
-            raise InputError(f"--memory must be a positive number of GiB, got {self.memory_gib}")
-        if self.n_concepts is not None and self.n_concepts < 2:
-            raise InputError(f"--n-concepts must be >= 2, got {self.n_concepts}")
-        if self.max_concepts < 2:
-            raise InputError(f"--max-concepts must be >= 2, got {self.max_concepts}")
-        if self.dim is not None and self.dim < 3:
-            raise InputError(f"--dim must be >= 3, got {self.dim}")
-        if self.clean_acc is not None and not 0 < self.clean_acc < 1:
-            raise InputError(f"--clean-acc must be in (0, 1), got {self.clean_acc}")
+        check_scalar(self.exact_max, "--exact-max", low=2, integer=True)
+        check_scalar(self.partners, "--partners", low=2, integer=True)
+        check_scalar(self.flag_z, "--flag-z", low=0.0, low_open=True)
+        check_scalar(self.memory_gib, "--memory (GiB)", low=0.0, low_open=True)
+        check_scalar(self.max_concepts, "--max-concepts", low=2, integer=True)
+        for value, name, low in ((self.n_concepts, "--n-concepts", 2), (self.dim, "--dim", 3)):
+            if value is not None:
+                check_scalar(value, name, low=low, integer=True)
+        if self.clean_acc is not None:
+            check_scalar(self.clean_acc, "--clean-acc", low=0.0, high=1.0, low_open=True, high_open=True)
 
     def rows(self, d: int, n: int = 0, concurrent: int = 1) -> int:
         """Pairs per block: what the budget leaves after the per-pair arrays every audit keeps (about
@@ -617,8 +616,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       dim=args.dim if args.dim is not None or args.clean_acc is not None else 64,
                       clean_acc=args.clean_acc, predict=not args.no_predict, seed=args.seed)
     cfg.validate()
-    if args.workers < 0:
-        raise InputError(f"--workers must be >= 0, got {args.workers}")
+    check_scalar(args.workers, "--workers", low=0, integer=True)
     if args.workers > 1 and args.dask:
         raise InputError("give --workers or --dask, not both")
     if args.validate is not None:
@@ -627,8 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.shards:
             raise InputError("--validate builds its own mixes; give no embedding files")
         c_ps = parse_int_list(args.poisoned_concepts, name="--poisoned-concepts")
-        if args.poison_per_concept < 1:
-            raise InputError(f"--poison-per-concept must be >= 1, got {args.poison_per_concept}")
+        check_scalar(args.poison_per_concept, "--poison-per-concept", low=1, integer=True)
         if dry_run(args, "python -m simulate.audit", {"validate on": args.validate, "C_P": c_ps,
                                                       "p": args.poison_per_concept, "out": args.out}):
             return 0

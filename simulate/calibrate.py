@@ -38,6 +38,7 @@ import numpy as np
 
 from simulate.concepts import ConceptConfig, make_space
 from simulate.engine import SweepConfig, run_seed
+from theory.validate import check_scalar
 from theory.cli import InputError
 
 __all__ = ["Geometry", "measure_geometry", "fit_geometry", "geometry_of_space", "capacity_for_accuracy",
@@ -103,9 +104,8 @@ def measure_geometry(text: np.ndarray, image: np.ndarray, labels: np.ndarray, *,
 
 def fit_geometry(g: Geometry, n_concepts: int, dim: int) -> ConceptConfig:
     """The concept-space parameters whose statistics are ``g`` (closed-form inversion, clipped to valid ranges)."""
-    if not (0 < g.text_within <= 1 and 0 < g.image_within <= 1):
-        raise InputError(f"within-concept cosines must be in (0, 1], got text {g.text_within:.3f}, "
-                         f"image {g.image_within:.3f}")
+    check_scalar(g.text_within, "the mean within-concept text cosine", low=0.0, high=1.0, low_open=True)
+    check_scalar(g.image_within, "the mean within-concept image cosine", low=0.0, high=1.0, low_open=True)
     clip = lambda x, lo=0.0, hi=1.0: float(min(max(x, lo), hi))  # noqa: E731
     s_t2, s_v2 = 1.0 / g.text_within - 1.0, 1.0 / g.image_within - 1.0
     w = clip(g.text_across / g.text_within, 0.0, 0.999)
@@ -136,8 +136,7 @@ def capacity_for_accuracy(config: SweepConfig, target: float, seeds: Sequence[in
                           grid: Sequence[int] = DIM_GRID) -> tuple[int, list[tuple[int, float]]]:
     """The d at which the clean ridge model's accuracy first reaches ``target`` (log-linear interpolation on
     ``grid``; the largest grid d when never), and the measured (d, accuracy) curve."""
-    if not 0.0 < target <= 1.0:
-        raise InputError(f"--clean-acc must be in (0, 1], got {target}")
+    check_scalar(target, "--clean-acc", low=0.0, high=1.0, low_open=True)
     curve: list[tuple[int, float]] = []
     for d in grid:
         acc = clean_accuracy(replace(config, concepts=replace(config.concepts, dim=d)), seeds)

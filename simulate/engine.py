@@ -31,7 +31,7 @@ from theory.cli import InputError
 from theory.implosion import make_reference
 from theory.records import ResultsTable
 from theory.stats import ci95
-from theory.validate import physical_memory
+from theory.validate import check_scalar, physical_memory
 
 COLUMNS = ["c_p", "seed", "solver", "n_pairs", "ad", "d_fea", "d_stru", *METRIC_NAMES, "seconds"]
 Solver = RidgeSolver | CapacitySolver | AttentionSolver
@@ -50,8 +50,7 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         m = self.benign_per_concept
-        if not isinstance(m, (int, np.integer)) or m < 1:
-            raise InputError(f"--benign-per-concept must be >= 1, got {m!r}")
+        check_scalar(m, "--benign-per-concept", low=1, integer=True)
         if self.poison.placement == "replace" and self.poison.poison_per_concept > m:
             raise InputError(f"--placement replace needs --poison-per-concept <= --benign-per-concept "
                              f"({self.poison.poison_per_concept} > {m})")

@@ -42,6 +42,7 @@ from simulate.engine import SweepConfig, run_seed, summarise
 from simulate.training_set import TrainingSet
 from theory.ad import pair_scores
 from theory.block_model import Gaps, closed_form
+from theory.validate import check_scalar
 from theory.cli import ArgumentParser, InputError, dry_run, parse_seeds, path_arg, run_main
 from theory.records import atomic_write_text, csv_text, ensure_writable_dir
 from theory.stats import spearman
@@ -446,8 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     given = parse_seeds(args.seeds, was_count=True) if args.seeds is not None else None
     seeds, seeds3 = given or [0, 1], given or [0, 1, 2]
-    if args.workers < 1:
-        raise InputError(f"--workers must be >= 1, got {args.workers}")
+    check_scalar(args.workers, "--workers", low=1, integer=True)
     if dry_run(args, "python -m simulate.experiments", {"experiments": args.which, "out": args.out,
                                                         "seeds": f"{seeds} (phase, ad-volume: {seeds3})",
                                                         "workers": args.workers}):

@@ -30,6 +30,7 @@ from simulate.align import CapacitySolver, RidgeSolver
 from simulate.concepts import ConceptConfig
 from simulate.poison import PoisonConfig
 from simulate.engine import SweepConfig, run_seed
+from theory.validate import check_scalar
 from theory.cli import InputError
 
 __all__ = ["PhaseGrid", "Cell", "cells", "run_cell", "run_grid", "thresholds", "crossing", "threshold_law",
@@ -58,10 +59,15 @@ class PhaseGrid:
     def __post_init__(self) -> None:
         for name in ("n_concepts", "dims", "dominance", "volumes"):
             values = getattr(self, name)
-            if not values or any(not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0) for v in values):
-                raise InputError(f"phase grid {name} must be positive finite numbers, got {values!r}")
-        if self.benign_per_concept < 1 or not self.seeds or any(int(s) != s or s < 0 for s in self.seeds):
-            raise InputError(f"phase grid needs benign_per_concept >= 1 and seeds of integers >= 0, got {self.seeds!r}")
+            if not values:
+                raise InputError(f"phase grid {name} is empty")
+            for v in values:
+                check_scalar(v, f"phase grid {name}", low=0.0, low_open=True)
+        check_scalar(self.benign_per_concept, "phase grid benign_per_concept", low=1, integer=True)
+        if not self.seeds:
+            raise InputError("phase grid seeds are empty")
+        for s in self.seeds:
+            check_scalar(s, "phase grid seed", low=0, integer=True)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from simulate.poison import TARGET_RULES, PoisonConfig, benign_pairs, make_plan,
 from simulate.engine import SweepConfig, run_seed
 from simulate.training_set import TrainingSet
 from theory.ad import alignment_difficulty_sampled
+from theory.validate import check_scalar
 from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, parse_seeds, path_arg, run_main
 from theory.records import atomic_write_text, command_line, csv_text, ensure_writable_dir, git_commit, utc_now
 from theory.stats import ci95
@@ -68,10 +69,12 @@ class Setting:
     real_scenario: str = "continuous"
 
     def __post_init__(self) -> None:
-        if self.n_concepts < 2 or self.benign_per_concept < 1:
-            raise InputError("--n-concepts must be >= 2 and --benign-per-concept >= 1")
-        if not self.poison_per_concept or min(self.poison_per_concept) < 1:
-            raise InputError("--poison-per-concept needs values >= 1")
+        check_scalar(self.n_concepts, "--n-concepts", low=2, integer=True)
+        check_scalar(self.benign_per_concept, "--benign-per-concept", low=1, integer=True)
+        if not self.poison_per_concept:
+            raise InputError("--poison-per-concept needs at least one value")
+        for p in self.poison_per_concept:
+            check_scalar(p, "--poison-per-concept", low=1, integer=True)
         if max(self.poisoned_concepts) >= self.n_concepts:
             raise InputError(f"--poisoned-concepts must stay below --n-concepts ({self.n_concepts}): at C_P = K "
                              "no concept is left unpoisoned")
@@ -205,8 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       tuple(parse_seeds(args.seeds)), targets=args.targets, real_variant=args.real_variant.strip(),
                       real_targets=args.real_targets, poison_kind=args.poison_kind, shift=args.shift,
                       real_scenario=args.real_scenario)
-    if args.dim is not None and args.dim < 3:
-        raise InputError(f"--dim must be >= 3, got {args.dim}")
+    if args.dim is not None:
+        check_scalar(args.dim, "--dim", low=3, integer=True)
     if dry_run(args, "python -m simulate.predict", {
             "K, m": (setting.n_concepts, setting.benign_per_concept), "p": setting.poison_per_concept,
             "C_P": setting.poisoned_concepts, "seeds": setting.seeds, "targets": setting.targets,

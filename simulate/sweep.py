@@ -38,7 +38,7 @@ from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, pars
 from theory.records import ResultsTable, atomic_path, claim_run_folder, command_line, ensure_writable_dir, \
     git_commit, package_versions, read_table, utc_now, write_manifest
 from theory.stats import spearman
-from theory.validate import check_alpha
+from theory.validate import check_scalar, check_alpha
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -186,8 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     points = parse_int_list(args.concepts, name="--concepts")
     seeds = parse_seeds(args.seeds, was_count=True)
-    if args.workers < 1:
-        raise InputError(f"--workers must be >= 1, got {args.workers}")
+    check_scalar(args.workers, "--workers", low=1, integer=True)
     config = _config(args)
     k = config.concepts.n_concepts
     if points[-1] > k:

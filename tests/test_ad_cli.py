@@ -148,7 +148,7 @@ def test_negative_sample_seed_is_one_line(tmp_path):
     np.savez(f, text=np.eye(4), image=np.eye(4))
     proc = subprocess.run([sys.executable, "-m", "theory.ad", str(f), "--sample", "10", "--seed", "-1"],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert proc.returncode == 2 and proc.stderr.strip().endswith("--seed must be >= 0, got -1")
+    assert proc.returncode == 2 and proc.stderr.strip().endswith("--seed must be in [0, inf], got -1")
 
 
 def _labelled(tmp_path: Path, n: int = 30, **labels) -> Path:

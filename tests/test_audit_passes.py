@@ -137,7 +137,7 @@ def test_bad_rows_are_named_by_shard_and_row(tmp_path: Path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--workers", "-1"], "--workers must be >= 0"),
+    (["--workers", "-1"], "--workers must be in [0, inf], got -1"),
     (["--workers", "2", "--dask", "tcp://127.0.0.1:9"], "give --workers or --dask, not both"),
     (["--dask", "tcp://127.0.0.1:9"], "--dask tcp://127.0.0.1:9: cannot reach a Dask scheduler"),
 ])

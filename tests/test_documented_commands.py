@@ -107,7 +107,7 @@ def test_documented_command_parses_and_validates(doc, line, command, monkeypatch
     ("python -m simulate.sweep --conceptz 1..5", "not a valid command line"),
     ("python -m simulate.sweep --poisoned-concepts 0..5000", "refused: --concepts asks for C_P = 5000"),
     ("python -m empirical.run --preset smoke --poisoned-concepts 0,100", "exceeds the number of concepts"),
-    ("python -m theory.ad missing.npz --top -1", "refused: --top must be >= 0"),
+    ("python -m theory.ad missing.npz --top -1", "refused: --top must be in [0, inf]"),
 ])
 def test_the_check_catches_broken_commands(command, why, monkeypatch):
     """The check can fail: a misspelt option, values the module refuses."""

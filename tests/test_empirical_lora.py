@@ -92,9 +92,9 @@ def test_lora_run_and_bad_rank(cache: Path, tmp_path: Path):
     with open(out / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["scenario"], r["c_p"]) for r in rows] == [("lora", "0"), ("lora", "1")]
-    with pytest.raises(InputError, match="LoRA rank must be >= 1"):
+    with pytest.raises(InputError, match=r"LoRA rank must be in \[1, inf\], got 0"):
         LoraSettings(rank=0).validate()
     proc = subprocess.run([sys.executable, "-m", "empirical.run", "--preset", "micro", "--scenario", "lora",
                            "--lora-rank", "0", "--out", str(tmp_path / "bad"), "--cache", str(cache)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "LoRA rank must be >= 1" in proc.stderr and not (tmp_path / "bad").exists()
+    assert proc.returncode == 2 and "LoRA rank must be in [1, inf]" in proc.stderr and not (tmp_path / "bad").exists()

@@ -50,7 +50,7 @@ from typing import Any, Callable, Literal, Protocol, Sequence
 import numpy as np
 
 from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
-from theory.validate import check_alpha, check_pairs, row_norms, torch_device
+from theory.validate import check_scalar, check_alpha, check_pairs, row_norms, torch_device
 
 __all__ = [
     "ADResult",
@@ -134,8 +134,7 @@ class Attribution:
 
     def top(self, k: int) -> np.ndarray:
         """Indices of the k pairs with the largest contribution, largest first (ties broken by index)."""
-        if k < 0:
-            raise InputError(f"k must be >= 0, got {k}")
+        check_scalar(k, "k", low=0, integer=True)
         return ranking(self.contribution)[:k]
 
 
@@ -315,9 +314,7 @@ def _self_sums(x: Any, d: int, block: int, ops: _Ops) -> np.ndarray:
 
 
 def _check_block(block: int) -> int:
-    if not isinstance(block, (int, np.integer)) or block < 1:
-        raise InputError(f"block must be a positive integer, got {block!r}")
-    return int(block)
+    return int(check_scalar(block, "block", low=1, integer=True))
 
 
 def _from_terms(f: np.ndarray, r: np.ndarray, alpha: float, laion_scale: bool) -> ADResult:
@@ -438,8 +435,7 @@ def alignment_difficulty_sampled(
     copied, so n in the millions is fine (pairs are drawn ``chunk`` at a time; small chunks stay in cache).
     """
     alpha = check_alpha(alpha)
-    if not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
-        raise InputError(f"n_samples must be an integer >= 2, got {n_samples!r}")
+    check_scalar(n_samples, "n_samples", low=2, integer=True)
     t, v = check_pairs(text, image)
     n, _ = t.shape
     nt = row_norms(t, "text", chunk)
@@ -553,8 +549,7 @@ def pair_attribution_streamed(src: RowSource, alpha: float = DEFAULT_ALPHA, laio
     :func:`pair_terms_streamed`, when already read."""
     alpha = check_alpha(alpha)
     block = _check_block(block)
-    if not isinstance(rows, (int, np.integer)) or rows < 1:
-        raise InputError(f"rows must be a positive integer, got {rows!r}")
+    check_scalar(rows, "rows", low=1, integer=True)
     if src.n < 2:
         raise InputError(f"need at least 2 pairs, got n={src.n}")
     ops = _Ops("numpy", None)
@@ -732,8 +727,7 @@ def structure_sampled(src: RowSource, partners: int, *, seed: int | None = 0, ro
     unbiased). Memory :math:`O(\text{rows}\cdot d + G\cdot\text{partners})`; float32 arithmetic. ``seed`` None
     draws one from the operating system. Returns (:class:`PairTerms`, :class:`StructureSample`): the pass reads
     the cosines and norms on the way. :mod:`simulate.audit_passes` runs the same blocks in parallel and resumably."""
-    if not isinstance(partners, (int, np.integer)) or partners < 2:
-        raise InputError(f"partners must be an integer >= 2, got {partners!r}")
+    check_scalar(partners, "partners", low=2, integer=True)
     if src.n < 3:
         raise InputError(f"need at least 3 pairs, got n={src.n}")
     seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
@@ -904,12 +898,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     check_alpha(args.alpha)
-    if args.sample is not None and args.sample < 2:
-        raise InputError(f"--sample must be >= 2, got {args.sample}")
-    if args.seed < 0:
-        raise InputError(f"--seed must be >= 0, got {args.seed}")
-    if args.top < 0:
-        raise InputError(f"--top must be >= 0, got {args.top}")
+    if args.sample is not None:
+        check_scalar(args.sample, "--sample", low=2, integer=True)
+    check_scalar(args.seed, "--seed", low=0, integer=True)
+    check_scalar(args.top, "--top", low=0, integer=True)
     if (args.top or args.scores) and args.sample is not None:
         raise InputError("--top and --scores need the exact computation; drop --sample")
     if args.scores is not None and args.scores.suffix.lower() != ".csv":

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from theory.validate import check_scalar
 from theory.cli import InputError
 
 __all__ = ["ImplosionReference", "implosion_measures", "make_reference", "salience", "MEASURE_NAMES"]
@@ -78,8 +79,7 @@ def make_reference(concepts: np.ndarray, *, n_null: int = 2000, null_quantile: f
     refs = _unit(concepts, "concept references")
     if refs.shape[0] < 2:
         raise InputError(f"need at least 2 concept references, got {refs.shape[0]}")
-    if not 0.0 < null_quantile < 1.0:
-        raise InputError(f"null_quantile must be in (0, 1), got {null_quantile}")
+    check_scalar(null_quantile, "null_quantile", low=0.0, high=1.0, low_open=True, high_open=True)
     rng = np.random.default_rng(seed)
     mixtures = _unit(rng.dirichlet(np.ones(refs.shape[0]), size=n_null) @ refs, "null mixtures")
     z = salience(mixtures @ refs.T)

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from theory.validate import check_scalar
 from theory.cli import InputError
 from theory.records import atomic_write_text, save_npz_atomically
 
@@ -138,8 +139,7 @@ def run_tasks(tasks: Sequence[Task], *, workers: int = 0, dask: str | None = Non
     in ``workers`` spawned local processes, or on the Dask scheduler at ``dask``, and each is recorded the moment it
     arrives. ``on_result(key, result, was_recorded)`` is called once per task (progress, memory accounting). A task's
     error stops the run with the results so far kept in the record."""
-    if workers < 0:
-        raise InputError(f"--workers must be >= 0, got {workers}")
+    check_scalar(workers, "--workers", low=0, integer=True)
     keys = [t.key for t in tasks]
     if len(set(keys)) != len(keys):
         raise ValueError("task keys must be unique")

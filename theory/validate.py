@@ -16,9 +16,9 @@ __all__ = ["as_matrix", "check_alpha", "check_pairs", "normalised_rows", "row_no
 
 
 def check_scalar(value: Any, name: str, *, low: float | None = None, high: float | None = None,
-                 low_open: bool = False, integer: bool = False) -> float:
-    """``value`` as a finite number in [low, high] (``(low, high]`` when ``low_open``), an integer when
-    ``integer``; otherwise :class:`InputError` naming ``name``, the range and the value (scikit-learn's
+                 low_open: bool = False, high_open: bool = False, integer: bool = False) -> float:
+    """``value`` as a finite number in [low, high] (an end open when ``low_open`` / ``high_open``), an integer
+    when ``integer``; otherwise :class:`InputError` naming ``name``, the range and the value (scikit-learn's
     ``check_scalar``, for every knob of the toolkit)."""
     kind = "an integer" if integer else "a number"
     bad = isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
@@ -27,10 +27,12 @@ def check_scalar(value: Any, name: str, *, low: float | None = None, high: float
     if bad or not np.isfinite(value):
         raise InputError(f"{name} must be {kind}, finite, got {value!r}")
     lo_ok = low is None or (value > low if low_open else value >= low)
-    if not lo_ok or (high is not None and value > high):
+    hi_ok = high is None or (value < high if high_open else value <= high)
+    if not lo_ok or not hi_ok:
         lo = "-inf" if low is None else f"{low:g}"
         hi = "inf" if high is None else f"{high:g}"
-        raise InputError(f"{name} must be in {'(' if low_open else '['}{lo}, {hi}], got {value!r}")
+        raise InputError(f"{name} must be in {'(' if low_open else '['}{lo}, {hi}{')' if high_open else ']'}, "
+                         f"got {value!r}")
     return int(value) if integer else float(value)
 
 
@@ -84,9 +86,7 @@ def check_alpha(alpha: Any) -> float:
         value = float(alpha)
     except (TypeError, ValueError):
         raise InputError(f"alpha must be a number in [0, 1], got {alpha!r}") from None
-    if not (0.0 <= value <= 1.0):  # also rejects NaN
-        raise InputError(f"alpha must be in [0, 1], got {alpha}")
-    return value
+    return check_scalar(value, "alpha", low=0.0, high=1.0)
 
 
 def as_matrix(x: Any, name: str) -> np.ndarray:
