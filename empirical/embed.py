@@ -37,6 +37,7 @@ from typing import Sequence
 import numpy as np
 
 from empirical.folder_data import FolderFormat, metadata_file
+from empirical.mix_embedding import add_mix_options, check_mix_options, embed_mix
 from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
 from theory.validate import check_scalar
 from theory.records import DAMAGE, atomic_path, discard_damaged, ensure_writable_dir
@@ -220,11 +221,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--save-every", type=int, default=20, metavar="BATCHES")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--quiet", action="store_true")
+    add_mix_options(parser)
     args = parser.parse_args(argv)
     check_scalar(args.batch_size, "--batch-size", low=1, integer=True)
     check_scalar(args.save_every, "--save-every", low=1, integer=True)
     if (args.folder is None) == (not args.builtin):
         raise InputError("give an image folder or --builtin (not both)")
+    check_mix_options(args)
     if args.out.suffix != ".npz":
         raise InputError(f"--out must end in .npz, got {args.out}")
     if args.out.is_dir():
@@ -239,11 +242,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args.device = str(torch_device(torch, args.device))
     if dry_run(args, "python -m empirical.embed", {
-            "input": "the preset's clean pairs" if args.builtin else args.folder,
+            "input": (f"the training mix of {args.mix} poisons, C_P {args.poisoned_concepts}, p "
+                      f"{args.poison_per_concept}, seed {args.seed}" if args.mix else
+                      "the preset's clean pairs" if args.builtin else args.folder),
             "judge": args.judge or f"the {args.preset} preset's", "out": args.out, "device": args.device}):
         return 0
     ensure_writable_dir(args.out.parent, name="--out folder")
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    if args.mix:
+        arrays = embed_mix(args, args.cache, log=log)
+        print(f"{len(arrays['concept'])} pairs of the mix ({int(arrays['is_poison'].sum())} {args.mix} poisons) "
+              f"embedded -> {args.out}; next: python -m simulate.audit --validate-mix {args.out} --out DIR")
+        return 0
     if args.builtin:
         arrays = embed_builtin(args.preset, args.cache, args.out, args.judge, args.device, log=log)
         print(f"{len(arrays['concept'])} clean pairs of preset {args.preset} embedded "

@@ -448,33 +448,67 @@ def dirty_label_mix(text: np.ndarray, image: np.ndarray, concept: np.ndarray, c_
     return np.concatenate(ts), np.concatenate(vs), np.concatenate(cs), truth, chosen
 
 
+def score_audit(t: np.ndarray, v: np.ndarray, captions: Sequence[str], names: list[str], truth: np.ndarray,
+                chosen: Sequence[int], cfg: AuditConfig) -> dict[str, Any]:
+    """Audit the pairs (t, v) with concept names matched in their captions, and score the audit against the known
+    poison pairs ``truth`` and poisoned concepts ``chosen`` (indices into ``names``): flags' precision and recall,
+    the average precision of ranking by score, estimated vs true C_P and p, and the audit's AD."""
+    from theory.detection import rank_quality
+
+    src = PairShards([("mix", t, v, {"caption": np.asarray(captions, dtype=str)})])
+    res = audit(src, cfg, concept_names=names) if cfg.n_concepts is None else audit(src, cfg)
+    flagged = res["pairs"]["flagged"]
+    ap = rank_quality(res["pairs"]["score"], truth).average_precision  # NaN without poisons
+    found = {names.index(r["name"]) for r in res["concepts"] if r["poisoned"] and r["name"] in names}
+    s = res["summary"]
+    return {"c_p": len(chosen), "n": len(t), "ad": s["ad"], "flagged": int(flagged.sum()),
+            "precision": float(np.sum(flagged & truth) / flagged.sum()) if flagged.sum() else float("nan"),
+            "recall": float(np.sum(flagged & truth) / truth.sum()) if truth.sum() else float("nan"),
+            "ap_of_score": ap, "estimated_c_p": s["estimated_c_p"], "estimated_p": s["estimated_p"],
+            "poisoned_found": len(found & set(chosen)), "false_concepts": len(found - set(chosen)),
+            "predicted_acc_now": s.get("margin", {}).get("predicted_unpoisoned_acc_now", float("nan")),
+            "predicted_threshold_c_p": s.get("margin", {}).get("threshold_c_p", "")}
+
+
 def validate(clean: Path, c_ps: Sequence[int], p: int, cfg: AuditConfig, *, labels_key: str = "concept",
              seed: int = 0) -> list[dict[str, Any]]:
     """Audit dirty-label mixes built from a clean embedded set with concept labels (``python -m empirical.embed
-    --builtin``): per C_P the true and estimated C_P and p, the flags' precision and recall, the average precision
-    of ranking by score, and the audit's AD."""
-    from theory.detection import rank_quality
+    --builtin``): one :func:`score_audit` row per C_P."""
     from theory.pairs_file import load_arrays
 
     arrays = load_arrays(clean, ("text", "image", labels_key))
     text, image, concept = arrays["text"], arrays["image"], np.asarray(arrays[labels_key])
+    ks = [int(k) for k in np.unique(concept)]
+    names = [f"concept {k}" for k in ks]
     out = []
     for c_p in c_ps:
         t, v, c, truth, chosen = dirty_label_mix(text, image, concept, c_p, p, seed)
-        names = [f"concept {k}" for k in np.unique(concept)]
-        src = PairShards([(f"mix-cp{c_p}", t, v, {"caption": np.array([f"concept {k}" for k in c])})])
-        res = audit(src, cfg, concept_names=names) if cfg.n_concepts is None else audit(src, cfg)
-        flagged = res["pairs"]["flagged"]
-        ap = rank_quality(res["pairs"]["score"], truth).average_precision  # NaN without poisons
-        found = {int(r["name"].split()[-1]) for r in res["concepts"] if r["poisoned"]}
-        s = res["summary"]
-        out.append({"c_p": c_p, "p": p, "n": len(t), "ad": s["ad"], "flagged": int(flagged.sum()),
-                    "precision": float(np.sum(flagged & truth) / flagged.sum()) if flagged.sum() else float("nan"),
-                    "recall": float(np.sum(flagged & truth) / truth.sum()) if truth.sum() else float("nan"),
-                    "ap_of_score": ap, "estimated_c_p": s["estimated_c_p"], "estimated_p": s["estimated_p"],
-                    "poisoned_found": len(found & set(chosen)), "false_concepts": len(found - set(chosen)),
-                    "predicted_acc_now": s.get("margin", {}).get("predicted_unpoisoned_acc_now", float("nan")),
-                    "predicted_threshold_c_p": s.get("margin", {}).get("threshold_c_p", "")})
+        row = score_audit(t, v, [f"concept {k}" for k in c], names, truth, [ks.index(k) for k in chosen], cfg)
+        out.append({"source": "dirty-label pairs made in embedding space", "poison_type": "dirty", "p": p, **row})
+    return out
+
+
+#: Arrays a mix file of ``python -m empirical.embed --builtin --mix`` holds.
+MIX_ARRAYS = ("text", "image", "caption", "is_poison", "poisoned", "poison_type", "names", "concept")
+
+
+def validate_mixes(paths: Sequence[Path], cfg: AuditConfig) -> list[dict[str, Any]]:
+    """Audit real training mixes with their truth (``empirical.embed --builtin --mix``): one :func:`score_audit`
+    row per file, with the true p (poison pairs per poisoned concept)."""
+    from theory.pairs_file import load_arrays
+
+    out = []
+    for path in paths:
+        a = load_arrays(path, MIX_ARRAYS)
+        truth = np.asarray(a["is_poison"], bool)
+        chosen = [int(k) for k in a["poisoned"]]
+        if len(truth) != len(a["text"]) or (truth.any() and not chosen):
+            raise InputError(f"{path}: is_poison must mark one entry per pair, and poisons need poisoned concepts")
+        p = int(np.median(np.bincount(a["concept"][truth])[chosen])) if chosen else 0
+        row = score_audit(a["text"], a["image"], list(a["caption"]), [str(x) for x in a["names"]], truth, chosen,
+                          cfg)
+        out.append({"source": Path(path).name, "poison_type": str(a["poison_type"]) if chosen else "none",
+                    "p": p, **row})
     return out
 
 
@@ -573,6 +607,9 @@ def _parser() -> ArgumentParser:
     p.add_argument("--validate", type=Path, default=None, metavar="CLEAN",
                    help="instead: audit dirty-label mixes built from this clean embedded set with concept labels "
                         "(empirical.embed --builtin) and score the audit against the known poisons")
+    p.add_argument("--validate-mix", type=Path, nargs="+", default=None, metavar="MIX",
+                   help="instead: audit real training mixes with their truth (python -m empirical.embed --builtin "
+                        "--mix ...) and score the audit against it")
     p.add_argument("--poisoned-concepts", default="0,25,50,100", metavar="LIST", help="--validate: C_P values")
     p.add_argument("--poison-per-concept", type=int, default=80, metavar="P", help="--validate: p")
     p.add_argument("--metadata", type=Path, default=None, metavar="CSV",
@@ -606,6 +643,32 @@ def _parser() -> ArgumentParser:
     return p
 
 
+def _validation(args, cfg: AuditConfig) -> int:
+    """``--validate CLEAN`` or ``--validate-mix MIX...``: audit mixes with known poisons, write validation.csv."""
+    from theory.cli import parse_int_list
+
+    if args.shards:
+        raise InputError("--validate / --validate-mix audit their own mixes; give no embedding files")
+    if args.validate is not None and args.validate_mix is not None:
+        raise InputError("give --validate or --validate-mix, not both")
+    c_ps = parse_int_list(args.poisoned_concepts, name="--poisoned-concepts")
+    check_scalar(args.poison_per_concept, "--poison-per-concept", low=1, integer=True)
+    what = ({"validate on": args.validate, "C_P": c_ps, "p": args.poison_per_concept} if args.validate else
+            {"mixes": [str(m) for m in args.validate_mix]})
+    if dry_run(args, "python -m simulate.audit", {**what, "out": args.out}):
+        return 0
+    out = ensure_writable_dir(args.out)
+    rows = (validate(args.validate, c_ps, args.poison_per_concept, cfg, seed=args.seed) if args.validate else
+            validate_mixes(args.validate_mix, cfg))
+    atomic_write_text(out / "validation.csv", csv_text(rows))
+    for r in rows:
+        print(f"{r['poison_type']:>10} C_P {r['c_p']:>4} p {r['p']}: flagged {r['flagged']} (precision "
+              f"{r['precision']:.3f}, recall {r['recall']:.3f}, AP {r['ap_of_score']:.3f}); estimated C_P "
+              f"{r['estimated_c_p']}, p {r['estimated_p']}; AD {r['ad']:.4f}")
+    print(f"wrote {out / 'validation.csv'}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from theory.captions import read_concepts_file
 
@@ -619,25 +682,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_scalar(args.workers, "--workers", low=0, integer=True)
     if args.workers > 1 and args.dask:
         raise InputError("give --workers or --dask, not both")
-    if args.validate is not None:
-        from theory.cli import parse_int_list
-
-        if args.shards:
-            raise InputError("--validate builds its own mixes; give no embedding files")
-        c_ps = parse_int_list(args.poisoned_concepts, name="--poisoned-concepts")
-        check_scalar(args.poison_per_concept, "--poison-per-concept", low=1, integer=True)
-        if dry_run(args, "python -m simulate.audit", {"validate on": args.validate, "C_P": c_ps,
-                                                      "p": args.poison_per_concept, "out": args.out}):
-            return 0
-        out = ensure_writable_dir(args.out)
-        rows = validate(args.validate, c_ps, args.poison_per_concept, cfg, seed=args.seed)
-        atomic_write_text(out / "validation.csv", csv_text(rows))
-        for r in rows:
-            print(f"C_P {r['c_p']:>4} p {r['p']}: flagged {r['flagged']} (precision {r['precision']:.3f}, recall "
-                  f"{r['recall']:.3f}, AP {r['ap_of_score']:.3f}); estimated C_P {r['estimated_c_p']}, p "
-                  f"{r['estimated_p']}; AD {r['ad']:.4f}")
-        print(f"wrote {out / 'validation.csv'}")
-        return 0
+    if args.validate is not None or args.validate_mix is not None:
+        return _validation(args, cfg)
     if not args.shards:
         raise InputError("give embedding files (or --validate CLEAN)")
     names = read_concepts_file(args.concepts_file) if args.concepts_file else None
