@@ -15,6 +15,14 @@ images and captions; they differ in what a step does:
 
 Reported: median steps/s and images/s over ``--repeats`` alternating runs of ``--steps`` steps, and the ratio.
 The one-off precomputation cost of ours is reported separately.
+
+``--variants`` then times our loop as it is against the same loop with the UNet in channels-last memory format
+and/or compiled by ``torch.compile`` (``ours``, ``channels_last``, ``compile``): each variant trains a fresh copy
+(same weights, same seed) for ``--steps`` steps, alternating over ``--repeats``; its throughput is the median
+step time after the first ``--skip`` steps (so ``torch.compile``'s one-off compilation is reported apart, as its
+first-step time), and "unchanged results" is checked as the largest difference of the per-step training loss
+from the plain loop's (same batches, same noise). The project adopts a variant only at ≥ 1.2× with unchanged
+results.
 """
 
 from __future__ import annotations
@@ -113,6 +121,71 @@ def timed_loops(preset, *, device: str = "cpu", steps: int = 30, concepts: int =
     return plain, ours, info
 
 
+VARIANTS = ("ours", "channels_last", "compile")
+
+
+def variant_loop(preset, name: str, *, steps: int, device: str = "cpu", concepts: int = 40, per_concept: int = 8):
+    """A callable that trains a fresh copy of ``preset``'s UNet with our loop for ``steps`` steps in variant
+    ``name`` and returns (per-step wall times, per-step losses, seconds of the first step)."""
+    from dataclasses import replace
+
+    import torch
+
+    from empirical.data import render
+    from empirical.model import build_unet, build_vae
+    from empirical.text_encoder import TextEncoder
+    from empirical.train import Mix, TrainConfig, encode_latents, train_unet
+
+    bs = preset.continued.batch_size
+    data = render(replace(preset.render, concepts=min(preset.render.concepts, concepts), per_concept=per_concept))
+    te = TextEncoder(device=device)
+    vae = build_vae(preset.vae).eval().requires_grad_(False).to(device)
+    mu, sigma = encode_latents(vae, data.images)
+    uniq = sorted(set(data.captions)) + [""]
+    row = {c: i for i, c in enumerate(uniq)}
+    mix = Mix(mu, sigma, te.token_states(uniq), np.arange(len(data.captions)),
+              np.array([row[c] for c in data.captions]), row[""], float(vae.config.scaling_factor))
+    h = data.images.shape[1] // (2 ** (len(preset.vae.channels) - 1))
+
+    def run() -> tuple[list[float], list[float]]:
+        model = build_unet(preset.unet, sample_size=h, latent_channels=preset.vae.latent_channels,
+                           cross_attention_dim=te.dim, seed=0).to(device)
+        if name == "channels_last":
+            model = model.to(memory_format=torch.channels_last)
+        elif name == "compile":
+            model = torch.compile(model)
+        stamps, losses = [time.perf_counter()], []
+
+        def on_step(step: int, loss: float) -> None:
+            stamps.append(time.perf_counter())
+            losses.append(loss)
+
+        train_unet(model, mix, TrainConfig(steps=steps, batch_size=bs, warmup=1, checkpoint_every=10 ** 9,
+                                           mixed_precision=preset.continued.mixed_precision), device=device,
+                   on_step=on_step)
+        return list(np.diff(stamps)), losses
+
+    return run
+
+
+def compare_variants(preset, names: list[str], *, steps: int, repeats: int, skip: int) -> dict[str, dict]:
+    """Per variant: median step seconds after ``skip`` steps (over all repeats), the first step's seconds, and the
+    largest per-step loss difference from the ``ours`` loop (alternating runs)."""
+    loops = {n: variant_loop(preset, n, steps=steps) for n in names}
+    times: dict[str, list[float]] = {n: [] for n in names}
+    first: dict[str, list[float]] = {n: [] for n in names}
+    losses: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for n in names:
+            dt, loss = loops[n]()
+            times[n] += dt[skip:]
+            first[n].append(dt[0])
+            losses.setdefault(n, loss)
+    ref = np.asarray(losses["ours"])
+    return {n: {"step_s": statistics.median(times[n]), "first_step_s": statistics.median(first[n]),
+                "max_loss_diff": float(np.max(np.abs(np.asarray(losses[n]) - ref)))} for n in names}
+
+
 def compare(plain, ours, repeats: int) -> tuple[float, float]:
     """Medians (seconds) of ``repeats`` alternating runs of each loop, after one warm-up run of each."""
     plain(), ours()
@@ -129,6 +202,9 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=None, help="steps per timed run (default 30, quick 40)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--variants", default=None, metavar="LIST",
+                    help=f"instead: time our loop's variants side by side, from {','.join(VARIANTS)}")
+    ap.add_argument("--skip", type=int, default=5, help="--variants: steps left out of the throughput (warm-up)")
     args = ap.parse_args()
 
     import torch
@@ -138,6 +214,20 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     preset = PRESETS["smoke" if args.quick else "cpu"]
     steps = args.steps or (40 if args.quick else 30)
+    if args.variants:
+        names = ["ours"] + [n for n in args.variants.split(",") if n != "ours"]
+        if any(n not in VARIANTS for n in names):
+            raise SystemExit(f"--variants: choose from {', '.join(VARIANTS)}")
+        got = compare_variants(preset, names, steps=steps, repeats=args.repeats, skip=args.skip)
+        bs = preset.continued.batch_size
+        print(f"# bench/train.py --variants  preset={preset.name}  batch={bs}  steps/run={steps} (first "
+              f"{args.skip} left out)  repeats={args.repeats}  threads={args.threads}  torch {torch.__version__}")
+        print(f"{'variant':<14} {'median step s':>14} {'steps/s':>8} {'vs ours':>8} {'first step s':>13} "
+              f"{'max |Δ loss|':>13}")
+        for n, r in got.items():
+            print(f"{n:<14} {r['step_s']:>14.4f} {1 / r['step_s']:>8.2f} {got['ours']['step_s'] / r['step_s']:>7.2f}x "
+                  f"{r['first_step_s']:>13.2f} {r['max_loss_diff']:>13.2e}")
+        return 0
     plain, ours, info = timed_loops(preset, steps=steps)
     mp, mo = compare(plain, ours, args.repeats)
     bs = info["batch"]
