@@ -72,6 +72,8 @@ ITEMS: tuple[Item, ...] = (
          "control per seed, and attack success", _EMP_ALL, tables.tab4),
     Item("tab5", "Predictions scored", "predicted vs measured unpoisoned accuracy per (p, C_P), hit or miss, and "
          "the threshold C_P", prediction_figures.FEEDS, prediction_figures.tab5),
+    Item("tab6", "The dataset audit on known truth", "per validated mix: flags' precision / recall, AP, estimated vs "
+         "true C_P and p, predicted accuracy", tables.AUDIT_FEEDS, tables.tab6),
 )
 
 BY_KEY = {item.key: item for item in ITEMS}

@@ -206,3 +206,38 @@ def tab3(src: Sources, out: Path) -> Built:
                f"the block model, including configurations outside its assumptions where AD does not grow: {passed} of "
                f"{len(rows)} checks pass.")
     return Built(files, caption, ["python -m theory.check (run in-process)"], [], md)
+
+
+#: What feeds T6: the audit's validation tables under <results>/audit/.
+AUDIT_FEEDS = ("python -m simulate.audit --validate results/geometry/cpu-clean-mix.npz --poisoned-concepts "
+               "0,25,50,100,140 --poison-per-concept 80 --dim 11 --out results/audit; python -m simulate.audit "
+               "--validate-mix MIX... --dim 11 --out results/audit/mixes (MIX from python -m empirical.embed --builtin "
+               "--mix dirty|nightshade ...)")
+
+
+def tab6(src: Sources, out: Path) -> Built:
+    """The dataset audit on known truth: per validated mix, its poisons, the flags' precision and recall, the AP of
+    the AD share, estimated vs true C_P and p, and the margin's predicted accuracy."""
+    from paper_figures.sources import read_csv
+
+    found = sorted((src.results / "audit").glob("**/validation.csv"))
+    rows = []
+    for path in found:
+        for r in read_csv(path):
+            f = {k: num(v) for k, v in r.items() if k not in ("source", "poison_type", "predicted_threshold_c_p")}
+            pr = "nothing flagged" if f["flagged"] == 0 else f"{f['precision']:.3f} / {f['recall']:.3f}"
+            rows.append([r.get("source", "dirty-label pairs made in embedding space"), r.get("poison_type", "dirty"),
+                         int(f["c_p"]), int(f["p"]), f"{int(f['n']):,}", pr,
+                         "–" if not np.isfinite(f["ap_of_score"]) else f"{f['ap_of_score']:.3f}",
+                         f"{int(f['estimated_c_p'])} ({int(f['false_concepts'])})", int(f["estimated_p"]),
+                         f"{f['ad']:.4f}", "–" if not np.isfinite(f["predicted_acc_now"]) else
+                         f"{f['predicted_acc_now']:.3f}"])
+    files, md = _write(out, "tab6", ["mix", "poisons", "true C_P", "true p", "pairs", "flagged: precision / recall",
+                                     "AP of the AD share", "estimated C_P (false concepts)", "estimated p", "AD",
+                                     "predicted unpoisoned acc"], rows)
+    caption = ("The dataset audit (python -m simulate.audit) on training sets whose poisons are known: the cpu "
+               "preset's clean pairs in its judge's space plus dirty-label pairs made in embedding space, and real "
+               "training mixes of the harness (dirty-label and Nightshade-style) embedded with their truth. "
+               "Flags: the two-population mixture rule; AP: ranking every pair by its share of AD.")
+    return Built(files, caption, [str(p) for p in found], [] if rows else [f"no validation table yet: {AUDIT_FEEDS}"],
+                 md)
