@@ -201,7 +201,7 @@ def embed_builtin(preset_name: str, cache: Path, out: Path, judge: Path | None =
     return arrays
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> ArgumentParser:
     from empirical.presets import DEFAULT_CACHE
 
     parser = ArgumentParser(prog="python -m empirical.embed", description=__doc__.split("\n\n")[0])
@@ -222,7 +222,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--quiet", action="store_true")
     add_mix_options(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     check_scalar(args.batch_size, "--batch-size", low=1, integer=True)
     check_scalar(args.save_every, "--save-every", low=1, integer=True)
     if (args.folder is None) == (not args.builtin):
