@@ -34,6 +34,7 @@ from simulate.concepts import ConceptConfig
 from simulate.engine import COLUMNS, SweepConfig, check_size, point_keys, run_in_workers, run_seed, run_seed_rows, \
     summarise
 from simulate.poison import TARGET_RULES, PoisonConfig
+from theory.tasks import dask_client, dask_results
 from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, parse_seeds, path_arg, run_main
 from theory.records import ResultsTable, atomic_path, claim_run_folder, command_line, ensure_writable_dir, \
     git_commit, package_versions, read_table, utc_now, write_manifest
@@ -204,16 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "concepts K": k, "benign m": config.benign_per_concept, "poison p": config.poison.poison_per_concept,
             "out": out, "workers": args.workers, "dask": args.dask}):
         return 0
-    client = None
-    if args.dask:
-        try:
-            from dask.distributed import Client
-        except ImportError:
-            raise InputError("--dask needs dask.distributed: pip install 'dask[distributed]'") from None
-        try:
-            client = Client(args.dask, timeout="10s")
-        except (OSError, TimeoutError, ValueError, TypeError) as exc:
-            raise InputError(f"cannot reach the Dask scheduler at {args.dask} ({type(exc).__name__}: {exc})") from None
+    client = dask_client(args.dask) if args.dask else None
     ensure_writable_dir(out)
 
     table = ResultsTable(table_path, COLUMNS)
@@ -230,9 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if client is not None:
         futures = client.map(run_seed_rows, [config] * len(pending), pending, [points] * len(pending),
                              [done[s] for s in pending], pure=False)
-        from dask.distributed import as_completed as dask_completed
-
-        for fut in dask_completed(futures):
+        for fut in dask_results(client, futures):
             rows = fut.result()
             table.append(rows)
             for _ in rows:

@@ -32,7 +32,7 @@ from theory.validate import check_scalar
 from theory.cli import InputError
 from theory.records import atomic_write_text, save_npz_atomically
 
-__all__ = ["Task", "TaskRecord", "run_tasks"]
+__all__ = ["Task", "TaskRecord", "run_tasks", "dask_client", "dask_results"]
 
 
 @dataclass(frozen=True)
@@ -114,20 +114,33 @@ def _processes(tasks: Sequence[Task], workers: int) -> Iterator[tuple[str, dict[
                 f.cancel()
 
 
-def _dask(tasks: Sequence[Task], address: str) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+def dask_client(address: str):
+    """A ``distributed.Client`` connected to the Dask scheduler at ``address``;
+    a missing package or an unreachable scheduler is an InputError saying which."""
     try:
-        from distributed import Client, as_completed
+        from distributed import Client
     except ImportError:
         raise InputError("--dask needs the distributed package: pip install 'dask[distributed]' "
                          "(or this toolkit's [dask] extra)") from None
     try:
-        client = Client(address, timeout="20s", set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as exc:
+        return Client(address, timeout="20s")
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
         raise InputError(f"--dask {address}: cannot reach a Dask scheduler there ({type(exc).__name__}: {exc})") \
             from None
+
+
+def dask_results(client, futures: Sequence) -> Iterator:
+    """The futures of ``client`` as they finish (``distributed.as_completed`` on the client's own loop)."""
+    from distributed import as_completed
+
+    return as_completed(list(futures), loop=client.loop)
+
+
+def _dask(tasks: Sequence[Task], address: str) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    client = dask_client(address)
     try:
         futures = {client.submit(t.fn, *t.args, key=f"{t.key}-{id(tasks)}", pure=False): t.key for t in tasks}
-        for f in as_completed(list(futures), loop=client.loop):
+        for f in dask_results(client, futures):
             yield futures[f], f.result()
     finally:
         client.close()
