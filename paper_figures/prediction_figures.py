@@ -67,6 +67,9 @@ def load_predictions(folder: Path = PREDICTIONS) -> list[Prediction]:
         marks = {int(num(r["p"])): r["threshold_c_p"] for r in read_csv(sub / "thresholds.csv")}
         real = setting.get("real_targets") or (REAL_TARGETS[setting["targets"]] if "targets" in setting
                                                else "poisoned")
+        note = sub / "scoring.json"  # a correction of which runs it stands for, added later and said so there
+        if note.is_file():
+            real = json.loads(note.read_text()).get("real_targets", real)
         out.append(Prediction(sub.name, int(setting["n_concepts"]), int(setting["benign_per_concept"]),
                               int(calibration["concept_config"]["dim"]), str(calibration["geometry_source"]), rows,
                               marks, real, setting.get("real_variant", ""),

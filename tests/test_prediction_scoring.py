@@ -115,5 +115,6 @@ def test_a_prediction_is_scored_only_on_its_scenario_and_poison_type():
     assert measured(emp, 150, 40, variant=ns)[(240, 100)] == {"poisoned": [], "control": [0.91]}
     assert measured(emp, 150, 40, scenario="scratch")[(240, 100)] == {"poisoned": [0.5], "control": []}
     preds = {p.name: p for p in load_predictions()}
-    assert preds["2026-11-30-cpu-preset-lora8-volume"].real_scenario == "lora"
+    lora = preds["2026-11-30-cpu-preset-lora8-volume"]
+    assert lora.real_scenario == "lora" and lora.real_targets == "poisoned"  # its scoring.json, said there
     assert preds["2026-11-30-cpu-preset-nightshade-eps0.2-p240"].real_poison_type == "nightshade"
