@@ -89,6 +89,7 @@ def test_sampled_row_sums_and_d_stru_are_unbiased_with_honest_intervals(tmp_path
     ("shape", "shapes differ"),
     ("name", "must be named text_emb_XXXX.npy"),
     ("empty-folder", "no embedding shards"),
+    ("dtype", "text_emb_0001.npy is float16 but img_emb_0001.npy is float32"),
 ])
 def test_bad_shards_are_named(tmp_path: Path, damage, message):
     t, v = _data(30)
@@ -104,6 +105,10 @@ def test_bad_shards_are_named(tmp_path: Path, damage, message):
         np.save(tmp_path / "text_emb_0002.npy", t)
         np.save(tmp_path / "img_emb_0002.npy", v[:10])
         paths.append(tmp_path / "text_emb_0002.npy")
+    elif damage == "dtype":
+        np.save(tmp_path / "text_emb_0001.npy", t.astype(np.float16))
+        np.save(tmp_path / "img_emb_0001.npy", v.astype(np.float32))
+        paths.append(tmp_path / "img_emb_0001.npy")
     elif damage == "name":
         np.save(tmp_path / "embeddings.npy", t)
         paths.append(tmp_path / "embeddings.npy")

@@ -365,6 +365,9 @@ def open_shards(paths: Sequence[str | os.PathLike[str]], *, labels: bool = True)
                 missing = f if not f.is_file() else partner
                 raise InputError(f"{missing}: missing (each {NPY_TEXT}XXXX.npy needs its {NPY_IMAGE}XXXX.npy)")
             t, v = _npy(f), _npy(partner)
+            if t.dtype != v.dtype:  # one release's shards share a dtype: a mismatch means files from two releases
+                raise InputError(f"{f.name} is {t.dtype} but {partner.name} is {v.dtype}: the two halves of a shard "
+                                 "pair must share a dtype (convert one, or check that they belong together)")
             name = f.name[len(NPY_TEXT):-4]
             side = f.with_name(f"metadata_{name}.csv")  # LAION-style: metadata_XXXX beside the embeddings
             meta = load_side_metadata(side, len(t)) if labels and side.is_file() else {}
