@@ -470,21 +470,42 @@ def score_audit(t: np.ndarray, v: np.ndarray, captions: Sequence[str], names: li
             "predicted_threshold_c_p": s.get("margin", {}).get("threshold_c_p", "")}
 
 
-def validate(clean: Path, c_ps: Sequence[int], p: int, cfg: AuditConfig, *, labels_key: str = "concept",
-             seed: int = 0) -> list[dict[str, Any]]:
-    """Audit dirty-label mixes built from a clean embedded set with concept labels (``python -m empirical.embed
-    --builtin``): one :func:`score_audit` row per C_P."""
+def clean_set(spec: str, labels_key: str = "concept", seed: int = 0
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """The clean pairs ``--validate`` poisons: an embedded file with concept labels (``python -m empirical.embed
+    --builtin``), or ``sim:KxM`` — K concepts × M pairs of the simulator's default CLIP-like space (seeded).
+    Returns (text, image, concept, where they come from)."""
+    if spec.startswith("sim:"):
+        from simulate.concepts import ConceptConfig, make_space
+        from simulate.poison import benign_pairs
+
+        try:
+            k, m = (int(x) for x in spec[4:].lower().split("x"))
+        except ValueError:
+            raise InputError(f"--validate {spec!r}: the simulator's clean set is written sim:KxM, e.g. sim:150x40") \
+                from None
+        check_scalar(k, "--validate sim: K", low=2, integer=True)
+        check_scalar(m, "--validate sim: M", low=2, integer=True)
+        t, v, c = benign_pairs(make_space(ConceptConfig(n_concepts=k), seed), m, seed)
+        return t, v, np.asarray(c), f"the simulator's default space, K = {k}, m = {m}"
     from theory.pairs_file import load_arrays
 
-    arrays = load_arrays(clean, ("text", "image", labels_key))
-    text, image, concept = arrays["text"], arrays["image"], np.asarray(arrays[labels_key])
+    arrays = load_arrays(Path(spec), ("text", "image", labels_key))
+    return arrays["text"], arrays["image"], np.asarray(arrays[labels_key]), Path(spec).name
+
+
+def validate(clean: str, c_ps: Sequence[int], p: int, cfg: AuditConfig, *, labels_key: str = "concept",
+             seed: int = 0) -> list[dict[str, Any]]:
+    """Audit dirty-label mixes built from a clean set (:func:`clean_set`): one :func:`score_audit` row per C_P."""
+    text, image, concept, where = clean_set(str(clean), labels_key, seed)
     ks = [int(k) for k in np.unique(concept)]
     names = [f"concept {k}" for k in ks]
     out = []
     for c_p in c_ps:
         t, v, c, truth, chosen = dirty_label_mix(text, image, concept, c_p, p, seed)
         row = score_audit(t, v, [f"concept {k}" for k in c], names, truth, [ks.index(k) for k in chosen], cfg)
-        out.append({"source": "dirty-label pairs made in embedding space", "poison_type": "dirty", "p": p, **row})
+        out.append({"source": f"{where} + dirty-label pairs made in embedding space", "poison_type": "dirty",
+                    "p": p, **row})
     return out
 
 
@@ -604,9 +625,10 @@ def _parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m simulate.audit", description=__doc__.splitlines()[0].strip("`: "))
     p.add_argument("shards", nargs="*", metavar="EMB", help="embedding files or folders (npz, safetensors, "
                                                              "text_emb_/img_emb_ .npy pairs)")
-    p.add_argument("--validate", type=Path, default=None, metavar="CLEAN",
+    p.add_argument("--validate", default=None, metavar="CLEAN",
                    help="instead: audit dirty-label mixes built from this clean embedded set with concept labels "
-                        "(empirical.embed --builtin) and score the audit against the known poisons")
+                        "(empirical.embed --builtin), or from sim:KxM (K concepts x M pairs of the simulator's "
+                        "default space), and score the audit against the known poisons")
     p.add_argument("--validate-mix", type=Path, nargs="+", default=None, metavar="MIX",
                    help="instead: audit real training mixes with their truth (python -m empirical.embed --builtin "
                         "--mix ...) and score the audit against it")

@@ -101,3 +101,13 @@ def test_embedded_mix_is_the_run_s_mix_with_its_truth(tmp_path: Path, kind):
     for row, a_concept in zip(a["image"][n:], a["concept"][n:]):
         near = np.max(clean_by_concept[targets[int(a_concept)]] @ row)
         assert (near > 0.9999) == (kind == "dirty")
+
+
+def test_the_simulator_s_clean_set_is_a_validation_source():
+    rows = validate("sim:12x25", [0, 3], 40, AuditConfig(predict=False))
+    assert rows[0]["flagged"] == 0 and rows[1]["estimated_c_p"] == 3 and rows[1]["recall"] > 0.9
+    assert rows[1]["source"].startswith("the simulator's default space, K = 12, m = 25")
+    from theory.cli import InputError
+
+    with pytest.raises(InputError, match="sim:KxM"):
+        validate("sim:twelve", [0], 10, AuditConfig(predict=False))
