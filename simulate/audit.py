@@ -298,6 +298,18 @@ class Execution:
     log: Any = None
 
 
+def _file_stamps(paths: Sequence[str]) -> list[list]:
+    """(name, size, modification time in ns) of every file named in ``paths`` or inside a folder there: a shard
+    rewritten since finished blocks were recorded (same sizes, new content) makes the record another
+    computation's, never silently reused."""
+    out = []
+    for p in map(Path, paths):
+        for f in sorted(p.iterdir()) if p.is_dir() else [p]:
+            st = f.stat()
+            out.append([str(f.resolve()), st.st_size, st.st_mtime_ns])
+    return out
+
+
 def audit(src: PairShards, cfg: AuditConfig, *, concept_names: list[str] | None = None,
           execution: Execution = Execution()) -> dict[str, Any]:
     """Everything the report shows (module docstring), as plain data: ``pairs`` (per-pair arrays), ``concepts``,
@@ -320,7 +332,7 @@ def audit(src: PairShards, cfg: AuditConfig, *, concept_names: list[str] | None 
                 "ad_why": f"n = {n:,} <= --exact-max {cfg.exact_max:,}: all n(n-1)/2 pair terms computed"}
     else:
         identity = {"shards": list(src.names), "sizes": np.diff(src.offsets).tolist(), "d": src.d,
-                    "dtype": str(src.dtype)}
+                    "dtype": str(src.dtype), "files": _file_stamps(execution.paths or ())}
         done = sampled_pass(src, list(execution.paths) if execution.paths else None, partners=cfg.partners,
                             seed=cfg.seed, rows=rows, centres=centres, workers=execution.workers,
                             dask=execution.dask, record_dir=execution.record_dir, identity=identity,

@@ -157,3 +157,36 @@ def test_partner_groups_depend_on_n_alone():
         blocks = structure_blocks(n, rows)
         assert blocks[0][0] == 0 and blocks[-1][1] == n
         assert all(a % partner_group(n) == 0 for a, _ in blocks)
+
+
+def test_a_rewritten_shard_makes_the_record_another_computation_s(tmp_path: Path):
+    """The CLI records blocks under the shard files' sizes and modification times: a shard rewritten with the same
+    shape after a kill is refused, never silently mixed with blocks of the old content."""
+    import os
+
+    paths = _npy_shards(tmp_path, n_shards=2, per=400)
+    out = tmp_path / "out"
+    cfg = AuditConfig(predict=False, exact_max=100, partners=20, n_concepts=8)
+    audit(open_shards(paths), cfg, execution=Execution(paths=tuple(paths), record_dir=out / "blocks"))
+    assert any((out / "blocks").glob("rows-*.npz"))  # audit() keeps them; the CLI removes them after the report
+    t = np.load(tmp_path / "text_emb_0001.npy")
+    np.save(tmp_path / "text_emb_0001.npy", t[::-1].copy())
+    os.utime(tmp_path / "text_emb_0001.npy", ns=(1, 1))
+    with pytest.raises(InputError, match="records tasks of another computation .*files"):
+        audit(open_shards(paths), cfg, execution=Execution(paths=tuple(paths), record_dir=out / "blocks"))
+
+
+def test_the_cli_resumes_from_recorded_blocks_and_removes_them_after_the_report(tmp_path: Path):
+    paths = _npy_shards(tmp_path, n_shards=2, per=400)
+    out = tmp_path / "out"
+    cfg = AuditConfig(predict=False, exact_max=100, partners=20, n_concepts=8)
+    audit(open_shards(paths), cfg, execution=Execution(paths=tuple(paths), record_dir=out / "blocks"))
+    blocks = sorted((out / "blocks").glob("rows-*.npz"))
+    for f in blocks[1:]:  # as if killed after the first block
+        f.unlink()
+    r = subprocess.run([sys.executable, "-m", "simulate.audit", *paths, "--out", str(out), "--no-predict",
+                        "--exact-max", "100", "--partners", "20", "--n-concepts", "8"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f"resumed: 1 of {len(blocks)} blocks were recorded in {out / 'blocks'}" in r.stderr
+    assert (out / "report.json").is_file() and not (out / "blocks").exists()
