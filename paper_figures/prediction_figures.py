@@ -179,10 +179,11 @@ def fig14(src: Sources, out: Path) -> Built:
                         found += 1
         ax.axhline(0.5, color="grey", lw=0.6, ls=":")
         ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel("poison volume V = C_P·p/(K·m)")
-        ax.set_title(f"{pred.name}\n({'' if pred.real_scenario == 'continuous' else pred.real_scenario + ', '}"
-                     f"m = {pred.benign_per_concept}, d = {pred.dim}; "
-                     f"{'default' if pred.geometry == DEFAULT_GEOMETRY else 'calibrated'} geometry)", fontsize=7)
+        ax.set_xlabel("V = C_P·p/(K·m)")
+        ax.set_title(f"{pred.name.split('-preset-', 1)[-1]}\n"
+                     f"({'' if pred.real_scenario == 'continuous' else pred.real_scenario + ', '}"
+                     f"m {pred.benign_per_concept}, d {pred.dim}, "
+                     f"{'default' if pred.geometry == DEFAULT_GEOMETRY else 'calibrated'})", fontsize=7)
     axes[0][0].set_ylabel("unpoisoned accuracy")
     legend(axes[0][0], fontsize=6)
     fig.tight_layout()
