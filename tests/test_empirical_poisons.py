@@ -63,7 +63,7 @@ def test_plan_errors():
         make_plan(NAMES, seed=0, mode="nearest")
     with pytest.raises(InputError, match="30 x 30"):
         make_plan(NAMES, seed=0, mode="nearest", similarity=np.eye(3))
-    with pytest.raises(InputError, match=">= 0"):
+    with pytest.raises(InputError, match=r"poison pairs per concept must be in \[0, inf\], got -1"):
         poison_pairs(plan, 2, -1, LABELS, seed=0)
 
 
