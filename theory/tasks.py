@@ -21,7 +21,6 @@ every mode gives the same numbers.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -47,7 +46,7 @@ class Task:
 class TaskRecord:
     """A folder recording finished tasks of one computation, identified by ``identity`` (a JSON-able dict: what the
     results depend on). Opening a folder that records another computation is an InputError naming the difference;
-    :meth:`clear` removes the folder once the computation is complete."""
+    the caller removes the folder once the computation's own output is written."""
 
     def __init__(self, folder: Path, identity: dict[str, Any]):
         self.folder = Path(folder)
@@ -90,9 +89,6 @@ class TaskRecord:
 
     def save(self, key: str, result: dict[str, np.ndarray]) -> None:
         save_npz_atomically(self.path(key), **result)
-
-    def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _local(tasks: Sequence[Task]) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
