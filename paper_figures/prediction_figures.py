@@ -103,6 +103,18 @@ def measured(emp: Empirical, k: int, m: int, targets: str = "poisoned", measure:
     return out
 
 
+def implodes(poisoned: list[float], controls: list[float]) -> bool:
+    """The measured verdict fixed in docs/predictions/README.md before the runs: the never-poisoned concepts' mean
+    accuracy over seeds is below 0.5 *and* below the mean of the same-volume controls by more than the controls'
+    95% CI half-width (by 0.1 when there is one control). False without a control."""
+    if not poisoned or not controls:
+        return False
+    acc = float(np.mean(poisoned))
+    ctrl, ctrl_ci = mean_ci95(controls)
+    margin = ctrl_ci if len(controls) > 1 else 0.1
+    return bool(acc < 0.5 and np.isfinite(ctrl) and ctrl - acc > margin)
+
+
 def score(pred: Prediction, meas: dict[tuple[int, int], dict[str, list[float]]]) -> list[dict[str, Any]]:
     """One row per measured (p, C_P > 0) that the prediction covers, scored by the rule of the module docstring."""
     rows = []
@@ -113,8 +125,7 @@ def score(pred: Prediction, meas: dict[tuple[int, int], dict[str, list[float]]])
         lo, hi = s["unpoisoned_acc"] - s["unpoisoned_acc_ci95"], s["unpoisoned_acc"] + s["unpoisoned_acc_ci95"]
         acc, acc_ci = mean_ci95(got["poisoned"])
         ctrl, ctrl_ci = mean_ci95(got["control"]) if got["control"] else (float("nan"), float("nan"))
-        margin = ctrl_ci if len(got["control"]) > 1 else 0.1
-        measured_implodes = bool(acc < 0.5 and np.isfinite(ctrl) and ctrl - acc > margin)
+        measured_implodes = implodes(got["poisoned"], got["control"])
         rows.append({"prediction": pred.name, "p": p, "c_p": c, "volume": pred.volume(p, c),
                      "predicted": s["unpoisoned_acc"], "predicted_ci95": s["unpoisoned_acc_ci95"],
                      "measured": acc, "measured_ci95": acc_ci, "seeds": len(got["poisoned"]),

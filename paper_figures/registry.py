@@ -1,6 +1,6 @@
 """The list of figures and tables: key, title, what it shows, the command that feeds it, and its builder.
 
-Keys follow the issue's numbering (F1–F11 as ``fig1``..``fig11``, T1–T4 as ``tab1``..``tab4``); ``F3``/``T1`` and
+Keys follow the issue's numbering (F1–F15 as ``fig1``..``fig15``, T1–T7 as ``tab1``..``tab7``); ``F3``/``T1`` and
 any case are accepted on the command line.
 """
 
@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from paper_figures import attention_figures, diagram, empirical_figures, prediction_figures, simulation_figures, tables
+from paper_figures import (attention_figures, diagram, empirical_figures, prediction_figures, simulation_figures, tables,
+                           verdicts)
 from paper_figures.built import Built
 from paper_figures.sources import EMP_COMMANDS, SIM_COMMAND, Sources
 
@@ -74,6 +75,9 @@ ITEMS: tuple[Item, ...] = (
          "the threshold C_P", prediction_figures.FEEDS, prediction_figures.tab5),
     Item("tab6", "The dataset audit on known truth", "per validated mix: flags' precision / recall, AP, estimated vs "
          "true C_P and p, predicted accuracy", tables.AUDIT_FEEDS, tables.tab6),
+    Item("tab7", "Implosion verdicts", "per regime and poison volume: never-poisoned concepts against their "
+         "controls, KID and meaningless gaps, attack success, implosion or not (and at V >= 3)", verdicts.FEEDS,
+         verdicts.tab7),
 )
 
 BY_KEY = {item.key: item for item in ITEMS}

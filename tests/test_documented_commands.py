@@ -139,3 +139,33 @@ def test_dry_run_writes_nothing(command, tmp_path, monkeypatch):
     out = tmp_path / "never"
     assert _check(command.format(out=out)) is None
     assert not out.exists()
+
+
+def test_every_committed_result_folder_is_inventoried():
+    """docs/data/README.md names every folder under docs/data (a glob like ``emp-cpu-lora8-p{80,160}-b*`` counts),
+    and every empirical folder there holds the results and the manifest that say how it was made."""
+    import fnmatch
+    import re
+
+    data = ROOT / "docs" / "data"
+    text = (data / "README.md").read_text()
+    names = set()
+    for token in re.findall(r"`([^`/ ]+)/?`", text):
+        for alt in _braces(token):
+            names.add(alt)
+    folders = sorted(p.name for p in data.iterdir() if p.is_dir())
+    unlisted = [f for f in folders if not any(fnmatch.fnmatch(f, n) for n in names)]
+    assert not unlisted, f"docs/data/README.md does not name {unlisted}"
+    for f in folders:
+        if f.startswith("emp-"):
+            assert (data / f / "results.csv").is_file() and (data / f / "manifest.json").is_file(), f
+
+
+def _braces(token: str) -> list[str]:
+    """``a{1,2}b`` -> [a1b, a2b] (shell brace expansion, nested left to right)."""
+    import re
+
+    m = re.search(r"\{([^{}]*)\}", token)
+    if not m:
+        return [token]
+    return [x for alt in m.group(1).split(",") for x in _braces(token[:m.start()] + alt + token[m.end():])]

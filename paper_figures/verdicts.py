@@ -1,0 +1,207 @@
+"""T7: one implosion verdict per scenario and poison volume, from the real model's committed results.
+
+For every measured point of the chosen preset (a regime — scenario, setting difference, target rule, poison type,
+poisoned-phase length — at a poison volume V = C_P·p/(K·m)) the table pairs each seed's poisoned run with its own
+same-volume control and reports the never-poisoned concepts' accuracy, the paired gap (mean ± 95% t-interval over
+seeds, two-sided paired t-test), the kernel-distance (KID) and meaningless-rate gaps, the attack success and the
+verdict. The verdict is the rule fixed in docs/predictions/README.md before the runs
+(:func:`paper_figures.prediction_figures.implodes`: mean accuracy < 0.5 and below the control by more than the
+control's CI, or by 0.1 with one seed), qualified by the issue's "with a competent clean model": the clean model
+(C_P = 0) of the same base seeds must read at least ``COMPETENT`` of its concepts right, else the verdict says the
+model was weak before any poison. The second table gives each regime's verdict at V ≥ 3: the first V with
+implosion and the largest V without.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paper_figures.built import Built
+from paper_figures.prediction_figures import implodes
+from paper_figures.sources import Empirical, Sources, num
+from simulate.phase import poison_volume
+from theory.stats import mean_ci95
+
+#: Clean accuracy a base model needs before its implosion counts as one. The cpu preset's full UNets read
+#: 0.90–0.93 of their concepts right when clean; 0.8 separates them from the under-capacity 1.2 M UNet (0.60).
+COMPETENT = 0.8
+#: "Where the simulator predicts implosion": the issue asks for a verdict at poison volumes of at least this.
+LARGE_V = 3.0
+FEEDS = ("the real-model runs of docs/empirical.md (python -m empirical.run --preset cpu ... --out "
+         "docs/data/<experiment>), each poisoned point with its same-volume control")
+REGIME = ("scenario", "variant", "targets", "poison_type", "steps", "n_concepts")
+POINT = ("poison_per_concept", "c_p", "benign_per_concept")
+
+
+def regime_name(r: dict[str, Any]) -> str:
+    """The regime of a poisoned row in words: scenario, its setting difference, target rule and poison type."""
+    name = r["scenario"] + (f", {r['variant']}" if r["variant"] else "")
+    if r["targets"] != "poisoned":
+        name += f", targets {r['targets']}"
+    if r["poison_type"] not in ("dirty", "none"):
+        name += f", {r['poison_type']}"
+    return name + f", {r['steps']} steps"
+
+
+def _base(r: dict[str, Any]) -> str:
+    """The clean model a row descends from: its base seed (continuous, LoRA), or its own seed when it has none
+    (scratch, whose clean model is the clean pretraining of that seed)."""
+    b = r.get("base_seed")
+    return f"base {b}" if b not in (None, "", "None") else f"seed {r['seed']}"
+
+
+def _clean(emp: Empirical, r: dict[str, Any], bases: set[str]) -> list[float]:
+    """Clean-model (C_P = 0) accuracies of the base models of a point: the same scenario and setting when measured,
+    else the preset's continuous clean model of those base seeds (what continued training and LoRA start from; not
+    for a different UNet, which has its own clean model)."""
+    def pick(scenario: str, variant: str) -> list[float]:
+        return [num(c["unpoisoned_acc"]) for c in emp.rows if c["c_p"] == "0" and c["preset"] == r["preset"]
+                and c["scenario"] == scenario and c["variant"] == variant and _base(c) in bases
+                and c["n_concepts"] == r["n_concepts"]]
+
+    got = pick(r["scenario"], r["variant"])
+    if not got and not r["variant"].startswith("unet."):
+        got = pick("continuous", "")
+    return got
+
+
+def _gap(poisoned: list[dict[str, Any]], controls: dict[tuple, dict[str, Any]], column: str
+         ) -> tuple[float, float, float, int]:
+    """Mean, 95% CI half-width and two-sided paired t-test p of poisoned − own control in ``column`` (nan where
+    undefined) and the number of seeds with both."""
+    from scipy import stats
+
+    gaps = [num(r.get(column)) - num(controls[_seed(r)].get(column)) for r in poisoned if _seed(r) in controls]
+    gaps = [g for g in gaps if np.isfinite(g)]
+    if not gaps:
+        return float("nan"), float("nan"), float("nan"), 0
+    m, ci = mean_ci95(gaps)
+    p = float(stats.ttest_1samp(gaps, 0.0).pvalue) if len(gaps) > 1 and np.ptp(gaps) > 0 else float("nan")
+    return m, ci, p, len(gaps)
+
+
+def _seed(r: dict[str, Any]) -> tuple[str, str]:
+    return str(r["seed"]), str(r.get("base_seed"))
+
+
+def _fmt(m: float, ci: float, sign: bool = False) -> str:
+    if not np.isfinite(m):
+        return "–"
+    s = f"{m:+.3f}" if sign else f"{m:.3f}"
+    return s if not np.isfinite(ci) or ci == 0 else f"{s} ± {ci:.3f}"
+
+
+def points(emp: Empirical) -> list[dict[str, Any]]:
+    """One record per measured (regime, p, C_P, m) with C_P > 0 of the chosen preset, sorted by regime and V."""
+    from empirical.presets import get_preset
+
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in emp.rows:
+        if r["kind"] == "poisoned" and r["c_p"] != "0" and r["preset"] == emp.preset:
+            groups.setdefault(tuple(str(r[k]) for k in REGIME + POINT), []).append(r)
+    out = []
+    for key, rows in groups.items():
+        first = rows[0]
+        ctrl_rows = {_seed(c): c for c in emp.rows if c["kind"] == "control" and c["preset"] == emp.preset
+                     and all(str(c[k]) == v for k, v in zip(REGIME + POINT, key) if k != "poison_type")}
+        ctrl_rows = {s: c for s, c in ctrl_rows.items() if s in {_seed(r) for r in rows}}
+        m = int(num(first.get("benign_per_concept")) if np.isfinite(num(first.get("benign_per_concept")))
+                else get_preset(first["preset"]).render.per_concept)
+        acc = [num(r["unpoisoned_acc"]) for r in rows]
+        ctrl = [num(c["unpoisoned_acc"]) for c in ctrl_rows.values()]
+        clean = _clean(emp, first, {_base(r) for r in rows})
+        implosion = implodes(acc, ctrl)
+        clean_mean = float(np.mean(clean)) if clean else float("nan")
+        if not implosion:
+            verdict = "none"
+        elif not clean:
+            verdict = "implosion (clean model not in the data)"
+        elif clean_mean < COMPETENT:
+            verdict = f"implosion of a weak model (clean {clean_mean:.2f})"
+        else:
+            verdict = "implosion"
+        out.append({"regime": regime_name(first), "p": int(num(first["poison_per_concept"])),
+                    "c_p": int(num(first["c_p"])), "m": m,
+                    "volume": poison_volume(int(num(first["c_p"])), int(num(first["poison_per_concept"])),
+                                            int(num(first["n_concepts"])), m),
+                    "seeds": len(rows), "clean": clean_mean, "acc": mean_ci95(acc),
+                    "control": mean_ci95(ctrl) if ctrl else (float("nan"), float("nan")),
+                    "gap": _gap(rows, ctrl_rows, "unpoisoned_acc"), "kid": _gap(rows, ctrl_rows, "kid_unpoisoned"),
+                    "meaningless": _gap(rows, ctrl_rows, "unpoisoned_meaningless"),
+                    "attack": mean_ci95([num(r["attack_success"]) for r in rows]),
+                    "implosion": implosion, "verdict": verdict,
+                    "folders": sorted({Path(r["folder"]).name for r in rows})})
+    return sorted(out, key=lambda d: (d["regime"], d["volume"], d["p"]))
+
+
+def scenario_verdicts(pts: list[dict[str, Any]], large: float = LARGE_V) -> list[dict[str, Any]]:
+    """Per regime: the volumes measured, the first V whose verdict is implosion, the largest V without, and the
+    verdict at V ≥ ``large`` ("reached at V = x", "not reached up to V = y", or "not measured at V ≥ large")."""
+    out = []
+    for regime in dict.fromkeys(p["regime"] for p in pts):
+        sel = [p for p in pts if p["regime"] == regime]
+        hit = [p["volume"] for p in sel if p["implosion"]]
+        miss = [p["volume"] for p in sel if not p["implosion"]]
+        big = [p for p in sel if p["volume"] >= large]
+        big_hit = [p for p in big if p["implosion"]]
+        if not big:
+            verdict = f"not measured at V ≥ {large:g}"
+        elif big_hit:
+            first = min(big_hit, key=lambda p: p["volume"])
+            verdict = f"reached at V = {first['volume']:.2f}" + (
+                "" if first["verdict"] == "implosion" else f" ({first['verdict']})")
+        else:
+            verdict = f"not reached up to V = {max(p['volume'] for p in big):.2f}"
+        out.append({"regime": regime, "volumes": ", ".join(f"{p['volume']:.2f} ({p['seeds']})" for p in sel),
+                    "first_implosion": f"{min(hit):.2f}" if hit else "none",
+                    "largest_without": f"{max(miss):.2f}" if miss else "–", "verdict": verdict})
+    return out
+
+
+POINT_HEADER = ["regime", "p", "C_P", "m", "V", "seeds", "clean model", "unpoisoned acc", "control",
+                "acc − control", "paired p", "KID − control", "meaningless − control", "attack success", "verdict"]
+SCENARIO_HEADER = ["regime", "V measured (seeds)", "first V with implosion", "largest V without",
+                   f"verdict at V ≥ {LARGE_V:g}"]
+
+
+def _point_row(p: dict[str, Any]) -> list[Any]:
+    gm, gci, gp, _ = p["gap"]
+    return [p["regime"], p["p"], p["c_p"], p["m"], f"{p['volume']:.2f}", p["seeds"],
+            "–" if not np.isfinite(p["clean"]) else f"{p['clean']:.3f}", _fmt(*p["acc"]), _fmt(*p["control"]),
+            _fmt(gm, gci, True), "–" if not np.isfinite(gp) else f"{gp:.3g}", _fmt(*p["kid"][:2], True),
+            _fmt(*p["meaningless"][:2], True), _fmt(*p["attack"]), p["verdict"]]
+
+
+def tab7(src: Sources, out: Path) -> Built:
+    """The implosion verdict per measured point and per regime at V ≥ 3 (module docstring)."""
+    emp = src.empirical()
+    pts = points(emp)
+    scen = scenario_verdicts(pts)
+    point_rows = [_point_row(p) for p in pts]
+    scen_rows = [[s["regime"], s["volumes"], s["first_implosion"], s["largest_without"], s["verdict"]] for s in scen]
+    md = []
+    for header, rows in ((SCENARIO_HEADER, scen_rows), (POINT_HEADER, point_rows)):
+        md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        md += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
+        md.append("")
+    text = "\n".join(md)
+    (out / "tab7.md").write_text(text)
+    files = [out / "tab7.md"]
+    for name, header, rows in (("tab7", POINT_HEADER, point_rows), ("tab7-scenarios", SCENARIO_HEADER, scen_rows)):
+        with open(out / f"{name}.csv", "w", newline="") as fh:
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(header)
+            w.writerows(rows)
+        files.append(out / f"{name}.csv")
+    caption = (f"Implosion verdicts of the real model ({emp.preset or 'no'} preset). Top: per regime, the volumes "
+               f"measured (seeds), the first V = C_P·p/(K·m) at which the never-poisoned concepts imploded and the "
+               f"verdict at V ≥ {LARGE_V:g}. Bottom: per point, the clean model of the same base seeds, the "
+               f"poisoned runs and their same-volume controls (mean ± 95% CI over seeds), the gaps pairing each "
+               f"seed with its own control (paired t-test), and the verdict: mean accuracy < 0.5 and below the "
+               f"control by more than its CI (0.1 with one seed), with a clean model reading ≥ {COMPETENT:g}.")
+    missing = [] if pts else [f"no poisoned point yet: {FEEDS}"]
+    return Built(files, caption, sorted({f for p in pts for f in p["folders"]}), missing, text)

@@ -1,0 +1,97 @@
+"""T7, the implosion verdicts: the pre-registered rule, the clean model's competence, pairing, the V ≥ 3 summary."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from paper_figures.prediction_figures import implodes
+from paper_figures.sources import Empirical, Sources
+from paper_figures.verdicts import points, scenario_verdicts, tab7
+from simulate.phase import poison_volume
+
+BASE = {"preset": "cpu", "scenario": "continuous", "targets": "poisoned", "steps": "500", "variant": "",
+        "poison_per_concept": "240", "poison_type": "dirty", "n_concepts": "150", "benign_per_concept": "40",
+        "c_p": "100", "attack_success": "0.5", "unpoisoned_meaningless": "0.01", "kid_unpoisoned": "0.001",
+        "folder": "f"}
+
+
+def row(kind: str, seed: int, acc: float, **kw) -> dict[str, str]:
+    r = dict(BASE, kind=kind, seed=str(seed), base_seed=str(seed), unpoisoned_acc=str(acc))
+    r.update(kw)
+    if kind == "control" or r["c_p"] == "0":
+        r["poison_type"] = "none"
+    return r
+
+
+def clean(seed: int, acc: float, **kw) -> dict[str, str]:
+    return row("poisoned", seed, acc, c_p="0", **kw)
+
+
+def test_rule_is_below_half_and_beyond_the_controls_ci():
+    assert implodes([0.3, 0.35, 0.4], [0.9, 0.92, 0.88])
+    assert not implodes([0.55, 0.6], [0.9, 0.9])  # above 0.5
+    assert not implodes([0.45, 0.45], [0.5, 0.52])  # below 0.5 but within the control's reach
+    assert implodes([0.45], [0.56]) and not implodes([0.45], [0.54])  # one seed: beyond by 0.1
+    assert not implodes([0.2], [])  # no control, no verdict
+
+
+def test_points_pair_each_seed_with_its_own_control_and_test_the_gaps():
+    acc, ctrl = {0: 0.30, 1: 0.40, 2: 0.35}, {0: 0.90, 1: 0.92, 2: 0.85}
+    rows = [row("poisoned", s, a) for s, a in acc.items()] + [row("control", s, a) for s, a in ctrl.items()]
+    rows += [clean(s, 0.93) for s in acc] + [row("control", 7, 0.10)]  # a control of another seed: never paired
+    (pt,) = points(Empirical(rows=rows))
+    gaps = [acc[s] - ctrl[s] for s in acc]
+    assert pt["gap"][0] == pytest.approx(np.mean(gaps))
+    assert pt["gap"][2] == pytest.approx(stats.ttest_1samp(gaps, 0).pvalue)
+    assert pt["control"][0] == pytest.approx(np.mean(list(ctrl.values())))
+    assert pt["volume"] == pytest.approx(poison_volume(100, 240, 150, 40)) == pytest.approx(4.0)
+    assert pt["clean"] == pytest.approx(0.93) and pt["verdict"] == "implosion"
+
+
+def test_a_weak_clean_model_qualifies_the_verdict_and_lora_borrows_its_base():
+    rows = [row("poisoned", 0, 0.24, variant="unet.channels: [64, 128] -> [32, 64]"),
+            row("control", 0, 0.51, variant="unet.channels: [64, 128] -> [32, 64]"),
+            clean(0, 0.60, variant="unet.channels: [64, 128] -> [32, 64]"),
+            row("poisoned", 0, 0.35, scenario="lora"), row("control", 0, 0.90, scenario="lora"),
+            clean(0, 0.93)]  # the continuous clean model: LoRA's base, not the small UNet's
+    got = {p["regime"].split(",")[0] + (" small" if "unet" in p["regime"] else ""): p
+           for p in points(Empirical(rows=rows))}
+    assert got["continuous small"]["verdict"] == "implosion of a weak model (clean 0.60)"
+    assert got["lora"]["clean"] == pytest.approx(0.93) and got["lora"]["verdict"] == "implosion"
+
+
+def test_scratch_clean_models_are_matched_by_seed():
+    rows = [row("poisoned", s, 0.4, scenario="scratch", steps="3000", base_seed="None") for s in (0, 1)]
+    rows += [row("control", s, 0.7, scenario="scratch", steps="3000", base_seed="None") for s in (0, 1)]
+    rows += [clean(0, 0.92, scenario="scratch", steps="3000", base_seed="None"),
+             clean(5, 0.10, scenario="scratch", steps="3000", base_seed="None")]  # another seed's clean model
+    (pt,) = points(Empirical(rows=rows))
+    assert pt["clean"] == pytest.approx(0.92) and pt["verdict"] == "implosion"
+
+
+def test_scenario_verdict_names_the_first_large_volume_that_implodes(tmp_path):
+    rows = []
+    for p, acc in ((80, 0.80), (160, 0.52), (240, 0.35), (400, 0.18)):
+        rows += [row("poisoned", 0, acc, scenario="lora", poison_per_concept=str(p)),
+                 row("control", 0, 0.92, scenario="lora", poison_per_concept=str(p))]
+    rows += [row("poisoned", 0, 0.55), row("control", 0, 0.9), clean(0, 0.93)]
+    pts = points(Empirical(rows=rows))
+    by = {s["regime"]: s for s in scenario_verdicts(pts)}
+    assert by["lora, 500 steps"]["verdict"] == "reached at V = 4.00"
+    assert by["lora, 500 steps"]["largest_without"] == "2.67"
+    assert by["continuous, 500 steps"]["verdict"] == "not reached up to V = 4.00"
+    small = [p for p in pts if p["volume"] < 3]
+    assert scenario_verdicts(small)[0]["verdict"] == "not measured at V ≥ 3"
+    src = Sources(results=tmp_path / "r", data=tmp_path / "d", quick=False, verbose=False)
+    src._emp = Empirical(rows=rows)
+    built = tab7(src, tmp_path)
+    table = list(csv.DictReader(open(tmp_path / "tab7.csv")))
+    assert len(table) == 5 and not built.missing
+    assert [r["verdict"] for r in table if r["regime"] == "lora, 500 steps"] == ["none", "none", "implosion",
+                                                                                  "implosion"]
+    assert Path(tmp_path / "tab7-scenarios.csv").is_file() and "reached at V = 4.00" in built.markdown
