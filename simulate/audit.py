@@ -62,7 +62,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from simulate.concepts import unit_rows
+from simulate.concepts import nearest_centre, unit_rows
 from theory.ad import (DEFAULT_ALPHA, pair_attribution_streamed, pair_scores, pair_terms_streamed, partner_group,
                        ranking, sampled_result)
 from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
@@ -258,7 +258,7 @@ def assign_concepts(src: PairShards, centres: np.ndarray, rows: int) -> np.ndarr
     labels = np.empty(src.n, dtype=np.int64)
     for a in range(0, src.n, rows):
         b = min(src.n, a + rows)
-        labels[a:b] = (_unit(src.block(a, b)[0]) @ centres.T).argmax(1)
+        labels[a:b] = nearest_centre(src.block(a, b)[0], centres)
     return labels
 
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from simulate.concepts import unit_rows
+from simulate.concepts import nearest_centre
 from theory.ad import PairTerms, StructureBlock, StructureSample, combine_structure, partner_group, structure_block, \
     structure_blocks
 from theory.pairs_file import PairShards, open_shards
@@ -53,7 +53,7 @@ def block_task(source: PairShards | ShardPaths, a: int, b: int, partners: int, s
     out = structure_block(src, a, b, partners, seed, rows=rows).arrays()
     if centres is not None:
         size = partner_group(src.n)
-        out["concept"] = np.concatenate([(unit_rows(np.asarray(rows[0][g:g + size], np.float64)) @ centres.T).argmax(1)
+        out["concept"] = np.concatenate([nearest_centre(rows[0][g:g + size], centres)
                                          for g in range(0, b - a, size)])
     return out
 
