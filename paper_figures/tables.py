@@ -92,7 +92,7 @@ def _variant_name(r: dict[str, Any], default_p: int) -> str:
     return name
 
 
-def _paired_gap(poisoned: list[dict[str, Any]], controls: list[dict[str, Any]], column: str) -> str:
+def _paired_gap(poisoned: list[dict[str, Any]], controls: list[dict[str, Any]], column: str, digits: int = 3) -> str:
     """Mean ± 95% CI over seeds of poisoned − control in ``column``, each poisoned row paired with the control of
     its seed among ``controls`` (chosen by the caller: a control may serve several target modes) by
     :func:`empirical.report.paired_gaps`; "–" when no seed has both."""
@@ -103,7 +103,7 @@ def _paired_gap(poisoned: list[dict[str, Any]], controls: list[dict[str, Any]], 
     if not gaps:
         return "–"
     m, e = mean_ci(gaps)
-    return f"{m:+.3f}" if e == 0 else f"{m:+.3f} ± {e:.3f}"
+    return f"{m:+.{digits}f}" if e == 0 else f"{m:+.{digits}f} ± {e:.{digits}f}"
 
 
 def tab2(src: Sources, out: Path) -> Built:
@@ -174,7 +174,7 @@ def tab4(src: Sources, out: Path) -> Built:
                          _mc([num(r["unpoisoned_acc"]) for r in at]),
                          _mc([num(r["unpoisoned_acc"]) for r in ctrl]) if ctrl else "–",
                          _paired_gap(at, ctrl, "unpoisoned_acc"), _paired_gap(at, ctrl, "unpoisoned_prob"),
-                         _paired_gap(at, ctrl, "fd_unpoisoned"), _paired_gap(at, ctrl, "kid_unpoisoned"),
+                         _paired_gap(at, ctrl, "fd_unpoisoned"), _paired_gap(at, ctrl, "kid_unpoisoned", 4),
                          _paired_gap(at, ctrl, "unpoisoned_meaningless"),
                          _mc([num(r["attack_success"]) for r in at]), _mc([num(r["ad"]) for r in at])])
             sources.append(", ".join(sorted({r["folder"] for r in at} | {r["folder"] for r in ctrl})))

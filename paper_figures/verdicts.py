@@ -88,11 +88,11 @@ def _seed(r: dict[str, Any]) -> tuple[str, str]:
     return str(r["seed"]), str(r.get("base_seed"))
 
 
-def _fmt(m: float, ci: float, sign: bool = False) -> str:
+def _fmt(m: float, ci: float, sign: bool = False, digits: int = 3) -> str:
     if not np.isfinite(m):
         return "–"
-    s = f"{m:+.3f}" if sign else f"{m:.3f}"
-    return s if not np.isfinite(ci) or ci == 0 else f"{s} ± {ci:.3f}"
+    s = f"{m:+.{digits}f}" if sign else f"{m:.{digits}f}"
+    return s if not np.isfinite(ci) or ci == 0 else f"{s} ± {ci:.{digits}f}"
 
 
 def points(emp: Empirical) -> list[dict[str, Any]]:
@@ -172,7 +172,7 @@ def _point_row(p: dict[str, Any]) -> list[Any]:
     gm, gci, gp, _ = p["gap"]
     return [p["regime"], p["p"], p["c_p"], p["m"], f"{p['volume']:.2f}", p["seeds"],
             "–" if not np.isfinite(p["clean"]) else f"{p['clean']:.3f}", _fmt(*p["acc"]), _fmt(*p["control"]),
-            _fmt(gm, gci, True), "–" if not np.isfinite(gp) else f"{gp:.3g}", _fmt(*p["kid"][:2], True),
+            _fmt(gm, gci, True), "–" if not np.isfinite(gp) else f"{gp:.3g}", _fmt(*p["kid"][:2], True, 4),
             _fmt(*p["meaningless"][:2], True), _fmt(*p["attack"]), p["verdict"]]
 
 
