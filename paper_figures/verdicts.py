@@ -119,9 +119,9 @@ def points(emp: Empirical) -> list[dict[str, Any]]:
         if not implosion:
             verdict = "none"
         elif not clean:
-            verdict = "implosion (clean model not in the data)"
+            verdict = "implosion; clean model not in the data"
         elif clean_mean < COMPETENT:
-            verdict = f"implosion of a weak model (clean {clean_mean:.2f})"
+            verdict = f"implosion; weak clean model ({clean_mean:.2f})"
         else:
             verdict = "implosion"
         out.append({"regime": regime_name(first), "p": int(num(first["poison_per_concept"])),
@@ -152,8 +152,7 @@ def scenario_verdicts(pts: list[dict[str, Any]], large: float = LARGE_V) -> list
             verdict = f"not measured at V ≥ {large:g}"
         elif big_hit:
             first = min(big_hit, key=lambda p: p["volume"])
-            verdict = f"reached at V = {first['volume']:.2f}" + (
-                "" if first["verdict"] == "implosion" else f" ({first['verdict']})")
+            verdict = f"reached at V = {first['volume']:.2f}" + first["verdict"][len("implosion"):]
         else:
             verdict = f"not reached up to V = {max(p['volume'] for p in big):.2f}"
         out.append({"regime": regime, "volumes": ", ".join(f"{p['volume']:.2f} ({p['seeds']})" for p in sel),

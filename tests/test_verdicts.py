@@ -61,7 +61,9 @@ def test_a_weak_clean_model_qualifies_the_verdict_and_lora_borrows_its_base():
             clean(0, 0.93)]  # the continuous clean model: LoRA's base, not the small UNet's
     got = {p["regime"].split(",")[0] + (" small" if "unet" in p["regime"] else ""): p
            for p in points(Empirical(rows=rows))}
-    assert got["continuous small"]["verdict"] == "implosion of a weak model (clean 0.60)"
+    assert got["continuous small"]["verdict"] == "implosion; weak clean model (0.60)"
+    (small,) = scenario_verdicts([got["continuous small"]])
+    assert small["verdict"] == "reached at V = 4.00; weak clean model (0.60)"
     assert got["lora"]["clean"] == pytest.approx(0.93) and got["lora"]["verdict"] == "implosion"
 
 
