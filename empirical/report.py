@@ -137,21 +137,21 @@ def paired_gaps(rows: list[dict[str, str]], measures: Sequence[str] = SHOWN,
 def gap_summary(gaps: list[dict], measures: Sequence[str] = SHOWN) -> dict[tuple, dict[str, tuple]]:
     """Per group: (mean, 95% CI half-width, paired t-test two-sided p, seeds) of each measure's gap (p is NaN
     below two seeds or when every gap is equal)."""
-    from scipy import stats
-
     groups: dict[tuple, list[dict]] = {}
     for g in gaps:
         groups.setdefault(tuple(g[k] for k in GROUP), []).append(g)
-    out = {}
-    for key, gs in groups.items():
-        rec = {}
-        for m in measures:
-            x = np.array([g[m] for g in gs if math.isfinite(g[m])])
-            mean, ci = mean_ci(x)
-            p = float(stats.ttest_1samp(x, 0.0).pvalue) if len(x) >= 2 and np.ptp(x) > 0 else float("nan")
-            rec[m] = (mean, ci, p, len(x))
-        out[key] = rec
-    return out
+    return {key: {m: gap_stats([g[m] for g in gs]) for m in measures} for key, gs in groups.items()}
+
+
+def gap_stats(gaps: Sequence[float]) -> tuple[float, float, float, int]:
+    """(mean, 95% CI half-width, two-sided one-sample t-test p against 0, n) of the finite paired gaps; p is NaN
+    below two gaps or when every gap is equal."""
+    from scipy import stats
+
+    x = np.array([g for g in gaps if math.isfinite(g)], dtype=float)
+    mean, ci = mean_ci(x)
+    p = float(stats.ttest_1samp(x, 0.0).pvalue) if len(x) >= 2 and np.ptp(x) > 0 else float("nan")
+    return mean, ci, p, len(x)
 
 
 def _num(v) -> float:

@@ -17,25 +17,39 @@ from paper_figures.sources import EMP_COMMANDS, Empirical, Sources, num
 IMPLOSION_ACC = 0.5  # "implosion threshold": first C_P where mean unpoisoned accuracy falls below this
 
 
-def _write(out: Path, key: str, header: list[str], rows: list[list[Any]]) -> tuple[list[Path], str]:
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    """A markdown table (``|`` inside cells escaped), ending in a newline."""
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
-    text = "\n".join(md) + "\n"
-    (out / f"{key}.md").write_text(text)
-    with open(out / f"{key}.csv", "w", newline="") as fh:
+    return "\n".join(md) + "\n"
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    with open(path, "w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(header)
         w.writerows(rows)
+
+
+def _write(out: Path, key: str, header: list[str], rows: list[list[Any]]) -> tuple[list[Path], str]:
+    text = markdown_table(header, rows)
+    (out / f"{key}.md").write_text(text)
+    write_csv(out / f"{key}.csv", header, rows)
     return [out / f"{key}.md", out / f"{key}.csv"], text
+
+
+def fmt_ci(m: float, e: float, *, sign: bool = False, digits: int = 3) -> str:
+    """``m ± e`` ("–" when m is not finite; just ``m`` when e is 0, a single value)."""
+    if not np.isfinite(m):
+        return "–"
+    s = f"{m:+.{digits}f}" if sign else f"{m:.{digits}f}"
+    return s if e == 0 or not np.isfinite(e) else f"{s} ± {e:.{digits}f}"
 
 
 def _mc(values: list[float]) -> str:
     from empirical.report import mean_ci
 
-    m, e = mean_ci(values)
-    if not np.isfinite(m):
-        return "–"
-    return f"{m:.3f}" if e == 0 else f"{m:.3f} ± {e:.3f}"
+    return fmt_ci(*mean_ci(values))
 
 
 def tab1(src: Sources, out: Path) -> Built:
@@ -100,10 +114,7 @@ def _paired_gap(poisoned: list[dict[str, Any]], controls: list[dict[str, Any]], 
 
     gaps = [g[column] for g in paired_gaps([*poisoned, *controls], [column], pairing=("seed",))
             if np.isfinite(g[column])]
-    if not gaps:
-        return "–"
-    m, e = mean_ci(gaps)
-    return f"{m:+.{digits}f}" if e == 0 else f"{m:+.{digits}f} ± {e:.{digits}f}"
+    return fmt_ci(*mean_ci(gaps), sign=True, digits=digits) if gaps else "–"
 
 
 def tab2(src: Sources, out: Path) -> Built:

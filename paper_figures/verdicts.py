@@ -14,7 +14,6 @@ implosion and the largest V without.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import numpy as np
 from paper_figures.built import Built
 from paper_figures.prediction_figures import implodes
 from paper_figures.sources import Empirical, Sources, num
+from paper_figures.tables import _variant_name, fmt_ci, markdown_table, write_csv
 from simulate.phase import poison_volume
 from theory.stats import mean_ci95
 
@@ -38,13 +38,9 @@ POINT = ("poison_per_concept", "c_p", "benign_per_concept")
 
 
 def regime_name(r: dict[str, Any]) -> str:
-    """The regime of a poisoned row in words: scenario, its setting difference, target rule and poison type."""
-    name = r["scenario"] + (f", {r['variant']}" if r["variant"] else "")
-    if r["targets"] != "poisoned":
-        name += f", targets {r['targets']}"
-    if r["poison_type"] not in ("dirty", "none"):
-        name += f", {r['poison_type']}"
-    return name + f", {r['steps']} steps"
+    """The regime of a poisoned row in words: T4's name (scenario, setting difference, target rule, poison type)
+    without p, which is the volume's business here, and the poisoned phase's steps."""
+    return _variant_name(r, int(r["poison_per_concept"])) + f", {r['steps']} steps"
 
 
 def _base(r: dict[str, Any]) -> str:
@@ -69,36 +65,21 @@ def _clean(emp: Empirical, r: dict[str, Any], bases: set[str]) -> list[float]:
     return got
 
 
-def _gap(poisoned: list[dict[str, Any]], controls: dict[tuple, dict[str, Any]], column: str
+#: A poisoned run and its control share the seed and the base model.
+PAIRING = ("seed", "base_seed")
+
+
+def _gap(poisoned: list[dict[str, Any]], controls: list[dict[str, Any]], column: str
          ) -> tuple[float, float, float, int]:
     """Mean, 95% CI half-width and two-sided paired t-test p of poisoned − own control in ``column`` (nan where
-    undefined) and the number of seeds with both."""
-    from scipy import stats
+    undefined) and the number of seeds with both (:func:`empirical.report.paired_gaps`, ``gap_stats``)."""
+    from empirical.report import gap_stats, paired_gaps
 
-    gaps = [num(r.get(column)) - num(controls[_seed(r)].get(column)) for r in poisoned if _seed(r) in controls]
-    gaps = [g for g in gaps if np.isfinite(g)]
-    if not gaps:
-        return float("nan"), float("nan"), float("nan"), 0
-    m, ci = mean_ci95(gaps)
-    p = float(stats.ttest_1samp(gaps, 0.0).pvalue) if len(gaps) > 1 and np.ptp(gaps) > 0 else float("nan")
-    return m, ci, p, len(gaps)
-
-
-def _seed(r: dict[str, Any]) -> tuple[str, str]:
-    return str(r["seed"]), str(r.get("base_seed"))
-
-
-def _fmt(m: float, ci: float, sign: bool = False, digits: int = 3) -> str:
-    if not np.isfinite(m):
-        return "–"
-    s = f"{m:+.{digits}f}" if sign else f"{m:.{digits}f}"
-    return s if not np.isfinite(ci) or ci == 0 else f"{s} ± {ci:.{digits}f}"
+    return gap_stats([g[column] for g in paired_gaps([*poisoned, *controls], [column], pairing=PAIRING)])
 
 
 def points(emp: Empirical) -> list[dict[str, Any]]:
     """One record per measured (regime, p, C_P, m) with C_P > 0 of the chosen preset, sorted by regime and V."""
-    from empirical.presets import get_preset
-
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in emp.rows:
         if r["kind"] == "poisoned" and r["c_p"] != "0" and r["preset"] == emp.preset:
@@ -106,13 +87,13 @@ def points(emp: Empirical) -> list[dict[str, Any]]:
     out = []
     for key, rows in groups.items():
         first = rows[0]
-        ctrl_rows = {_seed(c): c for c in emp.rows if c["kind"] == "control" and c["preset"] == emp.preset
-                     and all(str(c[k]) == v for k, v in zip(REGIME + POINT, key) if k != "poison_type")}
-        ctrl_rows = {s: c for s, c in ctrl_rows.items() if s in {_seed(r) for r in rows}}
-        m = int(num(first.get("benign_per_concept")) if np.isfinite(num(first.get("benign_per_concept")))
-                else get_preset(first["preset"]).render.per_concept)
+        seeds = {tuple(str(r.get(k)) for k in PAIRING) for r in rows}
+        ctrl_rows = [c for c in emp.rows if c["kind"] == "control" and c["preset"] == emp.preset
+                     and tuple(str(c.get(k)) for k in PAIRING) in seeds
+                     and all(str(c[k]) == v for k, v in zip(REGIME + POINT, key) if k != "poison_type")]
+        m = int(num(first["benign_per_concept"]))  # filled in by Sources from the setting
         acc = [num(r["unpoisoned_acc"]) for r in rows]
-        ctrl = [num(c["unpoisoned_acc"]) for c in ctrl_rows.values()]
+        ctrl = [num(c["unpoisoned_acc"]) for c in ctrl_rows]
         clean = _clean(emp, first, {_base(r) for r in rows})
         implosion = implodes(acc, ctrl)
         clean_mean = float(np.mean(clean)) if clean else float("nan")
@@ -170,9 +151,10 @@ SCENARIO_HEADER = ["regime", "V measured (seeds)", "first V with implosion", "la
 def _point_row(p: dict[str, Any]) -> list[Any]:
     gm, gci, gp, _ = p["gap"]
     return [p["regime"], p["p"], p["c_p"], p["m"], f"{p['volume']:.2f}", p["seeds"],
-            "–" if not np.isfinite(p["clean"]) else f"{p['clean']:.3f}", _fmt(*p["acc"]), _fmt(*p["control"]),
-            _fmt(gm, gci, True), "–" if not np.isfinite(gp) else f"{gp:.3g}", _fmt(*p["kid"][:2], True, 4),
-            _fmt(*p["meaningless"][:2], True), _fmt(*p["attack"]), p["verdict"]]
+            "–" if not np.isfinite(p["clean"]) else f"{p['clean']:.3f}", fmt_ci(*p["acc"]), fmt_ci(*p["control"]),
+            fmt_ci(gm, gci, sign=True), "–" if not np.isfinite(gp) else f"{gp:.3g}",
+            fmt_ci(*p["kid"][:2], sign=True, digits=4), fmt_ci(*p["meaningless"][:2], sign=True),
+            fmt_ci(*p["attack"]), p["verdict"]]
 
 
 def tab7(src: Sources, out: Path) -> Built:
@@ -182,20 +164,11 @@ def tab7(src: Sources, out: Path) -> Built:
     scen = scenario_verdicts(pts)
     point_rows = [_point_row(p) for p in pts]
     scen_rows = [[s["regime"], s["volumes"], s["first_implosion"], s["largest_without"], s["verdict"]] for s in scen]
-    md = []
-    for header, rows in ((SCENARIO_HEADER, scen_rows), (POINT_HEADER, point_rows)):
-        md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        md += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
-        md.append("")
-    text = "\n".join(md)
+    text = markdown_table(SCENARIO_HEADER, scen_rows) + "\n" + markdown_table(POINT_HEADER, point_rows)
     (out / "tab7.md").write_text(text)
-    files = [out / "tab7.md"]
-    for name, header, rows in (("tab7", POINT_HEADER, point_rows), ("tab7-scenarios", SCENARIO_HEADER, scen_rows)):
-        with open(out / f"{name}.csv", "w", newline="") as fh:
-            w = csv.writer(fh, lineterminator="\n")
-            w.writerow(header)
-            w.writerows(rows)
-        files.append(out / f"{name}.csv")
+    write_csv(out / "tab7.csv", POINT_HEADER, point_rows)
+    write_csv(out / "tab7-scenarios.csv", SCENARIO_HEADER, scen_rows)
+    files = [out / "tab7.md", out / "tab7.csv", out / "tab7-scenarios.csv"]
     caption = (f"Implosion verdicts of the real model ({emp.preset or 'no'} preset). Top: per regime, the volumes "
                f"measured (seeds), the first V = C_P·p/(K·m) at which the never-poisoned concepts imploded and the "
                f"verdict at V ≥ {LARGE_V:g}. Bottom: per point, the clean model of the same base seeds, the "
