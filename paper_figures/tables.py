@@ -161,13 +161,22 @@ def _regimes(emp: Empirical) -> dict[tuple[str, str], list[dict[str, Any]]]:
 def _controls(poisoned: list[dict[str, Any]], emp: Empirical) -> list[dict[str, Any]]:
     """The same-volume controls of poisoned rows at one C_P, one per seed of those rows. A control adds correctly
     labelled pairs of the poisoned concepts, so it depends on the scenario, the setting, the steps, p and the
-    universe, not on the targets or the poison type: a run with ``--no-control`` borrows its setting's control."""
+    universe, not on the targets or the poison type: a run with ``--no-control`` borrows its setting's control.
+    Where several folders hold a control for a seed, the one in the poisoned row's own folder is taken (each run
+    draws its control's extra pairs from its own stream, so two such controls differ a little)."""
     if not poisoned:
         return []
     same = ("scenario", "variant", "steps", "poison_per_concept", "n_concepts", "c_p")
-    seeds = {r["seed"] for r in poisoned}
-    found = {c["seed"]: c for c in emp.rows if c["kind"] == "control" and c["preset"] == emp.preset
-             and c["seed"] in seeds and all(str(c[k]) == str(poisoned[0][k]) for k in same)}
+    own = {}
+    for r in poisoned:
+        own.setdefault(r["seed"], set()).add(r["folder"])
+    found: dict[str, dict[str, Any]] = {}
+    for c in emp.rows:
+        if (c["kind"] != "control" or c["preset"] != emp.preset or c["seed"] not in own
+                or not all(str(c[k]) == str(poisoned[0][k]) for k in same)):
+            continue
+        if c["seed"] not in found or (c["folder"] in own[c["seed"]] and found[c["seed"]]["folder"] not in own[c["seed"]]):
+            found[c["seed"]] = c
     return list(found.values())
 
 

@@ -97,3 +97,18 @@ def test_scenario_verdict_names_the_first_large_volume_that_implodes(tmp_path):
     assert [r["verdict"] for r in table if r["regime"] == "lora, 500 steps"] == ["none", "none", "implosion",
                                                                                   "implosion"]
     assert Path(tmp_path / "tab7-scenarios.csv").is_file() and "reached at V = 4.00" in built.markdown
+
+
+def test_a_poisoned_row_is_paired_with_its_own_folders_control_before_a_borrowed_one():
+    """Two folders hold a control for seed 0 (each run draws its control's extra pairs from its own stream): each
+    folder's poisoned rows are measured against their own; a folder without a control borrows one."""
+    from paper_figures.tables import _controls
+
+    a = [row("poisoned", 0, 0.70, folder="a"), row("control", 0, 0.90, folder="a")]
+    b = [row("poisoned", 0, 0.60, folder="b", targets="all"), row("control", 0, 0.80, folder="b", targets="all")]
+    c = [row("poisoned", 0, 0.50, folder="c", targets="nearest")]
+    for order in (a + b + c, b + a + c, c + b + a):
+        emp = Empirical(rows=order)
+        assert [x["folder"] for x in _controls([a[0]], emp)] == ["a"]
+        assert [x["folder"] for x in _controls([b[0]], emp)] == ["b"]
+        assert len(_controls([c[0]], emp)) == 1  # borrowed: the setting's control of that seed
