@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
@@ -107,10 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--figure-points", action="store_true",
                         help="also keep the lowest seed's poisoned points' sample images and maps (for F2–F4)")
     args = parser.parse_args(argv)
-    names = [r.name for r in args.runs]
-    if len(set(names)) != len(names):
-        raise InputError(f"two RUN folders share a name ({', '.join(sorted(n for n in set(names) if names.count(n) > 1))}); "
-                         f"each becomes INTO/<name>")
+    shared = sorted(n for n, k in Counter(r.name for r in args.runs).items() if k > 1)
+    if shared:
+        raise InputError(f"two RUN folders share a name ({', '.join(shared)}); each becomes INTO/<name>")
     for run in args.runs:
         check_run(run)
     if dry_run(args, "python -m paper_figures.export", {"runs": args.runs, "into": args.into,

@@ -167,16 +167,14 @@ def _controls(poisoned: list[dict[str, Any]], emp: Empirical) -> list[dict[str, 
     if not poisoned:
         return []
     same = ("scenario", "variant", "steps", "poison_per_concept", "n_concepts", "c_p")
-    own = {}
+    own: dict[str, set[str]] = {}
     for r in poisoned:
         own.setdefault(r["seed"], set()).add(r["folder"])
     found: dict[str, dict[str, Any]] = {}
-    for c in emp.rows:
-        if (c["kind"] != "control" or c["preset"] != emp.preset or c["seed"] not in own
-                or not all(str(c[k]) == str(poisoned[0][k]) for k in same)):
-            continue
-        if c["seed"] not in found or (c["folder"] in own[c["seed"]] and found[c["seed"]]["folder"] not in own[c["seed"]]):
-            found[c["seed"]] = c
+    candidates = [c for c in emp.rows if c["kind"] == "control" and c["preset"] == emp.preset and c["seed"] in own
+                  and all(str(c[k]) == str(poisoned[0][k]) for k in same)]
+    for c in sorted(candidates, key=lambda c: c["folder"] not in own[c["seed"]]):  # own folders' first (stable)
+        found.setdefault(c["seed"], c)
     return list(found.values())
 
 
