@@ -146,12 +146,18 @@ def run_experiment(exp: Experiment, *, log: Callable[[str], None] = lambda m: No
     with main_process_first():  # process 0 upgrades or repairs the tables, the others then read them
         tables = open_tables(out, exp.track_attention, main_process=main_proc)
     manifest = claim_folder(out, exp.setting(), bool(tables.results.rows))
-    manifest.update({"command": command_line(), "started": manifest.get("started", utc_now()),
+    # a folder may be filled by several commands (more C_P, more seeds): the top-level fields describe the
+    # latest, ``invocations`` keeps every one in order
+    now = utc_now()
+    invocation = {"command": command_line(), "started": now, "git_commit": git_commit(),
+                  "poisoned_concepts": exp.c_ps, "seeds": exp.seeds}
+    manifest.update({"command": invocation["command"], "started": manifest.get("started", now),
+                     "invocations": [*manifest.get("invocations", []), invocation],
                      "preset": asdict(exp.preset), "scenario": exp.scenario, "poisoned_concepts": exp.c_ps,
                      "poison_per_concept": exp.p, "targets": exp.targets, "seeds": exp.seeds,
                      "pretrained": str(exp.pretrained[0].path) if exp.pretrained else None,
                      "judge": str(exp.judge.resolve()) if exp.judge else None,
-                     "versions": package_versions(VERSIONED), "git_commit": git_commit(),
+                     "versions": package_versions(VERSIONED), "git_commit": invocation["git_commit"],
                      "processes": process_count()})
     if main_proc:
         write_manifest(out / "manifest.json", manifest)

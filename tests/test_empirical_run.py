@@ -98,6 +98,11 @@ def test_micro_run_writes_schema_and_resumes(tmp_path: Path, cache: Path, capsys
     assert main(args[:2] + ["--poisoned-concepts", "0,2,3", *args[4:], "--no-control"]) == 0
     rows = _rows(out)
     assert [(r["c_p"], r["kind"]) for r in rows][3:] == [("3", "poisoned")]
+    # the manifest keeps every command that filled the folder, in order; the top level names the latest
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [i["poisoned_concepts"] for i in manifest["invocations"]] == [[0, 2], [0, 2], [0, 2, 3]]
+    assert manifest["command"] == manifest["invocations"][-1]["command"]
+    assert manifest["started"] == manifest["invocations"][0]["started"]
 
 
 def test_scratch_scenario_runs(tmp_path: Path, cache: Path):
