@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from paper_figures.built import Built
-from paper_figures.sources import EMP_COMMANDS, Empirical, PointImages, Sources, load_plan_targets, load_point
+from paper_figures.sources import (EMP_COMMANDS, Empirical, PointImages, Sources, load_plan_targets, load_point,
+                                   shown_seed_rows)
 from paper_figures.style import FULL, pyplot, save
 
 SHOWN_PER_PANEL = 2  # samples of a concept per panel
@@ -30,12 +31,8 @@ def _overlay(image: np.ndarray, heat: np.ndarray) -> np.ndarray:
 
 def _points(emp: Empirical, scenario: str) -> list[tuple[dict[str, Any], PointImages]]:
     """(row, images) of the headline poisoned points of ``scenario`` for its lowest seed, by C_P."""
-    rows = [r for r in emp.main(scenario, kinds=("poisoned",))]
-    if not rows:
-        return []
-    seed = min(int(r["seed"]) for r in rows)
     out = []
-    for r in sorted((r for r in rows if int(r["seed"]) == seed), key=lambda r: int(r["c_p"])):
+    for r in sorted(shown_seed_rows(emp.main(scenario, kinds=("poisoned",))), key=lambda r: int(r["c_p"])):
         pt = load_point(r)
         if pt is not None:
             out.append((r, pt))

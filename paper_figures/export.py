@@ -44,13 +44,11 @@ def check_run(run: Path) -> None:
 def figure_rows(run: Path) -> list[dict[str, str]]:
     """The rows whose points the image figures draw: kind ``poisoned`` (C_P = 0 is the clean model) of the lowest
     seed in ``run/results.csv`` (the figures show one seed, the lowest)."""
+    from paper_figures.sources import shown_seed_rows
+
     if not (run / "results.csv").is_file():
         return []
-    rows = [r for r in read_csv_rows(run / "results.csv") if r.get("kind") == "poisoned"]
-    if not rows:
-        return []
-    low = min(int(r["seed"]) for r in rows)
-    return [dict(r, folder=str(run)) for r in rows if int(r["seed"]) == low]
+    return [dict(r, folder=str(run)) for r in shown_seed_rows(read_csv_rows(run / "results.csv"))]
 
 
 def slim_point(js: Path, npz: Path, dest: Path, shown: int) -> None:

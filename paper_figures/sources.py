@@ -160,6 +160,16 @@ class Empirical:
                 and a.get("poison_type", "dirty") in ("dirty", "none")]
 
 
+def shown_seed_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows the image figures draw from a set of result rows: kind ``poisoned`` (C_P = 0 is the clean model)
+    of the lowest seed among them (the figures show one seed, the lowest); [] when there are none."""
+    rows = [r for r in rows if r.get("kind") == "poisoned"]
+    if not rows:
+        return []
+    low = min(int(r["seed"]) for r in rows)
+    return [r for r in rows if int(r["seed"]) == low]
+
+
 def point_files(row: dict[str, Any]) -> tuple[Path, Path]:
     """The (json, attention npz) files a result row's point wrote."""
     from empirical.layout import point_tag

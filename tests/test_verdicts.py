@@ -76,6 +76,15 @@ def test_scratch_clean_models_are_matched_by_seed():
     assert pt["clean"] == pytest.approx(0.92) and pt["verdict"] == "implosion"
 
 
+def test_a_base_model_measured_in_several_folders_counts_once():
+    # base model 0 evaluated in three folders (0.90 each), base model 1 once (0.80): the clean column is the
+    # mean over base models, 0.85, not the mean over rows, 0.875
+    rows = [row("poisoned", s, 0.3) for s in (0, 1)] + [row("control", s, 0.9) for s in (0, 1)]
+    rows += [clean(0, 0.90, folder=f) for f in ("a", "b", "c")] + [clean(1, 0.80)]
+    (pt,) = points(Empirical(rows=rows))
+    assert pt["clean"] == pytest.approx(0.85)
+
+
 def test_scenario_verdict_names_the_first_large_volume_that_implodes(tmp_path):
     rows = []
     for p, acc in ((80, 0.80), (160, 0.52), (240, 0.35), (400, 0.18)):
