@@ -145,7 +145,7 @@ def test_dry_run_writes_nothing(command, tmp_path, monkeypatch):
 def test_every_committed_result_folder_is_inventoried():
     """docs/data/README.md names every folder under docs/data (a glob like ``emp-cpu-lora8-p{80,160}-b*`` counts),
     and every empirical folder there holds the results and the manifest that say how it was made (a detector
-    folder its detection table)."""
+    folder its detection table, a figure point its images)."""
     import fnmatch
     import re
 
@@ -163,6 +163,11 @@ def test_every_committed_result_folder_is_inventoried():
             assert (data / f / "results.csv").is_file() and (data / f / "manifest.json").is_file(), f
         if f.startswith("defence-"):
             assert (data / f / "detection.csv").is_file(), f
+    # a figure point is its record and its images: a clean clone must hold both (``*.npz`` once kept the images
+    # out of the repository, so F2-F4 could not be rebuilt from it)
+    lonely = [str(js.relative_to(data)) for js in sorted(data.glob("*/points/*.json"))
+              if not js.with_name(js.stem + "-attention.npz").is_file()]
+    assert not lonely, f"figure points without their images: {lonely}"
 
 
 def _braces(token: str) -> list[str]:
