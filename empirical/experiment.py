@@ -130,6 +130,23 @@ def write_plans(out: Path, plans: dict, targets: str) -> None:
                                       "pairs": plan.to_json(len(plan.names))}, indent=1))
 
 
+def record_invocation(manifest: dict, exp: Experiment) -> None:
+    """Write this command's setting into the folder's ``manifest`` (in place). A folder may be filled by several
+    commands (more C_P, more seeds): the top-level fields describe the latest, ``invocations`` keeps every one in
+    order (command, start, git commit, C_P, seeds)."""
+    now = utc_now()
+    invocation = {"command": command_line(), "started": now, "git_commit": git_commit(),
+                  "poisoned_concepts": exp.c_ps, "seeds": exp.seeds}
+    manifest.update({"command": invocation["command"], "started": manifest.get("started", now),
+                     "invocations": [*manifest.get("invocations", []), invocation],
+                     "preset": asdict(exp.preset), "scenario": exp.scenario, "poisoned_concepts": exp.c_ps,
+                     "poison_per_concept": exp.p, "targets": exp.targets, "seeds": exp.seeds,
+                     "pretrained": str(exp.pretrained[0].path) if exp.pretrained else None,
+                     "judge": str(exp.judge.resolve()) if exp.judge else None,
+                     "versions": package_versions(VERSIONED), "git_commit": invocation["git_commit"],
+                     "processes": process_count()})
+
+
 def run_experiment(exp: Experiment, *, log: Callable[[str], None] = lambda m: None,
                    progress: bool = False) -> list[dict[str, str]]:
     """Run every point of ``exp`` not yet done in ``exp.out``; returns the folder's results rows (empty on
@@ -146,19 +163,7 @@ def run_experiment(exp: Experiment, *, log: Callable[[str], None] = lambda m: No
     with main_process_first():  # process 0 upgrades or repairs the tables, the others then read them
         tables = open_tables(out, exp.track_attention, main_process=main_proc)
     manifest = claim_folder(out, exp.setting(), bool(tables.results.rows))
-    # a folder may be filled by several commands (more C_P, more seeds): the top-level fields describe the
-    # latest, ``invocations`` keeps every one in order
-    now = utc_now()
-    invocation = {"command": command_line(), "started": now, "git_commit": git_commit(),
-                  "poisoned_concepts": exp.c_ps, "seeds": exp.seeds}
-    manifest.update({"command": invocation["command"], "started": manifest.get("started", now),
-                     "invocations": [*manifest.get("invocations", []), invocation],
-                     "preset": asdict(exp.preset), "scenario": exp.scenario, "poisoned_concepts": exp.c_ps,
-                     "poison_per_concept": exp.p, "targets": exp.targets, "seeds": exp.seeds,
-                     "pretrained": str(exp.pretrained[0].path) if exp.pretrained else None,
-                     "judge": str(exp.judge.resolve()) if exp.judge else None,
-                     "versions": package_versions(VERSIONED), "git_commit": invocation["git_commit"],
-                     "processes": process_count()})
+    record_invocation(manifest, exp)
     if main_proc:
         write_manifest(out / "manifest.json", manifest)
     with main_process_first():  # created once the output folder is known to be this run's
