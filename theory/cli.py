@@ -9,6 +9,7 @@ from here (``theory`` is the one package both may depend on), so the behaviour i
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from typing import TYPE_CHECKING, Callable, NoReturn, Sequence
 
@@ -22,9 +23,42 @@ class InputError(ValueError):
     """Invalid user input: the message names the argument or file and what was expected."""
 
 
+#: The largest magnitude an integer option takes (int64): a larger one is a usage error at parse time, before it
+#: reaches numpy or torch (which cannot hold it).
+MAX_INT_OPTION = 2**63 - 1
+
+
+def int_arg(value: str) -> int:
+    """An argparse ``type`` for integer options: a whole number of at most :data:`MAX_INT_OPTION` in magnitude
+    (``argparse`` gives one line naming the option otherwise)."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if abs(number) > MAX_INT_OPTION:
+        raise argparse.ArgumentTypeError(f"{value} is too large (at most {MAX_INT_OPTION:,} in magnitude)")
+    return number
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose usage errors are a single line on stderr and exit status 2; every parser
-    has ``--debug`` (show the traceback of an unexpected error, see :func:`run_main`)."""
+    has ``--debug`` (show the traceback of an unexpected error, see :func:`run_main`). Integer options
+    (``type=int``) are bounded (:func:`int_arg`), so no option of any size reaches the code unchecked."""
+
+    def add_argument(self, *args, **kwargs):  # noqa: D102 - argparse API
+        if kwargs.get("type") is int:
+            kwargs["type"] = int_arg
+        return super().add_argument(*args, **kwargs)
+
+    def add_argument_group(self, *args, **kwargs):  # noqa: D102 - argparse API
+        group = super().add_argument_group(*args, **kwargs)
+        _bound_ints(group)
+        return group
+
+    def add_mutually_exclusive_group(self, *args, **kwargs):  # noqa: D102 - argparse API
+        group = super().add_mutually_exclusive_group(*args, **kwargs)
+        _bound_ints(group)
+        return group
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -46,6 +80,18 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:  # noqa: D401 - argparse API
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _bound_ints(group: argparse._ActionsContainer) -> None:
+    """Give an argument group the parser's bounded integer options (:func:`int_arg`)."""
+    plain = group.add_argument
+
+    def add_argument(*args, **kwargs):
+        if kwargs.get("type") is int:
+            kwargs["type"] = int_arg
+        return plain(*args, **kwargs)
+
+    group.add_argument = add_argument  # type: ignore[method-assign]
 
 
 def dry_run(args: argparse.Namespace, prog: str, plan: dict) -> bool:
@@ -71,6 +117,7 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     line naming it and exit 1 — with its full traceback when ``--debug`` is given.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    safe_console()
     try:
         status = main(argv)
     except InputError as exc:
@@ -81,6 +128,20 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except KeyboardInterrupt:
         sys.stderr.write(f"\n{prog}: interrupted; finished results are kept (long jobs resume when rerun)\n")
         sys.exit(130)
+    except RecursionError:
+        sys.stderr.write(f"{prog}: error: an input is nested too deeply to read; finished results are kept\n")
+        sys.exit(EXIT_USAGE)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            if "--debug" in args:
+                raise
+            sys.stderr.write(f"{prog}: error: unexpected {type(exc).__name__}: {first_line(exc)} "
+                             "(rerun with --debug for the traceback)\n")
+            sys.exit(1)
+        where = f" writing {exc.filename}" if exc.filename else ""
+        sys.stderr.write(f"{prog}: error: {exc.strerror or exc}{where}; finished results are kept (free space or "
+                         "use another --out, then rerun to resume)\n")
+        sys.exit(1)
     except MemoryError:
         sys.stderr.write(f"{prog}: error: out of memory; finished results are kept (use smaller settings)\n")
         sys.exit(1)
@@ -91,6 +152,28 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
                          "(rerun with --debug for the traceback)\n")
         sys.exit(1)
     sys.exit(status)
+
+
+def safe_console() -> None:
+    """Make the console unable to fail a run: text that the console's encoding cannot show (``LC_ALL=C``,
+    ``PYTHONIOENCODING=ascii``) is printed with replacement characters instead of raising; every warning is one
+    line (``file:line: Category: message``, never the source line it was raised from). Files are written as UTF-8
+    by their writers, whatever the console."""
+    import warnings
+
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="replace")
+            except (ValueError, OSError):  # a closed or detached stream: nothing to protect
+                pass
+    warnings.formatwarning = _one_line_warning
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001 - warnings API
+    text = " ".join(str(message).split())
+    return f"warning: {text}\n"
 
 
 def path_arg(value: str) -> "Path":

@@ -25,7 +25,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from theory.cli import InputError
 
-__all__ = ["COLUMN_ALIASES", "ResultsTable", "atomic_path", "atomic_write_text", "check_new_folder", "claim_run_folder", "current_column", "read_csv_rows", "ensure_writable_dir", "write_folder_atomically", "git_commit", "package_versions",
+__all__ = ["COLUMN_ALIASES", "LOCK_NAME", "MADE_MARK", "ResultsTable", "atomic_path", "check_output_file",
+           "check_replaceable", "hold_output", "made_by_us", "atomic_write_text", "check_new_folder", "claim_run_folder", "current_column", "read_csv_rows", "ensure_writable_dir", "write_folder_atomically", "git_commit", "package_versions",
            "read_table", "save_npz_atomically", "utc_now", "write_manifest", "command_line"]
 
 
@@ -33,50 +34,110 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+#: The file inside every folder this toolkit moves into place (:func:`atomic_path`): only a folder holding it is
+#: ever replaced or removed by the toolkit — a folder a user made is never deleted.
+MADE_MARK = ".made-by-implosion-toolkit"
+
+
+def made_by_us(folder: Path) -> bool:
+    """Whether ``folder`` is a folder this toolkit made (it holds :data:`MADE_MARK`; a symlink never is)."""
+    folder = Path(folder)
+    return folder.is_dir() and not folder.is_symlink() and (folder / MADE_MARK).is_file()
+
+
+def check_replaceable(path: Path, *, name: str = "output") -> Path:
+    """``path`` as a place :func:`atomic_path` may write: nothing there, a file, or a folder this toolkit made.
+    A folder it did not make, or a symlink to a folder, is an InputError naming it (checked before any work)."""
+    path = Path(path)
+    if path.is_symlink() and path.is_dir():
+        raise InputError(f"{name} {path} is a symlink to a folder; give the folder itself or another path")
+    if path.is_dir() and not made_by_us(path):
+        raise InputError(f"{name} {path} is a folder this toolkit did not make; it is never replaced (move it or "
+                         "give another path)")
+    return path
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path`` for any writer (a figure, an .npz, a safetensors file, a saved model
-    folder): when the block ends without error it replaces ``path`` (a folder there is removed first), otherwise it
-    is deleted — a failure or a kill never leaves a half-written ``path``. The temporary name keeps ``path``'s
-    suffix, so writers that add one (``np.savez``) do not add it twice."""
+    folder): when the block ends without error it replaces ``path``, otherwise it is deleted — a failure or a kill
+    never leaves a half-written ``path``. The temporary name keeps ``path``'s suffix, so writers that add one
+    (``np.savez``) do not add it twice. A folder written this way gets :data:`MADE_MARK`; a folder standing at
+    ``path`` is replaced only when it has that mark (:func:`check_replaceable`), and a file never replaces a
+    folder — what the toolkit did not make is never removed."""
     import shutil
 
     path = Path(path)
+    check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
     try:
         yield tmp
-        if path.is_dir() and not path.is_symlink():
+        if tmp.is_dir() and not tmp.is_symlink():
+            (tmp / MADE_MARK).touch()
+        check_replaceable(path)  # again: something may have appeared there while the writer worked
+        if path.is_dir():
+            if not tmp.is_dir():
+                raise InputError(f"{path} is a folder; a file is never written over it")
             shutil.rmtree(path)
         os.replace(tmp, path)
     finally:
-        if tmp.is_dir():
+        if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
 
 
+def check_output_file(path: Path, *, name: str) -> Path:
+    """``path`` as a file to be written later (validated before any work, nothing created): not a folder or a
+    symlink to one, and its nearest existing ancestor a writable folder (proved by creating and removing a probe
+    file there, so read-only file systems and /proc are found too). InputError naming ``name`` otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{name} {path} is a folder; give a file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"{name} {path} is not writable")
+    _probe_writable(path.parent, name, path)
+    return path
+
+
+def _probe_writable(folder: Path, name: str, target: Path) -> None:
+    """The nearest existing ancestor of ``folder`` must be a writable folder (a probe file is created and removed;
+    nothing is left)."""
+    folder = Path(os.path.abspath(folder))
+    while not folder.exists() and folder != folder.parent:
+        if folder.is_symlink():  # a dangling link
+            raise InputError(f"{name} {target}: {folder} is a broken symlink")
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"{name} {target}: {folder} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"{name} {target}: {folder} is not writable ({exc.strerror or exc})") from None
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path``, flushed to disk, via :func:`atomic_path` (a temporary file, then a rename)."""
-    with atomic_path(Path(path)) as tmp, open(tmp, "w") as fh:
+    with atomic_path(Path(path)) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
 
 
 def check_new_folder(folder: Path, *, name: str = "--out") -> Path:
-    """``folder`` as a place for a new folder: absent, or an empty folder, below a writable one (InputError
-    naming the problem otherwise). Nothing is created."""
+    """``folder`` as a place for a new folder: absent, or an empty folder (not a symlink), below a writable one
+    (InputError naming the problem otherwise). Nothing is created."""
     folder = Path(folder)
+    if folder.is_symlink():
+        raise InputError(f"{name} {folder} is a symlink; give a new folder's own path")
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{name} {folder} is a file, not a folder")
     if folder.exists() and any(folder.iterdir()):
         raise InputError(f"{name} {folder} is not an empty folder: it exists and is not empty")
-    parent = folder.resolve().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"cannot write {folder}: {parent} is not writable")
+    _probe_writable(folder.parent, name, folder)
     return folder
 
 
@@ -84,9 +145,64 @@ def write_folder_atomically(folder: Path, build: Callable[[Path], None], *, name
     """Build a new folder with ``build(tmp)`` beside ``folder`` and move it in with one rename (:func:`atomic_path`):
     a failure or a kill leaves no half-written folder. ``folder`` must pass :func:`check_new_folder`."""
     folder = check_new_folder(folder, name=name)
+    if folder.is_dir():  # the empty folder given: ours to fill
+        folder.rmdir()
     with atomic_path(folder) as tmp:
         build(tmp)
     return folder
+
+
+#: The lock file of an output folder held by a running writer (:func:`hold_output`).
+LOCK_NAME = ".implosion-lock"
+
+
+@contextmanager
+def hold_output(path: Path, *, name: str = "--out", folder: bool = True) -> Iterator[Path]:
+    """Hold ``path`` — an output folder (``folder``), or an output file — for this process alone while the block
+    runs: an exclusive ``flock`` on ``path/.implosion-lock`` (for a file, ``.NAME.implosion-lock`` beside it),
+    taken before anything else is written there. A second writer, of the same setting or another, is refused
+    with an InputError naming the folder and the holder (its pid, host, command and start). The operating system
+    releases the lock of a process that dies, so a killed run's leftover lock file is taken over (with a note on
+    stderr). The folder is created (:func:`ensure_writable_dir`) only once every argument has been checked, so a
+    refusal before it leaves nothing behind; the lock file is removed when the block ends."""
+    import fcntl
+    import socket
+
+    path = Path(path)
+    where = ensure_writable_dir(path, name=name) if folder else ensure_writable_dir(path.parent, name=name)
+    lock = where / LOCK_NAME if folder else where / f".{path.name}{LOCK_NAME}"
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 4096).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise InputError(f"{name} {path} is in use by another run ({' '.join(holder.split())}); wait for it "
+                             f"to finish or use another {name}") from None
+        try:  # the file may have been removed (its holder finished) between our open and our lock: start again
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    old = os.read(fd, 4096).decode("utf-8", "replace").strip()
+    if old:
+        sys.stderr.write(f"note: {path} was held by a run that no longer runs ({' '.join(old.split())}); taken over\n")
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {utc_now()}: {command_line()}\n"
+             .encode("utf-8", "replace"))
+    os.fsync(fd)
+    try:
+        yield path
+    finally:
+        try:
+            os.unlink(lock)
+        except OSError:
+            pass
+        os.close(fd)  # releases the lock
 
 
 def save_npz_atomically(path: Path, **arrays: Any) -> None:
@@ -102,6 +218,7 @@ def ensure_writable_dir(path: Path, *, name: str = "--out") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"{name} {path} exists and is not a folder")
+    _probe_writable(path.parent if not path.exists() else path, name, path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=path)
@@ -171,9 +288,36 @@ def current_column(name: str) -> str:
 
 
 def read_csv_rows(path: Path) -> list[dict[str, str]]:
-    """Every row of a CSV file with a header, columns renamed to today's vocabulary (:func:`current_column`)."""
-    with open(path, newline="") as fh:
-        return [{current_column(k): v for k, v in row.items()} for row in csv.DictReader(fh)]
+    """Every row of a CSV file with a header, columns renamed to today's vocabulary (:func:`current_column`).
+    A file that cannot be read as UTF-8 CSV (a folder, bytes that are not UTF-8, a field over the CSV reader's
+    limit, a row with more or fewer fields than the header) is an InputError naming the file and line."""
+    path = Path(path)
+    rows: list[dict[str, str]] = []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            for row in reader:
+                if None in row or any(v is None for v in row.values()):
+                    got = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
+                    raise InputError(f"{path} line {reader.line_num} is damaged ({got} fields for the header's "
+                                     f"{len(reader.fieldnames or [])})")
+                rows.append({current_column(k): v for k, v in row.items()})
+    except InputError:
+        raise
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: cannot read this table ({_why(exc)})") from None
+    return rows
+
+
+def _why(exc: BaseException) -> str:
+    """A short reason for a reader's failure: what a one-line error says of it."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"byte {exc.start} is not UTF-8"
+    if isinstance(exc, IsADirectoryError):
+        return "it is a folder"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def read_table(path: Path, columns: Sequence[str] | None) -> list[dict[str, str]]:
@@ -183,15 +327,28 @@ def read_table(path: Path, columns: Sequence[str] | None) -> list[dict[str, str]
     guessing, so nothing computed is lost."""
     if not path.exists():
         return []
-    raw = path.read_bytes()
+    if not path.is_file():
+        raise InputError(f"{path} is not a file (a folder?); use another --out")
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read this results table ({_why(exc)}); use another --out") from None
     if not raw:
         return []
     if not raw.endswith(b"\n"):
         cut = raw.rfind(b"\n") + 1
         with open(path, "r+b") as fh:
             fh.truncate(cut)
-        raw = raw[:cut]
-    reader = csv.DictReader(io.StringIO(raw.decode()))
+        text = raw[:cut].decode("utf-8")
+    try:
+        return _table_rows(path, text, columns)
+    except csv.Error as exc:
+        raise InputError(f"{path}: damaged results table ({_why(exc)}); use another --out") from None
+
+
+def _table_rows(path: Path, text: str, columns: Sequence[str] | None) -> list[dict[str, str]]:
+    reader = csv.DictReader(io.StringIO(text))
     if reader.fieldnames is None:
         return []
     reader.fieldnames = [current_column(k) for k in reader.fieldnames]
@@ -241,7 +398,7 @@ class ResultsTable:
         if not rows:
             return
         new = not self.path.exists() or self.path.stat().st_size == 0
-        with open(self.path, "a", newline="") as fh:
+        with open(self.path, "a", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=self.columns, lineterminator="\n")
             if new:
                 writer.writeheader()
@@ -257,12 +414,16 @@ def _rename_old_columns(path: Path) -> None:
     are kept byte for byte."""
     if not path.exists() or not path.stat().st_size:
         return
-    raw = path.read_bytes()
+    raw = path.read_bytes() if path.is_file() else b""
     head, sep, body = raw.partition(b"\n")
-    header = next(csv.reader([head.decode()]), [])
+    try:
+        header = next(csv.reader([head.decode("utf-8")]), [])
+        rest = body.decode("utf-8")
+    except (UnicodeDecodeError, csv.Error):
+        return  # read_table names the damage
     renamed = [current_column(k) for k in header]
     if renamed != header and sep:
-        atomic_write_text(path, ",".join(renamed) + "\n" + body.decode())
+        atomic_write_text(path, ",".join(renamed) + "\n" + rest)
 
 
 def _upgrade(path: Path, columns: list[str], fill: Callable[[dict[str, str]], dict[str, Any]]) -> None:
@@ -270,7 +431,7 @@ def _upgrade(path: Path, columns: list[str], fill: Callable[[dict[str, str]], di
     if not path.exists() or not path.stat().st_size:
         return
     rows = read_table(path, None)
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8") as fh:
         header = next(csv.reader(fh), [])
     if header == columns or not set(header) < set(columns):
         return
@@ -323,9 +484,10 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"{path} is unreadable ({type(exc).__name__}: {exc}); use another --out") from None
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        why = "nested too deeply" if isinstance(exc, RecursionError) else _why(exc)
+        raise InputError(f"{path} is unreadable ({why}); use another --out") from None
     if not isinstance(manifest, dict):
         raise InputError(f"{path} is not a manifest (a JSON {type(manifest).__name__}, not an object); "
                          "use another --out")

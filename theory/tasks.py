@@ -48,14 +48,19 @@ class TaskRecord:
     results depend on). Opening a folder that records another computation is an InputError naming the difference;
     the caller removes the folder once the computation's own output is written."""
 
+    #: The file naming the computation a record folder holds (its presence marks the folder as a record).
+    HEAD = "identity.json"
+
     def __init__(self, folder: Path, identity: dict[str, Any]):
         self.folder = Path(folder)
         self.identity = json.loads(json.dumps(identity, default=str))
-        head = self.folder / "identity.json"
+        head = self.folder / self.HEAD
         if head.is_file():
             try:
-                old = json.loads(head.read_text())
-            except (OSError, ValueError) as exc:
+                old = json.loads(head.read_text(encoding="utf-8"))
+                if not isinstance(old, dict):
+                    raise ValueError(f"a JSON {type(old).__name__}, not an object")
+            except (OSError, ValueError, RecursionError) as exc:
                 raise InputError(f"{head}: unreadable record of finished tasks ({exc}); remove {self.folder}") from None
             if old != self.identity:
                 diff = sorted(k for k in set(old) | set(self.identity) if old.get(k) != self.identity.get(k))
@@ -69,8 +74,8 @@ class TaskRecord:
         """The JSON value noted under ``name`` (e.g. how the work was cut into tasks), or None."""
         path = self.folder / f"{name}.json"
         try:
-            return json.loads(path.read_text()) if path.is_file() else None
-        except (OSError, ValueError) as exc:
+            return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        except (OSError, ValueError, RecursionError) as exc:
             raise InputError(f"{path}: unreadable ({exc}); remove {self.folder}") from None
 
     def write_note(self, name: str, value: Any) -> None:

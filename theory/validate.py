@@ -22,9 +22,10 @@ def check_scalar(value: Any, name: str, *, low: float | None = None, high: float
     ``check_scalar``, for every knob of the toolkit)."""
     kind = "an integer" if integer else "a number"
     bad = isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
-    if not bad and integer and not float(value).is_integer():
+    if not bad and integer and not isinstance(value, (int, np.integer)) and not float(value).is_integer():
         bad = True
-    if bad or not np.isfinite(value):
+    # a Python int of any size is finite (np.isfinite cannot take one beyond int64)
+    if bad or (not isinstance(value, (int, np.integer)) and not np.isfinite(value)):
         raise InputError(f"{name} must be {kind}, finite, got {value!r}")
     lo_ok = low is None or (value > low if low_open else value >= low)
     hi_ok = high is None or (value < high if high_open else value <= high)
