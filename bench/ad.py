@@ -143,7 +143,7 @@ def main() -> None:
     report = "\n".join(lines)
     print("\n" + report)
     if args.markdown:
-        args.markdown.write_text(report + "\n")
+        args.markdown.write_text(report + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def main() -> int:
                              "ours_img_s": args.steps * bs / mo, "ratio": mp / mo,
                              "precompute_s": info["precompute_s"]},
               "total_s": total}
-    (args.out / "gpu_check.json").write_text(json.dumps(result, indent=1))
+    (args.out / "gpu_check.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     t = result["throughput"]
     table = "\n".join([
         f"### bench/gpu_check.py on {name} (torch {torch.__version__}, preset {base.name}, {total / 60:.1f} min)",
@@ -124,7 +124,7 @@ def main() -> int:
         f"| plain diffusers-style | {mp:.2f} | {args.steps / mp:.2f} | {t['plain_img_s']:.0f} |",
         f"| ours | {mo:.2f} | {args.steps / mo:.2f} | {t['ours_img_s']:.0f} |",
         f"| ratio ours/plain | | | **{t['ratio']:.2f}×** |", ""])
-    (args.out / "gpu_check.md").write_text(table)
+    (args.out / "gpu_check.md").write_text(table, encoding="utf-8")
     print(table)
     return 0 if check["loss_falls"] and check["beats_chance"] else 1
 

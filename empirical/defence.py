@@ -3,6 +3,8 @@ training mixes of an experiment, scored against their known poisons, without tra
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -60,14 +62,10 @@ def main(argv=None) -> int:
     plus the plan's poisons), embeds it with the judge, ranks pairs by their share of AD and scores the ranking
     against the known poisons (:func:`detect_in_mix`). Prints one line per mix and writes ``OUT/detection.csv``
     (AP, precision@k, base rate, AD) and ``OUT/pr-<type>-cp<C_P>-s<seed>.csv`` (the precision–recall curve)."""
-    import sys
-
-    from empirical.assets import prepare_assets
     from empirical.poison_kinds import POISON_KINDS
-    from empirical.poisons import make_plan
     from empirical.presets import default_poisoned_concepts, get_preset, with_overrides
     from theory.cli import dry_run, parse_int_list, parse_seeds
-    from theory.records import atomic_write_text, csv_text, ensure_writable_dir
+    from theory.records import command_line, ensure_writable_dir, git_commit, hold_output, utc_now, write_manifest
 
     args = _parser().parse_args(argv)
     preset = get_preset(args.preset)
@@ -86,8 +84,43 @@ def main(argv=None) -> int:
     if dry_run(args, "python -m empirical.defence", {"preset": preset.name, "C_P": c_ps, "p": p, "poison types": types,
                                                      "seeds": seeds, "out": args.out}):
         return 0
-    out = ensure_writable_dir(args.out)
-    cache = ensure_writable_dir(args.cache, name="--cache")
+    setting = {"preset": asdict(preset), "poison_types": types, "poisoned_concepts": c_ps, "poison_per_concept": p,
+               "seeds": seeds}
+    claim_detection_folder(args.out, setting)  # refused here, before anything is created
+    with hold_output(args.out):
+        manifest = claim_detection_folder(args.out, setting)
+        manifest.update(tool="empirical.defence", command=command_line(), started=utc_now(), git_commit=git_commit())
+        write_manifest(args.out / "manifest.json", manifest)
+        _detect(args.out, preset, types, c_ps, p, seeds, ensure_writable_dir(args.cache, name="--cache"))
+        manifest["finished"] = utc_now()
+        write_manifest(args.out / "manifest.json", manifest)
+    return 0
+
+
+def claim_detection_folder(out: Path, setting: dict) -> dict:
+    """``out``'s manifest claimed for this detection ``setting`` (:func:`theory.records.claim_run_folder`): a
+    folder holding another setting's detection.csv (or one without a manifest) is refused, naming the
+    difference, so two settings' curves never lie side by side."""
+    from theory.records import claim_run_folder
+
+    def differ(old: dict, new: dict) -> str:
+        return ", ".join(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)))
+
+    return claim_run_folder(out, "setting", json.loads(json.dumps(setting, default=str)),
+                            has_results=(out / "detection.csv").exists(), difference=differ,
+                            refusal=lambda d: f"{out} holds detection results of another setting ({d}); use another "
+                                              "--out")
+
+
+def _detect(out: Path, preset, types: list[str], c_ps: list[int], p: int, seeds: list[int], cache: Path) -> None:
+    """Every (seed, poison type, C_P) mix embedded and ranked; one line each on stdout, the curves and
+    ``detection.csv`` written into ``out``."""
+    import sys
+
+    from empirical.assets import prepare_assets
+    from empirical.poisons import make_plan
+    from theory.records import atomic_write_text, csv_text
+
     assets = prepare_assets(preset, cache, log=lambda m: print(m, file=sys.stderr, flush=True))
     rows = []
     print("seed  poison      C_P  pairs  poisons  AD      AP     P@k    base rate")
@@ -101,9 +134,8 @@ def main(argv=None) -> int:
             curve = "precision,recall\n" + "".join(f"{a:.6f},{b:.6f}\n" for a, b in zip(d.precision, d.recall))
             atomic_write_text(out / f"pr-{t}-cp{c_p}-s{s}.csv", curve)
     if (out / "detection.csv").exists():
-        print(f"replacing {out / 'detection.csv'}", file=sys.stderr)
+        print(f"replacing {out / 'detection.csv'} (the same setting)", file=sys.stderr)
     atomic_write_text(out / "detection.csv", csv_text(rows) if rows else "seed\n")
-    return 0
 
 
 def cli() -> None:

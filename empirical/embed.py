@@ -40,7 +40,7 @@ from empirical.folder_data import FolderFormat, metadata_file
 from empirical.mix_embedding import add_mix_options, check_mix_options, embed_mix
 from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
 from theory.validate import check_scalar
-from theory.records import DAMAGE, atomic_path, discard_damaged, ensure_writable_dir
+from theory.records import DAMAGE, atomic_path, check_output_file, discard_damaged, hold_output
 
 
 class ClipEmbedder:
@@ -85,6 +85,7 @@ def load_embedder(judge: Path | None, preset_name: str, cache: Path, device: str
         if not judge.is_dir():
             raise InputError(f"--judge {judge} is not a folder")
         if (judge / "judge.json").is_file():
+            Judge.read_meta(judge)  # a damaged judge is named before the text encoder loads
             j = Judge.load(judge, TextEncoder(device=device), device=device)
             return JudgeEmbedder(j, j.image_size, f"judge:{judge.resolve()}")
         return ClipEmbedder(judge, device)
@@ -251,7 +252,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "the preset's clean pairs" if args.builtin else args.folder),
             "judge": args.judge or f"the {args.preset} preset's", "out": args.out, "device": args.device}):
         return 0
-    ensure_writable_dir(args.out.parent, name="--out folder")
+    check_output_file(args.out, name="--out")
+    with hold_output(args.out, folder=False):  # one writer of this file (and its resume checkpoint) at a time
+        return _embed(args)
+
+
+def _embed(args) -> int:
+    """The embedding proper, once ``args.out`` is held."""
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     if args.mix:
         arrays = embed_mix(args, args.cache, log=log)

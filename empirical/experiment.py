@@ -23,6 +23,7 @@ from empirical.layout import ATTENTION_COLUMNS, COLUMNS, KINDS, PER_CONCEPT_COLU
 from empirical.presets import Preset
 from empirical.processes import is_main_process, main_process_first, process_count, wait_for_everyone
 from theory.records import ResultsTable, atomic_write_text, claim_run_folder, command_line, ensure_writable_dir, \
+    hold_output, \
     git_commit, package_versions, utc_now, write_manifest
 
 #: Packages whose versions every manifest records.
@@ -150,7 +151,16 @@ def record_invocation(manifest: dict, exp: Experiment) -> None:
 def run_experiment(exp: Experiment, *, log: Callable[[str], None] = lambda m: None,
                    progress: bool = False) -> list[dict[str, str]]:
     """Run every point of ``exp`` not yet done in ``exp.out``; returns the folder's results rows (empty on
-    processes > 0 of a multi-process launch: :mod:`empirical.processes`)."""
+    processes > 0 of a multi-process launch: :mod:`empirical.processes`). Process 0 holds the folder for the
+    whole run (:func:`theory.records.hold_output`): a second command writing there is refused."""
+    import contextlib
+
+    with hold_output(exp.out) if is_main_process() else contextlib.nullcontext():
+        return _run_points(exp, log=log, progress=progress)
+
+
+def _run_points(exp: Experiment, *, log: Callable[[str], None], progress: bool) -> list[dict[str, str]]:
+    """:func:`run_experiment` in the held folder."""
     from empirical.assets import prepare_assets
     from empirical.evaluate import concept_similarity
     from empirical.point import run_point

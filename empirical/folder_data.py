@@ -35,6 +35,8 @@ from theory.captions import concept_of_captions
 from theory.cli import InputError
 
 METADATA_NAMES: tuple[str, ...] = ("metadata.jsonl", "metadata.csv")
+#: The longest caption read (the CSV reader's own field limit): a longer one skips its line.
+MAX_CAPTION = 131_072
 
 
 @dataclass(frozen=True)
@@ -59,19 +61,25 @@ def metadata_file(folder: Path) -> Path:
 
 def _rows(meta: Path) -> Iterator[tuple[int, object]]:
     """(line number, parsed row or None when unparsable) for every non-empty data line of ``meta``."""
-    with open(meta, encoding="utf-8", errors="replace", newline="") as fh:
+    with open(meta, encoding="utf-8-sig", errors="replace", newline="") as fh:  # -sig: Excel's BOM is no column
         if meta.suffix == ".csv":
             reader = csv.DictReader(fh)
-            for row in reader:
-                if any((v or "").strip() for v in row.values()):
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error:  # e.g. a field over the CSV reader's limit: that line only
+                    yield reader.line_num, None
+                    continue
+                if any((v or "").strip() for v in row.values() if isinstance(v, str)):
                     yield reader.line_num, {k: v for k, v in row.items() if k is not None}
-            return
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
                 yield lineno, json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):  # not JSON, or nested too deeply to read
                 yield lineno, None
 
 
@@ -133,17 +141,23 @@ def iter_image_folder(folder: Path, *, size: int | None = None, after_line: int 
             report.add(f"lack '{fmt.caption_column}'" if text is None else
                        f"have a '{fmt.caption_column}' that is not text", lineno)
             continue
+        if len(text) > MAX_CAPTION:
+            report.add(f"have captions over {MAX_CAPTION:,} characters", lineno)
+            continue
         if not isinstance(name, str):
             report.add(f"lack '{fmt.image_column}'" if name is None else
                        f"have a '{fmt.image_column}' that is not text", lineno)
             continue
         try:
             path = (base / name).resolve()
-        except (OSError, ValueError):  # e.g. a NUL byte in the name
+        except (OSError, ValueError, RuntimeError):  # a NUL byte in the name; a symlink loop
             report.add("name no usable file", lineno)
             continue
         if root not in path.parents:
             report.add("point outside the folder", lineno)
+            continue
+        if path.exists() and not path.is_file():  # a folder, or a FIFO / device that would block the read
+            report.add("name no regular file", lineno)
             continue
         try:
             with Image.open(path) as im:
@@ -192,7 +206,10 @@ def folder_key(folder: Path, fmt: FolderFormat) -> str:
     h = hashlib.sha256(meta.read_bytes())
     h.update(json.dumps([fmt.image_column, fmt.caption_column]).encode())
     for f in sorted(p for p in meta.parent.rglob("*") if p.is_file() and p != meta):
-        st = f.stat()
+        try:
+            st = f.stat()
+        except OSError:  # vanished, or a link that cannot be followed: not part of the data
+            continue
         h.update(f"{f.relative_to(meta.parent)}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]
 

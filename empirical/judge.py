@@ -167,6 +167,24 @@ class Judge(ZeroShot):
                 "text_dim": self.text.dim, "image_size": getattr(self, "image_size", None)}
         atomic_write_text(folder / "judge.json", json.dumps(meta, indent=1))
 
+    @staticmethod
+    def read_meta(folder: Path) -> tuple[dict, "JudgeConfig"]:
+        """``folder/judge.json`` read and checked (an object with its config, concept names, temperature and text
+        width): (the record, its :class:`JudgeConfig`); InputError naming the folder and the problem otherwise —
+        before any model is built."""
+        try:
+            meta = json.loads((Path(folder) / "judge.json").read_text(encoding="utf-8"))
+            if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+                raise ValueError("judge.json is not an object with a 'config' object")
+            names = meta["names"]
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ValueError("'names' is not a list of concept names")
+            float(meta["log_temp"]), int(meta["text_dim"])
+            return meta, JudgeConfig(**meta["config"])
+        except DAMAGE + (RecursionError,) as exc:
+            raise InputError(f"{folder} holds no readable judge ({type(exc).__name__}: {first_line(exc)[:200]})") \
+                from None
+
     @classmethod
     def load(cls, folder: Path, text_encoder: TextEncoder, *, device: str = "cpu") -> "Judge":
         """Load a judge written by :meth:`save` (safetensors; no pickle)."""
@@ -175,12 +193,17 @@ class Judge(ZeroShot):
         folder = Path(folder)
         if not (folder / "judge.json").is_file() or not (folder / "judge.safetensors").is_file():
             raise InputError(f"{folder} does not hold a judge (judge.json + judge.safetensors)")
-        meta = json.loads((folder / "judge.json").read_text())
-        cfg = JudgeConfig(**meta["config"])
-        modules = _build_judge_modules(cfg, int(meta["text_dim"]))
-        modules.load_state_dict(load_file(str(folder / "judge.safetensors")))
+        meta, cfg = cls.read_meta(folder)
+        names = meta["names"]
+        try:
+            modules = _build_judge_modules(cfg, int(meta["text_dim"]))
+            modules.load_state_dict(load_file(str(folder / "judge.safetensors")))
+            log_temp = float(meta["log_temp"])
+        except DAMAGE + (RecursionError,) as exc:  # bad JSON, missing / extra fields, truncated or other weights
+            raise InputError(f"{folder} holds no readable judge ({type(exc).__name__}: {first_line(exc)[:200]})") \
+                from None
         modules.to(device)
-        judge = cls(modules, float(meta["log_temp"]), meta["names"], text_encoder, cfg)
+        judge = cls(modules, log_temp, names, text_encoder, cfg)
         judge.image_size = meta.get("image_size")
         return judge
 
@@ -195,8 +218,9 @@ def load_clip(folder: Path, *, device: str = "cpu"):
         raise InputError(f"{folder} is not a folder (a local CLIP model folder is expected)")
     cfg = folder / "config.json"
     try:
-        model_type = json.loads(cfg.read_text()).get("model_type") if cfg.is_file() else None
-    except ValueError:
+        config = json.loads(cfg.read_text(encoding="utf-8")) if cfg.is_file() else None
+        model_type = config.get("model_type") if isinstance(config, dict) else None
+    except (OSError, ValueError, RecursionError):
         model_type = None
     if model_type != "clip":
         raise InputError(f"{folder} is not a CLIP model folder (config.json with model_type 'clip')")
@@ -207,8 +231,8 @@ def load_clip(folder: Path, *, device: str = "cpu"):
     try:
         model = CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True).to(device)
         processor = CLIPProcessor.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot load CLIP from {folder}: {first_line(exc)}") from None
+    except DAMAGE + (IndexError, ZeroDivisionError) as exc:  # truncated weights, impossible config values
+        raise InputError(f"cannot load CLIP from {folder}: {type(exc).__name__}: {first_line(exc)[:200]}") from None
     return model.eval().requires_grad_(False), processor
 
 

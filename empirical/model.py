@@ -230,9 +230,13 @@ def check_pipeline_folder(folder: Path, variant: str | None = None) -> None:
     if not index.is_file():
         raise InputError(f"{folder} is not a diffusers pipeline folder (no model_index.json)")
     try:
-        json.loads(index.read_text())
+        entries = json.loads(index.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise InputError(f"{index} is not valid JSON ({exc.msg})") from None
+    except (UnicodeDecodeError, RecursionError):
+        raise InputError(f"{index} is not readable JSON (not UTF-8, or nested too deeply)") from None
+    if not isinstance(entries, dict):
+        raise InputError(f"{index} is not a JSON object (a JSON {type(entries).__name__}): the folder is damaged")
     for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
         if not (folder / part).is_dir():
             raise InputError(f"{folder} has no {part}/ component")
@@ -253,8 +257,8 @@ def check_pipeline_folder(folder: Path, variant: str | None = None) -> None:
     for part in ("unet", "vae", "text_encoder", "scheduler"):
         for cfg in (folder / part).glob("*config.json"):
             try:
-                ok = isinstance(json.loads(cfg.read_text()), dict)
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                ok = isinstance(json.loads(cfg.read_text(encoding="utf-8")), dict)
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
                 ok = False
             if not ok:
                 raise InputError(f"{cfg} is not a JSON object: the folder is damaged")
@@ -283,8 +287,9 @@ def load_pipeline(folder: Path, *, device: str = "cpu", variant: str | None = No
         pipe = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True, use_safetensors=True,
                                                        variant=variant, dtype=torch.float32,
                                                        safety_checker=None, requires_safety_checker=False)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
-        # a truncated or inconsistent checkpoint (safetensors header, shapes, missing keys)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, IndexError,
+            ZeroDivisionError) as exc:
+        # a truncated or inconsistent checkpoint (safetensors header, shapes, missing keys, impossible config values)
         raise InputError(f"cannot load the pipeline in {folder}: {type(exc).__name__}: {first_line(exc)[:300]}") from None
     finally:
         diffusers_logging.enable_progress_bar()

@@ -102,7 +102,7 @@ class LossLog:
         self.path, self.every = Path(path), every
         self.loss: dict[int, float] = {}
         if self.path.is_file():
-            for line in self.path.read_text().splitlines()[1:]:
+            for line in self.path.read_text(encoding="utf-8").splitlines()[1:]:
                 try:
                     step, value = line.split(",")
                     self.loss[int(step)] = float(value)

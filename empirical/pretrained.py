@@ -99,7 +99,7 @@ def write_clip_tokenizer(folder: Path, *, max_length: int = 77) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     vocab, merges = clip_vocab_and_merges()
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
     tok = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length,
                         pad_token="<|endoftext|>")
@@ -172,6 +172,7 @@ def load_base(path: Path, *, device: str = "cpu", variant: str | None = None) ->
     if not path.is_dir():
         raise InputError(f"--pretrained {path} is not a folder (a diffusers Stable Diffusion folder is expected)")
     pipe = load_pipeline(path, device=device, variant=variant)
+    check_base_config(pipe, path)
     if getattr(pipe.text_encoder.config, "model_type", "") != "clip_text_model":
         raise InputError(f"{path / 'text_encoder'} is not a CLIP text encoder "
                          f"(model_type {getattr(pipe.text_encoder.config, 'model_type', None)!r})")
@@ -185,6 +186,29 @@ def load_base(path: Path, *, device: str = "cpu", variant: str | None = None) ->
     key = content_key(path) + (f"-{variant}" if variant else "")
     base = PretrainedBase(path.resolve(), dict(pipe.unet.config), state, dict(pipe.scheduler.config), size, key)
     return base, pipe.vae.eval().requires_grad_(False), te
+
+
+def check_base_config(pipe, path: Path) -> None:
+    """The loaded folder's config values a run depends on must be usable (checked at load, before any work): the
+    VAE's ``block_out_channels`` a non-empty list, the UNet's ``sample_size`` ≥ 1, the tokenizer's
+    ``model_max_length`` ≥ 2 and the scheduler's ``num_train_timesteps`` ≥ 1; InputError naming the file and the
+    value otherwise."""
+    def need(ok: bool, file: str, key: str, value: Any) -> None:
+        if not ok:
+            raise InputError(f"{path / file}: {key} = {value!r} is not usable; the folder is damaged")
+
+    def whole(x: Any, low: int) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and x >= low
+
+    channels = pipe.vae.config.get("block_out_channels")
+    need(isinstance(channels, (list, tuple)) and len(channels) > 0 and all(whole(c, 1) for c in channels),
+         "vae/config.json", "block_out_channels", channels)
+    size = pipe.unet.config.get("sample_size")
+    need(whole(size, 1), "unet/config.json", "sample_size", size)
+    length = getattr(pipe.tokenizer, "model_max_length", None)
+    need(whole(length, 2) and length <= 1_000_000, "tokenizer/tokenizer_config.json", "model_max_length", length)
+    steps = pipe.scheduler.config.get("num_train_timesteps")
+    need(whole(steps, 1), "scheduler/scheduler_config.json", "num_train_timesteps", steps)
 
 
 def unet_from_base(base: PretrainedBase):

@@ -16,7 +16,6 @@ labelled with the name of the first folder that holds it.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
-from theory.records import atomic_write_text, csv_text
+from theory.records import atomic_write_text, check_output_file, csv_text, read_csv_rows
 from theory.stats import mean_ci95
 from theory.stats import spearman as stats_spearman
 
@@ -43,8 +42,9 @@ def settings(folders: Sequence[Path]) -> dict[Path, str]:
     for folder in folders:
         path = Path(folder) / "manifest.json"
         try:
-            setting = json.loads(path.read_text()).get("setting") if path.is_file() else None
-        except (OSError, ValueError):
+            manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+            setting = manifest.get("setting") if isinstance(manifest, dict) else None
+        except (OSError, ValueError, RecursionError):
             setting = None
         label = next((lab for s, lab in seen if setting is not None and s == setting), None)
         if label is None:
@@ -66,15 +66,42 @@ def read_rows(folders: Sequence[Path], name: str = "results.csv", *, required: b
             if required:
                 raise InputError(f"{path} does not exist (run python -m empirical.run --out {folder} first)")
             continue
-        with open(path, newline="") as fh:
-            for r in csv.DictReader(fh):
-                r["setting"] = labels[Path(folder)]
-                if "poison_type" not in r:
-                    r["poison_type"] = "dirty" if r["kind"] == "poisoned" and r["c_p"] != "0" else "none"
-                rows.append(r)
+        table = read_csv_rows(path)
+        if table:
+            check_columns(path, table, name)
+        for line, r in enumerate(table, start=2):
+            r["setting"] = labels[Path(folder)]
+            if "poison_type" not in r:
+                r["poison_type"] = "dirty" if r["kind"] == "poisoned" and r["c_p"] != "0" else "none"
+            check_numbers(path, line, r, SHOWN if name == "results.csv" else ATTENTION)
+            rows.append(r)
     if required and not rows:
         raise InputError("no result rows in " + ", ".join(str(f) for f in folders))
     return rows
+
+
+def check_columns(path: Path, rows: list[dict[str, str]], name: str) -> None:
+    """``rows`` of ``path`` must be an ``empirical.run`` table: an InputError naming the missing columns otherwise
+    (another tool's results.csv, a table cut by hand)."""
+    need = {"seed", "c_p", "kind", *(k for k in GROUP if k not in ("setting", "poison_type")),
+            *(SHOWN if name == "results.csv" else ATTENTION)}
+    missing = sorted(need - set(rows[0]))
+    if missing:
+        raise InputError(f"{path} is not an empirical.run {name} (no column {', '.join(missing[:4])}"
+                         f"{' ...' if len(missing) > 4 else ''})")
+
+
+def check_numbers(path: Path, line: int, row: dict[str, str], measures: Sequence[str]) -> None:
+    """Every measure of ``row`` a number and its C_P and seed whole numbers: an InputError naming the file, the
+    line and the column otherwise (never a traceback, never a silent NaN)."""
+    for key in ("c_p", "seed"):
+        if not str(row[key]).strip().isdigit():
+            raise InputError(f"{path} line {line}: {key} {row[key]!r} is not a whole number")
+    for m in measures:
+        try:
+            float(row[m])
+        except (TypeError, ValueError):
+            raise InputError(f"{path} line {line}: {m} {str(row[m])[:40]!r} is not a number") from None
 
 
 def mean_ci(values: Sequence[float]) -> tuple[float, float]:
@@ -229,9 +256,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=path_arg, default=None, metavar="FILE",
                         help="write the aggregate, the per-seed gaps and the AD correlations as JSON")
     args = parser.parse_args(argv)
+    args.folders = unique_folders(args.folders)
     for opt, path in (("--csv", args.csv), ("--json", args.json)):
-        if path is not None and path.is_dir():
-            raise InputError(f"{opt} {path} is a folder; name a file")
+        if path is not None:
+            check_output_file(path, name=opt)
+    if not args.no_plot:
+        check_output_file(args.folders[0] / "report.png", name="the plot")
     missing = [f for f in args.folders if not (Path(f) / "results.csv").is_file()]
     if dry_run(args, "python -m empirical.report", {"folders": [str(f) for f in args.folders],
                                                     "missing results.csv": [str(f) for f in missing] or "none",
@@ -269,6 +299,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         plot(records, path)
         print(f"plot: {path}")
     return 0
+
+
+def unique_folders(folders: Sequence[Path]) -> list[Path]:
+    """``folders`` with each folder once (by its resolved path; a note on stderr for each repeat): a folder given
+    twice must not count its rows twice."""
+    import sys
+
+    seen: dict[Path, Path] = {}
+    for folder in map(Path, folders):
+        key = folder.resolve()
+        if key in seen:
+            print(f"note: {folder} is {seen[key]} given again; its rows are counted once", file=sys.stderr)
+            continue
+        seen[key] = folder
+    return list(seen.values())
 
 
 def flat_records(records: list[dict], summary: dict[tuple, dict[str, tuple]]) -> list[dict]:

@@ -28,16 +28,23 @@ def _choice(value: str, choices: Sequence[str], what: str) -> str:
 def _channels(spec: str | None) -> tuple[int, ...] | None:
     """``"32,64"`` -> (32, 64), in the order given (InputError for anything else)."""
     try:
-        return None if spec is None else tuple(int(x) for x in spec.split(","))
+        channels = None if spec is None else tuple(int(x) for x in spec.split(","))
     except ValueError:
         raise InputError(f"--unet-channels must be a comma list of integers, e.g. 32,64; got {spec!r}") from None
+    for c in channels or ():
+        check_scalar(c, "--unet-channels (each)", low=1, high=4096, integer=True)
+    return channels
 
 
 def _check_numbers(args) -> None:
-    for name, value, low in (("--n-concepts", args.concepts, 2), ("--steps", args.steps, 1),
-                             ("--base-seed", args.base_seed, 0), ("--poison-per-concept", args.poison_per_concept, 0)):
+    # upper ends: what numpy's and torch's seeds take, and sizes that could never be allocated or run
+    for name, value, low, high in (("--n-concepts", args.concepts, 2, 100_000), ("--steps", args.steps, 1, 10**9),
+                                   ("--base-seed", args.base_seed, 0, 2**32 - 1),
+                                   ("--poison-per-concept", args.poison_per_concept, 0, 1_000_000)):
         if value is not None:
             check_scalar(value, name, low=low, integer=True)
+            if value > high:
+                raise InputError(f"{name} must be at most {high:,}, got {value:,}")
     check_threads(args.threads)
     if args.device is not None:
         import torch

@@ -157,7 +157,7 @@ def load_checkpoint(folder: Path, fingerprint: str, unet, ema: dict, opt, gen, *
     if meta is None:  # written before the metadata carried the step
         if not meta_path.is_file():
             return 0
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
     if meta.get("fingerprint") != fingerprint or (max_step is not None and int(meta["step"]) > max_step):
         return 0
     st = load_file(str(path))

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
-from theory.records import atomic_write_text, ensure_writable_dir, read_csv_rows, save_npz_atomically
+from theory.records import atomic_write_text, hold_output, read_csv_rows, save_npz_atomically
 
 TABLES: tuple[str, ...] = ("results.csv", "manifest.json", "attention.csv", "per_concept.csv", "detection.csv")
 PATTERNS: tuple[str, ...] = ("pr-*.csv", "plans/*.json")
@@ -41,6 +41,38 @@ def check_run(run: Path) -> None:
                          f"(python -m empirical.defence)")
 
 
+def is_export(folder: Path) -> bool:
+    """Whether ``folder`` looks like an earlier export — small text tables at the top (``*.csv``, ``*.json``,
+    ``*.md``), ``plans/*.json`` and ``points/*.json|npz``, nothing else (no weights, grids or other folders, no
+    symlinks): only such a folder is ever replaced by a re-export, stale tables included."""
+    allowed = {(): (".csv", ".json", ".md"), ("plans",): (".json",), ("points",): (".json", ".npz")}
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder)
+        if path.is_symlink():
+            return False
+        if path.is_dir():
+            if rel.parts not in (("plans",), ("points",)):
+                return False
+        elif path.suffix.lower() not in allowed.get(rel.parts[:-1], ()):
+            return False
+    return True
+
+
+def check_destination(run: Path, dest: Path) -> None:
+    """``dest`` (``INTO/<run name>``) may receive ``run``'s copy: it is not ``run`` itself, neither lies inside
+    the other, it is no symlink, and what stands there is an earlier export (:func:`is_export`) — never a run
+    folder or a user's folder, which replacing would delete."""
+    src, dst = run.resolve(), dest.resolve()
+    if src == dst or src in dst.parents or dst in src.parents:
+        raise InputError(f"--into {dest.parent}: the copy {dest} would replace or lie inside its source {run}; "
+                         "export into another folder (e.g. docs/data)")
+    if dest.is_symlink():
+        raise InputError(f"{dest} is a symlink; export into a folder of its own")
+    if dest.exists() and not (dest.is_dir() and is_export(dest)):
+        raise InputError(f"{dest} exists and is not an earlier export (it holds other files); it is never replaced: "
+                         "move it or export into another folder")
+
+
 def figure_rows(run: Path) -> list[dict[str, str]]:
     """The rows whose points the image figures draw: kind ``poisoned`` (C_P = 0 is the clean model) of the lowest
     seed in ``run/results.csv`` (the figures show one seed, the lowest)."""
@@ -54,7 +86,7 @@ def figure_rows(run: Path) -> list[dict[str, str]]:
 def slim_point(js: Path, npz: Path, dest: Path, shown: int) -> None:
     """Write ``dest/<js name>`` with only the point's row and poisoned concepts, and ``dest/<npz name>`` with the
     first ``shown`` samples of each concept (images, concept-token maps, concept names; order kept)."""
-    record = json.loads(js.read_text())
+    record = json.loads(js.read_text(encoding="utf-8"))
     atomic_write_text(dest / js.name, json.dumps({"row": record["row"], "poisoned": record["poisoned"]}, indent=1))
     with np.load(npz, allow_pickle=False) as z:
         images, maps, concepts = z["images"], z["maps"], z["concepts"]
@@ -70,6 +102,7 @@ def export_run(run: Path, into: Path, *, figure_points: bool = False) -> tuple[P
 
     check_run(run)
     dest = into / run.name
+    check_destination(run, dest)
     tmp = into / f".{run.name}.export-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -111,14 +144,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError(f"two RUN folders share a name ({', '.join(shared)}); each becomes INTO/<name>")
     for run in args.runs:
         check_run(run)
+        check_destination(run, args.into / run.name)
     if dry_run(args, "python -m paper_figures.export", {"runs": args.runs, "into": args.into,
                                                         "figure points": args.figure_points}):
         return 0
-    into = ensure_writable_dir(args.into, name="--into")
-    for run in args.runs:
-        dest, written = export_run(run, into, figure_points=args.figure_points)
-        size = sum((dest / w).stat().st_size for w in written)
-        print(f"{run} -> {dest}: {len(written)} files, {size / 1024:.0f} KB")
+    with hold_output(args.into, name="--into") as into:
+        for run in args.runs:
+            dest, written = export_run(run, into, figure_points=args.figure_points)
+            size = sum((dest / w).stat().st_size for w in written)
+            print(f"{run} -> {dest}: {len(written)} files, {size / 1024:.0f} KB")
     return 0
 
 

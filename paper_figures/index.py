@@ -22,7 +22,7 @@ def write_index(out: Path) -> Path:
         path = out / f"{item.key}.json"
         if not path.is_file():
             continue
-        rec = json.loads(path.read_text())
+        rec = json.loads(path.read_text(encoding="utf-8"))
         paper = f" (paper {rec['paper']})" if rec.get("paper") else ""
         lines += [f"## {item.key}: {rec['title']}{paper}", ""]
         if rec.get("quick"):

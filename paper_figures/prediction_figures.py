@@ -60,7 +60,7 @@ def load_predictions(folder: Path = PREDICTIONS) -> list[Prediction]:
     """Every prediction folder under ``folder`` (sorted by name)."""
     out = []
     for sub in sorted(p for p in folder.glob("*") if (p / "prediction.json").is_file()):
-        record = json.loads((sub / "prediction.json").read_text())
+        record = json.loads((sub / "prediction.json").read_text(encoding="utf-8"))
         setting, calibration = record["setting"], record["calibration"]
         rows = {(int(num(r["p"])), int(num(r["c_p"]))): {k: num(v) for k, v in r.items()}
                 for r in read_csv(sub / "summary.csv")}
@@ -69,7 +69,7 @@ def load_predictions(folder: Path = PREDICTIONS) -> list[Prediction]:
                                                else "poisoned")
         note = sub / "scoring.json"  # a correction of which runs it stands for, added later and said so there
         if note.is_file():
-            real = json.loads(note.read_text()).get("real_targets", real)
+            real = json.loads(note.read_text(encoding="utf-8")).get("real_targets", real)
         out.append(Prediction(sub.name, int(setting["n_concepts"]), int(setting["benign_per_concept"]),
                               int(calibration["concept_config"]["dim"]), str(calibration["geometry_source"]), rows,
                               marks, real, setting.get("real_variant", ""),

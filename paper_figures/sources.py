@@ -204,7 +204,7 @@ def load_point(row: dict[str, Any]) -> PointImages | None:
         return None
     with np.load(npz, allow_pickle=False) as z:
         images, maps, concepts = z["images"], z["maps"], z["concepts"]
-    return PointImages(images, maps, concepts, json.loads(js.read_text())["poisoned"])
+    return PointImages(images, maps, concepts, json.loads(js.read_text(encoding="utf-8"))["poisoned"])
 
 
 def load_plan_targets(row: dict[str, Any]) -> dict[str, str]:
@@ -212,7 +212,7 @@ def load_plan_targets(row: dict[str, Any]) -> dict[str, str]:
     path = Path(row["folder"]) / "plans" / f"plan-seed{row['seed']}-{row['targets']}.json"
     if not path.is_file():
         return {}
-    return {p["concept"]: p["target"] for p in json.loads(path.read_text())["pairs"]}
+    return {p["concept"]: p["target"] for p in json.loads(path.read_text(encoding="utf-8"))["pairs"]}
 
 
 @dataclass
@@ -324,7 +324,7 @@ class Sources:
 def _finished(folder: Path) -> bool:
     path = folder / "manifest.json"
     try:
-        return bool(json.loads(path.read_text()).get("finished"))
+        return bool(json.loads(path.read_text(encoding="utf-8")).get("finished"))
     except (OSError, ValueError):
         return False
 
@@ -339,7 +339,7 @@ def collect(folders: list[Path], defence: list[Path]) -> Empirical:
     emp = Empirical()
     for folder in folders:
         try:
-            manifest = json.loads((folder / "manifest.json").read_text())
+            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
             setting = manifest["setting"]
             preset = get_preset(setting["name"])
         except (OSError, ValueError, KeyError, TypeError, InputError) as exc:

@@ -25,7 +25,7 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
-    with open(path, "w", newline="") as fh:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(header)
         w.writerows(rows)
@@ -33,7 +33,7 @@ def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
 
 def _write(out: Path, key: str, header: list[str], rows: list[list[Any]]) -> tuple[list[Path], str]:
     text = markdown_table(header, rows)
-    (out / f"{key}.md").write_text(text)
+    (out / f"{key}.md").write_text(text, encoding="utf-8")
     write_csv(out / f"{key}.csv", header, rows)
     return [out / f"{key}.md", out / f"{key}.csv"], text
 

@@ -170,7 +170,7 @@ def tab7(src: Sources, out: Path) -> Built:
     point_rows = [_point_row(p) for p in pts]
     scen_rows = [[s["regime"], s["volumes"], s["first_implosion"], s["largest_without"], s["verdict"]] for s in scen]
     text = markdown_table(SCENARIO_HEADER, scen_rows) + "\n" + markdown_table(POINT_HEADER, point_rows)
-    (out / "tab7.md").write_text(text)
+    (out / "tab7.md").write_text(text, encoding="utf-8")
     write_csv(out / "tab7.csv", POINT_HEADER, point_rows)
     write_csv(out / "tab7-scenarios.csv", SCENARIO_HEADER, scen_rows)
     files = [out / "tab7.md", out / "tab7.csv", out / "tab7-scenarios.csv"]

@@ -67,8 +67,9 @@ from theory.ad import (DEFAULT_ALPHA, pair_attribution_streamed, pair_scores, pa
                        ranking, sampled_result)
 from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
 from theory.pairs_file import PairShards, load_side_metadata, open_shards
-from theory.records import atomic_path, atomic_write_text, command_line, csv_text, ensure_writable_dir, git_commit, utc_now
-from theory.validate import check_scalar, check_alpha
+from theory.records import atomic_path, atomic_write_text, command_line, csv_text, git_commit, hold_output, utc_now
+from theory.tasks import TaskRecord
+from theory.validate import check_alpha, check_scalar, physical_memory
 
 WARNING = ("The margin is the simulator's prediction for a model of the stated capacity trained on data of this "
            "geometry — a model, not a measurement of any real model trained on this data.")
@@ -110,6 +111,7 @@ class AuditConfig:
                 check_scalar(value, name, low=low, integer=True)
         if self.clean_acc is not None:
             check_scalar(self.clean_acc, "--clean-acc", low=0.0, high=1.0, low_open=True, high_open=True)
+        check_scalar(self.seed, "--seed", low=0, high=2**32, high_open=True, integer=True)
 
     def rows(self, d: int, n: int = 0, concurrent: int = 1) -> int:
         """Pairs per block: what the budget leaves after the per-pair arrays every audit keeps (about
@@ -301,13 +303,23 @@ class Execution:
 def _file_stamps(paths: Sequence[str]) -> list[list]:
     """(name, size, modification time in ns) of every file named in ``paths`` or inside a folder there: a shard
     rewritten since finished blocks were recorded (same sizes, new content) makes the record another
-    computation's, never silently reused."""
+    computation's, never silently reused. Only files count: a folder inside a shard folder (the report folder
+    itself, when ``--out`` lies there) is not data."""
     out = []
     for p in map(Path, paths):
         for f in sorted(p.iterdir()) if p.is_dir() else [p]:
-            st = f.stat()
-            out.append([str(f.resolve()), st.st_size, st.st_mtime_ns])
+            if f.is_file() and not f.name.startswith("."):
+                st = f.stat()
+                out.append([str(f.resolve()), st.st_size, st.st_mtime_ns])
     return out
+
+
+def _check_blocks(blocks: Path) -> None:
+    """``OUT/blocks`` is where the sampled pass records finished blocks, and the audit removes it when the report is
+    written: something there that is not such a record (a user's folder or file) is refused, never removed."""
+    if blocks.is_symlink() or (blocks.exists() and not (blocks.is_dir() and (blocks / TaskRecord.HEAD).is_file())):
+        raise InputError(f"{blocks} exists and is not an audit's record of finished blocks; it would be removed "
+                         "after the report: move it or use another --out")
 
 
 def audit(src: PairShards, cfg: AuditConfig, *, concept_names: list[str] | None = None,
@@ -498,19 +510,44 @@ def clean_set(spec: str, labels_key: str = "concept", seed: int = 0
                 from None
         check_scalar(k, "--validate sim: K", low=2, integer=True)
         check_scalar(m, "--validate sim: M", low=2, integer=True)
+        dim = ConceptConfig().dim
+        if k * m > MAX_VALIDATE_PAIRS or k * dim * 8 * 4 > (physical_memory() or 2**34) // 2:
+            raise InputError(f"--validate {spec!r}: {k:,} x {m:,} pairs is more than an audit validation builds "
+                             f"(at most {MAX_VALIDATE_PAIRS:,} pairs); use a smaller sim:KxM")
         t, v, c = benign_pairs(make_space(ConceptConfig(n_concepts=k), seed), m, seed)
         return t, v, np.asarray(c), f"the simulator's default space, K = {k}, m = {m}"
     from theory.pairs_file import load_arrays
 
     arrays = load_arrays(Path(spec), ("text", "image", labels_key))
-    return arrays["text"], arrays["image"], np.asarray(arrays[labels_key]), Path(spec).name
+    concept = np.asarray(arrays[labels_key])
+    check_labels(concept, len(arrays["text"]), None, f"{spec}: '{labels_key}'")
+    return arrays["text"], arrays["image"], concept, Path(spec).name
 
 
-def validate(clean: str, c_ps: Sequence[int], p: int, cfg: AuditConfig, *, labels_key: str = "concept",
+#: The most pairs ``--validate sim:KxM`` builds (each mix is audited exactly or sampled as any other data).
+MAX_VALIDATE_PAIRS = 10_000_000
+
+
+def check_labels(labels: np.ndarray, n: int, k: int | None, what: str) -> None:
+    """``labels`` must be one whole number ≥ 0 (below ``k`` when given) per pair: an InputError naming ``what``
+    otherwise (a 2-D array, floats, negatives or labels past the concept list)."""
+    if labels.ndim != 1 or len(labels) != n or (n and labels.dtype.kind not in "iu"):
+        raise InputError(f"{what} must hold one integer concept label per pair ({n}), got dtype {labels.dtype} "
+                         f"shape {labels.shape}")
+    if n and (labels.min() < 0 or (k is not None and labels.max() >= k)):
+        raise InputError(f"{what} holds concept labels outside 0..{'K-1' if k is None else k - 1} "
+                         f"({int(labels.min())}..{int(labels.max())})")
+
+
+def validate(clean: str | tuple, c_ps: Sequence[int], p: int, cfg: AuditConfig, *, labels_key: str = "concept",
              seed: int = 0) -> list[dict[str, Any]]:
-    """Audit dirty-label mixes built from a clean set (:func:`clean_set`): one :func:`score_audit` row per C_P."""
-    text, image, concept, where = clean_set(str(clean), labels_key, seed)
+    """Audit dirty-label mixes built from a clean set (:func:`clean_set`, or its result when already read): one
+    :func:`score_audit` row per C_P."""
+    text, image, concept, where = clean if isinstance(clean, tuple) else clean_set(str(clean), labels_key, seed)
     ks = [int(k) for k in np.unique(concept)]
+    if max(c_ps) >= len(ks):
+        raise InputError(f"--poisoned-concepts {max(c_ps)}: the clean set has only {len(ks)} concepts (at C_P = K "
+                         "none is left unpoisoned)")
     names = [f"concept {k}" for k in ks]
     out = []
     for c_p in c_ps:
@@ -528,21 +565,32 @@ MIX_ARRAYS = ("text", "image", "caption", "is_poison", "poisoned", "poison_type"
 def validate_mixes(paths: Sequence[Path], cfg: AuditConfig) -> list[dict[str, Any]]:
     """Audit real training mixes with their truth (``empirical.embed --builtin --mix``): one :func:`score_audit`
     row per file, with the true p (poison pairs per poisoned concept)."""
-    from theory.pairs_file import load_arrays
-
     out = []
-    for path in paths:
-        a = load_arrays(path, MIX_ARRAYS)
+    for path, a in zip(paths, [load_mix(p) for p in paths]):  # every file checked before the first is audited
         truth = np.asarray(a["is_poison"], bool)
         chosen = [int(k) for k in a["poisoned"]]
-        if len(truth) != len(a["text"]) or (truth.any() and not chosen):
-            raise InputError(f"{path}: is_poison must mark one entry per pair, and poisons need poisoned concepts")
         p = int(np.median(np.bincount(a["concept"][truth])[chosen])) if chosen else 0
         row = score_audit(a["text"], a["image"], list(a["caption"]), [str(x) for x in a["names"]], truth, chosen,
                           cfg)
         out.append({"source": Path(path).name, "poison_type": str(a["poison_type"]) if chosen else "none",
                     "p": p, **row})
     return out
+
+
+def load_mix(path: Path) -> dict[str, np.ndarray]:
+    """A mix file's arrays (:data:`MIX_ARRAYS`), checked: concept labels inside the concept list, poisoned concepts
+    among them, one truth flag per pair; an InputError naming the file otherwise."""
+    from theory.pairs_file import load_arrays
+
+    a = load_arrays(path, MIX_ARRAYS)
+    k = len(np.atleast_1d(a["names"]))
+    check_labels(np.asarray(a["concept"]), len(a["text"]), k, f"{path}: 'concept'")
+    check_labels(np.atleast_1d(np.asarray(a["poisoned"])), len(np.atleast_1d(a["poisoned"])), k,
+                 f"{path}: 'poisoned'")
+    truth = np.asarray(a["is_poison"], bool)
+    if len(truth) != len(a["text"]) or (truth.any() and not len(np.atleast_1d(a["poisoned"]))):
+        raise InputError(f"{path}: is_poison must mark one entry per pair, and poisons need poisoned concepts")
+    return a
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -691,10 +739,19 @@ def _validation(args, cfg: AuditConfig) -> int:
             {"mixes": [str(m) for m in args.validate_mix]})
     if dry_run(args, "python -m simulate.audit", {**what, "out": args.out}):
         return 0
-    out = ensure_writable_dir(args.out)
-    rows = (validate(args.validate, c_ps, args.poison_per_concept, cfg, seed=args.seed) if args.validate else
-            validate_mixes(args.validate_mix, cfg))
-    atomic_write_text(out / "validation.csv", csv_text(rows))
+    if args.validate:  # read and checked before anything is created
+        clean = clean_set(args.validate, seed=args.seed)
+        k = len(np.unique(clean[2]))
+        if max(c_ps) >= k:
+            raise InputError(f"--poisoned-concepts {max(c_ps)}: the clean set has only {k} concepts (at C_P = K none "
+                             "is left unpoisoned)")
+    else:
+        for path in args.validate_mix:
+            load_mix(path)
+    with hold_output(args.out) as out:
+        rows = (validate(clean, c_ps, args.poison_per_concept, cfg, seed=args.seed) if args.validate else
+                validate_mixes(args.validate_mix, cfg))
+        atomic_write_text(out / "validation.csv", csv_text(rows))
     for r in rows:
         print(f"{r['poison_type']:>10} C_P {r['c_p']:>4} p {r['p']}: flagged {r['flagged']} (precision "
               f"{r['precision']:.3f}, recall {r['recall']:.3f}, AP {r['ap_of_score']:.3f}); estimated C_P "
@@ -730,13 +787,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                   "concepts": "from --concepts-file" if names else "k-means",
                                                   "out": args.out}):
         return 0
-    out = ensure_writable_dir(args.out)
-    blocks = out / "blocks"
-    execution = Execution(workers=args.workers, dask=args.dask, paths=tuple(map(str, args.shards)),
-                          record_dir=blocks, log=lambda msg: print(msg, file=sys.stderr))
-    res = audit(src, cfg, concept_names=names, execution=execution)
-    write_report(out, src, res, cfg)
-    shutil.rmtree(blocks, ignore_errors=True)  # the report holds everything the recorded blocks did
+    blocks = args.out / "blocks"
+    _check_blocks(blocks)  # refused here, before anything is created
+    with hold_output(args.out) as out:
+        _check_blocks(blocks)
+        execution = Execution(workers=args.workers, dask=args.dask, paths=tuple(map(str, args.shards)),
+                              record_dir=blocks, log=lambda msg: print(msg, file=sys.stderr))
+        res = audit(src, cfg, concept_names=names, execution=execution)
+        write_report(out, src, res, cfg)
+        if (blocks / TaskRecord.HEAD).is_file():  # the audit's own record (never a folder a user made)
+            shutil.rmtree(blocks)  # the report holds everything the recorded blocks did
     s = res["summary"]
     print(f"{s['n']:,} pairs: AD {s['ad']:.5f} ({s['ad_mode']})")
     print(f"flagged {s['flagged']:,} pairs; estimated C_P {s['estimated_c_p']} of {s['n_concepts']} concepts, "

@@ -163,6 +163,12 @@ def point_keys(rows: list[dict[str, str]], path: Path) -> set[tuple[int, int]]:
         if key in keys:
             raise InputError(f"{path} line {i}: C_P {key[0]}, seed {key[1]} is recorded twice; remove one line to "
                              "resume, or use another --out")
+        for col in ("n_pairs", "ad", "d_fea", "d_stru", *METRIC_NAMES, "seconds"):
+            try:
+                float(r[col])
+            except (TypeError, ValueError, KeyError):
+                raise InputError(f"{path} line {i}: {col} {str(r.get(col))[:40]!r} is not a number; remove that "
+                                 "line to resume, or use another --out") from None
         keys.add(key)
     return keys
 

@@ -40,7 +40,7 @@ from simulate.training_set import TrainingSet
 from theory.ad import alignment_difficulty_sampled
 from theory.validate import check_scalar
 from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, parse_seeds, path_arg, run_main
-from theory.records import atomic_write_text, command_line, csv_text, ensure_writable_dir, git_commit, utc_now
+from theory.records import atomic_write_text, command_line, csv_text, git_commit, hold_output, utc_now
 from theory.stats import ci95
 
 __all__ = ["Setting", "predict", "main"]
@@ -210,13 +210,35 @@ def main(argv: Sequence[str] | None = None) -> int:
                       real_scenario=args.real_scenario)
     if args.dim is not None:
         check_scalar(args.dim, "--dim", low=3, integer=True)
+    check_prediction_size(setting, args.dim)
     if dry_run(args, "python -m simulate.predict", {
             "K, m": (setting.n_concepts, setting.benign_per_concept), "p": setting.poison_per_concept,
             "C_P": setting.poisoned_concepts, "seeds": setting.seeds, "targets": setting.targets,
             "poison": _poison_words(setting), "capacity": f"d = {args.dim}" if args.dim is not None else f"calibrated to clean accuracy {args.clean_acc}",
             "geometry": args.embeddings or DEFAULT_GEOMETRY, "out": args.out}):
         return 0
-    out = ensure_writable_dir(args.out) if args.out else None
+    if args.out is None:
+        return _predict(args, setting, None)
+    with hold_output(args.out) as out:
+        return _predict(args, setting, out)
+
+
+def check_prediction_size(setting: Setting, dim: int | None) -> None:
+    """Refuse, before any work, a prediction whose simulation would not fit this machine (the sweep's
+    :func:`simulate.engine.check_size`, at the given d or the largest d calibration may try, for every p)."""
+    from simulate.calibrate import DIM_GRID
+    from simulate.engine import check_size
+
+    d = dim if dim is not None else max(DIM_GRID)
+    k = setting.n_concepts
+    for p in setting.poison_per_concept:
+        config = SweepConfig(concepts=ConceptConfig(n_concepts=k, dim=d), poison=setting.poison(p),
+                             benign_per_concept=setting.benign_per_concept)
+        check_size(config, k, len(setting.seeds), min(k, 41) + len(setting.poisoned_concepts))
+
+
+def _predict(args: Any, setting: Setting, out: Path | None) -> int:
+    """The prediction proper: calibrated, simulated, written into ``out`` (when given), then printed."""
     geometry = load_geometry(args.embeddings, args.labels_key) if args.embeddings else None
     base = ConceptConfig(n_concepts=setting.n_concepts)
     concepts = fit_geometry(geometry, setting.n_concepts, base.dim) if geometry else base
@@ -234,6 +256,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     calibration["simulated_geometry"] = geometry_of_space(concepts, min(setting.benign_per_concept, 20)).as_dict()
     rows, marks = predict(setting, concepts)
     summary = summarise(rows)
+    if out is not None:
+        atomic_write_text(out / "prediction.csv", csv_text(rows))
+        atomic_write_text(out / "summary.csv", csv_text(summary))
+        atomic_write_text(out / "thresholds.csv", csv_text(marks))
+        record = {"tool": "simulate.predict", "setting": asdict(setting), "calibration": calibration,
+                  "solver": "ridge", "poison": _poison_words(setting),
+                  "real_poison_type": setting.real_poison_type, "date": utc_now(),
+                  "git_commit": git_commit(), "command": command_line()}
+        atomic_write_text(out / "prediction.json", json.dumps(record, indent=2, default=str) + "\n")
     print(f"prediction: K={setting.n_concepts} m={setting.benign_per_concept} d={dim} "
           f"({calibration['capacity_source']}), geometry: {calibration['geometry_source']}, "
           f"seeds {list(setting.seeds)}")
@@ -247,14 +278,6 @@ def main(argv: Sequence[str] | None = None) -> int:
               (f"{t:.1f} (V = {mk['threshold_volume']:.2f})" if t != "none" else
                f"none below C_P = {mk['largest_c_p']} (accuracy there {mk['acc_at_largest_c_p']:.3f})"))
     if out is not None:
-        atomic_write_text(out / "prediction.csv", csv_text(rows))
-        atomic_write_text(out / "summary.csv", csv_text(summary))
-        atomic_write_text(out / "thresholds.csv", csv_text(marks))
-        record = {"tool": "simulate.predict", "setting": asdict(setting), "calibration": calibration,
-                  "solver": "ridge", "poison": _poison_words(setting),
-                  "real_poison_type": setting.real_poison_type, "date": utc_now(),
-                  "git_commit": git_commit(), "command": command_line()}
-        atomic_write_text(out / "prediction.json", json.dumps(record, indent=2, default=str) + "\n")
         print(f"wrote {out / 'prediction.csv'}, summary.csv, thresholds.csv, prediction.json")
     return 0
 

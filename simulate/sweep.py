@@ -36,7 +36,7 @@ from simulate.engine import COLUMNS, SweepConfig, check_size, point_keys, run_in
 from simulate.poison import TARGET_RULES, PoisonConfig
 from theory.tasks import dask_client, dask_results
 from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, parse_seeds, path_arg, run_main
-from theory.records import ResultsTable, atomic_path, claim_run_folder, command_line, ensure_writable_dir, \
+from theory.records import ResultsTable, atomic_path, claim_run_folder, command_line, hold_output, \
     git_commit, package_versions, read_table, utc_now, write_manifest
 from theory.stats import spearman
 from theory.validate import check_scalar, check_alpha
@@ -195,22 +195,36 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"(raise --n-concepts)")
     check_size(config, points[-1], len(seeds), len(points))
     out = args.out
-    manifest_path, table_path = out / "manifest.json", out / "results.csv"
     identity = config.identity()
-    claim_run_folder(out, "config", identity, has_results=lambda: table_path.exists() and bool(read_table(table_path, COLUMNS)),
-                     difference=_config_difference,
-                     refusal=lambda d: f"{out} holds a sweep with a different configuration ({d}); use another --out")
+    _claim(out, identity)  # refused here, before anything is created
     if dry_run(args, "python -m simulate.sweep", {
             "C_P points": f"{len(points)} ({points[0]}..{points[-1]})", "seeds": seeds, "solver": args.solver,
             "concepts K": k, "benign m": config.benign_per_concept, "poison p": config.poison.poison_per_concept,
             "out": out, "workers": args.workers, "dask": args.dask}):
         return 0
     client = dask_client(args.dask) if args.dask else None
-    ensure_writable_dir(out)
+    with hold_output(out):
+        _claim(out, identity)  # again, now that no other writer can change the folder
+        return _sweep(args, config, points, seeds, client)
 
+
+def _claim(out: Path, identity: dict) -> None:
+    """The folder's claim for this configuration (:func:`theory.records.claim_run_folder`)."""
+    table_path = out / "results.csv"
+    claim_run_folder(out, "config", identity,
+                     has_results=lambda: table_path.exists() and bool(read_table(table_path, COLUMNS)),
+                     difference=_config_difference,
+                     refusal=lambda d: f"{out} holds a sweep with a different configuration ({d}); use another --out")
+
+
+def _sweep(args: Any, config: SweepConfig, points: list[int], seeds: list[int], client: Any) -> int:
+    """The sweep proper, in the held folder ``args.out``: the pending points computed and appended, then the
+    summary, the plot and the finished manifest."""
+    out = args.out
+    manifest_path, table_path = out / "manifest.json", out / "results.csv"
     table = ResultsTable(table_path, COLUMNS)
     have = point_keys(table.rows, table_path)
-    manifest = {"tool": "simulate.sweep", "config": identity, "points": args.concepts, "seeds": seeds,
+    manifest = {"tool": "simulate.sweep", "config": config.identity(), "points": args.concepts, "seeds": seeds,
                 "versions": package_versions(["numpy", "scipy", "sympy", "cvxpy", "torch", "dask"]),
                 "git_commit": git_commit(), "command": command_line(), "started": utc_now(), "status": "running"}
     write_manifest(manifest_path, manifest)
@@ -244,8 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(summary_text(summary, rows))
     if not args.no_plot:
         plot(summary, out / "ad_vs_cp.png",
-             f"{config.solver.name}, K={k}, m={config.benign_per_concept}, p={config.poison.poison_per_concept}, "
-             f"d={config.concepts.dim}, {config.poison.kind}/{config.poison.placement}, {len(seeds)} seeds")
+             f"{config.solver.name}, K={config.concepts.n_concepts}, m={config.benign_per_concept}, "
+             f"p={config.poison.poison_per_concept}, d={config.concepts.dim}, "
+             f"{config.poison.kind}/{config.poison.placement}, {len(seeds)} seeds")
     manifest.update(status="complete", finished=utc_now(), seconds=round(time.perf_counter() - t0, 2),
                     rows=len(rows))
     write_manifest(manifest_path, manifest)

@@ -866,6 +866,10 @@ def score_rows(att: Attribution, names: dict[str, np.ndarray] | None = None) -> 
              "share_of_ad": float(att.contribution[i]), "rank": int(rank[i])} for i in range(att.contribution.size)]
 
 
+#: The most random pairs ``--sample`` draws (about a minute on one core; more gives no useful precision).
+MAX_SAMPLES = 10**9
+
+
 def _parser() -> ArgumentParser:
     p = ArgumentParser(
         prog="python -m theory.ad",
@@ -899,13 +903,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     check_alpha(args.alpha)
     if args.sample is not None:
-        check_scalar(args.sample, "--sample", low=2, integer=True)
+        check_scalar(args.sample, "--sample", low=2, high=MAX_SAMPLES, integer=True)
     check_scalar(args.seed, "--seed", low=0, integer=True)
     check_scalar(args.top, "--top", low=0, integer=True)
     if (args.top or args.scores) and args.sample is not None:
         raise InputError("--top and --scores need the exact computation; drop --sample")
     if args.scores is not None and args.scores.suffix.lower() != ".csv":
         raise InputError(f"--scores {args.scores}: the table is written as CSV; name it *.csv")
+    if args.scores is not None:
+        from theory.records import check_output_file
+
+        check_output_file(args.scores, name="--scores")  # before any work: a folder there is never replaced
     if dry_run(args, "python -m theory.ad", {"input": args.file, "mode": "sampled" if args.sample else "exact",
                                              "alpha": args.alpha, "laion_scale": not args.no_laion_scale,
                                              "scores": args.scores, "top": args.top}):

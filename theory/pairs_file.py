@@ -82,7 +82,7 @@ def load_side_metadata(path: str | os.PathLike[str], n: int) -> dict[str, np.nda
 
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: a BOM (Excel's default) is no column
             reader = csv.DictReader(fh)
             header = reader.fieldnames or []
             cols = {k: next((c for c in names if c in header), None) for k, names in SIDE_COLUMNS.items()}
@@ -120,6 +120,7 @@ def load_arrays(path: str | os.PathLike[str], wanted: Sequence[str]) -> dict[str
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in wanted if k in data.files}
                 names = list(data.files)
+            _check_loaded(path, arrays)
         else:
             from safetensors import SafetensorError
             from safetensors.numpy import load_file
@@ -149,10 +150,18 @@ def _check_npz_headers(path: Path, wanted: Sequence[str]) -> None:
         raise InputError(f"{path}: cannot read: not an .npz archive (a .npy file renamed .npz? save with numpy.savez)")
     budget = physical_memory() // 2  # 0 when the platform does not say: no check
     with zipfile.ZipFile(path) as zf:
+        names = [i.filename for i in zf.infolist()]
+        twice = sorted({k for k in names if names.count(k) > 1}
+                       | {k for k in names if k.endswith(".npy") and k[:-4] in names})
+        if twice:
+            raise InputError(f"{path}: member {twice[0]!r} is stored twice (or shadowed): the file is damaged or was "
+                             "made to mislead; save it again with numpy.savez")
         for name in wanted:
-            info = next((i for i in zf.infolist() if i.filename in (name, name + ".npy")), None)
-            if info is None:
+            # the member np.load reads for ``name``: the bare name first, else name.npy
+            key = name if name in names else name + ".npy" if name + ".npy" in names else None
+            if key is None:
                 continue
+            info = zf.getinfo(key)
             with zf.open(info) as fh:
                 version = np.lib.format.read_magic(fh)
                 read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
@@ -166,6 +175,15 @@ def _check_npz_headers(path: Path, wanted: Sequence[str]) -> None:
             if budget and declared > budget:
                 raise InputError(f"{path}: array {name!r} of shape {shape} needs {declared / 2**30:.1f} GiB, more "
                                  "than half this machine's memory")
+
+
+def _check_loaded(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """After loading: what was read is what the checked headers declared (the same member, no more memory than
+    the budget): an InputError naming the array otherwise."""
+    budget = physical_memory() // 2
+    for name, arr in arrays.items():
+        if budget and arr.nbytes > budget:
+            raise InputError(f"{path}: array {name!r} of shape {arr.shape} is larger than half this machine's memory")
 
 
 def _check_safetensors_header(path: Path, wanted: Sequence[str]) -> None:
