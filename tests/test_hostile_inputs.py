@@ -67,6 +67,395 @@ def _nothing(tmp: Path) -> None:
     pass
 
 
+# --- Reliability II (one setup per defect; see the ids in CASES_II) ---------------------------------------------
+
+BIG = str(2**63)  # one past int64
+
+
+def _folder_with_file(tmp: Path) -> None:
+    """H4: a *folder* named like the CSV to write, holding a user's file."""
+    _pairs(tmp)
+    (tmp / "old.csv").mkdir()
+    (tmp / "old.csv" / "keep.txt").write_text("mine")
+
+
+def _npz_member_twice(tmp: Path) -> None:
+    """M2: two members named text.npy; np.load reads the second (huge header), the old check read the first."""
+    import io
+    import zipfile
+
+    def member(arr: np.ndarray) -> bytes:
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        return buf.getvalue()
+
+    import warnings
+
+    huge = io.BytesIO()
+    np.lib.format.write_array_header_1_0(huge, {"descr": "<f8", "fortran_order": False, "shape": (10**7, 10**6)})
+    with zipfile.ZipFile(tmp / "twice.npz", "w") as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile's own "Duplicate name": the point of the file
+        zf.writestr("text.npy", member(np.ones((4, 3))))
+        zf.writestr("text.npy", huge.getvalue())
+        zf.writestr("image.npy", member(np.ones((4, 3))))
+
+
+def _npz_shadow(tmp: Path) -> None:
+    """M2: a bare member 'text' shadowing 'text.npy' (np.load reads the bare one)."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    np.save(buf, np.ones((4, 3)))
+    with zipfile.ZipFile(tmp / "shadow.npz", "w") as zf:
+        zf.writestr("text.npy", buf.getvalue())
+        zf.writestr("text", buf.getvalue())
+        zf.writestr("image.npy", buf.getvalue())
+
+
+def _sweep_table(tmp: Path, body: bytes | None = None, *, manifest: str | None = None) -> None:
+    out = tmp / "out"
+    out.mkdir()
+    if body is not None:
+        (out / "results.csv").write_bytes(body)
+    if manifest is not None:
+        (out / "manifest.json").write_text(manifest)
+
+
+def _sweep_header() -> bytes:
+    from simulate.engine import COLUMNS
+
+    return (",".join(COLUMNS) + "\n").encode()
+
+
+def _sweep_ff(tmp: Path) -> None:
+    _sweep_table(tmp, _sweep_header() + b"0,0,ridge,\xff\n")
+
+
+def _sweep_long_field(tmp: Path) -> None:
+    _sweep_table(tmp, _sweep_header() + b"0,0,ridge," + b"9" * 200_000 + b"\n")
+
+
+def _sweep_results_folder(tmp: Path) -> None:
+    _sweep_table(tmp)
+    (tmp / "out" / "results.csv").mkdir()
+
+
+def _sweep_deep_manifest(tmp: Path) -> None:
+    _sweep_table(tmp, manifest="[" * 200_000 + "]" * 200_000)
+
+
+def _sweep_other_tool(tmp: Path) -> None:
+    _sweep_table(tmp, b"seed,scenario,c_p,kind\n0,continuous,0,poisoned\n", manifest='{"config": {}}')
+
+
+def _sweep_abc(tmp: Path) -> None:
+    """M12: a numeric cell 'abc' in an otherwise valid sweep folder (made by a real tiny sweep)."""
+    subprocess.run([sys.executable, "-m", "simulate.sweep", *TINY_SWEEP, "--out", str(tmp / "out")], check=True,
+                   capture_output=True, cwd=tmp)
+    path = tmp / "out" / "results.csv"
+    lines = path.read_text().splitlines()
+    head = lines[0].split(",")
+    cells = lines[1].split(",")
+    cells[head.index("unpoisoned_acc")] = "abc"
+    lines[1] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+
+
+TINY_SWEEP = ["--poisoned-concepts", "0,2", "--n-concepts", "10", "--seeds", "0", "--dim", "8", "--quiet",
+              "--no-plot"]
+
+
+def _report_folder(tmp: Path, edit: Callable[[list[str]], list[str]] | None = None) -> None:
+    """A copy of a committed empirical.run folder's results (docs/data/emp-cpu), optionally edited."""
+    src = ROOT / "docs" / "data" / "emp-cpu"
+    out = tmp / "run"
+    out.mkdir()
+    lines = (src / "results.csv").read_text().splitlines()
+    (out / "results.csv").write_text("\n".join(edit(lines) if edit else lines) + "\n")
+
+
+def _report_abc(tmp: Path) -> None:
+    def edit(lines: list[str]) -> list[str]:
+        head = lines[0].split(",")
+        cells = lines[1].split(",")
+        cells[head.index("unpoisoned_acc")] = "abc"
+        return [lines[0], ",".join(cells), *lines[2:]]
+
+    _report_folder(tmp, edit)
+
+
+def _report_ff(tmp: Path) -> None:
+    _report_folder(tmp)
+    with open(tmp / "run" / "results.csv", "ab") as fh:
+        fh.write(b"\xff\xfe\n")
+
+
+def _report_long_field(tmp: Path) -> None:
+    _report_folder(tmp)
+    with open(tmp / "run" / "results.csv", "a") as fh:
+        fh.write("0," + "x" * 200_000 + "\n")
+
+
+def _report_other_tool(tmp: Path) -> None:
+    (tmp / "run").mkdir()
+    header = _sweep_header()
+    row = ",".join(["0"] * len(header.decode().split(","))) + "\n"
+    (tmp / "run" / "results.csv").write_bytes(header + row.encode())
+
+
+def _report_results_folder(tmp: Path) -> None:
+    (tmp / "run" / "results.csv").mkdir(parents=True)
+
+
+def _audit_blocks_of_user(tmp: Path) -> None:
+    """H2: the report folder holds a user's own blocks/ folder."""
+    _pairs(tmp)
+    (tmp / "rep" / "blocks").mkdir(parents=True)
+    (tmp / "rep" / "blocks" / "mine.txt").write_text("mine")
+
+
+def _concept_2d(tmp: Path) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(tmp / "clean.npz", text=rng.normal(size=(12, 4)), image=rng.normal(size=(12, 4)),
+             concept=np.zeros((12, 2), np.int64))
+
+
+def _mix(tmp: Path, *, poisoned: list[int], concept_shift: int = 0) -> None:
+    rng = np.random.default_rng(0)
+    n = 12
+    np.savez(tmp / "mix.npz", text=rng.normal(size=(n, 4)), image=rng.normal(size=(n, 4)),
+             caption=np.array([f"c{i}" for i in range(n)]), is_poison=np.r_[np.zeros(n - 2, bool), [True, True]],
+             poisoned=np.array(poisoned, np.int64), poison_type=np.array("dirty"), names=np.array(["a", "b", "c"]),
+             concept=np.arange(n, dtype=np.int64) % 3 - concept_shift)
+
+
+def _mix_poisoned_out_of_range(tmp: Path) -> None:
+    _mix(tmp, poisoned=[7])
+
+
+def _mix_negative_concepts(tmp: Path) -> None:
+    _mix(tmp, poisoned=[0], concept_shift=1)
+
+
+def _export_source_inside(tmp: Path) -> None:
+    """H3: a run folder with weights, to be exported into its own parent (INTO/<name> is the run itself)."""
+    run = tmp / "results" / "run1"
+    (run / "models").mkdir(parents=True)
+    (run / "models" / "unet.safetensors").write_bytes(b"weights")
+    (run / "results.csv").write_text("seed,c_p\n0,0\n")
+
+
+def _export_onto_user_folder(tmp: Path) -> None:
+    """H3: INTO/<name> exists and is a user's folder, not an earlier export."""
+    run = tmp / "run1"
+    run.mkdir()
+    (run / "results.csv").write_text("seed,c_p\n0,0\n")
+    (tmp / "data" / "run1").mkdir(parents=True)
+    (tmp / "data" / "run1" / "notes.txt").write_text("mine")
+
+
+def _export_onto_symlink(tmp: Path) -> None:
+    run = tmp / "run1"
+    run.mkdir()
+    (run / "results.csv").write_text("seed,c_p\n0,0\n")
+    (tmp / "elsewhere").mkdir()
+    (tmp / "data").mkdir()
+    (tmp / "data" / "run1").symlink_to(tmp / "elsewhere")
+
+
+def _symlink_to_folder(tmp: Path) -> None:
+    (tmp / "real").mkdir()
+    (tmp / "link").symlink_to(tmp / "real")
+
+
+def _defence_other_setting(tmp: Path) -> None:
+    """H5: a defence folder of another setting (its manifest says so)."""
+    (tmp / "out").mkdir()
+    (tmp / "out" / "detection.csv").write_text("seed\n")
+    (tmp / "out" / "manifest.json").write_text('{"setting": {"preset": "other"}}')
+
+
+def _defence_without_manifest(tmp: Path) -> None:
+    (tmp / "out").mkdir()
+    (tmp / "out" / "detection.csv").write_text("seed\n")
+    (tmp / "out" / "pr-dirty-cp4-s0.csv").write_text("precision,recall\n")
+
+
+def _clip_config_list(tmp: Path) -> None:
+    (tmp / "clip").mkdir()
+    (tmp / "clip" / "config.json").write_text("[]")
+    (tmp / "clip" / "model.safetensors").write_bytes(b"")
+
+
+def _clip_truncated(tmp: Path) -> None:
+    from empirical.pretrained import make_tiny_clip
+
+    make_tiny_clip(tmp / "clip")
+    weights = next((tmp / "clip").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])
+
+
+def _judge_folder(tmp: Path, meta: str) -> None:
+    folder = tmp / "imgs"
+    folder.mkdir()
+    (folder / "metadata.jsonl").write_text('{"file_name": "a.png", "text": "a"}\n')
+    (tmp / "judge").mkdir()
+    (tmp / "judge" / "judge.json").write_text(meta)
+    (tmp / "judge" / "judge.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+
+
+def _judge_list(tmp: Path) -> None:
+    _judge_folder(tmp, "[]")
+
+
+def _judge_missing_fields(tmp: Path) -> None:
+    _judge_folder(tmp, '{"config": {}}')
+
+
+def _judge_extra_fields(tmp: Path) -> None:
+    _judge_folder(tmp, '{"config": {"no_such_field": 1}, "names": ["a"], "log_temp": 0, "text_dim": 8}')
+
+
+def _tiny_sd(tmp: Path, part: str, key: str, value) -> None:
+    import json
+
+    from empirical.pretrained import make_tiny_sd
+
+    make_tiny_sd(tmp / "sd")
+    path = tmp / "sd" / part
+    config = json.loads(path.read_text())
+    config[key] = value
+    path.write_text(json.dumps(config))
+
+
+def _sd_no_channels(tmp: Path) -> None:
+    _tiny_sd(tmp, "vae/config.json", "block_out_channels", [])
+
+
+def _sd_max_length(tmp: Path) -> None:
+    _tiny_sd(tmp, "tokenizer/tokenizer_config.json", "model_max_length", -5)
+
+
+def _sd_no_timesteps(tmp: Path) -> None:
+    _tiny_sd(tmp, "scheduler/scheduler_config.json", "num_train_timesteps", 0)
+
+
+def _sd_index_list(tmp: Path) -> None:
+    from empirical.pretrained import make_tiny_sd
+
+    make_tiny_sd(tmp / "sd")
+    (tmp / "sd" / "model_index.json").write_text("[1, 2]")
+
+
+SWEEP_ARGS = ["--poisoned-concepts", "0,1", "--n-concepts", "10", "--seeds", "0", "--dim", "8", "--quiet",
+              "--no-plot", "--out", "{tmp}/out"]
+PREDICT = ["--n-concepts", "10", "--benign-per-concept", "2", "--poison-per-concept", "4", "--poisoned-concepts",
+           "1", "--dim", "8"]
+
+# (id, module, args, setup, exit status, phrase in the one error line) — the defects of Reliability II
+CASES_II: list[tuple[str, str, list[str], Callable[[Path], None], int, str]] = [
+    # H4: a folder where the CSV goes is refused before any work, never removed
+    ("H4-ad-scores-onto-folder", "theory.ad", ["{tmp}/ok.npz", "--scores", "{tmp}/old.csv"], _folder_with_file, 2,
+     "is a folder"),
+    # H2: a blocks/ folder the audit did not make is refused (exact mode too), never removed
+    ("H2-audit-user-blocks", "simulate.audit", ["{tmp}/ok.npz", "--out", "{tmp}/rep", "--no-predict"],
+     _audit_blocks_of_user, 2, "blocks"),
+    # H3: export never replaces its source or a folder that is not an earlier export
+    ("H3-export-into-own-parent", "paper_figures.export", ["{tmp}/results/run1", "--into", "{tmp}/results"],
+     _export_source_inside, 2, "its source"),
+    ("H3-export-onto-user-folder", "paper_figures.export", ["{tmp}/run1", "--into", "{tmp}/data"],
+     _export_onto_user_folder, 2, "not an earlier export"),
+    ("M5-export-onto-symlink", "paper_figures.export", ["{tmp}/run1", "--into", "{tmp}/data"], _export_onto_symlink,
+     2, "symlink"),
+    # H5: a defence folder of another setting, or with results and no manifest, is refused before any work
+    ("H5-defence-other-setting", "empirical.defence", ["--preset", "micro", "--poison-type", "dirty",
+                                                      "--poisoned-concepts", "2", "--out", "{tmp}/out",
+                                                      "--cache", "{tmp}/c"], _defence_other_setting, 2,
+     "another setting"),
+    ("H5-defence-no-manifest", "empirical.defence", ["--preset", "micro", "--poison-type", "dirty",
+                                                    "--poisoned-concepts", "2", "--out", "{tmp}/out",
+                                                    "--cache", "{tmp}/c"], _defence_without_manifest, 2,
+     "without a manifest"),
+    # M1: integer options of any size
+    ("M1-ad-seed", "theory.ad", ["{tmp}/ok.npz", "--sample", "10", "--seed", BIG], _pairs, 2, "--seed"),
+    ("M1-sweep-workers", "simulate.sweep", ["--workers", BIG, "--dry-run"], _nothing, 2, "--workers"),
+    ("M1-sweep-n-concepts", "simulate.sweep", ["--n-concepts", BIG, "--dry-run"], _nothing, 2, "--n-concepts"),
+    ("M1-sweep-dim", "simulate.sweep", ["--dim", str(2**70), "--dry-run"], _nothing, 2, "--dim"),
+    ("M1-audit-exact-max", "simulate.audit", ["{tmp}/ok.npz", "--out", "{tmp}/r", "--exact-max", BIG], _pairs, 2,
+     "--exact-max"),
+    ("M1-run-steps", "empirical.run", ["--preset", "micro", "--steps", BIG, "--dry-run"], _nothing, 2, "--steps"),
+    ("M1-run-base-seed", "empirical.run", ["--preset", "micro", "--base-seed", str(2**40), "--dry-run"], _nothing,
+     2, "--base-seed"),
+    ("M1-predict-dim", "simulate.predict", [*PREDICT[:-1], BIG], _nothing, 2, "--dim"),
+    # M2: an npz whose duplicate or shadowing member is what np.load reads
+    ("M2-npz-member-twice", "theory.ad", ["{tmp}/twice.npz"], _npz_member_twice, 2, "stored twice"),
+    ("M2-npz-shadow", "theory.ad", ["{tmp}/shadow.npz"], _npz_shadow, 2, "stored twice"),
+    # M3/M4: sizes checked before any allocation
+    ("M3-predict-dim", "simulate.predict", [*PREDICT[:-1], "1000000000"], _nothing, 2, "GiB"),
+    ("M3-predict-n-concepts", "simulate.predict", ["--n-concepts", "3000000000", *PREDICT[2:]], _nothing, 2,
+     "GiB"),
+    ("M3-predict-p", "simulate.predict", [*PREDICT[:5], "1000000000000", *PREDICT[6:]], _nothing, 2, "GiB"),
+    ("M3-audit-validate-sim", "simulate.audit", ["--validate", "sim:10000000000x2", "--out", "{tmp}/r"], _nothing,
+     2, "sim:"),
+    ("M4-ad-sample", "theory.ad", ["{tmp}/ok.npz", "--sample", str(10**18)], _pairs, 2, "--sample"),
+    # M5: output paths checked before the work
+    ("M5-ad-scores-under-file", "theory.ad", ["{tmp}/ok.npz", "--scores", "{tmp}/afile/s.csv"],
+     lambda t: (_pairs(t), _file_not_folder(t)), 2, "not a folder"),
+    ("M5-ad-scores-proc", "theory.ad", ["{tmp}/ok.npz", "--scores", "/proc/x.csv"], _pairs, 2, "not writable"),
+    ("M5-report-csv-proc", "empirical.report", ["{tmp}/run", "--csv", "/proc/x.csv"], _report_folder, 2,
+     "not writable"),
+    ("M5-pretrained-proc", "empirical.pretrained", ["tiny", "/proc/m"], _nothing, 2, "not writable"),
+    ("M5-tiny-clip-symlink", "empirical.pretrained", ["tiny-clip", "{tmp}/link"], _symlink_to_folder, 2,
+     "symlink"),
+    # M6/M12: damaged results tables and manifests
+    ("M6-sweep-ff-byte", "simulate.sweep", SWEEP_ARGS, _sweep_ff, 2, "not UTF-8"),
+    ("M6-sweep-long-field", "simulate.sweep", SWEEP_ARGS, _sweep_long_field, 2, "results"),
+    ("M6-sweep-results-folder", "simulate.sweep", SWEEP_ARGS, _sweep_results_folder, 2, "folder"),
+    ("M6-sweep-deep-manifest", "simulate.sweep", SWEEP_ARGS, _sweep_deep_manifest, 2, "nested too deeply"),
+    ("M6-sweep-other-tool", "simulate.sweep", SWEEP_ARGS, _sweep_other_tool, 2, "columns"),
+    ("M12-sweep-abc", "simulate.sweep", [*TINY_SWEEP, "--out", "{tmp}/out"], _sweep_abc, 2, "unpoisoned_acc"),
+    ("M6-report-ff-byte", "empirical.report", ["{tmp}/run", "--no-plot"], _report_ff, 2, "not UTF-8"),
+    ("M6-report-long-field", "empirical.report", ["{tmp}/run", "--no-plot"], _report_long_field, 2, "results.csv"),
+    ("M6-report-other-tool", "empirical.report", ["{tmp}/run", "--no-plot"], _report_other_tool, 2,
+     "not an empirical.run"),
+    ("M6-report-results-folder", "empirical.report", ["{tmp}/run", "--no-plot"], _report_results_folder, 2,
+     "does not exist"),
+    ("M12-report-abc", "empirical.report", ["{tmp}/run", "--no-plot"], _report_abc, 2, "unpoisoned_acc"),
+    # M9/M10: damaged judge and base-model folders refused at the start (with --dry-run: before any work)
+    ("M9-clip-config-list", "empirical.run", ["--preset", "micro", "--judge", "{tmp}/clip", "--dry-run"],
+     _clip_config_list, 2, "not a CLIP model folder"),
+    ("M9-clip-truncated", "empirical.run", ["--preset", "micro", "--judge", "{tmp}/clip", "--dry-run"],
+     _clip_truncated, 2, "cannot load CLIP"),
+    ("M9-judge-json-list", "empirical.embed", ["{tmp}/imgs", "--judge", "{tmp}/judge", "--out", "{tmp}/e.npz",
+                                              "--quiet"], _judge_list, 2, "no readable judge"),
+    ("M9-judge-missing-fields", "empirical.embed", ["{tmp}/imgs", "--judge", "{tmp}/judge", "--out",
+                                                   "{tmp}/e.npz", "--quiet"], _judge_missing_fields, 2,
+     "no readable judge"),
+    ("M9-judge-extra-fields", "empirical.embed", ["{tmp}/imgs", "--judge", "{tmp}/judge", "--out", "{tmp}/e.npz",
+                                                 "--quiet"], _judge_extra_fields, 2, "no readable judge"),
+    ("M10-sd-no-channels", "empirical.run", ["--preset", "micro", "--pretrained", "{tmp}/sd", "--dry-run"],
+     _sd_no_channels, 2, "sd"),
+    ("M10-sd-max-length", "empirical.run", ["--preset", "micro", "--pretrained", "{tmp}/sd", "--dry-run"],
+     _sd_max_length, 2, "model_max_length"),
+    ("M10-sd-no-timesteps", "empirical.run", ["--preset", "micro", "--pretrained", "{tmp}/sd", "--dry-run"],
+     _sd_no_timesteps, 2, "num_train_timesteps"),
+    ("L-sd-index-list", "empirical.run", ["--preset", "micro", "--pretrained", "{tmp}/sd", "--dry-run"],
+     _sd_index_list, 2, "not a JSON object"),
+    # M11: the audit's validation inputs
+    ("M11-audit-seed", "simulate.audit", ["{tmp}/ok.npz", "--out", "{tmp}/r", "--seed", "-1"], _pairs, 2, "--seed"),
+    ("M11-validate-2d-concepts", "simulate.audit", ["--validate", "{tmp}/clean.npz", "--out", "{tmp}/r",
+                                                   "--poisoned-concepts", "1"], _concept_2d, 2, "concept"),
+    ("M11-mix-poisoned-range", "simulate.audit", ["--validate-mix", "{tmp}/mix.npz", "--out", "{tmp}/r"],
+     _mix_poisoned_out_of_range, 2, "poisoned"),
+    ("M11-mix-negative-concepts", "simulate.audit", ["--validate-mix", "{tmp}/mix.npz", "--out", "{tmp}/r"],
+     _mix_negative_concepts, 2, "outside"),
+]
+
+SLOW_II = {"M9-clip-truncated", "M10-sd-no-channels", "M10-sd-max-length", "M10-sd-no-timesteps",
+           "L-sd-index-list", "H5-defence-other-setting", "H5-defence-no-manifest", "M12-sweep-abc"}
+
+
 # (id, module, args, setup, exit status, phrase in the one error line)
 CASES: list[tuple[str, str, list[str], Callable[[Path], None], int, str]] = [
     ("ad-missing", "theory.ad", ["{tmp}/nope.npz"], _nothing, 2, "no such file"),
@@ -128,7 +517,14 @@ CASES: list[tuple[str, str, list[str], Callable[[Path], None], int, str]] = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def _case_params() -> list:
+    """Every row of CASES and CASES_II; the slower setups (a model folder built, a tiny sweep run) marked slow."""
+    rows = [pytest.param(c, id=c[0]) for c in CASES]
+    rows += [pytest.param(c, id=c[0], marks=[pytest.mark.slow] if c[0] in SLOW_II else []) for c in CASES_II]
+    return rows
+
+
+@pytest.mark.parametrize("case", _case_params())
 def test_hostile_input_is_one_line(case, tmp_path: Path):
     _, module, args, setup, status, phrase = case
     setup(tmp_path)
