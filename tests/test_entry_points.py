@@ -73,3 +73,23 @@ def test_every_help_states_every_default_and_choice(target, monkeypatch):
             assert action.help and "default" in action.help, f"{target}: {name} hides its default"
         if action.choices:
             assert "{" + ",".join(map(str, action.choices)) + "}" in text, f"{target}: {name} hides its choices"
+
+
+@pytest.mark.parametrize("script, target", sorted(_scripts().items()))
+def test_every_command_says_its_version(script, target):
+    from importlib import metadata
+
+    module = target.split(":")[0].removesuffix(".__main__")
+    proc = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == metadata.version("implosion-toolkit")
+
+
+@pytest.mark.parametrize("package", ["theory", "simulate"])
+def test_public_submodules_are_attributes_of_their_package(package):
+    code = (f"import {package}, pkgutil\n"
+            f"names = [m.name for m in pkgutil.iter_modules({package}.__path__) if not m.name.startswith('_')]\n"
+            f"assert names and all(getattr({package}, n).__name__ == '{package}.' + n for n in names), names\n"
+            f"try:\n    {package}.no_such_module\nexcept AttributeError:\n    pass\nelse:\n    raise SystemExit(1)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr

@@ -62,6 +62,8 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.add_argument("--version", action="version", version=f"%(prog)s {toolkit_version()}",
+                          help="print the toolkit's version and exit")
         self.add_argument("--debug", action="store_true", help="on an unexpected error, show its traceback")
         self.add_argument("--dry-run", action="store_true",
                           help="check the arguments, print what would run, and exit without computing or writing")
@@ -80,6 +82,17 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:  # noqa: D401 - argparse API
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def toolkit_version() -> str:
+    """The installed toolkit's version (``implosion-toolkit`` in pyproject.toml), or ``unknown`` when run from a
+    checkout that was never installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("implosion-toolkit")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _bound_ints(group: argparse._ActionsContainer) -> None:
