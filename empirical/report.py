@@ -188,22 +188,26 @@ def _num(v) -> float:
         return float("nan")
 
 
-def load_results(folder: Path | str, table: str = "results.csv"):
-    """The rows of one run folder's ``table`` (results.csv, attention.csv, per_concept.csv), numbers as floats
-    where they parse: a pandas DataFrame when pandas is installed, else a list of dicts."""
+#: Columns of the run tables that hold whole numbers (read as ``int`` by :func:`load_results`).
+WHOLE = ("seed", "c_p", "poison_per_concept", "steps", "n_concepts", "n_unpoisoned", "n_pairs", "n_prompts")
+#: Columns that hold words.
+WORDS = ("setting", "scenario", "kind", "poison_type", "targets", "concept", "group", "read_as")
+
+
+def load_results(folder: Path | str, table: str = "results.csv") -> list[dict]:
+    """The rows of one run folder's ``table`` (results.csv, attention.csv, per_concept.csv) as a list of dicts,
+    whatever is installed: whole-number columns (:data:`WHOLE`) as ``int``, words as ``str``, every other value
+    as ``float`` where it parses (``pandas.DataFrame(load_results(f))`` for a frame)."""
     rows = read_rows([Path(folder)], table)
     for r in rows:
         for k, v in r.items():
-            if k not in ("setting", "scenario", "kind", "poison_type", "targets", "concept", "group", "read_as"):
-                try:
-                    r[k] = float(v)
-                except (TypeError, ValueError):
-                    pass
-    try:
-        import pandas as pd
-    except ImportError:
-        return rows
-    return pd.DataFrame(rows)
+            if k in WORDS:
+                continue
+            try:
+                r[k] = int(v) if k in WHOLE else float(v)
+            except (TypeError, ValueError):
+                pass
+    return rows
 
 
 def plot(records: list[dict], path: Path) -> None:
@@ -275,9 +279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if summary:
         print("\npoisoned - control, each seed with its own control (mean ± 95% CI, paired t-test p)")
         for key, rec in summary.items():
-            cells = [f"{m} {v[0]:+.3f}±{v[1]:.3f} (p {v[2]:.2g})" for m, v in rec.items()
+            cells = [f"{m} {gap_cell(v)}" for m, v in rec.items()
                      if m in UNPOISONED + ("unpoisoned_meaningless",) and math.isfinite(v[0])]
-            print("  ".join(str(k) for k in key) + f"  seeds {max(v[3] for v in rec.values())}:  " + "  ".join(cells))
+            print("  ".join(shown_key(key, GROUP)) + f"  seeds {max(v[3] for v in rec.values())}:  " + "  ".join(cells))
     att = read_rows(args.folders, "attention.csv", required=False)
     if att:
         print("\ncross-attention statistics of the concept's tokens (empirical.attention), per concept group")
@@ -337,9 +341,30 @@ def _print(records: list[dict], group: Sequence[str], shown: Sequence[str]) -> N
     names = {"poison_per_concept": "p", "poison_type": "poison"}
     print("  ".join([names.get(k, k) for k in group] + ["seeds"] + [m.removeprefix("attn_") for m in shown]))
     for rec in records:
-        cells = [str(rec[k]) for k in group] + [str(rec["n_seeds"])]
-        cells += [f"{rec[m][0]:.3f}±{rec[m][1]:.3f}" for m in shown]
+        cells = shown_key(tuple(rec[k] for k in group), group) + [str(rec["n_seeds"])]
+        cells += [mean_cell(*rec[m], rec["n_seeds"]) for m in shown]
         print("  ".join(cells))
+
+
+def mean_cell(mean: float, ci: float, n: int) -> str:
+    """A mean with its 95% interval, ``0.617±0.090``; with one seed there is no interval: ``0.617 (n = 1)``."""
+    return f"{mean:.3f} (n = 1)" if n <= 1 else f"{mean:.3f}±{ci:.3f}"
+
+
+def gap_cell(stat: tuple[float, float, float, int]) -> str:
+    """A paired gap ``(mean, ci, p, n)``: ``-0.271±0.055 (p 0.0081)``; one seed: ``-0.271 (n = 1)`` (no
+    interval and no test)."""
+    mean, ci, p, n = stat
+    return f"{mean:+.3f} (n = 1)" if n <= 1 else f"{mean:+.3f}±{ci:.3f} (p {p:.2g})"
+
+
+def shown_key(key: tuple, group: Sequence[str]) -> list[str]:
+    """A group's keys as printed: the C_P = 0 point of kind ``poisoned`` is the clean model and reads ``clean``."""
+    cells = [str(k) for k in key]
+    if "kind" in group and "c_p" in group and str(key[list(group).index("c_p")]) == "0" \
+            and cells[list(group).index("kind")] == "poisoned":
+        cells[list(group).index("kind")] = "clean"
+    return cells
 
 
 def cli() -> None:

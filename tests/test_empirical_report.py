@@ -94,7 +94,9 @@ def test_folders_pool_by_recorded_setting_and_old_tables_read_as_dirty(tmp_path:
                  "0,continuous,0,poisoned,none,80,poisoned,600,unpoisoned,90,0.2,0.5,0.7,0.3\n")
     assert main([str(tmp_path / "a"), "--no-plot"]) == 0
     out = capsys.readouterr().out
-    assert "cross-attention statistics" in out and "unpoisoned  1  0.200±0.000  0.500±0.000" in out
+    assert "cross-attention statistics" in out and "unpoisoned  1  0.200 (n = 1)  0.500 (n = 1)" in out
+    assert "±0.000" not in out and "p nan" not in out  # one seed: no interval, no test
+    assert " 0  clean " in out and " 0  poisoned " not in out  # the C_P = 0 model is the clean one
 
 
 def test_paired_gaps_pair_each_seed_with_its_own_control_and_write_tables(tmp_path: Path, capsys):
@@ -133,9 +135,10 @@ def test_load_results_reads_numbers(tmp_path: Path):
     from empirical.report import load_results
 
     _write(tmp_path / "a", _rows())
-    res = load_results(tmp_path / "a")
-    rows = res.to_dict("records") if hasattr(res, "to_dict") else res
+    rows = load_results(tmp_path / "a")
+    assert isinstance(rows, list) and all(isinstance(r, dict) for r in rows)  # one type, pandas or not
     assert len(rows) == 18 and isinstance(rows[0]["ad"], float) and rows[0]["kind"] in ("poisoned", "control")
+    assert all(type(r["seed"]) is int and type(r["c_p"]) is int for r in rows)
 
 
 def test_report_tables_refuse_a_folder_as_file(tmp_path: Path):
