@@ -101,13 +101,10 @@ def claim_detection_folder(out: Path, setting: dict) -> dict:
     """``out``'s manifest claimed for this detection ``setting`` (:func:`theory.records.claim_run_folder`): a
     folder holding another setting's detection.csv (or one without a manifest) is refused, naming the
     difference, so two settings' curves never lie side by side."""
-    from theory.records import claim_run_folder
-
-    def differ(old: dict, new: dict) -> str:
-        return ", ".join(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)))
+    from theory.records import claim_run_folder, key_difference
 
     return claim_run_folder(out, "setting", json.loads(json.dumps(setting, default=str)),
-                            has_results=(out / "detection.csv").exists(), difference=differ,
+                            has_results=(out / "detection.csv").exists(), difference=key_difference,
                             refusal=lambda d: f"{out} holds detection results of another setting ({d}); use another "
                                               "--out")
 

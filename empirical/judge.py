@@ -25,7 +25,7 @@ import numpy as np
 
 from empirical.seeding import seeded
 from theory.cli import InputError, first_line
-from theory.records import DAMAGE, atomic_path, atomic_write_text, discard_damaged
+from theory.records import DAMAGE, UNLOADABLE, atomic_path, atomic_write_text, discard_damaged
 
 
 from empirical.data import to_tensor
@@ -181,9 +181,8 @@ class Judge(ZeroShot):
                 raise ValueError("'names' is not a list of concept names")
             float(meta["log_temp"]), int(meta["text_dim"])
             return meta, JudgeConfig(**meta["config"])
-        except DAMAGE + (RecursionError,) as exc:
-            raise InputError(f"{folder} holds no readable judge ({type(exc).__name__}: {first_line(exc)[:200]})") \
-                from None
+        except UNLOADABLE as exc:
+            raise _unreadable_judge(folder, exc) from None
 
     @classmethod
     def load(cls, folder: Path, text_encoder: TextEncoder, *, device: str = "cpu") -> "Judge":
@@ -199,13 +198,17 @@ class Judge(ZeroShot):
             modules = _build_judge_modules(cfg, int(meta["text_dim"]))
             modules.load_state_dict(load_file(str(folder / "judge.safetensors")))
             log_temp = float(meta["log_temp"])
-        except DAMAGE + (RecursionError,) as exc:  # bad JSON, missing / extra fields, truncated or other weights
-            raise InputError(f"{folder} holds no readable judge ({type(exc).__name__}: {first_line(exc)[:200]})") \
-                from None
+        except UNLOADABLE as exc:  # truncated weights, or weights of another judge
+            raise _unreadable_judge(folder, exc) from None
         modules.to(device)
         judge = cls(modules, log_temp, names, text_encoder, cfg)
         judge.image_size = meta.get("image_size")
         return judge
+
+
+def _unreadable_judge(folder: Path, exc: BaseException) -> InputError:
+    """The one-line error of a judge folder that cannot be read, naming the folder and why."""
+    return InputError(f"{folder} holds no readable judge ({type(exc).__name__}: {first_line(exc)[:200]})")
 
 
 def load_clip(folder: Path, *, device: str = "cpu"):
@@ -231,7 +234,7 @@ def load_clip(folder: Path, *, device: str = "cpu"):
     try:
         model = CLIPModel.from_pretrained(folder, local_files_only=True, use_safetensors=True).to(device)
         processor = CLIPProcessor.from_pretrained(folder, local_files_only=True)
-    except DAMAGE + (IndexError, ZeroDivisionError) as exc:  # truncated weights, impossible config values
+    except UNLOADABLE as exc:  # truncated weights, impossible config values
         raise InputError(f"cannot load CLIP from {folder}: {type(exc).__name__}: {first_line(exc)[:200]}") from None
     return model.eval().requires_grad_(False), processor
 

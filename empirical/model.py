@@ -23,7 +23,7 @@ import numpy as np
 
 from empirical.seeding import seeded
 from theory.cli import InputError, first_line
-from theory.records import DAMAGE, atomic_path, discard_damaged
+from theory.records import DAMAGE, UNLOADABLE, atomic_path, discard_damaged
 
 
 @dataclass(frozen=True)
@@ -287,8 +287,7 @@ def load_pipeline(folder: Path, *, device: str = "cpu", variant: str | None = No
         pipe = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True, use_safetensors=True,
                                                        variant=variant, dtype=torch.float32,
                                                        safety_checker=None, requires_safety_checker=False)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, IndexError,
-            ZeroDivisionError) as exc:
+    except UNLOADABLE as exc:
         # a truncated or inconsistent checkpoint (safetensors header, shapes, missing keys, impossible config values)
         raise InputError(f"cannot load the pipeline in {folder}: {type(exc).__name__}: {first_line(exc)[:300]}") from None
     finally:

@@ -32,6 +32,8 @@ GROUP = ("setting", "scenario", "targets", "steps", "poison_per_concept", "c_p",
 ATTENTION = ("attn_concept_mass", "attn_concept_share", "attn_entropy", "attn_concentration")
 SHOWN = ("ad", "d_fea", "d_stru", "unpoisoned_acc", "unpoisoned_prob", "unpoisoned_meaningless",
          "unpoisoned_margin", "fd_unpoisoned", "kid_unpoisoned", "poisoned_acc", "attack_success", "unpoisoned_score")
+#: The measures each run table must hold as numbers (a table not named here: its point keys only).
+TABLE_MEASURES: dict[str, tuple[str, ...]] = {"results.csv": SHOWN, "attention.csv": ATTENTION}
 UNPOISONED = ("unpoisoned_acc", "unpoisoned_prob", "fd_unpoisoned", "kid_unpoisoned", "unpoisoned_score")
 
 
@@ -67,24 +69,24 @@ def read_rows(folders: Sequence[Path], name: str = "results.csv", *, required: b
                 raise InputError(f"{path} does not exist (run python -m empirical.run --out {folder} first)")
             continue
         table = read_csv_rows(path)
+        measures = TABLE_MEASURES.get(name, ())
         if table:
-            check_columns(path, table, name)
+            check_columns(path, table, name, measures)
         for line, r in enumerate(table, start=2):
             r["setting"] = labels[Path(folder)]
             if "poison_type" not in r:
                 r["poison_type"] = "dirty" if r["kind"] == "poisoned" and r["c_p"] != "0" else "none"
-            check_numbers(path, line, r, SHOWN if name == "results.csv" else ATTENTION)
+            check_numbers(path, line, r, measures)
             rows.append(r)
     if required and not rows:
         raise InputError("no result rows in " + ", ".join(str(f) for f in folders))
     return rows
 
 
-def check_columns(path: Path, rows: list[dict[str, str]], name: str) -> None:
-    """``rows`` of ``path`` must be an ``empirical.run`` table: an InputError naming the missing columns otherwise
-    (another tool's results.csv, a table cut by hand)."""
-    need = {"seed", "c_p", "kind", *(k for k in GROUP if k not in ("setting", "poison_type")),
-            *(SHOWN if name == "results.csv" else ATTENTION)}
+def check_columns(path: Path, rows: list[dict[str, str]], name: str, measures: Sequence[str]) -> None:
+    """``rows`` of ``path`` must be an ``empirical.run`` table (the point's keys and ``measures``): an InputError
+    naming the missing columns otherwise (another tool's results.csv, a table cut by hand)."""
+    need = {"seed", "c_p", "kind", *(k for k in GROUP if k not in ("setting", "poison_type")), *measures}
     missing = sorted(need - set(rows[0]))
     if missing:
         raise InputError(f"{path} is not an empirical.run {name} (no column {', '.join(missing[:4])}"

@@ -539,15 +539,20 @@ def check_labels(labels: np.ndarray, n: int, k: int | None, what: str) -> None:
                          f"({int(labels.min())}..{int(labels.max())})")
 
 
+def check_c_ps(c_ps: Sequence[int], k: int) -> None:
+    """Every C_P below the clean set's K concepts (at C_P = K none is left unpoisoned): InputError otherwise."""
+    if max(c_ps) >= k:
+        raise InputError(f"--poisoned-concepts {max(c_ps)}: the clean set has only {k} concepts (at C_P = K none is "
+                         "left unpoisoned)")
+
+
 def validate(clean: str | tuple, c_ps: Sequence[int], p: int, cfg: AuditConfig, *, labels_key: str = "concept",
              seed: int = 0) -> list[dict[str, Any]]:
     """Audit dirty-label mixes built from a clean set (:func:`clean_set`, or its result when already read): one
     :func:`score_audit` row per C_P."""
     text, image, concept, where = clean if isinstance(clean, tuple) else clean_set(str(clean), labels_key, seed)
     ks = [int(k) for k in np.unique(concept)]
-    if max(c_ps) >= len(ks):
-        raise InputError(f"--poisoned-concepts {max(c_ps)}: the clean set has only {len(ks)} concepts (at C_P = K "
-                         "none is left unpoisoned)")
+    check_c_ps(c_ps, len(ks))
     names = [f"concept {k}" for k in ks]
     out = []
     for c_p in c_ps:
@@ -741,10 +746,7 @@ def _validation(args, cfg: AuditConfig) -> int:
         return 0
     if args.validate:  # read and checked before anything is created
         clean = clean_set(args.validate, seed=args.seed)
-        k = len(np.unique(clean[2]))
-        if max(c_ps) >= k:
-            raise InputError(f"--poisoned-concepts {max(c_ps)}: the clean set has only {k} concepts (at C_P = K none "
-                             "is left unpoisoned)")
+        check_c_ps(c_ps, len(np.unique(clean[2])))
     else:
         for path in args.validate_mix:
             load_mix(path)

@@ -37,7 +37,7 @@ from simulate.poison import TARGET_RULES, PoisonConfig
 from theory.tasks import dask_client, dask_results
 from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, parse_seeds, path_arg, run_main
 from theory.records import ResultsTable, atomic_path, claim_run_folder, command_line, hold_output, \
-    git_commit, package_versions, read_table, utc_now, write_manifest
+    key_difference, git_commit, package_versions, read_table, utc_now, write_manifest
 from theory.stats import spearman
 from theory.validate import check_scalar, check_alpha
 
@@ -178,11 +178,6 @@ class _Progress:
         self.bar.close()
 
 
-def _config_difference(old: dict, new: dict) -> str:
-    """The top-level configuration keys in which two sweeps differ, comma-separated ("" when none)."""
-    return ", ".join(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     points = parse_int_list(args.concepts, name="--concepts")
@@ -213,7 +208,7 @@ def _claim(out: Path, identity: dict) -> None:
     table_path = out / "results.csv"
     claim_run_folder(out, "config", identity,
                      has_results=lambda: table_path.exists() and bool(read_table(table_path, COLUMNS)),
-                     difference=_config_difference,
+                     difference=key_difference,
                      refusal=lambda d: f"{out} holds a sweep with a different configuration ({d}); use another --out")
 
 

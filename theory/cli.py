@@ -43,25 +43,12 @@ def int_arg(value: str) -> int:
 class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose usage errors are a single line on stderr and exit status 2; every parser
     has ``--debug`` (show the traceback of an unexpected error, see :func:`run_main`). Integer options
-    (``type=int``) are bounded (:func:`int_arg`), so no option of any size reaches the code unchecked."""
-
-    def add_argument(self, *args, **kwargs):  # noqa: D102 - argparse API
-        if kwargs.get("type") is int:
-            kwargs["type"] = int_arg
-        return super().add_argument(*args, **kwargs)
-
-    def add_argument_group(self, *args, **kwargs):  # noqa: D102 - argparse API
-        group = super().add_argument_group(*args, **kwargs)
-        _bound_ints(group)
-        return group
-
-    def add_mutually_exclusive_group(self, *args, **kwargs):  # noqa: D102 - argparse API
-        group = super().add_mutually_exclusive_group(*args, **kwargs)
-        _bound_ints(group)
-        return group
+    (``type=int``) are bounded (:func:`int_arg`, registered as argparse's converter of ``int`` for the parser and
+    every group of it), so no option of any size reaches the code unchecked."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.register("type", int, int_arg)  # groups share the parser's registry
         self.add_argument("--version", action="version", version=f"%(prog)s {toolkit_version()}",
                           help="print the toolkit's version and exit")
         self.add_argument("--debug", action="store_true", help="on an unexpected error, show its traceback")
@@ -93,18 +80,6 @@ def toolkit_version() -> str:
         return metadata.version("implosion-toolkit")
     except metadata.PackageNotFoundError:
         return "unknown"
-
-
-def _bound_ints(group: argparse._ActionsContainer) -> None:
-    """Give an argument group the parser's bounded integer options (:func:`int_arg`)."""
-    plain = group.add_argument
-
-    def add_argument(*args, **kwargs):
-        if kwargs.get("type") is int:
-            kwargs["type"] = int_arg
-        return plain(*args, **kwargs)
-
-    group.add_argument = add_argument  # type: ignore[method-assign]
 
 
 def dry_run(args: argparse.Namespace, prog: str, plan: dict) -> bool:
@@ -146,11 +121,7 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
         sys.exit(EXIT_USAGE)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
-            if "--debug" in args:
-                raise
-            sys.stderr.write(f"{prog}: error: unexpected {type(exc).__name__}: {first_line(exc)} "
-                             "(rerun with --debug for the traceback)\n")
-            sys.exit(1)
+            _unexpected(exc, args, prog)
         where = f" writing {exc.filename}" if exc.filename else ""
         sys.stderr.write(f"{prog}: error: {exc.strerror or exc}{where}; finished results are kept (free space or "
                          "use another --out, then rerun to resume)\n")
@@ -159,12 +130,17 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
         sys.stderr.write(f"{prog}: error: out of memory; finished results are kept (use smaller settings)\n")
         sys.exit(1)
     except Exception as exc:  # noqa: BLE001 - the one error boundary of every CLI
-        if "--debug" in args:
-            raise
-        sys.stderr.write(f"{prog}: error: unexpected {type(exc).__name__}: {first_line(exc) if str(exc) else ''} "
-                         "(rerun with --debug for the traceback)\n")
-        sys.exit(1)
+        _unexpected(exc, args, prog)
     sys.exit(status)
+
+
+def _unexpected(exc: BaseException, args: Sequence[str], prog: str) -> NoReturn:
+    """An error we did not foresee: one line naming it and exit 1, or its traceback with ``--debug``."""
+    if "--debug" in args:
+        raise exc
+    sys.stderr.write(f"{prog}: error: unexpected {type(exc).__name__}: {first_line(exc) if str(exc) else ''} "
+                     "(rerun with --debug for the traceback)\n")
+    sys.exit(1)
 
 
 def safe_console() -> None:

@@ -178,8 +178,8 @@ def _check_npz_headers(path: Path, wanted: Sequence[str]) -> None:
 
 
 def _check_loaded(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """After loading: what was read is what the checked headers declared (the same member, no more memory than
-    the budget): an InputError naming the array otherwise."""
+    """After loading, a second guard behind the header check: an array larger than half this machine's memory is
+    an InputError naming it (with duplicate members refused, the member loaded is the member checked)."""
     budget = physical_memory() // 2
     for name, arr in arrays.items():
         if budget and arr.nbytes > budget:

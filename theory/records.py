@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from theory.cli import InputError
 
 __all__ = ["COLUMN_ALIASES", "LOCK_NAME", "MADE_MARK", "ResultsTable", "atomic_path", "check_output_file",
-           "check_replaceable", "hold_output", "made_by_us", "atomic_write_text", "check_new_folder", "claim_run_folder", "current_column", "read_csv_rows", "ensure_writable_dir", "write_folder_atomically", "git_commit", "package_versions",
+           "check_replaceable", "hold_output", "key_difference", "made_by_us", "UNLOADABLE", "atomic_write_text", "check_new_folder", "claim_run_folder", "current_column", "read_csv_rows", "ensure_writable_dir", "write_folder_atomically", "git_commit", "package_versions",
            "read_table", "save_npz_atomically", "utc_now", "write_manifest", "command_line"]
 
 
@@ -218,7 +218,8 @@ def ensure_writable_dir(path: Path, *, name: str = "--out") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"{name} {path} exists and is not a folder")
-    _probe_writable(path.parent if not path.exists() else path, name, path)
+    if not path.exists():  # proved writable before anything is created; an existing folder by the probe below
+        _probe_writable(path.parent, name, path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=path)
@@ -240,6 +241,9 @@ def _damage_errors() -> tuple[type[BaseException], ...]:
 
 #: What reading a damaged cache file raises (truncated zip or safetensors, bad JSON, missing members, ...).
 DAMAGE = _damage_errors()
+#: What loading a damaged or impossible model folder raises: :data:`DAMAGE`, and config values no model can be
+#: built from (empty lists, zero sizes) or JSON nested too deeply to read.
+UNLOADABLE = DAMAGE + (IndexError, ZeroDivisionError, RecursionError)
 
 
 def discard_damaged(path: Path, exc: BaseException) -> None:
@@ -290,23 +294,13 @@ def current_column(name: str) -> str:
 def read_csv_rows(path: Path) -> list[dict[str, str]]:
     """Every row of a CSV file with a header, columns renamed to today's vocabulary (:func:`current_column`).
     A file that cannot be read as UTF-8 CSV (a folder, bytes that are not UTF-8, a field over the CSV reader's
-    limit, a row with more or fewer fields than the header) is an InputError naming the file and line."""
+    limit, a row with more or fewer fields than the header) is an InputError naming the file and line; a BOM
+    is no part of the first column's name."""
     path = Path(path)
-    rows: list[dict[str, str]] = []
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            for row in reader:
-                if None in row or any(v is None for v in row.values()):
-                    got = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
-                    raise InputError(f"{path} line {reader.line_num} is damaged ({got} fields for the header's "
-                                     f"{len(reader.fieldnames or [])})")
-                rows.append({current_column(k): v for k, v in row.items()})
-    except InputError:
-        raise
+        return _table_rows(path, path.read_bytes().decode("utf-8-sig"), None, hint="")
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{path}: cannot read this table ({_why(exc)})") from None
-    return rows
 
 
 def _why(exc: BaseException) -> str:
@@ -347,7 +341,10 @@ def read_table(path: Path, columns: Sequence[str] | None) -> list[dict[str, str]
         raise InputError(f"{path}: damaged results table ({_why(exc)}); use another --out") from None
 
 
-def _table_rows(path: Path, text: str, columns: Sequence[str] | None) -> list[dict[str, str]]:
+def _table_rows(path: Path, text: str, columns: Sequence[str] | None, *,
+                hint: str = "; remove that line to resume, or use another --out") -> list[dict[str, str]]:
+    """The rows of CSV ``text`` (header renamed by :func:`current_column`, and equal to ``columns`` unless None);
+    a line with too many or too few fields is an InputError naming it, with ``hint`` appended."""
     reader = csv.DictReader(io.StringIO(text))
     if reader.fieldnames is None:
         return []
@@ -359,7 +356,7 @@ def _table_rows(path: Path, text: str, columns: Sequence[str] | None) -> list[di
         if None in row or any(v is None for v in row.values()):  # too many or too few fields
             n = len([v for k, v in row.items() if k is not None and v is not None]) + len(row.get(None, []) or [])
             raise InputError(f"{path} line {reader.line_num} is damaged ({n} fields, expected "
-                             f"{len(reader.fieldnames)}); remove that line to resume, or use another --out")
+                             f"{len(reader.fieldnames)}){hint}")
         rows.append(row)
     return rows
 
@@ -492,6 +489,12 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise InputError(f"{path} is not a manifest (a JSON {type(manifest).__name__}, not an object); "
                          "use another --out")
     return manifest
+
+
+def key_difference(old: dict, new: dict) -> str:
+    """The top-level keys in which two identities (configurations, settings) differ, sorted and comma-separated
+    ("" when none)."""
+    return ", ".join(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)))
 
 
 def claim_run_folder(out: Path, key: str, identity: dict, *, has_results: bool | Callable[[], bool],

@@ -29,7 +29,7 @@ import numpy as np
 
 from theory.validate import check_scalar
 from theory.cli import InputError
-from theory.records import atomic_write_text, save_npz_atomically
+from theory.records import atomic_write_text, key_difference, save_npz_atomically
 
 __all__ = ["Task", "TaskRecord", "run_tasks", "dask_client", "dask_results"]
 
@@ -63,9 +63,8 @@ class TaskRecord:
             except (OSError, ValueError, RecursionError) as exc:
                 raise InputError(f"{head}: unreadable record of finished tasks ({exc}); remove {self.folder}") from None
             if old != self.identity:
-                diff = sorted(k for k in set(old) | set(self.identity) if old.get(k) != self.identity.get(k))
                 raise InputError(f"{self.folder} records tasks of another computation (differs in: "
-                                 f"{', '.join(diff)}); remove it or choose another output folder")
+                                 f"{key_difference(old, self.identity)}); remove it or choose another output folder")
         else:
             self.folder.mkdir(parents=True, exist_ok=True)
             atomic_write_text(head, json.dumps(self.identity, indent=1, sort_keys=True) + "\n")
