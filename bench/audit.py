@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from theory.records import atomic_path  # noqa: E402
+from implosion_base.files import atomic_path  # noqa: E402
 
 
 def write_shards(folder: Path, n: int, d: int, shard: int, concepts: int = 200, poison: float = 0.02,
@@ -70,7 +70,7 @@ import numpy as np
 import psutil
 sys.path.insert(0, {root!r})
 from simulate.audit import AuditConfig, Execution, audit
-from theory.pairs_file import open_shards
+from implosion_base.shards import open_shards
 
 peak = [0]
 def watch():

@@ -16,7 +16,8 @@ from empirical.presets import Preset
 from empirical.pretrained import PretrainedBase, unet_from_base
 from empirical.processes import is_main_process
 from empirical.train import Mix, TrainConfig, encode_latents, train_unet
-from theory.records import DAMAGE, atomic_path, discard_damaged
+from implosion_base.errors import DAMAGE
+from implosion_base.files import atomic_path, discard_damaged
 
 
 @dataclass

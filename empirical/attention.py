@@ -32,7 +32,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from theory.cli import InputError
+from implosion_base.errors import InputError
 
 STATISTICS: tuple[str, ...] = ("concept_mass", "concept_share", "entropy", "concentration")
 

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from theory.validate import check_scalar
-from theory.cli import InputError
-from theory.records import DAMAGE, atomic_path, discard_damaged
+from implosion_base.validate import check_scalar
+from implosion_base.errors import InputError
+from implosion_base.errors import DAMAGE
+from implosion_base.files import atomic_path, discard_damaged
 
 #: The concepts named in the paper's figures (CLDR names); always kept when present.
 PAPER_CONCEPTS: tuple[str, ...] = (

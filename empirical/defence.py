@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from theory.validate import check_scalar
-from theory.cli import InputError, path_arg
+from implosion_base.validate import check_scalar
+from implosion_base.errors import InputError
+from implosion_base.cli import path_arg
 from theory.detection import rank_quality
 
 
@@ -36,7 +37,7 @@ def detect_in_mix(assets, plan, poison_type: str, c_p: int, p: int, seed: int, c
 def _parser():
     from empirical.poison_kinds import POISON_KINDS
     from empirical.presets import DEFAULT_CACHE, PRESETS
-    from theory.cli import ArgumentParser
+    from implosion_base.cli import ArgumentParser
 
     parser = ArgumentParser(prog="python -m empirical.defence", description=main.__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="smoke", help=f"experiment size: {', '.join(PRESETS)}")
@@ -64,8 +65,10 @@ def main(argv=None) -> int:
     (AP, precision@k, base rate, AD) and ``OUT/pr-<type>-cp<C_P>-s<seed>.csv`` (the precision–recall curve)."""
     from empirical.poison_kinds import POISON_KINDS
     from empirical.presets import default_poisoned_concepts, get_preset, with_overrides
-    from theory.cli import dry_run, parse_int_list, parse_seeds
-    from theory.records import command_line, ensure_writable_dir, git_commit, hold_output, utc_now, write_manifest
+    from implosion_base.cli import dry_run, parse_int_list, parse_seeds
+    from implosion_base.provenance import command_line, git_commit, utc_now
+    from implosion_base.files import ensure_writable_dir, hold_output
+    from implosion_base.records import write_manifest
 
     args = _parser().parse_args(argv)
     preset = get_preset(args.preset)
@@ -98,10 +101,10 @@ def main(argv=None) -> int:
 
 
 def claim_detection_folder(out: Path, setting: dict) -> dict:
-    """``out``'s manifest claimed for this detection ``setting`` (:func:`theory.records.claim_run_folder`): a
+    """``out``'s manifest claimed for this detection ``setting`` (:func:`implosion_base.records.claim_run_folder`): a
     folder holding another setting's detection.csv (or one without a manifest) is refused, naming the
     difference, so two settings' curves never lie side by side."""
-    from theory.records import claim_run_folder, key_difference
+    from implosion_base.records import claim_run_folder, key_difference
 
     return claim_run_folder(out, "setting", json.loads(json.dumps(setting, default=str)),
                             has_results=(out / "detection.csv").exists(), difference=key_difference,
@@ -116,7 +119,8 @@ def _detect(out: Path, preset, types: list[str], c_ps: list[int], p: int, seeds:
 
     from empirical.assets import prepare_assets
     from empirical.poisons import make_plan
-    from theory.records import atomic_write_text, csv_text
+    from implosion_base.files import atomic_write_text
+    from implosion_base.records import csv_text
 
     assets = prepare_assets(preset, cache, log=lambda m: print(m, file=sys.stderr, flush=True))
     rows = []
@@ -137,12 +141,12 @@ def _detect(out: Path, preset, types: list[str], c_ps: list[int], p: int, seeds:
 
 def cli() -> None:
     """The ``implosion-defence`` console script: :func:`main` behind the one-line error boundary."""
-    from theory.cli import run_main
+    from implosion_base.cli import run_main
 
     run_main(main, prog="implosion-defence")
 
 
 if __name__ == "__main__":
-    from theory.cli import run_main
+    from implosion_base.cli import run_main
 
     run_main(main, prog="python -m empirical.defence")

@@ -38,9 +38,11 @@ import numpy as np
 
 from empirical.folder_data import FolderFormat, metadata_file
 from empirical.mix_embedding import add_mix_options, check_mix_options, embed_mix
-from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
-from theory.validate import check_scalar
-from theory.records import DAMAGE, atomic_path, check_output_file, discard_damaged, hold_output
+from implosion_base.cli import ArgumentParser, dry_run, path_arg, run_main
+from implosion_base.errors import InputError
+from implosion_base.validate import check_scalar
+from implosion_base.errors import DAMAGE
+from implosion_base.files import atomic_path, check_output_file, discard_damaged, hold_output
 
 
 class ClipEmbedder:
@@ -243,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metadata_file(args.folder)
     import torch
 
-    from theory.validate import torch_device
+    from implosion_base.validate import torch_device
 
     args.device = str(torch_device(torch, args.device))
     if dry_run(args, "python -m empirical.embed", {

@@ -22,9 +22,9 @@ from empirical.layout import ATTENTION_COLUMNS, COLUMNS, KINDS, PER_CONCEPT_COLU
     fill_old_row, setting_difference, setting_of, short
 from empirical.presets import Preset
 from empirical.processes import is_main_process, main_process_first, process_count, wait_for_everyone
-from theory.records import ResultsTable, atomic_write_text, claim_run_folder, command_line, ensure_writable_dir, \
-    hold_output, \
-    git_commit, package_versions, utc_now, write_manifest
+from implosion_base.records import ResultsTable, claim_run_folder, write_manifest
+from implosion_base.files import atomic_write_text, ensure_writable_dir, hold_output
+from implosion_base.provenance import command_line, git_commit, package_versions, utc_now
 
 #: Packages whose versions every manifest records.
 VERSIONED: tuple[str, ...] = ("numpy", "torch", "diffusers", "transformers", "accelerate", "pillow", "emoji",
@@ -112,7 +112,7 @@ def open_tables(out: Path, track: bool, *, main_process: bool = True) -> Tables:
 
 
 def claim_folder(out: Path, setting: dict, has_results: bool) -> dict:
-    """The folder's manifest, claimed for ``setting`` (:func:`theory.records.claim_run_folder`): a folder holding
+    """The folder's manifest, claimed for ``setting`` (:func:`implosion_base.records.claim_run_folder`): a folder holding
     results of another setting is refused, naming the first difference (:func:`empirical.layout.first_difference`)."""
     def differ(old: dict, new: dict) -> str:
         d = setting_difference(old, new)
@@ -152,7 +152,7 @@ def run_experiment(exp: Experiment, *, log: Callable[[str], None] = lambda m: No
                    progress: bool = False) -> list[dict[str, str]]:
     """Run every point of ``exp`` not yet done in ``exp.out``; returns the folder's results rows (empty on
     processes > 0 of a multi-process launch: :mod:`empirical.processes`). Process 0 holds the folder for the
-    whole run (:func:`theory.records.hold_output`): a second command writing there is refused."""
+    whole run (:func:`implosion_base.files.hold_output`): a second command writing there is refused."""
     import contextlib
 
     with hold_output(exp.out) if is_main_process() else contextlib.nullcontext():

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from theory.cli import InputError
+from implosion_base.errors import InputError
 
 
 def export_image_folder(train, held, folder: Path) -> int:
@@ -51,8 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from empirical.assets import concept_data
     from empirical.folder_data import held_out_count
     from empirical.presets import DEFAULT_CACHE, PRESETS, get_preset
-    from theory.cli import ArgumentParser, dry_run, path_arg
-    from theory.records import check_new_folder, ensure_writable_dir, write_folder_atomically
+    from implosion_base.cli import ArgumentParser, dry_run, path_arg
+    from implosion_base.files import check_new_folder, ensure_writable_dir, write_folder_atomically
 
     parser = ArgumentParser(prog="python -m empirical.export_folder", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=list(PRESETS), default="cpu", help="whose data (default cpu)")
@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cli() -> None:
-    from theory.cli import run_main
+    from implosion_base.cli import run_main
 
     run_main(main, prog="implosion-export-folder")
 

@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 
-from theory.cli import InputError
+from implosion_base.errors import InputError
 
 
 def _two_sets(a: np.ndarray, b: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ has been read, one warning per kind of problem says how many lines it hit, which
 for a missing column, which keys the lines did have ("6 of 6 lines lack 'text'; keys seen: file_name, prompt; try
 --caption-column prompt"). A missing folder or metadata file is an :class:`InputError`.
 
-**Concepts** (:mod:`theory.captions`). To poison a user's data the harness needs each pair's concept. Either a
+**Concepts** (:mod:`implosion_base.captions`). To poison a user's data the harness needs each pair's concept. Either a
 list of concept names
 (``--concepts-file``: one per line; a pair belongs to the concept its caption names — whole words, case-insensitive;
 a caption naming two concepts is ambiguous and left out), or a caption template with one ``{}`` (``--caption-
@@ -31,8 +31,8 @@ from typing import Iterator
 
 import numpy as np
 
-from theory.captions import concept_of_captions
-from theory.cli import InputError
+from implosion_base.captions import concept_of_captions
+from implosion_base.errors import InputError
 
 METADATA_NAMES: tuple[str, ...] = ("metadata.jsonl", "metadata.csv")
 #: The longest caption read (the CSV reader's own field limit): a longer one skips its line.
@@ -196,7 +196,7 @@ def load_image_folder(folder: Path, *, size: int | None = None, fmt: FolderForma
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# a user's pairs as the harness's concept data (concepts from captions: theory.captions)
+# a user's pairs as the harness's concept data (concepts from captions: implosion_base.captions)
 
 
 def folder_key(folder: Path, fmt: FolderFormat) -> str:

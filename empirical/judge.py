@@ -24,8 +24,9 @@ from typing import Sequence
 import numpy as np
 
 from empirical.seeding import seeded
-from theory.cli import InputError, first_line
-from theory.records import DAMAGE, UNLOADABLE, atomic_path, atomic_write_text, discard_damaged
+from implosion_base.errors import InputError, first_line
+from implosion_base.errors import DAMAGE, UNLOADABLE
+from implosion_base.files import atomic_path, atomic_write_text, discard_damaged
 
 
 from empirical.data import to_tensor

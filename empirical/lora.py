@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from empirical.seeding import seeded
-from theory.validate import check_scalar
-from theory.cli import InputError
-from theory.records import atomic_path
+from implosion_base.validate import check_scalar
+from implosion_base.errors import InputError
+from implosion_base.files import atomic_path
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from empirical.poison_kinds import POISON_KINDS
-from theory.cli import InputError
-from theory.records import save_npz_atomically
-from theory.validate import check_scalar
+from implosion_base.errors import InputError
+from implosion_base.files import save_npz_atomically
+from implosion_base.validate import check_scalar
 
 
 def add_mix_options(parser: ArgumentParser) -> None:

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from empirical.seeding import seeded
-from theory.cli import InputError, first_line
-from theory.records import DAMAGE, UNLOADABLE, atomic_path, discard_damaged
+from implosion_base.errors import InputError, first_line
+from implosion_base.errors import DAMAGE, UNLOADABLE
+from implosion_base.files import atomic_path, discard_damaged
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from empirical.processes import is_main_process, main_process_first
 from empirical.scenarios import SCENARIOS, Start, base_model
 from empirical.lora import merged, save_lora_adapter
 from empirical.train import Mix, train_unet, with_weights
-from theory.records import ResultsTable, atomic_write_text, save_npz_atomically
+from implosion_base.records import ResultsTable
+from implosion_base.files import atomic_write_text, save_npz_atomically
 
 
 def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_dir: Path, cache_dir: Path | None,

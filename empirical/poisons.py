@@ -29,9 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theory.validate import check_scalar
-from theory.cli import InputError
-from theory.records import DAMAGE, discard_damaged, save_npz_atomically
+from implosion_base.validate import check_scalar
+from implosion_base.errors import InputError
+from implosion_base.errors import DAMAGE
+from implosion_base.files import discard_damaged, save_npz_atomically
 
 TARGET_MODES: tuple[str, ...] = ("poisoned", "all", "nearest", "scatter")
 #: The target of a concept under ``scatter``: none (each of its pairs draws its own).

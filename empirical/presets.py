@@ -18,13 +18,13 @@ from empirical.data import RenderConfig
 from empirical.judge import JudgeConfig
 from empirical.evaluate import EvalConfig
 from empirical.model import UNetConfig, VAEConfig
+from implosion_base.errors import InputError
 from empirical.poisons import NightshadeConfig
 from empirical.lora import LoraSettings
 from empirical.train import TrainConfig
 
 #: Where renders, VAE, judge and clean pretrainings are cached (``$IMPLOSION_CACHE`` overrides).
 DEFAULT_CACHE = Path(os.environ.get("IMPLOSION_CACHE", Path.home() / ".cache" / "implosion-toolkit"))
-from theory.cli import InputError
 
 
 @dataclass(frozen=True)

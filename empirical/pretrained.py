@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from empirical.seeding import seeded
-from theory.validate import check_scalar
-from theory.cli import InputError
-from theory.records import check_new_folder, content_key, write_folder_atomically
+from implosion_base.validate import check_scalar
+from implosion_base.errors import InputError
+from implosion_base.files import check_new_folder, content_key, write_folder_atomically
 
 CLIP_MERGES = 49152 - 256 - 2  # merges CLIP uses from the BPE file (its SimpleTokenizer: lines 1..48894)
 
@@ -221,7 +221,7 @@ def unet_from_base(base: PretrainedBase):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from theory.cli import ArgumentParser, dry_run
+    from implosion_base.cli import ArgumentParser, dry_run
 
     parser = ArgumentParser(prog="python -m empirical.pretrained",
                             description="write a tiny Stable Diffusion folder (tiny) or CLIP folder (tiny-clip) with "
@@ -244,12 +244,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cli() -> None:
     """The ``implosion-pretrained`` console script: :func:`main` behind the one-line error boundary."""
-    from theory.cli import run_main
+    from implosion_base.cli import run_main
 
     run_main(main, prog="implosion-pretrained")
 
 
 if __name__ == "__main__":
-    from theory.cli import run_main
+    from implosion_base.cli import run_main
 
     run_main(main, prog="python -m empirical.pretrained")

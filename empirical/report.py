@@ -23,8 +23,10 @@ from typing import Sequence
 
 import numpy as np
 
-from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
-from theory.records import atomic_write_text, check_output_file, csv_text, read_csv_rows
+from implosion_base.cli import ArgumentParser, dry_run, path_arg, run_main
+from implosion_base.errors import InputError
+from implosion_base.files import atomic_write_text, check_output_file
+from implosion_base.records import csv_text, read_csv_rows
 from theory.stats import mean_ci95
 from theory.stats import spearman as stats_spearman
 

@@ -1,6 +1,6 @@
 """From ``python -m empirical.run``'s arguments to an :class:`empirical.experiment.Experiment`: every argument
 checked, and the inputs that can be wrong (a base model, a judge, a user's folder) loaded, before anything is
-written — a bad one is one :class:`theory.cli.InputError` naming it."""
+written — a bad one is one :class:`implosion_base.errors.InputError` naming it."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from empirical.poison_kinds import POISON_KINDS
 from empirical.poisons import TARGET_MODES
 from empirical.presets import default_poisoned_concepts, get_preset, with_overrides, with_runtime
 from empirical.scenarios import SCENARIOS
-from theory.cli import InputError, parse_int_list, parse_seeds
-from theory.validate import check_scalar, check_threads, torch_device
+from implosion_base.errors import InputError
+from implosion_base.cli import parse_int_list, parse_seeds
+from implosion_base.validate import check_scalar, check_threads, torch_device
 
 
 def _choice(value: str, choices: Sequence[str], what: str) -> str:
@@ -72,8 +73,8 @@ def _inputs(args, preset):
     """Load (and so validate, before anything is written) the base model, the judge and the user's data; returns
     them with the preset adapted to them (image size of the base model, K and m of the user's data)."""
     from empirical.folder_data import FolderFormat, concept_data_from_folder
-    from theory.captions import read_concepts_file
-    from theory.records import content_key
+    from implosion_base.captions import read_concepts_file
+    from implosion_base.files import content_key
 
     pretrained = judge_key = user_data = None
     if args.pretrained is not None:

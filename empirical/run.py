@@ -28,7 +28,7 @@ from empirical.poisons import TARGET_MODES
 from empirical.presets import DEFAULT_CACHE, MIXED_PRECISION, PRESETS
 from empirical.request import resolve
 from empirical.scenarios import SCENARIOS
-from theory.cli import ArgumentParser, dry_run, path_arg, run_main
+from implosion_base.cli import ArgumentParser, dry_run, path_arg, run_main
 
 
 def _poison_options(parser: ArgumentParser) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from theory.cli import InputError, first_line
+from implosion_base.errors import InputError, first_line
 
 
 def default_text_encoder_path() -> Path:

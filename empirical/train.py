@@ -26,9 +26,9 @@ from typing import Callable
 
 import numpy as np
 
-from theory.validate import check_scalar
-from theory.cli import InputError
-from theory.records import atomic_path, atomic_write_text
+from implosion_base.validate import check_scalar
+from implosion_base.errors import InputError
+from implosion_base.files import atomic_path, atomic_write_text
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,10 @@ from typing import Sequence
 from paper_figures.index import write_index
 from paper_figures.registry import ITEMS, resolve
 from paper_figures.sources import MissingSource, Sources
-from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
-from theory.records import atomic_write_text, ensure_writable_dir
-from theory.validate import check_threads
+from implosion_base.cli import ArgumentParser, dry_run, path_arg, run_main
+from implosion_base.errors import InputError
+from implosion_base.files import atomic_write_text, ensure_writable_dir
+from implosion_base.validate import check_threads
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,8 +23,10 @@ from typing import Sequence
 
 import numpy as np
 
-from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
-from theory.records import atomic_write_text, hold_output, read_csv_rows, save_npz_atomically
+from implosion_base.cli import ArgumentParser, dry_run, path_arg, run_main
+from implosion_base.errors import InputError
+from implosion_base.files import atomic_write_text, hold_output, save_npz_atomically
+from implosion_base.records import read_csv_rows
 
 TABLES: tuple[str, ...] = ("results.csv", "manifest.json", "attention.csv", "per_concept.csv", "detection.csv")
 PATTERNS: tuple[str, ...] = ("pr-*.csv", "plans/*.json")

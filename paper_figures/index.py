@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from paper_figures.registry import ITEMS
-from theory.records import atomic_write_text
+from implosion_base.files import atomic_write_text
 
 
 def write_index(out: Path) -> Path:

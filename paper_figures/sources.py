@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from theory.records import read_csv_rows
+from implosion_base.records import read_csv_rows
 
 
 class MissingSource(Exception):
@@ -83,7 +83,7 @@ def numeric(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
-    """A CSV's rows, old column spellings renamed (:func:`theory.records.read_csv_rows`)."""
+    """A CSV's rows, old column spellings renamed (:func:`implosion_base.records.read_csv_rows`)."""
     return read_csv_rows(path)
 
 
@@ -334,7 +334,7 @@ def collect(folders: list[Path], defence: list[Path]) -> Empirical:
     from empirical.presets import get_preset
     from empirical.report import read_rows
     from empirical.layout import first_difference, setting_of
-    from theory.cli import InputError
+    from implosion_base.errors import InputError
 
     emp = Empirical()
     for folder in folders:

@@ -15,7 +15,7 @@
 Depends on :mod:`theory` only (AD comes from :mod:`theory.ad`). Public names load on first access.
 """
 
-from theory.lazy import lazy_exports
+from implosion_base.lazy import lazy_exports
 
 _EXPORTS = {
     "ConceptConfig": "simulate.concepts",

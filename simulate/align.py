@@ -34,8 +34,8 @@ from typing import Any, ClassVar, Literal, Protocol
 import numpy as np
 
 from simulate.training_set import TrainingSet
-from theory.cli import InputError
-from theory.validate import check_scalar
+from implosion_base.errors import InputError
+from implosion_base.validate import check_scalar
 
 __all__ = ["AttentionSolver", "CapacitySolver", "LinearMap", "RidgeSolver", "SOLVERS", "add_solver_options",
            "make_solver", "project_nuclear_ball", "solver_from_args"]

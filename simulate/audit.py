@@ -3,11 +3,11 @@ r"""``python -m simulate.audit EMB... --out DIR``: how poisoned is a training se
 Named for what it does to a data set before training, and placed in ``simulate`` because its last step is the
 simulator's prediction (it reads embeddings; ``python -m empirical.embed`` makes them from an image-text folder).
 
-**Input.** One or many embedding shards (:func:`theory.pairs_file.open_shards`): ``.npz`` / ``.safetensors``
+**Input.** One or many embedding shards (:func:`implosion_base.shards.open_shards`): ``.npz`` / ``.safetensors``
 with ``text`` and ``image`` (and, in ``.npz``, ``file_name`` / ``caption`` per pair), or LAION-style
 ``text_emb_XXXX.npy`` / ``img_emb_XXXX.npy`` pairs, memory-mapped, float16/32/64, with their per-pair metadata
 from a ``metadata_XXXX.csv`` beside them when there is one; ``--metadata CSV`` gives one side CSV for all pairs in
-order (:func:`theory.pairs_file.load_side_metadata`: ``file_name``/``url`` and ``caption``/``text`` columns). Shards
+order (:func:`implosion_base.pairs_file.load_side_metadata`: ``file_name``/``url`` and ``caption``/``text`` columns). Shards
 are read block by block: memory stays within ``--memory`` whatever n.
 
 **AD.** Exact (:func:`theory.ad.pair_attribution_streamed`, block pair by block pair) when the n² pair terms are
@@ -30,7 +30,7 @@ cosines are themselves spread so widely that no single dirty-label pair is an ou
 while the two populations still separate. The Iglewicz–Hoaglin modified z-score of the score is reported beside.
 
 **Concepts.** With ``--concepts-file`` (names, one per line) each pair's concept is the name its caption contains
-(:mod:`theory.captions`); otherwise the unit text embeddings are clustered by k-means (k-means++ start, Lloyd
+(:mod:`implosion_base.captions`); otherwise the unit text embeddings are clustered by k-means (k-means++ start, Lloyd
 iterations, seeded) — captions of one concept embed close together — with K given (``--n-concepts``) or chosen
 as the K in 2..``--max-concepts`` with the best mean silhouette on a sample (said in the report). A concept counts
 as poisoned when its number of flagged pairs is improbably high for the background flag rate q (the mixture's
@@ -65,11 +65,15 @@ import numpy as np
 from simulate.concepts import nearest_centre, unit_rows
 from theory.ad import (DEFAULT_ALPHA, pair_attribution_streamed, pair_scores, pair_terms_streamed, partner_group,
                        ranking, sampled_result)
-from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
-from theory.pairs_file import PairShards, load_side_metadata, open_shards
-from theory.records import atomic_path, atomic_write_text, command_line, csv_text, git_commit, hold_output, utc_now
-from theory.tasks import TaskRecord
-from theory.validate import check_alpha, check_scalar, physical_memory
+from implosion_base.cli import ArgumentParser, dry_run, path_arg, run_main
+from implosion_base.errors import InputError
+from implosion_base.shards import PairShards, open_shards
+from implosion_base.pairs_file import load_side_metadata
+from implosion_base.files import atomic_path, atomic_write_text, hold_output
+from implosion_base.provenance import command_line, git_commit, utc_now
+from implosion_base.records import csv_text
+from implosion_base.tasks import TaskRecord
+from implosion_base.validate import check_alpha, check_scalar, physical_memory
 
 WARNING = ("The margin is the simulator's prediction for a model of the stated capacity trained on data of this "
            "geometry — a model, not a measurement of any real model trained on this data.")
@@ -368,7 +372,7 @@ def audit(src: PairShards, cfg: AuditConfig, *, concept_names: list[str] | None 
     rank[ranking(score)] = np.arange(1, n + 1)
 
     if not clustered:
-        from theory.captions import concept_of_captions
+        from implosion_base.captions import concept_of_captions
 
         if "caption" not in src.labels:
             raise InputError("--concepts-file matches names in captions, but the embedding files hold no 'caption' "
@@ -516,7 +520,7 @@ def clean_set(spec: str, labels_key: str = "concept", seed: int = 0
                              f"(at most {MAX_VALIDATE_PAIRS:,} pairs); use a smaller sim:KxM")
         t, v, c = benign_pairs(make_space(ConceptConfig(n_concepts=k), seed), m, seed)
         return t, v, np.asarray(c), f"the simulator's default space, K = {k}, m = {m}"
-    from theory.pairs_file import load_arrays
+    from implosion_base.pairs_file import load_arrays
 
     arrays = load_arrays(Path(spec), ("text", "image", labels_key))
     concept = np.asarray(arrays[labels_key])
@@ -585,7 +589,7 @@ def validate_mixes(paths: Sequence[Path], cfg: AuditConfig) -> list[dict[str, An
 def load_mix(path: Path) -> dict[str, np.ndarray]:
     """A mix file's arrays (:data:`MIX_ARRAYS`), checked: concept labels inside the concept list, poisoned concepts
     among them, one truth flag per pair; an InputError naming the file otherwise."""
-    from theory.pairs_file import load_arrays
+    from implosion_base.pairs_file import load_arrays
 
     a = load_arrays(path, MIX_ARRAYS)
     k = len(np.atleast_1d(a["names"]))
@@ -732,7 +736,7 @@ def _parser() -> ArgumentParser:
 
 def _validation(args, cfg: AuditConfig) -> int:
     """``--validate CLEAN`` or ``--validate-mix MIX...``: audit mixes with known poisons, write validation.csv."""
-    from theory.cli import parse_int_list
+    from implosion_base.cli import parse_int_list
 
     if args.shards:
         raise InputError("--validate / --validate-mix audit their own mixes; give no embedding files")
@@ -763,7 +767,7 @@ def _validation(args, cfg: AuditConfig) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from theory.captions import read_concepts_file
+    from implosion_base.captions import read_concepts_file
 
     args = _parser().parse_args(argv)
     cfg = AuditConfig(alpha=args.alpha, laion_scale=not args.no_laion_scale, exact_max=args.exact_max,

@@ -1,4 +1,4 @@
-"""The dataset audit's pass over data larger than memory, as independent block tasks (:mod:`theory.tasks`).
+"""The dataset audit's pass over data larger than memory, as independent block tasks (:mod:`implosion_base.tasks`).
 
 One read of every row gives everything the sampled audit needs per pair: the pair cosine and norms, the structure
 row sum against random partners (:func:`theory.ad.structure_block`) and, when concepts come from clustering, the
@@ -21,8 +21,8 @@ import numpy as np
 from simulate.concepts import nearest_centre
 from theory.ad import PairTerms, StructureBlock, StructureSample, combine_structure, partner_group, structure_block, \
     structure_blocks
-from theory.pairs_file import PairShards, open_shards
-from theory.tasks import Task, TaskRecord, run_tasks
+from implosion_base.shards import PairShards, open_shards
+from implosion_base.tasks import Task, TaskRecord, run_tasks
 
 __all__ = ["PassResult", "ShardPaths", "sampled_pass"]
 

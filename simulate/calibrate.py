@@ -38,8 +38,8 @@ import numpy as np
 
 from simulate.concepts import ConceptConfig, make_space
 from simulate.engine import SweepConfig, run_seed
-from theory.validate import check_scalar
-from theory.cli import InputError
+from implosion_base.validate import check_scalar
+from implosion_base.errors import InputError
 
 __all__ = ["Geometry", "measure_geometry", "fit_geometry", "geometry_of_space", "capacity_for_accuracy",
            "clean_accuracy", "DIM_GRID"]

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from theory.validate import check_scalar
+from implosion_base.validate import check_scalar
 
 __all__ = ["ConceptConfig", "ConceptSpace", "make_space", "nearest_centre", "space_statistics", "unit_rows"]
 

@@ -27,11 +27,11 @@ from simulate.metrics import METRIC_NAMES, evaluate
 from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
 from simulate.training_set import TrainingSet
 from theory.ad import DEFAULT_ALPHA
-from theory.cli import InputError
+from implosion_base.errors import InputError
 from theory.implosion import make_reference
-from theory.records import ResultsTable
+from implosion_base.records import ResultsTable
 from theory.stats import ci95
-from theory.validate import check_scalar, physical_memory
+from implosion_base.validate import check_scalar, physical_memory
 
 COLUMNS = ["c_p", "seed", "solver", "n_pairs", "ad", "d_fea", "d_stru", *METRIC_NAMES, "seconds"]
 Solver = RidgeSolver | CapacitySolver | AttentionSolver

@@ -42,9 +42,11 @@ from simulate.engine import SweepConfig, run_seed, summarise
 from simulate.training_set import TrainingSet
 from theory.ad import pair_scores
 from theory.block_model import Gaps, closed_form
-from theory.validate import check_scalar
-from theory.cli import ArgumentParser, InputError, dry_run, parse_seeds, path_arg, run_main
-from theory.records import atomic_write_text, csv_text, ensure_writable_dir
+from implosion_base.validate import check_scalar
+from implosion_base.cli import ArgumentParser, dry_run, parse_seeds, path_arg, run_main
+from implosion_base.errors import InputError
+from implosion_base.files import atomic_write_text, ensure_writable_dir
+from implosion_base.records import csv_text
 from theory.stats import spearman
 
 

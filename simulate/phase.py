@@ -30,8 +30,8 @@ from simulate.align import CapacitySolver, RidgeSolver
 from simulate.concepts import ConceptConfig
 from simulate.poison import PoisonConfig
 from simulate.engine import SweepConfig, run_seed
-from theory.validate import check_scalar
-from theory.cli import InputError
+from implosion_base.validate import check_scalar
+from implosion_base.errors import InputError
 
 __all__ = ["PhaseGrid", "Cell", "cells", "run_cell", "run_grid", "thresholds", "crossing", "threshold_law",
            "poison_volume", "points_for_volumes", "PHASE_COLUMNS"]

@@ -31,8 +31,8 @@ from typing import Any, Literal
 import numpy as np
 
 from simulate.concepts import ConceptSpace, unit_rows
-from theory.cli import InputError
-from theory.validate import check_scalar
+from implosion_base.errors import InputError
+from implosion_base.validate import check_scalar
 
 __all__ = ["PoisonConfig", "PoisonPlan", "make_plan", "poison_pairs", "benign_pairs"]
 

@@ -38,9 +38,12 @@ from simulate.poison import TARGET_RULES, PoisonConfig, benign_pairs, make_plan,
 from simulate.engine import SweepConfig, run_seed
 from simulate.training_set import TrainingSet
 from theory.ad import alignment_difficulty_sampled
-from theory.validate import check_scalar
-from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, parse_seeds, path_arg, run_main
-from theory.records import atomic_write_text, command_line, csv_text, git_commit, hold_output, utc_now
+from implosion_base.validate import check_scalar
+from implosion_base.cli import ArgumentParser, dry_run, parse_int_list, parse_seeds, path_arg, run_main
+from implosion_base.errors import InputError
+from implosion_base.files import atomic_write_text, hold_output
+from implosion_base.provenance import command_line, git_commit, utc_now
+from implosion_base.records import csv_text
 from theory.stats import ci95
 
 __all__ = ["Setting", "predict", "main"]
@@ -149,7 +152,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def load_geometry(path: Path, labels_key: str) -> Geometry:
     """The six cosines of an embedding file (``text``, ``image`` and a per-pair concept array ``labels_key``)."""
-    from theory.pairs_file import load_arrays
+    from implosion_base.pairs_file import load_arrays
 
     arrays = load_arrays(path, ("text", "image", labels_key))
     labels = np.asarray(arrays[labels_key])

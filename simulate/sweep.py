@@ -34,12 +34,14 @@ from simulate.concepts import ConceptConfig
 from simulate.engine import COLUMNS, SweepConfig, check_size, point_keys, run_in_workers, run_seed, run_seed_rows, \
     summarise
 from simulate.poison import TARGET_RULES, PoisonConfig
-from theory.tasks import dask_client, dask_results
-from theory.cli import ArgumentParser, InputError, dry_run, parse_int_list, parse_seeds, path_arg, run_main
-from theory.records import ResultsTable, atomic_path, claim_run_folder, command_line, hold_output, \
-    key_difference, git_commit, package_versions, read_table, utc_now, write_manifest
+from implosion_base.tasks import dask_client, dask_results
+from implosion_base.cli import ArgumentParser, dry_run, parse_int_list, parse_seeds, path_arg, run_main
+from implosion_base.errors import InputError
+from implosion_base.records import ResultsTable, claim_run_folder, key_difference, read_table, write_manifest
+from implosion_base.files import atomic_path, hold_output
+from implosion_base.provenance import command_line, git_commit, package_versions, utc_now
 from theory.stats import spearman
-from theory.validate import check_scalar, check_alpha
+from implosion_base.validate import check_scalar, check_alpha
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -204,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _claim(out: Path, identity: dict) -> None:
-    """The folder's claim for this configuration (:func:`theory.records.claim_run_folder`)."""
+    """The folder's claim for this configuration (:func:`implosion_base.records.claim_run_folder`)."""
     table_path = out / "results.csv"
     claim_run_folder(out, "config", identity,
                      has_results=lambda: table_path.exists() and bool(read_table(table_path, COLUMNS)),

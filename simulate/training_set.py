@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from theory.ad import DEFAULT_ALPHA, ADResult, IncrementalAD
-from theory.cli import InputError
+from implosion_base.errors import InputError
 
 __all__ = ["TrainingSet"]
 

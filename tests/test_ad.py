@@ -16,7 +16,7 @@ from theory.ad import (
     pair_attribution,
     pair_scores,
 )
-from theory.cli import InputError
+from implosion_base.errors import InputError
 
 
 def _pairs(n: int, d: int, seed: int = 0, coupling: float = 1.0, dtype=np.float64):

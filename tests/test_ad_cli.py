@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from theory.ad import alignment_difficulty
-from theory.pairs_file import load_pairs, save_pairs
+from implosion_base.pairs_file import load_pairs, save_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from theory.ad import pair_attribution, pair_attribution_streamed
-from theory.cli import InputError
-from theory.pairs_file import open_shards, save_pairs
+from implosion_base.errors import InputError
+from implosion_base.shards import open_shards
+from implosion_base.pairs_file import save_pairs
 
 
 def _data(n: int = 70, d: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +51,7 @@ def test_streamed_attribution_equals_the_in_memory_one(tmp_path: Path):
 
 def test_float16_npy_shards_are_read_on_demand_and_close(tmp_path: Path):
     """.npy shards are read row range by row range (never loaded whole, never memory-mapped), same numbers."""
-    from theory.pairs_file import NpyRows
+    from implosion_base.shards import NpyRows
 
     t, v = _data(40)
     np.save(tmp_path / "text_emb_0000.npy", t.astype(np.float16))

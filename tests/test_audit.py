@@ -16,7 +16,8 @@ from simulate.audit import AuditConfig, audit, kmeans, modified_z, silhouette
 from simulate.concepts import ConceptConfig, make_space
 from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
 from theory.ad import pair_attribution
-from theory.pairs_file import load_side_metadata, open_shards
+from implosion_base.pairs_file import load_side_metadata
+from implosion_base.shards import open_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 K, M, P, CP = 12, 25, 15, 3

@@ -13,9 +13,9 @@ import pytest
 from simulate.audit import AuditConfig, Execution, audit
 from simulate.audit_passes import sampled_pass
 from theory.ad import pair_attribution, partner_group, structure_blocks
-from theory.cli import InputError
-from theory.pairs_file import open_shards
-from theory.tasks import Task, TaskRecord, run_tasks
+from implosion_base.errors import InputError
+from implosion_base.shards import open_shards
+from implosion_base.tasks import Task, TaskRecord, run_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 

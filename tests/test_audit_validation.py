@@ -107,7 +107,7 @@ def test_the_simulator_s_clean_set_is_a_validation_source():
     rows = validate("sim:12x25", [0, 3], 40, AuditConfig(predict=False))
     assert rows[0]["flagged"] == 0 and rows[1]["estimated_c_p"] == 3 and rows[1]["recall"] > 0.9
     assert rows[1]["source"].startswith("the simulator's default space, K = 12, m = 25")
-    from theory.cli import InputError
+    from implosion_base.errors import InputError
 
     with pytest.raises(InputError, match="sim:KxM"):
         validate("sim:twelve", [0], 10, AuditConfig(predict=False))

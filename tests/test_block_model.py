@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from theory.ad import alignment_difficulty
 from theory.block_model import BlockModel
-from theory.cli import InputError
+from implosion_base.errors import InputError
 
 
 @st.composite

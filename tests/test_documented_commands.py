@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from theory.cli import InputError
+from implosion_base.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("theory", "simulate", "empirical", "paper_figures")

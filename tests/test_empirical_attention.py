@@ -17,7 +17,7 @@ from empirical.attention import (AttentionStore, CrossAttentionRecorder, attenti
 from empirical.model import assemble_pipeline, generate  # noqa: E402
 from empirical.presets import PRESETS  # noqa: E402
 from empirical.assets import fresh_unet, prepare_assets  # noqa: E402
-from theory.cli import InputError  # noqa: E402
+from implosion_base.errors import InputError  # noqa: E402
 
 torch.set_num_threads(2)
 

@@ -15,7 +15,7 @@ from empirical.data import (  # noqa: E402
     CAPTION_TEMPLATES, PAPER_CONCEPTS, RenderConfig, available_fonts, load_or_render,
     object_concepts, render, renderable, select_concepts,
 )
-from theory.cli import InputError  # noqa: E402
+from implosion_base.errors import InputError  # noqa: E402
 
 MICRO = RenderConfig(concepts=5, per_concept=4, size=16)
 

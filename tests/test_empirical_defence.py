@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from theory.detection import detect_poisons, rank_quality
-from theory.cli import InputError
+from implosion_base.errors import InputError
 
 
 def _brute(scores, truth):

@@ -19,7 +19,7 @@ from empirical.embed import embed_folder, load_embedder, main  # noqa: E402
 from empirical.presets import PRESETS  # noqa: E402
 from empirical.assets import prepare_assets  # noqa: E402
 from theory.ad import alignment_difficulty  # noqa: E402
-from theory.cli import InputError  # noqa: E402
+from implosion_base.errors import InputError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(2)

@@ -22,7 +22,7 @@ from empirical.assets import build_mix, fresh_unet, prepare_assets, pretrained_s
 from empirical.point import train_point  # noqa: E402
 from empirical.run import main  # noqa: E402
 from empirical.lora import LoraSettings, merged, save_lora_adapter  # noqa: E402
-from theory.cli import InputError  # noqa: E402
+from implosion_base.errors import InputError  # noqa: E402
 
 torch.set_num_threads(2)
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ from empirical.model import assemble_pipeline, generate, load_pipeline, save_pip
 from empirical.presets import PRESETS  # noqa: E402
 from empirical.assets import build_mix, fresh_unet, prepare_assets  # noqa: E402
 from empirical.train import TrainConfig, train_unet  # noqa: E402
-from theory.cli import InputError  # noqa: E402
+from implosion_base.errors import InputError  # noqa: E402
 
 torch.set_num_threads(2)
 

@@ -19,7 +19,7 @@ from empirical.poisons import (NightshadeConfig, make_plan, nightshade_pairs, ni
 from empirical.presets import PRESETS  # noqa: E402
 from empirical.assets import prepare_assets  # noqa: E402
 from empirical.run import main  # noqa: E402
-from theory.cli import InputError  # noqa: E402
+from implosion_base.errors import InputError  # noqa: E402
 
 torch.set_num_threads(2)
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from empirical.train import Mix, TrainConfig, noisy_and_target, train_unet  # noqa: E402
-from theory.cli import InputError  # noqa: E402
+from implosion_base.errors import InputError  # noqa: E402
 
 
 def _schedule(kind: str) -> dict:

@@ -16,7 +16,7 @@ pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from empirical.run import main  # noqa: E402
-from theory.cli import InputError  # noqa: E402
+from implosion_base.errors import InputError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,7 +119,7 @@ def test_exported_emoji_folder_reads_back_as_the_built_in_data(tmp_path: Path):
     from empirical.export_folder import main as export
     from empirical.folder_data import concept_data_from_folder
     from empirical.presets import get_preset
-    from theory.captions import read_concepts_file
+    from implosion_base.captions import read_concepts_file
 
     cache, out = tmp_path / "cache", tmp_path / "emoji"
     assert export(["--preset", "smoke", "--out", str(out), "--cache", str(cache)]) == 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from empirical.poisons import control_pairs, make_plan, poison_pairs
-from theory.cli import InputError
+from implosion_base.errors import InputError
 
 NAMES = ["bird", "fish", "bicycle", "spiral shell", "balloon", "red apple", "top hat", "turtle"] + \
     [f"thing {i}" for i in range(22)]

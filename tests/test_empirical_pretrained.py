@@ -217,7 +217,7 @@ def test_remote_code_in_a_tokenizer_folder_never_runs(tmp_path, tiny_sd):
     import shutil
 
     from empirical.text_encoder import TextEncoder
-    from theory.cli import InputError
+    from implosion_base.errors import InputError
 
     sd = tmp_path / "sd"
     shutil.copytree(tiny_sd, sd)
@@ -237,7 +237,7 @@ def test_remote_code_in_a_tokenizer_folder_never_runs(tmp_path, tiny_sd):
 
 def test_tiny_cli_refuses_bad_targets_and_leaves_nothing_half_written(tmp_path):
     from empirical.pretrained import main
-    from theory.cli import InputError
+    from implosion_base.errors import InputError
 
     a_file = tmp_path / "f"
     a_file.write_text("x")

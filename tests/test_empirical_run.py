@@ -18,7 +18,7 @@ pytest.importorskip("diffusers")
 from empirical.layout import COLUMNS  # noqa: E402
 
 from empirical.run import main  # noqa: E402
-from theory.cli import InputError  # noqa: E402
+from implosion_base.errors import InputError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -51,7 +51,7 @@ def test_every_help_states_every_default_and_choice(target, monkeypatch):
     them (argparse's ``{a,b}``), checked on the parser the command really builds."""
     import argparse
 
-    from theory.cli import ArgumentParser
+    from implosion_base.cli import ArgumentParser
 
     built: list[ArgumentParser] = []
 

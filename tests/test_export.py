@@ -97,7 +97,7 @@ def test_bad_runs_are_one_line_and_exit_2(tmp_path: Path, capsys, setup, message
     for sub in ("a", "b"):
         _fake_run(tmp_path / sub / "emp")
     with pytest.raises(SystemExit) as exc:
-        from theory.cli import run_main
+        from implosion_base.cli import run_main
 
         run_main(main, [*setup(tmp_path), "--into", str(tmp_path / "data")], prog="python -m paper_figures.export")
     assert exc.value.code == 2

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from empirical.feature_distance import frechet_distance, kernel_distance
-from theory.cli import InputError
+from implosion_base.errors import InputError
 
 
 def test_frechet_distance_against_closed_form():

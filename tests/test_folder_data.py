@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from empirical.folder_data import FolderFormat, folder_key, load_image_folder
-from theory.captions import concept_of_captions, read_concepts_file
-from theory.cli import InputError
+from implosion_base.captions import concept_of_captions, read_concepts_file
+from implosion_base.errors import InputError
 
 
 def _folder(tmp_path: Path) -> Path:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from theory.ad import alignment_difficulty
-from theory.cli import InputError
+from implosion_base.errors import InputError
 from theory.graphs import similarity_graph, training_graphs, universe_graphs
 
 

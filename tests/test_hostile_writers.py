@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from theory.cli import InputError
-from theory.records import LOCK_NAME, atomic_path, atomic_write_text, hold_output
+from implosion_base.errors import InputError
+from implosion_base.files import LOCK_NAME, atomic_path, atomic_write_text, hold_output
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ["--poisoned-concepts", "0..200:10", "--n-concepts", "200", "--seeds", "0..3", "--quiet", "--no-plot"]
@@ -73,7 +73,7 @@ def test_the_same_sweep_twice_at_once_records_each_point_once(tmp_path: Path):
 
 def test_a_killed_writers_lock_is_taken_over(tmp_path: Path):
     out = tmp_path / "out"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom theory.records import hold_output\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom implosion_base.files import hold_output\n"
                                f"with hold_output(__import__('pathlib').Path({str(out)!r})):\n"
                                "    print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
@@ -235,7 +235,7 @@ def test_csv_metadata_with_a_huge_caption_and_a_bom(tmp_path: Path):
 
 
 def test_side_metadata_with_a_bom_keeps_its_file_names(tmp_path: Path):
-    from theory.pairs_file import load_side_metadata
+    from implosion_base.pairs_file import load_side_metadata
 
     path = tmp_path / "meta.csv"
     path.write_bytes(b"\xef\xbb\xbffile_name,caption\na.png,one\nb.png,two\n")
@@ -278,7 +278,7 @@ def test_the_audit_stamp_ignores_the_report_folder_inside_the_shards(tmp_path: P
 # --- Low: warnings are one line naming the problem ------------------------------------------------------------
 
 def test_a_warning_is_one_line_without_its_source(tmp_path: Path):
-    code = ("import warnings\nfrom theory.cli import run_main\n"
+    code = ("import warnings\nfrom implosion_base.cli import run_main\n"
             "def main(argv):\n    warnings.warn('first\\nsecond part', UserWarning)\n    return 0\n"
             "run_main(main, [], prog='p')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

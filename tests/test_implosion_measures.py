@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from theory.cli import InputError
+from implosion_base.errors import InputError
 from theory.implosion import implosion_measures, make_reference, salience
 
 

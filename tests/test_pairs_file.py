@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from theory.cli import InputError
-from theory.pairs_file import load_pairs, save_pairs
+from implosion_base.errors import InputError
+from implosion_base.pairs_file import load_pairs, save_pairs
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
@@ -49,8 +49,8 @@ def test_hostile_containers_are_named_before_loading(tmp_path):
 
     import pytest
 
-    from theory.cli import InputError
-    from theory.pairs_file import load_pairs
+    from implosion_base.errors import InputError
+    from implosion_base.pairs_file import load_pairs
 
     renamed = tmp_path / "renamed.npz"
     np.save(tmp_path / "a.npy", np.ones((3, 2)))

@@ -8,7 +8,7 @@ import pytest
 
 from simulate.phase import PhaseGrid, cells, run_cell, run_grid, thresholds
 from simulate.engine import run_seed
-from theory.cli import InputError
+from implosion_base.errors import InputError
 
 SMALL = PhaseGrid(n_concepts=(80,), dims=(24, 64), dominance=(1.0, 10.0), volumes=(0.5, 1.0, 3.0, 8.0),
                   budgets=(0.5,), budget_concepts=40, budget_dim=24, seeds=(0, 1))

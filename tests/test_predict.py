@@ -18,7 +18,7 @@ from simulate.phase import crossing
 from simulate.poison import PoisonConfig
 from simulate.predict import Setting, predict
 from simulate.engine import SweepConfig, run_seed
-from theory.cli import InputError
+from implosion_base.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 

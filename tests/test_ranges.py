@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from theory.cli import InputError, parse_int_list
+from implosion_base.errors import InputError
+from implosion_base.cli import parse_int_list
 
 
 @pytest.mark.parametrize(
@@ -34,7 +35,7 @@ def test_default_main_job_range_has_500_points():
         ("", "empty"),
         ("   ", "empty"),
         ("500..1", "reversed"),
-        ("0..10:0", "step must be >= 1"),
+        ("0..10:0", r"the step must be in \[1, inf\], got 0"),
         ("-5..10", "is negative"),
         ("-3", "negative"),
         ("a..b", "not a whole number"),
@@ -52,7 +53,7 @@ def test_unexpected_errors_are_one_line_unless_debug(capsys):
     """The error boundary: a bug or an unforeseen failure is one line and exit 1; --debug shows the traceback."""
     import pytest
 
-    from theory.cli import run_main
+    from implosion_base.cli import run_main
 
     def broken(argv):
         raise KeyError("boom")
@@ -75,7 +76,7 @@ def test_unexpected_errors_are_one_line_unless_debug(capsys):
 
 def test_huge_ranges_are_refused_before_they_are_expanded():
     """A range of 10⁹ values is refused at once (counted, not built: building it would fill the memory)."""
-    from theory.cli import MAX_LIST
+    from implosion_base.cli import MAX_LIST
 
     with pytest.raises(InputError, match="more than 1,000,000 values"):
         parse_int_list("0..1000000000", name="--concepts")

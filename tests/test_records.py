@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from theory.cli import InputError
-from theory.records import ResultsTable, read_table
+from implosion_base.errors import InputError
+from implosion_base.records import ResultsTable, read_table
 
 
 def test_partial_last_line_is_dropped_and_the_file_cut(tmp_path: Path):
@@ -39,8 +39,8 @@ def test_read_only_table_is_refused_before_any_work(tmp_path, monkeypatch):
     permission is simulated: this suite may run as root, who can write anything)."""
     import pytest
 
-    import theory.records as records
-    from theory.cli import InputError
+    import implosion_base.records as records
+    from implosion_base.errors import InputError
 
     path = tmp_path / "results.csv"
     path.write_text("a,b\n1,2\n")
@@ -50,7 +50,7 @@ def test_read_only_table_is_refused_before_any_work(tmp_path, monkeypatch):
 
 
 def test_content_key_sees_every_byte_of_every_file(tmp_path: Path):
-    from theory.records import content_key
+    from implosion_base.files import content_key
 
     a = tmp_path / "a"
     (a / "unet").mkdir(parents=True)
@@ -86,7 +86,7 @@ def test_old_column_spellings_are_read_and_an_old_table_resumes_under_the_new_na
     """``benign_acc`` (the simulator's old name of unpoisoned accuracy) reads as ``unpoisoned_acc`` everywhere: in
     a generic read, in a results table that resumes (its header is renamed, the rows kept byte for byte) and with
     a suffix (``benign_acc_ci95``)."""
-    from theory.records import current_column, read_csv_rows
+    from implosion_base.records import current_column, read_csv_rows
 
     assert current_column("benign_acc") == "unpoisoned_acc"
     assert current_column("benign_acc_ci95") == "unpoisoned_acc_ci95"

@@ -11,7 +11,7 @@ from simulate.metrics import evaluate
 from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
 from simulate.training_set import TrainingSet
 from theory.ad import alignment_difficulty
-from theory.cli import InputError
+from implosion_base.errors import InputError
 from theory.implosion import make_reference
 
 SMALL = ConceptConfig(n_concepts=40, dim=16)

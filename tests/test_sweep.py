@@ -239,7 +239,7 @@ def test_unwritable_out_and_foreign_config(tmp_path: Path):
     (["--capacity-budget", "-1", "--solver", "capacity"], "capacity budget must be in (0, inf]"),
 ])
 def test_non_finite_knobs_are_refused(tmp_path: Path, args, message):
-    """Every knob goes through theory.validate.check_scalar: inf and NaN are refused by name, never run."""
+    """Every knob goes through implosion_base.validate.check_scalar: inf and NaN are refused by name, never run."""
     out = tmp_path / "o"
     proc = _cli("--concepts", "0,1", "--n-concepts", "10", "--out", str(out), *args, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [proc.stderr.strip()]

@@ -8,12 +8,13 @@
 - :mod:`theory.check` — ``python -m theory.check``: every check, one verdict line each.
 - :mod:`theory.implosion` — the implosion measures both harnesses share (accuracy, margin, salience, meaningless).
 - :mod:`theory.stats` — mean ± 95% t-interval.
-- :mod:`theory.pairs_file`, :mod:`theory.validate`, :mod:`theory.cli` — file format, input checks, CLI edges.
+
+File formats, input checks and the command-line contract are plumbing, not mathematics: :mod:`implosion_base`.
 
 Public names are re-exported here and load on first use.
 """
 
-from theory.lazy import lazy_exports
+from implosion_base.lazy import lazy_exports
 
 # name -> module. Loaded on first access so that `python -m theory.ad` (and friends) run their module once,
 # and so that importing theory does not pull in sympy or networkx.
@@ -26,9 +27,6 @@ _EXPORTS = {
     "pair_attribution": "theory.ad",
     "pair_scores": "theory.ad",
     "BlockModel": "theory.block_model",
-    "InputError": "theory.cli",
-    "load_pairs": "theory.pairs_file",
-    "save_pairs": "theory.pairs_file",
     "AlignmentGraphs": "theory.graphs",
     "similarity_graph": "theory.graphs",
     "training_graphs": "theory.graphs",

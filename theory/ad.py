@@ -49,8 +49,9 @@ from typing import Any, Callable, Literal, Protocol, Sequence
 
 import numpy as np
 
-from theory.cli import ArgumentParser, InputError, dry_run, path_arg, run_main
-from theory.validate import check_scalar, check_alpha, check_pairs, row_norms, torch_device
+from implosion_base.cli import ArgumentParser, dry_run, path_arg, run_main
+from implosion_base.errors import InputError
+from implosion_base.validate import check_scalar, check_alpha, check_pairs, row_norms, torch_device
 
 __all__ = [
     "ADResult",
@@ -504,7 +505,7 @@ def sampled_result(d_fea: float, d_stru: float, d_stru_ci95: tuple[float, float]
 
 class RowSource(Protocol):
     """n pairs held elsewhere (shards on disk, memory maps): ``n``, ``d``, ``dtype``; ``block(a, b)`` returns the
-    (text, image) rows a..b−1 and ``take(idx)`` the rows ``idx``, as arrays (:class:`theory.pairs_file.PairShards`
+    (text, image) rows a..b−1 and ``take(idx)`` the rows ``idx``, as arrays (:class:`implosion_base.shards.PairShards`
     is one)."""
 
     n: int
@@ -897,8 +898,9 @@ def _parser() -> ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m theory.ad FILE [--alpha A] [--no-laion-scale] [--sample N] [--seed S] [--json]``."""
-    from theory.pairs_file import PAIR_LABELS, load_pair_labels, load_pairs
-    from theory.records import atomic_write_text, csv_text
+    from implosion_base.pairs_file import PAIR_LABELS, load_pair_labels, load_pairs
+    from implosion_base.files import atomic_write_text
+    from implosion_base.records import csv_text
 
     args = _parser().parse_args(argv)
     check_alpha(args.alpha)
@@ -911,7 +913,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.scores is not None and args.scores.suffix.lower() != ".csv":
         raise InputError(f"--scores {args.scores}: the table is written as CSV; name it *.csv")
     if args.scores is not None:
-        from theory.records import check_output_file
+        from implosion_base.files import check_output_file
 
         check_output_file(args.scores, name="--scores")  # before any work: a folder there is never replaced
     if dry_run(args, "python -m theory.ad", {"input": args.file, "mode": "sampled" if args.sample else "exact",

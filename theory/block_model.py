@@ -59,8 +59,8 @@ from typing import Any, Literal
 import numpy as np
 
 from theory.ad import DEFAULT_ALPHA, ADResult, pair_scores
-from theory.cli import InputError
-from theory.validate import check_alpha
+from implosion_base.errors import InputError
+from implosion_base.validate import check_alpha
 
 __all__ = ["BlockModel", "Gaps", "closed_form", "gaps", "relation_counts"]
 

@@ -33,7 +33,7 @@ import sympy as sp
 
 from theory.ad import alignment_difficulty
 from theory.block_model import BlockModel, relation_counts
-from theory.cli import ArgumentParser, dry_run, run_main
+from implosion_base.cli import ArgumentParser, dry_run, run_main
 from theory.symbolic import (
     SYM,
     derivative_parts,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from theory.ad import pair_attribution, ranking
-from theory.cli import InputError
+from implosion_base.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from typing import Any, Sequence
 import networkx as nx
 import numpy as np
 
-from theory.cli import InputError
-from theory.validate import check_pairs, normalised_rows
+from implosion_base.errors import InputError
+from implosion_base.validate import check_pairs, normalised_rows
 
 __all__ = ["AlignmentGraphs", "UniverseGraphs", "similarity_graph", "training_graphs", "universe_graphs"]
 

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theory.validate import check_scalar
-from theory.cli import InputError
+from implosion_base.validate import check_scalar
+from implosion_base.errors import InputError
 
 __all__ = ["ImplosionReference", "implosion_measures", "make_reference", "salience", "MEASURE_NAMES"]
 

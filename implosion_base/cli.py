@@ -2,8 +2,8 @@
 
 The contract (docs/design.md §7): bad input produces exactly one line on stderr that names the problem and exit
 status 2; no traceback, nothing written half-way. Library code raises :class:`InputError` (a ``ValueError``) at
-its public boundary; :func:`run_main` turns it into that line. ``simulate`` and ``empirical`` import these helpers
-from here (``theory`` is the one package both may depend on), so the behaviour is written once.
+its public boundary (:mod:`implosion_base.errors`); :func:`run_main` turns it into that line. Every package's
+command line imports these helpers from here, so the behaviour is written once.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ import errno
 import sys
 from typing import TYPE_CHECKING, Callable, NoReturn, Sequence
 
+from implosion_base.errors import InputError, first_line
+from implosion_base.validate import check_scalar
+
 if TYPE_CHECKING:
     from pathlib import Path
 
 EXIT_USAGE = 2
-
-
-class InputError(ValueError):
-    """Invalid user input: the message names the argument or file and what was expected."""
 
 
 #: The largest magnitude an integer option takes (int64): a larger one is a usage error at parse time, before it
@@ -91,12 +90,6 @@ def dry_run(args: argparse.Namespace, prog: str, plan: dict) -> bool:
     for key, value in plan.items():
         print(f"  {key}: {value}")
     return True
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type name when the message is empty): what a one-line
-    error shows of a library's multi-line message."""
-    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None, *, prog: str) -> NoReturn:
@@ -197,9 +190,8 @@ def parse_int_list(spec: str, *, name: str = "value") -> list[int]:
         body = part
         if ":" in part:
             body, _, step_text = part.partition(":")
-            step = _parse_nonneg(step_text, name, part)
-            if step < 1:
-                raise InputError(f"{name} step must be >= 1 in {part!r}")
+            step = int(check_scalar(_parse_nonneg(step_text, name, part), f"{name} {part!r}: the step", low=1,
+                                    integer=True))
             if ".." not in body:
                 raise InputError(f"{name} step needs a range A..B:S, got {part!r}")
         if ".." in body:

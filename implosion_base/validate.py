@@ -1,6 +1,6 @@
 """Input validation at the public boundary of :mod:`theory` (scikit-learn style: check once, name the argument).
 
-Every function raises :class:`theory.cli.InputError` with a message that names the argument, the offending row
+Every function raises :class:`implosion_base.errors.InputError` with a message that names the argument, the offending row
 and what was expected. Internals downstream trust what passed through here.
 """
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from theory.cli import InputError
+from implosion_base.errors import InputError
 
 __all__ = ["as_matrix", "check_alpha", "check_pairs", "normalised_rows", "row_norms"]
 

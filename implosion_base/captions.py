@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from theory.cli import InputError
+from implosion_base.errors import InputError
 
 
 def read_concepts_file(path: Path) -> list[str]:

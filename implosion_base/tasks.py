@@ -27,9 +27,10 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from theory.validate import check_scalar
-from theory.cli import InputError
-from theory.records import atomic_write_text, key_difference, save_npz_atomically
+from implosion_base.validate import check_scalar
+from implosion_base.errors import InputError
+from implosion_base.files import atomic_write_text, save_npz_atomically
+from implosion_base.records import key_difference
 
 __all__ = ["Task", "TaskRecord", "run_tasks", "dask_client", "dask_results"]
 
