@@ -24,6 +24,8 @@ def test_every_command_module_has_a_script():
     targets = set(_scripts().values())
     mains = {str(p.relative_to(ROOT))[:-3].replace("/", ".") for pkg in ("theory", "simulate", "empirical")
              for p in (ROOT / pkg).glob("*.py") if 'if __name__ == "__main__":' in p.read_text()}
+    mains |= {str(p.parent.relative_to(ROOT)).replace("/", ".") for pkg in ("theory", "simulate", "empirical")
+              for p in (ROOT / pkg).glob("*/__main__.py")}  # a command that is a package (theory.ad)
     mains.add("paper_figures.__main__")
     assert {t.split(":")[0] for t in targets} == mains
 
