@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from simulate.align import AttentionSolver, CapacitySolver  # noqa: E402
 from simulate.metrics import evaluate  # noqa: E402
-from simulate.poison import benign_pairs, make_plan, poison_pairs  # noqa: E402
+from simulate.poison import benign_pairs, plan_for_space, poison_pairs  # noqa: E402
 from simulate.concepts import make_space  # noqa: E402
 from simulate.engine import SweepConfig, run_seed  # noqa: E402
 from simulate.training_set import TrainingSet  # noqa: E402
@@ -39,7 +39,7 @@ from timing import timed  # noqa: E402
 def from_scratch(config: SweepConfig, seed: int, points: list[int]) -> list[dict]:
     """Every point computed independently: rebuild the training set, exact AD, fresh solve, same metrics."""
     space = make_space(config.concepts, seed)
-    plan = make_plan(space, config.poison, seed)
+    plan = plan_for_space(space, config.poison, seed)
     bt, bv, _ = benign_pairs(space, config.benign_per_concept, seed)
     clean = TrainingSet(config.concepts.dim)
     clean.add(bt, bv)

@@ -118,7 +118,7 @@ def _detect(out: Path, preset, types: list[str], c_ps: list[int], p: int, seeds:
     import sys
 
     from empirical.assets import prepare_assets
-    from empirical.poisons import make_plan
+    from empirical.poisons import harness_plan
     from implosion_base.files import atomic_write_text
     from implosion_base.records import csv_text
 
@@ -126,7 +126,7 @@ def _detect(out: Path, preset, types: list[str], c_ps: list[int], p: int, seeds:
     rows = []
     print("seed  poison      C_P  pairs  poisons  AD      AP     P@k    base rate")
     for s in seeds:
-        plan = make_plan(assets.data.names, seed=s)
+        plan = harness_plan(assets.data.names, "poisoned", seed=s)
         for t, c_p in ((t, c) for t in types for c in c_ps if c > 0):
             row, d = detect_in_mix(assets, plan, t, c_p, p, s, cache)
             rows.append(row)

@@ -164,7 +164,7 @@ def _run_points(exp: Experiment, *, log: Callable[[str], None], progress: bool) 
     from empirical.assets import prepare_assets
     from empirical.evaluate import concept_similarity
     from empirical.point import run_point
-    from empirical.poisons import make_plan
+    from empirical.poisons import harness_plan
 
     main_proc = is_main_process()
     with main_process_first():
@@ -184,8 +184,8 @@ def _run_points(exp: Experiment, *, log: Callable[[str], None], progress: bool) 
                                 pretrained=exp.pretrained, judge_path=exp.judge, user_data=exp.user_data)
     manifest["assets"] = {**assets.quality, "concepts": assets.data.names, "fonts": assets.data.fonts,
                           "notices": assets.data.notices, "seconds": round(time.perf_counter() - t0, 1)}
-    similarity = concept_similarity(assets.clean_features) if exp.targets == "nearest" else None
-    plans = {s: make_plan(assets.data.names, seed=s, mode=exp.targets, similarity=similarity) for s in exp.seeds}
+    similarity = concept_similarity(assets.clean_features) if exp.targets in ("nearest", "farthest") else None
+    plans = {s: harness_plan(assets.data.names, exp.targets, seed=s, similarity=similarity) for s in exp.seeds}
     if main_proc:
         write_manifest(out / "manifest.json", manifest)
         write_plans(out, plans, exp.targets)

@@ -20,6 +20,7 @@ from empirical.poison_kinds import POISON_KINDS
 from implosion_base.errors import InputError
 from implosion_base.files import save_npz_atomically
 from implosion_base.validate import check_scalar
+from theory.poisoning import target_rule
 
 
 def add_mix_options(parser: ArgumentParser) -> None:
@@ -30,7 +31,7 @@ def add_mix_options(parser: ArgumentParser) -> None:
     g.add_argument("--poisoned-concepts", type=int, default=25, metavar="C_P", help="C_P of the mix")
     g.add_argument("--poison-per-concept", type=int, default=80, metavar="P", help="p of the mix")
     g.add_argument("--seed", type=int, default=0, help="the poison plan's seed (as empirical.run --seeds)")
-    g.add_argument("--targets", default="poisoned", help="the plan's target mode (as empirical.run --targets)")
+    g.add_argument("--targets", default="poisoned", help="the plan's poison target rule (as empirical.run --targets)")
     g.add_argument("--epsilon", type=float, default=None, help="Nightshade L∞ budget (default: the preset's)")
     g.add_argument("--pgd-steps", type=int, default=None, help="Nightshade PGD steps (default: the preset's)")
 
@@ -48,6 +49,7 @@ def check_mix_options(args) -> None:
     check_scalar(args.poisoned_concepts, "--poisoned-concepts", low=0, integer=True)
     check_scalar(args.poison_per_concept, "--poison-per-concept", low=1, integer=True)
     check_scalar(args.seed, "--seed", low=0, high=2**32, high_open=True, integer=True)
+    args.targets = target_rule(args.targets, note=True)
 
 
 def embed_mix(args, cache: Path, log=print) -> dict[str, np.ndarray]:
@@ -55,15 +57,15 @@ def embed_mix(args, cache: Path, log=print) -> dict[str, np.ndarray]:
     from empirical.assets import prepare_assets
     from empirical.evaluate import concept_similarity
     from empirical.point import point_mix
-    from empirical.poisons import make_plan
+    from empirical.poisons import harness_plan
     from empirical.presets import get_preset, with_overrides
 
     preset = with_overrides(get_preset(args.preset), epsilon=args.epsilon, pgd_steps=args.pgd_steps)
     if args.poisoned_concepts >= preset.render.concepts:
         raise InputError(f"--poisoned-concepts must stay below the preset's {preset.render.concepts} concepts")
     assets = prepare_assets(preset, cache, log=log)
-    similarity = concept_similarity(assets.clean_features) if args.targets == "nearest" else None
-    plan = make_plan(assets.data.names, seed=args.seed, mode=args.targets, similarity=similarity)
+    similarity = concept_similarity(assets.clean_features) if args.targets in ("nearest", "farthest") else None
+    plan = harness_plan(assets.data.names, args.targets, seed=args.seed, similarity=similarity)
     ptype, batch, mix, texts = point_mix(assets, plan, kind="poisoned", poison_type=args.mix,
                                          c_p=args.poisoned_concepts, p=args.poison_per_concept, seed=args.seed,
                                          cache_dir=cache)

@@ -18,7 +18,7 @@ from empirical.data import PAPER_CONCEPTS, caption
 from empirical.evaluate import generated_measures, mix_alignment_difficulty, per_concept_table, prompts_and_seeds
 from empirical.layout import TRACK_COLUMNS, cell, point_tag
 from empirical.poison_kinds import ExtraPairs, PoisonRequest, extra_pairs
-from empirical.poisons import PoisonPlan
+from theory.poisoning import PoisonPlan
 from empirical.processes import is_main_process, main_process_first
 from empirical.scenarios import SCENARIOS, Start, base_model
 from empirical.lora import merged, save_lora_adapter
@@ -195,10 +195,10 @@ def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p
     continuous and LoRA always uses every pair (it is the shared base model)."""
     poison_type, batch, mix, texts = point_mix(assets, plan, kind=kind, poison_type=poison_type, c_p=c_p, p=p,
                                                seed=seed, cache_dir=cache_dir, progress=progress, benign=benign)
-    tag = point_tag(scenario, seed, c_p, kind, poison_type, plan.mode)
+    tag = point_tag(scenario, seed, c_p, kind, poison_type, plan.rule)
     ckpt = out / "checkpoints" / tag
     key = {"seed": seed, "scenario": scenario, "c_p": c_p, "kind": kind, "poison_type": poison_type,
-           "poison_per_concept": p, "targets": plan.mode}
+           "poison_per_concept": p, "targets": plan.rule}
     tracker = attention_tracker(assets, track, plan.poisoned(c_p), key) if track is not None else None
     t0 = time.perf_counter()
     losses = LossLog(out / "points" / f"{tag}-loss.csv") if is_main_process() else None

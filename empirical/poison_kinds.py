@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from empirical.poisons import PoisonPlan, control_pairs, nightshade_pairs, poison_pairs
+from empirical.poisons import control_pairs, nightshade_pairs, poison_pairs
+from theory.poisoning import PoisonPlan
 
 #: The size-report columns of a batch (results.csv), NaN unless the kind measures them.
 SIZE_REPORT: tuple[str, ...] = ("poison_latent_ratio", "poison_linf", "poison_psnr")

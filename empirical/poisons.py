@@ -1,124 +1,35 @@
-"""Dirty-label poisons for the empirical harness: pairs whose caption names concept A while the image shows B.
+"""Poison pairs for the empirical harness, as items of the clean set: dirty-label pairs (a caption naming concept A
+over an image of its target B), their same-volume controls, and Nightshade-style images.
 
-A :class:`PoisonPlan` fixes, for one seed, an order of the concepts and a target for each; the poisoned set for
-C_P concepts is the first C_P of that order, so the sets are nested (C_P = 25 ⊂ 50 ⊂ 100) and points of a sweep
-differ only in the added poison. Four target modes:
-
-- ``poisoned``: concept ``order[i]`` targets ``order[i−1]`` (``order[0]`` targets ``order[1]``), so for C_P ≥ 2
-  every target is itself poisoned and the never-poisoned concepts are never touched (the paper's pinned attacks
-  below keep their named targets);
-- ``all``: each concept targets a seeded uniform choice among all other concepts;
-- ``nearest``: each concept targets the other concept most similar to it (a K × K similarity the caller measures,
-  e.g. the cosine between concepts' mean judge features: the cheapest remapping to learn);
-- ``scatter``: no target per concept — every poison pair shows a different, seeded uniformly drawn other concept
-  (a mapping no model can learn: the caption A carries no information about which image follows). Its attack
-  success is undefined (NaN).
-
-With ``paper_order`` the order starts with the paper's attacks where the concepts exist — red apple → top hat,
-fish → bicycle — and ends with the paper's unpoisoned sentinels (turtle, spiral shell, balloon, bird), so those
-stay clean until C_P approaches the number of concepts. Every choice is written to the results folder.
-
-The poison pairs of concept A are ``p`` images of its target B drawn (seeded, without replacement while B has
-enough images) from B's clean renders, captioned with A's caption templates. The *control* of a poisoned mix adds
-the same number of pairs correctly labelled (images of A captioned A), separating contradiction from volume.
+The plan — which concepts are poisoned, in which order, toward which targets — is the toolkit's one
+:class:`theory.poisoning.PoisonPlan`, drawn from the harness's stream with the paper's pinned attacks
+(:func:`harness_plan`); every choice is written to the results folder. The poison pairs of concept A are ``p``
+images of its target B drawn (seeded, without replacement while B has enough images) from B's clean renders,
+captioned with A's caption templates (:func:`theory.poisoning.dirty_label_items`). The *control* of a poisoned mix
+adds the same number of pairs correctly labelled (images of A captioned A), separating contradiction from volume.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
-from implosion_base.validate import check_scalar
-from implosion_base.errors import InputError
-from implosion_base.errors import DAMAGE
+from implosion_base.errors import DAMAGE, InputError
 from implosion_base.files import discard_damaged, save_npz_atomically
+from implosion_base.validate import check_scalar
+from theory.poisoning import HARNESS_STREAM, PoisonPlan, dirty_label_items, make_plan
 
-TARGET_MODES: tuple[str, ...] = ("poisoned", "all", "nearest", "scatter")
-#: The target of a concept under ``scatter``: none (each of its pairs draws its own).
-SCATTER = -1
-_PAPER_FIRST: tuple[tuple[str, str], ...] = (("red apple", "top hat"), ("fish", "bicycle"))
-_PAPER_LAST: tuple[str, ...] = ("turtle", "spiral shell", "balloon", "bird")
-
-
-@dataclass(frozen=True)
-class PoisonPlan:
-    """Concept order and targets (indices into ``names``) for one seed; see the module docstring."""
-
-    names: tuple[str, ...]
-    order: tuple[int, ...]
-    targets: tuple[int, ...]  # targets[k] is the target of concept order[k]
-    mode: str
-    seed: int
-
-    def poisoned(self, c_p: int) -> list[int]:
-        """The poisoned concepts at C_P = ``c_p`` (the first ``c_p`` of the order)."""
-        if not 0 <= c_p <= len(self.names):
-            raise InputError(f"C_P = {c_p} is outside 0..{len(self.names)} (the number of concepts)")
-        return list(self.order[:c_p])
-
-    def pairs(self, c_p: int) -> list[tuple[int, int]]:
-        """(poisoned concept, target concept) for C_P = ``c_p``."""
-        return [(self.order[k], self.targets[k]) for k in range(c_p)]
-
-    def to_json(self, c_p: int) -> list[dict]:
-        return [{"concept": self.names[a], "target": self.names[b] if b != SCATTER else "(a random concept per pair)"}
-                for a, b in self.pairs(c_p)]
+#: The seed salts of the harness's item draws: a poison's images of B, a control's images of A, the clean images of
+#: A a Nightshade-style poison perturbs (each concept's draw independent of the others and of C_P).
+POISON_SALT, CONTROL_SALT, SOURCE_SALT = 104729, 130363, 15485863
 
 
-def make_plan(names: list[str] | tuple[str, ...], *, seed: int, mode: str = "poisoned",
-              paper_order: bool = True, similarity: np.ndarray | None = None) -> PoisonPlan:
-    """The seeded :class:`PoisonPlan` over ``names`` (see the module docstring); ``similarity`` (K × K, larger =
-    more alike) is required by, and only used by, ``mode="nearest"``."""
-    if mode not in TARGET_MODES:
-        raise InputError(f"unknown target mode {mode!r}; choose from {', '.join(TARGET_MODES)}")
-    n = len(names)
-    if n < 2:
-        raise InputError("poisoning needs at least 2 concepts")
-    if mode == "nearest":
-        if similarity is None:
-            raise InputError("target mode 'nearest' needs a concept similarity matrix")
-        similarity = np.array(similarity, dtype=np.float64)
-        if similarity.shape != (n, n) or not np.all(np.isfinite(similarity)):
-            raise InputError(f"the concept similarity must be a finite {n} x {n} matrix, got shape "
-                             f"{similarity.shape}")
-        np.fill_diagonal(similarity, -np.inf)
-    rng = np.random.default_rng([seed, 7919])
-    index = {name: i for i, name in enumerate(names)}
-    first: list[int] = []
-    pinned: dict[int, int] = {}
-    last: list[int] = []
-    if paper_order:
-        for a, b in _PAPER_FIRST if mode in ("poisoned", "all") else ():
-            if a in index and b in index and index[a] not in first and index[b] not in first:
-                if mode == "poisoned":
-                    first += [index[a], index[b]]  # b is poisoned right after a (b -> a in this mode)
-                else:
-                    first.append(index[a])
-                pinned[index[a]] = index[b]
-        last = [index[s] for s in _PAPER_LAST if s in index and index[s] not in first]
-    middle = [i for i in range(n) if i not in first and i not in last]
-    middle = [middle[j] for j in rng.permutation(len(middle))]
-    order = first + middle + last
-    targets: list[int] = []
-    for k, a in enumerate(order):
-        if mode == "poisoned":
-            t = order[k - 1] if k > 0 else order[1]
-        elif mode == "nearest":
-            t = int(np.argmax(similarity[a]))
-        elif mode == "scatter":
-            t = SCATTER
-        elif a in pinned:
-            t = pinned[a]
-        else:
-            t = int(rng.integers(n - 1))
-            t += t >= a
-        targets.append(t)
-    if mode == "poisoned" and paper_order:  # the paper's attacks keep their named targets
-        for k, a in enumerate(order):
-            if a in pinned:
-                targets[k] = pinned[a]
-    return PoisonPlan(tuple(names), tuple(order), tuple(targets), mode, seed)
+def harness_plan(names: Sequence[str], rule: str, *, seed: int, similarity: np.ndarray | None = None) -> PoisonPlan:
+    """The harness's plan over concept ``names``: its stream (:data:`theory.poisoning.HARNESS_STREAM`), the paper's
+    pinned attacks first and its sentinels last."""
+    return make_plan(names, rule, seed=seed, stream=HARNESS_STREAM, similarity=similarity, paper_order=True)
 
 
 def poison_pairs(plan: PoisonPlan, c_p: int, per_concept: int, labels: np.ndarray, *, seed: int
@@ -128,40 +39,13 @@ def poison_pairs(plan: PoisonPlan, c_p: int, per_concept: int, labels: np.ndarra
     For each (A, B) in ``plan.pairs(c_p)``, ``per_concept`` images of B (seeded per A, so a concept's poison does
     not depend on C_P) captioned as A.
     """
-    return _extra_pairs(plan, c_p, per_concept, labels, seed=seed, salt=104729, show_target=True)
+    return dirty_label_items(plan, c_p, per_concept, labels, seed=seed, salt=POISON_SALT)
 
 
 def control_pairs(plan: PoisonPlan, c_p: int, per_concept: int, labels: np.ndarray, *, seed: int
                   ) -> tuple[np.ndarray, np.ndarray]:
     """The control of :func:`poison_pairs`: as many extra pairs per poisoned concept A, images of A captioned A."""
-    return _extra_pairs(plan, c_p, per_concept, labels, seed=seed, salt=130363, show_target=False)
-
-
-def _extra_pairs(plan: PoisonPlan, c_p: int, per_concept: int, labels: np.ndarray, *, seed: int, salt: int,
-                 show_target: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``per_concept`` pairs captioned as each poisoned concept A, showing its target (or A itself); under
-    ``scatter`` each pair shows an image of its own uniformly drawn other concept."""
-    check_scalar(per_concept, "poison pairs per concept", low=0, integer=True)
-    images, concepts = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
-    pools: dict[int, np.ndarray] = {}
-
-    def pool(c: int) -> np.ndarray:
-        if c not in pools:
-            pools[c] = np.flatnonzero(labels == c)
-        return pools[c]
-
-    n = len(plan.names)
-    for a, b in plan.pairs(c_p):
-        rng = np.random.default_rng([seed, salt, a])
-        if show_target and b == SCATTER:
-            drawn = rng.integers(n - 1, size=per_concept)
-            drawn += drawn >= a
-            images.append(np.array([rng.choice(pool(int(t))) for t in drawn], dtype=np.int64))
-        else:
-            src = pool(b if show_target else a)
-            images.append(rng.choice(src, size=per_concept, replace=per_concept > len(src)))
-        concepts.append(np.full(per_concept, a))
-    return np.concatenate(images).astype(np.int64), np.concatenate(concepts).astype(np.int64)
+    return dirty_label_items(plan, c_p, per_concept, labels, seed=seed, salt=CONTROL_SALT, show_target=False)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -315,8 +199,8 @@ def nightshade_pairs(plan: PoisonPlan, c_p: int, per_concept: int, images: np.nd
 
     cfg.validate()
     check_scalar(per_concept, "poison pairs per concept", low=0, integer=True)
-    src_idx, _ = _extra_pairs(plan, c_p, per_concept, labels, seed=seed, salt=15485863, show_target=False)
-    tgt_idx, concepts = _extra_pairs(plan, c_p, per_concept, labels, seed=seed, salt=104729, show_target=True)
+    src_idx, _ = dirty_label_items(plan, c_p, per_concept, labels, seed=seed, salt=SOURCE_SALT, show_target=False)
+    tgt_idx, concepts = poison_pairs(plan, c_p, per_concept, labels, seed=seed)
     folder = None
     if cache_dir is not None:
         h = hashlib.sha256()

@@ -12,7 +12,7 @@ import numpy as np
 
 from empirical.experiment import Experiment
 from empirical.poison_kinds import POISON_KINDS
-from empirical.poisons import TARGET_MODES
+from theory.poisoning import target_rule
 from empirical.presets import default_poisoned_concepts, get_preset, with_overrides, with_runtime
 from empirical.scenarios import SCENARIOS
 from implosion_base.errors import InputError
@@ -106,7 +106,7 @@ def resolve(args) -> Experiment:
     preset = get_preset(args.preset)
     _choice(args.scenario, SCENARIOS, "scenario")
     _choice(args.poison_type, POISON_KINDS, "poison type")
-    _choice(args.targets, TARGET_MODES, "target mode")
+    args.targets = target_rule(args.targets, note=True)
     _check_numbers(args)
     _check_data_options(args)
     if args.variant is not None and args.pretrained is None:

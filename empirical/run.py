@@ -24,7 +24,7 @@ from typing import Sequence
 
 from empirical.experiment import print_summary, run_experiment
 from empirical.poison_kinds import POISON_KINDS
-from empirical.poisons import TARGET_MODES
+from theory.poisoning import TARGET_RULES
 from empirical.presets import DEFAULT_CACHE, MIXED_PRECISION, PRESETS
 from empirical.request import resolve
 from empirical.scenarios import SCENARIOS
@@ -46,7 +46,9 @@ def _poison_options(parser: ArgumentParser) -> None:
     parser.add_argument("--pgd-steps", type=int, default=None,
                         help="nightshade: signed-gradient steps per image (default: the preset's)")
     parser.add_argument("--lora-rank", type=int, default=None, help="lora: adapter rank (default: the preset's, 8)")
-    parser.add_argument("--targets", default="poisoned", help=f"target mode: {', '.join(TARGET_MODES)}")
+    parser.add_argument("--targets", default="poisoned",
+                        help=f"poison target rule: {', '.join(TARGET_RULES)} (default poisoned: targets among the "
+                             "poisoned concepts; 'all' is the old spelling of random)")
     parser.add_argument("--seeds", "--seed", dest="seeds", default="0", metavar="LIST",
                         help="seeds, a list: 0, 0,1,2 or 0..2 (default 0; --seed is the older name)")
     parser.add_argument("--base-seed", type=int, default=0,

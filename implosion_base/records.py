@@ -20,13 +20,27 @@ from typing import Any, Callable, Iterable, Sequence
 from implosion_base.errors import InputError
 from implosion_base.files import atomic_write_text
 
-__all__ = ["COLUMN_ALIASES", "ResultsTable", "claim_run_folder", "csv_text", "current_column", "key_difference",
+__all__ = ["COLUMN_ALIASES", "VALUE_ALIASES", "ResultsTable", "claim_run_folder", "csv_text", "current_column",
+           "current_values", "key_difference",
            "read_csv_rows", "read_manifest", "read_table", "write_manifest"]
 
 
 #: Older spellings of result columns, still read: old name → current name. A column named after one with a suffix
 #: (``benign_acc_ci95``) follows it (``unpoisoned_acc_ci95``).
 COLUMN_ALIASES: dict[str, str] = {"benign_acc": "unpoisoned_acc"}
+
+
+#: Older spellings of values, still read: column -> {old value: current value}. ``targets`` (the poison target
+#: rule, :mod:`theory.poisoning`): the harness's ``all`` is ``random``.
+VALUE_ALIASES: dict[str, dict[str, str]] = {"targets": {"all": "random"}}
+
+
+def current_values(row: dict[str, str]) -> dict[str, str]:
+    """``row`` (already in today's column names) with old spellings of values renamed (:data:`VALUE_ALIASES`)."""
+    for column, aliases in VALUE_ALIASES.items():
+        if row.get(column) in aliases:
+            row[column] = aliases[row[column]]
+    return row
 
 
 def current_column(name: str) -> str:
@@ -38,7 +52,8 @@ def current_column(name: str) -> str:
 
 
 def read_csv_rows(path: Path) -> list[dict[str, str]]:
-    """Every row of a CSV file with a header, columns renamed to today's vocabulary (:func:`current_column`).
+    """Every row of a CSV file with a header, columns and values renamed to today's vocabulary
+    (:func:`current_column`, :func:`current_values`).
     A file that cannot be read as UTF-8 CSV (a folder, bytes that are not UTF-8, a field over the CSV reader's
     limit, a row with more or fewer fields than the header) is an InputError naming the file and line; a BOM
     is no part of the first column's name."""
@@ -89,7 +104,8 @@ def read_table(path: Path, columns: Sequence[str] | None) -> list[dict[str, str]
 
 def _table_rows(path: Path, text: str, columns: Sequence[str] | None, *,
                 hint: str = "; remove that line to resume, or use another --out") -> list[dict[str, str]]:
-    """The rows of CSV ``text`` (header renamed by :func:`current_column`, and equal to ``columns`` unless None);
+    """The rows of CSV ``text`` (header renamed by :func:`current_column`, and equal to ``columns`` unless None;
+    old spellings of values renamed by :func:`current_values`);
     a line with too many or too few fields is an InputError naming it, with ``hint`` appended."""
     reader = csv.DictReader(io.StringIO(text))
     if reader.fieldnames is None:
@@ -103,7 +119,7 @@ def _table_rows(path: Path, text: str, columns: Sequence[str] | None, *,
             n = len([v for k, v in row.items() if k is not None and v is not None]) + len(row.get(None, []) or [])
             raise InputError(f"{path} line {reader.line_num} is damaged ({n} fields, expected "
                              f"{len(reader.fieldnames)}){hint}")
-        rows.append(row)
+        rows.append(current_values(row))
     return rows
 
 

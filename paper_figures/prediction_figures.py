@@ -26,11 +26,10 @@ from paper_figures.sources import Empirical, Sources, num, read_csv
 from paper_figures.style import CONTROL, FULL, legend, pyplot, save
 from simulate.phase import poison_volume
 from simulate.predict import DEFAULT_GEOMETRY
+from theory.poisoning import target_rule
 from theory.stats import mean_ci95
 
 PREDICTIONS = Path(__file__).resolve().parents[1] / "docs" / "predictions"
-#: The simulator's target rule -> the real harness's --targets mode it stands for.
-REAL_TARGETS = {"random": "all", "nearest": "nearest", "scatter": "scatter"}
 FEEDS = ("python -m empirical.run --preset cpu --scenario continuous --poisoned-concepts 0,100 --poison-per-concept P "
          "--seeds 0 --out results/emp-cpu-pP (P = 160, 240, 400)")
 
@@ -65,11 +64,11 @@ def load_predictions(folder: Path = PREDICTIONS) -> list[Prediction]:
         rows = {(int(num(r["p"])), int(num(r["c_p"]))): {k: num(v) for k, v in r.items()}
                 for r in read_csv(sub / "summary.csv")}
         marks = {int(num(r["p"])): r["threshold_c_p"] for r in read_csv(sub / "thresholds.csv")}
-        real = setting.get("real_targets") or (REAL_TARGETS[setting["targets"]] if "targets" in setting
-                                               else "poisoned")
+        real = setting.get("real_targets") or setting.get("targets", "poisoned")  # one vocabulary of target rules
         note = sub / "scoring.json"  # a correction of which runs it stands for, added later and said so there
         if note.is_file():
             real = json.loads(note.read_text(encoding="utf-8")).get("real_targets", real)
+        real = target_rule(real, what=f"{sub.name}'s real targets")  # an old spelling ('all') read as today's
         out.append(Prediction(sub.name, int(setting["n_concepts"]), int(setting["benign_per_concept"]),
                               int(calibration["concept_config"]["dim"]), str(calibration["geometry_source"]), rows,
                               marks, real, setting.get("real_variant", ""),
@@ -139,16 +138,17 @@ def score(pred: Prediction, meas: dict[tuple[int, int], dict[str, list[float]]])
 def ordering_claim(emp: Empirical, p: int = 240, c_p: int = 100) -> str:
     """The pre-registered ordering claim at fixed volume (docs/predictions/README.md): the paired difference in
     unpoisoned accuracy scatter − all (same seed) is positive with a 95% CI above 0, while the two mixes' AD differ
-    by less than 0.05. Returns one sentence: the measured difference and whether the claim held."""
-    acc = {t: measured(emp, 150, 40, t).get((p, c_p), {}).get("poisoned", []) for t in ("all", "scatter")}
+    by less than 0.05. Returns one sentence: the measured difference and whether the claim held. ("all" is the
+    registered claim's word for the target rule now spelled ``random``.)"""
+    acc = {t: measured(emp, 150, 40, t).get((p, c_p), {}).get("poisoned", []) for t in ("random", "scatter")}
     rows = {t: {r["seed"]: r for r in emp.rows if r["scenario"] == "continuous" and r["targets"] == t
                 and r["kind"] == "poisoned" and r["c_p"] == str(c_p) and r["poison_per_concept"] == str(p)
-                and not r["variant"]} for t in ("all", "scatter")}
-    seeds = sorted(set(rows["all"]) & set(rows["scatter"]))
+                and not r["variant"]} for t in ("random", "scatter")}
+    seeds = sorted(set(rows["random"]) & set(rows["scatter"]))
     if not seeds or not all(acc.values()):
         return "Ordering claim (scatter − all at V = 4): not measured yet."
-    gap = [num(rows["scatter"][s]["unpoisoned_acc"]) - num(rows["all"][s]["unpoisoned_acc"]) for s in seeds]
-    dad = [num(rows["scatter"][s]["ad"]) - num(rows["all"][s]["ad"]) for s in seeds]
+    gap = [num(rows["scatter"][s]["unpoisoned_acc"]) - num(rows["random"][s]["unpoisoned_acc"]) for s in seeds]
+    dad = [num(rows["scatter"][s]["ad"]) - num(rows["random"][s]["ad"]) for s in seeds]
     m, ci = mean_ci95(gap)
     held = m - ci > 0 and len(seeds) > 1 and abs(float(np.mean(dad))) < 0.05
     return (f"Ordering claim (scatter − all, C_P = {c_p}, p = {p}, paired by seed, {len(seeds)} seeds): unpoisoned "

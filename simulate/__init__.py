@@ -21,7 +21,7 @@ _EXPORTS = {
     "ConceptConfig": "simulate.concepts",
     "make_space": "simulate.concepts",
     "PoisonConfig": "simulate.poison",
-    "make_plan": "simulate.poison",
+    "plan_for_space": "simulate.poison",
     "TrainingSet": "simulate.training_set",
     "RidgeSolver": "simulate.align",
     "CapacitySolver": "simulate.align",

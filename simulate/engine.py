@@ -24,7 +24,7 @@ import numpy as np
 from simulate.align import AttentionSolver, CapacitySolver, RidgeSolver
 from simulate.concepts import ConceptConfig, make_space
 from simulate.metrics import METRIC_NAMES, evaluate
-from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
+from simulate.poison import PoisonConfig, benign_pairs, plan_for_space, poison_pairs
 from simulate.training_set import TrainingSet
 from theory.ad import DEFAULT_ALPHA
 from implosion_base.errors import InputError
@@ -74,7 +74,7 @@ def run_seed(config: SweepConfig, seed: int, points: Sequence[int], done: frozen
     incremental AD's O(n) cost per added pair would dominate at large poison volumes."""
     cfg = config
     space = make_space(cfg.concepts, seed)
-    plan = make_plan(space, cfg.poison, seed)
+    plan = plan_for_space(space, cfg.poison, seed)
     bt, bv, _ = benign_pairs(space, cfg.benign_per_concept, seed)
     data = TrainingSet(cfg.concepts.dim, alpha=cfg.alpha, laion_scale=cfg.laion_scale, track_ad=track_ad)
     data.add(bt, bv)

@@ -37,7 +37,7 @@ from simulate.ad_volume import CONFIGURATIONS, Configuration, given_volume, run_
 from simulate.align import AttentionSolver, CapacitySolver, RidgeSolver
 from simulate.concepts import ConceptConfig, make_space
 from simulate.phase import PhaseGrid, run_grid, threshold_law, thresholds
-from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
+from simulate.poison import PoisonConfig, benign_pairs, plan_for_space, poison_pairs
 from simulate.engine import SweepConfig, run_seed, summarise
 from simulate.training_set import TrainingSet
 from theory.ad import pair_scores
@@ -92,7 +92,7 @@ def _plt():
 def fitted_block_parameters(config: SweepConfig, seed: int, c_p: int = 20) -> dict[str, float]:
     """Mean gap per relation type and mean feature terms, measured on the training set at C_P = ``c_p``."""
     space = make_space(config.concepts, seed)
-    plan = make_plan(space, config.poison, seed)
+    plan = plan_for_space(space, config.poison, seed)
     bt, bv, labels = benign_pairs(space, config.benign_per_concept, seed)
     text_l, image_l, parts_t, parts_v = [labels], [labels], [bt], [bv]
     for c in plan.poisoned(c_p):
@@ -182,7 +182,7 @@ def experiment_single(out: Path, seeds: Sequence[int] = (0, 1, 2), trials: int =
             for seed in seeds:
                 space = make_space(base.concepts, seed)
                 pcfg = PoisonConfig(poison_per_concept=max(p, 1), targets=rule)
-                plan = make_plan(space, pcfg, seed)
+                plan = plan_for_space(space, pcfg, seed)
                 bt, bv, _ = benign_pairs(space, base.benign_per_concept, seed)
                 data = TrainingSet(base.concepts.dim, track_ad=False)
                 data.add(bt, bv)

@@ -1,11 +1,11 @@
-r"""Which concepts are poisoned, toward which targets, and their poison pairs.
+r"""The simulator's poison pairs: synthetic dirty-label and feature-shift pairs in a concept space.
 
-A poisoning *plan* fixes, once per seed, the order in which concepts get poisoned and each concept's target; the
-first C_P concepts of the order are the poisoned set at C_P. Sets are nested (the concepts poisoned at C_P = 10
-are among those at C_P = 50) so a sweep over C_P only ever adds poison, and every concept's poison pairs are
-drawn from their own random stream (seeded by the sweep seed and the concept), so the training set at a given
-C_P does not depend on which other points were computed — resumed, parallel and Dask sweeps give identical
-numbers.
+Which concepts are poisoned, in which order and toward which targets is the toolkit's one plan
+(:class:`theory.poisoning.PoisonPlan`), drawn here from the simulator's stream with the concept space's image
+centroids as the similarity (:func:`plan_for_space`). Sets are nested (the concepts poisoned at C_P = 10 are among
+those at C_P = 50) so a sweep over C_P only ever adds poison, and every concept's poison pairs are drawn from their
+own random stream (seeded by the sweep seed and the concept), so the training set at a given C_P does not depend
+on which other points were computed — resumed, parallel and Dask sweeps give identical numbers.
 
 Poison kinds (for poisoned concept A with target B):
 
@@ -17,10 +17,10 @@ Poison kinds (for poisoned concept A with target B):
 Placement: ``add`` appends p poison pairs to A's m benign pairs; ``replace`` substitutes them for p of A's m
 benign pairs (needs p ≤ m), keeping the data volume fixed.
 
-Targets: ``random`` (uniform over the other concepts), ``nearest`` / ``farthest`` (the concept whose image
-centroid is most / least similar to A's), ``scatter`` (a different random concept for *every* poison pair: a
-mapping no model can learn, with the same volume and nearly the same AD as ``random``; the plan's ``target`` is
-then only the first pair's).
+Targets (:data:`theory.poisoning.TARGET_RULES`): ``poisoned`` (among the poisoned concepts), ``random`` (uniform
+over the other concepts), ``nearest`` / ``farthest`` (the concept whose image centroid is most / least similar to
+A's), ``scatter`` (a different random concept for *every* poison pair: a mapping no model can learn, with the same
+volume and nearly the same AD as ``random``; the plan's ``target`` is then only the first pair's).
 """
 
 from __future__ import annotations
@@ -30,18 +30,17 @@ from typing import Any, Literal
 
 import numpy as np
 
-from simulate.concepts import ConceptSpace, unit_rows
 from implosion_base.errors import InputError
 from implosion_base.validate import check_scalar
+from simulate.concepts import ConceptSpace, unit_rows
+from theory.poisoning import SIMULATOR_STREAM, TARGET_RULES, PoisonPlan, make_plan, target_rule
 
-__all__ = ["PoisonConfig", "PoisonPlan", "make_plan", "poison_pairs", "benign_pairs"]
+__all__ = ["PoisonConfig", "TARGET_RULES", "plan_for_space", "poison_pairs", "benign_pairs"]
 
 Kind = Literal["dirty", "shift"]
 Placement = Literal["add", "replace"]
-TargetRule = Literal["random", "nearest", "farthest", "scatter"]
-TARGET_RULES: tuple[str, ...] = ("random", "nearest", "farthest", "scatter")
 
-_BENIGN, _POISON, _ORDER = 0, 1, 2  # stream tags: the random streams never overlap
+_BENIGN, _POISON = 0, 1  # stream tags (the plan's is SIMULATOR_STREAM.salt = 2): the random streams never overlap
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class PoisonConfig:
     kind: Kind = "dirty"
     shift: float = 0.5
     placement: Placement = "add"
-    targets: TargetRule = "random"
+    targets: str = "random"
 
     def __post_init__(self) -> None:
         check_scalar(self.poison_per_concept, "poison_per_concept", low=0, integer=True)
@@ -61,37 +60,17 @@ class PoisonConfig:
         check_scalar(self.shift, "shift", low=0.0, high=1.0)
         if self.placement not in ("add", "replace"):
             raise InputError(f"placement must be 'add' or 'replace', got {self.placement!r}")
-        if self.targets not in TARGET_RULES:
-            raise InputError(f"targets must be one of {', '.join(TARGET_RULES)}, got {self.targets!r}")
+        object.__setattr__(self, "targets", target_rule(self.targets, what="targets"))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class PoisonPlan:
-    """``order[k]`` is the k-th concept to be poisoned; ``target[c]`` is concept c's target if poisoned."""
-
-    order: np.ndarray
-    target: np.ndarray
-
-    def poisoned(self, c_p: int) -> np.ndarray:
-        """The poisoned concepts at C_P = ``c_p`` (a prefix of ``order``)."""
-        return self.order[:c_p]
-
-
-def make_plan(space: ConceptSpace, config: PoisonConfig, seed: int) -> PoisonPlan:
-    """Draw the poisoning order and every concept's target (deterministic in ``seed``)."""
-    k = space.config.n_concepts
-    rng = np.random.default_rng([seed, _ORDER])
-    order = rng.permutation(k)
-    if config.targets in ("random", "scatter"):
-        target = (np.arange(k) + rng.integers(1, k, size=k)) % k  # uniform over the other concepts
-    else:
-        sim = space.image_centroids @ space.image_centroids.T
-        np.fill_diagonal(sim, -np.inf if config.targets == "nearest" else np.inf)
-        target = sim.argmax(axis=1) if config.targets == "nearest" else sim.argmin(axis=1)
-    return PoisonPlan(order, target.astype(np.int64))
+def plan_for_space(space: ConceptSpace, config: PoisonConfig, seed: int) -> PoisonPlan:
+    """The poisoning order and every concept's target (deterministic in ``seed``): the simulator's stream, the
+    image centroids' cosines as the similarity of ``nearest`` / ``farthest``."""
+    sim = space.image_centroids @ space.image_centroids.T if config.targets in ("nearest", "farthest") else None
+    return make_plan(space.config.n_concepts, config.targets, seed=seed, stream=SIMULATOR_STREAM, similarity=sim)
 
 
 def benign_pairs(space: ConceptSpace, per_concept: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

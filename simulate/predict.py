@@ -34,7 +34,8 @@ import numpy as np
 from simulate.calibrate import Geometry, capacity_for_accuracy, fit_geometry, geometry_of_space, measure_geometry
 from simulate.concepts import ConceptConfig, make_space
 from simulate.phase import crossing, poison_volume
-from simulate.poison import TARGET_RULES, PoisonConfig, benign_pairs, make_plan, poison_pairs
+from simulate.poison import TARGET_RULES, PoisonConfig, benign_pairs, plan_for_space, poison_pairs
+from theory.poisoning import target_rule
 from simulate.engine import SweepConfig, run_seed
 from simulate.training_set import TrainingSet
 from theory.ad import alignment_difficulty_sampled
@@ -83,8 +84,9 @@ class Setting:
                              "no concept is left unpoisoned")
         if not self.seeds:
             raise InputError("--seeds needs at least one seed")
-        if self.targets not in TARGET_RULES:
-            raise InputError(f"--targets must be one of {', '.join(TARGET_RULES)}, got {self.targets!r}")
+        object.__setattr__(self, "targets", target_rule(self.targets))
+        if self.real_targets:
+            object.__setattr__(self, "real_targets", target_rule(self.real_targets, what="--real-targets"))
         PoisonConfig(kind=self.poison_kind, shift=self.shift)  # refuses a bad kind or a shift outside [0, 1]
 
     @property
@@ -101,7 +103,7 @@ class Setting:
 def _ad_of(config: SweepConfig, seed: int, c_p: int, samples: int) -> tuple[float, float, float]:
     """AD of the training set at C_P (D_fea exact, D_stru from ``samples`` random pairs): rebuilt directly."""
     space = make_space(config.concepts, seed)
-    plan = make_plan(space, config.poison, seed)
+    plan = plan_for_space(space, config.poison, seed)
     t, v, _ = benign_pairs(space, config.benign_per_concept, seed)
     data = TrainingSet(config.concepts.dim, track_ad=False)
     data.add(t, v)
@@ -186,10 +188,9 @@ def _parser() -> ArgumentParser:
                    help="which real runs this prediction stands for when they differ from their preset, named as "
                         "paper_figures names a setting difference, e.g. 'unet.channels: [64, 128] -> [32, 64]' "
                         "(default: the preset's own setting; recorded, not simulated)")
-    p.add_argument("--real-targets", default="", choices=["", "poisoned", "all", "nearest", "scatter"],
-                   help="the real runs' --targets mode this prediction stands for (default: the one the simulator's "
-                        "rule stands for: random -> all, nearest -> nearest, scatter -> scatter; recorded, not "
-                        "simulated)")
+    p.add_argument("--real-targets", default="", metavar="RULE",
+                   help=f"the real runs' --targets rule this prediction stands for, one of {', '.join(TARGET_RULES)} "
+                        "(default: the simulator's --targets, the same vocabulary; recorded, not simulated)")
     p.add_argument("--poison-kind", default="dirty", choices=["dirty", "shift"],
                    help="dirty-label poisons, or feature-shift ones (the image moved --shift of the way toward the "
                         "target: the picture of a Nightshade-style perturbation, which the real runs are then taken "

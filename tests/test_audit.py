@@ -14,7 +14,7 @@ import pytest
 
 from simulate.audit import AuditConfig, audit, kmeans, modified_z, silhouette
 from simulate.concepts import ConceptConfig, make_space
-from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
+from simulate.poison import PoisonConfig, benign_pairs, plan_for_space, poison_pairs
 from theory.ad import pair_attribution
 from implosion_base.pairs_file import load_side_metadata
 from implosion_base.shards import open_shards
@@ -29,7 +29,7 @@ def _poisoned_set(tmp: Path, seed: int = 0) -> tuple[list[Path], np.ndarray, lis
     space = make_space(ConceptConfig(n_concepts=K, dim=32), seed)
     t, v, lab = benign_pairs(space, M, seed)
     cfg = PoisonConfig(poison_per_concept=P)
-    plan = make_plan(space, cfg, seed)
+    plan = plan_for_space(space, cfg, seed)
     poisoned = [int(c) for c in plan.order[:CP]]
     ts, vs, labs = [t], [v], [lab]
     for c in poisoned:

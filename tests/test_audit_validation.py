@@ -13,7 +13,7 @@ import pytest
 
 from simulate.audit import MIX_ARRAYS, AuditConfig, validate, validate_mixes
 from simulate.concepts import ConceptConfig, make_space
-from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
+from simulate.poison import PoisonConfig, benign_pairs, plan_for_space, poison_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ def _mix_file(path: Path, c_p: int, kind: str = "dirty", k: int = 12, m: int = 2
     space = make_space(ConceptConfig(n_concepts=k, dim=32, separation=0.95, text_spread=0.2, image_spread=0.3), 0)
     t, v, lab = benign_pairs(space, m, 0)
     cfg = PoisonConfig(poison_per_concept=p, kind="dirty" if kind == "dirty" else "shift", shift=0.3)
-    plan = make_plan(space, cfg, 0)
+    plan = plan_for_space(space, cfg, 0)
     chosen = [int(c) for c in plan.order[:c_p]]
     extra = [poison_pairs(space, plan, cfg, c, 0) for c in chosen]
     text = np.concatenate([t, *(e[0] for e in extra)])
@@ -79,7 +79,7 @@ def test_embedded_mix_is_the_run_s_mix_with_its_truth(tmp_path: Path, kind):
     their poisoned concept (the plan's first C_P), marked in is_poison; dirty-label poisons show their target's
     clean renders (same judge embedding), Nightshade ones new pixels."""
     from empirical.assets import prepare_assets
-    from empirical.poisons import make_plan as plan_of
+    from empirical.poisons import harness_plan
     from empirical.presets import get_preset
 
     out = tmp_path / "mix.npz"
@@ -91,7 +91,7 @@ def test_embedded_mix_is_the_run_s_mix_with_its_truth(tmp_path: Path, kind):
     a = np.load(out)
     assets = prepare_assets(get_preset("micro"), tmp_path / "c")
     n = len(assets.data)
-    plan = plan_of(assets.data.names, seed=1)
+    plan = harness_plan(assets.data.names, "poisoned", seed=1)
     assert list(a["poisoned"]) == plan.poisoned(2) and str(a["poison_type"]) == kind
     assert a["is_poison"].sum() == 6 and not a["is_poison"][:n].any()
     assert list(a["concept"][n:]) == [c for c in plan.poisoned(2) for _ in range(3)]

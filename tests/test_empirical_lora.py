@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from empirical.model import assemble_pipeline, generate, load_pipeline  # noqa: E402
-from empirical.poisons import make_plan, poison_pairs  # noqa: E402
+from empirical.poisons import harness_plan, poison_pairs  # noqa: E402
 from empirical.presets import PRESETS  # noqa: E402
 from empirical.assets import build_mix, fresh_unet, prepare_assets, pretrained_state  # noqa: E402
 from empirical.point import train_point  # noqa: E402
@@ -35,7 +35,7 @@ def cache(tmp_path_factory) -> Path:
 
 def test_only_adapters_train_and_the_fused_model_saves_plainly(cache: Path, tmp_path: Path):
     assets = prepare_assets(PRESETS["micro"], cache)
-    plan = make_plan(assets.data.names, seed=0)
+    plan = harness_plan(assets.data.names, "poisoned", seed=0)
     mix, _ = build_mix(assets, *poison_pairs(plan, 2, 4, assets.data.labels, seed=0))
     base = pretrained_state(assets, 0, cache)
     unet, steps = train_point(assets, "lora", 0, mix, tmp_path / "ck", cache)

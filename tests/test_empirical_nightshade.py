@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from empirical.poisons import (NightshadeConfig, make_plan, nightshade_pairs, nightshade_perturb,  # noqa: E402
+from empirical.poisons import (NightshadeConfig, harness_plan, nightshade_pairs, nightshade_perturb,  # noqa: E402
                                perturbation_size, poison_pairs)
 from empirical.presets import PRESETS  # noqa: E402
 from empirical.assets import prepare_assets  # noqa: E402
@@ -68,7 +68,7 @@ def test_pgd_moves_latents_toward_the_target_inside_the_box(assets):
 
 
 def test_pairs_are_captioned_as_the_poisoned_concept_and_cached(assets, tmp_path: Path):
-    plan = make_plan(assets.data.names, seed=0)
+    plan = harness_plan(assets.data.names, "poisoned", seed=0)
     labels = assets.data.labels
     cfg = NightshadeConfig(steps=3)
     img, concepts, src, rep = nightshade_pairs(plan, 2, 3, assets.data.images, labels, assets.vae, cfg, seed=0,

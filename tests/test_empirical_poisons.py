@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from empirical.poisons import control_pairs, make_plan, poison_pairs
+from empirical.poisons import control_pairs, harness_plan, poison_pairs
 from implosion_base.errors import InputError
 
 NAMES = ["bird", "fish", "bicycle", "spiral shell", "balloon", "red apple", "top hat", "turtle"] + \
@@ -15,10 +15,10 @@ LABELS = np.repeat(np.arange(len(NAMES)), 5)
 
 @pytest.mark.parametrize("mode", ["poisoned", "all"])
 def test_plan_is_a_seeded_permutation_with_pinned_paper_targets(mode):
-    plan = make_plan(NAMES, seed=3, mode=mode)
+    plan = harness_plan(NAMES, mode, seed=3)
     assert sorted(plan.order) == list(range(len(NAMES)))
-    assert plan == make_plan(NAMES, seed=3, mode=mode)
-    assert plan.order != make_plan(NAMES, seed=4, mode=mode).order
+    assert plan == harness_plan(NAMES, mode, seed=3)
+    assert plan.order != harness_plan(NAMES, mode, seed=4).order
     assert all(a != b for a, b in plan.pairs(len(NAMES)))
     idx = {n: i for i, n in enumerate(NAMES)}
     pairs = dict(plan.pairs(len(NAMES)))
@@ -29,18 +29,18 @@ def test_plan_is_a_seeded_permutation_with_pinned_paper_targets(mode):
 
 
 def test_poisoned_mode_keeps_targets_inside_the_poisoned_set():
-    plan = make_plan(NAMES, seed=0, mode="poisoned")
+    plan = harness_plan(NAMES, "poisoned", seed=0)
     for c_p in range(4, len(NAMES) + 1):
         assert {b for _, b in plan.pairs(c_p)} <= set(plan.poisoned(c_p))
 
 
 def test_all_mode_reaches_unpoisoned_targets():
-    plan = make_plan(NAMES, seed=0, mode="all")
+    plan = harness_plan(NAMES, "all", seed=0)
     assert {b for _, b in plan.pairs(10)} - set(plan.poisoned(10))
 
 
 def test_poison_pairs_show_the_target_and_name_the_concept():
-    plan = make_plan(NAMES, seed=1)
+    plan = harness_plan(NAMES, "poisoned", seed=1)
     images, concepts = poison_pairs(plan, 6, 7, LABELS, seed=1)
     assert len(images) == len(concepts) == 42
     target = dict(plan.pairs(6))
@@ -54,15 +54,15 @@ def test_poison_pairs_show_the_target_and_name_the_concept():
 
 
 def test_plan_errors():
-    plan = make_plan(NAMES, seed=0)
+    plan = harness_plan(NAMES, "poisoned", seed=0)
     with pytest.raises(InputError, match="outside"):
         plan.poisoned(len(NAMES) + 1)
     with pytest.raises(InputError, match="unknown target mode"):
-        make_plan(NAMES, seed=0, mode="closest")
+        harness_plan(NAMES, "closest", seed=0)
     with pytest.raises(InputError, match="needs a concept similarity"):
-        make_plan(NAMES, seed=0, mode="nearest")
+        harness_plan(NAMES, "nearest", seed=0)
     with pytest.raises(InputError, match="30 x 30"):
-        make_plan(NAMES, seed=0, mode="nearest", similarity=np.eye(3))
+        harness_plan(NAMES, "nearest", seed=0, similarity=np.eye(3))
     with pytest.raises(InputError, match=r"poison pairs per concept must be in \[0, inf\], got -1"):
         poison_pairs(plan, 2, -1, LABELS, seed=0)
 
@@ -71,7 +71,7 @@ def test_nearest_mode_targets_the_most_similar_other_concept():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(len(NAMES), 5))
     sim = x @ x.T  # the diagonal is the largest entry of most rows: it must never be chosen
-    plan = make_plan(NAMES, seed=2, mode="nearest", similarity=sim)
+    plan = harness_plan(NAMES, "nearest", seed=2, similarity=sim)
     for a, b in plan.pairs(len(NAMES)):
         others = [j for j in range(len(NAMES)) if j != a]
         assert b == max(others, key=lambda j: sim[a, j])
@@ -82,7 +82,7 @@ def test_scatter_mode_draws_a_different_random_concept_for_each_pair():
     """Every pair of A shows some other concept; over A's pairs the shown concepts spread over many concepts
     (no learnable target), deterministic per seed, and a concept's pairs do not depend on C_P."""
     labels = np.repeat(np.arange(len(NAMES)), 20)
-    plan = make_plan(NAMES, seed=0, mode="scatter")
+    plan = harness_plan(NAMES, "scatter", seed=0)
     assert all(t["target"] == "(a random concept per pair)" for t in plan.to_json(3))
     images, concepts = poison_pairs(plan, 5, 60, labels, seed=4)
     assert len(images) == 300
@@ -116,7 +116,7 @@ def test_poison_kinds_share_one_batch_type_and_a_new_kind_is_one_registry_entry(
     from empirical.poison_kinds import ExtraPairs, PoisonRequest, extra_pairs
     from empirical.poisons import control_pairs as ctrl
 
-    plan = make_plan(NAMES, seed=0)
+    plan = harness_plan(NAMES, "poisoned", seed=0)
     req = PoisonRequest(plan, c_p=6, p=3, images=np.zeros((len(LABELS), 4, 4, 3), np.uint8), labels=LABELS, seed=1)
     ptype, dirty = extra_pairs("poisoned", "dirty", req)
     assert ptype == "dirty" and len(dirty) == 18 and dirty.is_poison.all() and np.isnan(dirty.report["poison_linf"])

@@ -8,7 +8,7 @@ import pytest
 from simulate.align import AttentionSolver, CapacitySolver, RidgeSolver, project_nuclear_ball
 from simulate.concepts import ConceptConfig, make_space, space_statistics, unit_rows
 from simulate.metrics import evaluate
-from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
+from simulate.poison import PoisonConfig, benign_pairs, plan_for_space, poison_pairs
 from simulate.training_set import TrainingSet
 from theory.ad import alignment_difficulty
 from implosion_base.errors import InputError
@@ -56,7 +56,7 @@ def test_bad_concept_config(kwargs):
 
 def test_plan_is_nested_and_targets_are_other_concepts():
     space = make_space(SMALL, 0)
-    plan = make_plan(space, PoisonConfig(), seed=1)
+    plan = plan_for_space(space, PoisonConfig(), seed=1)
     assert sorted(plan.order) == list(range(40))
     assert set(plan.poisoned(5)) <= set(plan.poisoned(20))
     assert np.all(plan.target != np.arange(40))
@@ -65,7 +65,7 @@ def test_plan_is_nested_and_targets_are_other_concepts():
 @pytest.mark.parametrize("rule", ["nearest", "farthest"])
 def test_nearest_and_farthest_targets(rule):
     space = make_space(SMALL, 0)
-    plan = make_plan(space, PoisonConfig(targets=rule), seed=0)
+    plan = plan_for_space(space, PoisonConfig(targets=rule), seed=0)
     sim = space.image_centroids @ space.image_centroids.T
     for c in range(40):
         others = np.delete(np.arange(40), c)
@@ -76,7 +76,7 @@ def test_nearest_and_farthest_targets(rule):
 def test_poison_pairs_do_not_depend_on_what_else_was_drawn():
     space = make_space(SMALL, 0)
     cfg = PoisonConfig(poison_per_concept=7)
-    plan = make_plan(space, cfg, seed=2)
+    plan = plan_for_space(space, cfg, seed=2)
     a = poison_pairs(space, plan, cfg, 5, seed=2)
     poison_pairs(space, plan, cfg, 9, seed=2)
     b = poison_pairs(space, plan, cfg, 5, seed=2)
@@ -87,7 +87,7 @@ def test_poison_pairs_do_not_depend_on_what_else_was_drawn():
 def test_dirty_label_images_show_the_target_and_texts_the_concept():
     space = make_space(ConceptConfig(n_concepts=40, dim=64), 0)
     cfg = PoisonConfig(poison_per_concept=20)
-    plan = make_plan(space, cfg, seed=0)
+    plan = plan_for_space(space, cfg, seed=0)
     t, v = poison_pairs(space, plan, cfg, 3, seed=0)
     assert np.all((v @ space.image_centroids.T).argmax(axis=1) == plan.target[3])
     assert np.all((t @ space.text_centroids.T).argmax(axis=1) == 3)
@@ -98,7 +98,7 @@ def test_feature_shift_moves_images_toward_the_target():
     closeness = []
     for shift in (0.0, 0.3, 0.7, 1.0):
         cfg = PoisonConfig(poison_per_concept=30, kind="shift", shift=shift)
-        plan = make_plan(space, cfg, seed=0)
+        plan = plan_for_space(space, cfg, seed=0)
         _, v = poison_pairs(space, plan, cfg, 3, seed=0)
         closeness.append(float((v @ space.image_centroids[plan.target[3]]).mean()))
     assert closeness == sorted(closeness) and closeness[-1] - closeness[0] > 0.3
@@ -184,7 +184,7 @@ def test_attention_solver_learns_the_clean_map():
     data = TrainingSet(16, track_ad=False)
     data.add(t, v)
     model = AttentionSolver(pretrain_steps=300, steps=5).prepare(data, 0).fit(data)
-    plan = make_plan(space, PoisonConfig(), 0)
+    plan = plan_for_space(space, PoisonConfig(), 0)
     clean = model.predict(space.text_centroids)
     metrics = evaluate(model, space, plan, 0, clean, make_reference(space.image_centroids))
     assert metrics["unpoisoned_acc"] >= 0.9
@@ -216,7 +216,7 @@ class _Lookup:
 
 def test_metrics_on_handmade_models():
     space = make_space(SMALL, 0)
-    plan = make_plan(space, PoisonConfig(), 0)
+    plan = plan_for_space(space, PoisonConfig(), 0)
     perfect = _Lookup(space.image_centroids)
     ref = make_reference(space.image_centroids)
     m = evaluate(perfect, space, plan, 10, space.image_centroids, ref)

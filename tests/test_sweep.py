@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from simulate.concepts import ConceptConfig, make_space
-from simulate.poison import PoisonConfig, benign_pairs, make_plan, poison_pairs
+from simulate.poison import PoisonConfig, benign_pairs, plan_for_space, poison_pairs
 from simulate.engine import COLUMNS, SweepConfig, run_seed
 from simulate.sweep import main
 from theory.ad import alignment_difficulty
@@ -58,7 +58,7 @@ def test_each_point_equals_a_from_scratch_computation():
                       benign_per_concept=4)
     rows = _by_key(run_seed(cfg, 1, [0, 4, 9, 15]))
     space = make_space(cfg.concepts, 1)
-    plan = make_plan(space, cfg.poison, 1)
+    plan = plan_for_space(space, cfg.poison, 1)
     bt, bv, _ = benign_pairs(space, 4, 1)
     for c_p in (4, 15):
         extra = [poison_pairs(space, plan, cfg.poison, int(c), 1) for c in plan.poisoned(c_p)]
