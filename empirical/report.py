@@ -215,16 +215,16 @@ def load_results(folder: Path | str, table: str = "results.csv") -> list[dict]:
 
 
 def plot(records: list[dict], path: Path) -> None:
-    """AD and the unpoisoned measures vs C_P: poisoned runs (solid) against controls (dashed), 95% CI bars."""
-    import matplotlib
+    """AD and the unpoisoned measures vs C_P: poisoned runs (solid) against controls (dashed), 95% CI bars; a
+    2 × 3 grid at full width in the house style (:mod:`implosion_base.plotting`), the legend in the sixth cell."""
+    from implosion_base.plotting import FULL, pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = (("ad", "AD of the training mix"), ("unpoisoned_prob", "unpoisoned: judge P(right concept)"),
               ("unpoisoned_acc", "unpoisoned: judge accuracy"), ("fd_unpoisoned", "unpoisoned: Fréchet distance"),
               ("attack_success", "poisoned: attack success"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4))
+    fig, grid = plt.subplots(2, 3, figsize=(FULL, 4.4))
+    axes = grid.ravel()
     series: dict[tuple, list[dict]] = {}
     for rec in records:
         ptype = "" if rec["poison_type"] in ("none", "dirty") else f", {rec['poison_type']}"
@@ -247,12 +247,13 @@ def plot(records: list[dict], path: Path) -> None:
             e = [r[m][1] for r in recs]
             ax.errorbar(x, y, yerr=e, color=colour, ls="-" if kind == "poisoned" else "--", marker="o", ms=3,
                         capsize=2, label=f"{label}: {scen}, targets {tgt}, {steps} steps ({kind})")
-            ax.set_title(title, fontsize=9)
+            ax.set_title(title)
             ax.set_xlabel("C_P (poisoned concepts)")
-    axes[0].legend(fontsize=6, loc="best")
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[-1].axis("off")
+    axes[-1].legend(handles, labels, loc="center", fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

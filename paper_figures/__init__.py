@@ -4,6 +4,6 @@
 as Markdown + CSV) with a ``figures.md`` index. Modules: :mod:`~paper_figures.sources` (where the data come from and
 what runs when they are missing), :mod:`~paper_figures.registry` (the list), one module per family of figures
 (:mod:`~paper_figures.diagram`, :mod:`~paper_figures.attention_figures`, :mod:`~paper_figures.simulation_figures`,
-:mod:`~paper_figures.empirical_figures`, :mod:`~paper_figures.tables`), :mod:`~paper_figures.style` (one look) and
+:mod:`~paper_figures.empirical_figures`, :mod:`~paper_figures.tables`), :mod:`implosion_base.plotting` (one look, shared with the commands' own plots) and
 :mod:`~paper_figures.index` (figures.md). Depends on theory, simulate and empirical; nothing depends on it.
 """

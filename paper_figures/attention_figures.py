@@ -18,7 +18,7 @@ import numpy as np
 from paper_figures.built import Built
 from paper_figures.sources import (EMP_COMMANDS, Empirical, PointImages, Sources, load_plan_targets, load_point,
                                    shown_seed_rows)
-from paper_figures.style import FULL, pyplot, save
+from implosion_base.plotting import FULL, pyplot, save
 
 SHOWN_PER_PANEL = 2  # samples of a concept per panel
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from paper_figures.built import Built
 from paper_figures.sources import Sources
-from paper_figures.style import FULL, POISONED, pyplot, save
+from implosion_base.plotting import FULL, POISONED, pyplot, save
 
 BOXES = {  # key: (x, y, width, text, colour)
     "caption": (0.00, 0.70, 0.20, 'caption\n"a photo of a bird"', "#fdebd0"),

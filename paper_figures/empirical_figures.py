@@ -15,7 +15,7 @@ import numpy as np
 from paper_figures.built import Built
 from paper_figures.simulation_figures import fig7_simulation
 from paper_figures.sources import EMP_COMMANDS, Empirical, Sources, num, read_csv
-from paper_figures.style import (
+from implosion_base.plotting import (
     CONTROL,
     FULL,
     POISONED,

@@ -23,7 +23,7 @@ import numpy as np
 
 from paper_figures.built import Built
 from paper_figures.sources import Empirical, Sources, num, read_csv
-from paper_figures.style import CONTROL, FULL, legend, pyplot, save
+from implosion_base.plotting import CONTROL, FULL, legend, pyplot, save
 from simulate.phase import poison_volume
 from simulate.predict import DEFAULT_GEOMETRY
 from theory.poisoning import target_rule

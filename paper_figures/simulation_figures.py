@@ -6,13 +6,14 @@ except F5, which draws a small instance built on the spot with :mod:`simulate` a
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from paper_figures.built import Built
 from paper_figures.sources import Sources, num
-from paper_figures.style import CLEAN, FULL, POISONED, RULE_COLOURS, attack_vs_p_axes, legend, pyplot, save
+from implosion_base.plotting import CLEAN, FULL, POISONED, RULE_COLOURS, attack_vs_p_axes, legend, pyplot, save
 
 
 def _by(rows, key):
@@ -184,7 +185,6 @@ def fig12(src: Sources, out: Path) -> Built:
     """The phase diagram of implosion (simulate.phase): threshold V against p/m per capacity and K, and the
     accuracy map over (V, p/m) at the largest K."""
     from paper_figures.sources import numeric
-    from simulate.experiments import plot_phase
     from simulate.phase import thresholds
 
     rows, prov = src.sim("phase")
@@ -206,7 +206,6 @@ def fig13(src: Sources, out: Path) -> Built:
     """Damage against AD at fixed poison volume (simulate.ad_volume)."""
     from paper_figures.sources import numeric
     from simulate.ad_volume import given_volume
-    from simulate.experiments import plot_ad_volume
 
     rows, prov = src.sim("ad_volume")
     rows = numeric(rows)
@@ -219,3 +218,93 @@ def fig13(src: Sources, out: Path) -> Built:
                f"{st['d_stru']['pearson']:+.2f} ± {st['d_stru']['pearson_ci95']:.2f} (mean ± 95% CI over "
                f"{st['ad']['seeds']} seeds).")
     return Built(files, caption, [prov])
+
+
+def plot_phase(rows: list[dict], marks: list[dict]):
+    """Top: the threshold V (unpoisoned accuracy < 0.5) against p/m, one line per capacity, one panel per K and
+    one for the capacity solver. Bottom: mean unpoisoned accuracy over (V, p/m) at the largest K, per d."""
+    plt = pyplot()
+    ks = sorted({m["n_concepts"] for m in marks if m["solver"] == "ridge"})
+    dims = sorted({m["capacity"] for m in marks if m["solver"] == "ridge"})
+    top = [("ridge", k) for k in ks] + ([("capacity", None)] if any(m["solver"] == "capacity" for m in marks) else [])
+    ncol = max(len(top), len(dims))
+    fig, axes = plt.subplots(2, ncol, figsize=(3.3 * ncol, 6.4), constrained_layout=True, squeeze=False)
+    for ax, (solver, k) in zip(axes[0], top):
+        sel = [m for m in marks if m["solver"] == solver and (k is None or m["n_concepts"] == k)]
+        for cap in sorted({m["capacity"] for m in sel}):
+            line = sorted((m for m in sel if m["capacity"] == cap), key=lambda m: m["dominance"])
+            x = [m["dominance"] for m in line]
+            y = [m["v_acc_below_half"] if math.isfinite(m["v_acc_below_half"]) else np.nan for m in line]
+            ax.plot(x, y, "o-", ms=3, label=f"d={cap:g}" if solver == "ridge" else f"budget {cap:g}")
+        ax.plot(x, x, ":", color="grey", lw=0.8, label="V = p/m (C_P = K)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("per-concept dominance p/m")
+        ax.set_title(f"ridge, K = {k:g}" if solver == "ridge" else
+                     f"capacity (d = {sel[0]['dim']:g}), K = {sel[0]['n_concepts']:g}",
+                     fontsize=8)
+        ax.legend(frameon=False, fontsize=6)
+    axes[0][0].set_ylabel("V where unpoisoned acc < 0.5\n(missing = never)")
+    kmax = max(ks)
+    for ax, d in zip(axes[1], dims):
+        sel = [r for r in rows if r["solver"] == "ridge" and r["n_concepts"] == kmax and r["capacity"] == d]
+        doms = sorted({r["dominance"] for r in sel})
+        vols = sorted({float(r["target_volume"]) for r in sel if float(r["target_volume"]) > 0})
+        grid = np.full((len(doms), len(vols)), np.nan)
+        for i, dm in enumerate(doms):
+            for j, v in enumerate(vols):
+                vals = [float(r["unpoisoned_acc"]) for r in sel if r["dominance"] == dm and float(r["target_volume"]) == v]
+                if vals and not np.isnan(vals).all():
+                    grid[i, j] = np.nanmean(vals)
+        im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1)
+        ax.set_xticks(range(len(vols)), [f"{v:g}" for v in vols], fontsize=6, rotation=60)
+        ax.set_yticks(range(len(doms)), [f"{v:g}" for v in doms], fontsize=6)
+        ax.set_xlabel("poison volume V = C_P p / (K m)")
+        ax.set_title(f"unpoisoned acc, ridge d = {d:g}, K = {kmax:g}", fontsize=8)
+    axes[1][0].set_ylabel("p/m")
+    fig.colorbar(im, ax=axes[1].tolist(), shrink=0.8)
+    for ax in list(axes[0][len(top):]) + list(axes[1][len(dims):]):
+        ax.axis("off")
+    return fig
+
+
+def plot_ad_volume(rows: list[dict]):
+    """Left: unpoisoned accuracy against AD, one marker per configuration, one colour per volume (seed means).
+    Right: the same centred within each volume and seed (what is left for AD to explain once V is fixed)."""
+    plt = pyplot()
+    names = list(dict.fromkeys(r["configuration"] for r in rows))
+    vols = sorted({r["volume"] for r in rows})
+    markers = "osD^v<>pPX*h"
+    cmap = plt.get_cmap("viridis")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
+    for i, name in enumerate(names):
+        for j, v in enumerate(vols):
+            sel = [r for r in rows if r["configuration"] == name and r["volume"] == v]
+            if not sel:
+                continue
+            ax1.scatter(np.mean([r["ad"] for r in sel]), np.mean([r["unpoisoned_acc"] for r in sel]),
+                        marker=markers[i % len(markers)], color=cmap(j / max(1, len(vols) - 1)), s=28,
+                        label=name if j == 0 else None)
+    for j, v in enumerate(vols):
+        ax1.scatter([], [], color=cmap(j / max(1, len(vols) - 1)), marker="s", label=f"V = {v:g}")
+    ax1.set_xlabel("AD of the training set")
+    ax1.set_ylabel("unpoisoned accuracy")
+    ax1.legend(frameon=False, fontsize=6, ncol=2)
+    ax1.set_title("damage vs AD (colour = poison volume V)", fontsize=9)
+    for seed in sorted({r["seed"] for r in rows}):
+        rs = [r for r in rows if r["seed"] == seed]
+        counts = {v: sum(1 for r in rs if r["volume"] == v) for v in vols}
+        rs = [r for r in rs if counts[r["volume"]] >= 3]
+        for j, v in enumerate(vols):
+            sel = [r for r in rs if r["volume"] == v]
+            if not sel:
+                continue
+            ad = np.array([r["ad"] for r in sel])
+            acc = np.array([r["unpoisoned_acc"] for r in sel])
+            ax2.scatter(ad - ad.mean(), acc - acc.mean(), color=cmap(j / max(1, len(vols) - 1)), s=10)
+    ax2.axhline(0, color="grey", lw=0.6)
+    ax2.axvline(0, color="grey", lw=0.6)
+    ax2.set_xlabel("AD − mean AD at the same V (and seed)")
+    ax2.set_ylabel("accuracy − mean accuracy at the same V")
+    ax2.set_title("given V: what AD has left to explain", fontsize=9)
+    return fig

@@ -177,6 +177,11 @@ class CapacitySolver:
         if self.method not in ("cvxpy", "fista"):
             raise InputError(f"capacity method must be 'cvxpy' or 'fista', got {self.method!r}")
 
+    @property
+    def label(self) -> str:
+        """How the experiments name it: the budget and the method decide what it can fit."""
+        return f"{self.name} (budget {self.budget:g}, {self.method})"
+
     def prepare(self, clean: TrainingSet, seed: int) -> _CapacityFitter:
         tau = self.budget * float(np.linalg.svd(_ridge_weight(clean, self.reg), compute_uv=False).sum())
         return _CapacityFitter(tau, self.method, self.tol, self.max_iter)

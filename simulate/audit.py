@@ -69,7 +69,7 @@ from implosion_base.cli import ArgumentParser, dry_run, path_arg, run_main
 from implosion_base.errors import InputError
 from implosion_base.shards import PairShards, open_shards
 from implosion_base.pairs_file import load_side_metadata
-from implosion_base.files import atomic_path, atomic_write_text, hold_output
+from implosion_base.files import atomic_write_text, hold_output
 from implosion_base.provenance import command_line, git_commit, utc_now
 from implosion_base.records import csv_text
 from implosion_base.tasks import TaskRecord
@@ -665,25 +665,20 @@ def report_markdown(s: dict[str, Any], concepts: list[dict[str, Any]]) -> str:
 
 
 def _plot(path: Path, score: np.ndarray, flagged: np.ndarray) -> None:
-    """Histogram of the pair scores, the flagged pairs (the mixture rule, not a score cut) drawn apart."""
-    import matplotlib
+    """Histogram of the pair scores, the flagged pairs (the mixture rule, not a score cut) drawn apart, in the
+    house style at column width (:mod:`implosion_base.plotting`)."""
+    from implosion_base.plotting import COLUMN, POISONED, UNPOISONED, pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig, ax = pyplot().subplots(figsize=(COLUMN, 2.4))
     bins = np.linspace(float(score.min()), float(score.max()) + 1e-12, 81)
-    ax.hist(score[~flagged], bins=bins, color="tab:blue", alpha=0.8, label="not flagged")
+    ax.hist(score[~flagged], bins=bins, color=UNPOISONED, alpha=0.8, label="not flagged")
     if flagged.any():
-        ax.hist(score[flagged], bins=bins, color="tab:red", alpha=0.6, label="flagged (mixture of pair cosines)")
-    ax.legend(fontsize=7)
+        ax.hist(score[flagged], bins=bins, color=POISONED, alpha=0.6, label="flagged (mixture of pair cosines)")
+    ax.legend()
     ax.set_yscale("log")
     ax.set_xlabel("pair score n·c_i (share of AD × n)")
     ax.set_ylabel("pairs")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------------------------

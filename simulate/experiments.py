@@ -18,14 +18,15 @@ experiments.
 5. ``ad-volume`` — :mod:`simulate.ad_volume`: damage against AD, D_fea and D_stru *at fixed poison volume*,
    over nine poison configurations (3 seeds unless ``--seeds`` is given).
 
-Every experiment writes a CSV and a PNG into ``--out``; the numbers quoted in docs/simulation.md come from here.
+Every experiment writes CSVs into ``--out`` (computing only): ``python -m paper_figures`` draws them (F6: ad, F7a:
+single, F8: implosion, F12: phase, F13: ad-volume), in the house style. The numbers quoted in docs/simulation.md
+come from here.
 A :class:`Scale` shrinks the universe (concepts K, largest C_P) for quick builds (``paper_figures --quick``); the
 default is the paper-size universe of 1,000 concepts and C_P up to 500.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from simulate.ad_volume import CONFIGURATIONS, Configuration, given_volume, run_configurations
-from simulate.align import AttentionSolver, CapacitySolver, RidgeSolver
+from simulate.align import RidgeSolver, make_solver
 from simulate.concepts import ConceptConfig, make_space
 from simulate.phase import PhaseGrid, run_grid, threshold_law, thresholds
 from simulate.poison import PoisonConfig, benign_pairs, plan_for_space, poison_pairs
@@ -75,15 +76,6 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     if path.exists():
         print(f"replacing {path}", file=sys.stderr)
     atomic_write_text(path, csv_text(rows))
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 # ------------------------------------------------------------------------------------------- 1. AD vs C_P
@@ -138,9 +130,7 @@ def experiment_ad(out: Path, seeds: Sequence[int] = (0, 1), step: int = 10,
     """AD, its closed form and D_stru vs C_P per regime of ``AD_REGIMES`` (mean and 95% CI over seeds)."""
     points = scale.points(step)
     rows: list[dict[str, Any]] = []
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(AD_REGIMES), figsize=(4 * len(AD_REGIMES), 3.4), constrained_layout=True)
-    for ax, (name, cfg) in zip(axes, AD_REGIMES.items()):
+    for name, cfg in AD_REGIMES.items():
         cfg = scale.sized(cfg)
         sims = [run_seed(cfg, s, points) for s in seeds]
         summary = summarise([r for rs in sims for r in rs], points)
@@ -150,18 +140,6 @@ def experiment_ad(out: Path, seeds: Sequence[int] = (0, 1), step: int = 10,
         stru = np.array([summary[c]["d_stru"][0] for c in points])
         for c, a, e, b, sd in zip(points, ad, ci, pred, stru):
             rows.append({"regime": name, "c_p": c, "ad_mean": a, "ad_ci95": e, "closed_form": b, "d_stru_mean": sd})
-        monotone = bool(np.all(np.diff(ad) > 0))
-        ax.plot(points, ad, color="black", label="simulated AD (mean ± 95% CI)")
-        ax.fill_between(points, ad - ci, ad + ci, color="black", alpha=0.2, lw=0)
-        ax.plot(points, pred, "--", color="tab:green", label="block-model closed form")
-        ax.plot(points, stru, color="tab:purple", lw=0.8, label="simulated D_stru")
-        ax.set_title(f"{name}\nmonotone: {monotone}, max |sim − closed| = {np.max(np.abs(ad - pred)):.3f}",
-                     fontsize=8)
-        ax.set_xlabel("poisoned concepts C_P")
-    axes[0].set_ylabel("alignment difficulty")
-    axes[0].legend(frameon=False, fontsize=7)
-    fig.savefig(out / "ad_regimes.png", dpi=110)
-    plt.close(fig)
     _write_csv(out / "ad_regimes.csv", rows)
     return rows
 
@@ -198,19 +176,6 @@ def experiment_single(out: Path, seeds: Sequence[int] = (0, 1, 2), trials: int =
                     total += 1
                     data.gram, data.cross = gram, cross
             rows.append({"targets": rule, "poison_per_concept": p, "attack_success": wins / total, "trials": total})
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.6, 3.4), constrained_layout=True)
-    for rule, colour in (("nearest", "tab:red"), ("random", "tab:purple"), ("farthest", "tab:blue")):
-        sel = [r for r in rows if r["targets"] == rule]
-        ax.plot([max(r["poison_per_concept"], 0.5) for r in sel], [r["attack_success"] for r in sel], "o-",
-                color=colour, label=f"{rule} target")
-    ax.set_xscale("log")
-    ax.set_xlabel("poison pairs for the one poisoned concept (p; 0 plotted at 0.5)")
-    ax.set_ylabel("attack success")
-    ax.set_title(f"Conjecture 4.1 (ridge, default regime, m={base.benign_per_concept})", fontsize=9)
-    ax.legend(frameon=False)
-    fig.savefig(out / "single_concept.png", dpi=110)
-    plt.close(fig)
     _write_csv(out / "single_concept.csv", rows)
     return rows
 
@@ -241,57 +206,20 @@ def experiment_implosion(out: Path, seeds: Sequence[int] = (0, 1), step: int = 2
     if solver_points is None:
         solver_points = scale.points(max(1, scale.max_cp // 5))
     rows: list[dict[str, Any]] = []
-    plt = _plt()
     groups = {k: v for k, v in implosion_regimes(scale).items() if knobs is None or k in knobs}
-    fig, axes = plt.subplots(1, len(groups) + 1, figsize=(4 * (len(groups) + 1), 3.4), constrained_layout=True)
-    for ax, (group, configs) in zip(axes, groups.items()):
+    for group, configs in groups.items():
         for label, cfg in configs.items():
-            sims = [r for s in seeds for r in run_seed(cfg, s, points)]
-            for r in sims:
-                rows.append({"group": group, "setting": label, **r})
-            summary = summarise(sims, points)
-            acc = [summary[c]["unpoisoned_acc"][0] for c in points]
-            ax.plot(points, acc, label=label)
-        ax.set_title(group, fontsize=9)
-        ax.set_xlabel("poisoned concepts C_P")
-        ax.set_ylim(-0.02, 1.02)
-        ax.legend(frameon=False, fontsize=7)
-    axes[0].set_ylabel("unpoisoned accuracy")
-    ax = axes[-1]
+            rows += [{"group": group, "setting": label, **r} for s in seeds for r in run_seed(cfg, s, points)]
     default = scale.sized(SweepConfig())
-    known = {"ridge": ("ridge", RidgeSolver), "capacity": ("capacity (budget 0.5, cvxpy)", CapacitySolver),
-             "attention": ("attention", AttentionSolver)}
     for name in solvers:
-        label, make = known[name]
-        solver = make()
+        solver = make_solver(name)
+        label = getattr(solver, "label", name)
         try:
-            cfg = replace(default, solver=solver)
-            sims = [r for s in seeds for r in run_seed(cfg, s, list(solver_points))]
+            sims = [r for s in seeds for r in run_seed(replace(default, solver=solver), s, list(solver_points))]
         except InputError as exc:  # attention without torch
             print(f"skipped {label}: {exc}")
             continue
-        for r in sims:
-            rows.append({"group": "solver", "setting": label, **r})
-        summary = summarise(sims, list(solver_points))
-        ax.plot(solver_points, [summary[c]["unpoisoned_acc"][0] for c in solver_points], "o-", label=label)
-        ax.plot(solver_points, [summary[c]["meaningless_rate"][0] for c in solver_points], "x:", lw=0.8,
-                color=ax.lines[-1].get_color())
-    ax.set_title("solvers (o: unpoisoned acc, x: meaningless)", fontsize=9)
-    ax.set_xlabel("poisoned concepts C_P")
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(frameon=False, fontsize=7)
-    fig.savefig(out / "implosion_regimes.png", dpi=110)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(4.6, 3.4), constrained_layout=True)
-    for setting in sorted({r["setting"] for r in rows if r["group"] == "solver"}):
-        sel = [r for r in rows if r["setting"] == setting and r["group"] == "solver"]
-        ax.scatter([r["ad"] for r in sel], [r["unpoisoned_acc"] for r in sel], s=12, label=setting)
-    ax.set_xlabel("AD of the training set")
-    ax.set_ylabel("unpoisoned accuracy")
-    ax.legend(frameon=False, fontsize=7)
-    fig.savefig(out / "implosion_vs_ad.png", dpi=110)
-    plt.close(fig)
+        rows += [{"group": "solver", "setting": label, **r} for r in sims]
     _write_csv(out / "implosion_regimes.csv", rows)
     return rows
 
@@ -300,67 +228,13 @@ def experiment_implosion(out: Path, seeds: Sequence[int] = (0, 1), step: int = 2
 
 
 def experiment_phase(out: Path, grid: PhaseGrid = PhaseGrid(), workers: int = 1) -> tuple[list[dict], list[dict]]:
-    """The phase diagram of :mod:`simulate.phase`: ``phase.csv`` (every point), ``phase_thresholds.csv`` (per
-    curve) and ``phase.png``."""
+    """The phase diagram of :mod:`simulate.phase`: ``phase.csv`` (every point) and ``phase_thresholds.csv`` (per
+    curve); ``python -m paper_figures fig12`` draws it."""
     rows = run_grid(grid, workers)
     marks = thresholds(rows)
     _write_csv(out / "phase.csv", rows)
     _write_csv(out / "phase_thresholds.csv", marks)
-    _save_png(plot_phase(rows, marks), out / "phase.png")
     return rows, marks
-
-
-def _save_png(fig, path: Path) -> None:
-    fig.savefig(path, dpi=110)
-    _plt().close(fig)
-
-
-def plot_phase(rows: list[dict], marks: list[dict]):
-    """Top: the threshold V (unpoisoned accuracy < 0.5) against p/m, one line per capacity, one panel per K and
-    one for the capacity solver. Bottom: mean unpoisoned accuracy over (V, p/m) at the largest K, per d."""
-    plt = _plt()
-    ks = sorted({m["n_concepts"] for m in marks if m["solver"] == "ridge"})
-    dims = sorted({m["capacity"] for m in marks if m["solver"] == "ridge"})
-    top = [("ridge", k) for k in ks] + ([("capacity", None)] if any(m["solver"] == "capacity" for m in marks) else [])
-    ncol = max(len(top), len(dims))
-    fig, axes = plt.subplots(2, ncol, figsize=(3.3 * ncol, 6.4), constrained_layout=True, squeeze=False)
-    for ax, (solver, k) in zip(axes[0], top):
-        sel = [m for m in marks if m["solver"] == solver and (k is None or m["n_concepts"] == k)]
-        for cap in sorted({m["capacity"] for m in sel}):
-            line = sorted((m for m in sel if m["capacity"] == cap), key=lambda m: m["dominance"])
-            x = [m["dominance"] for m in line]
-            y = [m["v_acc_below_half"] if math.isfinite(m["v_acc_below_half"]) else np.nan for m in line]
-            ax.plot(x, y, "o-", ms=3, label=f"d={cap:g}" if solver == "ridge" else f"budget {cap:g}")
-        ax.plot(x, x, ":", color="grey", lw=0.8, label="V = p/m (C_P = K)")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("per-concept dominance p/m")
-        ax.set_title(f"ridge, K = {k:g}" if solver == "ridge" else
-                     f"capacity (d = {sel[0]['dim']:g}), K = {sel[0]['n_concepts']:g}",
-                     fontsize=8)
-        ax.legend(frameon=False, fontsize=6)
-    axes[0][0].set_ylabel("V where unpoisoned acc < 0.5\n(missing = never)")
-    kmax = max(ks)
-    for ax, d in zip(axes[1], dims):
-        sel = [r for r in rows if r["solver"] == "ridge" and r["n_concepts"] == kmax and r["capacity"] == d]
-        doms = sorted({r["dominance"] for r in sel})
-        vols = sorted({float(r["target_volume"]) for r in sel if float(r["target_volume"]) > 0})
-        grid = np.full((len(doms), len(vols)), np.nan)
-        for i, dm in enumerate(doms):
-            for j, v in enumerate(vols):
-                vals = [float(r["unpoisoned_acc"]) for r in sel if r["dominance"] == dm and float(r["target_volume"]) == v]
-                if vals and not np.isnan(vals).all():
-                    grid[i, j] = np.nanmean(vals)
-        im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1)
-        ax.set_xticks(range(len(vols)), [f"{v:g}" for v in vols], fontsize=6, rotation=60)
-        ax.set_yticks(range(len(doms)), [f"{v:g}" for v in doms], fontsize=6)
-        ax.set_xlabel("poison volume V = C_P p / (K m)")
-        ax.set_title(f"unpoisoned acc, ridge d = {d:g}, K = {kmax:g}", fontsize=8)
-    axes[1][0].set_ylabel("p/m")
-    fig.colorbar(im, ax=axes[1].tolist(), shrink=0.8)
-    for ax in list(axes[0][len(top):]) + list(axes[1][len(dims):]):
-        ax.axis("off")
-    return fig
 
 
 # ------------------------------------------------------------------------------------------- 5. AD given volume
@@ -371,7 +245,8 @@ AD_VOLUMES: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 5.0)
 def experiment_ad_volume(out: Path, seeds: Sequence[int] = (0, 1, 2), volumes: Sequence[float] = AD_VOLUMES,
                          configs: Sequence[Configuration] | None = None) -> tuple[list[dict], list[dict]]:
     """AD at fixed poison volume (:mod:`simulate.ad_volume`): ``ad_volume.csv`` (every point),
-    ``ad_volume_stats.csv`` (within-volume association of damage with AD, D_fea, D_stru) and ``ad_volume.png``."""
+    ``ad_volume_stats.csv`` (within-volume association of damage with AD, D_fea, D_stru); ``python -m
+    paper_figures fig13`` draws it."""
     configs = list(CONFIGURATIONS if configs is None else configs)
     rows = run_configurations(configs, volumes, seeds)
     stats = []
@@ -382,50 +257,7 @@ def experiment_ad_volume(out: Path, seeds: Sequence[int] = (0, 1, 2), volumes: S
                 stats.append({"subset": subset, **st})
     _write_csv(out / "ad_volume.csv", rows)
     _write_csv(out / "ad_volume_stats.csv", stats)
-    _save_png(plot_ad_volume(rows), out / "ad_volume.png")
     return rows, stats
-
-
-def plot_ad_volume(rows: list[dict]):
-    """Left: unpoisoned accuracy against AD, one marker per configuration, one colour per volume (seed means).
-    Right: the same centred within each volume and seed (what is left for AD to explain once V is fixed)."""
-    plt = _plt()
-    names = list(dict.fromkeys(r["configuration"] for r in rows))
-    vols = sorted({r["volume"] for r in rows})
-    markers = "osD^v<>pPX*h"
-    cmap = plt.get_cmap("viridis")
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
-    for i, name in enumerate(names):
-        for j, v in enumerate(vols):
-            sel = [r for r in rows if r["configuration"] == name and r["volume"] == v]
-            if not sel:
-                continue
-            ax1.scatter(np.mean([r["ad"] for r in sel]), np.mean([r["unpoisoned_acc"] for r in sel]),
-                        marker=markers[i % len(markers)], color=cmap(j / max(1, len(vols) - 1)), s=28,
-                        label=name if j == 0 else None)
-    for j, v in enumerate(vols):
-        ax1.scatter([], [], color=cmap(j / max(1, len(vols) - 1)), marker="s", label=f"V = {v:g}")
-    ax1.set_xlabel("AD of the training set")
-    ax1.set_ylabel("unpoisoned accuracy")
-    ax1.legend(frameon=False, fontsize=6, ncol=2)
-    ax1.set_title("damage vs AD (colour = poison volume V)", fontsize=9)
-    for seed in sorted({r["seed"] for r in rows}):
-        rs = [r for r in rows if r["seed"] == seed]
-        counts = {v: sum(1 for r in rs if r["volume"] == v) for v in vols}
-        rs = [r for r in rs if counts[r["volume"]] >= 3]
-        for j, v in enumerate(vols):
-            sel = [r for r in rs if r["volume"] == v]
-            if not sel:
-                continue
-            ad = np.array([r["ad"] for r in sel])
-            acc = np.array([r["unpoisoned_acc"] for r in sel])
-            ax2.scatter(ad - ad.mean(), acc - acc.mean(), color=cmap(j / max(1, len(vols) - 1)), s=10)
-    ax2.axhline(0, color="grey", lw=0.6)
-    ax2.axvline(0, color="grey", lw=0.6)
-    ax2.set_xlabel("AD − mean AD at the same V (and seed)")
-    ax2.set_ylabel("accuracy − mean accuracy at the same V")
-    ax2.set_title("given V: what AD has left to explain", fontsize=9)
-    return fig
 
 
 def spearman_by_setting(rows: list[dict[str, Any]]) -> dict[str, float]:

@@ -38,7 +38,7 @@ from implosion_base.tasks import dask_client, dask_results
 from implosion_base.cli import ArgumentParser, dry_run, parse_int_list, parse_seeds, path_arg, run_main
 from implosion_base.errors import InputError
 from implosion_base.records import ResultsTable, claim_run_folder, key_difference, read_table, write_manifest
-from implosion_base.files import atomic_path, hold_output
+from implosion_base.files import hold_output
 from implosion_base.provenance import command_line, git_commit, package_versions, utc_now
 from theory.stats import spearman
 from implosion_base.validate import check_scalar, check_alpha
@@ -75,27 +75,26 @@ def summary_text(summary: dict[int, dict[str, tuple[float, float]]], rows: list[
 
 
 def plot(summary: dict[int, dict[str, tuple[float, float]]], path: Path, title: str) -> None:
-    """AD vs C_P (with its two terms) and the implosion metrics vs C_P, mean ± 95% CI over seeds."""
-    import matplotlib
+    """AD vs C_P (with its two terms) and the implosion metrics vs C_P, mean ± 95% CI over seeds, in the house
+    style at full width (:mod:`implosion_base.plotting`)."""
+    from implosion_base.plotting import CLEAN, CONTROL, FULL, POISONED, UNPOISONED, pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     x = np.array(sorted(summary))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
-    for key, label, colour in (("ad", "AD", "black"), ("d_fea", "D_fea", "tab:gray"),
-                               ("d_stru", "D_stru", "tab:purple")):
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(FULL, 2.8), constrained_layout=True)
+    for key, label, colour in (("ad", "AD", CLEAN), ("d_fea", "D_fea", CONTROL),
+                               ("d_stru", "D_stru", "#7b3fa0")):
         mean = np.array([summary[c][key][0] for c in x])
         ci = np.array([summary[c][key][1] for c in x])
         ax1.plot(x, mean, color=colour, label=label, lw=1.8 if key == "ad" else 1.0)
         ax1.fill_between(x, mean - ci, mean + ci, color=colour, alpha=0.2, lw=0)
     ax1.set_xlabel("poisoned concepts C_P")
     ax1.set_ylabel("alignment difficulty")
-    ax1.legend(frameon=False)
+    ax1.legend()
     ax1.set_title("AD of the training set")
-    for key, label, colour in (("unpoisoned_acc", "unpoisoned accuracy", "tab:blue"),
-                               ("attack_success", "attack success (poisoned)", "tab:red"),
-                               ("meaningless_rate", "meaningless rate (unpoisoned)", "tab:orange")):
+    for key, label, colour in (("unpoisoned_acc", "unpoisoned accuracy", UNPOISONED),
+                               ("attack_success", "attack success (poisoned)", POISONED),
+                               ("meaningless_rate", "meaningless rate (unpoisoned)", "#d35400")):
         mean = np.array([summary[c][key][0] for c in x])
         ci = np.array([summary[c][key][1] for c in x])
         ax2.plot(x, mean, color=colour, label=label)
@@ -103,12 +102,10 @@ def plot(summary: dict[int, dict[str, tuple[float, float]]], path: Path, title: 
     ax2.set_xlabel("poisoned concepts C_P")
     ax2.set_ylabel("fraction of concepts")
     ax2.set_ylim(-0.02, 1.02)
-    ax2.legend(frameon=False, fontsize=8)
+    ax2.legend()
     ax2.set_title("implosion")
-    fig.suptitle(title, fontsize=9)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=130)
-    plt.close(fig)
+    fig.suptitle(title)
+    save_png(fig, path)
 
 
 # ------------------------------------------------------------------------------------------- command line

@@ -1,9 +1,12 @@
-"""One look for every figure: sizes at paper column width, colours that mean the same thing everywhere.
+"""One look for every picture the toolkit draws — the paper's figures (``paper_figures``) and the plots a command
+writes beside its results (the sweep's, the audit's, the harness report's): sizes at paper column width, colours
+that mean the same thing everywhere, one way to save.
 
 - poisoned concepts are red, unpoisoned concepts blue, same-volume controls grey (dashed), clean models black;
 - scenarios keep one colour each (scratch purple, continuous blue-green, LoRA orange);
 - a single-column figure is 3.4 in wide, a full-width one 7.0 in; fonts 8 pt so text stays readable when the PDF is
-  placed at that width.
+  placed at that width;
+- :func:`save` writes a paper figure (PNG at 200 dpi and PDF), :func:`save_png` a command's plot, both atomically.
 """
 
 from __future__ import annotations
@@ -34,6 +37,16 @@ def pyplot():
         "savefig.bbox": "tight", "savefig.pad_inches": 0.03, "figure.dpi": 100,
     })
     return plt
+
+
+def save_png(fig, path: Path, *, dpi: int = 200) -> Path:
+    """Write ``fig`` to the PNG ``path`` atomically (a kill leaves no half-written picture) and close it."""
+    from implosion_base.files import atomic_path
+
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    pyplot().close(fig)
+    return Path(path)
 
 
 def save(fig, out: Path, key: str) -> list[Path]:
