@@ -1,4 +1,4 @@
-"""Benchmark: the dataset audit (``simulate.audit``) on LAION-style float16 ``.npy`` shards, against the row-loop AD.
+"""Benchmark: the dataset audit (``dataset_audit``) on LAION-style float16 ``.npy`` shards, against the row-loop AD.
 
 Run alone (another CPU-heavy process distorts every number):
 
@@ -69,7 +69,9 @@ import hashlib, json, resource, sys, threading, time
 import numpy as np
 import psutil
 sys.path.insert(0, {root!r})
-from simulate.audit import AuditConfig, Execution, audit
+from dataset_audit.config import AuditConfig
+from dataset_audit.execution import Execution
+from dataset_audit.pipeline import audit
 from implosion_base.shards import open_shards
 
 peak = [0]

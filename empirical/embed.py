@@ -265,7 +265,7 @@ def _embed(args) -> int:
     if args.mix:
         arrays = embed_mix(args, args.cache, log=log)
         print(f"{len(arrays['concept'])} pairs of the mix ({int(arrays['is_poison'].sum())} {args.mix} poisons) "
-              f"embedded -> {args.out}; next: python -m simulate.audit --validate-mix {args.out} --out DIR")
+              f"embedded -> {args.out}; next: python -m dataset_audit --validate-mix {args.out} --out DIR")
         return 0
     if args.builtin:
         arrays = embed_builtin(args.preset, args.cache, args.out, args.judge, args.device, log=log)

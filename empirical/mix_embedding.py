@@ -5,7 +5,7 @@ The mix is made as ``empirical.run`` makes it (:func:`empirical.point.point_mix`
 extra pairs of the poison kind, from the poison plan of ``--seed`` and ``--targets``; Nightshade-style poisons come
 from, or go into, the same cache as the runs'), and every pair is embedded by the preset's judge. The ``.npz``
 holds ``text``, ``image`` (unit rows), ``concept`` (the caption's concept), ``caption``, ``is_poison`` (the truth),
-``poison_type`` and the plan's ``poisoned`` concepts; ``python -m simulate.audit --validate-mix FILE...`` audits it
+``poison_type`` and the plan's ``poisoned`` concepts; ``python -m dataset_audit --validate-mix FILE...`` audits it
 and scores the audit against the truth.
 """
 

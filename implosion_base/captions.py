@@ -1,7 +1,7 @@
 """Which concept a caption names: from a list of concept names, or from a caption template.
 
 Shared by the empirical harness (a user's folder, ``empirical.folder_data``) and the dataset audit
-(``simulate.audit``): a pair belongs to the concept whose name its caption contains (whole words,
+(``dataset_audit``): a pair belongs to the concept whose name its caption contains (whole words,
 case-insensitive; a name inside a longer matched name, "apple" in "red apple", counts as the longer one; a caption
 naming two concepts is ambiguous and left out), or to what fills the braces of a template such as
 ``"a photo of a {}"``.

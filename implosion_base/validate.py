@@ -12,7 +12,7 @@ import numpy as np
 
 from implosion_base.errors import InputError
 
-__all__ = ["as_matrix", "check_alpha", "check_pairs", "normalised_rows", "row_norms"]
+__all__ = ["as_matrix", "check_alpha", "check_pairs", "normalised_rows", "row_norms", "unit_rows"]
 
 
 def check_scalar(value: Any, name: str, *, low: float | None = None, high: float | None = None,
@@ -141,7 +141,15 @@ def row_norms(x: np.ndarray, name: str, chunk: int = 4096) -> np.ndarray:
     return norms
 
 
+def unit_rows(x: np.ndarray, norms: np.ndarray | None = None) -> np.ndarray:
+    r"""Rows of ``x`` scaled to unit L2 norm, :math:`x_i / \lVert x_iVert` (``norms`` when given, else
+    ``np.linalg.norm`` in ``x``'s precision) — the toolkit's one unit-row helper. Unchecked: for rows known to be
+    finite and non-zero (the simulator's, a model's outputs); user input goes through :func:`normalised_rows`."""
+    return x / (np.linalg.norm(x, axis=-1, keepdims=True) if norms is None else np.asarray(norms)[..., None])
+
+
 def normalised_rows(x: Any, name: str) -> np.ndarray:
-    """float64 copy of ``x`` with unit-norm rows (validated)."""
+    """float64 copy of ``x`` with unit-norm rows, validated: NaN, inf and zero rows are an InputError naming
+    ``name`` and the row; the norms are scale-safe (:func:`row_norms`)."""
     arr = as_matrix(x, name)
-    return np.asarray(arr, dtype=np.float64) / row_norms(arr, name)[:, None]
+    return unit_rows(np.asarray(arr, dtype=np.float64), row_norms(arr, name))

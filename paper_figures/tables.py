@@ -227,8 +227,8 @@ def tab3(src: Sources, out: Path) -> Built:
 
 
 #: What feeds T6: the audit's validation tables under <results>/audit/.
-AUDIT_FEEDS = ("python -m simulate.audit --validate results/geometry/cpu-clean-mix.npz --poisoned-concepts "
-               "0,25,50,100,140 --poison-per-concept 80 --dim 11 --out results/audit; python -m simulate.audit "
+AUDIT_FEEDS = ("python -m dataset_audit --validate results/geometry/cpu-clean-mix.npz --poisoned-concepts "
+               "0,25,50,100,140 --poison-per-concept 80 --dim 11 --out results/audit; python -m dataset_audit "
                "--validate-mix MIX... --dim 11 --out results/audit/mixes (MIX from python -m empirical.embed --builtin "
                "--mix dirty|nightshade ...)")
 
@@ -253,7 +253,7 @@ def tab6(src: Sources, out: Path) -> Built:
     files, md = _write(out, "tab6", ["mix", "poisons", "true C_P", "true p", "pairs", "flagged: precision / recall",
                                      "AP of the AD share", "estimated C_P (false concepts)", "estimated p", "AD",
                                      "predicted unpoisoned acc"], rows)
-    caption = ("The dataset audit (python -m simulate.audit) on training sets whose poisons are known: the cpu "
+    caption = ("The dataset audit (python -m dataset_audit) on training sets whose poisons are known: the cpu "
                "preset's clean pairs in its judge's space plus dirty-label pairs made in embedding space, and real "
                "training mixes of the harness (dirty-label and Nightshade-style) embedded with their truth. "
                "Flags: the two-population mixture rule; AP: ranking every pair by its share of AD.")

@@ -12,7 +12,7 @@
 - :mod:`simulate.calibrate`, :mod:`simulate.predict` — ``python -m simulate.predict``: the simulator calibrated to
   a real model's clean geometry and accuracy, and its prediction for a real setting.
 
-Depends on :mod:`theory` only (AD comes from :mod:`theory.ad`). Public names load on first access.
+Depends on :mod:`theory` and :mod:`implosion_base` only (AD comes from :mod:`theory.ad`). Public names load on first access.
 """
 
 from implosion_base.lazy import lazy_exports

@@ -38,7 +38,7 @@ import numpy as np
 
 from simulate.concepts import ConceptConfig, make_space
 from simulate.engine import SweepConfig, run_seed
-from implosion_base.validate import check_scalar
+from implosion_base.validate import check_scalar, unit_rows
 from implosion_base.errors import InputError
 
 __all__ = ["Geometry", "measure_geometry", "fit_geometry", "geometry_of_space", "capacity_for_accuracy",
@@ -77,8 +77,7 @@ def measure_geometry(text: np.ndarray, image: np.ndarray, labels: np.ndarray, *,
         raise InputError(f"text {text.shape}, image {image.shape} and labels ({n}) do not match")
     if len(np.unique(labels)) < 2:
         raise InputError("need pairs of at least 2 concepts to measure the geometry")
-    text = text / np.linalg.norm(text, axis=1, keepdims=True)
-    image = image / np.linalg.norm(image, axis=1, keepdims=True)
+    text, image = unit_rows(text), unit_rows(image)
     rng = np.random.default_rng(seed)
     i, j = rng.integers(0, n, size=(2, samples))
     across = labels[i] != labels[j]

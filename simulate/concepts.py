@@ -33,20 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from implosion_base.validate import check_scalar
+from implosion_base.validate import check_scalar, unit_rows  # rows here are never zero: a template component
 
-__all__ = ["ConceptConfig", "ConceptSpace", "make_space", "nearest_centre", "space_statistics", "unit_rows"]
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (rows here are never zero: they carry a template component)."""
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
-def nearest_centre(rows: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Each row's concept: argmax_k ⟨unit(x_i), c_k⟩ over unit centroids ``centres`` (k × d), in float64 whatever
-    the rows' dtype — the audit's assignment, the same numbers however the rows are cut into blocks."""
-    return (unit_rows(np.asarray(rows, dtype=np.float64)) @ centres.T).argmax(1)
+__all__ = ["ConceptConfig", "ConceptSpace", "make_space", "space_statistics"]
 
 
 @dataclass(frozen=True)

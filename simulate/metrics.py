@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulate.concepts import ConceptSpace, unit_rows
+from implosion_base.validate import unit_rows
+from simulate.concepts import ConceptSpace
 from simulate.poison import PoisonPlan
 from theory.implosion import ImplosionReference, implosion_measures
 

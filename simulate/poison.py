@@ -31,8 +31,8 @@ from typing import Any, Literal
 import numpy as np
 
 from implosion_base.errors import InputError
-from implosion_base.validate import check_scalar
-from simulate.concepts import ConceptSpace, unit_rows
+from implosion_base.validate import check_scalar, unit_rows
+from simulate.concepts import ConceptSpace
 from theory.poisoning import SIMULATOR_STREAM, TARGET_RULES, PoisonPlan, make_plan, target_rule
 
 __all__ = ["PoisonConfig", "TARGET_RULES", "plan_for_space", "poison_pairs", "benign_pairs"]

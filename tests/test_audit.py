@@ -1,4 +1,4 @@
-"""``simulate.audit`` on training sets whose poisons are known (the simulator's concept space): it flags the
+"""``dataset_audit`` on training sets whose poisons are known (the simulator's concept space): it flags the
 dirty-label pairs, finds the poisoned concepts and their number, gives exact and sampled AD that agree, writes its
 report, and refuses bad shards in one line."""
 
@@ -12,7 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulate.audit import AuditConfig, audit, kmeans, modified_z, silhouette
+from dataset_audit.config import AuditConfig
+from dataset_audit.pipeline import audit
+from dataset_audit.concept_view import kmeans, silhouette
+from dataset_audit.flags import modified_z
 from simulate.concepts import ConceptConfig, make_space
 from simulate.poison import PoisonConfig, benign_pairs, plan_for_space, poison_pairs
 from theory.ad import pair_attribution
@@ -112,7 +115,7 @@ def test_modified_z_kmeans_and_silhouette():
 def test_cli_writes_the_report_with_its_margin_and_warning(tmp_path: Path):
     paths, truth, _ = _poisoned_set(tmp_path)
     out = tmp_path / "audit"
-    proc = subprocess.run([sys.executable, "-m", "simulate.audit", *map(str, paths), "--out", str(out),
+    proc = subprocess.run([sys.executable, "-m", "dataset_audit", *map(str, paths), "--out", str(out),
                            "--concepts-file", str(tmp_path / "concepts.txt"), "--dim", "16"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -134,7 +137,7 @@ def test_cli_writes_the_report_with_its_margin_and_warning(tmp_path: Path):
 def test_bad_shards_are_one_line_exit_2(tmp_path: Path, make, message):
     make(tmp_path)
     shard = next(p for p in tmp_path.iterdir())
-    proc = subprocess.run([sys.executable, "-m", "simulate.audit", str(shard), "--out", str(tmp_path / "o"),
+    proc = subprocess.run([sys.executable, "-m", "dataset_audit", str(shard), "--out", str(tmp_path / "o"),
                            "--no-predict", "--n-concepts", "2"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
@@ -157,7 +160,7 @@ def test_side_metadata_csv_names_the_pairs_of_npy_shards(tmp_path: Path):
     assert list(src.labels["caption"]) == [str(c) for a in z for c in a["caption"]]
 
     def run(*extra):
-        return subprocess.run([sys.executable, "-m", "simulate.audit", str(shards), "--out", str(tmp_path / "o"),
+        return subprocess.run([sys.executable, "-m", "dataset_audit", str(shards), "--out", str(tmp_path / "o"),
                                "--no-predict", "--n-concepts", "3", *extra], cwd=ROOT, capture_output=True,
                               text=True, timeout=300)
 
@@ -184,9 +187,18 @@ def test_side_metadata_csv_names_the_pairs_of_npy_shards(tmp_path: Path):
 def test_a_memory_budget_too_small_for_the_data_is_refused_before_writing(tmp_path: Path):
     """--memory must hold the per-pair results and one block: otherwise one line says how much is needed."""
     paths, _, _ = _poisoned_set(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "simulate.audit", *map(str, paths), "--out", str(tmp_path / "o"),
+    proc = subprocess.run([sys.executable, "-m", "dataset_audit", *map(str, paths), "--out", str(tmp_path / "o"),
                            "--no-predict", "--memory", "0.0001"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2 and "--memory 0.0001 GiB cannot hold" in proc.stderr and "give at least" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
     assert AuditConfig(memory_gib=2.0).rows(512, 4_000_000) >= 256
+
+
+def test_the_old_address_still_runs_the_audit_for_one_release(tmp_path: Path):
+    """``python -m simulate.audit`` forwards to ``python -m dataset_audit`` with a one-line note."""
+    proc = subprocess.run([sys.executable, "-m", "simulate.audit", "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "usage: python -m dataset_audit" in proc.stdout
+    assert proc.stderr.strip() == ("note: python -m simulate.audit is now python -m dataset_audit (the old name runs "
+                                   "it for one release)")

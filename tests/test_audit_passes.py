@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulate.audit import AuditConfig, Execution, audit
-from simulate.audit_passes import sampled_pass
+from dataset_audit.config import AuditConfig
+from dataset_audit.execution import Execution
+from dataset_audit.pipeline import audit
+from dataset_audit.passes import sampled_pass
 from theory.ad import pair_attribution, partner_group, structure_blocks
 from implosion_base.errors import InputError
 from implosion_base.shards import open_shards
@@ -143,7 +145,7 @@ def test_bad_rows_are_named_by_shard_and_row(tmp_path: Path):
 ])
 def test_execution_options_refuse_bad_input_in_one_line(tmp_path: Path, extra, message):
     paths = _npy_shards(tmp_path, n_shards=1, per=200)
-    r = subprocess.run([sys.executable, "-m", "simulate.audit", *paths, "--out", str(tmp_path / "out"), "--no-predict",
+    r = subprocess.run([sys.executable, "-m", "dataset_audit", *paths, "--out", str(tmp_path / "out"), "--no-predict",
                         "--n-concepts", "8", "--exact-max", "50", *extra], cwd=ROOT, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
@@ -184,7 +186,7 @@ def test_the_cli_resumes_from_recorded_blocks_and_removes_them_after_the_report(
     blocks = sorted((out / "blocks").glob("rows-*.npz"))
     for f in blocks[1:]:  # as if killed after the first block
         f.unlink()
-    r = subprocess.run([sys.executable, "-m", "simulate.audit", *paths, "--out", str(out), "--no-predict",
+    r = subprocess.run([sys.executable, "-m", "dataset_audit", *paths, "--out", str(out), "--no-predict",
                         "--exact-max", "100", "--partners", "20", "--n-concepts", "8"], cwd=ROOT, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr

@@ -1,5 +1,5 @@
 """The audit validated on known truth: real training mixes embedded with their poison mask
-(``empirical.embed --builtin --mix``) and scored by ``simulate.audit --validate-mix``; the dirty-label mixes made
+(``empirical.embed --builtin --mix``) and scored by ``dataset_audit --validate-mix``; the dirty-label mixes made
 in embedding space (``--validate``)."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulate.audit import MIX_ARRAYS, AuditConfig, validate, validate_mixes
+from dataset_audit.validation import MIX_ARRAYS, validate, validate_mixes
+from dataset_audit.config import AuditConfig
 from simulate.concepts import ConceptConfig, make_space
 from simulate.poison import PoisonConfig, benign_pairs, plan_for_space, poison_pairs
 
@@ -65,7 +66,7 @@ def test_validation_in_embedding_space_matches_its_truth(tmp_path: Path):
 
 def test_a_mix_file_without_its_truth_is_refused_in_one_line(tmp_path: Path):
     np.savez(tmp_path / "m.npz", text=np.eye(4), image=np.eye(4))
-    r = subprocess.run([sys.executable, "-m", "simulate.audit", "--validate-mix", str(tmp_path / "m.npz"), "--out",
+    r = subprocess.run([sys.executable, "-m", "dataset_audit", "--validate-mix", str(tmp_path / "m.npz"), "--out",
                         str(tmp_path / "o"), "--no-predict"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert "m.npz" in r.stderr and "caption" in r.stderr and not (tmp_path / "o" / "validation.csv").exists()

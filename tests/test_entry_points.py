@@ -20,14 +20,26 @@ def _scripts() -> dict[str, str]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
 
 
+COMMAND_PACKAGES = ("theory", "simulate", "empirical", "dataset_audit")
+
+
 def test_every_command_module_has_a_script():
-    targets = set(_scripts().values())
-    mains = {str(p.relative_to(ROOT))[:-3].replace("/", ".") for pkg in ("theory", "simulate", "empirical")
-             for p in (ROOT / pkg).glob("*.py") if 'if __name__ == "__main__":' in p.read_text()}
-    mains |= {str(p.parent.relative_to(ROOT)).replace("/", ".") for pkg in ("theory", "simulate", "empirical")
+    """Every command has a console script; an old address that forwards to a command (``FORWARDS_TO``) is no
+    command of its own, and what it forwards to is one."""
+    targets = {t.split(":")[0] for t in _scripts().values()}
+    commands = [p for pkg in COMMAND_PACKAGES for p in (ROOT / pkg).glob("*.py")
+                if 'if __name__ == "__main__":' in p.read_text()]
+    forwards = {p: importlib.import_module(str(p.relative_to(ROOT))[:-3].replace("/", ".")).FORWARDS_TO
+                for p in commands if "FORWARDS_TO = " in p.read_text()}
+    mains = {str(p.relative_to(ROOT))[:-3].replace("/", ".") for p in commands if p not in forwards}
+    mains |= {str(p.parent.relative_to(ROOT)).replace("/", ".") for pkg in COMMAND_PACKAGES
               for p in (ROOT / pkg).glob("*/__main__.py")}  # a command that is a package (theory.ad)
+    mains |= {pkg for pkg in COMMAND_PACKAGES if (ROOT / pkg / "__main__.py").is_file()}  # python -m dataset_audit
+    assert set(forwards.values()) <= mains
+    packages = {m for m in mains if (ROOT / m.replace(".", "/") / "__main__.py").is_file()}
+    targets = {next((pkg for pkg in packages if t == pkg or t.startswith(pkg + ".")), t) for t in targets}
     mains.add("paper_figures.__main__")
-    assert {t.split(":")[0] for t in targets} == mains
+    assert targets == mains
 
 
 @pytest.mark.parametrize("script, target", sorted(_scripts().items()))

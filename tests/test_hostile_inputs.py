@@ -359,7 +359,7 @@ CASES_II: list[tuple[str, str, list[str], Callable[[Path], None], int, str]] = [
     ("H4-ad-scores-onto-folder", "theory.ad", ["{tmp}/ok.npz", "--scores", "{tmp}/old.csv"], _folder_with_file, 2,
      "is a folder"),
     # H2: a blocks/ folder the audit did not make is refused (exact mode too), never removed
-    ("H2-audit-user-blocks", "simulate.audit", ["{tmp}/ok.npz", "--out", "{tmp}/rep", "--no-predict"],
+    ("H2-audit-user-blocks", "dataset_audit", ["{tmp}/ok.npz", "--out", "{tmp}/rep", "--no-predict"],
      _audit_blocks_of_user, 2, "blocks"),
     # H3: export never replaces its source or a folder that is not an earlier export
     ("H3-export-into-own-parent", "paper_figures.export", ["{tmp}/results/run1", "--into", "{tmp}/results"],
@@ -382,7 +382,7 @@ CASES_II: list[tuple[str, str, list[str], Callable[[Path], None], int, str]] = [
     ("M1-sweep-workers", "simulate.sweep", ["--workers", BIG, "--dry-run"], _nothing, 2, "--workers"),
     ("M1-sweep-n-concepts", "simulate.sweep", ["--n-concepts", BIG, "--dry-run"], _nothing, 2, "--n-concepts"),
     ("M1-sweep-dim", "simulate.sweep", ["--dim", str(2**70), "--dry-run"], _nothing, 2, "--dim"),
-    ("M1-audit-exact-max", "simulate.audit", ["{tmp}/ok.npz", "--out", "{tmp}/r", "--exact-max", BIG], _pairs, 2,
+    ("M1-audit-exact-max", "dataset_audit", ["{tmp}/ok.npz", "--out", "{tmp}/r", "--exact-max", BIG], _pairs, 2,
      "--exact-max"),
     ("M1-run-steps", "empirical.run", ["--preset", "micro", "--steps", BIG, "--dry-run"], _nothing, 2, "--steps"),
     ("M1-run-base-seed", "empirical.run", ["--preset", "micro", "--base-seed", str(2**40), "--dry-run"], _nothing,
@@ -396,7 +396,7 @@ CASES_II: list[tuple[str, str, list[str], Callable[[Path], None], int, str]] = [
     ("M3-predict-n-concepts", "simulate.predict", ["--n-concepts", "3000000000", *PREDICT[2:]], _nothing, 2,
      "GiB"),
     ("M3-predict-p", "simulate.predict", [*PREDICT[:5], "1000000000000", *PREDICT[6:]], _nothing, 2, "GiB"),
-    ("M3-audit-validate-sim", "simulate.audit", ["--validate", "sim:10000000000x2", "--out", "{tmp}/r"], _nothing,
+    ("M3-audit-validate-sim", "dataset_audit", ["--validate", "sim:10000000000x2", "--out", "{tmp}/r"], _nothing,
      2, "sim:"),
     ("M4-ad-sample", "theory.ad", ["{tmp}/ok.npz", "--sample", str(10**18)], _pairs, 2, "--sample"),
     # M5: output paths checked before the work
@@ -443,12 +443,12 @@ CASES_II: list[tuple[str, str, list[str], Callable[[Path], None], int, str]] = [
     ("L-sd-index-list", "empirical.run", ["--preset", "micro", "--pretrained", "{tmp}/sd", "--dry-run"],
      _sd_index_list, 2, "not a JSON object"),
     # M11: the audit's validation inputs
-    ("M11-audit-seed", "simulate.audit", ["{tmp}/ok.npz", "--out", "{tmp}/r", "--seed", "-1"], _pairs, 2, "--seed"),
-    ("M11-validate-2d-concepts", "simulate.audit", ["--validate", "{tmp}/clean.npz", "--out", "{tmp}/r",
+    ("M11-audit-seed", "dataset_audit", ["{tmp}/ok.npz", "--out", "{tmp}/r", "--seed", "-1"], _pairs, 2, "--seed"),
+    ("M11-validate-2d-concepts", "dataset_audit", ["--validate", "{tmp}/clean.npz", "--out", "{tmp}/r",
                                                    "--poisoned-concepts", "1"], _concept_2d, 2, "concept"),
-    ("M11-mix-poisoned-range", "simulate.audit", ["--validate-mix", "{tmp}/mix.npz", "--out", "{tmp}/r"],
+    ("M11-mix-poisoned-range", "dataset_audit", ["--validate-mix", "{tmp}/mix.npz", "--out", "{tmp}/r"],
      _mix_poisoned_out_of_range, 2, "poisoned"),
-    ("M11-mix-negative-concepts", "simulate.audit", ["--validate-mix", "{tmp}/mix.npz", "--out", "{tmp}/r"],
+    ("M11-mix-negative-concepts", "dataset_audit", ["--validate-mix", "{tmp}/mix.npz", "--out", "{tmp}/r"],
      _mix_negative_concepts, 2, "outside"),
 ]
 

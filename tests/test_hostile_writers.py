@@ -99,7 +99,7 @@ def test_every_writer_takes_the_folder(tmp_path: Path):
     commands = {
         "empirical.defence": ["--preset", "micro", "--poison-type", "dirty", "--poisoned-concepts", "2", "--out",
                               str(out), "--cache", str(tmp_path / "c")],
-        "simulate.audit": [str(tmp_path / "ok.npz"), "--out", str(out), "--no-predict"],
+        "dataset_audit": [str(tmp_path / "ok.npz"), "--out", str(out), "--no-predict"],
         "simulate.predict": ["--n-concepts", "10", "--benign-per-concept", "2", "--poison-per-concept", "4",
                              "--poisoned-concepts", "1", "--dim", "8", "--out", str(out)],
         "paper_figures.export": [str(run), "--into", str(out)],
@@ -145,7 +145,7 @@ def test_the_audit_removes_only_its_own_blocks(tmp_path: Path):
     """H2 in sampled mode: the audit's own record of blocks goes once the report is written."""
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "ok.npz", text=rng.normal(size=(40, 4)), image=rng.normal(size=(40, 4)))
-    proc = _run("simulate.audit", str(tmp_path / "ok.npz"), "--out", str(tmp_path / "rep"), "--exact-max", "10",
+    proc = _run("dataset_audit", str(tmp_path / "ok.npz"), "--out", str(tmp_path / "rep"), "--exact-max", "10",
                 "--no-predict", "--n-concepts", "2")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "rep" / "report.md").is_file() and not (tmp_path / "rep" / "blocks").exists()
@@ -178,7 +178,7 @@ def test_a_non_utf8_console_never_fails_a_run(tmp_path: Path, env: dict):
     assert (tmp_path / "p" / "prediction.json").is_file()
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "ok.npz", text=rng.normal(size=(30, 4)), image=rng.normal(size=(30, 4)))
-    audit = _run("simulate.audit", str(tmp_path / "ok.npz"), "--out", str(tmp_path / "a"), "--n-concepts", "2",
+    audit = _run("dataset_audit", str(tmp_path / "ok.npz"), "--out", str(tmp_path / "a"), "--n-concepts", "2",
                  env=env)
     assert audit.returncode == 0, audit.stderr
     assert (tmp_path / "a" / "report.md").is_file() and (tmp_path / "a" / "scores.png").is_file()
@@ -262,7 +262,7 @@ def test_report_counts_a_folder_given_twice_once(tmp_path: Path):
 # --- M15: an audit whose report folder lies inside the shard folder still resumes ------------------------------
 
 def test_the_audit_stamp_ignores_the_report_folder_inside_the_shards(tmp_path: Path):
-    from simulate.audit import _file_stamps
+    from dataset_audit.execution import file_stamps as _file_stamps
 
     shards = tmp_path / "shards"
     shards.mkdir()

@@ -12,7 +12,7 @@ suggests; how well it works is measured against the known poisons of an experime
 - the precision–recall curve itself, at every rank where a poison is found.
 
 Shared by the empirical harness (``empirical.evaluate``, ``python -m empirical.defence``) and the dataset audit
-(``simulate.audit --validate``). The embeddings come from the judge (clean data only) or any CLIP-like model: a Nightshade-style poison looks like
+(``dataset_audit --validate``). The embeddings come from the judge (clean data only) or any CLIP-like model: a Nightshade-style poison looks like
 its captioned concept to such a model, so it is expected to hide from this detector while dirty-label pairs do not.
 """
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from implosion_base.validate import check_scalar
+from implosion_base.validate import check_scalar, unit_rows
 from implosion_base.errors import InputError
 
 __all__ = ["ImplosionReference", "implosion_measures", "make_reference", "salience", "MEASURE_NAMES"]
@@ -45,13 +45,14 @@ MEASURE_NAMES: tuple[str, ...] = ("acc", "own_sim", "margin", "salience", "meani
 
 
 def _unit(x: np.ndarray, what: str) -> np.ndarray:
+    """float64 unit rows of a 2-D array of finite, non-zero rows (InputError naming ``what`` otherwise)."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
         raise InputError(f"{what} must be a 2-D array (n, d), got shape {x.shape}")
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    norm = np.linalg.norm(x, axis=1)
     if not np.all(np.isfinite(x)) or np.any(norm == 0):
         raise InputError(f"{what} holds a non-finite or zero row")
-    return x / norm
+    return unit_rows(x, norm)
 
 
 def salience(similarities: np.ndarray) -> np.ndarray:

@@ -246,7 +246,7 @@ def structure_sampled(src: RowSource, partners: int, *, seed: int | None = 0, ro
     :func:`combine_structure`. Pairs of one group share partners, so their estimates are correlated (each is still
     unbiased). Memory :math:`O(\text{rows}\cdot d + G\cdot\text{partners})`; float32 arithmetic. ``seed`` None
     draws one from the operating system. Returns (:class:`PairTerms`, :class:`StructureSample`): the pass reads
-    the cosines and norms on the way. :mod:`simulate.audit_passes` runs the same blocks in parallel and resumably."""
+    the cosines and norms on the way. :mod:`dataset_audit.passes` runs the same blocks in parallel and resumably."""
     check_scalar(partners, "partners", low=2, integer=True)
     if src.n < 3:
         raise InputError(f"need at least 3 pairs, got n={src.n}")

@@ -18,11 +18,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from simulate.concepts import nearest_centre
-from theory.ad import PairTerms, StructureBlock, StructureSample, combine_structure, partner_group, structure_block, \
-    structure_blocks
+from dataset_audit.concept_view import nearest_centre
 from implosion_base.shards import PairShards, open_shards
 from implosion_base.tasks import Task, TaskRecord, run_tasks
+from theory.ad import (
+    PairTerms,
+    StructureBlock,
+    StructureSample,
+    combine_structure,
+    partner_group,
+    structure_block,
+    structure_blocks,
+)
 
 __all__ = ["PassResult", "ShardPaths", "sampled_pass"]
 
