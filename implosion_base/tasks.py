@@ -4,7 +4,7 @@ A long pass over data too large for memory (the dataset audit's blocks of rows) 
 picklable call ``fn(*args)`` returning a dict of arrays. :func:`run_tasks` runs them
 
 - here, one after another (``workers`` 0 or 1, no ``dask``);
-- in ``workers`` local processes (``concurrent.futures.ProcessPoolExecutor``, spawned: nothing inherited but the
+- in ``workers`` local processes (:func:`process_pool`, the one process pool of the toolkit; nothing passed but the
   arguments);
 - on a Dask cluster (``dask`` = a scheduler address, ``tcp://host:8786``; the workers must have this toolkit
   installed and read the same paths; ``pip install .[dask]``),
@@ -21,6 +21,7 @@ every mode gives the same numbers.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -101,18 +102,62 @@ def _local(tasks: Sequence[Task]) -> Iterator[tuple[str, dict[str, np.ndarray]]]
         yield t.key, t.fn(*t.args)
 
 
-def _processes(tasks: Sequence[Task], workers: int) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+def _worker_start(initializer: Callable[..., None] | None, initargs: tuple) -> None:
+    """Every pool worker's start: ignore Ctrl-C (the parent handles it) and, on Linux, die with the parent (a
+    parent killed with SIGKILL leaves no orphan computing for nobody); then the caller's ``initializer``."""
+    import signal
+    import sys
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(t.fn, *t.args): t.key for t in tasks}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
         try:
-            for f in as_completed(futures):
-                yield futures[f], f.result()
-        finally:
-            for f in futures:
-                f.cancel()
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def pool_queue():
+    """A queue worker processes of :func:`process_pool` can send through (give it to them in ``initargs``)."""
+    import multiprocessing
+
+    return multiprocessing.get_context().Queue()
+
+
+@contextmanager
+def process_pool(workers: int, *, initializer: Callable[..., None] | None = None,
+                 initargs: tuple = ()) -> Iterator[Any]:
+    """``workers`` local worker processes (the platform's start method: a fork on Linux, so a worker computes with
+    its parent's numerical settings and gives its numbers bit for bit) — the toolkit's one process pool (the
+    sweep's seeds, the phase diagram's cells, the audit's blocks). One shutdown rule: when the
+    block ends normally the workers finish and are joined; on any exception (Ctrl-C included) what has not
+    started is cancelled and the workers are terminated, so none is ever orphaned. Workers ignore Ctrl-C and die
+    with the parent (:func:`_worker_start`)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(),
+                               initializer=_worker_start, initargs=(initializer, initargs))
+    try:
+        yield pool
+    except BaseException:
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _processes(tasks: Sequence[Task], workers: int) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    from concurrent.futures import as_completed
+
+    with process_pool(workers) as pool:
+        futures = {pool.submit(t.fn, *t.args): t.key for t in tasks}
+        for f in as_completed(futures):
+            yield futures[f], f.result()
 
 
 def dask_client(address: str):
@@ -150,7 +195,7 @@ def _dask(tasks: Sequence[Task], address: str) -> Iterator[tuple[str, dict[str, 
 def run_tasks(tasks: Sequence[Task], *, workers: int = 0, dask: str | None = None, record: TaskRecord | None = None,
               on_result: Callable[[str, dict[str, np.ndarray], bool], None] | None = None) -> dict[str, dict]:
     """Every task's result by key. Recorded results are loaded, not rerun; the others run here (``workers`` ≤ 1),
-    in ``workers`` spawned local processes, or on the Dask scheduler at ``dask``, and each is recorded the moment it
+    in ``workers`` local processes, or on the Dask scheduler at ``dask``, and each is recorded the moment it
     arrives. ``on_result(key, result, was_recorded)`` is called once per task (progress, memory accounting). A task's
     error stops the run with the results so far kept in the record."""
     check_scalar(workers, "--workers", low=0, integer=True)

@@ -11,10 +11,7 @@ line is :mod:`simulate.sweep`.
 
 from __future__ import annotations
 
-import signal
-import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -30,6 +27,7 @@ from theory.ad import DEFAULT_ALPHA
 from implosion_base.errors import InputError
 from theory.implosion import make_reference
 from implosion_base.records import ResultsTable
+from implosion_base.tasks import process_pool, pool_queue
 from theory.stats import ci95
 from implosion_base.validate import check_scalar, physical_memory
 
@@ -182,18 +180,9 @@ _ROWS: Any = None  # the queue a worker process sends its rows through (set once
 
 
 def _init_worker(queue: Any) -> None:
-    """Worker start: remember the row queue, ignore Ctrl-C (the parent handles it) and, on Linux, die with the
-    parent (a parent killed with SIGKILL leaves no orphan computing for nobody)."""
+    """Worker start: remember the row queue (:func:`implosion_base.tasks.process_pool` does the rest)."""
     global _ROWS
     _ROWS = queue
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
 
 
 def _run_seed_streaming(config: SweepConfig, seed: int, points: list[int], done: frozenset[int]) -> int:
@@ -205,12 +194,9 @@ def run_in_workers(config: SweepConfig, seeds: list[int], points: list[int], don
                    workers: int, table: ResultsTable, step: Callable[[dict[str, Any]], None]) -> None:
     """Seeds on ``workers`` local processes; every row reaches ``table`` as soon as a worker computes it, so a
     Ctrl-C or a kill keeps every finished point (the workers are stopped, never orphaned)."""
-    import multiprocessing as mp
     import queue as queue_mod
 
-    rows = mp.get_context().Queue()
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(rows,))
-
+    rows = pool_queue()
     received = 0
 
     def drain(wait: float) -> None:
@@ -225,18 +211,15 @@ def run_in_workers(config: SweepConfig, seeds: list[int], points: list[int], don
             received += 1
             wait = 0.0
 
-    try:
-        futs = [pool.submit(_run_seed_streaming, config, s, points, done[s]) for s in seeds]
-        while not all(f.done() for f in futs):
-            drain(0.2)
-        sent = sum(f.result() for f in futs)  # a worker's exception surfaces here
-        deadline = time.monotonic() + 60
-        while received < sent and time.monotonic() < deadline:
-            drain(0.5)
-    except BaseException:
-        drain(0.5)
-        for proc in list(getattr(pool, "_processes", {}).values()):
-            proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
+    with process_pool(workers, initializer=_init_worker, initargs=(rows,)) as pool:
+        try:
+            futs = [pool.submit(_run_seed_streaming, config, s, points, done[s]) for s in seeds]
+            while not all(f.done() for f in futs):
+                drain(0.2)
+            sent = sum(f.result() for f in futs)  # a worker's exception surfaces here
+            deadline = time.monotonic() + 60
+            while received < sent and time.monotonic() < deadline:
+                drain(0.5)
+        except BaseException:
+            drain(0.5)  # every row already sent reaches the table; the pool then stops the workers
+            raise

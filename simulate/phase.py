@@ -20,7 +20,6 @@ rate passes 0.5 (linear interpolation between measured V; ``inf`` = not reached 
 from __future__ import annotations
 
 import math
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -30,6 +29,7 @@ from simulate.align import CapacitySolver, RidgeSolver
 from simulate.concepts import ConceptConfig
 from simulate.poison import PoisonConfig
 from simulate.engine import SweepConfig, run_seed
+from implosion_base.tasks import process_pool
 from implosion_base.validate import check_scalar
 from implosion_base.errors import InputError
 
@@ -141,7 +141,7 @@ def run_grid(grid: PhaseGrid, workers: int = 1) -> list[dict[str, Any]]:
     todo = cells(grid)
     if workers <= 1:
         return [r for c in todo for r in run_cell(c)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with process_pool(workers) as pool:
         return [r for rows in pool.map(run_cell, todo, chunksize=1) for r in rows]
 
 
