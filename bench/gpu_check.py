@@ -62,6 +62,28 @@ def correctness(preset, cache: Path, log) -> dict:
             "train_s": t_train, "train_steps": cfg.steps}
 
 
+def markdown(result: dict, steps: int) -> str:
+    """The check's table for docs: correctness (loss falls, samples read right, the judge) and throughput."""
+    check, t = result["correctness"], result["throughput"]
+    mp, mo, bs = t["plain_s"], t["ours_s"], t["batch"]
+    return "\n".join([
+        f"### bench/gpu_check.py on {result['device']} (torch {result['torch']}, preset {result['preset']}, "
+        f"{result['total_s'] / 60:.1f} min)",
+        "",
+        "| check | value |", "|---|---|",
+        f"| loss, first → last 10 % of {check['train_steps']} steps | {check['loss_first']:.3f} → "
+        f"{check['loss_last']:.3f} ({'falls' if check['loss_falls'] else 'DOES NOT FALL'}) |",
+        f"| generated images read as the prompted concept | {check['sample_acc']:.3f} (chance "
+        f"{check['chance']:.3f}; {'beats' if check['beats_chance'] else 'DOES NOT BEAT'} 3× chance) |",
+        f"| judge on held-out clean renders | {check['judge_heldout_acc']:.3f} |",
+        "",
+        f"| loop ({t['unet_params'] / 1e6:.1f} M-param UNet, batch {bs}, {t['image']} px, {t['precision']}) | "
+        "median s | steps/s | images/s |", "|---|---|---|---|",
+        f"| plain diffusers-style | {mp:.2f} | {steps / mp:.2f} | {t['plain_img_s']:.0f} |",
+        f"| ours | {mo:.2f} | {steps / mo:.2f} | {t['ours_img_s']:.0f} |",
+        f"| ratio ours/plain | | | **{t['ratio']:.2f}×** |", ""])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda")
@@ -108,22 +130,7 @@ def main() -> int:
                              "precompute_s": info["precompute_s"]},
               "total_s": total}
     (args.out / "gpu_check.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
-    t = result["throughput"]
-    table = "\n".join([
-        f"### bench/gpu_check.py on {name} (torch {torch.__version__}, preset {base.name}, {total / 60:.1f} min)",
-        "",
-        "| check | value |", "|---|---|",
-        f"| loss, first → last 10 % of {check['train_steps']} steps | {check['loss_first']:.3f} → "
-        f"{check['loss_last']:.3f} ({'falls' if check['loss_falls'] else 'DOES NOT FALL'}) |",
-        f"| generated images read as the prompted concept | {check['sample_acc']:.3f} (chance "
-        f"{check['chance']:.3f}; {'beats' if check['beats_chance'] else 'DOES NOT BEAT'} 3× chance) |",
-        f"| judge on held-out clean renders | {check['judge_heldout_acc']:.3f} |",
-        "",
-        f"| loop ({t['unet_params'] / 1e6:.1f} M-param UNet, batch {bs}, {t['image']} px, {t['precision']}) | "
-        "median s | steps/s | images/s |", "|---|---|---|---|",
-        f"| plain diffusers-style | {mp:.2f} | {args.steps / mp:.2f} | {t['plain_img_s']:.0f} |",
-        f"| ours | {mo:.2f} | {args.steps / mo:.2f} | {t['ours_img_s']:.0f} |",
-        f"| ratio ours/plain | | | **{t['ratio']:.2f}×** |", ""])
+    table = markdown(result, args.steps)
     (args.out / "gpu_check.md").write_text(table, encoding="utf-8")
     print(table)
     return 0 if check["loss_falls"] and check["beats_chance"] else 1

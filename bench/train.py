@@ -32,12 +32,65 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+
+@dataclass
+class LoopSetup:
+    """What both loops share: the rendered data, the frozen text encoder and (untrained) VAE, a fresh-UNet maker,
+    the noise scheduler, the batch size, the precision, the device and its synchronisation."""
+
+    data: Any
+    te: Any
+    vae: Any
+    images: Any
+    unet: Callable[[], Any]
+    sched: Any
+    bs: int
+    precision: str
+    device: str
+    sync: Callable[[], None]
+
+
+def plain_loop(s: LoopSetup, steps: int) -> float:
+    """diffusers' train_text_to_image loop, as written there: every step encodes its images with the VAE and its
+    captions with the text encoder, then one AdamW step and an EMA update; returns the seconds of ``steps``."""
+    import torch
+    from diffusers.training_utils import EMAModel
+
+    model = s.unet().train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-2)
+    ema = EMAModel(model.parameters(), decay=0.999)
+    gen = torch.Generator().manual_seed(0)
+    captions = s.data.captions
+    s.sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        idx = torch.randint(0, len(s.images), (s.bs,), generator=gen)
+        with torch.no_grad():
+            lat = s.vae.encode(s.images[idx.to(s.device)]).latent_dist.sample() * s.vae.config.scaling_factor
+            caps = [captions[i] if torch.rand(1, generator=gen).item() > 0.1 else "" for i in idx.tolist()]
+            ids = s.te.tokenizer(caps, padding="max_length", max_length=s.te.max_length, truncation=True,
+                                 return_tensors="pt").input_ids.to(s.device)
+            ctx = s.te.model(ids)[0]
+        noise = torch.randn(lat.shape, device=s.device)
+        t = torch.randint(0, s.sched.config.num_train_timesteps, (s.bs,), device=s.device)
+        with torch.autocast(device_type=s.device.split(":")[0], dtype=torch.bfloat16, enabled=s.precision == "bf16"):
+            pred = model(s.sched.add_noise(lat, noise, t), t, encoder_hidden_states=ctx).sample
+        loss = torch.nn.functional.mse_loss(pred.float(), noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        ema.step(model.parameters())
+    s.sync()
+    return time.perf_counter() - t0
 
 
 def timed_loops(preset, *, device: str = "cpu", steps: int = 30, concepts: int = 40, per_concept: int = 8):
@@ -47,78 +100,45 @@ def timed_loops(preset, *, device: str = "cpu", steps: int = 30, concepts: int =
     from dataclasses import replace
 
     import torch
-    from diffusers.training_utils import EMAModel
 
-    from empirical.data import render
-    from empirical.data import to_tensor
-    from empirical.text_encoder import TextEncoder
+    from empirical.data import render, to_tensor
     from empirical.model import build_unet, build_vae, noise_scheduler
+    from empirical.text_encoder import TextEncoder
     from empirical.train import Mix, TrainConfig, encode_latents, train_unet
 
-    bs = preset.continued.batch_size
-    precision = preset.continued.mixed_precision
     data = render(replace(preset.render, concepts=min(preset.render.concepts, concepts), per_concept=per_concept))
     te = TextEncoder(device=device)
     vae = build_vae(preset.vae).eval().requires_grad_(False).to(device)  # untrained: cost, not quality
-    images = to_tensor(data.images).to(device)
-    captions = data.captions
     h = data.images.shape[1] // (2 ** (len(preset.vae.channels) - 1))
 
     def unet():
         return build_unet(preset.unet, sample_size=h, latent_channels=preset.vae.latent_channels,
                           cross_attention_dim=te.dim, seed=0).to(device)
 
-    sched = noise_scheduler()
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-
-    def plain() -> float:
-        model = unet().train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-2)
-        ema = EMAModel(model.parameters(), decay=0.999)
-        gen = torch.Generator().manual_seed(0)
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            idx = torch.randint(0, len(images), (bs,), generator=gen)
-            with torch.no_grad():
-                lat = vae.encode(images[idx.to(device)]).latent_dist.sample() * vae.config.scaling_factor
-                caps = [captions[i] if torch.rand(1, generator=gen).item() > 0.1 else "" for i in idx.tolist()]
-                ids = te.tokenizer(caps, padding="max_length", max_length=te.max_length, truncation=True,
-                                   return_tensors="pt").input_ids.to(device)
-                ctx = te.model(ids)[0]
-            noise = torch.randn(lat.shape, device=device)
-            t = torch.randint(0, sched.config.num_train_timesteps, (bs,), device=device)
-            with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16"):
-                pred = model(sched.add_noise(lat, noise, t), t, encoder_hidden_states=ctx).sample
-            loss = torch.nn.functional.mse_loss(pred.float(), noise)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            ema.step(model.parameters())
-        sync()
-        return time.perf_counter() - t0
-
+    setup = LoopSetup(data, te, vae, to_tensor(data.images).to(device), unet, noise_scheduler(),
+                      preset.continued.batch_size, preset.continued.mixed_precision, device,
+                      torch.cuda.synchronize if device.startswith("cuda") else (lambda: None))
     t0 = time.perf_counter()
     mu, sigma = encode_latents(vae, data.images)
-    uniq = sorted(set(captions)) + [""]
-    ctx_all = te.token_states(uniq)
+    uniq = sorted(set(data.captions)) + [""]
     row = {c: i for i, c in enumerate(uniq)}
-    mix = Mix(mu, sigma, ctx_all, np.arange(len(captions)), np.array([row[c] for c in captions]), row[""],
-              float(vae.config.scaling_factor))
+    mix = Mix(mu, sigma, te.token_states(uniq), np.arange(len(data.captions)),
+              np.array([row[c] for c in data.captions]), row[""], float(vae.config.scaling_factor))
     precompute = time.perf_counter() - t0
 
     def ours() -> float:
         model = unet()
-        sync()
+        setup.sync()
         t0 = time.perf_counter()
-        train_unet(model, mix, TrainConfig(steps=steps, batch_size=bs, warmup=1, checkpoint_every=10 ** 9,
-                                           mixed_precision=precision), device=device)
-        sync()
+        train_unet(model, mix, TrainConfig(steps=steps, batch_size=setup.bs, warmup=1, checkpoint_every=10 ** 9,
+                                           mixed_precision=setup.precision), device=device)
+        setup.sync()
         return time.perf_counter() - t0
 
-    info = {"batch": bs, "image": data.images.shape[1], "params": sum(p.numel() for p in unet().parameters()),
-            "precompute_s": precompute, "images": len(captions), "captions": len(uniq), "precision": precision}
-    return plain, ours, info
+    info = {"batch": setup.bs, "image": data.images.shape[1], "params": sum(p.numel() for p in unet().parameters()),
+            "precompute_s": precompute, "images": len(data.captions), "captions": len(uniq),
+            "precision": setup.precision}
+    return (lambda: plain_loop(setup, steps)), ours, info
 
 
 VARIANTS = ("ours", "channels_last", "compile")

@@ -45,18 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if "list" in args.what:
         raise InputError("'list' takes no other arguments")
-    if args.what == ["all"]:
-        items = list(ITEMS)
-    else:
-        if "all" in args.what:
-            raise InputError("'all' takes no other keys")
-        items = []
-        for name in args.what:
-            try:
-                items.append(resolve(name))
-            except KeyError:
-                raise InputError(f"unknown figure or table {name!r}; known: "
-                                 f"{', '.join(i.key for i in ITEMS)} (python -m paper_figures list)") from None
+    items = _asked(args.what)
     if args.results.exists() and not args.results.is_dir():
         raise InputError(f"--results {args.results} is not a folder")
     if args.threads is not None:
@@ -70,30 +59,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     out = ensure_writable_dir(args.out)
     src = Sources(results=args.results, data=out / "_data", quick=args.quick)
-    failed = missing = 0
-    for item in items:
-        t0 = time.perf_counter()
-        print(f"{item.key}: {item.title}", flush=True)
-        try:
-            built = item.build(src, out)
-        except MissingSource as exc:  # data not there: said, not substituted, not a failure of the build
-            print(f"{item.key}: not built: {exc}", file=sys.stderr)
-            missing += 1
-            continue
-        except Exception as exc:  # one broken figure must not cost the others
-            print(f"{item.key}: not built: {type(exc).__name__}: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        record = {"key": item.key, "title": item.title, "paper": item.paper, "feeds": item.feeds,
-                  "quick": args.quick, **asdict(built), "files": [p.name for p in built.files],
-                  "seconds": round(time.perf_counter() - t0, 1)}
-        atomic_write_text(out / f"{item.key}.json", json.dumps(record, indent=1, default=str))
-        status = ", ".join(p.name for p in built.files) or "nothing written"
-        print(f"  -> {status} ({record['seconds']} s)" + (f"; missing: {'; '.join(built.missing)}"
-                                                          if built.missing else ""), flush=True)
+    outcomes = [_build(item, src, out, args.quick) for item in items]
+    failed, missing = outcomes.count("failed"), outcomes.count("missing")
     index = write_index(out)
     print(f"index: {index}" + (f" ({missing} item(s) not built for missing data)" if missing else ""))
     return 1 if failed else 0
+
+
+def _asked(what: list[str]) -> list:
+    """The registry items ``what`` names (``all``: every one); an unknown key is an InputError naming the known."""
+    if what == ["all"]:
+        return list(ITEMS)
+    if "all" in what:
+        raise InputError("'all' takes no other keys")
+    items = []
+    for name in what:
+        try:
+            items.append(resolve(name))
+        except KeyError:
+            raise InputError(f"unknown figure or table {name!r}; known: "
+                             f"{', '.join(i.key for i in ITEMS)} (python -m paper_figures list)") from None
+    return items
+
+
+def _build(item, src: Sources, out: Path, quick: bool) -> str:
+    """Build one item into ``out`` with its record ``KEY.json``; "built", "missing" (its data are not there:
+    said, not substituted, not a failure) or "failed" (one broken figure must not cost the others)."""
+    t0 = time.perf_counter()
+    print(f"{item.key}: {item.title}", flush=True)
+    try:
+        built = item.build(src, out)
+    except MissingSource as exc:
+        print(f"{item.key}: not built: {exc}", file=sys.stderr)
+        return "missing"
+    except Exception as exc:  # noqa: BLE001 - reported, and the build goes on
+        print(f"{item.key}: not built: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return "failed"
+    record = {"key": item.key, "title": item.title, "paper": item.paper, "feeds": item.feeds, "quick": quick,
+              **asdict(built), "files": [p.name for p in built.files], "seconds": round(time.perf_counter() - t0, 1)}
+    atomic_write_text(out / f"{item.key}.json", json.dumps(record, indent=1, default=str))
+    status = ", ".join(p.name for p in built.files) or "nothing written"
+    print(f"  -> {status} ({record['seconds']} s)" + (f"; missing: {'; '.join(built.missing)}"
+                                                      if built.missing else ""), flush=True)
+    return "built"
 
 
 def cli() -> None:

@@ -272,7 +272,8 @@ def spearman_by_setting(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m simulate.experiments", description=__doc__.splitlines()[0])
-    p.add_argument("which", choices=["ad", "single", "implosion", "phase", "ad-volume", "all"])
+    p.add_argument("which", choices=[*EXPERIMENTS, "all"],
+                   help="which experiment (all: every one, in this order)")
     p.add_argument("--out", type=path_arg, default=Path("results/experiments"))
     p.add_argument("--seeds", default=None, metavar="LIST",
                    help="seeds, a list: 0..2 or 0,1,2 (default 0,1; 0,1,2 for the single-concept attack, the phase "
@@ -287,50 +288,68 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                         "workers": args.workers}):
         return 0
     out = ensure_writable_dir(args.out)
-    if args.which in ("ad", "all"):
-        rows = experiment_ad(out, seeds=seeds)
-        for name in AD_REGIMES:
-            sel = [r for r in rows if r["regime"] == name]
-            ad = np.array([r["ad_mean"] for r in sel])
-            gap = max(abs(r["ad_mean"] - r["closed_form"]) for r in sel)
-            print(f"AD {name}: {ad[0]:.4f} -> {ad[-1]:.4f}, monotone {bool(np.all(np.diff(ad) > 0))}, "
-                  f"max |sim - closed form| {gap:.4f}, D_stru {sel[0]['d_stru_mean']:.4f} -> "
-                  f"{sel[-1]['d_stru_mean']:.4f}")
-    if args.which in ("single", "all"):
-        for r in experiment_single(out, seeds=seeds3):
-            print(f"single: targets={r['targets']:8s} p={r['poison_per_concept']:3d} "
-                  f"attack success {r['attack_success']:.3f} ({r['trials']} trials)")
-    if args.which in ("implosion", "all"):
-        rows = experiment_implosion(out, seeds=seeds)
-        for (group, setting) in sorted({(r["group"], r["setting"]) for r in rows}, key=lambda k: k[0]):
-            sel = {r["c_p"]: r for r in rows if (r["group"], r["setting"]) == (group, setting) and r["seed"] == 0}
-            last = max(sel)
-            first_below = [c for c in sorted(sel) if sel[c]["unpoisoned_acc"] < 0.5]
-            print(f"implosion {group:24s} {setting:30s} acc C_P=0 {sel[0]['unpoisoned_acc']:.3f} "
-                  f"C_P={last} {sel[last]['unpoisoned_acc']:.3f} attack {sel[last]['attack_success']:.3f} "
-                  f"meaningless {sel[last]['meaningless_rate']:.3f} "
-                  f"acc<0.5 at {first_below[0] if first_below else 'never'} (seed 0)")
-        for key, rho in spearman_by_setting(rows).items():
-            print(f"spearman {key}: {rho:.3f}")
-    if args.which in ("phase", "all"):
-        _, marks = experiment_phase(out, PhaseGrid(seeds=tuple(seeds3)), workers=args.workers)
-        for m in marks:
-            print(f"phase {m['solver']:8s} K={m['n_concepts']:<5d} capacity={m['capacity']:<6g} p/m={m['dominance']:<4g} "
-                  f"acc<0.5 at V={m['v_acc_below_half']:.2f} meaningless>0.5 at V={m['v_meaningless_above_half']:.2f} "
-                  f"(V measured to {m['v_max']:.2f}, acc there {m['acc_at_v_max']:.3f})")
-        law = threshold_law(marks)
-        if law["n"] >= 5:
-            print(f"phase law (ridge, p/m >= 10, {law['n']} curves): V* = {law['scale']:.3f} d^{law['exp_capacity']:.2f} "
-                  f"K^{law['exp_concepts']:.2f} (p/m)^{law['exp_dominance']:.2f}, R^2 {law['r2']:.3f}, misses by at most "
-                  f"x{law['max_miss_factor']:.2f}")
-    if args.which in ("ad-volume", "all"):
-        _, stats = experiment_ad_volume(out, seeds=seeds3)
-        for st in stats:
-            print(f"ad-volume {st['subset']:28s} {st['outcome']:16s} ~ {st['predictor']:6s} given V: "
-                  f"pearson {st['pearson']:+.3f} ± {st['pearson_ci95']:.3f}, spearman {st['spearman']:+.3f} ± "
-                  f"{st['spearman_ci95']:.3f}, slope {st['slope']:+.3f} ± {st['slope_ci95']:.3f} "
-                  f"({st['seeds']} seeds)")
+    for name, run in EXPERIMENTS.items():
+        if args.which in (name, "all"):
+            run(out, seeds, seeds3, args.workers)
     return 0
+
+
+def _ad(out: Path, seeds: list[int], seeds3: list[int], workers: int) -> None:
+    rows = experiment_ad(out, seeds=seeds)
+    for name in AD_REGIMES:
+        sel = [r for r in rows if r["regime"] == name]
+        ad = np.array([r["ad_mean"] for r in sel])
+        gap = max(abs(r["ad_mean"] - r["closed_form"]) for r in sel)
+        print(f"AD {name}: {ad[0]:.4f} -> {ad[-1]:.4f}, monotone {bool(np.all(np.diff(ad) > 0))}, "
+              f"max |sim - closed form| {gap:.4f}, D_stru {sel[0]['d_stru_mean']:.4f} -> "
+              f"{sel[-1]['d_stru_mean']:.4f}")
+
+
+def _single(out: Path, seeds: list[int], seeds3: list[int], workers: int) -> None:
+    for r in experiment_single(out, seeds=seeds3):
+        print(f"single: targets={r['targets']:8s} p={r['poison_per_concept']:3d} "
+              f"attack success {r['attack_success']:.3f} ({r['trials']} trials)")
+
+
+def _implosion(out: Path, seeds: list[int], seeds3: list[int], workers: int) -> None:
+    rows = experiment_implosion(out, seeds=seeds)
+    for (group, setting) in sorted({(r["group"], r["setting"]) for r in rows}, key=lambda k: k[0]):
+        sel = {r["c_p"]: r for r in rows if (r["group"], r["setting"]) == (group, setting) and r["seed"] == 0}
+        last = max(sel)
+        first_below = [c for c in sorted(sel) if sel[c]["unpoisoned_acc"] < 0.5]
+        print(f"implosion {group:24s} {setting:30s} acc C_P=0 {sel[0]['unpoisoned_acc']:.3f} "
+              f"C_P={last} {sel[last]['unpoisoned_acc']:.3f} attack {sel[last]['attack_success']:.3f} "
+              f"meaningless {sel[last]['meaningless_rate']:.3f} "
+              f"acc<0.5 at {first_below[0] if first_below else 'never'} (seed 0)")
+    for key, rho in spearman_by_setting(rows).items():
+        print(f"spearman {key}: {rho:.3f}")
+
+
+def _phase(out: Path, seeds: list[int], seeds3: list[int], workers: int) -> None:
+    _, marks = experiment_phase(out, PhaseGrid(seeds=tuple(seeds3)), workers=workers)
+    for m in marks:
+        print(f"phase {m['solver']:8s} K={m['n_concepts']:<5d} capacity={m['capacity']:<6g} p/m={m['dominance']:<4g} "
+              f"acc<0.5 at V={m['v_acc_below_half']:.2f} meaningless>0.5 at V={m['v_meaningless_above_half']:.2f} "
+              f"(V measured to {m['v_max']:.2f}, acc there {m['acc_at_v_max']:.3f})")
+    law = threshold_law(marks)
+    if law["n"] >= 5:
+        print(f"phase law (ridge, p/m >= 10, {law['n']} curves): V* = {law['scale']:.3f} d^{law['exp_capacity']:.2f} "
+              f"K^{law['exp_concepts']:.2f} (p/m)^{law['exp_dominance']:.2f}, R^2 {law['r2']:.3f}, misses by at most "
+              f"x{law['max_miss_factor']:.2f}")
+
+
+def _ad_volume(out: Path, seeds: list[int], seeds3: list[int], workers: int) -> None:
+    _, stats = experiment_ad_volume(out, seeds=seeds3)
+    for st in stats:
+        print(f"ad-volume {st['subset']:28s} {st['outcome']:16s} ~ {st['predictor']:6s} given V: "
+              f"pearson {st['pearson']:+.3f} ± {st['pearson_ci95']:.3f}, spearman {st['spearman']:+.3f} ± "
+              f"{st['spearman_ci95']:.3f}, slope {st['slope']:+.3f} ± {st['slope_ci95']:.3f} "
+              f"({st['seeds']} seeds)")
+
+
+#: The experiments of ``python -m simulate.experiments``, in the order ``all`` runs them: each computes, writes its
+#: CSVs and prints its summary (seeds: the two-seed default; seeds3: the three-seed one; workers: the phase grid's).
+EXPERIMENTS = {"ad": _ad, "single": _single, "implosion": _implosion, "phase": _phase, "ad-volume": _ad_volume}
 
 
 def cli() -> None:

@@ -39,6 +39,26 @@ def test_micro_run_writes_schema_and_resumes(tmp_path: Path, cache: Path, capsys
             "--cache", str(cache), "--quiet", "--threads", "2"]
     assert main(args) == 0
     rows = _rows(out)
+    _check_results(out, rows)
+    _check_point_files(out, rows)
+    capsys.readouterr()
+
+    # rerun: nothing is recomputed; one more C_P adds only its points
+    assert main(args) == 0
+    assert len(_rows(out)) == 3
+    assert json.loads((out / "manifest.json").read_text())["points_skipped_as_done"] == 3
+    assert main(args[:2] + ["--poisoned-concepts", "0,2,3", *args[4:], "--no-control"]) == 0
+    rows = _rows(out)
+    assert [(r["c_p"], r["kind"]) for r in rows][3:] == [("3", "poisoned")]
+    # the manifest keeps every command that filled the folder, in order; the top level names the latest
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [i["poisoned_concepts"] for i in manifest["invocations"]] == [[0, 2], [0, 2], [0, 2, 3]]
+    assert manifest["command"] == manifest["invocations"][-1]["command"]
+    assert manifest["started"] == manifest["invocations"][0]["started"]
+
+
+def _check_results(out: Path, rows: list[dict[str, str]]) -> None:
+    """The micro run's results.csv (schema, points, sizes, measures in range) and manifest."""
     assert list(rows[0].keys()) == list(COLUMNS)
     assert [(r["c_p"], r["kind"]) for r in rows] == [("0", "poisoned"), ("2", "poisoned"), ("2", "control")]
     n_clean = 4 * 6
@@ -56,6 +76,11 @@ def test_micro_run_writes_schema_and_resumes(tmp_path: Path, cache: Path, capsys
     for key in ("command", "preset", "versions", "git_commit", "assets", "finished"):
         assert key in manifest
     assert 0 <= manifest["assets"]["judge_heldout_acc"] <= 1
+    assert any(len(r["ad"].split(".")[-1]) > 6 for r in rows)  # full precision, not 4 decimals
+
+
+def _check_point_files(out: Path, rows: list[dict[str, str]]) -> None:
+    """The micro run's plan, grids, attention table and maps, per-concept table, loss log; no checkpoint left."""
     plan = json.loads((out / "plans" / "plan-seed0-poisoned.json").read_text())
     assert len(plan["order"]) == 4
     tags = ["continuous-s0-cp0-poisoned", "continuous-s0-cp2-control", "continuous-s0-cp2-poisoned"]
@@ -84,25 +109,10 @@ def test_micro_run_writes_schema_and_resumes(tmp_path: Path, cache: Path, capsys
         assert sum(int(c["poisoned"]) for c in mine) == int(r["c_p"])
         clean = [float(c["acc"]) for c in mine if c["poisoned"] == "0"]
         assert np.mean(clean) == pytest.approx(float(r["unpoisoned_acc"]), abs=1e-12)
-    assert any(len(r["ad"].split(".")[-1]) > 6 for r in rows)  # full precision, not 4 decimals
     loss = (out / "points" / "continuous-s0-cp2-poisoned-loss.csv").read_text().splitlines()
     assert loss[0] == "step,loss" and [int(x.split(",")[0]) for x in loss[1:]] == list(range(1, int(rows[1]["steps"]) + 1))
     assert all(np.isfinite(float(x.split(",")[1])) for x in loss[1:])
     assert not (out / "checkpoints").exists() or not any((out / "checkpoints").iterdir())
-    capsys.readouterr()
-
-    # rerun: nothing is recomputed; one more C_P adds only its points
-    assert main(args) == 0
-    assert len(_rows(out)) == 3
-    assert json.loads((out / "manifest.json").read_text())["points_skipped_as_done"] == 3
-    assert main(args[:2] + ["--poisoned-concepts", "0,2,3", *args[4:], "--no-control"]) == 0
-    rows = _rows(out)
-    assert [(r["c_p"], r["kind"]) for r in rows][3:] == [("3", "poisoned")]
-    # the manifest keeps every command that filled the folder, in order; the top level names the latest
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert [i["poisoned_concepts"] for i in manifest["invocations"]] == [[0, 2], [0, 2], [0, 2, 3]]
-    assert manifest["command"] == manifest["invocations"][-1]["command"]
-    assert manifest["started"] == manifest["invocations"][0]["started"]
 
 
 def test_scratch_scenario_runs(tmp_path: Path, cache: Path):
@@ -254,30 +264,6 @@ def test_track_attention_records_every_checkpoint(tmp_path):
         assert 0.0 <= float(r["prob_right"]) <= 1.0 and 0.0 <= float(r["attn_entropy"]) <= 1.0
 
 
-def test_first_difference_names_the_key_and_both_values():
-    """Settings compare key by key (nested, sorted); keys only the newer setting has do not count."""
-    from empirical.layout import first_difference, setting_difference
-
-    old = {"unet": {"channels": [32, 64], "head_dim": 32}, "steps": 500}
-    assert first_difference(old, old) is None and setting_difference(old, dict(old)) == "none"
-    new = {"unet": {"channels": [64, 128], "head_dim": 32}, "steps": 500, "added_later": 1}
-    assert first_difference(old, new) == ("unet.channels", [32, 64], [64, 128])
-    assert setting_difference(old, new) == "unet.channels: [32, 64] -> [64, 128]"
-    # a nested dict differing only by a later key is no difference; the next key still counts
-    assert first_difference({"a": {"x": 1}, "b": 2}, {"a": {"x": 1, "y": 0}, "b": 3}) == ("b", 2, 3)
-
-
-def test_default_poisoned_concepts_fit_every_preset():
-    """The documented `python -m empirical.run --preset smoke` must not fail on a C_P list made for 150 concepts."""
-    from empirical.presets import PRESETS, default_poisoned_concepts
-
-    assert default_poisoned_concepts(150) == [0, 25, 50, 100]
-    assert default_poisoned_concepts(12) == [0, 2, 4, 8]
-    assert default_poisoned_concepts(4, clean=False) == [1, 3]
-    for preset in PRESETS.values():
-        assert max(default_poisoned_concepts(preset.render.concepts)) < preset.render.concepts
-
-
 @pytest.mark.parametrize("text", ["[1]", "{not json", "{\"setting\": 3}"])
 def test_run_refuses_a_manifest_that_is_not_one(tmp_path: Path, text):
     out = tmp_path / "o"
@@ -372,16 +358,6 @@ def test_results_without_a_manifest_are_not_taken_for_this_run(tmp_path: Path, c
     (out / "manifest.json").unlink()
     with pytest.raises(InputError, match="without a manifest"):
         main(args)
-
-
-def test_point_names_keep_target_modes_and_poison_types_apart():
-    from empirical.layout import point_tag
-
-    assert point_tag("continuous", 0, 100, "poisoned") == "continuous-s0-cp100-poisoned"  # unchanged old names
-    names = {point_tag("continuous", 0, 100, k, t, m) for k in ("poisoned", "control")
-             for t in ("dirty", "nightshade") for m in ("poisoned", "all", "scatter")}
-    assert len(names) == 12
-    assert point_tag("continuous", 0, 0, "poisoned", "dirty", "all") == "continuous-s0-cp0-poisoned"
 
 
 def test_a_folder_of_the_old_layout_is_read_and_resumed_without_recomputation(tmp_path: Path, cache: Path):

@@ -1,8 +1,8 @@
-"""``python -m simulate.sweep``: numbers, files, resume after a kill, workers, Dask, and bad input."""
+"""``python -m simulate.sweep``: numbers, files, resume after a kill, and bad input (workers and Dask:
+test_sweep_workers.py)."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -20,28 +20,7 @@ from simulate.engine import COLUMNS, SweepConfig, run_seed
 from simulate.sweep import main
 from theory.ad import alignment_difficulty
 
-ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--n-concepts", "60", "--dim", "16", "--poison-per-concept", "8", "--benign-per-concept", "3"]
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path / "results.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _by_key(rows):
-    return {(int(r["c_p"]), int(r["seed"])): r for r in rows}
-
-
-def _assert_same_numbers(a: list[dict[str, str]], b: list[dict[str, str]], tol: float = 1e-12) -> None:
-    """Same (c_p, seed) keys, every numeric column equal to ``tol`` (NaN equals NaN); timings excluded."""
-    ka, kb = _by_key(a), _by_key(b)
-    assert len(a) == len(ka) and len(b) == len(kb) and ka.keys() == kb.keys()
-    for key in ka:
-        for col in COLUMNS:
-            if col in ("seconds", "solver"):
-                continue
-            assert float(ka[key][col]) == pytest.approx(float(kb[key][col]), abs=tol, nan_ok=True), (key, col)
+from sweep_helpers import ROOT, SMALL, _assert_same_numbers, _by_key, _rows
 
 
 def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -156,24 +135,6 @@ def test_partial_last_line_is_repaired(tmp_path: Path):
     path.write_text(text + text.splitlines()[-1][:20])  # a kill in the middle of writing a line
     assert main([*SMALL, "--concepts", "0..10:5", "--out", str(out), "--quiet", "--no-plot"]) == 0
     assert path.read_text() == text
-
-
-def test_workers_give_the_same_numbers(tmp_path: Path):
-    base = [*SMALL, "--concepts", "0..20:10", "--seeds", "0,1", "--quiet", "--no-plot"]
-    assert main([*base, "--out", str(tmp_path / "serial")]) == 0
-    assert main([*base, "--out", str(tmp_path / "par"), "--workers", "2"]) == 0
-    _assert_same_numbers(_rows(tmp_path / "serial"), _rows(tmp_path / "par"))
-
-
-def test_dask_local_cluster_gives_the_same_numbers(tmp_path: Path):
-    distributed = pytest.importorskip("dask.distributed")
-    base = [*SMALL, "--concepts", "0..20:10", "--seeds", "0,1", "--quiet", "--no-plot"]
-    assert main([*base, "--out", str(tmp_path / "serial")]) == 0
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster:
-        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
-        assert main([*base, "--out", str(tmp_path / "dask"), "--dask", cluster.scheduler_address]) == 0
-    _assert_same_numbers(_rows(tmp_path / "serial"), _rows(tmp_path / "dask"))
 
 
 # ------------------------------------------------------------------------------------------- bad input
@@ -294,56 +255,6 @@ def test_sweeps_too_large_for_the_machine_are_refused_up_front(tmp_path: Path, a
     assert not out.exists()
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            out += [int(x) for x in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return out
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
-@pytest.mark.parametrize("sig", ["INT", "KILL"])
-def test_workers_keep_finished_points_and_leave_no_orphans(tmp_path: Path, sig):
-    """--workers 2 killed mid-run (Ctrl-C or SIGKILL): the rows finished so far are in results.csv, the workers
-    exit, and a rerun completes to exactly the numbers of an uninterrupted sequential run."""
-    import signal
-    import time
-
-    out = tmp_path / "w"
-    cmd = [sys.executable, "-m", "simulate.sweep", "--concepts", "0..400:4", "--n-concepts", "500", "--seeds", "0,1",
-           "--dim", "64", "--workers", "2", "--no-plot", "--quiet", "--out", str(out)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    table = out / "results.csv"
-    deadline = time.time() + 60
-    while time.time() < deadline and (not table.exists() or len(table.read_text().splitlines()) < 6):
-        time.sleep(0.05)
-    kids = _children(proc.pid)
-    assert len(kids) >= 2 and proc.poll() is None
-    proc.send_signal(signal.SIGINT if sig == "INT" else signal.SIGKILL)
-    proc.wait(timeout=60)
-    kept = len(table.read_text().splitlines()) - 1
-    assert kept >= 5
-    deadline = time.time() + 20
-    while time.time() < deadline and any(Path(f"/proc/{k}").exists() and
-                                         "Z" not in Path(f"/proc/{k}/stat").read_text().split()[2] for k in kids):
-        time.sleep(0.1)
-    assert not any(Path(f"/proc/{k}").exists() and "Z" not in Path(f"/proc/{k}/stat").read_text().split()[2]
-                   for k in kids), "orphaned workers"
-    assert subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=300).returncode == 0
-    seq = tmp_path / "seq"
-    sequential = [str(seq) if a == str(out) else ("1" if a == "2" and cmd[i - 1] == "--workers" else a)
-                  for i, a in enumerate(cmd)]
-    assert subprocess.run(sequential, cwd=ROOT, capture_output=True, timeout=300).returncode == 0
-    key = lambda r: (int(r["c_p"]), int(r["seed"]))  # noqa: E731
-    got = {key(r): {k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(table))}
-    want = {key(r): {k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(seq / "results.csv"))}
-    assert got == want
-
-
 @pytest.mark.parametrize("module", ["simulate.sweep", "simulate.experiments", "empirical.run", "paper_figures"])
 def test_empty_out_is_a_usage_error_not_the_current_directory(tmp_path: Path, module):
     extra = {"simulate.experiments": ["phase"], "paper_figures": ["fig1"]}.get(module, [])
@@ -365,28 +276,6 @@ def test_a_manifest_without_results_does_not_lock_the_folder(tmp_path: Path):
     # with results it is locked, naming the difference
     refused = _cli(*SMALL, "--concepts", "0,1", "--dim", "16", "--out", str(out), timeout=120)
     assert refused.returncode == 2 and "different configuration (concepts)" in refused.stderr
-
-
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
-def test_workers_are_capped_at_the_seeds_to_run(tmp_path: Path):
-    """--workers 16 for 2 seeds starts 2 worker processes, not 16."""
-    import time
-
-    out = tmp_path / "w"
-    cmd = [sys.executable, "-m", "simulate.sweep", "--concepts", "0..400:4", "--n-concepts", "500", "--seeds", "0,1",
-           "--dim", "64", "--workers", "16", "--no-plot", "--quiet", "--out", str(out)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    table = out / "results.csv"
-    deadline = time.time() + 60
-    most = 0
-    while time.time() < deadline and proc.poll() is None:
-        most = max(most, len(_children(proc.pid)))
-        if table.exists() and len(table.read_text().splitlines()) > 3:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait(timeout=60)
-    assert 1 <= most <= 2
 
 
 def test_seeds_are_a_list_and_an_old_count_gets_a_note(tmp_path: Path):
