@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 def correctness(preset, cache: Path, log) -> dict:
     """Train the shortened preset from scratch; loss trend and judge accuracy of generated images."""
     from empirical.evaluate import prompts_and_seeds
-    from empirical.model import assemble_pipeline, generate
+    from empirical.model import generate
     from empirical.assets import build_mix, fresh_unet, prepare_assets
     from empirical.train import TrainConfig, train_unet, with_weights
 
@@ -49,11 +49,11 @@ def correctness(preset, cache: Path, log) -> dict:
     unet, ema = train_unet(fresh_unet(assets, 0), mix, cfg, device=preset.device,
                            on_step=lambda step, loss: losses.append(loss))
     t_train = time.perf_counter() - t0
-    pipe = assemble_pipeline(assets.vae, with_weights(unet, ema), assets.text_encoder)
+    pipe = assets.instruments.pipeline(with_weights(unet, ema))
     names = assets.data.names
     prompts, seeds, labels = prompts_and_seeds(names, preset.evaluation)
     images = generate(pipe, prompts, seeds, steps=preset.evaluation.steps, guidance=preset.evaluation.guidance)
-    acc = float(np.mean(assets.judge.classify(images) == labels))
+    acc = float(np.mean(assets.instruments.judge.classify(images) == labels))
     k = max(1, len(losses) // 10)
     first, last = float(np.mean(losses[:k])), float(np.mean(losses[-k:]))
     return {"concepts": len(names), "judge_heldout_acc": assets.quality["judge_heldout_acc"],

@@ -8,6 +8,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,47 +21,81 @@ from implosion_base.errors import DAMAGE
 from implosion_base.files import atomic_path, discard_damaged
 
 
-@dataclass
-class Assets:
-    """What every point of an experiment shares: renders, frozen encoders, latents, caption bank, judge."""
+@dataclass(frozen=True)
+class Instruments:
+    """The frozen models every point shares: the text encoder, the VAE, the judge (the measuring instrument) and,
+    with ``--pretrained``, the Stable Diffusion base model (its UNet and schedule)."""
 
-    preset: Preset
-    data: ConceptData
-    held: ConceptData
-    text_encoder: object
-    vae: object
-    judge: object
-    mu: object
-    sigma: object
-    captions: list[str]
-    contexts: object
-    clean_features: dict[int, np.ndarray]
-    quality: dict[str, float]
-    data_key: str
-    base: PretrainedBase | None = None  # a Stable Diffusion folder's UNet and schedule (--pretrained)
-    own_captions: bool = False  # a user's data: clean pairs keep their own captions (rows after the templates)
+    text_encoder: Any
+    vae: Any
+    judge: Any
+    base: PretrainedBase | None = None
 
     @property
     def scheduler_config(self) -> dict | None:
         """The training/sampling schedule: the base model's own, or ours (None)."""
         return self.base.scheduler_config if self.base is not None else None
 
+    def pipeline(self, unet):
+        """The ``StableDiffusionPipeline`` of ``unet`` with these instruments (:func:`empirical.model.assemble_pipeline`)."""
+        from empirical.model import assemble_pipeline
+
+        return assemble_pipeline(self.vae, unet, self.text_encoder, self.scheduler_config)
+
+
+@dataclass(frozen=True)
+class CaptionBank:
+    """Every caption a mix can use, encoded once: each concept's templates (concept-major), a user's own captions
+    after them (``own_captions``), the empty caption last; ``contexts`` their token states."""
+
+    captions: list[str]
+    contexts: Any
+    n_concepts: int
+    own_captions: bool = False  # a user's data: clean pairs keep their own captions (rows after the templates)
+
     def caption_row(self, concept: int, template: int) -> int:
-        """Row of concept ``concept``'s caption template ``template`` in the caption bank."""
+        """Row of concept ``concept``'s caption template ``template``."""
         return concept * len(CAPTION_TEMPLATES) + template % len(CAPTION_TEMPLATES)
 
-    def clean_caption_rows(self, idx: np.ndarray) -> np.ndarray:
-        """Caption-bank rows of clean pairs ``idx``: their own captions for a user's data (stored after the
-        templates), else template ``i mod T`` of their concept (what the renders' captions are)."""
+    def clean_caption_rows(self, idx: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Rows of clean pairs ``idx`` (concepts ``labels`` of the whole clean set): their own captions for a
+        user's data (stored after the templates), else template ``i mod T`` of their concept (what the renders'
+        captions are)."""
         idx = np.asarray(idx, dtype=np.int64)
         t = len(CAPTION_TEMPLATES)
         if self.own_captions:
-            return len(self.data.names) * t + idx
-        return self.data.labels[idx] * t + idx % t
+            return self.n_concepts * t + idx
+        return labels[idx] * t + idx % t
 
     @property
     def empty(self) -> int:
+        """Row of the empty caption (classifier-free guidance's dropout)."""
         return len(self.captions) - 1
+
+
+@dataclass(frozen=True)
+class Latents:
+    """The VAE posterior of every clean image (mean and standard deviation), encoded once."""
+
+    mu: Any
+    sigma: Any
+
+
+@dataclass
+class Assets:
+    """What every point of an experiment shares, in named parts: the preset, the concept data (training and
+    held-out), the frozen :class:`Instruments`, the clean images' :class:`Latents`, the :class:`CaptionBank`,
+    the judge's features of the held-out renders per concept, the assets' measured quality and the data's key."""
+
+    preset: Preset
+    data: ConceptData
+    held: ConceptData
+    instruments: Instruments
+    latents: Latents
+    bank: CaptionBank
+    clean_features: dict[int, np.ndarray]
+    quality: dict[str, float]
+    data_key: str
 
 
 def concept_data(preset: Preset, cache_dir: Path | None, user_data: tuple | None = None):
@@ -135,9 +170,9 @@ def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = F
     quality = {"judge_heldout_acc": judge_acc, "judge_recon_acc": judge_recon_acc, "vae_heldout_mse": vae_mse,
                "vae_s": vae_s, "judge_s": judge_s, "vae_params": sum(p.numel() for p in vae.parameters()),
                "threads": torch.get_num_threads()}
-    return Assets(preset, data, held, te, vae, judge, mu, sigma, captions, te.token_states(captions),
-                  {c: feats[held.labels == c] for c in range(len(data.names))}, quality, data_key, base,
-                  own_captions=user_data is not None)
+    bank = CaptionBank(captions, te.token_states(captions), len(data.names), own_captions=user_data is not None)
+    return Assets(preset, data, held, Instruments(te, vae, judge, base), Latents(mu, sigma), bank,
+                  {c: feats[held.labels == c] for c in range(len(data.names))}, quality, data_key)
 
 
 def _reconstruct(vae, images: np.ndarray) -> np.ndarray:
@@ -170,31 +205,31 @@ def build_mix(assets: Assets, extra_images: np.ndarray, extra_concepts: np.ndarr
     """The clean set (its first ``benign`` pairs per concept when given) plus extra pairs (image index, caption
     concept); returns the mix and its caption texts. Indices ≥ len(clean set) refer to ``new_pixels`` (images
     made for this mix, e.g. Nightshade poisons), whose latent posteriors are encoded here."""
-    mu, sigma = assets.mu, assets.sigma
+    vae, bank = assets.instruments.vae, assets.bank
+    mu, sigma = assets.latents.mu, assets.latents.sigma
     if new_pixels is not None and len(new_pixels):
         import torch
 
-        extra_mu, extra_sigma = encode_latents(assets.vae, new_pixels)
+        extra_mu, extra_sigma = encode_latents(vae, new_pixels)
         mu, sigma = torch.cat([mu, extra_mu]), torch.cat([sigma, extra_sigma])
     clean = benign_subset(assets.data.labels, benign)
-    clean_rows = assets.clean_caption_rows(clean)
-    extra_rows = np.array([assets.caption_row(int(a), j) for j, a in enumerate(extra_concepts)], dtype=np.int64)
+    clean_rows = bank.clean_caption_rows(clean, assets.data.labels)
+    extra_rows = np.array([bank.caption_row(int(a), j) for j, a in enumerate(extra_concepts)], dtype=np.int64)
     image_idx = np.concatenate([clean, extra_images]).astype(np.int64)
     caption_idx = np.concatenate([clean_rows, extra_rows]).astype(np.int64)
-    mix = Mix(mu, sigma, assets.contexts, image_idx, caption_idx, assets.empty,
-              float(assets.vae.config.scaling_factor))
-    return mix, [assets.captions[i] for i in caption_idx]
+    mix = Mix(mu, sigma, bank.contexts, image_idx, caption_idx, bank.empty, float(vae.config.scaling_factor))
+    return mix, [bank.captions[i] for i in caption_idx]
 
 
 def fresh_unet(assets: Assets, seed: int):
     """A UNet drawn with ``seed`` from the preset's config, or a copy of the base model's (``--pretrained``)."""
     from empirical.model import build_unet
 
-    if assets.base is not None:
-        return unet_from_base(assets.base)
-    h = assets.mu.shape[-1]
-    return build_unet(assets.preset.unet, sample_size=h, latent_channels=assets.mu.shape[1],
-                      cross_attention_dim=assets.text_encoder.dim, seed=seed)
+    inst, mu = assets.instruments, assets.latents.mu
+    if inst.base is not None:
+        return unet_from_base(inst.base)
+    return build_unet(assets.preset.unet, sample_size=mu.shape[-1], latent_channels=mu.shape[1],
+                      cross_attention_dim=inst.text_encoder.dim, seed=seed)
 
 
 def pretrained_state(assets: Assets, seed: int, cache_dir: Path | None, *, progress: bool = False) -> dict:
@@ -209,7 +244,7 @@ def pretrained_state(assets: Assets, seed: int, cache_dir: Path | None, *, progr
     same = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "checkpoint_every")}
     key = hashlib.sha256(json.dumps({"data": assets.data_key, "vae": asdict(assets.preset.vae),
                                      "unet": asdict(assets.preset.unet), "train": same,
-                                     "text": str(assets.text_encoder.path)}, sort_keys=True).encode()
+                                     "text": str(assets.instruments.text_encoder.path)}, sort_keys=True).encode()
                          ).hexdigest()[:16]
     folder = (Path(cache_dir) if cache_dir is not None else Path(".")) / f"pretrain-{key}"
     final = folder / f"ema-{cfg.steps}.safetensors"

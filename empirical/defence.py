@@ -23,11 +23,11 @@ def detect_in_mix(assets, plan, poison_type: str, c_p: int, p: int, seed: int, c
     from empirical.evaluate import pair_attribution_of_mix
     from empirical.poison_kinds import PoisonRequest, extra_pairs
 
-    req = PoisonRequest(plan, c_p, p, assets.data.images, assets.data.labels, seed, assets.vae,
+    req = PoisonRequest(plan, c_p, p, assets.data.images, assets.data.labels, seed, assets.instruments.vae,
                         assets.preset.nightshade, cache)
     _, batch = extra_pairs("poisoned", poison_type, req)
     mix, texts = build_mix(assets, batch.image_idx, batch.concepts)
-    att = pair_attribution_of_mix(assets.judge, batch.pixels(assets.data.images)[mix.image_idx], texts)
+    att = pair_attribution_of_mix(assets.instruments.judge, batch.pixels(assets.data.images)[mix.image_idx], texts)
     d = rank_quality(att.contribution, np.r_[np.zeros(len(assets.data), bool), batch.is_poison])
     row = {"seed": seed, "poison_type": poison_type, "c_p": c_p, "poison_per_concept": p, "n_pairs": d.n_pairs,
            "n_poison": d.n_poison, "ad": att.result.ad, **d.summary(), **batch.report}

@@ -96,7 +96,7 @@ def load_embedder(judge: Path | None, preset_name: str, cache: Path, device: str
     preset = get_preset(preset_name)
     log(f"using the judge of preset {preset.name!r} from {cache} (trained there first if absent)")
     assets = prepare_assets(preset, cache, log=log)
-    return JudgeEmbedder(assets.judge, preset.render.size, f"judge:{preset.name}:{assets.data_key}")
+    return JudgeEmbedder(assets.instruments.judge, preset.render.size, f"judge:{preset.name}:{assets.data_key}")
 
 
 def _fingerprint(folder: Path, model: str, fmt: FolderFormat = FolderFormat()) -> str:
@@ -191,7 +191,7 @@ def embed_builtin(preset_name: str, cache: Path, out: Path, judge: Path | None =
     preset = get_preset(preset_name)
     assets = prepare_assets(preset, cache, log=log)
     embedder = load_embedder(judge, preset_name, cache, device, log=log) if judge is not None else \
-        JudgeEmbedder(assets.judge, preset.render.size, f"judge:{preset.name}:{assets.data_key}")
+        JudgeEmbedder(assets.instruments.judge, preset.render.size, f"judge:{preset.name}:{assets.data_key}")
     data = assets.data
     text, image = [], []
     for i in range(0, len(data.captions), batch_size):

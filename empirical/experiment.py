@@ -16,15 +16,19 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from empirical.layout import ATTENTION_COLUMNS, COLUMNS, KINDS, PER_CONCEPT_COLUMNS, POINT_KEY, TRACK_COLUMNS, cell, \
     fill_old_row, setting_difference, setting_of, short
+from empirical.poison_kinds import recorded_poison_type
 from empirical.presets import Preset
 from empirical.processes import is_main_process, main_process_first, process_count, wait_for_everyone
 from implosion_base.records import ResultsTable, claim_run_folder, write_manifest
 from implosion_base.files import atomic_write_text, ensure_writable_dir, hold_output
 from implosion_base.provenance import command_line, git_commit, package_versions, utc_now
+
+if TYPE_CHECKING:
+    from empirical.point import PointResult
 
 #: Packages whose versions every manifest records.
 VERSIONED: tuple[str, ...] = ("numpy", "torch", "diffusers", "transformers", "accelerate", "pillow", "emoji",
@@ -74,7 +78,7 @@ class Experiment:
 
     def key(self, seed: int, c_p: int, kind: str) -> tuple[str, ...]:
         """The point's :data:`POINT_KEY` values as results.csv holds them."""
-        ptype = "none" if kind == "control" or c_p == 0 else self.poison_type
+        ptype = recorded_poison_type(kind, self.poison_type, c_p)
         return (str(seed), self.scenario, str(c_p), kind, ptype, str(self.p), self.targets, str(self.steps()))
 
 
@@ -90,10 +94,12 @@ class Tables:
     def done(self) -> set[tuple[str, ...]]:
         return {tuple(r[k] for k in POINT_KEY) for r in self.results.rows}
 
-    def append(self, row: dict) -> None:
-        """A finished point's rows; results.csv last, since a row there marks the point done."""
-        self.attention.append([{k: cell({**row, **a}[k]) for k in ATTENTION_COLUMNS} for a in row["attention"]])
-        self.concepts.append([{k: cell({**row, **c}[k]) for k in PER_CONCEPT_COLUMNS} for c in row["concepts"]])
+    def append(self, point: PointResult) -> None:
+        """A finished point's rows, each table written once; results.csv last, since a row there marks the point
+        done."""
+        row = point.row
+        self.attention.append([{k: cell({**row, **a}[k]) for k in ATTENTION_COLUMNS} for a in point.attention])
+        self.concepts.append([{k: cell({**row, **c}[k]) for k in PER_CONCEPT_COLUMNS} for c in point.concepts])
         self.results.append([{k: cell(row[k]) for k in COLUMNS}])
 
 
@@ -163,7 +169,7 @@ def _run_points(exp: Experiment, *, log: Callable[[str], None], progress: bool) 
     """:func:`run_experiment` in the held folder."""
     from empirical.assets import prepare_assets
     from empirical.evaluate import concept_similarity
-    from empirical.point import run_point
+    from empirical.point import ResolvedPoint, run_point
     from empirical.poisons import harness_plan
 
     main_proc = is_main_process()
@@ -195,14 +201,15 @@ def _run_points(exp: Experiment, *, log: Callable[[str], None], progress: bool) 
             skipped += 1
             continue
         log(f"[{i + 1}/{len(todo)}] {exp.scenario} seed {s} C_P {c_p} {kind}")
-        row = run_point(assets, plans[s], scenario=exp.scenario, seed=s, c_p=c_p, kind=kind, p=exp.p, out=out,
-                        cache_dir=cache, base_seed=exp.base_seed, poison_type=exp.poison_type,
-                        progress=progress and main_proc, keep_model=exp.keep_models, track=tables.track,
-                        benign=exp.benign)
-        if row is not None:  # None: not process 0 under DDP
-            tables.append(row)
-            log("    " + "  ".join(f"{k} {short(row[k])}" for k in ("ad", "unpoisoned_acc", "unpoisoned_prob",
-                                                                      "attack_success", "fd_unpoisoned")))
+        point = ResolvedPoint.of(plans[s], scenario=exp.scenario, seed=s, c_p=c_p, kind=kind,
+                                 poison_type=exp.poison_type, p=exp.p)
+        result = run_point(assets, point, out=out, cache_dir=cache, base_seed=exp.base_seed,
+                           progress=progress and main_proc, keep_model=exp.keep_models, track=tables.track,
+                           benign=exp.benign)
+        if result is not None:  # None: not process 0 under DDP
+            tables.append(result)
+            log("    " + "  ".join(f"{k} {short(result.row[k])}" for k in ("ad", "unpoisoned_acc", "unpoisoned_prob",
+                                                                             "attack_success", "fd_unpoisoned")))
     wait_for_everyone()
     if not main_proc:
         return []

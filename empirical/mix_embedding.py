@@ -70,8 +70,8 @@ def embed_mix(args, cache: Path, log=print) -> dict[str, np.ndarray]:
                                          c_p=args.poisoned_concepts, p=args.poison_per_concept, seed=args.seed,
                                          cache_dir=cache)
     pixels = batch.pixels(assets.data.images)[mix.image_idx]
-    text = np.concatenate([assets.judge.embed_texts(texts[i:i + 2048]) for i in range(0, len(texts), 2048)])
-    image = np.concatenate([assets.judge.embed_images(pixels[i:i + 2048]) for i in range(0, len(pixels), 2048)])
+    text = np.concatenate([assets.instruments.judge.embed_texts(texts[i:i + 2048]) for i in range(0, len(texts), 2048)])
+    image = np.concatenate([assets.instruments.judge.embed_images(pixels[i:i + 2048]) for i in range(0, len(pixels), 2048)])
     concept = np.r_[assets.data.labels, batch.concepts].astype(np.int64)
     arrays = {"text": text.astype(np.float32), "image": image.astype(np.float32), "concept": concept,
               "caption": np.asarray(texts, dtype=str),

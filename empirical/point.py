@@ -1,13 +1,17 @@
 """One experiment point: train the scenario on its mix (clean pairs plus poisons or control pairs), generate
 every concept's images at fixed seeds, measure them, and write the point's files (grid, attention maps, per-concept
-readings, loss curve). :mod:`empirical.experiment` loops over the points."""
+readings, loss curve). :mod:`empirical.experiment` loops over the points.
+
+A point is resolved once (:class:`ResolvedPoint`: its poisoned concepts, their targets, its file tag and table key,
+from the seed's plan) and handed on; its result is a typed record (:class:`PointResult`: the results row, the
+attention rows, the per-concept rows), each table written once from it."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,7 @@ from empirical.assets import Assets, build_mix, pretrained_state, same_training
 from empirical.data import PAPER_CONCEPTS, caption
 from empirical.evaluate import generated_measures, mix_alignment_difficulty, per_concept_table, prompts_and_seeds
 from empirical.layout import TRACK_COLUMNS, cell, point_tag
-from empirical.poison_kinds import ExtraPairs, PoisonRequest, extra_pairs
+from empirical.poison_kinds import ExtraPairs, PoisonRequest, extra_pairs, recorded_poison_type
 from theory.poisoning import PoisonPlan
 from empirical.processes import is_main_process, main_process_first
 from empirical.scenarios import SCENARIOS, Start, base_model
@@ -25,6 +29,53 @@ from empirical.lora import merged, save_lora_adapter
 from empirical.train import Mix, train_unet, with_weights
 from implosion_base.records import ResultsTable
 from implosion_base.files import atomic_write_text, save_npz_atomically
+
+
+@dataclass(frozen=True)
+class ResolvedPoint:
+    """One (seed, C_P, kind) point of a scenario, resolved once from its seed's plan: the poison type it records
+    (:func:`empirical.poison_kinds.recorded_poison_type`), the poisoned concepts and their targets (a control's
+    "poisoned" concepts are the ones that get its extra, correctly labelled pairs)."""
+
+    plan: PoisonPlan
+    scenario: str
+    seed: int
+    c_p: int
+    kind: str
+    poison_type: str  # the type asked for; ``recorded`` is what the tables say
+    p: int
+    poisoned: tuple[int, ...]
+    targets: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of(cls, plan: PoisonPlan, *, scenario: str, seed: int, c_p: int, kind: str, poison_type: str,
+           p: int) -> "ResolvedPoint":
+        return cls(plan, scenario, seed, c_p, kind, poison_type, p, tuple(plan.poisoned(c_p)), tuple(plan.pairs(c_p)))
+
+    @property
+    def recorded(self) -> str:
+        return recorded_poison_type(self.kind, self.poison_type, self.c_p)
+
+    @property
+    def tag(self) -> str:
+        """The file stem of its grids, tables and checkpoints (:func:`empirical.layout.point_tag`)."""
+        return point_tag(self.scenario, self.seed, self.c_p, self.kind, self.recorded, self.plan.rule)
+
+    @property
+    def key(self) -> dict[str, Any]:
+        """Its identifying columns in every table."""
+        return {"seed": self.seed, "scenario": self.scenario, "c_p": self.c_p, "kind": self.kind,
+                "poison_type": self.recorded, "poison_per_concept": self.p, "targets": self.plan.rule}
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """A finished point as its tables hold it: the results row (measures, key, sizes, timings), one attention row
+    per group (unpoisoned, poisoned) and one row per concept."""
+
+    row: dict[str, Any]
+    attention: list[dict[str, Any]]
+    concepts: list[dict[str, Any]]
 
 
 def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_dir: Path, cache_dir: Path | None,
@@ -37,7 +88,7 @@ def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_d
         unet.load_state_dict(pretrained_state(assets, seed, cache_dir, progress=progress))
         return unet.eval(), cfg.steps
     unet, ema = train_unet(unet, mix, cfg, checkpoint_dir=checkpoint_dir, progress=progress,
-                           device=assets.preset.device, scheduler_config=assets.scheduler_config,
+                           device=assets.preset.device, scheduler_config=assets.instruments.scheduler_config,
                            on_checkpoint=on_checkpoint, on_step=on_step)
     return with_weights(unet, ema), cfg.steps
 
@@ -53,9 +104,8 @@ def attention_tracker(assets: Assets, table: ResultsTable, poisoned: list[int], 
     the judge's reading of ``per_concept`` images of each grid concept (the paper's eight where present) generated
     with the EMA weights so far: rows of ``TRACK_COLUMNS`` appended to ``table`` (``--track-attention``)."""
     from empirical.attention import generate_with_attention
-    from empirical.model import assemble_pipeline
 
-    names = assets.data.names
+    names, inst = assets.data.names, assets.instruments
     shown = grid_concepts(names)
     ev = assets.preset.evaluation
     prompts = [caption(c, 0) for c in shown for _ in range(per_concept)]
@@ -64,10 +114,9 @@ def attention_tracker(assets: Assets, table: ResultsTable, poisoned: list[int], 
     truth = np.array([names.index(c) for c in phrases])
 
     def record(step: int, unet, ema: dict) -> None:
-        pipe = assemble_pipeline(assets.vae, with_weights(unet, {k: v.detach().cpu() for k, v in ema.items()}),
-                                 assets.text_encoder, assets.scheduler_config)
+        pipe = inst.pipeline(with_weights(unet, {k: v.detach().cpu() for k, v in ema.items()}))
         att = generate_with_attention(pipe, prompts, seeds, phrases, steps=ev.steps, guidance=ev.guidance)
-        prob = assets.judge.probabilities(att.images)
+        prob = inst.judge.probabilities(att.images)
         rows = []
         for i, concept in enumerate(phrases):
             rows.append({**key, "step": step, "concept": concept, "poisoned": int(names.index(concept) in poisoned),
@@ -125,7 +174,7 @@ def point_mix(assets: Assets, plan: PoisonPlan, *, kind: str, poison_type: str, 
     """The training mix of one point: the clean set (its first ``benign`` pairs per concept when given) plus the
     extra pairs of its kind (:mod:`empirical.poison_kinds`). Returns (recorded poison type, extra pairs, mix,
     caption texts)."""
-    req = PoisonRequest(plan, c_p, p, assets.data.images, assets.data.labels, seed, assets.vae,
+    req = PoisonRequest(plan, c_p, p, assets.data.images, assets.data.labels, seed, assets.instruments.vae,
                         assets.preset.nightshade, cache_dir, progress)
     with main_process_first():  # process 0 makes and caches pixel poisons, the others load them
         ptype, batch = extra_pairs(kind, poison_type, req)
@@ -133,28 +182,24 @@ def point_mix(assets: Assets, plan: PoisonPlan, *, kind: str, poison_type: str, 
     return ptype, batch, mix, texts
 
 
-def measure_point(assets: Assets, unet, plan: PoisonPlan, c_p: int, batch: ExtraPairs, mix: Mix,
+def measure_point(assets: Assets, unet, point: ResolvedPoint, batch: ExtraPairs, mix: Mix,
                   texts: list[str]) -> tuple[dict, Any, np.ndarray]:
     """Generate every concept's evaluation images with ``unet`` and measure them (:mod:`empirical.evaluate`), and
-    the AD of the mix with the judge. Returns (row, attention record, concept of each generated image). A control
-    is measured on the same split: its "poisoned" concepts are the ones that got the extra (correctly labelled)
-    pairs, and its attack success is the chance rate of reading them as the would-be target."""
+    the AD of the mix with the judge. Returns (measures, attention record, concept of each generated image). A
+    control is measured on the same split: its "poisoned" concepts are the ones that got the extra (correctly
+    labelled) pairs, and its attack success is the chance rate of reading them as the would-be target."""
     from empirical.attention import generate_with_attention
-    from empirical.model import assemble_pipeline
 
-    pipe = assemble_pipeline(assets.vae, unet, assets.text_encoder, assets.scheduler_config)
-    names, ev = assets.data.names, assets.preset.evaluation
+    inst, names, ev = assets.instruments, assets.data.names, assets.preset.evaluation
     prompts, seeds, gen_labels = prompts_and_seeds(names, ev)
-    att = generate_with_attention(pipe, prompts, seeds, [names[c] for c in gen_labels], steps=ev.steps,
-                                  guidance=ev.guidance)
-    poisoned = plan.poisoned(c_p)
-    row = generated_measures(assets.judge, att.images, gen_labels, prompts, poisoned, dict(plan.pairs(c_p)),
-                             assets.clean_features)
+    att = generate_with_attention(inst.pipeline(unet), prompts, seeds, [names[c] for c in gen_labels],
+                                  steps=ev.steps, guidance=ev.guidance)
     is_poison = np.r_[np.zeros(len(mix) - len(batch), bool), batch.is_poison]  # the mix ends with the extra pairs
     pixels = batch.pixels(assets.data.images)
-    row.update(mix_alignment_difficulty(assets.judge, pixels[mix.image_idx], texts, is_poison))
-    row.update(batch.report)
-    return row, att, gen_labels
+    measures = {**generated_measures(inst.judge, att.images, gen_labels, prompts, list(point.poisoned),
+                                     dict(point.targets), assets.clean_features),
+                **mix_alignment_difficulty(inst.judge, pixels[mix.image_idx], texts, is_poison), **batch.report}
+    return measures, att, gen_labels
 
 
 def write_point_files(out: Path, tag: str, assets: Assets, att, gen_labels: np.ndarray, row: dict,
@@ -173,7 +218,7 @@ def write_point_files(out: Path, tag: str, assets: Assets, att, gen_labels: np.n
     grid_image(images[sel], shown, k).save(out / "grids" / f"{tag}.png")
     grid_image(np.stack([overlay(images[i], m) for i, m in zip(sel, maps)]), shown, k
                ).save(out / "grids" / f"{tag}-attention.png")
-    table = per_concept_table(assets.judge, images, gen_labels, names)
+    table = per_concept_table(assets.instruments.judge, images, gen_labels, names)
     for r in table:
         m = gen_labels == names.index(r["concept"])
         r.update({f"attn_{key}": float(np.nanmean(v[m])) for key, v in att.statistics.items()})
@@ -185,43 +230,39 @@ def write_point_files(out: Path, tag: str, assets: Assets, att, gen_labels: np.n
     return table
 
 
-def run_point(assets: Assets, plan: PoisonPlan, *, scenario: str, seed: int, c_p: int, kind: str, p: int,
-              out: Path, cache_dir: Path | None, base_seed: int = 0, poison_type: str = "dirty",
+def run_point(assets: Assets, point: ResolvedPoint, *, out: Path, cache_dir: Path | None, base_seed: int = 0,
               progress: bool = False, keep_model: bool = False, track: ResultsTable | None = None,
-              benign: int | None = None) -> dict | None:
-    """Train and measure one (seed, C_P, kind) point; writes its files; returns its row (None on processes > 0).
-    ``poison_type`` (a key of :data:`POISON_KINDS`) applies to ``kind == "poisoned"``; controls are the same for
-    every type. ``benign``: clean pairs per concept in the mix (all when None); the clean pretraining of
-    continuous and LoRA always uses every pair (it is the shared base model)."""
-    poison_type, batch, mix, texts = point_mix(assets, plan, kind=kind, poison_type=poison_type, c_p=c_p, p=p,
-                                               seed=seed, cache_dir=cache_dir, progress=progress, benign=benign)
-    tag = point_tag(scenario, seed, c_p, kind, poison_type, plan.rule)
-    ckpt = out / "checkpoints" / tag
-    key = {"seed": seed, "scenario": scenario, "c_p": c_p, "kind": kind, "poison_type": poison_type,
-           "poison_per_concept": p, "targets": plan.rule}
-    tracker = attention_tracker(assets, track, plan.poisoned(c_p), key) if track is not None else None
+              benign: int | None = None) -> PointResult | None:
+    """Train and measure one point; writes its files; returns its :class:`PointResult` (None on processes > 0).
+    Its poison type applies to poisoned points; controls are the same for every type. ``benign``: clean pairs
+    per concept in the mix (all when None); the clean pretraining of continuous and LoRA always uses every pair
+    (it is the shared base model)."""
+    _, batch, mix, texts = point_mix(assets, point.plan, kind=point.kind, poison_type=point.poison_type,
+                                     c_p=point.c_p, p=point.p, seed=point.seed, cache_dir=cache_dir,
+                                     progress=progress, benign=benign)
+    ckpt = out / "checkpoints" / point.tag
+    tracker = attention_tracker(assets, track, list(point.poisoned), point.key) if track is not None else None
     t0 = time.perf_counter()
-    losses = LossLog(out / "points" / f"{tag}-loss.csv") if is_main_process() else None
-    unet, steps = train_point(assets, scenario, seed, mix, ckpt, cache_dir, base_seed=base_seed, progress=progress,
-                              on_checkpoint=tracker, on_step=losses)
+    losses = LossLog(out / "points" / f"{point.tag}-loss.csv") if is_main_process() else None
+    unet, steps = train_point(assets, point.scenario, point.seed, mix, ckpt, cache_dir, base_seed=base_seed,
+                              progress=progress, on_checkpoint=tracker, on_step=losses)
     if losses is not None:
         losses.write()
     train_s = time.perf_counter() - t0
     if not is_main_process():  # under DDP the other processes only train; process 0 evaluates and writes
         return None
     t0 = time.perf_counter()
-    row, att, gen_labels = measure_point(assets, unet, plan, c_p, batch, mix, texts)
-    eval_s = time.perf_counter() - t0
-    names, poisoned = assets.data.names, plan.poisoned(c_p)
-    row.update({**key, "steps": steps, "n_concepts": len(names), "n_unpoisoned": len(names) - len(poisoned),
-                "n_pairs": len(mix), "train_s": round(train_s, 2), "eval_s": round(eval_s, 2)})
-    table = write_point_files(out, tag, assets, att, gen_labels, row, poisoned)
-    row["attention"] = attention_rows(att.statistics, gen_labels, poisoned)
-    row["concepts"] = [{**r, "poisoned": int(names.index(r["concept"]) in poisoned)} for r in table]
+    measures, att, gen_labels = measure_point(assets, unet, point, batch, mix, texts)
+    names, poisoned = assets.data.names, list(point.poisoned)
+    row = {**measures, **point.key, "steps": steps, "n_concepts": len(names),
+           "n_unpoisoned": len(names) - len(poisoned), "n_pairs": len(mix), "train_s": round(train_s, 2),
+           "eval_s": round(time.perf_counter() - t0, 2)}
+    table = write_point_files(out, point.tag, assets, att, gen_labels, row, poisoned)
     if keep_model:
-        keep_model_files(assets, unet, scenario, base_seed, out / "models", tag, cache_dir)
+        keep_model_files(assets, unet, point.scenario, base_seed, out / "models", point.tag, cache_dir)
     shutil.rmtree(ckpt, ignore_errors=True)
-    return row
+    return PointResult(row, attention_rows(att.statistics, gen_labels, poisoned),
+                       [{**r, "poisoned": int(names.index(r["concept"]) in poisoned)} for r in table])
 
 
 def keep_model_files(assets: Assets, unet, scenario: str, base_seed: int, models: Path, tag: str,
@@ -230,19 +271,19 @@ def keep_model_files(assets: Assets, unet, scenario: str, base_seed: int, models
     adapter (``models/<tag>/pytorch_lora_weights.safetensors``) and ``adapter.json`` naming its base model —
     the ``--pretrained`` folder, or our clean base saved once as ``models/base-b<base seed>``. Load with
     ``pipe = empirical.model.load_pipeline(base); pipe.load_lora_weights(models/<tag>)``."""
-    from empirical.model import assemble_pipeline, save_pipeline
+    from empirical.model import save_pipeline
 
+    inst = assets.instruments
     if scenario != "lora":
-        save_pipeline(assemble_pipeline(assets.vae, merged(unet), assets.text_encoder, assets.scheduler_config),
-                      models / tag)
+        save_pipeline(inst.pipeline(merged(unet)), models / tag)
         return
-    if assets.base is not None:
-        base = str(assets.base.path)
+    if inst.base is not None:
+        base = str(inst.base.path)
     else:
         folder = models / f"base-b{base_seed}"
         if not (folder / "model_index.json").is_file():
             clean = base_model(Start(assets, seed=0, base_seed=base_seed, cache_dir=cache_dir))
-            save_pipeline(assemble_pipeline(assets.vae, clean, assets.text_encoder, assets.scheduler_config), folder)
+            save_pipeline(inst.pipeline(clean), folder)
         base = folder.name
     save_lora_adapter(unet, models / tag)
     atomic_write_text(models / tag / "adapter.json", json.dumps({"base": base, "lora": asdict(assets.preset.lora)},

@@ -93,11 +93,18 @@ def control(req: PoisonRequest) -> ExtraPairs:
 POISON_KINDS: dict[str, Callable[[PoisonRequest], ExtraPairs]] = {"dirty": dirty_label, "nightshade": nightshade}
 
 
+def recorded_poison_type(kind: str, poison_type: str, c_p: int) -> str:
+    """The poison type a point of ``kind`` records: a control, and the clean point (C_P = 0), are the same for
+    every poison type and record ``none``."""
+    return "none" if kind == "control" or c_p == 0 else poison_type
+
+
 def extra_pairs(kind: str, poison_type: str, req: PoisonRequest) -> tuple[str, ExtraPairs]:
-    """The extra pairs of a point of ``kind`` (poisoned or control) and the poison type it records: a control,
-    and the clean point (C_P = 0), are the same for every poison type and record ``none``."""
+    """The extra pairs of a point of ``kind`` (poisoned or control) and the poison type it records
+    (:func:`recorded_poison_type`)."""
+    recorded = recorded_poison_type(kind, poison_type, req.c_p)
     if kind == "control":
-        return "none", control(req)
-    if req.c_p == 0:
-        return "none", dirty_label(req)  # no poisoned concept: no pairs
-    return poison_type, POISON_KINDS[poison_type](req)
+        return recorded, control(req)
+    if recorded == "none":
+        return recorded, dirty_label(req)  # no poisoned concept: no pairs
+    return recorded, POISON_KINDS[poison_type](req)

@@ -40,7 +40,7 @@ def base_model(start: Start):
     """The base model of continuous and LoRA: our clean pretraining of ``base_seed`` (cached), or the
     ``--pretrained`` folder's UNet as loaded."""
     unet = fresh_unet(start.assets, start.base_seed)
-    if start.assets.base is None:
+    if start.assets.instruments.base is None:
         unet.load_state_dict(pretrained_state(start.assets, start.base_seed, start.cache_dir, progress=start.progress))
     return unet
 

@@ -96,9 +96,9 @@ def test_embedded_mix_is_the_run_s_mix_with_its_truth(tmp_path: Path, kind):
     assert list(a["poisoned"]) == plan.poisoned(2) and str(a["poison_type"]) == kind
     assert a["is_poison"].sum() == 6 and not a["is_poison"][:n].any()
     assert list(a["concept"][n:]) == [c for c in plan.poisoned(2) for _ in range(3)]
-    assert np.allclose(a["image"][:n], assets.judge.embed_images(assets.data.images), atol=1e-5)
+    assert np.allclose(a["image"][:n], assets.instruments.judge.embed_images(assets.data.images), atol=1e-5)
     targets = dict(plan.pairs(2))
-    clean_by_concept = {c: assets.judge.embed_images(assets.data.images[assets.data.labels == c]) for c in targets.values()}
+    clean_by_concept = {c: assets.instruments.judge.embed_images(assets.data.images[assets.data.labels == c]) for c in targets.values()}
     for row, a_concept in zip(a["image"][n:], a["concept"][n:]):
         near = np.max(clean_by_concept[targets[int(a_concept)]] @ row)
         assert (near > 0.9999) == (kind == "dirty")

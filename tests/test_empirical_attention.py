@@ -14,7 +14,7 @@ pytest.importorskip("diffusers")
 from empirical.attention import (AttentionStore, CrossAttentionRecorder, attention_statistics,  # noqa: E402
                                  cross_attention_names,
                                  generate_with_attention, overlay, recording, token_positions, word_positions)
-from empirical.model import assemble_pipeline, generate  # noqa: E402
+from empirical.model import generate  # noqa: E402
 from empirical.presets import PRESETS  # noqa: E402
 from empirical.assets import fresh_unet, prepare_assets  # noqa: E402
 from implosion_base.errors import InputError  # noqa: E402
@@ -25,7 +25,7 @@ torch.set_num_threads(2)
 @pytest.fixture(scope="module")
 def pipe(tmp_path_factory):
     assets = prepare_assets(PRESETS["micro"], tmp_path_factory.mktemp("cache"))
-    return assemble_pipeline(assets.vae, fresh_unet(assets, seed=3), assets.text_encoder)
+    return assets.instruments.pipeline(fresh_unet(assets, seed=3))
 
 
 PROMPTS = ["a photo of a red apple", "a drawing of a fish", "a photo of a spiral shell"]

@@ -39,8 +39,8 @@ def test_damaged_cache_entries_are_rebuilt_the_same(tmp_path: Path):
     for f in damaged:
         assert (f.name if f.parent == cache else f.parent.name) in said, said
     assert np.array_equal(first.data.images, again.data.images)
-    assert torch.allclose(first.mu, again.mu, atol=1e-5)  # the rebuilt VAE encodes as before
-    assert np.allclose(first.judge.image_features(first.held.images), again.judge.image_features(again.held.images),
+    assert torch.allclose(first.latents.mu, again.latents.mu, atol=1e-5)  # the rebuilt VAE encodes as before
+    assert np.allclose(first.instruments.judge.image_features(first.held.images), again.instruments.judge.image_features(again.held.images),
                        atol=1e-5)
     for k in ema:
         assert torch.allclose(ema[k], ema2[k], atol=1e-5), k

@@ -29,7 +29,7 @@ torch.set_num_threads(2)
 def assets(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     a = prepare_assets(PRESETS["micro"], cache)
-    a.judge.save(cache / "judge-copy")
+    a.instruments.judge.save(cache / "judge-copy")
     return a, cache
 
 
@@ -65,8 +65,8 @@ def test_embeds_a_folder_and_its_ad_matches_a_direct_computation(folder, assets,
     assert list(caps) == [a.data.captions[i] for i in kept]
     assert np.allclose(np.linalg.norm(text, axis=1), 1, atol=1e-5)
     assert 4 not in line and 7 not in line  # the broken line and the unreadable image
-    direct = alignment_difficulty(a.judge.embed_texts([a.data.captions[i] for i in kept]),
-                                  a.judge.embed_images(a.data.images[kept]))
+    direct = alignment_difficulty(a.instruments.judge.embed_texts([a.data.captions[i] for i in kept]),
+                                  a.instruments.judge.embed_images(a.data.images[kept]))
     assert alignment_difficulty(text, image).ad == pytest.approx(direct.ad, abs=1e-5)
     proc = subprocess.run([sys.executable, "-m", "theory.ad", str(out), "--json"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
@@ -170,7 +170,7 @@ def test_builtin_embeds_the_presets_clean_pairs_with_concept_labels(assets, tmp_
         text, image, concept, captions = z["text"], z["image"], z["concept"], list(z["caption"])
     assert text.shape == image.shape and text.shape[0] == len(a.data.labels)
     assert np.array_equal(concept, a.data.labels) and captions == list(a.data.captions)
-    assert np.allclose(text, a.judge.embed_texts(list(a.data.captions)), atol=1e-5)
+    assert np.allclose(text, a.instruments.judge.embed_texts(list(a.data.captions)), atol=1e-5)
     from simulate.predict import load_geometry
 
     g = load_geometry(out, "concept")

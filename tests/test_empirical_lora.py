@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from empirical.model import assemble_pipeline, generate, load_pipeline  # noqa: E402
+from empirical.model import generate, load_pipeline  # noqa: E402
 from empirical.poisons import harness_plan, poison_pairs  # noqa: E402
 from empirical.presets import PRESETS  # noqa: E402
 from empirical.assets import build_mix, fresh_unet, prepare_assets, pretrained_state  # noqa: E402
@@ -48,12 +48,12 @@ def test_only_adapters_train_and_the_fused_model_saves_plainly(cache: Path, tmp_
         assert torch.equal(state[k2].float(), v.float()), k
     # the adapters moved away from their zero-B start
     assert any(state[k].abs().sum() > 0 for k in lora_keys if "lora_B" in k)
-    pipe = assemble_pipeline(assets.vae, unet, assets.text_encoder)
+    pipe = assets.instruments.pipeline(unet)
     a = generate(pipe, ["a photo of a bird"], [5], steps=2, guidance=2.0)
     plain = merged(unet)
     assert not any("lora_" in k for k in plain.state_dict())
     folder = tmp_path / "model"
-    assemble_pipeline(assets.vae, plain, assets.text_encoder).save_pretrained(folder, safe_serialization=True)
+    assets.instruments.pipeline(plain).save_pretrained(folder, safe_serialization=True)
     b = generate(load_pipeline(folder), ["a photo of a bird"], [5], steps=2, guidance=2.0)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
@@ -61,14 +61,14 @@ def test_only_adapters_train_and_the_fused_model_saves_plainly(cache: Path, tmp_
     clean = fresh_unet(assets, 0)
     clean.load_state_dict(base)
     base_dir = tmp_path / "base"
-    assemble_pipeline(assets.vae, clean, assets.text_encoder).save_pretrained(base_dir, safe_serialization=True)
+    assets.instruments.pipeline(clean).save_pretrained(base_dir, safe_serialization=True)
     weights = save_lora_adapter(unet, tmp_path / "adapter")
     assert weights.name == "pytorch_lora_weights.safetensors" and weights.stat().st_size < 0.5 * sum(
         f.stat().st_size for f in (folder / "unet").glob("*.safetensors"))
     loaded = load_pipeline(base_dir)
     g = torch.Generator().manual_seed(0)
     z, t = torch.randn(2, *mix.mu.shape[1:], generator=g), torch.tensor([10, 700])
-    ctx = assets.contexts[:2]
+    ctx = assets.bank.contexts[:2]
 
     def out(u):
         with torch.no_grad():

@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from empirical.model import assemble_pipeline, generate, load_pipeline, save_pipeline  # noqa: E402
+from empirical.model import generate, load_pipeline, save_pipeline  # noqa: E402
 from empirical.presets import PRESETS  # noqa: E402
 from empirical.assets import build_mix, fresh_unet, prepare_assets  # noqa: E402
 from empirical.train import TrainConfig, train_unet  # noqa: E402
@@ -32,17 +32,17 @@ def test_judge_beats_chance_on_held_out_clean_renders(tmp_path_factory):
     a = prepare_assets(preset, tmp_path_factory.mktemp("judge"))
     chance = 1 / len(a.data.names)
     assert a.quality["judge_heldout_acc"] >= chance + 0.25
-    p = a.judge.probabilities(a.held.images)
+    p = a.instruments.judge.probabilities(a.held.images)
     assert np.allclose(p.sum(1), 1) and p.shape == (len(a.held), len(a.data.names))
     # matched caption scores above mismatched ones on average
     texts = a.held.captions
     wrong = [texts[(i + 2) % len(texts)] for i in range(len(texts))]
-    assert a.judge.score(a.held.images, texts).mean() > a.judge.score(a.held.images, wrong).mean()
+    assert a.instruments.judge.score(a.held.images, texts).mean() > a.instruments.judge.score(a.held.images, wrong).mean()
 
 
 def test_pipeline_saves_reloads_and_generates_the_same_images(assets, tmp_path: Path):
     unet = fresh_unet(assets, seed=0)
-    pipe = assemble_pipeline(assets.vae, unet, assets.text_encoder)
+    pipe = assets.instruments.pipeline(unet)
     prompts, seeds = ["a photo of a bird", "a photo of a fish"], [1, 2]
     a = generate(pipe, prompts, seeds, steps=2, guidance=2.0)
     assert a.shape == (2, 16, 16, 3) and a.dtype == np.uint8
@@ -59,7 +59,7 @@ def test_pipeline_saves_reloads_and_generates_the_same_images(assets, tmp_path: 
 def test_load_pipeline_refuses_bad_folders(tmp_path: Path, assets):
     with pytest.raises(InputError, match="model_index.json"):
         load_pipeline(tmp_path)
-    pipe = assemble_pipeline(assets.vae, fresh_unet(assets, seed=0), assets.text_encoder)
+    pipe = assets.instruments.pipeline(fresh_unet(assets, seed=0))
     save_pipeline(pipe, tmp_path / "p")
     for f in (tmp_path / "p" / "unet").glob("*.safetensors"):
         f.rename(f.with_name("diffusion_pytorch_model.bin"))

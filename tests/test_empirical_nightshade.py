@@ -49,21 +49,21 @@ def test_pgd_moves_latents_toward_the_target_inside_the_box(assets):
     imgs, labels = assets.data.images, assets.data.labels
     src, tgt = imgs[labels == 0][:4], imgs[labels == 1][:4]
     cfg = NightshadeConfig(epsilon=0.05, steps=15)
-    out, rep = nightshade_perturb(assets.vae, src, tgt, cfg, seed=1)
+    out, rep = nightshade_perturb(assets.instruments.vae, src, tgt, cfg, seed=1)
     assert out.dtype == np.uint8 and out.shape == src.shape
     linf, _, _ = perturbation_size(src, out)
     assert linf.max() <= 0.05 + 1 / 510 + 1e-9 and np.array_equal(linf, rep.linf)
     assert np.all(rep.latent_after < rep.latent_before)
     # the reported distance is the real one: re-encode the uint8 poisons
     with torch.no_grad():
-        enc = lambda x: assets.vae.encode(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 127.5 - 1
+        enc = lambda x: assets.instruments.vae.encode(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 127.5 - 1
                                           ).latent_dist.mean
         dist = (enc(out) - enc(tgt)).flatten(1).norm(dim=1).numpy()
     assert np.allclose(dist, rep.latent_after, rtol=1e-4, atol=1e-5)
     # deterministic for a seed; a bigger budget gets at least as close on average
-    again, _ = nightshade_perturb(assets.vae, src, tgt, cfg, seed=1)
+    again, _ = nightshade_perturb(assets.instruments.vae, src, tgt, cfg, seed=1)
     assert np.array_equal(out, again)
-    _, wide = nightshade_perturb(assets.vae, src, tgt, NightshadeConfig(epsilon=0.3, steps=15), seed=1)
+    _, wide = nightshade_perturb(assets.instruments.vae, src, tgt, NightshadeConfig(epsilon=0.3, steps=15), seed=1)
     assert wide.latent_after.mean() < rep.latent_after.mean()
 
 
@@ -71,17 +71,17 @@ def test_pairs_are_captioned_as_the_poisoned_concept_and_cached(assets, tmp_path
     plan = harness_plan(assets.data.names, "poisoned", seed=0)
     labels = assets.data.labels
     cfg = NightshadeConfig(steps=3)
-    img, concepts, src, rep = nightshade_pairs(plan, 2, 3, assets.data.images, labels, assets.vae, cfg, seed=0,
+    img, concepts, src, rep = nightshade_pairs(plan, 2, 3, assets.data.images, labels, assets.instruments.vae, cfg, seed=0,
                                                cache_dir=tmp_path)
     assert img.shape[0] == len(concepts) == len(src) == len(rep.linf) == 6
     _, dirty_concepts = poison_pairs(plan, 2, 3, labels, seed=0)
     assert np.array_equal(concepts, dirty_concepts)            # same captions as dirty-label
     assert np.array_equal(labels[src], concepts)               # sources are images of the captioned concept
     assert len(list(tmp_path.glob("nightshade-*/*.npz"))) == 2
-    again = nightshade_pairs(plan, 2, 3, assets.data.images, labels, assets.vae, cfg, seed=0, cache_dir=tmp_path)
+    again = nightshade_pairs(plan, 2, 3, assets.data.images, labels, assets.instruments.vae, cfg, seed=0, cache_dir=tmp_path)
     assert np.array_equal(again[0], img) and np.array_equal(again[3].latent_after, rep.latent_after)
     # a larger C_P reuses the first concepts' poisons (nested) and adds one file
-    bigger = nightshade_pairs(plan, 3, 3, assets.data.images, labels, assets.vae, cfg, seed=0, cache_dir=tmp_path)
+    bigger = nightshade_pairs(plan, 3, 3, assets.data.images, labels, assets.instruments.vae, cfg, seed=0, cache_dir=tmp_path)
     assert np.array_equal(bigger[0][:6], img) and len(list(tmp_path.glob("nightshade-*/*.npz"))) == 3
 
 
