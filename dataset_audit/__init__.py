@@ -8,7 +8,7 @@ for one release. Modules, one idea each: :mod:`~dataset_audit.config`, :mod:`~da
 :mod:`~dataset_audit.passes` and :mod:`~dataset_audit.execution` (the pass over data larger than memory, and where it
 runs), :mod:`~dataset_audit.flags`, :mod:`~dataset_audit.concept_view`, :mod:`~dataset_audit.estimates`,
 :mod:`~dataset_audit.margin`, :mod:`~dataset_audit.validation`, :mod:`~dataset_audit.report`,
-:mod:`~dataset_audit.cli`.
+:mod:`~dataset_audit.command`.
 
 **Input.** One or many embedding shards (:func:`implosion_base.shards.open_shards`): ``.npz`` / ``.safetensors``
 with ``text`` and ``image`` (and, in ``.npz``, ``file_name`` / ``caption`` per pair), or LAION-style
@@ -57,7 +57,7 @@ p_mismatched, flagged, concept),
 ``DIR/concepts.csv``, ``DIR/report.json``, ``DIR/report.md`` and ``DIR/scores.png``.
 """
 
-from dataset_audit.cli import cli, main  # the console script's target (``implosion-audit``)
+from dataset_audit.command import cli, main  # the console script's target (``implosion-audit``)
 from implosion_base.lazy import lazy_exports
 
 _EXPORTS = {

@@ -10,6 +10,27 @@ Modules, one idea each: :mod:`empirical.data` (emoji concepts rendered from pack
 (measures of a point, AD of the training mix via theory.ad), :mod:`empirical.assets` (what every point shares),
 :mod:`empirical.point` (one point: mix, train, measure, write), :mod:`empirical.experiment` (the points of one
 output folder), :mod:`empirical.layout` (that folder's files and setting), :mod:`empirical.request` and
-:mod:`empirical.run` (the ``python -m empirical.run`` command line). Depends on :mod:`theory` only; needs the
-``empirical`` extra.
+:mod:`empirical.run` (the ``python -m empirical.run`` command line). Depends on :mod:`theory` and
+:mod:`implosion_base` only; needs the ``empirical`` extra. Public names load on first use (importing ``empirical``
+loads neither torch nor diffusers).
 """
+
+from implosion_base.lazy import lazy_exports
+
+_EXPORTS = {
+    "Assets": "empirical.assets",
+    "Instruments": "empirical.assets",
+    "prepare_assets": "empirical.assets",
+    "Experiment": "empirical.experiment",
+    "run_experiment": "empirical.experiment",
+    "load_pipeline": "empirical.model",
+    "POISON_KINDS": "empirical.poison_kinds",
+    "harness_plan": "empirical.poisons",
+    "NightshadeConfig": "empirical.poisons",
+    "PRESETS": "empirical.presets",
+    "get_preset": "empirical.presets",
+    "load_results": "empirical.report",
+    "SCENARIOS": "empirical.scenarios",
+}
+
+__all__, __getattr__, __dir__ = lazy_exports("empirical", _EXPORTS)

@@ -7,3 +7,9 @@ what runs when they are missing), :mod:`~paper_figures.registry` (the list), one
 :mod:`~paper_figures.empirical_figures`, :mod:`~paper_figures.tables`), :mod:`implosion_base.plotting` (one look, shared with the commands' own plots) and
 :mod:`~paper_figures.index` (figures.md). Depends on theory, simulate and empirical; nothing depends on it.
 """
+
+from implosion_base.lazy import lazy_exports
+
+_EXPORTS = {"ITEMS": "paper_figures.registry", "resolve": "paper_figures.registry", "Sources": "paper_figures.sources"}
+
+__all__, __getattr__, __dir__ = lazy_exports("paper_figures", _EXPORTS)

@@ -99,7 +99,8 @@ def test_every_command_says_its_version(script, target):
     assert proc.stdout.split()[-1] == metadata.version("implosion-toolkit")
 
 
-@pytest.mark.parametrize("package", ["theory", "simulate"])
+@pytest.mark.parametrize("package", ["implosion_base", "theory", "simulate", "empirical", "dataset_audit",
+                                     "paper_figures"])
 def test_public_submodules_are_attributes_of_their_package(package):
     code = (f"import {package}, pkgutil\n"
             f"names = [m.name for m in pkgutil.iter_modules({package}.__path__) if not m.name.startswith('_')]\n"

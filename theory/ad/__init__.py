@@ -38,7 +38,7 @@ Entry points (POT-style functional API; one module each, re-exported here):
   :math:`c_i = \alpha(1-s_i)/n + (1-\alpha) r_i/n^2` with :math:`\sum_i c_i = AD`; high :math:`c_i` flags pairs
   that disagree with the rest (a poison detector to evaluate).
 - :mod:`~theory.ad.streamed` – the same over a row store larger than memory (the dataset audit's passes).
-- ``python -m theory.ad FILE`` – the command line (:mod:`~theory.ad.cli`).
+- ``python -m theory.ad FILE`` – the command line (:mod:`~theory.ad.command`).
 
 The kernel and the pieces of the definition are :mod:`~theory.ad.kernel`.
 """
@@ -50,7 +50,7 @@ from theory.ad.streamed import (PairTerms, RowSource, StructureBlock, StructureS
                                 pair_attribution_streamed, pair_terms_streamed, partner_group, structure_block,
                                 structure_blocks, structure_sampled)
 from theory.ad.incremental import IncrementalAD
-from theory.ad.cli import cli, main, score_rows
+from theory.ad.command import cli, main, score_rows
 
 __all__ = [
     "ADResult",
