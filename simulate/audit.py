@@ -2,7 +2,7 @@
 of its own, ``python -m dataset_audit`` (same options, same outputs).
 
 This module forwards the command (it runs ``dataset_audit`` as ``__main__``, after a one-line note on stderr); it
-imports none of the audit's code, so ``simulate`` stays below the audit in the layers (docs/design.md §2).
+imports none of the audit's code, so ``simulate`` stays below the audit in the layers (docs/design.md §1).
 """
 
 #: The command this old address forwards to.
