@@ -54,7 +54,10 @@ def _parser() -> ArgumentParser:
     p.add_argument("--exact-max", type=int, default=d.exact_max, help=f"exact AD up to this many pairs (default "
                                                                        f"{d.exact_max:,})")
     p.add_argument("--partners", type=int, default=d.partners, help="random partners per pair beyond --exact-max: each pair's structure term and D_stru")
-    p.add_argument("--flag-z", type=float, default=d.flag_z, help="modified z-score cut (default 3.5)")
+    p.add_argument("--flag-z", type=float, default=d.flag_z,
+                   help="when the mixture of pair cosines finds no second population, a pair is flagged when the "
+                        "modified z-score of its cosine is below -Z (default 3.5); the report says which rule "
+                        "flagged")
     p.add_argument("--memory", type=float, default=d.memory_gib, metavar="GIB", help="memory budget (default 2)")
     p.add_argument("--concepts-file", type=Path, default=None, help="concept names matched in the captions "
                                                                     "(default: k-means of the text embeddings)")

@@ -21,7 +21,7 @@ class AuditConfig:
     laion_scale: bool = True
     exact_max: int = 20_000
     partners: int = 64
-    flag_z: float = 3.5  # the modified z-score reported beside the score (not the flag rule)
+    flag_z: float = 3.5  # the robust outlier rule's cut, used when the mixture finds no second population
     memory_gib: float = 2.0
     n_concepts: int | None = None
     max_concepts: int = 40

@@ -17,17 +17,12 @@ from dataset_audit.concept_view import assign_concepts, cluster_centres
 from dataset_audit.config import AuditConfig
 from dataset_audit.estimates import poisoned_concepts
 from dataset_audit.execution import Execution, file_stamps
-from dataset_audit.flags import mixture_flags, modified_z
+from dataset_audit.flags import flag_pairs, modified_z
 from dataset_audit.margin import margin
 from implosion_base.errors import InputError
 from implosion_base.shards import PairShards
 from theory.ad import (ADResult, pair_attribution_streamed, pair_scores, pair_terms_streamed, partner_group, ranking,
                        sampled_result)
-
-#: The flag rule as the report states it (:func:`dataset_audit.flags.mixture_flags`).
-FLAG_RULE = ("posterior > 0.5 of the low-cosine component of a two-component Gaussian mixture of the pair cosines, "
-             "when BIC prefers two components to one and Ashman's D > 2")
-
 
 @dataclass(frozen=True)
 class ADShares:
@@ -52,12 +47,12 @@ def audit(src: PairShards, cfg: AuditConfig, *, concept_names: list[str] | None 
     rows = cfg.rows(src.d, src.n, concurrent=max(1, execution.workers))
     centres, how = cluster_centres(src, cfg) if concept_names is None else (None, {})
     ad = ad_shares(src, cfg, rows, centres, execution)
-    pairs, fit = pair_flags(ad)
+    pairs, rule = pair_flags(ad, cfg)
     labels, names, how = pair_concepts(src, concept_names, centres, how, ad.concept, rows)
-    concept_rows, q = poisoned_concepts(labels, pairs["flagged"], len(names), fit["false_flag_rate"])
+    concept_rows, q = poisoned_concepts(labels, pairs["flagged"], len(names), rule["false_flag_rate"])
     for r in concept_rows:
         r["name"] = names[r["concept"]]
-    summary = summarise(src, cfg, ad, fit, pairs["flagged"], how, concept_rows, q)
+    summary = summarise(src, cfg, ad, rule, pairs["flagged"], how, concept_rows, q)
     if cfg.predict:
         summary["margin"] = margin(src, labels, pairs["flagged"], len(names), summary["estimated_m"],
                                    summary["estimated_p"], summary["estimated_c_p"], cfg)
@@ -93,16 +88,16 @@ def ad_shares(src: PairShards, cfg: AuditConfig, rows: int, centres: np.ndarray 
                                                               "execution": done.how}, done.concept)
 
 
-def pair_flags(ad: ADShares) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Step 2: each pair's score n·c_i, its modified z and rank, and the flag rule on the pair cosines; and the
-    mixture's fit."""
+def pair_flags(ad: ADShares, cfg: AuditConfig) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Step 2: each pair's score n·c_i, its modified z and rank, and the flags on the pair cosines
+    (:func:`dataset_audit.flags.flag_pairs`: the mixture, or the robust outlier rule); and the rule that flagged."""
     n = len(ad.share)
     score = n * ad.share
-    posterior, fit = mixture_flags(ad.cos)
+    flagged, posterior, rule = flag_pairs(ad.cos, cfg.flag_z)
     rank = np.empty(n, dtype=np.int64)
     rank[ranking(score)] = np.arange(1, n + 1)
-    return {"score": score, "z": modified_z(score), "flagged": posterior > 0.5, "rank": rank, "s_i": ad.s_i,
-            "cos": ad.cos, "posterior": posterior}, fit
+    return {"score": score, "z": modified_z(score), "flagged": flagged, "rank": rank, "s_i": ad.s_i,
+            "cos": ad.cos, "posterior": posterior}, rule
 
 
 def pair_concepts(src: PairShards, concept_names: list[str] | None, centres: np.ndarray | None,
@@ -123,7 +118,7 @@ def pair_concepts(src: PairShards, concept_names: list[str] | None, centres: np.
                            "left_out": why}
 
 
-def summarise(src: PairShards, cfg: AuditConfig, ad: ADShares, fit: dict[str, Any], flagged: np.ndarray,
+def summarise(src: PairShards, cfg: AuditConfig, ad: ADShares, rule: dict[str, Any], flagged: np.ndarray,
               how: dict[str, Any], concept_rows: list[dict[str, Any]], q: float) -> dict[str, Any]:
     """Step 4: what the report states — AD and how, the flag rule and count, the concept view, and the estimates
     Ĉ_P (poisoned concepts), p̂ (median flagged pairs per poisoned concept), m̂ (median unflagged pairs)."""
@@ -132,7 +127,8 @@ def summarise(src: PairShards, cfg: AuditConfig, ad: ADShares, fit: dict[str, An
     return {
         "n": src.n, "shards": len(src.names), "d": src.d, **ad.mode, "ad": r.ad, "d_fea": r.d_fea,
         "d_stru": r.d_stru, "ad_ci95": r.ci95, "d_stru_ci95": r.d_stru_ci95, "alpha": cfg.alpha,
-        "laion_scale": cfg.laion_scale, "flag_rule": FLAG_RULE, "mixture": fit, "flagged": int(flagged.sum()),
+        "laion_scale": cfg.laion_scale, "flag_rule": rule["rule"], "flag_why": rule["why"],
+        "flag_cosine_cut": rule["cosine_cut"], "mixture": rule["mixture"], "flagged": int(flagged.sum()),
         "concepts": how, "n_concepts": len(concept_rows), "background_flag_rate": q,
         "poisoned_rule": f"binomial P(X >= flagged | pairs, q = {q:.4f}) < 0.01/K", "estimated_c_p": len(poisoned),
         "estimated_p": int(np.median([r["flagged"] for r in poisoned])) if poisoned else 0,
