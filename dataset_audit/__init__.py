@@ -10,11 +10,13 @@ runs), :mod:`~dataset_audit.flags`, :mod:`~dataset_audit.concept_view`, :mod:`~d
 :mod:`~dataset_audit.margin`, :mod:`~dataset_audit.validation`, :mod:`~dataset_audit.report`,
 :mod:`~dataset_audit.command`.
 
-**Input.** One or many embedding shards (:func:`implosion_base.shards.open_shards`): ``.npz`` / ``.safetensors``
-with ``text`` and ``image`` (and, in ``.npz``, ``file_name`` / ``caption`` per pair), or LAION-style
-``text_emb_XXXX.npy`` / ``img_emb_XXXX.npy`` pairs, memory-mapped, float16/32/64, with their per-pair metadata
-from a ``metadata_XXXX.csv`` beside them when there is one; ``--metadata CSV`` gives one side CSV for all pairs in
-order (:func:`implosion_base.pairs_file.load_side_metadata`: ``file_name``/``url`` and ``caption``/``text`` columns). Shards
+**Input.** One or many embedding shards in the layouts data sets come in (:mod:`implosion_base.layouts`, read
+by :func:`implosion_base.shards.open_shards` with no conversion step): clip-retrieval's ``img_emb/`` ``text_emb/``
+``metadata/`` siblings (float16 ``.npy``, parquet metadata whose every column reaches ``pairs.csv``), DataComp's
+``NAME.npz`` features (``--features l14|b32``) beside ``NAME.parquet``, paired ``text_emb_N.npy`` /
+``img_emb_N.npy`` in one folder (``metadata_N.csv`` or ``.parquet`` beside), or ``.npz`` / ``.safetensors`` pairs
+files; shards in the number order of their names. ``--metadata CSV`` gives one side CSV for all pairs in order
+(:func:`implosion_base.pairs_file.load_side_metadata`: ``file_name``/``url`` and ``caption``/``text`` columns). Shards
 are read block by block: memory stays within ``--memory`` whatever n.
 
 **AD.** Exact (:func:`theory.ad.pair_attribution_streamed`, block pair by block pair) when the n² pair terms are

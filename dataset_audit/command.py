@@ -44,6 +44,9 @@ def _parser() -> ArgumentParser:
                         "--mix ...) and score the audit against it")
     p.add_argument("--poisoned-concepts", default="0,25,50,100", metavar="LIST", help="--validate: C_P values")
     p.add_argument("--poison-per-concept", type=int, default=80, metavar="P", help="--validate: p")
+    p.add_argument("--features", default=None, choices=["l14", "b32"],
+                   help="which model's features to read where a shard holds several (DataComp's l14_img/l14_txt, "
+                        "b32_img/b32_txt; default: l14 when present)")
     p.add_argument("--metadata", type=Path, default=None, metavar="CSV",
                    help="per-pair file names / captions for all shards, one row per pair in order (columns file_name "
                         "or url, caption or text)")
@@ -128,11 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.shards:
         raise InputError("give embedding files (or --validate CLEAN)")
     names = read_concepts_file(args.concepts_file) if args.concepts_file else None
-    src = open_shards(args.shards)
+    src = open_shards(args.shards, features=args.features)
     if args.metadata is not None:
         src.labels.update(load_side_metadata(args.metadata, src.n))
     cfg.rows(src.d, src.n, max(1, args.workers))  # a budget too small for this data is refused before any write
     if dry_run(args, "python -m dataset_audit", {"pairs": f"{src.n:,} in {len(src.names)} shard(s), d = {src.d}",
+                                                  "layout": ", ".join(src.layouts),
                                                   "AD": "exact" if src.n <= cfg.exact_max else "sampled",
                                                   "concepts": "from --concepts-file" if names else "k-means",
                                                   "out": args.out}):
@@ -142,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with hold_output(args.out) as out:
         check_blocks(blocks)
         execution = Execution(workers=args.workers, dask=args.dask, paths=tuple(map(str, args.shards)),
-                              record_dir=blocks, log=lambda msg: print(msg, file=sys.stderr))
+                              features=args.features, record_dir=blocks, log=lambda msg: print(msg, file=sys.stderr))
         res = audit(src, cfg, concept_names=names, execution=execution)
         write_report(out, src, res, cfg)
         if (blocks / TaskRecord.HEAD).is_file():  # the audit's own record (never a folder a user made)

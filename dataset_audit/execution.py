@@ -19,15 +19,16 @@ class Execution:
     workers: int = 0
     dask: str | None = None
     paths: tuple[str, ...] | None = None
+    features: str | None = None  # the embedding model where a shard holds several (implosion_base.layouts)
     record_dir: Path | None = None
     log: Any = None
 
 
-def file_stamps(paths: Sequence[str]) -> list[list]:
-    """(name, size, modification time in ns) of every file named in ``paths`` or inside a folder there: a shard
-    rewritten since finished blocks were recorded (same sizes, new content) makes the record another
-    computation's, never silently reused. Only files count: a folder inside a shard folder (the report folder
-    itself, when ``--out`` lies there) is not data."""
+def file_stamps(paths: Sequence[str | Path]) -> list[list]:
+    """(name, size, modification time in ns) of every file the shards were read from (``PairShards.files``; a
+    folder's files, when a folder is named): a shard rewritten since finished blocks were recorded (same sizes, new
+    content) makes the record another computation's, never silently reused. Only files count: a folder inside a
+    shard folder (the report folder itself, when ``--out`` lies there) is not data, nor is a hidden file."""
     out = []
     for p in map(Path, paths):
         for f in sorted(p.iterdir()) if p.is_dir() else [p]:

@@ -36,19 +36,20 @@ __all__ = ["PassResult", "ShardPaths", "sampled_pass"]
 
 @dataclass(frozen=True)
 class ShardPaths:
-    """How a worker process opens the same shards: their paths, in order."""
+    """How a worker process opens the same shards: their paths, in order, and the embedding model read."""
 
     paths: tuple[str, ...]
+    features: str | None = None
 
 
 @lru_cache(maxsize=2)
-def _opened(paths: tuple[str, ...]) -> PairShards:
+def _opened(paths: tuple[str, ...], features: str | None) -> PairShards:
     """The shards at ``paths``, opened once per worker process (a cache of file handles' metadata, not of rows)."""
-    return open_shards(list(paths), labels=False)
+    return open_shards(list(paths), labels=False, features=features)
 
 
 def _source(source: PairShards | ShardPaths) -> PairShards:
-    return _opened(source.paths) if isinstance(source, ShardPaths) else source
+    return _opened(source.paths, source.features) if isinstance(source, ShardPaths) else source
 
 
 def block_task(source: PairShards | ShardPaths, a: int, b: int, partners: int, seed: int,
@@ -75,7 +76,8 @@ class PassResult:
     how: dict[str, Any]
 
 
-def sampled_pass(src: PairShards, paths: list[str] | None, *, partners: int, seed: int, rows: int,
+def sampled_pass(src: PairShards, paths: list[str] | None, *, features: str | None = None, partners: int, seed: int,
+                 rows: int,
                  centres: np.ndarray | None = None, workers: int = 0, dask: str | None = None,
                  record_dir: Path | None = None, identity: dict[str, Any] | None = None,
                  log: Callable[[str], None] = lambda msg: None) -> PassResult:
@@ -85,7 +87,7 @@ def sampled_pass(src: PairShards, paths: list[str] | None, *, partners: int, see
     reused by a rerun; a record made with another block layout keeps its layout."""
     if (workers > 1 or dask) and paths is None:
         raise ValueError("workers need shard files to open")
-    source: PairShards | ShardPaths = ShardPaths(tuple(str(Path(p).resolve()) for p in paths)) \
+    source: PairShards | ShardPaths = ShardPaths(tuple(str(Path(p).resolve()) for p in paths), features) \
         if paths is not None and (workers > 1 or dask) else src
     record = None
     layout = structure_blocks(src.n, rows)

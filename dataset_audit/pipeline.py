@@ -73,8 +73,9 @@ def ad_shares(src: PairShards, cfg: AuditConfig, rows: int, centres: np.ndarray 
             "ad_mode": "exact",
             "ad_why": f"n = {n:,} <= --exact-max {cfg.exact_max:,}: all n(n-1)/2 pair terms computed"})
     identity = {"shards": list(src.names), "sizes": np.diff(src.offsets).tolist(), "d": src.d, "dtype": str(src.dtype),
-                "files": file_stamps(execution.paths or ())}
-    done = sampled_pass(src, list(execution.paths) if execution.paths else None, partners=cfg.partners,
+                "files": file_stamps(src.files if execution.paths else ())}
+    done = sampled_pass(src, list(execution.paths) if execution.paths else None, features=execution.features,
+                        partners=cfg.partners,
                         seed=cfg.seed, rows=rows, centres=centres, workers=execution.workers, dask=execution.dask,
                         record_dir=execution.record_dir, identity=identity, log=execution.log or (lambda msg: None))
     st = done.structure
@@ -125,7 +126,7 @@ def summarise(src: PairShards, cfg: AuditConfig, ad: ADShares, rule: dict[str, A
     poisoned = [r for r in concept_rows if r["poisoned"]]
     r = ad.result
     return {
-        "n": src.n, "shards": len(src.names), "d": src.d, **ad.mode, "ad": r.ad, "d_fea": r.d_fea,
+        "n": src.n, "shards": len(src.names), "layouts": src.layouts, "d": src.d, **ad.mode, "ad": r.ad, "d_fea": r.d_fea,
         "d_stru": r.d_stru, "ad_ci95": r.ci95, "d_stru_ci95": r.d_stru_ci95, "alpha": cfg.alpha,
         "laion_scale": cfg.laion_scale, "flag_rule": rule["rule"], "flag_why": rule["why"],
         "flag_cosine_cut": rule["cosine_cut"], "mixture": rule["mixture"], "flagged": int(flagged.sum()),

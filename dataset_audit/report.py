@@ -64,7 +64,8 @@ def report_markdown(s: dict[str, Any], concepts: list[dict[str, Any]], top: list
     """The human report: AD and how it was computed, the flag rule that flagged and why, the most suspicious pairs,
     the concept view, the margin and what it means."""
     ci = f" (95% CI {s['ad_ci95'][0]:.5f} – {s['ad_ci95'][1]:.5f})" if s.get("ad_ci95") else ""
-    out = [f"# Dataset audit\n\n{s['n']:,} pairs in {s['shards']} shard(s), d = {s['d']}.\n",
+    read = f" read as {' and '.join(s['layouts'])}" if s.get("layouts") else ""
+    out = [f"# Dataset audit\n\n{s['n']:,} pairs in {s['shards']} shard(s){read}, d = {s['d']}.\n",
            f"## Alignment Difficulty\n\nAD = {s['ad']:.5f}{ci}, D_fea = {s['d_fea']:.5f}, D_stru = {s['d_stru']:.5f} "
            f"(α = {s['alpha']}, LAION rescaling {'on' if s['laion_scale'] else 'off'}). Computed {s['ad_mode']}: "
            f"{s['ad_why']}.\n",

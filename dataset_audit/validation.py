@@ -12,7 +12,7 @@ import numpy as np
 from dataset_audit.config import AuditConfig
 from dataset_audit.pipeline import audit
 from implosion_base.errors import InputError
-from implosion_base.shards import PairShards
+from implosion_base.shards import PairShards, ShardPart
 from implosion_base.validate import check_scalar, physical_memory
 
 
@@ -44,7 +44,7 @@ def score_audit(t: np.ndarray, v: np.ndarray, captions: Sequence[str], names: li
     the average precision of ranking by score, estimated vs true C_P and p, and the audit's AD."""
     from theory.detection import rank_quality
 
-    src = PairShards([("mix", t, v, {"caption": np.asarray(captions, dtype=str)})])
+    src = PairShards([ShardPart("mix", t, v, Path("mix"), {"caption": np.asarray(captions, dtype=str)})])
     res = audit(src, cfg, concept_names=names) if cfg.n_concepts is None else audit(src, cfg)
     flagged = res["pairs"]["flagged"]
     ap = rank_quality(res["pairs"]["score"], truth).average_precision  # NaN without poisons

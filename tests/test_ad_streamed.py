@@ -51,7 +51,7 @@ def test_streamed_attribution_equals_the_in_memory_one(tmp_path: Path):
 
 def test_float16_npy_shards_are_read_on_demand_and_close(tmp_path: Path):
     """.npy shards are read row range by row range (never loaded whole, never memory-mapped), same numbers."""
-    from implosion_base.shards import NpyRows
+    from implosion_base.npy_rows import NpyRows
 
     t, v = _data(40)
     np.save(tmp_path / "text_emb_0000.npy", t.astype(np.float16))
