@@ -14,27 +14,24 @@ from dataset_audit.pipeline import audit
 from implosion_base.errors import InputError
 from implosion_base.shards import PairShards, ShardPart
 from implosion_base.validate import check_scalar, physical_memory
+from theory.poisoning import dirty_label_items, make_plan
 
 
 def dirty_label_mix(text: np.ndarray, image: np.ndarray, concept: np.ndarray, c_p: int, p: int, seed: int
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[int]]:
-    """A clean embedded mix plus dirty-label poisons made in embedding space: for each of ``c_p`` seeded concepts
-    A with a seeded target B ≠ A, ``p`` pairs (the text of one of A's pairs, the image of one of B's). A joint
-    embedder embeds caption and image separately, so these are exactly the embeddings of dirty-label pairs.
-    Returns (text, image, concept of each caption, poison mask, poisoned concepts)."""
-    rng = np.random.default_rng([seed, 3])
-    ks = np.unique(concept)
-    chosen = [int(c) for c in rng.permutation(ks)[:c_p]]
-    ts, vs, cs = [text], [image], [concept]
-    for a in chosen:
-        b = int(rng.choice(ks[ks != a]))
-        ia = rng.choice(np.flatnonzero(concept == a), size=p)
-        ib = rng.choice(np.flatnonzero(concept == b), size=p)
-        ts.append(text[ia])
-        vs.append(image[ib])
-        cs.append(np.full(p, a))
-    truth = np.r_[np.zeros(len(text), bool), np.ones(c_p * p, bool)]
-    return np.concatenate(ts), np.concatenate(vs), np.concatenate(cs), truth, chosen
+    """A clean embedded mix plus dirty-label poisons made in embedding space: the first ``c_p`` concepts A of a
+    seeded plan with ``random`` targets B ≠ A (:mod:`theory.poisoning`, the toolkit's one plan), ``p`` pairs each:
+    the text of one of A's pairs and the image of one of B's (:func:`theory.poisoning.dirty_label_items`, the
+    toolkit's one dirty-label helper). A joint embedder embeds caption and image separately, so these are exactly the
+    embeddings of dirty-label pairs. Returns (text, image, concept of each caption, poison mask, poisoned
+    concepts)."""
+    ks, index = np.unique(concept, return_inverse=True)
+    plan = make_plan(len(ks), "random", seed=seed)
+    captions, _ = dirty_label_items(plan, c_p, p, index, seed=seed, salt=3, show_target=False)
+    images, poisoned = dirty_label_items(plan, c_p, p, index, seed=seed, salt=5)
+    truth = np.r_[np.zeros(len(text), bool), np.ones(len(captions), bool)]
+    return (np.concatenate([text, text[captions]]), np.concatenate([image, image[images]]),
+            np.concatenate([concept, ks[poisoned]]), truth, [int(ks[a]) for a in plan.poisoned(c_p)])
 
 
 def score_audit(t: np.ndarray, v: np.ndarray, captions: Sequence[str], names: list[str], truth: np.ndarray,

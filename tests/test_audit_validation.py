@@ -56,12 +56,17 @@ def test_mixes_with_their_truth_are_scored():
 
 
 def test_validation_in_embedding_space_matches_its_truth(tmp_path: Path):
+    """Dirty-label mixes of 10 concepts x 30 pairs, 4 poisoned with 20 pairs each, drawn with seeds 0-9 (one draw
+    is a sample: recall over draws runs 0.87-1.00 and p-hat 19-21 with this generator as with the audit's earlier
+    one): every mix finds C_P within one, p within one, and recall averages above 0.93."""
     space = make_space(ConceptConfig(n_concepts=10, dim=32, separation=0.95, text_spread=0.2, image_spread=0.3), 1)
     t, v, lab = benign_pairs(space, 30, 1)
     np.savez(tmp_path / "clean.npz", text=t, image=v, concept=lab)
     rows = validate(tmp_path / "clean.npz", [0, 4], 20, AuditConfig(predict=False))
     assert [r["c_p"] for r in rows] == [0, 4] and rows[0]["flagged"] == 0
-    assert rows[1]["estimated_c_p"] == 4 and rows[1]["recall"] > 0.9 and rows[1]["estimated_p"] == 20
+    draws = [validate(tmp_path / "clean.npz", [4], 20, AuditConfig(predict=False), seed=s)[0] for s in range(10)]
+    assert all(abs(r["estimated_c_p"] - 4) <= 1 and abs(r["estimated_p"] - 20) <= 1 for r in draws)
+    assert sum(r["estimated_c_p"] == 4 for r in draws) >= 9 and np.mean([r["recall"] for r in draws]) > 0.93
 
 
 def test_a_mix_file_without_its_truth_is_refused_in_one_line(tmp_path: Path):
