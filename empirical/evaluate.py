@@ -29,6 +29,7 @@ from empirical.data import caption
 from theory.ad import pair_attribution
 from theory.detection import rank_quality
 from theory.implosion import ImplosionReference, implosion_measures, make_reference
+from implosion_base.validate import unit_rows
 
 #: Columns of the per-point measures, in the order they appear in results.csv.
 MEASURES: tuple[str, ...] = (
@@ -132,8 +133,7 @@ def concept_means(clean_features: dict[int, np.ndarray]) -> np.ndarray:
 
 def concept_similarity(clean_features: dict[int, np.ndarray]) -> np.ndarray:
     """K × K cosine between concepts' mean clean-render judge features (what ``nearest`` targets read)."""
-    ref = concept_means(clean_features)
-    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    ref = unit_rows(concept_means(clean_features))
     return ref @ ref.T
 
 

@@ -24,9 +24,9 @@ from typing import Sequence
 import numpy as np
 
 from empirical.seeding import seeded
-from implosion_base.errors import InputError, first_line
-from implosion_base.errors import DAMAGE, UNLOADABLE
+from implosion_base.errors import DAMAGE, UNLOADABLE, InputError, first_line
 from implosion_base.files import atomic_path, atomic_write_text, discard_damaged
+from implosion_base.validate import unit_rows
 
 
 from empirical.data import to_tensor
@@ -88,7 +88,7 @@ class ZeroShot:
             k = len(CAPTION_TEMPLATES)
             e = self.embed_texts([caption(n, j) for n in self.names for j in range(k)])
             e = e.reshape(len(self.names), k, -1).mean(1)
-            self._class_emb = e / np.linalg.norm(e, axis=1, keepdims=True)
+            self._class_emb = unit_rows(e)
         return self._class_emb
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
