@@ -54,9 +54,10 @@ accuracy now, and the predicted threshold C_P (accuracy < 0.5) at this poison ra
 poisoned like these the model would stand — with the spread over simulator seeds, and a plain warning that this
 is a model's prediction, not a measurement.
 
-**Output.** ``DIR/pairs.csv`` (index, shard, file_name, caption, cos, s_i, score = n·c_i, z, rank, the mixture's
-p_mismatched, flagged, concept),
-``DIR/concepts.csv``, ``DIR/report.json``, ``DIR/report.md`` and ``DIR/scores.png``.
+**Output.** ``DIR/report.html`` (self-contained, the verdict first) and ``DIR/report.md`` (the same document:
+:mod:`dataset_audit.document`), ``DIR/pairs.csv`` and ``DIR/pairs.parquet`` (index, shard, the data set's metadata
+columns, cos, s_i, score = n·c_i, z, rank, the mixture's p_mismatched, flagged, concept), ``DIR/concepts.csv``,
+``DIR/report.json`` and ``DIR/scores.png``.
 """
 
 from dataset_audit.command import cli, main  # the console script's target (``implosion-audit``)

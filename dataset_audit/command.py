@@ -159,7 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if m and m.get("prediction", True) is not None:
         print(f"margin (a model's prediction): unpoisoned accuracy now {m['predicted_unpoisoned_acc_now']:.3f}, "
               f"threshold C_P {m['threshold_c_p']}")
-    print(f"wrote {out / 'report.md'}, report.json, pairs.csv, concepts.csv, scores.png")
+    print(f"wrote {out / 'report.html'} (and report.md), report.json, pairs.csv / pairs.parquet, concepts.csv, "
+          "scores.png")
     return 0
 
 

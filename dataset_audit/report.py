@@ -1,4 +1,6 @@
-"""What an audit writes: ``pairs.csv``, ``concepts.csv``, ``report.json``, ``report.md`` and ``scores.png``."""
+"""What an audit writes: ``report.md`` and a self-contained ``report.html`` (one document, two renderings:
+:mod:`dataset_audit.document`) with the verdict first, ``scores.png``, and the machine-readable ``pairs.csv``
+(and ``pairs.parquet`` with pyarrow), ``concepts.csv`` and ``report.json``."""
 
 from __future__ import annotations
 
@@ -10,14 +12,20 @@ from typing import Any
 import numpy as np
 
 from dataset_audit.config import AuditConfig
-from implosion_base.files import atomic_write_text
+from dataset_audit.document import Section, Table, to_html, to_markdown
+from implosion_base.files import atomic_path, atomic_write_text
 from implosion_base.provenance import command_line, git_commit, utc_now
 from implosion_base.records import csv_text
 from implosion_base.shards import PairShards
 
+#: Rows of the report's tables (every row is in pairs.csv and concepts.csv).
+SHOWN_PAIRS, SHOWN_CONCEPTS = 15, 30
+TITLE = "Dataset audit"
+
 
 def write_report(out: Path, src: PairShards, res: dict[str, Any], cfg: AuditConfig) -> None:
-    """pairs.csv, concepts.csv, report.json, report.md and scores.png in ``out`` (each written atomically)."""
+    """pairs.csv (and pairs.parquet), concepts.csv, report.json, scores.png, report.md and report.html in ``out``
+    (each written atomically)."""
     pr, names = res["pairs"], res["names"]
     shard = src.shard_of(np.arange(src.n))
     lines = []
@@ -30,17 +38,28 @@ def write_report(out: Path, src: PairShards, res: dict[str, Any], cfg: AuditConf
                       "p_mismatched": float(pr["posterior"][i]), "flagged": int(pr["flagged"][i]),
                       "concept": names[c] if c >= 0 else ""})
     atomic_write_text(out / "pairs.csv", csv_text(lines))
+    _write_parquet(out / "pairs.parquet", lines)
     atomic_write_text(out / "concepts.csv", csv_text(res["concepts"]))
     s = res["summary"]
     record = {"tool": "dataset_audit", "summary": s, "config": asdict(cfg), "shards": src.names,
               "date": utc_now(), "git_commit": git_commit(), "command": command_line()}
     atomic_write_text(out / "report.json", json.dumps(record, indent=1, default=float) + "\n")
-    atomic_write_text(out / "report.md", report_markdown(s, res["concepts"], top_pairs(lines)))
     _plot(out / "scores.png", pr["cos"], pr["flagged"], s)
+    top = top_pairs(lines)
+    sections = report_sections(s, res["concepts"], top, [_local_image(src, r) for r in top])
+    atomic_write_text(out / "report.md", to_markdown(TITLE, sections))
+    atomic_write_text(out / "report.html", to_html(TITLE, sections, out))
 
 
-#: Rows of the report's tables (every row is in pairs.csv and concepts.csv).
-SHOWN_PAIRS, SHOWN_CONCEPTS = 15, 30
+def _write_parquet(path: Path, lines: list[dict[str, Any]]) -> None:
+    """pairs.csv's table as parquet (types kept), when pyarrow is installed (the ``audit`` extra)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pylist(lines), tmp)
 
 
 def top_pairs(lines: list[dict[str, Any]], k: int = SHOWN_PAIRS) -> list[dict[str, Any]]:
@@ -48,58 +67,98 @@ def top_pairs(lines: list[dict[str, Any]], k: int = SHOWN_PAIRS) -> list[dict[st
     return sorted(lines, key=lambda r: (-r["flagged"], r["rank"]))[:k]
 
 
-def _pairs_table(top: list[dict[str, Any]]) -> list[str]:
-    """The report's table of the most suspicious pairs, with their caption and file when the data have them."""
-    extra = [k for k in ("caption", "file_name", "url", "image_path") if top and k in top[0]]
-    out = ["| rank | flagged | cosine | concept | " + " | ".join(extra) + (" |" if extra else "|"),
-           "|---" * (4 + len(extra)) + "|"]
-    for r in top:
-        cells = [str(r["rank"]), "yes" if r["flagged"] else "no", f"{r['cos']:.3f}", r["concept"] or "–",
-                 *(str(r[k]).replace("|", "\\|")[:80] for k in extra)]
-        out.append("| " + " | ".join(cells) + " |")
-    return out
+def _local_image(src: PairShards, row: dict[str, Any]) -> Path | None:
+    """The pair's image file when it is on this machine: its ``file_name`` / ``image_path`` as given, or relative to
+    its shard's folder or the folder above it."""
+    base = src.part_files[int(src.shard_of(row["index"]))].parent
+    for key in ("file_name", "image_path"):
+        if row.get(key):
+            for candidate in (Path(row[key]), base / row[key], base.parent / row[key]):
+                if candidate.is_file():
+                    return candidate
+    return None
 
 
-def report_markdown(s: dict[str, Any], concepts: list[dict[str, Any]], top: list[dict[str, Any]] = ()) -> str:
-    """The human report: AD and how it was computed, the flag rule that flagged and why, the most suspicious pairs,
-    the concept view, the margin and what it means."""
+def report_sections(s: dict[str, Any], concepts: list[dict[str, Any]], top: list[dict[str, Any]],
+                    thumbnails: list[Path | None] = ()) -> list[Section]:
+    """The report, verdict first: AD and how it was computed, the flag rule that flagged and why with the cosine
+    histogram, the most suspicious pairs, the concept view, the margin and what it means."""
     ci = f" (95% CI {s['ad_ci95'][0]:.5f} – {s['ad_ci95'][1]:.5f})" if s.get("ad_ci95") else ""
     read = f" read as {' and '.join(s['layouts'])}" if s.get("layouts") else ""
-    out = [f"# Dataset audit\n\n{s['n']:,} pairs in {s['shards']} shard(s){read}, d = {s['d']}.\n",
-           f"## Alignment Difficulty\n\nAD = {s['ad']:.5f}{ci}, D_fea = {s['d_fea']:.5f}, D_stru = {s['d_stru']:.5f} "
-           f"(α = {s['alpha']}, LAION rescaling {'on' if s['laion_scale'] else 'off'}). Computed {s['ad_mode']}: "
-           f"{s['ad_why']}.\n",
-           f"## Suspicious pairs\n\n**{s['flagged']:,} pairs flagged** by the {s['flag_rule']} rule: {s['flag_why']}. "
-           f"The {min(len(top), SHOWN_PAIRS)} most suspicious (flagged first, then by share of AD) are below; every "
-           "pair's cosine, score, z, rank and flag are in `pairs.csv`, and `scores.png` draws the cosines with the "
-           "cut.\n", *_pairs_table(list(top)), "",
-           f"## Concepts\n\n{s['concepts']['method']}; K = {s['concepts']['k']}. Background flag rate "
-           f"q = {s['background_flag_rate']:.4f}; a concept counts as poisoned when {s['poisoned_rule']}. "
-           f"Estimated: **C_P = {s['estimated_c_p']}** of {s['n_concepts']} concepts, **p = {s['estimated_p']}** "
-           f"flagged pairs per poisoned concept, m = {s['estimated_m']} unflagged pairs per concept.\n",
-           "| concept | pairs | flagged | fraction | p-value | poisoned |\n|---|---|---|---|---|---|"]
-    for r in sorted(concepts, key=lambda r: r["p_value"])[:SHOWN_CONCEPTS]:
-        out.append(f"| {r['name']} | {r['pairs']} | {r['flagged']} | {r['flagged_fraction']:.3f} | "
-                   f"{r['p_value']:.2g} | {'yes' if r['poisoned'] else 'no'} |")
-    if len(concepts) > SHOWN_CONCEPTS:
-        out.append(f"\n{SHOWN_CONCEPTS} of {len(concepts)} concepts shown (the smallest p-values); all are in "
-                   "`concepts.csv`.")
+    return [
+        Section("", [verdict(s), f"{s['n']:,} pairs in {s['shards']} shard(s){read}, d = {s['d']}."]),
+        Section("Alignment Difficulty", [
+            f"AD = {s['ad']:.5f}{ci}, D_fea = {s['d_fea']:.5f}, D_stru = {s['d_stru']:.5f} (α = {s['alpha']}, LAION "
+            f"rescaling {'on' if s['laion_scale'] else 'off'}). Computed {s['ad_mode']}: {s['ad_why']}."]),
+        Section("Suspicious pairs", [
+            f"**{s['flagged']:,} pairs flagged** by the {s['flag_rule']} rule: {s['flag_why']}. The "
+            f"{min(len(top), SHOWN_PAIRS)} most suspicious (flagged first, then by share of AD) are below; every "
+            "pair's cosine, score, z, rank and flag are in `pairs.csv` (and `pairs.parquet`)."],
+            _pairs_table(top, list(thumbnails)), ("scores.png", "Pair cosines: flagged pairs in red, the rule's cut "
+                                                  "dashed, the mixture's components when it found two.")),
+        Section("Concepts", [
+            f"{s['concepts']['method']}; K = {s['concepts']['k']}. Background flag rate q = "
+            f"{s['background_flag_rate']:.4f}; a concept counts as poisoned when {s['poisoned_rule']}. Estimated: "
+            f"**C_P = {s['estimated_c_p']}** of {s['n_concepts']} concepts, **p = {s['estimated_p']}** flagged pairs "
+            f"per poisoned concept, m = {s['estimated_m']} unflagged pairs per concept."],
+            _concepts_table(concepts),
+            after=[f"{SHOWN_CONCEPTS} of {len(concepts)} concepts shown (the smallest p-values); all are in "
+                   "`concepts.csv`."] if len(concepts) > SHOWN_CONCEPTS else []),
+        *_margin_sections(s.get("margin")),
+    ]
+
+
+def verdict(s: dict[str, Any]) -> str:
+    """The report's first line: what the audit found, in one sentence."""
+    share = f"{s['flagged']:,} pairs flagged ({100 * s['flagged'] / max(1, s['n']):.1f} %) by the {s['flag_rule']} rule"
+    if s["estimated_c_p"]:
+        said = (f"**Verdict: poisoning likely** — {s['estimated_c_p']} of {s['n_concepts']} concepts carry "
+                f"improbably many flagged pairs (about {s['estimated_p']} each); {share}.")
+    elif s["flagged"]:
+        said = (f"**Verdict: suspicious pairs, no poisoned concept** — {share}, spread over the concepts no more "
+                "than chance allows.")
+    else:
+        said = (f"**Verdict: no sign of dirty-label poisoning** — no pair flagged by the {s['flag_rule']} rule "
+                "(a poison whose image still matches its caption, Nightshade-style, is not seen this way).")
     m = s.get("margin")
-    if m:
-        if m.get("prediction", True) is None:
-            out.append(f"\n## Margin\n\nNo prediction: {m['why']}.\n")
-        else:
-            more = m["more_concepts_before_threshold"]
-            thr = m["threshold_c_p"]
-            thr = thr if thr == "none" else f"{float(thr):.1f}"
-            out.append(
-                f"\n## Margin (a model's prediction)\n\nSimulator at this data's geometry, {m['capacity']}, "
-                f"p = {m['p_used']} ({m['p_source']}): predicted unpoisoned accuracy now "
-                f"{m['predicted_unpoisoned_acc_now']:.3f} ± {m['predicted_unpoisoned_acc_now_ci95']:.3f} "
-                f"(clean {m['predicted_clean_acc']:.3f}); predicted threshold (accuracy < 0.5) at C_P = "
-                f"{thr}" + ("" if more is None else f", i.e. about {more:.0f} more concepts poisoned at this rate") + ".\n\n"
-                f"**{m['warning']}** " + _capacity_hint(m) + "\n")
-    return "\n".join(out) + "\n"
+    if m and m.get("prediction", True) is not None:
+        said += (f" The simulator's margin: unpoisoned accuracy {m['predicted_unpoisoned_acc_now']:.3f} now, "
+                 f"threshold C_P {_threshold(m)} — a model's prediction, not a measurement.")
+    return said
+
+
+def _threshold(m: dict[str, Any]) -> str:
+    """The margin's predicted threshold C_P as the report prints it ("none" when not reached)."""
+    return m["threshold_c_p"] if m["threshold_c_p"] == "none" else f"{float(m['threshold_c_p']):.1f}"
+
+
+def _pairs_table(top: list[dict[str, Any]], thumbnails: list[Path | None]) -> Table:
+    extra = [k for k in ("caption", "text", "file_name", "image_path", "url") if top and k in top[0]]
+    rows = [[str(r["rank"]), "yes" if r["flagged"] else "no", f"{r['cos']:.3f}", r["concept"] or "–",
+             *(str(r[k])[:80] for k in extra)] for r in top]
+    return Table(["rank", "flagged", "cosine", "concept", *extra], rows, thumbnails)
+
+
+def _concepts_table(concepts: list[dict[str, Any]]) -> Table:
+    rows = [[r["name"], str(r["pairs"]), str(r["flagged"]), f"{r['flagged_fraction']:.3f}", f"{r['p_value']:.2g}",
+             "yes" if r["poisoned"] else "no"] for r in sorted(concepts, key=lambda r: r["p_value"])[:SHOWN_CONCEPTS]]
+    return Table(["concept", "pairs", "flagged", "fraction", "p-value", "poisoned"], rows)
+
+
+def _margin_sections(m: dict[str, Any] | None) -> list[Section]:
+    """What the margin says, and what it does not."""
+    if not m:
+        return []
+    if m.get("prediction", True) is None:
+        return [Section("Margin", [f"No prediction: {m['why']}."])]
+    more = m["more_concepts_before_threshold"]
+    thr = _threshold(m)
+    return [Section("Margin (a model's prediction)", [
+        f"Simulator at this data's geometry, {m['capacity']}, p = {m['p_used']} ({m['p_source']}): predicted "
+        f"unpoisoned accuracy now {m['predicted_unpoisoned_acc_now']:.3f} ± {m['predicted_unpoisoned_acc_now_ci95']:.3f}"
+        f" (clean {m['predicted_clean_acc']:.3f}); predicted threshold (accuracy < 0.5) at C_P = {thr}"
+        + ("" if more is None else f", i.e. about {more:.0f} more concepts poisoned at this rate") + ".",
+        f"**{m['warning']}** " + _capacity_hint(m)])]
 
 
 def _capacity_hint(m: dict[str, Any]) -> str:

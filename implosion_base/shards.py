@@ -43,6 +43,7 @@ class PairShards:
         self.labels = {k: np.concatenate([p.labels[k] for p in parts]) for k in parts[0].labels if k in keys}
         self.layouts: list[str] = []  # the layouts the shards were read from (open_shards says)
         self.files: list[Path] = [f for p in parts for f in p.files]  # every file read, in order
+        self.part_files: list[Path] = [p.file for p in parts]  # shard k's file (whose folder holds its images)
 
     def shard_of(self, idx: np.ndarray) -> np.ndarray:
         """The shard number of each pair index."""
