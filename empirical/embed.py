@@ -1,9 +1,18 @@
-"""``python -m empirical.embed FOLDER --out emb.npz``: embed an image-text folder for ``python -m theory.ad``.
+"""``python -m empirical.embed FOLDER --out emb.npz``: embed an image-text folder for ``python -m theory.ad``;
+``python -m empirical.embed 00000.tar 00001.tar ... --out emb/``: embed a data set shard by shard into the
+clip-retrieval layout, for ``python -m dataset_audit``.
 
     python -m empirical.embed my_pairs/ --out emb.npz                  # our trained judge (preset cpu)
     python -m empirical.embed my_pairs/ --out emb.npz --judge clip/    # a local CLIP folder (transformers)
     python -m theory.ad emb.npz                                        # the folder's Alignment Difficulty
     python -m empirical.embed --builtin --preset cpu --out mix.npz     # the preset's own clean training pairs
+    python -m empirical.embed shards/{00000..00099}.tar --out emb/     # webdataset tars -> img_emb/ text_emb/ metadata/
+    python -m dataset_audit emb/ --out audit/                          # the audit reads that layout unchanged
+
+With ``--out`` a folder (no ``.npz``), every input — a webdataset tar (``KEY.jpg`` + ``KEY.txt`` [+ ``KEY.json``],
+streamed, never unpacked: :mod:`empirical.webdataset`) or an image-text folder — becomes one partition of the
+layout ``clip-retrieval inference`` writes (float16 ``img_emb/img_emb_N.npy``, ``text_emb/text_emb_N.npy``, parquet
+``metadata/metadata_N.parquet``; :mod:`empirical.shard_embedding`); a rerun skips the partitions already done.
 
 ``--builtin`` embeds the preset's clean training renders with their captions instead of a folder and also writes
 ``concept`` (the concept index of each pair) and ``caption``: what ``python -m simulate.predict --embeddings``
@@ -208,14 +217,18 @@ def _parser() -> ArgumentParser:
     from empirical.presets import DEFAULT_CACHE
 
     parser = ArgumentParser(prog="python -m empirical.embed", description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", type=Path, nargs="?",
-                        help="image-text folder (metadata.jsonl or metadata.csv, at the top or in train/)")
+    parser.add_argument("inputs", type=Path, nargs="*", metavar="INPUT",
+                        help="an image-text folder (metadata.jsonl or metadata.csv, at the top or in train/); with "
+                             "--out a folder, any number of webdataset tars and image-text folders (one partition "
+                             "each)"),
     parser.add_argument("--image-column", default="file_name", help="metadata column of the image path (default "
                                                                     "file_name)")
     parser.add_argument("--caption-column", default="text", help="metadata column of the caption (default text)")
     parser.add_argument("--builtin", action="store_true",
                         help="embed the preset's own clean training pairs instead of a folder")
-    parser.add_argument("--out", type=path_arg, required=True, help="output .npz (arrays text, image, line, file_name)")
+    parser.add_argument("--out", type=path_arg, required=True,
+                        help="output .npz (arrays text, image, line, file_name, caption), or a folder: the "
+                             "clip-retrieval layout (img_emb/, text_emb/, metadata/)")
     parser.add_argument("--judge", type=Path, default=None,
                         help="our judge folder or a local transformers CLIP folder (default: the preset's judge)")
     parser.add_argument("--preset", default="cpu", help="whose judge to use without --judge (default cpu)")
@@ -232,17 +245,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     check_scalar(args.batch_size, "--batch-size", low=1, integer=True)
     check_scalar(args.save_every, "--save-every", low=1, integer=True)
-    if (args.folder is None) == (not args.builtin):
-        raise InputError("give an image folder or --builtin (not both)")
+    if args.out.suffix not in ("", ".npz") and not args.out.is_dir():
+        raise InputError(f"--out must end in .npz (one file), or name a folder without a suffix (the clip-retrieval "
+                         f"layout), got {args.out}")
+    layout = args.out.suffix != ".npz"
+    _check_inputs(args, layout)
     check_mix_options(args)
-    if args.out.suffix != ".npz":
-        raise InputError(f"--out must end in .npz, got {args.out}")
-    if args.out.is_dir():
-        raise InputError(f"--out {args.out} is a folder; name the .npz file to write")
-    if not args.builtin:
-        if not args.folder.is_dir():
-            raise InputError(f"image folder {args.folder} does not exist")
-        metadata_file(args.folder)
     import torch
 
     from implosion_base.validate import torch_device
@@ -251,12 +259,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     if dry_run(args, "python -m empirical.embed", {
             "input": (f"the training mix of {args.mix} poisons, C_P {args.poisoned_concepts}, p "
                       f"{args.poison_per_concept}, seed {args.seed}" if args.mix else
-                      "the preset's clean pairs" if args.builtin else args.folder),
-            "judge": args.judge or f"the {args.preset} preset's", "out": args.out, "device": args.device}):
+                      "the preset's clean pairs" if args.builtin else ", ".join(map(str, args.inputs))),
+            "judge": args.judge or f"the {args.preset} preset's", "out": args.out,
+            "writes": "the clip-retrieval layout, one partition per input" if layout else "one .npz",
+            "device": args.device}):
         return 0
+    if layout:
+        with hold_output(args.out):  # one writer of this folder at a time
+            return _embed_layout(args)
     check_output_file(args.out, name="--out")
     with hold_output(args.out, folder=False):  # one writer of this file (and its resume checkpoint) at a time
         return _embed(args)
+
+
+def _check_inputs(args, layout: bool) -> None:
+    """One-line errors for the inputs and --out, before anything is loaded."""
+    if layout:
+        if args.builtin or args.mix:
+            raise InputError("--builtin and --mix write one .npz; give --out a name ending in .npz")
+        if not args.inputs:
+            raise InputError("give the webdataset tars or image-text folders to embed into --out")
+        if args.out.exists() and not args.out.is_dir():
+            raise InputError(f"--out {args.out} is a file; the clip-retrieval layout is a folder")
+        for p in args.inputs:
+            if p.is_dir():
+                metadata_file(p)
+            elif not p.is_file() or not p.name.endswith((".tar", ".tar.gz", ".tgz")):
+                raise InputError(f"{p}: not a webdataset tar (.tar) nor an image-text folder")
+        return
+    if len(args.inputs) > 1:
+        raise InputError("one image folder per .npz; give --out a folder to embed several inputs (the "
+                         "clip-retrieval layout)")
+    args.folder = args.inputs[0] if args.inputs else None
+    if (args.folder is None) == (not args.builtin):
+        raise InputError("give an image folder or --builtin (not both)")
+    if args.out.is_dir():
+        raise InputError(f"--out {args.out} is a folder; name the .npz file to write")
+    if not args.builtin:
+        if not args.folder.is_dir():
+            raise InputError(f"image folder {args.folder} does not exist")
+        metadata_file(args.folder)
+
+
+def _embed_layout(args) -> int:
+    """Every input as one partition of the clip-retrieval layout in ``args.out``."""
+    from empirical.shard_embedding import embed_partitions
+
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    embedder = load_embedder(args.judge, args.preset, args.cache, args.device, log=log)
+    counts = embed_partitions(list(args.inputs), embedder, args.out, batch_size=args.batch_size, log=log)
+    print(f"{sum(counts)} pairs in {len(counts)} partitions -> {args.out} (img_emb/, text_emb/, metadata/); "
+          f"next: python -m dataset_audit {args.out} --out DIR")
+    return 0
 
 
 def _embed(args) -> int:

@@ -97,6 +97,7 @@ class SkipReport:
     total: int = 0
     lines: dict[str, list[int]] = field(default_factory=dict)
     keys: Counter = field(default_factory=Counter)
+    unit: str = "line"  # what is counted: a metadata file's lines, or a tar's samples
 
     def add(self, kind: str, lineno: int) -> None:
         self.lines.setdefault(kind, []).append(lineno)
@@ -104,7 +105,7 @@ class SkipReport:
     def warn(self) -> None:
         for kind, lines in self.lines.items():
             shown = ", ".join(str(n) for n in lines[:5]) + (", ..." if len(lines) > 5 else "")
-            msg = f"{self.meta}: {len(lines)} of {self.total} lines {kind}; skipped (line {shown})"
+            msg = f"{self.meta}: {len(lines)} of {self.total} {self.unit}s {kind}; skipped ({self.unit} {shown})"
             if kind.startswith("lack"):
                 seen = sorted(self.keys)
                 msg += f"; keys seen: {', '.join(seen) or 'none'}"
@@ -122,8 +123,6 @@ def iter_image_folder(folder: Path, *, size: int | None = None, after_line: int 
     caption, file_name)`` for each usable line after line ``after_line`` (earlier lines are not read: a resumed run
     continues where it stopped). Images are converted to RGB and, when ``size`` is given, centre-cropped to a
     square and resized to ``size``. Skipped lines are reported once the folder has been read."""
-    from PIL import Image, UnidentifiedImageError
-
     meta = metadata_file(folder)
     base = meta.parent
     root = Path(folder).resolve()
@@ -159,22 +158,32 @@ def iter_image_folder(folder: Path, *, size: int | None = None, after_line: int 
         if path.exists() and not path.is_file():  # a folder, or a FIFO / device that would block the read
             report.add("name no regular file", lineno)
             continue
-        try:
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-                if size is not None:
-                    side = min(im.size)
-                    left, top = (im.size[0] - side) // 2, (im.size[1] - side) // 2
-                    im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.LANCZOS)
-                image = np.asarray(im, dtype=np.uint8)
-        except Image.DecompressionBombError:
-            report.add("name images larger than Pillow's decompression-bomb limit", lineno)
-            continue
-        except (OSError, UnidentifiedImageError, ValueError):
-            report.add("name unreadable images", lineno)
+        image, problem = decode_image(path, size)
+        if problem:
+            report.add(f"name {problem}", lineno)
             continue
         yield lineno, image, text, name
     report.warn()
+
+
+def decode_image(source, size: int | None) -> tuple[np.ndarray | None, str]:
+    """An image file or file object as RGB uint8 (S, S, 3) — centre-cropped to a square and resized to ``size``
+    when given — and "", or (None, what is wrong with it): an unreadable image, or one over Pillow's
+    decompression-bomb limit. The one decoder of users' images (folders and webdataset tars)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(source) as im:
+            im = im.convert("RGB")
+            if size is not None:
+                side = min(im.size)
+                left, top = (im.size[0] - side) // 2, (im.size[1] - side) // 2
+                im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.LANCZOS)
+            return np.asarray(im, dtype=np.uint8), ""
+    except Image.DecompressionBombError:
+        return None, "images larger than Pillow's decompression-bomb limit"
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None, "unreadable images"
 
 
 def load_image_folder(folder: Path, *, size: int | None = None, fmt: FolderFormat = FolderFormat()

@@ -192,3 +192,36 @@ def test_out_that_is_a_folder_is_refused_before_any_work(tmp_path):
     with pytest.raises(InputError, match="is a folder"):
         main(["--builtin", "--preset", "micro", "--out", str(folder), "--cache", str(tmp_path / "c")])
     assert not (tmp_path / "c").exists()
+
+
+def test_webdataset_tars_become_a_layout_the_audit_reads(tmp_path: Path, assets):
+    """Two tars of the micro preset's renders (KEY.png + KEY.txt + KEY.json) embedded by our judge into the
+    clip-retrieval layout; the embeddings equal the judge's own, and python -m dataset_audit reads the folder."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    a, cache = assets
+    for k, idx in enumerate((range(0, 10), range(10, 24))):
+        with tarfile.open(tmp_path / f"{k:05d}.tar", "w") as tar:
+            for i in idx:
+                buf = io.BytesIO()
+                Image.fromarray(a.data.images[i]).save(buf, format="PNG")
+                for ext, data in (("png", buf.getvalue()), ("txt", a.data.captions[i].encode()),
+                                  ("json", json.dumps({"url": f"u{i}"}).encode())):
+                    info = tarfile.TarInfo(f"s{i:05d}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    out = tmp_path / "emb"
+    assert main([str(tmp_path / "00000.tar"), str(tmp_path / "00001.tar"), "--out", str(out), "--judge",
+                 str(cache / "judge-copy"), "--quiet"]) == 0
+    text = np.load(out / "text_emb" / "text_emb_1.npy")
+    assert text.dtype == np.float16 and text.shape[0] == 14
+    want = a.instruments.judge.embed_texts(list(a.data.captions[10:24]))
+    assert np.allclose(text.astype(np.float32), want, atol=2e-3)
+    proc = subprocess.run([sys.executable, "-m", "dataset_audit", str(out), "--n-concepts", "2", "--no-predict",
+                           "--out", str(tmp_path / "audit")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    header = (tmp_path / "audit" / "pairs.csv").read_text().splitlines()[0]
+    assert header.startswith("index,shard,image_path,caption,key,url,")
