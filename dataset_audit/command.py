@@ -78,6 +78,10 @@ def _parser() -> ArgumentParser:
     run.add_argument("--dask", default=None, metavar="ADDRESS",
                      help="a Dask scheduler (tcp://host:8786) to run the sampled pass's blocks on; its workers need "
                           "this toolkit installed and the shard paths readable")
+    run.add_argument("--ray", default=None, metavar="ADDRESS",
+                     help="run the sampled pass's blocks on Ray: 'local' (an instance on this machine for the run), "
+                          "'auto' or ray://host:10001 (a cluster whose workers have this toolkit and the shards); "
+                          "pip install 'implosion-toolkit[ray]'")
     return p
 
 
@@ -124,8 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       clean_acc=args.clean_acc, predict=not args.no_predict, seed=args.seed)
     cfg.validate()
     check_scalar(args.workers, "--workers", low=0, integer=True)
-    if args.workers > 1 and args.dask:
-        raise InputError("give --workers or --dask, not both")
+    chosen = [name for name, on in (("--workers", args.workers > 1), ("--dask", args.dask), ("--ray", args.ray)) if on]
+    if len(chosen) > 1:
+        raise InputError(f"give {' or '.join(chosen)}, not {'both' if len(chosen) == 2 else 'all'}")
     if args.validate is not None or args.validate_mix is not None:
         return _validation(args, cfg)
     if not args.shards:
@@ -145,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_blocks(blocks)  # refused here, before anything is created
     with hold_output(args.out) as out:
         check_blocks(blocks)
-        execution = Execution(workers=args.workers, dask=args.dask, paths=tuple(map(str, args.shards)),
+        execution = Execution(workers=args.workers, dask=args.dask, ray=args.ray, paths=tuple(map(str, args.shards)),
                               features=args.features, record_dir=blocks, log=lambda msg: print(msg, file=sys.stderr))
         res = audit(src, cfg, concept_names=names, execution=execution)
         write_report(out, src, res, cfg)

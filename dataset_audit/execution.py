@@ -13,11 +13,12 @@ from implosion_base.tasks import TaskRecord
 @dataclass(frozen=True)
 class Execution:
     """Where the sampled pass runs (:mod:`dataset_audit.passes`): here, in ``workers`` local processes or on the
-    Dask scheduler at ``dask``; ``paths`` the shard files (workers open them themselves); ``record_dir`` where
+    Dask scheduler at ``dask`` or on Ray at ``ray``; ``paths`` the shard files (workers open them themselves); ``record_dir`` where
     finished blocks are recorded for a resume. None of it changes a number."""
 
     workers: int = 0
     dask: str | None = None
+    ray: str | None = None
     paths: tuple[str, ...] | None = None
     features: str | None = None  # the embedding model where a shard holds several (implosion_base.layouts)
     record_dir: Path | None = None

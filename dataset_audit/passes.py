@@ -4,7 +4,7 @@ One read of every row gives everything the sampled audit needs per pair: the pai
 row sum against random partners (:func:`theory.ad.structure_block`) and, when concepts come from clustering, the
 nearest k-means centroid of the unit text embedding. The rows are cut into blocks of whole partner groups
 (:func:`theory.ad.structure_blocks`) and each block is one task, run here, in ``--workers`` local processes or on a
-Dask cluster (``--dask``), recorded under ``DIR/blocks/`` as it finishes so that a killed audit resumes where it
+Dask cluster (``--dask``) or on Ray (``--ray``), recorded under ``DIR/blocks/`` as it finishes so that a killed audit resumes where it
 stopped. Every quantity of a row is computed within its partner group, seeded by the group, so the results are
 bit-identical whatever the block size, the number of workers or the order in which blocks finish.
 """
@@ -78,17 +78,18 @@ class PassResult:
 
 def sampled_pass(src: PairShards, paths: list[str] | None, *, features: str | None = None, partners: int, seed: int,
                  rows: int,
-                 centres: np.ndarray | None = None, workers: int = 0, dask: str | None = None,
+                 centres: np.ndarray | None = None, workers: int = 0, dask: str | None = None, ray: str | None = None,
                  record_dir: Path | None = None, identity: dict[str, Any] | None = None,
                  log: Callable[[str], None] = lambda msg: None) -> PassResult:
     """Run the pass over ``src`` in blocks of at most ``rows`` rows. ``paths`` (the shard files, in order) lets
     workers open the shards themselves; without them (an in-memory source) the pass runs here. With
     ``record_dir``, finished blocks are recorded there under ``identity`` (what the numbers depend on) and
     reused by a rerun; a record made with another block layout keeps its layout."""
-    if (workers > 1 or dask) and paths is None:
+    remote = workers > 1 or dask or ray
+    if remote and paths is None:
         raise ValueError("workers need shard files to open")
     source: PairShards | ShardPaths = ShardPaths(tuple(str(Path(p).resolve()) for p in paths), features) \
-        if paths is not None and (workers > 1 or dask) else src
+        if paths is not None and remote else src
     record = None
     layout = structure_blocks(src.n, rows)
     if record_dir is not None:
@@ -106,14 +107,15 @@ def sampled_pass(src: PairShards, paths: list[str] | None, *, features: str | No
     def seen(key: str, result: dict, recorded: bool) -> None:
         reused[0] += recorded
 
-    results = run_tasks(tasks, workers=workers, dask=dask, record=record, on_result=seen)
+    results = run_tasks(tasks, workers=workers, dask=dask, ray=ray, record=record, on_result=seen)
     if reused[0]:
         log(f"resumed: {reused[0]} of {len(tasks)} blocks were recorded in {record_dir}")
     blocks = [StructureBlock.from_arrays(results[t.key]) for t in tasks]
     terms, st = combine_structure(blocks, src.n)
     concept = np.concatenate([results[t.key]["concept"] for t in tasks]) if centres is not None else None
     how = {"blocks": len(tasks), "blocks_resumed": reused[0],
-           "execution": f"Dask scheduler {dask}" if dask else f"{workers} local processes" if workers > 1
+           "execution": f"Dask scheduler {dask}" if dask else f"Ray at {ray}" if ray
+           else f"{workers} local processes" if workers > 1
            else "this process"}
     return PassResult(terms, st, concept, how)
 

@@ -75,9 +75,9 @@ def ad_shares(src: PairShards, cfg: AuditConfig, rows: int, centres: np.ndarray 
     identity = {"shards": list(src.names), "sizes": np.diff(src.offsets).tolist(), "d": src.d, "dtype": str(src.dtype),
                 "files": file_stamps(src.files if execution.paths else ())}
     done = sampled_pass(src, list(execution.paths) if execution.paths else None, features=execution.features,
-                        partners=cfg.partners,
-                        seed=cfg.seed, rows=rows, centres=centres, workers=execution.workers, dask=execution.dask,
-                        record_dir=execution.record_dir, identity=identity, log=execution.log or (lambda msg: None))
+                        partners=cfg.partners, seed=cfg.seed, rows=rows, centres=centres, workers=execution.workers,
+                        dask=execution.dask, ray=execution.ray, record_dir=execution.record_dir, identity=identity,
+                        log=execution.log or (lambda msg: None))
     st = done.structure
     f = 1.0 - pair_scores(done.terms.cos, cfg.laion_scale)
     result = sampled_result(float(f.mean()), st.d_stru, st.d_stru_ci95, n, st.n_terms, cfg.alpha, cfg.laion_scale)

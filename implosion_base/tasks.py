@@ -8,6 +8,8 @@ picklable call ``fn(*args)`` returning a dict of arrays. :func:`run_tasks` runs 
   arguments);
 - on a Dask cluster (``dask`` = a scheduler address, ``tcp://host:8786``; the workers must have this toolkit
   installed and read the same paths; ``pip install .[dask]``),
+- on Ray (``ray`` = "local" for an instance on this machine, "auto" or ``ray://host:10001`` for a cluster;
+  ``pip install .[ray]``),
 
 and hands each result to the caller as it arrives, in whatever order. With a :class:`TaskRecord`, every finished
 task's result is saved at once (one ``.npz`` per task, written atomically), and a rerun after a kill loads those
@@ -192,12 +194,58 @@ def _dask(tasks: Sequence[Task], address: str) -> Iterator[tuple[str, dict[str, 
         client.close()
 
 
-def run_tasks(tasks: Sequence[Task], *, workers: int = 0, dask: str | None = None, record: TaskRecord | None = None,
+def _ray(tasks: Sequence[Task], address: str) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    """The tasks on Ray: ``address`` "local" starts a Ray instance on this machine (loopback only, no dashboard, no
+    usage statistics) for the run; "auto" or ``ray://host:10001`` joins a running cluster, whose workers need this
+    toolkit installed and the shard paths readable. Results arrive as they finish; what has not run is cancelled
+    when the run stops."""
+    import os
+
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--ray needs Ray: pip install 'implosion-toolkit[ray]'") from None
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    started = not ray.is_initialized()
+    if started:
+        try:
+            ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False, **({"_node_ip_address": "127.0.0.1"} if address == "local" else {}))
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise InputError(f"--ray {address}: cannot start or reach Ray ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    call = ray.remote(_call)
+    refs = {call.remote(t.fn, t.args): t.key for t in tasks}
+    pending = list(refs)
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            yield refs[ready[0]], ray.get(ready[0])
+    finally:
+        for ref in pending:
+            ray.cancel(ref)
+        if started:
+            ray.shutdown()
+
+
+def _call(fn: Callable[..., dict[str, np.ndarray]], args: tuple) -> dict[str, np.ndarray]:
+    """A task's call where it runs (the remote function Ray ships)."""
+    return fn(*args)
+
+
+#: The engines a pass over the data can run on besides this machine's processes: name -> adapter.
+ENGINES: dict[str, Callable[[Sequence[Task], str], Iterator[tuple[str, dict[str, np.ndarray]]]]] = {
+    "dask": _dask, "ray": _ray}
+
+
+def run_tasks(tasks: Sequence[Task], *, workers: int = 0, dask: str | None = None, ray: str | None = None,
+              record: TaskRecord | None = None,
               on_result: Callable[[str, dict[str, np.ndarray], bool], None] | None = None) -> dict[str, dict]:
     """Every task's result by key. Recorded results are loaded, not rerun; the others run here (``workers`` ≤ 1),
-    in ``workers`` local processes, or on the Dask scheduler at ``dask``, and each is recorded the moment it
-    arrives. ``on_result(key, result, was_recorded)`` is called once per task (progress, memory accounting). A task's
-    error stops the run with the results so far kept in the record."""
+    in ``workers`` local processes (the default), on the Dask scheduler at ``dask`` or on Ray at ``ray``
+    (:data:`ENGINES`), and each is recorded the moment it arrives. ``on_result(key, result, was_recorded)`` is
+    called once per task (progress, memory accounting). A task's error stops the run with the results so far kept
+    in the record."""
     check_scalar(workers, "--workers", low=0, integer=True)
     keys = [t.key for t in tasks]
     if len(set(keys)) != len(keys):
@@ -212,8 +260,11 @@ def run_tasks(tasks: Sequence[Task], *, workers: int = 0, dask: str | None = Non
     todo = [t for t in tasks if t.key not in out]
     if not todo:
         return out
-    stream = (_dask(todo, dask) if dask else _processes(todo, workers) if workers > 1 and len(todo) > 1
-              else _local(todo))
+    if dask and ray:
+        raise InputError("give --dask or --ray, not both")
+    engine = ("dask", dask) if dask else ("ray", ray) if ray else None
+    stream = (ENGINES[engine[0]](todo, engine[1]) if engine else _processes(todo, workers)
+              if workers > 1 and len(todo) > 1 else _local(todo))
     for key, result in stream:
         if record is not None:
             record.save(key, result)

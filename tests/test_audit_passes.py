@@ -73,6 +73,26 @@ def test_worker_processes_and_a_dask_cluster_give_the_numbers_of_one_process(tmp
     _same(here, on_dask)
 
 
+@pytest.mark.slow
+def test_a_local_ray_instance_gives_the_numbers_of_one_process(tmp_path: Path):
+    """The Ray adapter (implosion_base.tasks, --ray local): every block on a Ray instance started for the run,
+    bit-identical to this process; and the whole audit from the command line."""
+    pytest.importorskip("ray")
+    paths = _npy_shards(tmp_path)
+    src = open_shards(paths)
+    centres = np.eye(8, 16)
+    here = sampled_pass(src, paths, partners=40, seed=1, rows=300, centres=centres)
+    on_ray = sampled_pass(src, paths, partners=40, seed=1, rows=300, centres=centres, ray="local")
+    assert on_ray.how["execution"] == "Ray at local" and on_ray.how["blocks"] == 8
+    _same(here, on_ray)
+    for flag, out in (([], "one"), (["--ray", "local"], "ray")):
+        r = subprocess.run([sys.executable, "-m", "dataset_audit", *paths, "--out", str(tmp_path / out), "--no-predict",
+                            "--n-concepts", "8", "--exact-max", "50", *flag], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr
+    assert (tmp_path / "one" / "pairs.csv").read_bytes() == (tmp_path / "ray" / "pairs.csv").read_bytes()
+
+
 def test_a_rerun_reuses_the_recorded_blocks_and_gets_the_same_numbers(tmp_path: Path):
     paths = _npy_shards(tmp_path)
     src = open_shards(paths)
@@ -142,6 +162,7 @@ def test_bad_rows_are_named_by_shard_and_row(tmp_path: Path):
     (["--workers", "-1"], "--workers must be in [0, inf], got -1"),
     (["--workers", "2", "--dask", "tcp://127.0.0.1:9"], "give --workers or --dask, not both"),
     (["--dask", "tcp://127.0.0.1:9"], "--dask tcp://127.0.0.1:9: cannot reach a Dask scheduler"),
+    (["--ray", "local", "--dask", "tcp://127.0.0.1:9"], "give --dask or --ray, not both"),
 ])
 def test_execution_options_refuse_bad_input_in_one_line(tmp_path: Path, extra, message):
     paths = _npy_shards(tmp_path, n_shards=1, per=200)
