@@ -13,7 +13,10 @@ pair; every pair against ``--partners`` random partners (shared within a block o
 structure term and D_stru with its 95% CI (n·partners pair terms); the concept view (k-means on a sample, every
 pair assigned). The pass runs in one process, in ``--workers`` local processes and on a Dask ``LocalCluster`` of
 ``--workers`` single-threaded worker processes, side by side (alternating over ``--repeats``); each run prints a
-digest of its per-pair results (scores, flags, ranks, concepts), which must agree across modes. Peak RSS: the
+digest of its per-pair results (scores, flags, ranks, concepts), which must agree across modes. ``reference`` runs
+the audit as it stood before its speed work (``--reference-commit``, checked out once into a git worktree beside
+``--dir``: the code kept as the reference, not a copy of it) on the same shards, in one process; its per-pair
+flags and concepts and its estimates are compared with today's, and each difference is counted. Peak RSS: the
 audit process's own (``ru_maxrss``) and that of its whole process tree (workers included), sampled every 0.2 s.
 Timings are medians over ``--repeats``.
 The row-loop reference (the authors' formulation, :func:`bench.ad.row_loop_reference`) is timed at
@@ -68,7 +71,7 @@ CHILD = """
 import hashlib, json, resource, sys, threading, time
 import numpy as np
 import psutil
-sys.path.insert(0, {root!r})
+sys.path.insert(0, {code!r})
 from dataset_audit.config import AuditConfig
 from dataset_audit.execution import Execution
 from dataset_audit.pipeline import audit
@@ -101,6 +104,7 @@ seconds = time.perf_counter() - t0
 s, pr = res["summary"], res["pairs"]
 digest = hashlib.sha256(b"".join(np.ascontiguousarray(pr[k]).tobytes() for k in ("score", "flagged", "rank",
                                                                                   "concept"))).hexdigest()[:16]
+np.savez({arrays!r}, flagged=pr["flagged"], concept=pr["concept"], score=pr["score"])
 print(json.dumps({{"seconds": seconds, "n": s["n"], "ad": s["ad"], "ad_ci95": s["ad_ci95"],
                   "d_stru_ci95": s["d_stru_ci95"], "d_fea": s["d_fea"], "flagged": s["flagged"], "why": s["ad_why"],
                   "estimated_c_p": s["estimated_c_p"], "n_concepts": s["n_concepts"], "digest": digest,
@@ -110,16 +114,42 @@ if cluster is not None:
     cluster.close()
 """
 
-#: How the audit's pass runs in the side-by-side comparison: one process, local processes, a Dask LocalCluster.
-MODES = ("here", "processes", "dask")
+#: How the audit runs in the side-by-side comparison: today's in one process, in local processes, on a Dask
+#: LocalCluster; the reference version in one process.
+MODES = ("reference", "here", "processes", "dask")
+#: The audit before its speed work (2026-12-06): what today's is compared with.
+REFERENCE_COMMIT = "083bcab"
 
 
-def run_audit(folder: Path, partners: int, mode: str = "here", workers: int = 2) -> dict:
-    code = CHILD.format(root=str(ROOT), folder=str(folder), partners=partners, mode=mode, workers=workers)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ)
+def reference_code(commit: str, where: Path) -> Path:
+    """A git worktree of this repository at ``commit`` (made once, kept beside the shards)."""
+    tree = where / f"reference-{commit}"
+    if not (tree / "dataset_audit").is_dir():
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--force", str(tree), commit],
+                       check=True, capture_output=True)
+    return tree
+
+
+def run_audit(folder: Path, partners: int, mode: str = "here", workers: int = 2, code: Path = ROOT) -> dict:
+    arrays = folder.parent / f"results-{mode}.npz"
+    script = CHILD.format(code=str(code), folder=str(folder), partners=partners,
+                          mode="here" if mode == "reference" else mode, workers=workers, arrays=str(arrays))
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"audit ({mode}) failed: {proc.stderr.strip().splitlines()[-1]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "arrays": str(arrays)}
+
+
+def differences(a: dict, b: dict) -> str:
+    """How the per-pair flags and concepts and the estimates of two runs differ, counted."""
+    with np.load(a["arrays"]) as x, np.load(b["arrays"]) as y:
+        flags = int(np.sum(x["flagged"] != y["flagged"]))
+        concepts = int(np.sum(x["concept"] != y["concept"]))
+        score = float(np.max(np.abs(x["score"] - y["score"]) / np.maximum(np.abs(y["score"]), 1e-12)))
+    return (f"{flags} flags and {concepts} concept assignments differ of {a['n']:,}; largest relative score "
+            f"difference {score:.1e}; estimated C_P {a['estimated_c_p']} vs {b['estimated_c_p']}, flagged "
+            f"{a['flagged']:,} vs {b['flagged']:,}, AD {a['ad']:.6f} vs {b['ad']:.6f}")
 
 
 def _half(ci) -> float:
@@ -143,6 +173,7 @@ def main() -> None:
                     help=f"comma-separated, from {', '.join(MODES)} (default all, side by side)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes of the processes and dask modes")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/implosion-bench-audit"))
+    ap.add_argument("--reference-commit", default=REFERENCE_COMMIT, help="the reference version's commit")
     args = ap.parse_args()
     folder = args.dir / f"n{args.n}-d{args.d}-s{args.shard}"
     t0 = time.perf_counter()
@@ -150,27 +181,32 @@ def main() -> None:
     print(f"shards: {folder} ({args.n:,} pairs, d = {args.d}, float16; written or found in "
           f"{time.perf_counter() - t0:.1f} s)")
     runs = {mode: [] for mode in args.modes}
+    code = {mode: reference_code(args.reference_commit, args.dir) if mode == "reference" else ROOT
+            for mode in args.modes}
     for _ in range(args.repeats):  # alternating, so the modes see the same machine state
         for mode in args.modes:
-            runs[mode].append(run_audit(folder, args.partners, mode, args.workers))
-    base = None
+            runs[mode].append(run_audit(folder, args.partners, mode, args.workers, code[mode]))
+    base = float(np.median([x["seconds"] for x in runs[args.modes[0]]]))
     for mode in args.modes:
         rs = runs[mode]
         med = float(np.median([x["seconds"] for x in rs]))
-        base = base or med
         r = rs[0]
-        where = {"here": "one process", "processes": f"--workers {args.workers}",
-                 "dask": f"Dask LocalCluster, {args.workers} workers"}[mode]
-        print(f"audit, {where}: median {med:.1f} s over {args.repeats} run(s) ({base / med:.2f}x one process); "
+        where = {"reference": f"the reference ({args.reference_commit}), one process", "here": "one process",
+                 "processes": f"--workers {args.workers}", "dask": f"Dask LocalCluster, {args.workers} workers"}[mode]
+        print(f"audit, {where}: median {med:.1f} s over {args.repeats} run(s) ({base / med:.2f}x the speed of "
+              f"{args.modes[0]}); "
               f"peak RSS {max(x['peak_rss_gib'] for x in rs):.2f} GiB (this process), "
               f"{max(x['peak_tree_rss_gib'] for x in rs):.2f} GiB (with its workers, sampled every 0.2 s); "
               f"AD {r['ad']:.5f}, 95% CI {_interval(r['ad_ci95'])} (D_stru CI half-width "
               f"{_half(r['d_stru_ci95']):.2e}); {r['flagged']:,} flagged; {r['estimated_c_p']} of {r['n_concepts']} "
               f"concepts estimated poisoned; per-pair results digest {r['digest']}")
-    digests = {x["digest"] for rs in runs.values() for x in rs}
-    print(f"identical per-pair results in every mode and run: {'yes' if len(digests) == 1 else 'NO'} "
-          f"({runs[args.modes[0]][0]['why']})")
-    med = float(np.median([x["seconds"] for x in runs[args.modes[0]]]))
+    today = [m for m in args.modes if m != "reference"]
+    digests = {x["digest"] for m in today for x in runs[m]}
+    print(f"identical per-pair results in every mode and run of today's audit: {'yes' if len(digests) == 1 else 'NO'} "
+          f"({runs[today[0]][0]['why']})")
+    if "reference" in runs and today:
+        print(f"today's against the reference: {differences(runs[today[0]][0], runs['reference'][0])}")
+    med = float(np.median([x["seconds"] for x in runs[today[0]]]))
     from ad import embeddings, row_loop_reference
 
     text, image = embeddings(args.reference_n, args.d)

@@ -22,34 +22,37 @@ def kmeans(x: np.ndarray, k: int, *, seed: int = 0, iters: int = 50) -> tuple[np
     n = len(x)
     if not 1 <= k <= n:
         raise InputError(f"k-means needs 1 <= K <= n, got K = {k}, n = {n}")
+    xx = np.einsum("ij,ij->i", x, x)  # |x_i|², once: every squared distance is |x|² − 2⟨x, c⟩ + |c|²
     centres = [x[rng.integers(n)]]
-    d2 = np.sum((x - centres[0]) ** 2, axis=1)
+    d2 = np.maximum(xx - 2 * x @ centres[0] + centres[0] @ centres[0], 0.0)
     for _ in range(1, k):
         centres.append(x[rng.choice(n, p=d2 / d2.sum())] if d2.sum() > 0 else x[rng.integers(n)])
-        d2 = np.minimum(d2, np.sum((x - centres[-1]) ** 2, axis=1))
+        d2 = np.minimum(d2, np.maximum(xx - 2 * x @ centres[-1] + centres[-1] @ centres[-1], 0.0))
     c = np.array(centres)
     labels = np.full(n, -1)
     for _ in range(iters):
-        dist = (x * x).sum(1)[:, None] - 2 * x @ c.T + (c * c).sum(1)[None, :]
+        dist = xx[:, None] - 2 * x @ c.T + (c * c).sum(1)[None, :]
         new = dist.argmin(1)
         if np.array_equal(new, labels):
             break
         labels = new
-        for j in range(k):
-            members = x[labels == j]
-            c[j] = members.mean(0) if len(members) else x[dist.min(1).argmax()]
+        counts = np.bincount(labels, minlength=k)
+        sums = np.eye(k)[labels].T @ x  # one product gives every centre's member sum
+        c = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], x[dist.min(1).argmax()])
     return c, labels
 
 
-def silhouette(x: np.ndarray, labels: np.ndarray) -> float:
-    """Mean silhouette (cosine distance) of ``labels`` on the unit rows ``x``: (b − a)/max(a, b) per point."""
-    d = 1.0 - x @ x.T
+def silhouette(x: np.ndarray, labels: np.ndarray, distances: np.ndarray | None = None) -> float:
+    """Mean silhouette (cosine distance) of ``labels`` on the unit rows ``x``: (b − a)/max(a, b) per point.
+    ``distances``: 1 − x xᵀ when already computed (one matrix for every K a search tries)."""
+    d = 1.0 - x @ x.T if distances is None else distances
     ks = np.unique(labels)
     if len(ks) < 2:
         return -1.0
-    mean_to = np.stack([d[:, labels == k].mean(1) for k in ks], axis=1)
     own = np.searchsorted(ks, labels)
-    size = np.array([np.sum(labels == k) for k in ks])[own]
+    counts = np.bincount(own, minlength=len(ks))
+    mean_to = (d @ np.eye(len(ks))[own]) / counts[None, :]  # each point's mean distance to every cluster
+    size = counts[own]
     a = mean_to[np.arange(len(x)), own] * size / np.maximum(size - 1, 1)  # exclude the point itself
     mean_to[np.arange(len(x)), own] = np.inf
     b = mean_to.min(1)
@@ -75,9 +78,10 @@ def cluster_centres(src: PairShards, cfg: AuditConfig) -> tuple[np.ndarray, dict
         how["k"] = f"{k} (given: --n-concepts)"
     else:
         sub = xs[rng.choice(len(xs), size=min(len(xs), 2_000), replace=False)]
+        distances = 1.0 - sub @ sub.T
         scores = {}
         for kk in range(2, min(cfg.max_concepts, len(sub) // 5) + 1):
-            scores[kk] = silhouette(sub, kmeans(sub, kk, seed=cfg.seed)[1])
+            scores[kk] = silhouette(sub, kmeans(sub, kk, seed=cfg.seed)[1], distances)
         if not scores:
             raise InputError(f"too few pairs ({src.n}) to find concepts by clustering; give --concepts-file")
         k = max(scores, key=lambda kk: (round(scores[kk], 6), -kk))
@@ -98,6 +102,7 @@ def assign_concepts(src: PairShards, centres: np.ndarray, rows: int) -> np.ndarr
 
 
 def nearest_centre(rows: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Each row's concept: argmax_k ⟨unit(x_i), c_k⟩ over unit centroids ``centres`` (k × d), in float64 whatever
-    the rows' dtype — the same numbers however the rows are cut into blocks."""
-    return (unit64(rows) @ centres.T).argmax(1)
+    """Each row's concept: argmax_k ⟨unit(x_i), c_k⟩ over unit centroids ``centres`` (k × d) — which is argmax_k
+    ⟨x_i, c_k⟩, a row's norm scaling all its k products alike — computed in float32 (float16 shards are read in
+    it; no float64 copy), the same numbers however the rows are cut into blocks."""
+    return (np.asarray(rows, np.float32) @ np.asarray(centres, np.float32).T).argmax(1)

@@ -19,8 +19,9 @@ from typing import Any, Callable
 import numpy as np
 
 from dataset_audit.concept_view import nearest_centre
-from implosion_base.shards import PairShards, open_shards
+from implosion_base.shards import PairShards, float32_rows, open_shards
 from implosion_base.tasks import Task, TaskRecord, run_tasks
+from implosion_base.validate import usable_cores
 from theory.ad import (
     PairTerms,
     StructureBlock,
@@ -48,16 +49,28 @@ def _opened(paths: tuple[str, ...], features: str | None) -> PairShards:
     return open_shards(list(paths), labels=False, features=features)
 
 
+@lru_cache(maxsize=1)
+def _buffers(rows: int, d: int, dtype: str) -> tuple[np.ndarray | None, ...]:
+    """A process's block buffers, reused from block to block (fresh pages cost as much as reading them): (text,
+    image) as read and, for float16 shards, as float32; ``rows`` the pass's largest block."""
+    read = tuple(np.empty((rows, d), np.dtype(dtype)) for _ in "tv")
+    wide = tuple(np.empty((rows, d), np.float32) for _ in "tv") if np.dtype(dtype) == np.float16 else (None, None)
+    return read + wide
+
+
 def _source(source: PairShards | ShardPaths) -> PairShards:
     return _opened(source.paths, source.features) if isinstance(source, ShardPaths) else source
 
 
 def block_task(source: PairShards | ShardPaths, a: int, b: int, partners: int, seed: int,
-               centres: np.ndarray | None) -> dict[str, np.ndarray]:
+               centres: np.ndarray | None, threads: int = 1, capacity: int = 0) -> dict[str, np.ndarray]:
     """Rows a..b−1: :func:`theory.ad.structure_block`'s arrays, plus (with ``centres``, unit k × d) each pair's
-    concept argmax_k ⟨unit(t_i), c_k⟩, computed partner group by partner group like the rest."""
+    concept argmax_k ⟨unit(t_i), c_k⟩, computed partner group by partner group like the rest. Rows are read into
+    the process's buffers for blocks of ``capacity`` rows and float16 rows converted once, in ``threads`` threads."""
     src = _source(source)
-    rows = src.block(a, b)
+    buffers = _buffers(max(capacity, b - a), src.d, np.dtype(src.dtype).str)
+    read = src.block(a, b, out=buffers[:2])
+    rows = tuple(float32_rows(read, threads, outs=buffers[2:]))
     out = structure_block(src, a, b, partners, seed, rows=rows).arrays()
     if centres is not None:
         size = partner_group(src.n)
@@ -101,7 +114,10 @@ def sampled_pass(src: PairShards, paths: list[str] | None, *, features: str | No
             layout = [(int(a), int(b)) for a, b in old]
         else:
             record.write_note("layout", layout)
-    tasks = [Task(f"rows-{a:012d}-{b:012d}", block_task, (source, a, b, partners, seed, centres)) for a, b in layout]
+    threads = 1 if remote else usable_cores()
+    capacity = max(b - a for a, b in layout)
+    tasks = [Task(f"rows-{a:012d}-{b:012d}", block_task, (source, a, b, partners, seed, centres, threads, capacity))
+             for a, b in layout]
     reused = [0]
 
     def seen(key: str, result: dict, recorded: bool) -> None:

@@ -94,7 +94,7 @@ def pair_flags(ad: ADShares, cfg: AuditConfig) -> tuple[dict[str, np.ndarray], d
     (:func:`dataset_audit.flags.flag_pairs`: the mixture, or the robust outlier rule); and the rule that flagged."""
     n = len(ad.share)
     score = n * ad.share
-    flagged, posterior, rule = flag_pairs(ad.cos, cfg.flag_z)
+    flagged, posterior, rule = flag_pairs(ad.cos, cfg.flag_z, seed=cfg.seed)
     rank = np.empty(n, dtype=np.int64)
     rank[ranking(score)] = np.arange(1, n + 1)
     return {"score": score, "z": modified_z(score), "flagged": flagged, "rank": rank, "s_i": ad.s_i,

@@ -44,6 +44,21 @@ class NpyRows:
     def __len__(self) -> int:
         return self.shape[0]
 
+    def read_into(self, dest: np.ndarray, a: int, b: int) -> None:
+        """Rows a..b−1 into ``dest`` (a C-contiguous array of that shape and this dtype), read straight into its
+        memory: no intermediate buffer, no fresh pages."""
+        view = memoryview(dest).cast("B")
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            done, offset = 0, self.offset + a * self.row_bytes
+            while done < len(view):
+                got = os.preadv(fd, [view[done:]], offset + done)
+                if got <= 0:
+                    raise InputError(f"{self.path}: truncated while reading rows {a}..{b - 1}")
+                done += got
+        finally:
+            os.close(fd)
+
     def _read(self, fd: int, a: int, b: int) -> np.ndarray:
         raw = os.pread(fd, (b - a) * self.row_bytes, self.offset + a * self.row_bytes)
         return np.frombuffer(raw, dtype=self.dtype).reshape((b - a, *self.shape[1:]))

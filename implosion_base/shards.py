@@ -17,7 +17,7 @@ import numpy as np
 from implosion_base.errors import InputError
 from implosion_base.layouts import ReadOptions, ShardPart, read_parts
 
-__all__ = ["PairShards", "ShardPart", "open_shards"]
+__all__ = ["PairShards", "ShardPart", "float32_rows", "open_shards"]
 
 
 class PairShards:
@@ -49,16 +49,21 @@ class PairShards:
         """The shard number of each pair index."""
         return np.searchsorted(self.offsets, np.asarray(idx), side="right") - 1
 
-    def block(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
-        t = np.empty((b - a, self.d), self.dtype)
-        v = np.empty((b - a, self.d), self.dtype)
+    def block(self, a: int, b: int, out: tuple[np.ndarray, np.ndarray] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """(text, image) rows a..b−1, in ``out``'s first b − a rows when given (buffers of this dtype reused
+        from block to block: ``.npy`` rows are read straight into them)."""
+        t, v = (x[:b - a] for x in out) if out is not None else (np.empty((b - a, self.d), self.dtype) for _ in "tv")
         for k in range(int(self.shard_of(a)), len(self._text)):
             lo, hi = self.offsets[k], self.offsets[k + 1]
             if lo >= b:
                 break
             s, e = max(a, lo), min(b, hi)
-            t[s - a:e - a] = self._text[k][s - lo:e - lo]
-            v[s - a:e - a] = self._image[k][s - lo:e - lo]
+            for part, dest in ((self._text[k], t), (self._image[k], v)):
+                if hasattr(part, "read_into") and part.dtype == dest.dtype:
+                    part.read_into(dest[s - a:e - a], s - lo, e - lo)
+                else:
+                    dest[s - a:e - a] = part[s - lo:e - lo]
         return t, v
 
     def take(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,3 +108,40 @@ def open_shards(paths: Sequence[str | os.PathLike[str]], *, labels: bool = True,
     shards.files = [f for q in parts for f in q.files]  # empty shards too: a rewrite of one is a new data set
     shards.layouts = sorted(set(layouts))
     return shards
+
+
+def float32_rows(arrays: Sequence[np.ndarray], threads: int = 1,
+                 outs: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray]:
+    """Each array as float32 (no copy when it already is): float16 rows — what clip-retrieval writes — cast into
+    the first rows of its buffer in ``outs`` when given (buffers reused from block to block: fresh pages cost as much
+    as the cast), the casts cut into ``threads`` equal row ranges run at once (numpy's cast releases the GIL)."""
+    outs = list(outs) if outs is not None else [None] * len(arrays)
+    result, jobs = [], []
+    for x, out in zip(arrays, outs):
+        if x.dtype == np.float32:
+            result.append(x)
+            continue
+        out = np.empty(x.shape, np.float32) if out is None else out[:len(x)]
+        result.append(out)
+        jobs.append((x, out))
+    if not jobs:
+        return result
+    pieces = max(1, threads // len(jobs))  # each array cut into this many row ranges
+    cuts = []
+    for x, out in jobs:
+        ends = np.linspace(0, len(x), pieces + 1).astype(int)
+        cuts += [(x, out, int(a), int(b)) for a, b in zip(ends[:-1], ends[1:])]
+
+    def cast(job) -> None:
+        x, out, a, b = job
+        out[a:b] = x[a:b]
+
+    if threads <= 1:
+        for job in cuts:
+            cast(job)
+        return result
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(cast, cuts))
+    return result

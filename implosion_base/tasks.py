@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from implosion_base.validate import check_scalar
+from implosion_base.validate import check_scalar, usable_cores
 from implosion_base.errors import InputError
 from implosion_base.files import atomic_write_text, save_npz_atomically
 from implosion_base.records import key_difference
@@ -104,11 +104,18 @@ def _local(tasks: Sequence[Task]) -> Iterator[tuple[str, dict[str, np.ndarray]]]
         yield t.key, t.fn(*t.args)
 
 
-def _worker_start(initializer: Callable[..., None] | None, initargs: tuple) -> None:
-    """Every pool worker's start: ignore Ctrl-C (the parent handles it) and, on Linux, die with the parent (a
-    parent killed with SIGKILL leaves no orphan computing for nobody); then the caller's ``initializer``."""
+def _worker_start(initializer: Callable[..., None] | None, initargs: tuple, blas_threads: int = 0) -> None:
+    """Every pool worker's start: ignore Ctrl-C (the parent handles it), on Linux die with the parent (a parent
+    killed with SIGKILL leaves no orphan computing for nobody), share the cores with the other workers (BLAS limited
+    to ``blas_threads``: the workers' threads together never outnumber the cores); then the caller's
+    ``initializer``."""
     import signal
     import sys
+
+    if blas_threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(blas_threads)  # holds for the worker's life (nothing restores it)
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
@@ -131,7 +138,7 @@ def pool_queue():
 
 @contextmanager
 def process_pool(workers: int, *, initializer: Callable[..., None] | None = None,
-                 initargs: tuple = ()) -> Iterator[Any]:
+                 initargs: tuple = (), blas_threads: int = 0) -> Iterator[Any]:
     """``workers`` local worker processes (the platform's start method: a fork on Linux, so a worker computes with
     its parent's numerical settings and gives its numbers bit for bit) — the toolkit's one process pool (the
     sweep's seeds, the phase diagram's cells, the audit's blocks). One shutdown rule: when the
@@ -142,7 +149,7 @@ def process_pool(workers: int, *, initializer: Callable[..., None] | None = None
     from concurrent.futures import ProcessPoolExecutor
 
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(),
-                               initializer=_worker_start, initargs=(initializer, initargs))
+                               initializer=_worker_start, initargs=(initializer, initargs, blas_threads))
     try:
         yield pool
     except BaseException:
@@ -156,7 +163,9 @@ def process_pool(workers: int, *, initializer: Callable[..., None] | None = None
 def _processes(tasks: Sequence[Task], workers: int) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
     from concurrent.futures import as_completed
 
-    with process_pool(workers) as pool:
+    # the workers share the cores: their BLAS threads together never outnumber them (block tasks give the same
+    # numbers with any thread count; the sweep's and the phase grid's pools keep the parent's, for bit-identity)
+    with process_pool(workers, blas_threads=max(1, usable_cores() // workers)) as pool:
         futures = {pool.submit(t.fn, *t.args): t.key for t in tasks}
         for f in as_completed(futures):
             yield futures[f], f.result()

@@ -6,6 +6,7 @@ and what was expected. Internals downstream trust what passed through here.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,11 @@ def physical_memory() -> int:
         return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
     except (AttributeError, OSError, ValueError):
         return 0
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the platform says, else the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def check_threads(threads: int | None) -> int | None:
@@ -142,7 +148,8 @@ def row_norms(x: np.ndarray, name: str, chunk: int = 4096) -> np.ndarray:
 
 
 def unit_rows(x: np.ndarray, norms: np.ndarray | None = None) -> np.ndarray:
-    r"""Rows of ``x`` scaled to unit L2 norm, :math:`x_i / \lVert x_iVert` (``norms`` when given, else
+    r"""Rows of ``x`` scaled to unit L2 norm, :math:`x_i / \lVert x_i
+Vert` (``norms`` when given, else
     ``np.linalg.norm`` in ``x``'s precision) — the toolkit's one unit-row helper. Unchecked: for rows known to be
     finite and non-zero (the simulator's, a model's outputs); user input goes through :func:`normalised_rows`."""
     return x / (np.linalg.norm(x, axis=-1, keepdims=True) if norms is None else np.asarray(norms)[..., None])

@@ -159,6 +159,40 @@ def _norms_named(src: RowSource, x: np.ndarray, first: int, what: str) -> np.nda
         raise InputError(f"{what} of pair {row} is {problem}") from None
 
 
+def _group_terms(src: RowSource, t: np.ndarray, v: np.ndarray, first: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A partner group's rows in float32 and their norms and pair cosines (float64 results). float16 and float32
+    rows (what clip-retrieval and most releases write) are reduced in float32 — no float64 copy — when every norm
+    lies where float32 squares neither overflow nor underflow (1e-15..1e18; float16 rows always do); any other
+    dtype, or a row outside that range, NaN, inf or zero, goes through the scale-safe float64 norms
+    (:func:`implosion_base.validate.row_norms`, which also names a bad row)."""
+    t32, v32 = np.asarray(t, np.float32), np.asarray(v, np.float32)
+    if t.dtype in (np.float16, np.float32) and v.dtype in (np.float16, np.float32):
+        nt = np.sqrt(np.einsum("ij,ij->i", t32, t32, dtype=np.float32)).astype(np.float64)
+        nv = np.sqrt(np.einsum("ij,ij->i", v32, v32, dtype=np.float32)).astype(np.float64)
+        if all(np.all(np.isfinite(x) & (x > 1e-15) & (x < 1e18)) for x in (nt, nv)):
+            return t32, v32, nt, nv, np.einsum("ij,ij->i", t32, v32, dtype=np.float32) / (nt * nv)
+    nt, nv = _norms_named(src, t, first, "text"), _norms_named(src, v, first, "image")
+    return t32, v32, nt, nv, np.einsum("ij,ij->i", np.asarray(t, np.float64), np.asarray(v, np.float64)) / (nt * nv)
+
+
+def _row_moments(gap: np.ndarray, self_col: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ``gap`` (rows × partners): the mean term, its standard error s/√used and the terms used, leaving
+    out the few cells where partner c is the row itself (row ``self_col[c]``: a pair is not its own partner).
+    Sums in float64; the variance from the sum of squares (terms lie in [0, 2], so no cancellation to fear)."""
+    total = gap.sum(axis=1, dtype=np.float64)
+    squares = np.einsum("ij,ij->i", gap, gap, dtype=np.float64)
+    used = np.full(len(gap), gap.shape[1], dtype=np.int64)
+    for c in np.flatnonzero((self_col >= 0) & (self_col < len(gap))):
+        r = self_col[c]
+        total[r] -= gap[r, c]
+        squares[r] -= float(gap[r, c]) ** 2
+        used[r] -= 1
+    mean = total / used
+    var = np.maximum(squares - used * mean ** 2, 0.0) / (used - 1)
+    return mean, np.sqrt(var / used), used
+
+
 def structure_block(src: RowSource, a: int, b: int, partners: int, seed: int,
                     rows: tuple[np.ndarray, np.ndarray] | None = None) -> StructureBlock:
     r"""The rows a..b−1 (``a`` a multiple of :func:`partner_group`, ``b`` too or n) of :func:`structure_sampled`.
@@ -178,22 +212,19 @@ def structure_block(src: RowSource, a: int, b: int, partners: int, seed: int,
     for g0 in range(a, b, size):
         g1 = min(b, g0 + size)
         t, v = t_all[g0 - a:g1 - a], v_all[g0 - a:g1 - a]
-        nt, nv = _norms_named(src, t, g0, "text"), _norms_named(src, v, g0, "image")
+        t32, v32, nt, nv, cos = _group_terms(src, t, v, g0)
         here = slice(g0 - a, g1 - a)
-        out["text_norms"][here], out["image_norms"][here] = nt, nv
-        out["cos"][here] = np.einsum("ij,ij->i", np.asarray(t, np.float64), np.asarray(v, np.float64)) / (nt * nv)
+        out["text_norms"][here], out["image_norms"][here], out["cos"][here] = nt, nv, cos
         j = np.sort(np.random.default_rng([int(seed), g0 // size]).integers(0, n, size=partners))
         tj, vj = (np.asarray(x, np.float32) for x in src.take(j))
-        ntj = np.linalg.norm(tj, axis=1, keepdims=True)
-        nvj = np.linalg.norm(vj, axis=1, keepdims=True)
-        gt = (np.asarray(t, np.float32) / nt[:, None].astype(np.float32)) @ (tj / np.where(ntj > 0, ntj, 1)).T
-        gv = (np.asarray(v, np.float32) / nv[:, None].astype(np.float32)) @ (vj / np.where(nvj > 0, nvj, 1)).T
-        gap = np.abs(gv - gt).astype(np.float64)
-        gap[np.arange(g0, g1)[:, None] == j[None, :]] = np.nan  # a pair is not its own partner
-        used = np.sum(~np.isnan(gap), axis=1)
-        mean_i = np.nanmean(gap, axis=1)
+        ntj = np.linalg.norm(tj, axis=1)
+        nvj = np.linalg.norm(vj, axis=1)
+        # the products of raw rows, then scaled: a row's norm divides its k products alike (cheaper than scaling rows)
+        gt = (t32 @ tj.T) / nt[:, None].astype(np.float32) / np.where(ntj > 0, ntj, 1)[None, :]
+        gv = (v32 @ vj.T) / nv[:, None].astype(np.float32) / np.where(nvj > 0, nvj, 1)[None, :]
+        mean_i, se_i, used = _row_moments(np.abs(gv - gt), j - g0)
         out["row_sums"][here] = (n - 1) * mean_i
-        out["row_se"][here] = (n - 1) * np.nanstd(gap, axis=1, ddof=1) / np.sqrt(used)
+        out["row_se"][here] = (n - 1) * se_i
         means.append(float(mean_i.mean()))
         sizes.append(g1 - g0)
         count += int(used.sum())
