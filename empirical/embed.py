@@ -282,6 +282,8 @@ def _check_inputs(args, layout: bool) -> None:
         if args.out.exists() and not args.out.is_dir():
             raise InputError(f"--out {args.out} is a file; the clip-retrieval layout is a folder")
         for p in args.inputs:
+            if not p.exists():
+                raise InputError(f"{p} does not exist (a webdataset tar or an image-text folder)")
             if p.is_dir():
                 metadata_file(p)
             elif not p.is_file() or not p.name.endswith((".tar", ".tar.gz", ".tgz")):

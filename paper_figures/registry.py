@@ -1,6 +1,6 @@
 """The list of figures and tables: key, title, what it shows, the command that feeds it, and its builder.
 
-Keys follow the issue's numbering (F1–F15 as ``fig1``..``fig15``, T1–T7 as ``tab1``..``tab7``); ``F3``/``T1`` and
+Keys follow the issue's numbering (F1–F16 as ``fig1``..``fig16``, T1–T8 as ``tab1``..``tab8``); ``F3``/``T1`` and
 any case are accepted on the command line.
 """
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from paper_figures import (attention_figures, diagram, empirical_figures, prediction_figures, simulation_figures, tables,
+from paper_figures import (attention_figures, audit_figures, diagram, empirical_figures, prediction_figures, simulation_figures, tables,
                            verdicts)
 from paper_figures.built import Built
 from paper_figures.sources import EMP_COMMANDS, SIM_COMMAND, Sources
@@ -63,6 +63,8 @@ ITEMS: tuple[Item, ...] = (
          "real model's poisoned points and controls", prediction_figures.FEEDS, prediction_figures.fig14),
     Item("fig15", "Capacity at fixed volume", "unpoisoned accuracy and attack success at V = 4 per LoRA rank and "
          "UNet size, poisoned runs and controls", prediction_figures.CAPACITY_FEEDS, prediction_figures.fig15),
+    Item("fig16", "The audit in a CLIP-like space", "AP of the audit's AD share and of the concept disagreement vs "
+         "poison pairs per concept, per poison kind and strength", audit_figures.FEEDS, audit_figures.fig16),
     Item("tab1", "AD of clean vs poisoned mixes", "simulation regimes and the real model's training mixes",
          f"{SIM_COMMAND}; {_EMP_ALL}", tables.tab1),
     Item("tab2", "Implosion thresholds", "first C_P with unpoisoned accuracy < 0.5, per regime and scenario",
@@ -78,6 +80,8 @@ ITEMS: tuple[Item, ...] = (
     Item("tab7", "Implosion verdicts", "per regime and poison volume: never-poisoned concepts against their "
          "controls, KID and meaningless gaps, attack success, implosion or not (and at V >= 3)", verdicts.FEEDS,
          verdicts.tab7),
+    Item("tab8", "The audit in a CLIP-like space", "per poison and p: flags, AP of the AD share and two baselines, "
+         "Ĉ_P error, mixes where AP >= 0.9 and Ĉ_P within ±10 %", audit_figures.FEEDS, audit_figures.tab8),
 )
 
 BY_KEY = {item.key: item for item in ITEMS}

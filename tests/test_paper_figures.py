@@ -31,7 +31,7 @@ def test_list_names_every_item_with_its_command(capsys):
     text = capsys.readouterr().out
     for item in ITEMS:
         assert item.key in text and item.feeds in text
-    assert [i.key for i in ITEMS] == [f"fig{k}" for k in range(1, 16)] + ["tab1", "tab2", "tab3", "tab4", "tab5", "tab6", "tab7"]
+    assert [i.key for i in ITEMS] == [f"fig{k}" for k in range(1, 17)] + [f"tab{k}" for k in range(1, 9)]
 
 
 def test_aliases_resolve():

@@ -95,3 +95,17 @@ def test_embedding_into_the_clip_retrieval_layout_is_read_back_and_resumes(tmp_p
 def test_partition_numbers_are_padded_as_clip_retrieval_pads_them():
     assert partition_tags(3) == ["0", "1", "2"] and partition_tags(12)[:2] == ["00", "01"]
     assert partition_tags(100)[-1] == "099" and partition_tags(101)[-1] == "100"
+
+
+@pytest.mark.parametrize("name, message", [("missing.tar", "does not exist"),
+                                           ("notes.txt", "not a webdataset tar (.tar) nor an image-text folder")])
+def test_inputs_that_are_no_tar_nor_folder_are_refused_in_one_line(tmp_path: Path, name, message):
+    import subprocess
+    import sys
+
+    (tmp_path / "notes.txt").write_text("not a tar")
+    r = subprocess.run([sys.executable, "-m", "empirical.embed", str(tmp_path / name), "--out",
+                        str(tmp_path / "emb"), "--dry-run"], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "emb").exists()

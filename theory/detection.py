@@ -66,3 +66,31 @@ def rank_quality(scores: np.ndarray, is_poison: np.ndarray) -> Detection:
 def detect_poisons(text: np.ndarray, image: np.ndarray, is_poison: np.ndarray, **ad_options) -> Detection:
     """:func:`rank_quality` of the AD attribution of the pairs (unit text/image embeddings, n × d)."""
     return rank_quality(pair_attribution(text, image, **ad_options).contribution, is_poison)
+
+
+def concept_disagreement(image: np.ndarray, concept: np.ndarray) -> np.ndarray:
+    r"""Each pair's concept disagreement: how much nearer its image lies to another concept's images than to the
+    images of the concept its caption names,
+
+    .. math::
+
+        g_i = \max_k \cos(v_i, \bar v_k) - \cos(v_i, \bar v_{c_i}) \;\ge 0, \qquad
+        \bar v_k = \mathrm{unit}\Big(\sum_{j: c_j = k} v_j\Big),
+
+    with :math:`c_i` the concept of pair i's caption (0..K−1). A dirty-label pair (caption of A, image of B) scores
+    about :math:`\cos(v, \bar v_B) - \cos(v, \bar v_A) > 0`; a clean pair of a well-separated concept scores 0. It
+    uses the captions' concepts, which the pair cosine and the AD share do not; its centroids include the poisons, so
+    it weakens as they become a large share of a concept's pairs."""
+    v = np.asarray(image, dtype=np.float64)
+    c = np.asarray(concept)
+    if v.ndim != 2 or c.shape != (len(v),):
+        raise InputError(f"concept_disagreement needs n x d images and n concepts, got {v.shape} and {c.shape}")
+    if c.size and (c.min() < 0 or not np.issubdtype(c.dtype, np.integer)):
+        raise InputError("concepts must be integers 0..K-1")
+    k = int(c.max()) + 1 if c.size else 0
+    centres = np.zeros((k, v.shape[1]))
+    np.add.at(centres, c, v)
+    norms = np.linalg.norm(centres, axis=1, keepdims=True)
+    centres = np.divide(centres, norms, out=np.zeros_like(centres), where=norms > 0)
+    sims = v @ centres.T
+    return sims.max(axis=1) - sims[np.arange(len(v)), c]
