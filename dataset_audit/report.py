@@ -183,16 +183,22 @@ def _plot(path: Path, cos: np.ndarray, flagged: np.ndarray, s: dict[str, Any]) -
         ax.hist(cos[flagged], bins=bins, color=POISONED, alpha=0.7, label=f"flagged ({s['flag_rule']} rule)")
     cut = s.get("flag_cosine_cut")
     if cut is not None and np.isfinite(cut):
-        ax.axvline(cut, color=CONTROL, ls="--", lw=0.8, label=f"cut {cut:.3f}")
+        ax.axvline(cut, color=CONTROL, ls="--", lw=0.8, label=f"cut {round(cut, 3) + 0.0:.3f}")  # no "-0.000"
     fit = s["mixture"]
     if fit["two_populations"]:
-        x = np.linspace(bins[0], bins[-1], 400)
-        width = bins[1] - bins[0]
+        from scipy.stats import norm
+
+        edges = np.linspace(bins[0], bins[-1], 241)
         for w, mu, sd in zip(fit["weights"], fit["means"], fit["sds"]):
-            ax.plot(x, len(cos) * width * w * np.exp(-0.5 * ((x - mu) / sd) ** 2) / (sd * np.sqrt(2 * np.pi)),
-                    color="#111111", lw=0.8)
+            # each component's expected pairs per histogram bin: n·w·(Φ(b+) − Φ(b−)) over bins of the histogram's
+            # width, evaluated on a finer grid — bounded by n·w however narrow the component
+            grid = 0.5 * (edges[1:] + edges[:-1])
+            half = 0.5 * (bins[1] - bins[0])
+            count = len(cos) * w * (norm.cdf(grid + half, mu, sd) - norm.cdf(grid - half, mu, sd))
+            ax.plot(grid, count, color="#111111", lw=0.8)
     ax.set_yscale("log")
-    ax.set_ylim(bottom=0.5)
+    counts = np.histogram(cos, bins=bins)[0]
+    ax.set_ylim(0.5, 3.0 * max(1, int(counts.max())))
     ax.set_xlabel("pair cosine cos(t_i, v_i)")
     ax.set_ylabel("pairs")
     ax.legend(fontsize=6)
