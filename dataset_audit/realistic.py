@@ -19,7 +19,7 @@ with :math:`b_i = b` for a well-aligned caption and :math:`b_i = b\cdot` ``weak_
 cosines between concepts ≈ 0.16 — CLIP ViT-B/32's statistics on LAION-like captions (measured on the generated
 data and reported beside every grid).
 
-**Poisons** (the toolkit's one plan and item helper, :mod:`theory.poisoning`): for each of C_P concepts A with a
+**Poisons** (:func:`dataset_audit.validation.dirty_label_mix`: the toolkit's one plan and item helper): for each of C_P concepts A with a
 random target B, p pairs: *dirty-label* — the caption of one of A's pairs with the image of one of B's; or
 *Nightshade-like* — the caption and image of one of A's pairs with the image moved a fraction λ (``strength``)
 toward one of B's, :math:`v = \mathrm{unit}((1-\lambda) v_A + \lambda v_B)`: the caption cosine falls only partly.
@@ -38,14 +38,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from dataset_audit.config import AuditConfig
-from dataset_audit.validation import score_audit
+from dataset_audit.validation import dirty_label_mix, score_audit
 from implosion_base.cli import ArgumentParser, dry_run, parse_int_list, parse_seeds, path_arg, run_main
 from implosion_base.errors import InputError
 from implosion_base.files import atomic_write_text, hold_output
 from implosion_base.records import csv_text
 from implosion_base.validate import check_scalar, unit_rows
 from theory.detection import concept_disagreement, rank_quality
-from theory.poisoning import dirty_label_items, make_plan
 
 __all__ = ["KINDS", "ClipLikeConfig", "clip_like_clean", "poison_clip_like", "space_statistics", "validate_grid"]
 
@@ -100,21 +99,13 @@ def clip_like_clean(cfg: ClipLikeConfig, seed: int) -> tuple[np.ndarray, np.ndar
 
 def poison_clip_like(clean: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], c_p: int, p: int, kind: str,
                      strength: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[int]]:
-    """The clean set plus p poison pairs for each of the plan's first ``c_p`` concepts (module docstring):
-    (text, image, caption concept, poison mask, poisoned concepts)."""
-    text, image, concept, _ = clean
-    plan = make_plan(int(concept.max()) + 1, "random", seed=seed)
-    own, captions = dirty_label_items(plan, c_p, p, concept, seed=seed, salt=3, show_target=False)
-    other, _ = dirty_label_items(plan, c_p, p, concept, seed=seed, salt=5)
-    if kind == "dirty":
-        v = image[other]
-    elif kind == "nightshade":
-        v = unit_rows((1.0 - strength) * image[own].astype(np.float64) + strength * image[other]).astype(np.float32)
-    else:
+    """The clean set plus p poison pairs for each of the plan's first ``c_p`` concepts (module docstring;
+    :func:`dataset_audit.validation.dirty_label_mix`): (text, image, caption concept, poison mask, poisoned
+    concepts)."""
+    if kind not in ("dirty", "nightshade"):
         raise InputError(f"poison kind must be dirty or nightshade, got {kind!r}")
-    truth = np.r_[np.zeros(len(text), bool), np.ones(len(own), bool)]
-    return (np.concatenate([text, text[own]]), np.concatenate([image, v]), np.concatenate([concept, captions]),
-            truth, list(plan.poisoned(c_p)))
+    text, image, concept, _ = clean
+    return dirty_label_mix(text, image, concept, c_p, p, seed, shift=1.0 if kind == "dirty" else strength)
 
 
 def space_statistics(clean: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], seed: int = 0) -> dict[str, float]:

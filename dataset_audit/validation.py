@@ -13,24 +13,28 @@ from dataset_audit.config import AuditConfig
 from dataset_audit.pipeline import audit
 from implosion_base.errors import InputError
 from implosion_base.shards import PairShards, ShardPart
-from implosion_base.validate import check_scalar, physical_memory
+from implosion_base.validate import check_scalar, physical_memory, unit_rows
 from theory.poisoning import dirty_label_items, make_plan
 
 
-def dirty_label_mix(text: np.ndarray, image: np.ndarray, concept: np.ndarray, c_p: int, p: int, seed: int
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[int]]:
-    """A clean embedded mix plus dirty-label poisons made in embedding space: the first ``c_p`` concepts A of a
-    seeded plan with ``random`` targets B ≠ A (:mod:`theory.poisoning`, the toolkit's one plan), ``p`` pairs each:
-    the text of one of A's pairs and the image of one of B's (:func:`theory.poisoning.dirty_label_items`, the
-    toolkit's one dirty-label helper). A joint embedder embeds caption and image separately, so these are exactly the
-    embeddings of dirty-label pairs. Returns (text, image, concept of each caption, poison mask, poisoned
-    concepts)."""
+def dirty_label_mix(text: np.ndarray, image: np.ndarray, concept: np.ndarray, c_p: int, p: int, seed: int,
+                    shift: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    r"""A clean embedded mix plus poisons made in embedding space: the first ``c_p`` concepts A of a seeded plan with
+    ``random`` targets B ≠ A (:mod:`theory.poisoning`, the toolkit's one plan), ``p`` pairs each: the text of one of
+    A's pairs and the image of one of B's (:func:`theory.poisoning.dirty_label_items`, the toolkit's one dirty-label
+    helper). A joint embedder embeds caption and image separately, so these are exactly the embeddings of
+    dirty-label pairs. With ``shift`` λ < 1 a Nightshade-like poison instead: the image of the caption's own pair
+    moved a fraction λ toward B's, :math:`v = \mathrm{unit}((1-λ)\,v_A + λ\,v_B)` (λ = 0: a copy of a clean pair).
+    Returns (text, image, concept of each caption, poison mask, poisoned concepts)."""
+    check_scalar(shift, "shift", low=0.0, high=1.0)
     ks, index = np.unique(concept, return_inverse=True)
     plan = make_plan(len(ks), "random", seed=seed)
-    captions, _ = dirty_label_items(plan, c_p, p, index, seed=seed, salt=3, show_target=False)
-    images, poisoned = dirty_label_items(plan, c_p, p, index, seed=seed, salt=5)
+    captions, poisoned = dirty_label_items(plan, c_p, p, index, seed=seed, salt=3, show_target=False)
+    images, _ = dirty_label_items(plan, c_p, p, index, seed=seed, salt=5)
+    shown = image[images] if shift == 1.0 else unit_rows(
+        (1.0 - shift) * image[captions].astype(np.float64) + shift * image[images]).astype(image.dtype)
     truth = np.r_[np.zeros(len(text), bool), np.ones(len(captions), bool)]
-    return (np.concatenate([text, text[captions]]), np.concatenate([image, image[images]]),
+    return (np.concatenate([text, text[captions]]), np.concatenate([image, shown]),
             np.concatenate([concept, ks[poisoned]]), truth, [int(ks[a]) for a in plan.poisoned(c_p)])
 
 

@@ -58,6 +58,8 @@ def test_poisons_are_what_they_say():
     assert np.allclose(v1[n:], v[n:], atol=1e-6)
     with pytest.raises(InputError, match="dirty or nightshade"):
         poison_clip_like(clean, 3, 4, "blend", 0.5, seed=0)
+    with pytest.raises(InputError, match="shift"):
+        poison_clip_like(clean, 3, 4, "nightshade", 1.5, seed=0)
 
 
 def test_concept_disagreement_by_hand():
