@@ -132,9 +132,9 @@ def validate_grid(cfg: ClipLikeConfig, c_ps: Sequence[int], ps: Sequence[int], s
                   kinds: Sequence[tuple[str, float]] = KINDS, log=lambda m: None) -> list[dict[str, Any]]:
     """One row per (seed, kind, strength, p, C_P): the audit's scores against the truth (module docstring)."""
     rows = []
+    names = [f"concept {k}" for k in range(cfg.n_concepts)]
     for seed in seeds:
         clean = clip_like_clean(cfg, seed)
-        names = [f"concept {k}" for k in range(cfg.n_concepts)]
         for kind, strength in kinds:
             for p in ps:
                 for c_p in c_ps:

@@ -178,9 +178,10 @@ def _plot(path: Path, cos: np.ndarray, flagged: np.ndarray, s: dict[str, Any]) -
 
     fig, ax = pyplot().subplots(figsize=(COLUMN, 2.4))
     bins = np.linspace(float(cos.min()), float(cos.max()) + 1e-12, 61)
-    ax.hist(cos[~flagged], bins=bins, color=UNPOISONED, alpha=0.8, label="not flagged")
-    if flagged.any():
-        ax.hist(cos[flagged], bins=bins, color=POISONED, alpha=0.7, label=f"flagged ({s['flag_rule']} rule)")
+    counts = ax.hist(cos[~flagged], bins=bins, color=UNPOISONED, alpha=0.8, label="not flagged")[0]
+    if flagged.any():  # counts: pairs per bin, flagged or not
+        counts = counts + ax.hist(cos[flagged], bins=bins, color=POISONED, alpha=0.7,
+                                  label=f"flagged ({s['flag_rule']} rule)")[0]
     cut = s.get("flag_cosine_cut")
     if cut is not None and np.isfinite(cut):
         ax.axvline(cut, color=CONTROL, ls="--", lw=0.8, label=f"cut {round(cut, 3) + 0.0:.3f}")  # no "-0.000"
@@ -188,16 +189,15 @@ def _plot(path: Path, cos: np.ndarray, flagged: np.ndarray, s: dict[str, Any]) -
     if fit["two_populations"]:
         from scipy.stats import norm
 
+        # each component's expected pairs per histogram bin: n·w·(Φ(b+) − Φ(b−)) over bins of the histogram's
+        # width, evaluated on a finer grid — bounded by n·w however narrow the component
         edges = np.linspace(bins[0], bins[-1], 241)
+        grid = 0.5 * (edges[1:] + edges[:-1])
+        half = 0.5 * (bins[1] - bins[0])
         for w, mu, sd in zip(fit["weights"], fit["means"], fit["sds"]):
-            # each component's expected pairs per histogram bin: n·w·(Φ(b+) − Φ(b−)) over bins of the histogram's
-            # width, evaluated on a finer grid — bounded by n·w however narrow the component
-            grid = 0.5 * (edges[1:] + edges[:-1])
-            half = 0.5 * (bins[1] - bins[0])
             count = len(cos) * w * (norm.cdf(grid + half, mu, sd) - norm.cdf(grid - half, mu, sd))
             ax.plot(grid, count, color="#111111", lw=0.8)
     ax.set_yscale("log")
-    counts = np.histogram(cos, bins=bins)[0]
     ax.set_ylim(0.5, 3.0 * max(1, int(counts.max())))
     ax.set_xlabel("pair cosine cos(t_i, v_i)")
     ax.set_ylabel("pairs")

@@ -148,8 +148,7 @@ def row_norms(x: np.ndarray, name: str, chunk: int = 4096) -> np.ndarray:
 
 
 def unit_rows(x: np.ndarray, norms: np.ndarray | None = None) -> np.ndarray:
-    r"""Rows of ``x`` scaled to unit L2 norm, :math:`x_i / \lVert x_i
-Vert` (``norms`` when given, else
+    r"""Rows of ``x`` scaled to unit L2 norm, :math:`x_i / \lVert x_i\rVert` (``norms`` when given, else
     ``np.linalg.norm`` in ``x``'s precision) — the toolkit's one unit-row helper. Unchecked: for rows known to be
     finite and non-zero (the simulator's, a model's outputs); user input goes through :func:`normalised_rows`."""
     return x / (np.linalg.norm(x, axis=-1, keepdims=True) if norms is None else np.asarray(norms)[..., None])
