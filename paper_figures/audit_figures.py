@@ -17,7 +17,7 @@ import numpy as np
 
 from paper_figures.built import Built
 from paper_figures.sources import Sources, num, read_csv
-from paper_figures.tables import _write
+from paper_figures.tables import _write, fmt_ci
 from implosion_base.plotting import COLUMN, legend, pyplot, save
 from theory.stats import mean_ci95
 
@@ -71,11 +71,11 @@ def tab8(src: Sources, out: Path) -> Built:
     rows = []
     for (kind, strength, p), mixes in groups(found).items():
         cps = sorted({int(r["c_p"]) for r in mixes})
-        ap = [_ci([r[col] for r in mixes]) for col, _ in RANKINGS]
+        ap = [fmt_ci(*mean_ci95([r[col] for r in mixes])) for col, _ in RANKINGS]
         share = np.mean([r["c_p"] * p / r["n"] for r in mixes])  # a random ranking's AP
         rows.append([poison_name(kind, strength), p, ", ".join(map(str, cps)), len(mixes), f"{share:.3f}",
-                     f"{_finite_mean([r['precision'] for r in mixes]):.2f} / "
-                     f"{_finite_mean([r['recall'] for r in mixes]):.3f}",
+                     f"{mean_ci95([r['precision'] for r in mixes])[0]:.2f} / "
+                     f"{mean_ci95([r['recall'] for r in mixes])[0]:.3f}",
                      *ap, f"{np.mean([r['c_p_error'] for r in mixes]):.2f}",
                      f"{sum(passes(r) for r in mixes)} of {len(mixes)}",
                      f"{sum(r['ap_of_disagreement'] >= GOOD_AP for r in mixes)} of {len(mixes)}"])
@@ -94,16 +94,6 @@ def tab8(src: Sources, out: Path) -> Built:
                f"±{GOOD_C_P_ERROR:.0%}).")
     return Built(files, caption, [str(p) for p in found], [] if rows else [f"no realistic validation yet: {FEEDS}"],
                  md)
-
-
-def _finite_mean(values: list[float]) -> float:
-    finite = [v for v in values if np.isfinite(v)]
-    return float(np.mean(finite)) if finite else float("nan")
-
-
-def _ci(values: list[float]) -> str:
-    mean, ci = mean_ci95([v for v in values if np.isfinite(v)])
-    return f"{mean:.3f} ± {ci:.3f}" if np.isfinite(ci) and ci > 0 else f"{mean:.3f}"
 
 
 def fig16(src: Sources, out: Path) -> Built:
