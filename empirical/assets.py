@@ -19,6 +19,7 @@ from empirical.processes import is_main_process
 from empirical.train import Mix, TrainConfig, encode_latents, train_unet
 from implosion_base.errors import DAMAGE
 from implosion_base.files import atomic_path, discard_damaged
+from implosion_base.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def concept_data(preset: Preset, cache_dir: Path | None, user_data: tuple | None
 
 
 def _judge(preset: Preset, data, vae, te, data_key: str, cache_dir: Path | None, judge_path: Path | None,
-           progress: bool):
+           progress: Progress | bool):
     """A local CLIP folder as the judge, or ours: trained on the clean images and on their VAE reconstructions
     (same captions) — the judge reads generated images, which come out of the VAE decoder — clean data only."""
     from empirical.judge import ClipJudge, load_or_train_judge
@@ -124,7 +125,7 @@ def _judge(preset: Preset, data, vae, te, data_key: str, cache_dir: Path | None,
                                progress=progress, device=preset.device)
 
 
-def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: bool = False,
+def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: Progress | bool = False,
                    log=lambda msg: None, pretrained: tuple | None = None, judge_path: Path | None = None,
                    user_data: tuple | None = None) -> Assets:
     """Render (or load) the data, load the text encoder, train (or load) the VAE and the judge, measure both.
@@ -232,7 +233,7 @@ def fresh_unet(assets: Assets, seed: int):
                       cross_attention_dim=inst.text_encoder.dim, seed=seed)
 
 
-def pretrained_state(assets: Assets, seed: int, cache_dir: Path | None, *, progress: bool = False) -> dict:
+def pretrained_state(assets: Assets, seed: int, cache_dir: Path | None, *, progress: Progress | bool = False) -> dict:
     """EMA weights of the clean pretraining of ``continuous`` (cached; resumable after a kill)."""
     import hashlib
 
@@ -255,6 +256,7 @@ def pretrained_state(assets: Assets, seed: int, cache_dir: Path | None, *, progr
             discard_damaged(final, exc)  # retrained, resuming from the last checkpoint when it is readable
     mix, _ = build_mix(assets, np.zeros(0, np.int64), np.zeros(0, np.int64))
     _, ema = train_unet(fresh_unet(assets, seed), mix, cfg, checkpoint_dir=folder, progress=progress,
+                        desc=f"clean pretraining (base seed {seed})",
                         device=assets.preset.device)
     if is_main_process():  # under DDP every process holds the same EMA; one writes it
         with atomic_path(final) as tmp:

@@ -52,6 +52,7 @@ from implosion_base.errors import InputError
 from implosion_base.validate import check_scalar
 from implosion_base.errors import DAMAGE
 from implosion_base.files import atomic_path, check_output_file, discard_damaged, hold_output
+from implosion_base.progress import Progress, as_progress, quiet_library_bars
 
 
 class ClipEmbedder:
@@ -137,10 +138,8 @@ def _resume(partial: Path, fingerprint: str) -> tuple[list, list, list, list, li
 
 def embed_folder(folder: Path, embedder, out: Path, *, batch_size: int = 64, save_every: int = 20,
                  fmt: FolderFormat = FolderFormat(),
-                 progress: bool = False) -> dict[str, np.ndarray]:
+                 progress: Progress | bool = False) -> dict[str, np.ndarray]:
     """Embed every usable pair of ``folder`` (resuming from ``out``'s partial file) and write ``out``."""
-    from tqdm.auto import tqdm
-
     from empirical.folder_data import count_folder_lines, iter_image_folder
 
     folder, out = Path(folder), Path(out)
@@ -155,7 +154,7 @@ def embed_folder(folder: Path, embedder, out: Path, *, batch_size: int = 64, sav
               line=np.asarray(lines, np.int64), file_name=np.asarray(names, dtype=str),
               caption=np.asarray(captions, dtype=str), fingerprint=np.asarray(fp))
 
-    bar = tqdm(total=count_folder_lines(folder), initial=after, desc="embed", unit="pair", disable=not progress)
+    bar = as_progress(progress).bar(desc="embed", total=count_folder_lines(folder), initial=after, unit="pair")
     batch: list[tuple[int, np.ndarray, str, str]] = []
     n_batches = 0
 
@@ -318,6 +317,8 @@ def _embed_layout(args) -> int:
 def _embed(args) -> int:
     """The embedding proper, once ``args.out`` is held."""
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    progress = Progress.choose(quiet=args.quiet)
+    quiet_library_bars(progress)
     if args.mix:
         arrays = embed_mix(args, args.cache, log=log)
         print(f"{len(arrays['concept'])} pairs of the mix ({int(arrays['is_poison'].sum())} {args.mix} poisons) "
@@ -331,7 +332,7 @@ def _embed(args) -> int:
     embedder = load_embedder(args.judge, args.preset, args.cache, args.device, log=log)
     arrays = embed_folder(args.folder, embedder, args.out, batch_size=args.batch_size, save_every=args.save_every,
                           fmt=FolderFormat(args.image_column, args.caption_column),
-                          progress=not args.quiet and sys.stderr.isatty())
+                          progress=progress)
     print(f"{len(arrays['line'])} pairs embedded ({arrays['text'].shape[1]}-d) -> {args.out}; "
           f"next: python -m theory.ad {args.out}")
     return 0

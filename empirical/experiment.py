@@ -26,6 +26,7 @@ from empirical.processes import is_main_process, main_process_first, process_cou
 from implosion_base.records import ResultsTable, claim_run_folder, write_manifest
 from implosion_base.files import atomic_write_text, ensure_writable_dir, hold_output
 from implosion_base.provenance import command_line, git_commit, package_versions, utc_now
+from implosion_base.progress import Progress
 
 if TYPE_CHECKING:
     from empirical.point import PointResult
@@ -155,7 +156,7 @@ def record_invocation(manifest: dict, exp: Experiment) -> None:
 
 
 def run_experiment(exp: Experiment, *, log: Callable[[str], None] = lambda m: None,
-                   progress: bool = False) -> list[dict[str, str]]:
+                   progress: Progress | bool = False) -> list[dict[str, str]]:
     """Run every point of ``exp`` not yet done in ``exp.out``; returns the folder's results rows (empty on
     processes > 0 of a multi-process launch: :mod:`empirical.processes`). Process 0 holds the folder for the
     whole run (:func:`implosion_base.files.hold_output`): a second command writing there is refused."""
@@ -165,7 +166,7 @@ def run_experiment(exp: Experiment, *, log: Callable[[str], None] = lambda m: No
         return _run_points(exp, log=log, progress=progress)
 
 
-def _run_points(exp: Experiment, *, log: Callable[[str], None], progress: bool) -> list[dict[str, str]]:
+def _run_points(exp: Experiment, *, log: Callable[[str], None], progress: Progress | bool) -> list[dict[str, str]]:
     """:func:`run_experiment` in the held folder."""
     from empirical.assets import prepare_assets
     from empirical.evaluate import concept_similarity
@@ -186,7 +187,7 @@ def _run_points(exp: Experiment, *, log: Callable[[str], None], progress: bool) 
         cache = ensure_writable_dir(exp.cache, name="--cache")
     t0 = time.perf_counter()
     with main_process_first():  # process 0 trains and caches the VAE and judge, the others load them
-        assets = prepare_assets(exp.preset, cache, progress=progress and main_proc, log=log,
+        assets = prepare_assets(exp.preset, cache, progress=progress if main_proc else False, log=log,
                                 pretrained=exp.pretrained, judge_path=exp.judge, user_data=exp.user_data)
     manifest["assets"] = {**assets.quality, "concepts": assets.data.names, "fonts": assets.data.fonts,
                           "notices": assets.data.notices, "seconds": round(time.perf_counter() - t0, 1)}
@@ -199,12 +200,13 @@ def _run_points(exp: Experiment, *, log: Callable[[str], None], progress: bool) 
     for i, (s, c_p, kind) in enumerate(todo):
         if exp.key(s, c_p, kind) in done:
             skipped += 1
+            log(f"[{i + 1}/{len(todo)}] {exp.scenario} seed {s} C_P {c_p} {kind}: already done, skipped")
             continue
         log(f"[{i + 1}/{len(todo)}] {exp.scenario} seed {s} C_P {c_p} {kind}")
         point = ResolvedPoint.of(plans[s], scenario=exp.scenario, seed=s, c_p=c_p, kind=kind,
                                  poison_type=exp.poison_type, p=exp.p)
         result = run_point(assets, point, out=out, cache_dir=cache, base_seed=exp.base_seed,
-                           progress=progress and main_proc, keep_model=exp.keep_models, track=tables.track,
+                           progress=progress if main_proc else False, keep_model=exp.keep_models, track=tables.track,
                            benign=exp.benign)
         if result is not None:  # None: not process 0 under DDP
             tables.append(result)
@@ -219,10 +221,14 @@ def _run_points(exp: Experiment, *, log: Callable[[str], None], progress: bool) 
 
 
 def print_summary(rows: list[dict], scenario: str, file=sys.stdout) -> None:
-    """The folder's rows of ``scenario``, one line each, by seed, C_P and kind."""
+    """The folder's rows of ``scenario``, one line each, by seed, C_P and kind; measures at four decimals
+    (:func:`empirical.layout.short`), the C_P = 0 model labelled ``clean``."""
     cols = ("seed", "c_p", "kind", "ad", "unpoisoned_acc", "unpoisoned_prob", "poisoned_acc", "attack_success",
             "fd_unpoisoned")
     rows = [r for r in rows if r["scenario"] == scenario]
     print("  ".join(f"{c:>15}" for c in cols), file=file)
     for r in sorted(rows, key=lambda r: (int(r["seed"]), int(r["c_p"]), r["kind"])):
-        print("  ".join(f"{r[c]:>15}" for c in cols), file=file)
+        cells = {c: short(r[c]) for c in cols}
+        if str(r["c_p"]) == "0" and r["kind"] == "poisoned":
+            cells["kind"] = "clean"
+        print("  ".join(f"{cells[c]:>15}" for c in cols), file=file)

@@ -26,6 +26,7 @@ import numpy as np
 from empirical.seeding import seeded
 from implosion_base.errors import DAMAGE, UNLOADABLE, InputError, first_line
 from implosion_base.files import atomic_path, atomic_write_text, discard_damaged
+from implosion_base.progress import Progress, as_progress
 from implosion_base.validate import unit_rows
 
 
@@ -307,7 +308,7 @@ def _degrade(x, noise: float, gen):
 
 
 def train_judge(images: np.ndarray, captions: Sequence[str], groups: np.ndarray, names: Sequence[str],
-                text_encoder: TextEncoder, cfg: JudgeConfig = JudgeConfig(), *, progress: bool = False,
+                text_encoder: TextEncoder, cfg: JudgeConfig = JudgeConfig(), *, progress: Progress | bool = False,
                 device: str = "cpu") -> Judge:
     """Train the judge on clean (image, caption) pairs; ``groups[i]`` is the concept of pair i (positives share it).
 
@@ -330,13 +331,9 @@ def train_judge(images: np.ndarray, captions: Sequence[str], groups: np.ndarray,
     opt = torch.optim.AdamW(list(modules.parameters()) + [log_temp], lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.steps))
     n = len(captions)
-    steps = range(cfg.steps)
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps = tqdm(steps, desc="judge", leave=False)
+    steps = as_progress(progress).bar(range(cfg.steps), desc="judge")
     modules.train()
-    for _ in steps:
+    for step in steps:
         idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen)
         x = _degrade(x_all[idx], cfg.noise, gen).to(device)
         fi = torch.nn.functional.normalize(modules["image_proj"](modules["image"](x)), dim=-1)
@@ -350,6 +347,8 @@ def train_judge(images: np.ndarray, captions: Sequence[str], groups: np.ndarray,
         loss.backward()
         opt.step()
         sched.step()
+        if step % 10 == 0:
+            steps.set_postfix(loss=f"{float(loss.detach()):.4f}")
     modules.eval()
     judge = Judge(modules, float(log_temp.detach()), list(names), text_encoder, cfg)
     judge.image_size = int(images.shape[1])
@@ -358,7 +357,7 @@ def train_judge(images: np.ndarray, captions: Sequence[str], groups: np.ndarray,
 
 def load_or_train_judge(images: np.ndarray, captions: Sequence[str], groups: np.ndarray, names: Sequence[str],
                         text_encoder: TextEncoder, cfg: JudgeConfig, *, cache_dir: Path | None, data_key: str,
-                        progress: bool = False, device: str = "cpu") -> Judge:
+                        progress: Progress | bool = False, device: str = "cpu") -> Judge:
     """:func:`train_judge`, cached under ``cache_dir/judge-<key>/`` (key: data, text encoder and judge config)."""
     if cache_dir is not None:
         folder = Path(cache_dir) / f"judge-{cfg.key(data_key, str(text_encoder.path))}"

@@ -64,6 +64,16 @@ def cell(v) -> str:
 
 
 def short(v) -> str:
+    """A measure as printed: a fraction or distance at four decimals (a results.csv cell holds 17 digits; the
+    judge's readings of a few hundred images carry three), whole numbers and words as they are."""
+    if isinstance(v, str):
+        text = v.strip()
+        if text.lstrip("+-").isdigit():
+            return text
+        try:
+            v = float(text)
+        except ValueError:
+            return v
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 

@@ -25,6 +25,7 @@ from empirical.seeding import seeded
 from implosion_base.errors import InputError, first_line
 from implosion_base.errors import DAMAGE, UNLOADABLE
 from implosion_base.files import atomic_path, discard_damaged
+from implosion_base.progress import Progress, as_progress
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def n_params(module) -> int:
     return int(sum(p.numel() for p in module.parameters()))
 
 
-def train_vae(images: np.ndarray, cfg: VAEConfig, *, progress: bool = False, device: str = "cpu"):
+def train_vae(images: np.ndarray, cfg: VAEConfig, *, progress: Progress | bool = False, device: str = "cpu"):
     """Train an AutoencoderKL on uint8 images (N, H, W, 3) and set its ``scaling_factor`` to 1/std of the latent
     means. Returns the VAE in eval mode (frozen)."""
     import torch
@@ -111,13 +112,9 @@ def train_vae(images: np.ndarray, cfg: VAEConfig, *, progress: bool = False, dev
     x_all = to_tensor(images)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.steps))
-    steps = range(cfg.steps)
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps = tqdm(steps, desc="vae", leave=False)
+    steps = as_progress(progress).bar(range(cfg.steps), desc="vae")
     vae.train()
-    for _ in steps:
+    for step in steps:
         x = x_all[torch.randint(0, len(x_all), (min(cfg.batch_size, len(x_all)),), generator=gen)].to(device)
         post = vae.encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen).to(device)
@@ -127,6 +124,8 @@ def train_vae(images: np.ndarray, cfg: VAEConfig, *, progress: bool = False, dev
         loss.backward()
         opt.step()
         sched.step()
+        if step % 10 == 0:
+            steps.set_postfix(loss=f"{float(loss.detach()):.4f}")
     vae.eval().requires_grad_(False)
     with torch.no_grad():
         mu = torch.cat([vae.encode(x_all[i:i + 512].to(device)).latent_dist.mean.cpu()
@@ -149,7 +148,7 @@ def vae_reconstruction_error(vae, images: np.ndarray) -> float:
 
 
 def load_or_train_vae(images: np.ndarray, cfg: VAEConfig, *, cache_dir: Path | None, data_key: str,
-                      progress: bool = False, device: str = "cpu"):
+                      progress: Progress | bool = False, device: str = "cpu"):
     """:func:`train_vae`, cached as a diffusers model folder ``cache_dir/vae-<key>/`` (safetensors)."""
     from diffusers import AutoencoderKL
 

@@ -29,6 +29,7 @@ from empirical.lora import merged, save_lora_adapter
 from empirical.train import Mix, train_unet, with_weights
 from implosion_base.records import ResultsTable
 from implosion_base.files import atomic_write_text, save_npz_atomically
+from implosion_base.progress import Progress, as_progress
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class PointResult:
 
 
 def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_dir: Path, cache_dir: Path | None,
-                *, base_seed: int = 0, progress: bool = False, on_checkpoint=None, on_step=None):
+                *, base_seed: int = 0, progress: Progress | bool = False, on_checkpoint=None, on_step=None):
     """Train one point of ``scenario`` (:data:`empirical.scenarios.SCENARIOS`) on ``mix``; returns the UNet
     carrying its EMA weights and the number of steps. Scratch training on the clean set alone is the clean
     pretraining itself (same initialisation, data and schedule): it is reused from the cache."""
@@ -88,6 +89,7 @@ def train_point(assets: Assets, scenario: str, seed: int, mix: Mix, checkpoint_d
         unet.load_state_dict(pretrained_state(assets, seed, cache_dir, progress=progress))
         return unet.eval(), cfg.steps
     unet, ema = train_unet(unet, mix, cfg, checkpoint_dir=checkpoint_dir, progress=progress,
+                           desc=f"{scenario} training (seed {seed})",
                            device=assets.preset.device, scheduler_config=assets.instruments.scheduler_config,
                            on_checkpoint=on_checkpoint, on_step=on_step)
     return with_weights(unet, ema), cfg.steps
@@ -170,7 +172,7 @@ class LossLog:
 
 
 def point_mix(assets: Assets, plan: PoisonPlan, *, kind: str, poison_type: str, c_p: int, p: int, seed: int,
-              cache_dir: Path | None = None, progress: bool = False, benign: int | None = None):
+              cache_dir: Path | None = None, progress: Progress | bool = False, benign: int | None = None):
     """The training mix of one point: the clean set (its first ``benign`` pairs per concept when given) plus the
     extra pairs of its kind (:mod:`empirical.poison_kinds`). Returns (recorded poison type, extra pairs, mix,
     caption texts)."""
@@ -231,7 +233,7 @@ def write_point_files(out: Path, tag: str, assets: Assets, att, gen_labels: np.n
 
 
 def run_point(assets: Assets, point: ResolvedPoint, *, out: Path, cache_dir: Path | None, base_seed: int = 0,
-              progress: bool = False, keep_model: bool = False, track: ResultsTable | None = None,
+              progress: Progress | bool = False, keep_model: bool = False, track: ResultsTable | None = None,
               benign: int | None = None) -> PointResult | None:
     """Train and measure one point; writes its files; returns its :class:`PointResult` (None on processes > 0).
     Its poison type applies to poisoned points; controls are the same for every type. ``benign``: clean pairs
@@ -252,6 +254,9 @@ def run_point(assets: Assets, point: ResolvedPoint, *, out: Path, cache_dir: Pat
     if not is_main_process():  # under DDP the other processes only train; process 0 evaluates and writes
         return None
     t0 = time.perf_counter()
+    n_images = len(assets.data.names) * assets.preset.evaluation.per_concept
+    as_progress(progress).say(f"{point.tag}: generating and judging {n_images} images "
+                              f"({assets.preset.evaluation.steps} sampling steps each)")
     measures, att, gen_labels = measure_point(assets, unet, point, batch, mix, texts)
     names, poisoned = assets.data.names, list(point.poisoned)
     row = {**measures, **point.key, "steps": steps, "n_concepts": len(names),

@@ -22,6 +22,7 @@ import numpy as np
 
 from empirical.poisons import control_pairs, nightshade_pairs, poison_pairs
 from theory.poisoning import PoisonPlan
+from implosion_base.progress import Progress
 
 #: The size-report columns of a batch (results.csv), NaN unless the kind measures them.
 SIZE_REPORT: tuple[str, ...] = ("poison_latent_ratio", "poison_linf", "poison_psnr")
@@ -42,7 +43,7 @@ class PoisonRequest:
     vae: Any = None
     nightshade: Any = None
     cache_dir: Path | None = None
-    progress: bool = False
+    progress: Progress | bool = False
 
 
 @dataclass

@@ -18,6 +18,7 @@ import numpy as np
 
 from implosion_base.errors import DAMAGE, InputError
 from implosion_base.files import discard_damaged, save_npz_atomically
+from implosion_base.progress import Progress, as_progress
 from implosion_base.validate import check_scalar
 from theory.poisoning import HARNESS_STREAM, PoisonPlan, dirty_label_items, make_plan
 
@@ -186,7 +187,7 @@ def nightshade_perturb(vae, sources: np.ndarray, targets: np.ndarray, cfg: Night
 
 
 def nightshade_pairs(plan: PoisonPlan, c_p: int, per_concept: int, images: np.ndarray, labels: np.ndarray, vae,
-                     cfg: NightshadeConfig, *, seed: int, cache_dir=None, progress: bool = False
+                     cfg: NightshadeConfig, *, seed: int, cache_dir=None, progress: Progress | bool = False
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, PerturbationReport]:
     """Nightshade-style pairs for C_P = ``c_p``: for each (A, B) in the plan, ``per_concept`` clean images of A
     (seeded per A) each perturbed toward one image of B (the images :func:`poison_pairs` would show), captioned
@@ -239,7 +240,5 @@ def nightshade_pairs(plan: PoisonPlan, c_p: int, per_concept: int, images: np.nd
             PerturbationReport.concat(reports))
 
 
-def _bar(total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="nightshade", disable=not enabled, leave=False)
+def _bar(total: int, progress: Progress | bool):
+    return as_progress(progress).bar(desc="nightshade (concepts)", total=total)

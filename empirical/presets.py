@@ -181,9 +181,14 @@ def with_runtime(preset: Preset, *, mixed_precision: str | None = None, device: 
         mp = env["ACCELERATE_MIXED_PRECISION"]
         notes.append(f"mixed precision {mp} (from the launcher)")
     dev = device
-    if dev is None and env.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+    launcher_cpu = env.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    if dev is None and launcher_cpu:
         dev = "cpu"
         notes.append("device cpu (from the launcher)")
+    if launcher_cpu and env.get("MASTER_ADDR") and not env.get("WORLD_SIZE"):
+        # accelerate launch --cpu --num_processes N (N > 1) starts one process and sets only the rendezvous address
+        notes.append("warning: accelerate launch --cpu runs ONE process whatever --num_processes says; for N "
+                     "processes on CPUs use accelerate launch --multi_gpu --num_processes N (it works without GPUs)")
     p = preset
     if dev is not None:
         p = replace(p, device=dev)

@@ -29,6 +29,7 @@ from empirical.presets import DEFAULT_CACHE, MIXED_PRECISION, PRESETS
 from empirical.request import resolve
 from empirical.scenarios import SCENARIOS
 from implosion_base.cli import ArgumentParser, dry_run, path_arg, run_main
+from implosion_base.progress import Progress, quiet_library_bars
 
 
 def _poison_options(parser: ArgumentParser) -> None:
@@ -117,7 +118,9 @@ def _output_options(parser: ArgumentParser) -> None:
     g.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"asset cache (default {DEFAULT_CACHE})")
     g.add_argument("--out", type=path_arg, default=Path("results/empirical"), help="output folder")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g.add_argument("--quiet", action="store_true",
+                   help="no progress: without it a terminal shows bars, and a file (nohup, SLURM, CI) gets a line "
+                        "per phase and at least every 30 s of training (step, loss, steps/s, ETA)")
 
 
 def _parser() -> ArgumentParser:
@@ -130,6 +133,13 @@ def _parser() -> ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     exp = resolve(args)
+    plan_extra = {}
+    if args.dry_run:
+        from empirical.estimate import estimate
+
+        size = exp.preset.render.size
+        plan_extra = {"images": f"{size}x{size} px" + (" (the base model's)" if args.pretrained else ""),
+                      "estimated duration": estimate(exp).text()}
     if dry_run(args, "python -m empirical.run", {
             "preset": exp.preset.name, "scenario": exp.scenario, "concepts K": exp.preset.render.concepts,
             "C_P": exp.c_ps, "p": exp.p, "benign per concept": exp.benign or exp.preset.render.per_concept,
@@ -137,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "points (poisoned and controls)": len(exp.points()),
             "base model": args.pretrained or "ours (clean pretraining)",
             "data": args.train_data_dir or "emoji renders (built in)", "judge": args.judge or "ours",
-            "device": exp.preset.device, "mixed precision": exp.preset.continued.mixed_precision, "out": exp.out}):
+            "device": exp.preset.device, "mixed precision": exp.preset.continued.mixed_precision, "out": exp.out,
+            **plan_extra}):
         return 0
     from accelerate import PartialState
 
@@ -151,7 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     for note in exp.notes:
         log(note)
-    rows = run_experiment(exp, log=log, progress=not args.quiet and sys.stderr.isatty())
+    progress = Progress.choose(quiet=quiet)
+    quiet_library_bars(progress)
+    rows = run_experiment(exp, log=log, progress=progress)
     if state.is_main_process:
         print_summary(rows, exp.scenario)
     return 0

@@ -23,6 +23,7 @@ from typing import Any, Callable
 from empirical.assets import Assets, fresh_unet, pretrained_state
 from empirical.lora import add_lora
 from empirical.train import TrainConfig
+from implosion_base.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Start:
     seed: int
     base_seed: int = 0
     cache_dir: Path | None = None
-    progress: bool = False
+    progress: Progress | bool = False
 
 
 def base_model(start: Start):

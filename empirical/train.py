@@ -29,6 +29,7 @@ import numpy as np
 from implosion_base.validate import check_scalar
 from implosion_base.errors import InputError
 from implosion_base.files import atomic_path, atomic_write_text
+from implosion_base.progress import Progress, as_progress
 
 
 @dataclass(frozen=True)
@@ -258,7 +259,8 @@ def ema_update(ema: dict, state: dict, frozen: set, decay: float) -> None:
                 ema[k].copy_(v)
 
 
-def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None = None, progress: bool = False,
+def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None = None,
+               progress: Progress | bool = False, desc: str = "unet",
                on_step: Callable[[int, float], None] | None = None, device: str = "cpu",
                scheduler_config: dict | None = None,
                on_checkpoint: Callable[[int, object, dict], None] | None = None) -> tuple[object, dict]:
@@ -293,7 +295,7 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
     bs = min(cfg.batch_size, len(mix))
     raw = accelerator.unwrap_model(unet)
     frozen = {k for k, p in raw.named_parameters() if not p.requires_grad}  # e.g. the base under LoRA: copied
-    steps = _steps(start, cfg.steps, progress and accelerator.is_main_process)
+    steps = _steps(start, cfg.steps, progress if accelerator.is_main_process else False, desc)
     for step in steps:
         for g in opt.param_groups:
             g["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))  # linear warm-up, then constant
@@ -304,8 +306,7 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
         accelerator.backward(loss)
         opt.step()
         ema_update(ema, raw.state_dict(), frozen, min(cfg.ema_decay, (1 + step) / (10 + step)))
-        if on_step is not None or hasattr(steps, "set_postfix"):
-            _report_loss(float(loss.detach()), step, steps, on_step)
+        _report_loss(float(loss.detach()), step, steps, on_step)
         at_checkpoint = (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps
         if checkpoint_dir is not None and at_checkpoint:
             if accelerator.is_main_process:
@@ -337,20 +338,17 @@ def _start(unet, cfg: TrainConfig, checkpoint_dir: Path | None, fingerprint: str
     return ema, opt, gen, start
 
 
-def _steps(start: int, total: int, bar: bool):
-    """The steps still to train, behind a tqdm bar (that shows the loss) when ``bar``."""
-    if not bar:
-        return range(start, total)
-    from tqdm.auto import tqdm
-
-    return tqdm(range(start, total), desc="unet", initial=start, total=total, leave=False)
+def _steps(start: int, total: int, progress: Progress | bool, desc: str):
+    """The steps still to train, behind ``progress``'s bar or log lines (:mod:`implosion_base.progress`), which
+    show the loss."""
+    return as_progress(progress).bar(range(start, total), desc=desc, initial=start, total=total)
 
 
 def _report_loss(value: float, step: int, steps, on_step) -> None:
-    """The step's loss to ``on_step`` (e.g. a loss.csv) and, every 10 steps, to the progress bar."""
+    """The step's loss to ``on_step`` (e.g. a loss.csv) and, every 10 steps, to the progress report."""
     if on_step is not None:
         on_step(step, value)
-    if hasattr(steps, "set_postfix") and step % 10 == 0:
+    if step % 10 == 0:
         steps.set_postfix(loss=f"{value:.4f}", refresh=False)
 
 
