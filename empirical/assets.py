@@ -242,7 +242,7 @@ def pretrained_state(assets: Assets, seed: int, cache_dir: Path | None, *, progr
     cfg = TrainConfig(**{**asdict(assets.preset.pretrain), "seed": seed})
     # The folder is shared by pretraining runs that differ only in length: a longer one resumes from the final
     # checkpoint of a shorter one (train.py), and ema-<steps>.safetensors keeps each length's result.
-    same = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "checkpoint_every")}
+    same = {k: v for k, v in cfg.identity().items() if k != "steps"}
     key = hashlib.sha256(json.dumps({"data": assets.data_key, "vae": asdict(assets.preset.vae),
                                      "unet": asdict(assets.preset.unet), "train": same,
                                      "text": str(assets.instruments.text_encoder.path)}, sort_keys=True).encode()

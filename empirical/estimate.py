@@ -100,5 +100,6 @@ def estimate(exp, *, steps: int = 3) -> Estimate:
     pre_s = step_seconds(unet, tuple(inputs), p.pretrain.batch_size, p.device, steps=steps) if pre_steps else 0.0
     if exp.scenario == "lora":
         add_lora(unet, p.lora, seed=0)
-    point_s = step_seconds(unet, tuple(inputs), cfg.batch_size, p.device, steps=steps)
+    point_s = step_seconds(unet, tuple(inputs), cfg.batch_size, p.device, steps=steps) \
+        * cfg.gradient_accumulation_steps  # N batches per optimiser step
     return Estimate(point_s, pre_s, steps, len(exp.points()) * exp.steps(), pre_steps)

@@ -41,10 +41,21 @@ MAX_CAPTION = 131_072
 
 @dataclass(frozen=True)
 class FolderFormat:
-    """Which metadata columns hold the image path and the caption."""
+    """Which metadata columns hold the image path and the caption, and how an image becomes a square: ``crop``
+    ``center`` (the middle square) or ``random`` (a square at a random offset along the longer side, drawn once
+    per image from its line number: latents are encoded once, so this is not diffusers' per-epoch crop)."""
 
     image_column: str = "file_name"
     caption_column: str = "text"
+    crop: str = "center"
+
+    def __post_init__(self) -> None:
+        if self.crop not in CROPS:
+            raise InputError(f"unknown crop {self.crop!r}; choose from {', '.join(CROPS)}")
+
+
+#: How :func:`decode_image` makes an image square.
+CROPS: tuple[str, ...] = ("center", "random")
 
 
 def metadata_file(folder: Path) -> Path:
@@ -158,7 +169,7 @@ def iter_image_folder(folder: Path, *, size: int | None = None, after_line: int 
         if path.exists() and not path.is_file():  # a folder, or a FIFO / device that would block the read
             report.add("name no regular file", lineno)
             continue
-        image, problem = decode_image(path, size)
+        image, problem = decode_image(path, size, crop=fmt.crop, draw=lineno)
         if problem:
             report.add(f"name {problem}", lineno)
             continue
@@ -166,10 +177,12 @@ def iter_image_folder(folder: Path, *, size: int | None = None, after_line: int 
     report.warn()
 
 
-def decode_image(source, size: int | None) -> tuple[np.ndarray | None, str]:
-    """An image file or file object as RGB uint8 (S, S, 3) — centre-cropped to a square and resized to ``size``
-    when given — and "", or (None, what is wrong with it): an unreadable image, or one over Pillow's
-    decompression-bomb limit. The one decoder of users' images (folders and webdataset tars)."""
+def decode_image(source, size: int | None, *, crop: str = "center", draw: int = 0
+                 ) -> tuple[np.ndarray | None, str]:
+    """An image file or file object as RGB uint8 (S, S, 3) — cropped to a square (``crop`` ``center``, or
+    ``random``: the offset drawn from ``draw``, e.g. the metadata line) and resized to ``size`` when given — and
+    "", or (None, what is wrong with it): an unreadable image, or one over Pillow's decompression-bomb limit. The
+    one decoder of users' images (folders and webdataset tars)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -178,6 +191,9 @@ def decode_image(source, size: int | None) -> tuple[np.ndarray | None, str]:
             if size is not None:
                 side = min(im.size)
                 left, top = (im.size[0] - side) // 2, (im.size[1] - side) // 2
+                if crop == "random":
+                    rng = np.random.default_rng([draw, 0x43524F50])
+                    left, top = int(rng.integers(im.size[0] - side + 1)), int(rng.integers(im.size[1] - side + 1))
                 im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.LANCZOS)
             return np.asarray(im, dtype=np.uint8), ""
     except Image.DecompressionBombError:
@@ -268,6 +284,7 @@ def concept_data_from_folder(folder: Path, *, size: int, held_out: int, fmt: Fol
         return ConceptData(images[idx], new[idx], np.zeros(len(idx), np.int64), [captions[i] for i in idx],
                            kept_names, ["user data"], notes)
 
-    key = f"user-{folder_key(folder, fmt)}-s{size}-h{held_out}-" + hashlib.sha256(
+    crop = "" if fmt.crop == "center" else f"-crop{fmt.crop}"  # centre crops keep the keys made before crops
+    key = f"user-{folder_key(folder, fmt)}-s{size}{crop}-h{held_out}-" + hashlib.sha256(
         json.dumps([kept_names, names, template]).encode()).hexdigest()[:8]
     return part(train_idx), part(held_idx), key

@@ -111,6 +111,18 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+def check_resolution(preset: Preset, resolution: int) -> int:
+    """``resolution`` if the preset's VAE and UNet can work at it: a multiple of the VAE's downsampling times
+    the UNet's (latents must halve at every UNet level), at least 8 px; InputError naming the nearest ones."""
+    step = 2 ** (len(preset.vae.channels) - 1) * 2 ** (len(preset.unet.channels) - 1)
+    if resolution < max(8, step) or resolution % step or resolution > 4096:
+        low = max(step, (resolution // step) * step)
+        raise InputError(f"--resolution {resolution} does not fit preset {preset.name!r}: it must be a multiple of "
+                         f"{step} (VAE and UNet downsampling) between {max(8, step)} and 4096, e.g. {low} or "
+                         f"{low + step}")
+    return resolution
+
+
 def default_poisoned_concepts(n_concepts: int, clean: bool = True) -> list[int]:
     """The default C_P list of a universe of K concepts: K/6, K/3 and 2K/3 (rounded, at least 1), after the clean
     point 0 when ``clean`` — 25, 50, 100 for the cpu preset's 150 concepts, 2, 4, 8 for smoke's 12."""
@@ -128,12 +140,20 @@ def get_preset(name: str) -> Preset:
 def with_overrides(preset: Preset, *, steps: int | None = None, concepts: int | None = None,
                    seed: int | None = None, unet_channels: tuple[int, ...] | None = None,
                    epsilon: float | None = None, pgd_steps: int | None = None,
-                   lora_rank: int | None = None) -> Preset:
+                   lora_rank: int | None = None, training: Mapping[str, object] | None = None,
+                   resolution: int | None = None) -> Preset:
     """A copy of ``preset`` with the poisoned-phase ``steps`` (continued and scratch), the number of
     ``concepts``, the training ``seed``, the UNet's ``unet_channels`` per level (same number of levels as the
-    preset's; attention heads keep their ``head_dim``), the Nightshade budget ``epsilon`` and ``pgd_steps`` or the
-    LoRA rank replaced (each validated)."""
+    preset's; attention heads keep their ``head_dim``), the Nightshade budget ``epsilon`` and ``pgd_steps``, the
+    LoRA rank, other :class:`empirical.train.TrainConfig` fields of the poisoned phase (``training``: lr,
+    batch_size, warmup, lr_scheduler, gradient_accumulation_steps; None values ignored) or the image
+    ``resolution`` replaced (each validated)."""
     p = preset
+    fields = {k: v for k, v in (training or {}).items() if v is not None}
+    if fields:
+        p = replace(p, continued=replace(p.continued, **fields), scratch=replace(p.scratch, **fields))
+    if resolution is not None:
+        p = replace(p, render=replace(p.render, size=check_resolution(p, resolution)))
     if epsilon is not None or pgd_steps is not None:
         ns = replace(p.nightshade, epsilon=p.nightshade.epsilon if epsilon is None else epsilon,
                      steps=p.nightshade.steps if pgd_steps is None else pgd_steps)

@@ -41,11 +41,17 @@ def _check_numbers(args) -> None:
     # upper ends: what numpy's and torch's seeds take, and sizes that could never be allocated or run
     for name, value, low, high in (("--n-concepts", args.concepts, 2, 100_000), ("--steps", args.steps, 1, 10**9),
                                    ("--base-seed", args.base_seed, 0, 2**32 - 1),
-                                   ("--poison-per-concept", args.poison_per_concept, 0, 1_000_000)):
+                                   ("--poison-per-concept", args.poison_per_concept, 0, 1_000_000),
+                                   ("--train-batch-size", args.train_batch_size, 1, 1_000_000),
+                                   ("--gradient-accumulation-steps", args.gradient_accumulation_steps, 1, 1_000_000),
+                                   ("--lr-warmup-steps", args.lr_warmup_steps, 0, 10**9),
+                                   ("--resolution", args.resolution, 8, 4096)):
         if value is not None:
             check_scalar(value, name, low=low, integer=True)
             if value > high:
                 raise InputError(f"{name} must be at most {high:,}, got {value:,}")
+    if args.learning_rate is not None:
+        check_scalar(args.learning_rate, "--learning-rate", low=0.0, low_open=True, high=10.0)
     check_threads(args.threads)
     if args.device is not None:
         import torch
@@ -61,6 +67,9 @@ def _check_data_options(args) -> None:
                              "is none")
         if not (args.image_column == "file_name" and args.caption_column == "text"):
             raise InputError("--image-column and --caption-column read --train-data-dir; there is none")
+        if args.crop != "center":
+            raise InputError("--crop random crops the images of --train-data-dir; there is none (renders are drawn "
+                             "at the resolution)")
         return
     if args.concepts is not None:
         raise InputError("--n-concepts: with --train-data-dir the concepts are the data's")
@@ -84,7 +93,8 @@ def _inputs(args, preset):
         from empirical.pretrained import load_base
 
         pretrained = load_base(args.pretrained, device=preset.device, variant=args.variant)
-        preset = replace(preset, render=replace(preset.render, size=pretrained[0].image_size))
+        size = pretrained[0].image_size if args.resolution is None else base_resolution(pretrained, args.resolution)
+        preset = replace(preset, render=replace(preset.render, size=size))
     if args.judge is not None:
         from empirical.judge import load_clip
 
@@ -93,12 +103,24 @@ def _inputs(args, preset):
     if args.train_data_dir is not None:  # its K sets the C_P range
         names = read_concepts_file(args.concepts_file) if args.concepts_file else None
         user_data = concept_data_from_folder(args.train_data_dir, size=preset.render.size, held_out=preset.held_out,
-                                             fmt=FolderFormat(args.image_column, args.caption_column), names=names,
+                                             fmt=FolderFormat(args.image_column, args.caption_column, args.crop),
+                                             names=names,
                                              template=args.caption_template)
         counts = np.bincount(user_data[0].labels)
         preset = replace(preset, render=replace(preset.render, concepts=len(user_data[0].names),
                                                 per_concept=int(counts.max())))
     return preset, pretrained, judge_key, user_data
+
+
+def base_resolution(pretrained: tuple, resolution: int) -> int:
+    """``--resolution`` for a ``--pretrained`` model: a multiple of its VAE's downsampling times its UNet's
+    (InputError otherwise)."""
+    base, vae, _ = pretrained
+    step = 2 ** (len(vae.config.block_out_channels) - 1) * 2 ** (len(base.unet_config["block_out_channels"]) - 1)
+    if resolution % step:
+        raise InputError(f"--resolution {resolution} does not fit {base.path}: it must be a multiple of {step} "
+                         f"(VAE and UNet downsampling), e.g. {max(step, resolution // step * step)}")
+    return resolution
 
 
 def resolve(args) -> Experiment:
@@ -111,9 +133,12 @@ def resolve(args) -> Experiment:
     _check_data_options(args)
     if args.variant is not None and args.pretrained is None:
         raise InputError("--variant chooses the weights of a --pretrained folder; there is none")
+    training = {"lr": args.learning_rate, "batch_size": args.train_batch_size, "warmup": args.lr_warmup_steps,
+                "lr_scheduler": args.lr_scheduler, "gradient_accumulation_steps": args.gradient_accumulation_steps}
     preset = with_overrides(preset, steps=args.steps, concepts=args.concepts,
                             unet_channels=_channels(args.unet_channels), epsilon=args.epsilon,
-                            pgd_steps=args.pgd_steps, lora_rank=args.lora_rank)
+                            pgd_steps=args.pgd_steps, lora_rank=args.lora_rank, training=training,
+                            resolution=args.resolution if args.pretrained is None else None)
     preset, notes = with_runtime(preset, mixed_precision=args.mixed_precision, device=args.device, environ=os.environ)
     if preset.device.startswith("cuda"):
         import torch

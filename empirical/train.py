@@ -8,10 +8,11 @@ z₀ = s·(μ + σ·ξ) (a fresh posterior sample), t ~ U{0..T−1}, ε ~ N(0, I
 with the velocity √ᾱ_t ε − √(1−ᾱ_t) z₀ as the target: :func:`noisy_and_target`) with c replaced by the empty caption's states with probability
 ``caption_dropout`` (classifier-free guidance). EMA weights θ̄ ← d·θ̄ + (1−d)·θ with d = min(decay, (1+k)/(10+k)).
 
-Checkpoints hold the UNet, the EMA weights, the AdamW moments and the sampler's RNG state in one safetensors file
-(no pickle) plus a JSON with the step and a fingerprint of the run; a killed run resumes from the last one and ends
-with the same weights as an uninterrupted run (same machine, same thread count). The learning rate is constant
-after warm-up, so a run asked for more steps continues from the final checkpoint of a shorter one.
+Checkpoints (:mod:`empirical.checkpoint`) hold the UNet, the EMA weights, the AdamW moments and the sampler's RNG
+state in one safetensors file (no pickle) plus a JSON with the step and a fingerprint of the run; a killed run resumes from the last one and ends
+with the same weights as an uninterrupted run (same machine, same thread count). With the default schedule the
+learning rate is constant after warm-up, so a run asked for more steps continues from the final checkpoint of a
+shorter one; a schedule that depends on the length (``--lr-scheduler cosine``, ...) starts over instead.
 
 LoRA adapters (the ``lora`` scenario) are :mod:`empirical.lora`.
 """
@@ -28,15 +29,19 @@ import numpy as np
 
 from implosion_base.validate import check_scalar
 from implosion_base.errors import InputError
-from implosion_base.files import atomic_path, atomic_write_text
 from implosion_base.progress import Progress, as_progress
+from empirical.checkpoint import load_checkpoint, save_checkpoint
+from empirical.schedule import LENGTH_FREE, LR_SCHEDULERS, lr_factor
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation of one training run: ``steps`` AdamW steps of batch ``batch_size`` at ``lr`` (linear warm-up
-    over ``warmup`` steps, then constant), EMA ``ema_decay``, ``caption_dropout`` probability, a checkpoint every
-    ``checkpoint_every`` steps, ``mixed_precision`` for accelerate (``no`` or ``bf16``)."""
+    """Optimisation of one training run: ``steps`` AdamW updates, each of ``gradient_accumulation_steps``
+    batches of ``batch_size`` (diffusers' meaning: the effective batch is their product, times the processes), at
+    ``lr`` × the factor of ``lr_scheduler`` (:data:`LR_SCHEDULERS`: ours, ``warmup_constant``, is
+    min(1, (k+1)/``warmup``) at step k; the others are diffusers' ``get_scheduler`` with ``warmup`` warm-up steps
+    over ``steps``), EMA ``ema_decay``, ``caption_dropout`` probability, a checkpoint every ``checkpoint_every``
+    steps, ``mixed_precision`` for accelerate (``no`` or ``bf16``)."""
 
     steps: int = 1000
     batch_size: int = 64
@@ -47,6 +52,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     mixed_precision: str = "no"
     seed: int = 0
+    lr_scheduler: str = "warmup_constant"
+    gradient_accumulation_steps: int = 1
 
     def __post_init__(self) -> None:
         self.validate()
@@ -55,7 +62,25 @@ class TrainConfig:
         check_scalar(self.steps, "training steps", low=0, integer=True)
         check_scalar(self.batch_size, "batch_size", low=1, integer=True)
         check_scalar(self.lr, "lr", low=0.0, low_open=True)
+        check_scalar(self.warmup, "warm-up steps", low=0, integer=True)
+        check_scalar(self.gradient_accumulation_steps, "gradient accumulation steps", low=1, integer=True)
         check_scalar(self.caption_dropout, "caption_dropout", low=0.0, high=1.0, high_open=True)
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            raise InputError(f"unknown learning-rate schedule {self.lr_scheduler!r}; choose from "
+                             f"{', '.join(LR_SCHEDULERS)}")
+
+    def identity(self) -> dict:
+        """What a run's result depends on (for cache keys and checkpoint fingerprints): every field but
+        ``checkpoint_every``, and ``steps`` only when the schedule depends on the length (so a longer run with a
+        constant schedule resumes from a shorter one's final checkpoint); fields added later are left out at their
+        defaults, so keys made before they existed still match."""
+        d = {k: v for k, v in asdict(self).items() if k != "checkpoint_every"}
+        if self.lr_scheduler in LENGTH_FREE:
+            d.pop("steps")
+        for k, default in (("lr_scheduler", "warmup_constant"), ("gradient_accumulation_steps", 1)):
+            if d[k] == default:
+                d.pop(k)
+        return d
 
 
 @dataclass
@@ -97,85 +122,6 @@ def encode_latents(vae, images: np.ndarray, *, batch_size: int = 256):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# checkpoints
-
-
-def _state_tensors(unet, ema: dict, opt, gen) -> dict:
-    import torch
-
-    out = {f"unet.{k}": v.detach().cpu().contiguous() for k, v in unet.state_dict().items()}
-    out.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.items()})
-    names = {id(p): n for n, p in unet.named_parameters()}
-    for group in opt.param_groups:
-        for p in group["params"]:
-            st = opt.state.get(p)
-            if not st:
-                continue
-            for key, val in st.items():
-                t = val if torch.is_tensor(val) else torch.tensor(float(val))
-                out[f"opt.{names[id(p)]}.{key}"] = t.detach().cpu().contiguous()
-    out["rng"] = gen.get_state().clone()
-    return out
-
-
-def save_checkpoint(folder: Path, step: int, fingerprint: str, unet, ema: dict, opt, gen) -> None:
-    """Write ``folder/checkpoint.safetensors`` with one rename; its step and run fingerprint travel inside its
-    metadata, so a kill at any instant leaves either the old checkpoint or the new one, never tensors of one step
-    labelled with another. ``checkpoint.json`` repeats them for people (and for checkpoints written before)."""
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / "checkpoint.safetensors") as tmp:
-        save_file(_state_tensors(unet, ema, opt, gen), str(tmp), metadata={"step": str(step),
-                                                                           "fingerprint": fingerprint})
-    atomic_write_text(folder / "checkpoint.json", json.dumps({"step": step, "fingerprint": fingerprint}))
-
-
-def checkpoint_meta(path: Path) -> dict | None:
-    """Step and fingerprint from a checkpoint's safetensors metadata (None when it has none, or is unreadable)."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except Exception:  # noqa: BLE001 - a damaged file is no checkpoint; training starts over
-        return None
-    if "step" not in meta or "fingerprint" not in meta:
-        return None
-    return {"step": int(meta["step"]), "fingerprint": meta["fingerprint"]}
-
-
-def load_checkpoint(folder: Path, fingerprint: str, unet, ema: dict, opt, gen, *, max_step: int | None = None) -> int:
-    """Restore a checkpoint written for the same run fingerprint at a step ≤ ``max_step``; returns its step
-    (0, restoring nothing, if there is none)."""
-    import torch
-    from safetensors.torch import load_file
-
-    meta_path, path = folder / "checkpoint.json", folder / "checkpoint.safetensors"
-    if not path.is_file():
-        return 0
-    meta = checkpoint_meta(path)
-    if meta is None:  # written before the metadata carried the step
-        if not meta_path.is_file():
-            return 0
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("fingerprint") != fingerprint or (max_step is not None and int(meta["step"]) > max_step):
-        return 0
-    st = load_file(str(path))
-    unet.load_state_dict({k[5:]: v for k, v in st.items() if k.startswith("unet.")})
-    for k in ema:
-        ema[k].copy_(st[f"ema.{k}"])
-    params = dict(unet.named_parameters())
-    for key, val in st.items():
-        if key.startswith("opt."):
-            name, _, field = key[4:].rpartition(".")
-            p = params[name]
-            opt.state[p][field] = val.to(p.device) if field != "step" else val
-    gen.set_state(st["rng"].to(torch.uint8))
-    return int(meta["step"])
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # the diffusion objective
 
 #: What the UNet may be trained to predict (the scheduler's ``prediction_type``).
@@ -207,12 +153,12 @@ def noisy_and_target(sched, z0, noise, t):
 
 
 def run_fingerprint(unet, mix: Mix, cfg: TrainConfig, scheduler_config: dict | None, processes: int) -> str:
-    """What a checkpoint must match to be resumed: the config (but ``steps`` and ``checkpoint_every``: after
-    warm-up the learning rate is constant, so a longer run resumes from a shorter one's checkpoint and ends where a
-    fresh longer run would), the mix, the initial weights, the schedule and the number of processes."""
+    """What a checkpoint must match to be resumed: the config (:meth:`TrainConfig.identity`: with a constant
+    schedule after warm-up a longer run resumes from a shorter one's checkpoint and ends where a fresh longer run
+    would), the mix, the initial weights, the noise schedule and the number of processes."""
     init = hashlib.sha256(b"".join(p.detach().cpu().float().numpy().tobytes()[:4096]
                                    for p in list(unet.parameters())[:8])).hexdigest()[:12]
-    fp = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "checkpoint_every")}
+    fp = cfg.identity()
     schedule = {"schedule": dict(scheduler_config)} if scheduler_config is not None else {}
     procs = {"processes": processes} if processes > 1 else {}
     return hashlib.sha256(json.dumps({**fp, "mix": mix.fingerprint(), "init": init, **schedule, **procs},
@@ -266,8 +212,8 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
                on_checkpoint: Callable[[int, object, dict], None] | None = None) -> tuple[object, dict]:
     """Train ``unet`` in place on ``mix`` for ``cfg.steps`` steps; returns (unet, EMA state dict). The noise
     schedule is ours unless ``scheduler_config`` gives a pretrained model's (:func:`empirical.model.noise_scheduler`).
-    Each step: :func:`draw_batch`, z₀ = s·(μ + σ·ξ), :func:`ddpm_loss`, AdamW, :func:`ema_update` with
-    d = min(decay, (1 + k)/(10 + k)).
+    Each step: the learning rate of :func:`lr_factor`; per accumulated batch :func:`draw_batch`, z₀ = s·(μ + σ·ξ),
+    :func:`ddpm_loss` / N; AdamW; :func:`ema_update` with d = min(decay, (1 + k)/(10 + k)).
 
     The UNet is wrapped by ``accelerate`` (device placement, ``cfg.mixed_precision`` autocast). With a
     ``checkpoint_dir`` the run resumes from its last checkpoint when :func:`run_fingerprint` matches, and the final
@@ -296,17 +242,15 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
     raw = accelerator.unwrap_model(unet)
     frozen = {k for k, p in raw.named_parameters() if not p.requires_grad}  # e.g. the base under LoRA: copied
     steps = _steps(start, cfg.steps, progress if accelerator.is_main_process else False, desc)
+    factor = lr_factor(cfg)
     for step in steps:
         for g in opt.param_groups:
-            g["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))  # linear warm-up, then constant
-        i, c, xi, noise, t = draw_batch(mix, bs, cfg.caption_dropout, sched.config.num_train_timesteps, gen)
-        z0 = mix.scaling * (mu[i.to(dev)] + sigma[i.to(dev)] * xi.to(dev))
-        loss = ddpm_loss(unet, sched, z0, noise.to(dev), t.to(dev), ctx[c.to(dev)], accelerator.autocast)
+            g["lr"] = cfg.lr * factor(step)
         opt.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
+        loss = _gradients(unet, sched, mix, (mu, sigma, ctx), bs, cfg, gen, accelerator)
         opt.step()
         ema_update(ema, raw.state_dict(), frozen, min(cfg.ema_decay, (1 + step) / (10 + step)))
-        _report_loss(float(loss.detach()), step, steps, on_step)
+        _report_loss(loss, step, steps, on_step)
         at_checkpoint = (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps
         if checkpoint_dir is not None and at_checkpoint:
             if accelerator.is_main_process:
@@ -317,6 +261,22 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
     unet = accelerator.unwrap_model(unet)
     unet.eval()
     return unet, {k: v.cpu() for k, v in ema.items()}
+
+
+def _gradients(unet, sched, mix: Mix, tensors: tuple, bs: int, cfg: TrainConfig, gen, accelerator) -> float:
+    """Backpropagate the loss of ``cfg.gradient_accumulation_steps`` batches (each :func:`draw_batch` of ``bs``
+    pairs, its loss divided by their number, so the gradient is their mean); returns the mean loss. ``tensors`` =
+    (μ, σ, token states) on the training device."""
+    mu, sigma, ctx = tensors
+    dev, n = accelerator.device, cfg.gradient_accumulation_steps
+    loss = 0.0
+    for _ in range(n):
+        i, c, xi, noise, t = draw_batch(mix, bs, cfg.caption_dropout, sched.config.num_train_timesteps, gen)
+        z0 = mix.scaling * (mu[i.to(dev)] + sigma[i.to(dev)] * xi.to(dev))
+        part = ddpm_loss(unet, sched, z0, noise.to(dev), t.to(dev), ctx[c.to(dev)], accelerator.autocast)
+        accelerator.backward(part if n == 1 else part / n)
+        loss += float(part.detach()) / n
+    return loss
 
 
 def _start(unet, cfg: TrainConfig, checkpoint_dir: Path | None, fingerprint: str, rank: int):

@@ -69,6 +69,28 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # noqa: D401 - argparse API
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
+    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001 - argparse API
+        """argparse's, after :func:`underscore_spellings`: ``--learning_rate`` is ``--learning-rate`` (the
+        spelling of diffusers' and transformers' training scripts) for every option of every command."""
+        args = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(underscore_spellings(args, self._option_string_actions), namespace)
+
+
+def underscore_spellings(args: Sequence[str], known: "dict[str, object] | Sequence[str]") -> list[str]:
+    """``args`` with each ``--a_b`` (or ``--a_b=value``) that is not an option of its own but whose hyphenated
+    spelling ``--a-b`` is, replaced by that spelling; everything after ``--`` is left alone."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return out + list(args[i:])
+        name, eq, value = arg.partition("=")
+        if name.startswith("--") and "_" in name and name not in known:
+            hyphen = "--" + name[2:].replace("_", "-")
+            if hyphen in known:
+                arg = hyphen + eq + value
+        out.append(arg)
+    return out
+
 
 def toolkit_version() -> str:
     """The installed toolkit's version (``implosion-toolkit`` in pyproject.toml), or ``unknown`` when run from a

@@ -144,7 +144,7 @@ def test_scratch_on_clean_data_reuses_the_pretraining_and_equals_training_it(ass
 def test_a_kill_between_checkpoint_files_cannot_mislabel_the_step(assets, tmp_path: Path):
     """The step lives in the checkpoint's own metadata: a checkpoint.json left from an older step (a kill between
     the two writes) does not make the resumed run differ from an uninterrupted one."""
-    from empirical.train import checkpoint_meta
+    from empirical.checkpoint import checkpoint_meta
 
     mix, _ = build_mix(assets, np.zeros(0, np.int64), np.zeros(0, np.int64))
     cfg = TrainConfig(steps=8, batch_size=8, warmup=2, checkpoint_every=3, lr=2e-3)
