@@ -119,3 +119,29 @@ def test_random_crop_is_drawn_per_image_and_centre_is_the_middle(tmp_path: Path)
     assert len(offsets) > 5 and offsets <= set(range(33))
     again, _ = decode_image(tmp_path / "wide.png", 8, crop="random", draw=7)
     assert np.array_equal(again, decode_image(tmp_path / "wide.png", 8, crop="random", draw=7)[0])
+
+
+def test_the_diffusers_lora_readme_command_runs_on_a_local_folder(tmp_path: Path):
+    """train_text_to_image_lora.py's README command line, the model path a local folder and the data a local
+    imagefolder; our own options only where the harness needs them (its concepts, C_P, micro sizes)."""
+    from empirical.pretrained import make_tiny_sd
+    from tests.test_empirical_own_data import _user_folder
+
+    model = make_tiny_sd(tmp_path / "tiny-sd", seed=0)  # 16 px images, x2 VAE, 2 UNet levels: multiples of 4
+    data = _user_folder(tmp_path)
+    out = tmp_path / "sd-lora"
+    assert main([
+        "--pretrained_model_name_or_path", str(model), "--train_data_dir", str(data), "--image_column", "path",
+        "--caption_column", "prompt", "--resolution", "24", "--center_crop", "--train_batch_size", "4",
+        "--gradient_accumulation_steps", "2", "--max_train_steps", "3", "--learning_rate", "1e-04",
+        "--lr_scheduler", "cosine", "--lr_warmup_steps", "0", "--seed", "1337", "--output_dir", str(out),
+        "--rank", "4", "--scenario", "lora", "--concepts-file", str(tmp_path / "concepts.txt"), "--preset", "micro",
+        "--poisoned-concepts", "1", "--no-control", "--cache", str(tmp_path / "cache"), "--quiet"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["setting"]["render"]["size"] == 24 and manifest["setting"]["lora"]["rank"] == 4
+    assert manifest["setting"]["continued"]["lr_scheduler"] == "cosine"
+    import csv
+
+    with open(out / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["seed"], r["c_p"], r["kind"]) for r in rows] == [("1337", "1", "poisoned")]
