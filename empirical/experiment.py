@@ -22,6 +22,7 @@ from empirical.layout import ATTENTION_COLUMNS, COLUMNS, KINDS, PER_CONCEPT_COLU
     fill_old_row, setting_difference, setting_of, short
 from empirical.poison_kinds import recorded_poison_type
 from empirical.presets import Preset
+from empirical.validation import Signals
 from empirical.processes import is_main_process, main_process_first, process_count, wait_for_everyone
 from implosion_base.records import ResultsTable, claim_run_folder, write_manifest
 from implosion_base.files import atomic_write_text, ensure_writable_dir, hold_output
@@ -62,6 +63,7 @@ class Experiment:
     judge_key: str | None = None
     user_data: tuple | None = None
     notes: list[str] = field(default_factory=list)
+    signals: Signals = field(default_factory=Signals)
 
     def setting(self) -> dict:
         """What every row of the output folder must share (:func:`empirical.layout.setting_of`)."""
@@ -207,7 +209,7 @@ def _run_points(exp: Experiment, *, log: Callable[[str], None], progress: Progre
                                  poison_type=exp.poison_type, p=exp.p)
         result = run_point(assets, point, out=out, cache_dir=cache, base_seed=exp.base_seed,
                            progress=progress if main_proc else False, keep_model=exp.keep_models, track=tables.track,
-                           benign=exp.benign)
+                           benign=exp.benign, signals=exp.signals)
         if result is not None:  # None: not process 0 under DDP
             tables.append(result)
             log("    " + "  ".join(f"{k} {short(result.row[k])}" for k in ("ad", "unpoisoned_acc", "unpoisoned_prob",

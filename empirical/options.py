@@ -11,6 +11,7 @@ from empirical.poison_kinds import POISON_KINDS
 from empirical.presets import DEFAULT_CACHE, MIXED_PRECISION, PRESETS
 from empirical.scenarios import SCENARIOS
 from empirical.schedule import LR_SCHEDULERS
+from empirical.tracking import REPORT_TO
 from implosion_base.cli import ArgumentParser, path_arg
 from theory.poisoning import TARGET_RULES
 
@@ -132,6 +133,15 @@ def _output_options(parser: ArgumentParser) -> None:
     g.add_argument("--out", "--output-dir", dest="out", type=path_arg, default=Path("results/empirical"),
                    help="output folder (--output-dir is diffusers' name)")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--report-to", default="none", choices=REPORT_TO,
+                   help="where training signals go while it trains (accelerate's trackers; one run per point): "
+                        "tensorboard (event files under OUT/logs/, offline; needs tensorboardX), wandb (when "
+                        "installed and configured) or none (default none)")
+    g.add_argument("--validation-prompt", action="append", default=None, metavar="TEXT",
+                   help="a prompt sampled at every checkpoint and read by the judge (repeatable; default: two "
+                        "never-poisoned sentinel concepts and two poisoned ones); images and readings go to "
+                        "OUT/validation/, a line to stderr and the tracker")
+    g.add_argument("--no-validation", action="store_true", help="sample no validation prompts at checkpoints")
     g.add_argument("--quiet", action="store_true",
                    help="no progress: without it a terminal shows bars, and a file (nohup, SLURM, CI) gets a line "
                         "per phase and at least every 30 s of training (step, loss, steps/s, ETA)")

@@ -28,6 +28,7 @@ from empirical.scenarios import SCENARIOS, Start, base_model
 from empirical.lora import merged, save_lora_adapter
 from empirical.train import Mix, train_unet, with_weights
 from implosion_base.records import ResultsTable
+from empirical.validation import Signals, grid_image, point_hooks
 from implosion_base.files import atomic_write_text, save_npz_atomically
 from implosion_base.progress import Progress, as_progress
 
@@ -129,22 +130,6 @@ def attention_tracker(assets: Assets, table: ResultsTable, poisoned: list[int], 
     return record
 
 
-def grid_image(images: np.ndarray, rows: list[str], per_row: int, scale: int = 2):
-    """A labelled PNG grid: one row of ``per_row`` images per name (images in row-major order)."""
-    from PIL import Image, ImageDraw
-
-    h = images.shape[1] * scale
-    label_w = 90
-    canvas = Image.new("RGB", (label_w + per_row * h, len(rows) * h), "white")
-    draw = ImageDraw.Draw(canvas)
-    for r, name in enumerate(rows):
-        draw.text((2, r * h + h // 2 - 5), name[:14], fill="black")
-        for j in range(per_row):
-            im = Image.fromarray(images[r * per_row + j]).resize((h, h), Image.NEAREST)
-            canvas.paste(im, (label_w + j * h, r * h))
-    return canvas
-
-
 class LossLog:
     """The training loss of one point, step by step, in ``path`` (CSV: step, loss; full precision), rewritten
     every ``every`` steps and at the end. After a resume the retrained steps replace their earlier rows, so the
@@ -234,22 +219,29 @@ def write_point_files(out: Path, tag: str, assets: Assets, att, gen_labels: np.n
 
 def run_point(assets: Assets, point: ResolvedPoint, *, out: Path, cache_dir: Path | None, base_seed: int = 0,
               progress: Progress | bool = False, keep_model: bool = False, track: ResultsTable | None = None,
-              benign: int | None = None) -> PointResult | None:
+              benign: int | None = None, signals: Signals | None = None) -> PointResult | None:
     """Train and measure one point; writes its files; returns its :class:`PointResult` (None on processes > 0).
     Its poison type applies to poisoned points; controls are the same for every type. ``benign``: clean pairs
     per concept in the mix (all when None); the clean pretraining of continuous and LoRA always uses every pair
-    (it is the shared base model)."""
+    (it is the shared base model). ``signals``: the tracker and validation prompts while it trains
+    (:mod:`empirical.validation`; default: the default prompts, no tracker)."""
     _, batch, mix, texts = point_mix(assets, point.plan, kind=point.kind, poison_type=point.poison_type,
                                      c_p=point.c_p, p=point.p, seed=point.seed, cache_dir=cache_dir,
                                      progress=progress, benign=benign)
     ckpt = out / "checkpoints" / point.tag
-    tracker = attention_tracker(assets, track, list(point.poisoned), point.key) if track is not None else None
+    recorder = attention_tracker(assets, track, list(point.poisoned), point.key) if track is not None else None
     t0 = time.perf_counter()
-    losses = LossLog(out / "points" / f"{point.tag}-loss.csv") if is_main_process() else None
+    on_step = on_checkpoint = tracker = losses = None
+    if is_main_process():
+        losses = LossLog(out / "points" / f"{point.tag}-loss.csv")
+        cfg = assets.preset.scratch if point.scenario == "scratch" else assets.preset.continued
+        on_step, on_checkpoint, tracker = point_hooks(assets, point, out, signals or Signals(),
+                                                      as_progress(progress).say, cfg, losses=losses, track=recorder)
     unet, steps = train_point(assets, point.scenario, point.seed, mix, ckpt, cache_dir, base_seed=base_seed,
-                              progress=progress, on_checkpoint=tracker, on_step=losses)
+                              progress=progress, on_checkpoint=on_checkpoint, on_step=on_step)
     if losses is not None:
         losses.write()
+        tracker.finish()
     train_s = time.perf_counter() - t0
     if not is_main_process():  # under DDP the other processes only train; process 0 evaluates and writes
         return None

@@ -15,6 +15,8 @@ from empirical.poison_kinds import POISON_KINDS
 from theory.poisoning import target_rule
 from empirical.presets import default_poisoned_concepts, get_preset, with_overrides, with_runtime
 from empirical.scenarios import SCENARIOS
+from empirical.tracking import check_report_to
+from empirical.validation import Signals
 from implosion_base.errors import InputError
 from implosion_base.cli import parse_int_list, parse_seeds
 from implosion_base.validate import check_scalar, check_threads, torch_device
@@ -155,6 +157,11 @@ def resolve(args) -> Experiment:
         raise InputError(f"--benign-per-concept must be in 1..{preset.render.per_concept} (the clean pairs per "
                          f"concept), got {args.benign_per_concept}")
     p = preset.poison_per_concept if args.poison_per_concept is None else args.poison_per_concept
+    if args.no_validation and args.validation_prompt:
+        raise InputError("--validation-prompt and --no-validation contradict each other; give one")
+    prompts = () if args.no_validation else (tuple(args.validation_prompt) if args.validation_prompt else None)
+    signals = Signals(check_report_to(args.report_to), prompts, max(c_ps))
     return Experiment(preset, args.scenario, c_ps, p, parse_seeds(args.seeds), args.out, args.cache, args.base_seed,
                       args.targets, args.poison_type, args.benign_per_concept, not args.no_control,
-                      args.keep_models, args.track_attention, pretrained, args.judge, judge_key, user_data, notes)
+                      args.keep_models, args.track_attention, pretrained, args.judge, judge_key, user_data, notes,
+                      signals)
