@@ -45,7 +45,7 @@ from typing import Sequence
 
 import numpy as np
 
-from empirical.folder_data import FolderFormat, metadata_file
+from empirical.folder_data import FolderFormat, folder_key, metadata_file
 from empirical.mix_embedding import add_mix_options, check_mix_options, embed_mix
 from implosion_base.cli import ArgumentParser, dry_run, path_arg, run_main
 from implosion_base.errors import InputError
@@ -110,7 +110,9 @@ def load_embedder(judge: Path | None, preset_name: str, cache: Path, device: str
 
 
 def _fingerprint(folder: Path, model: str, fmt: FolderFormat = FolderFormat()) -> str:
-    h = hashlib.sha256(metadata_file(folder).read_bytes())
+    meta = metadata_file(folder)
+    # a class-subfolder layout has no metadata file: its listing (names, sizes, times) stands for one
+    h = hashlib.sha256(meta.read_bytes() if meta.is_file() else folder_key(folder, fmt).encode())
     h.update(model.encode())
     if fmt != FolderFormat():  # the default columns keep the fingerprints written before columns were options
         h.update(json.dumps([fmt.image_column, fmt.caption_column]).encode())

@@ -1,9 +1,13 @@
 """Users' own image-text folders, in the Hugging Face ``imagefolder`` convention, and their concepts.
 
-**Layout.** A folder holds images and one metadata file: ``metadata.jsonl`` (one JSON object per line) or
-``metadata.csv`` (a header line, then one row per pair), either at the top or in a ``train/`` split folder (the
-images' paths are relative to the metadata file). The image path is read from column ``file_name`` and the caption
-from column ``text`` unless :class:`FolderFormat` names others (``--image-column``, ``--caption-column``).
+**Layout.** A folder holds images and one metadata file: ``metadata.jsonl`` (one JSON object per line),
+``metadata.csv`` (a header line, then one row per pair) or ``metadata.parquet``, either at the top or in a
+``train/`` split folder (the images' paths are relative to the metadata file; other splits, ``validation/`` and
+``test/``, are not read). The image path is read from column ``file_name`` and the caption from column ``text``
+unless :class:`FolderFormat` names others (``--image-column``, ``--caption-column``). Without a metadata file, a
+folder of **class subfolders** (``train/cat/*.png``, ``train/dog/*.png``, or the same at the top) is read as
+``datasets``' imagefolder reads it: each image's label is its subfolder, and its caption here is
+:data:`CLASS_CAPTION` filled with the label (so its concept is the label: :data:`CLASS_TEMPLATE`).
 
 **Bad lines.** A line that is not an object, lacks a column, names a path outside the folder or an unreadable
 image (or one over Pillow's decompression-bomb limit, or with a NUL byte in its name) is skipped; when the folder
@@ -34,7 +38,12 @@ import numpy as np
 from implosion_base.captions import concept_of_captions
 from implosion_base.errors import InputError
 
-METADATA_NAMES: tuple[str, ...] = ("metadata.jsonl", "metadata.csv")
+METADATA_NAMES: tuple[str, ...] = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
+#: Image files a class-subfolder layout lists (Pillow reads them).
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+#: The caption given to an image of a class-subfolder layout, and the template that reads its concept back.
+CLASS_CAPTION = "a photo of a {}"
+CLASS_TEMPLATE = CLASS_CAPTION
 #: The longest caption read (the CSV reader's own field limit): a longer one skips its line.
 MAX_CAPTION = 131_072
 
@@ -59,7 +68,8 @@ CROPS: tuple[str, ...] = ("center", "random")
 
 
 def metadata_file(folder: Path) -> Path:
-    """The folder's metadata file: ``metadata.jsonl`` or ``metadata.csv`` at the top, else in ``train/``."""
+    """The folder's metadata file (:data:`METADATA_NAMES`) at the top, else in ``train/``; without one, the folder
+    (or its ``train/``) itself when it holds class subfolders of images (:func:`is_class_folder`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"image folder {folder} does not exist")
@@ -67,11 +77,52 @@ def metadata_file(folder: Path) -> Path:
         for name in METADATA_NAMES:
             if (sub / name).is_file():
                 return sub / name
-    raise InputError(f"{folder / 'metadata.jsonl'} is missing (nor metadata.csv, at the top or in train/)")
+    for sub in (folder / "train", folder):
+        if is_class_folder(sub):
+            return sub
+    raise InputError(f"{folder / 'metadata.jsonl'} is missing (nor metadata.csv or .parquet, at the top or in "
+                     "train/, nor class subfolders of images)")
+
+
+def is_class_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds subfolders with images (the class-subfolder imagefolder layout)."""
+    return folder.is_dir() and any(sub.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in sub.iterdir())
+                                   for sub in folder.iterdir())
+
+
+def _class_rows(folder: Path) -> Iterator[tuple[int, object]]:
+    """The rows of a class-subfolder layout, one per image, in sorted order: ``file_name`` (relative to
+    ``folder``), ``label`` (the subfolder) and ``text`` (:data:`CLASS_CAPTION` of the label)."""
+    images = sorted(f for sub in folder.iterdir() if sub.is_dir() for f in sub.iterdir()
+                    if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    for i, f in enumerate(images, 1):
+        label = f.parent.name
+        yield i, {"file_name": f"{label}/{f.name}", "label": label, "text": CLASS_CAPTION.format(label)}
+
+
+def _parquet_rows(meta: Path) -> Iterator[tuple[int, object]]:
+    """(row number, row) of a parquet metadata file (pyarrow: ``pip install pyarrow``)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError(f"{meta} is parquet: reading it needs pyarrow (pip install pyarrow)") from None
+    try:
+        table = pq.read_table(meta)
+    except Exception as exc:  # noqa: BLE001 - pyarrow's errors for a damaged file are many; one line names it
+        raise InputError(f"{meta} is not a readable parquet file ({type(exc).__name__})") from None
+    for i, row in enumerate(table.to_pylist(), 1):
+        yield i, row
 
 
 def _rows(meta: Path) -> Iterator[tuple[int, object]]:
-    """(line number, parsed row or None when unparsable) for every non-empty data line of ``meta``."""
+    """(line number, parsed row or None when unparsable) for every non-empty data line of ``meta`` (a parquet
+    file's rows; a class-subfolder layout's images)."""
+    if meta.is_dir():
+        yield from _class_rows(meta)
+        return
+    if meta.suffix == ".parquet":
+        yield from _parquet_rows(meta)
+        return
     with open(meta, encoding="utf-8-sig", errors="replace", newline="") as fh:  # -sig: Excel's BOM is no column
         if meta.suffix == ".csv":
             reader = csv.DictReader(fh)
@@ -135,7 +186,7 @@ def iter_image_folder(folder: Path, *, size: int | None = None, after_line: int 
     continues where it stopped). Images are converted to RGB and, when ``size`` is given, centre-cropped to a
     square and resized to ``size``. Skipped lines are reported once the folder has been read."""
     meta = metadata_file(folder)
-    base = meta.parent
+    base = meta if meta.is_dir() else meta.parent
     root = Path(folder).resolve()
     report = SkipReport(meta, fmt)
     for lineno, row in _rows(meta):
@@ -228,14 +279,15 @@ def folder_key(folder: Path, fmt: FolderFormat) -> str:
     """A content key of a folder: its metadata file's bytes, the columns read, and each referenced file's size
     and modification time (so edited images or captions make a new key)."""
     meta = metadata_file(folder)
-    h = hashlib.sha256(meta.read_bytes())
+    base = meta if meta.is_dir() else meta.parent
+    h = hashlib.sha256(b"class folders" if meta.is_dir() else meta.read_bytes())
     h.update(json.dumps([fmt.image_column, fmt.caption_column]).encode())
-    for f in sorted(p for p in meta.parent.rglob("*") if p.is_file() and p != meta):
+    for f in sorted(p for p in base.rglob("*") if p.is_file() and p != meta):
         try:
             st = f.stat()
         except OSError:  # vanished, or a link that cannot be followed: not part of the data
             continue
-        h.update(f"{f.relative_to(meta.parent)}:{st.st_size}:{st.st_mtime_ns}".encode())
+        h.update(f"{f.relative_to(base)}:{st.st_size}:{st.st_mtime_ns}".encode())
     return h.hexdigest()[:16]
 
 

@@ -75,9 +75,14 @@ def _check_data_options(args) -> None:
         return
     if args.concepts is not None:
         raise InputError("--n-concepts: with --train-data-dir the concepts are the data's")
+    if args.concepts_file is None and args.caption_template is None:
+        from empirical.folder_data import CLASS_TEMPLATE, metadata_file
+
+        if metadata_file(args.train_data_dir).is_dir():  # class subfolders: the concept is the subfolder
+            args.caption_template = CLASS_TEMPLATE
     if (args.concepts_file is None) == (args.caption_template is None):
         raise InputError("--train-data-dir needs its concepts: --concepts-file FILE or --caption-template "
-                         "'a photo of a {}' (one of the two)")
+                         "'a photo of a {}' (one of the two; a folder of class subfolders names its own)")
 
 
 def _inputs(args, preset):

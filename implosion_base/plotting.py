@@ -39,6 +39,14 @@ def pyplot():
     return plt
 
 
+def panel_letters(axes, *, start: str = "a") -> None:
+    """Label panels (a), (b), ... in reading order, in bold at each panel's top-left corner (outside the axes),
+    so a caption and a text can name them."""
+    for i, ax in enumerate(axes):
+        ax.text(-0.02, 1.02, f"({chr(ord(start) + i)})", transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=8, fontweight="bold")
+
+
 def save_png(fig, path: Path, *, dpi: int = 200) -> Path:
     """Write ``fig`` to the PNG ``path`` atomically (a kill leaves no half-written picture) and close it."""
     from implosion_base.files import atomic_path

@@ -18,6 +18,7 @@ from paper_figures.sources import EMP_COMMANDS, Empirical, Sources, num, read_cs
 from implosion_base.plotting import (
     CONTROL,
     FULL,
+    panel_letters,
     POISONED,
     SCENARIO_COLOURS,
     TYPE_COLOURS,
@@ -138,14 +139,16 @@ def fig9(src: Sources, out: Path) -> Built:
     handles, labels = axes[0].get_legend_handles_labels()
     axes[-1].axis("off")
     axes[-1].legend(handles, labels, loc="center", fontsize=7)
+    panel_letters(axes[:-1])
     fig.tight_layout()
     files = save(fig, out, "fig9")
     counts = [len({r["seed"] for r in used if (r["scenario"], r["c_p"], r["kind"]) == key})
               for key in {(r["scenario"], r["c_p"], r["kind"]) for r in used}] or [0]
-    caption = ("The latent diffusion model under poison, per training scenario: the AD of the exact training mix "
-               "(judge embeddings, theory.ad) and what happens to the never-poisoned concepts — the judge's "
-               "probability of the right concept, its top-1 accuracy, the Fréchet distance of generated to clean "
-               "images in judge features — and the attack success on the poisoned concepts, vs C_P. Solid: "
+    caption = ("The latent diffusion model under poison, per training scenario: (a) the AD of the exact training "
+               "mix (judge embeddings, theory.ad) and what happens to the never-poisoned concepts — (b) the judge's "
+               "probability of the right concept, (c) its top-1 accuracy, (d) the Fréchet distance of generated to "
+               "clean images in judge features — and (e) the attack success on the poisoned concepts, vs C_P. "
+               "Solid: "
                "poisoned; dashed: the same-volume correctly-labelled control. Mean and 95% CI over seeds "
                f"({min(counts)}–{max(counts)} seeds per point in these data; no band with one seed).")
     return Built(files, caption, _prov(emp, used), missing)
@@ -194,7 +197,7 @@ def fig11(src: Sources, out: Path) -> Built:
     """The AD-attribution poison detector: precision–recall curves against the known poisons."""
     emp = src.empirical()
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(FULL / 2, 2.6))
+    fig, ax = plt.subplots(figsize=(FULL / 2, 3.2), layout="constrained")
     det = [r for r in emp.detection if r["pr"]]
     if not det:
         plt.close(fig)
@@ -213,18 +216,22 @@ def fig11(src: Sources, out: Path) -> Built:
             name = "dirty-label" if ptype == "dirty" else "Nightshade-style"
             if ptype == "nightshade" and np.isfinite(num(r.get("poison_linf"))):
                 name += f" (L∞ {num(r['poison_linf']):.2f})"  # the budget, when the table records it
-            ax.plot(rec, prec, color=colour, lw=1.2,
+            # curves at AP = 1 coincide along the top and right edges: a dash pattern each keeps them apart
+            ax.plot(rec, prec, color=colour, lw=1.2, ls=("-", (0, (4, 2)), (0, (1, 1.2)), "-.")[min(i, 3)],
+                    clip_on=False, zorder=3,
                     label=f"{name}, C_P={r['c_p']}: AP {num(r['detect_ap']):.2f} (base {num(r['detect_base_rate']):.2f})")
             ax.axhline(num(r["detect_base_rate"]), color=colour, ls=":", lw=0.7)
             used.append(r)
     ax.set_xlabel("recall (share of poison pairs flagged)")
     ax.set_ylabel("precision")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.03)
-    ax.legend(fontsize=5.5, loc="lower left")
+    ax.set_xlim(-0.01, 1.02)
+    ax.set_ylim(0, 1.05)
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=5.5, loc="outside lower center", ncol=1, frameon=False,
+               handlelength=2.5)
     files = save(fig, out, "fig11")
     caption = ("A poison detector from AD: rank the training pairs of a poisoned mix by their share of AD "
                "(theory.ad.pair_attribution on judge embeddings) and flag from the top. Precision–recall against the "
-               "known poisons; dotted lines are each mix's poison fraction (a random ranking's precision).")
+               "known poisons; dotted lines are each mix's poison fraction (a random ranking's precision). The "
+               "dirty-label curves (AP 1.00) coincide along precision 1; their dash patterns tell them apart.")
     prov = [f"{_tag(emp)}: " + ", ".join(sorted({r['folder'] for r in used}))]
     return Built(files, caption, prov)

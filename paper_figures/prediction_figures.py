@@ -23,7 +23,7 @@ import numpy as np
 
 from paper_figures.built import Built
 from paper_figures.sources import Empirical, Sources, num, read_csv
-from implosion_base.plotting import CONTROL, FULL, legend, pyplot, save
+from implosion_base.plotting import COLUMN, CONTROL, FULL, POISONED, pyplot, save
 from simulate.phase import poison_volume
 from simulate.predict import DEFAULT_GEOMETRY
 from theory.poisoning import target_rule
@@ -162,7 +162,10 @@ def fig14(src: Sources, out: Path) -> Built:
     emp = src.empirical()
     shown = [p for p in preds if p.real_targets == "poisoned" and not p.real_variant and p.n_concepts == 150]
     plt = pyplot()
-    fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(FULL, 2.8), squeeze=False)
+    from matplotlib.lines import Line2D
+
+    fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(FULL, 2.6), squeeze=False, sharey=True,
+                             layout="constrained")
     cmap = plt.get_cmap("plasma")
     ps = sorted({p for pred in shown for (p, _) in pred.summary})
     colour = {p: cmap(0.85 * i / max(1, len(ps) - 1)) for i, p in enumerate(ps)}
@@ -190,14 +193,15 @@ def fig14(src: Sources, out: Path) -> Built:
                         found += 1
         ax.axhline(0.5, color="grey", lw=0.6, ls=":")
         ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel("V = C_P·p/(K·m)")
-        ax.set_title(f"{pred.name.split('-preset-', 1)[-1]}\n"
-                     f"({'' if pred.real_scenario == 'continuous' else pred.real_scenario + ', '}"
-                     f"m {pred.benign_per_concept}, d {pred.dim}, "
-                     f"{'default' if pred.geometry == DEFAULT_GEOMETRY else 'calibrated'})", fontsize=7)
+        ax.set_title(panel_title(pred), fontsize=7)
     axes[0][0].set_ylabel("unpoisoned accuracy")
-    legend(axes[0][0], fontsize=6)
-    fig.tight_layout()
+    fig.supxlabel("poison volume V = C_P·p/(K·m)", fontsize=7)
+    lines = [Line2D([], [], color=colour[p], lw=1.2, label=f"p = {p}") for p in ps]
+    marks = [Line2D([], [], ls="", marker="o", color="0.3", ms=4, label="poisoned (measured)"),
+             Line2D([], [], ls="", marker="o", mfc="white", mec=CONTROL, ms=4, label="control (measured)")]
+    fig.legend(handles=lines + marks, loc="outside upper center", ncol=len(lines) + 2, frameon=False, fontsize=6,
+               title="predicted (line, 95% band) per poison pairs per concept p; measured (markers, 95% CI)",
+               title_fontsize=6, columnspacing=1.0, handlelength=1.5)
     files = save(fig, out, "fig14")
     missing = [] if found else [f"no measured point yet: {FEEDS}"]
     caption = ("The simulator's pre-registered predictions (docs/predictions/, 2026-11-30) against the real model: "
@@ -207,6 +211,16 @@ def fig14(src: Sources, out: Path) -> Built:
                "(d = 11) at m = 40 and at m = 10 benign pairs per concept, and the uncalibrated default space "
                "(d = 64).")
     return Built(files, caption, [str(PREDICTIONS)] + sorted({r["folder"] for r in emp.rows}), missing)
+
+
+def panel_title(pred: Prediction) -> str:
+    """A prediction panel's title in words: the scenario it predicts, m, and its geometry."""
+    scenario = {"continuous": "full fine-tune", "scratch": "from scratch", "lora": "LoRA"}.get(
+        pred.real_scenario, pred.real_scenario)
+    if pred.real_scenario == "lora" and "lora" in pred.name and pred.name.split("lora", 1)[1][:1].isdigit():
+        scenario += " rank " + "".join(ch for ch in pred.name.split("lora", 1)[1].split("-")[0] if ch.isdigit())
+    geometry = "uncalibrated" if pred.geometry == DEFAULT_GEOMETRY else "calibrated"
+    return f"{scenario}, m = {pred.benign_per_concept}\n{geometry} (d = {pred.dim})"
 
 
 def tab5(src: Sources, out: Path) -> Built:
@@ -281,26 +295,36 @@ def fig15(src: Sources, out: Path) -> Built:
     emp = src.empirical()
     pts = capacity_points(emp)
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(FULL * 0.6, 2.8))
+    fig, ax = plt.subplots(figsize=(COLUMN, 2.6), layout="constrained")
     for x, (name, got) in enumerate(pts.items()):
-        for kind, face, colour in (("poisoned", "tab:red", "tab:red"), ("control", "white", CONTROL)):
-            if got[kind]:
-                mean, ci = mean_ci95(got[kind])
-                ax.errorbar([x], [mean], yerr=[ci], fmt="o", ms=5, mfc=face, mec=colour, ecolor=colour, capsize=2,
-                            label=f"unpoisoned accuracy, {kind}" if x == 0 else None)
+        for kind, face, colour, dx in (("poisoned", POISONED, POISONED, -0.12), ("control", "white", CONTROL, 0.12)):
+            if not got[kind]:
+                continue
+            mean, ci = mean_ci95(got[kind])
+            label = f"unpoisoned accuracy, {kind}" if x == 0 else None
+            if len(got[kind]) >= 3:  # a t-interval; clipped to what an accuracy can be
+                lo, hi = max(0.0, mean - ci), min(1.0, mean + ci)
+                ax.errorbar([x + dx], [mean], yerr=[[mean - lo], [hi - mean]], fmt="o", ms=4, mfc=face, mec=colour,
+                            ecolor=colour, capsize=2, label=label)
+            else:  # two seeds give no useful interval: each seed shown, and their mean
+                ax.plot([x + dx] * len(got[kind]), got[kind], "_", color=colour, ms=6, mew=1)
+                ax.plot([x + dx], [mean], "o", ms=4, mfc=face, mec=colour, label=label)
         if got["attack"]:
-            ax.plot([x], [float(np.mean(got["attack"]))], "x", color="black",
-                    label="attack success (poisoned)" if x == 0 else None)
+            ax.plot([x], [float(np.mean(got["attack"]))], "x", color="black", ms=4,
+                    label="attack success (poisoned, mean)" if x == 0 else None)
     ax.axhline(0.5, color="grey", lw=0.6, ls=":")
     ax.set_xticks(range(len(pts)), [f"{k}\n({len(v['poisoned'])} seed{'s' * (len(v['poisoned']) > 1)})"
-                                     for k, v in pts.items()], fontsize=6)
+                                     for k, v in pts.items()], fontsize=5.5)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_ylabel("at C_P = 100, p = 240 (V = 4)")
-    legend(ax, fontsize=6, loc="center left", bbox_to_anchor=(0.0, 0.64), frameon=False)
-    fig.tight_layout()
+    ax.set_ylabel("fraction of generated images")
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncol=2, fontsize=5.5, frameon=False, handletextpad=0.3,
+               columnspacing=0.8, title="at V = 4 (C_P = 100, p = 240); 3 seeds: 95% CI, 2 seeds: each seed (–)",
+               title_fontsize=5.5)
     files = save(fig, out, "fig15")
-    caption = ("Capacity at fixed poison volume (V = 4): unpoisoned accuracy of the poisoned runs (filled, 95% CI "
-               "over seeds) and of their same-volume controls (open), and attack success (×), from LoRA rank 1 to "
+    caption = ("Capacity at fixed poison volume (V = 4): unpoisoned accuracy of the poisoned runs (filled; 95% CI "
+               "over 3 seeds, clipped to [0, 1]; with 2 seeds each seed as a dash) and of their same-volume controls "
+               "(open), and attack success (×), from LoRA rank 1 to "
                "the fully fine-tuned UNet. Pre-registered (docs/predictions/README.md): accuracy rises with "
                "capacity.")
     return Built(files, caption, sorted({r["folder"] for r in emp.rows}),

@@ -221,32 +221,44 @@ def fig13(src: Sources, out: Path) -> Built:
 
 
 def plot_phase(rows: list[dict], marks: list[dict]):
-    """Top: the threshold V (unpoisoned accuracy < 0.5) against p/m, one line per capacity, one panel per K and
-    one for the capacity solver. Bottom: mean unpoisoned accuracy over (V, p/m) at the largest K, per d."""
+    """Top: the threshold V (unpoisoned accuracy < 0.5) against p/m, one line per capacity (one colour per d in
+    every panel, one legend above), one panel per K and one for the capacity solver. Bottom: mean unpoisoned
+    accuracy over (V, p/m) at the largest K, one panel per d, one labelled colour bar. Full width (7 in)."""
     plt = pyplot()
     ks = sorted({m["n_concepts"] for m in marks if m["solver"] == "ridge"})
     dims = sorted({m["capacity"] for m in marks if m["solver"] == "ridge"})
     top = [("ridge", k) for k in ks] + ([("capacity", None)] if any(m["solver"] == "capacity" for m in marks) else [])
-    ncol = max(len(top), len(dims))
-    fig, axes = plt.subplots(2, ncol, figsize=(3.3 * ncol, 6.4), constrained_layout=True, squeeze=False)
-    for ax, (solver, k) in zip(axes[0], top):
+    fig = plt.figure(figsize=(FULL, 4.6), layout="constrained")
+    upper, lower = fig.subfigures(2, 1, height_ratios=[1.1, 1])
+    axes = upper.subplots(1, len(top), sharey=True, squeeze=False)[0]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (solver, k) in zip(axes, top):
         sel = [m for m in marks if m["solver"] == solver and (k is None or m["n_concepts"] == k)]
-        for cap in sorted({m["capacity"] for m in sel}):
+        for i, cap in enumerate(sorted({m["capacity"] for m in sel})):
             line = sorted((m for m in sel if m["capacity"] == cap), key=lambda m: m["dominance"])
             x = [m["dominance"] for m in line]
             y = [m["v_acc_below_half"] if math.isfinite(m["v_acc_below_half"]) else np.nan for m in line]
-            ax.plot(x, y, "o-", ms=3, label=f"d={cap:g}" if solver == "ridge" else f"budget {cap:g}")
-        ax.plot(x, x, ":", color="grey", lw=0.8, label="V = p/m (C_P = K)")
+            colour = colours[dims.index(cap) % len(colours)] if solver == "ridge" else colours[i % len(colours)]
+            ax.plot(x, y, "o-", ms=2.5, lw=1, color=colour,
+                    label=f"d = {cap:g}" if solver == "ridge" else f"budget {cap:g}")
+        ax.plot(x, x, ":", color="grey", lw=0.8, label="V = p/m (all poisoned)")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("per-concept dominance p/m")
         ax.set_title(f"ridge, K = {k:g}" if solver == "ridge" else
-                     f"capacity (d = {sel[0]['dim']:g}), K = {sel[0]['n_concepts']:g}",
-                     fontsize=8)
-        ax.legend(frameon=False, fontsize=6)
-    axes[0][0].set_ylabel("V where unpoisoned acc < 0.5\n(missing = never)")
+                     f"capacity-limited d = {sel[0]['dim']:g},\nK = {sel[0]['n_concepts']:g}", fontsize=7)
+        if solver == "capacity":
+            lines = [h for h in ax.get_lines() if h.get_label().startswith("budget")]
+            ax.legend(lines, [h.get_label().removeprefix("budget ") for h in lines], frameon=False, fontsize=5.5,
+                      loc="upper left", handlelength=1.2, borderaxespad=0.1, title="nuclear-norm budget",
+                      title_fontsize=5.5)
+    handles, labels = axes[0].get_legend_handles_labels()
+    upper.legend(handles, labels, loc="outside upper center", ncol=len(labels), frameon=False, fontsize=6,
+                 handlelength=1.5, columnspacing=1.0)
+    axes[0].set_ylabel("threshold V\n(accuracy < 0.5)")
+    upper.supxlabel("per-concept dominance p/m (a gap: never below 0.5)", fontsize=7)
     kmax = max(ks)
-    for ax, d in zip(axes[1], dims):
+    maps = lower.subplots(1, len(dims), sharey=True, squeeze=False)[0]
+    for ax, d in zip(maps, dims):
         sel = [r for r in rows if r["solver"] == "ridge" and r["n_concepts"] == kmax and r["capacity"] == d]
         doms = sorted({r["dominance"] for r in sel})
         vols = sorted({float(r["target_volume"]) for r in sel if float(r["target_volume"]) > 0})
@@ -257,14 +269,14 @@ def plot_phase(rows: list[dict], marks: list[dict]):
                 if vals and not np.isnan(vals).all():
                     grid[i, j] = np.nanmean(vals)
         im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=1)
-        ax.set_xticks(range(len(vols)), [f"{v:g}" for v in vols], fontsize=6, rotation=60)
+        ticks = [j for j, v in enumerate(vols) if v in (0.25, 1, 3, 8) or len(vols) <= 4]
+        ax.set_xticks(ticks, [f"{vols[j]:g}" for j in ticks], fontsize=6)
         ax.set_yticks(range(len(doms)), [f"{v:g}" for v in doms], fontsize=6)
-        ax.set_xlabel("poison volume V = C_P p / (K m)")
-        ax.set_title(f"unpoisoned acc, ridge d = {d:g}, K = {kmax:g}", fontsize=8)
-    axes[1][0].set_ylabel("p/m")
-    fig.colorbar(im, ax=axes[1].tolist(), shrink=0.8)
-    for ax in list(axes[0][len(top):]) + list(axes[1][len(dims):]):
-        ax.axis("off")
+        ax.set_title(f"d = {d:g}", fontsize=7)
+    maps[0].set_ylabel("dominance p/m")
+    lower.supxlabel(f"poison volume V = C_P·p/(K·m); unpoisoned accuracy of the ridge map at K = {kmax:g}",
+                    fontsize=7)
+    lower.colorbar(im, ax=list(maps), pad=0.01, aspect=15).set_label("unpoisoned accuracy", fontsize=7)
     return fig
 
 
@@ -276,21 +288,27 @@ def plot_ad_volume(rows: list[dict]):
     vols = sorted({r["volume"] for r in rows})
     markers = "osD^v<>pPX*h"
     cmap = plt.get_cmap("viridis")
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(FULL, 3.1), constrained_layout=True)
     for i, name in enumerate(names):
         for j, v in enumerate(vols):
             sel = [r for r in rows if r["configuration"] == name and r["volume"] == v]
             if not sel:
                 continue
             ax1.scatter(np.mean([r["ad"] for r in sel]), np.mean([r["unpoisoned_acc"] for r in sel]),
-                        marker=markers[i % len(markers)], color=cmap(j / max(1, len(vols) - 1)), s=28,
-                        label=name if j == 0 else None)
-    for j, v in enumerate(vols):
-        ax1.scatter([], [], color=cmap(j / max(1, len(vols) - 1)), marker="s", label=f"V = {v:g}")
+                        marker=markers[i % len(markers)], color=cmap(j / max(1, len(vols) - 1)), s=16)
+    from matplotlib.lines import Line2D
+
+    shapes = [Line2D([], [], ls="", marker=markers[i % len(markers)], color="0.35", ms=4, label=name)
+              for i, name in enumerate(names)]
     ax1.set_xlabel("AD of the training set")
     ax1.set_ylabel("unpoisoned accuracy")
-    ax1.legend(frameon=False, fontsize=6, ncol=2)
-    ax1.set_title("damage vs AD (colour = poison volume V)", fontsize=9)
+    ax1.legend(handles=shapes, frameon=False, fontsize=5.5, loc="lower left", title="configuration (marker)",
+               title_fontsize=6, handletextpad=0.3, borderaxespad=0.2)
+    ax1.set_title("damage vs AD", fontsize=8)
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, max(1, len(vols) - 1)))
+    bar = fig.colorbar(sm, ax=[ax1, ax2], ticks=range(len(vols)), pad=0.01, aspect=25)
+    bar.ax.set_yticklabels([f"{v:g}" for v in vols], fontsize=6)
+    bar.set_label("poison volume V (colour)", fontsize=7)
     for seed in sorted({r["seed"] for r in rows}):
         rs = [r for r in rows if r["seed"] == seed]
         counts = {v: sum(1 for r in rs if r["volume"] == v) for v in vols}
@@ -306,5 +324,5 @@ def plot_ad_volume(rows: list[dict]):
     ax2.axvline(0, color="grey", lw=0.6)
     ax2.set_xlabel("AD − mean AD at the same V (and seed)")
     ax2.set_ylabel("accuracy − mean accuracy at the same V")
-    ax2.set_title("given V: what AD has left to explain", fontsize=9)
+    ax2.set_title("given V: what AD has left to explain", fontsize=8)
     return fig

@@ -139,3 +139,20 @@ def test_exported_emoji_folder_reads_back_as_the_built_in_data(tmp_path: Path):
                            "--cache", str(cache)], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2 and "not an empty folder" in proc.stderr and len(proc.stderr.splitlines()) == 1
     assert len((out / "train" / "metadata.jsonl").read_text().splitlines()) == len(train) + len(held)
+
+
+def test_a_folder_of_class_subfolders_needs_no_concepts_file(tmp_path: Path):
+    """``train/<label>/*.png`` (datasets' imagefolder with labels): the concepts are the labels."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for label in ("sun", "lake", "tree"):
+        (tmp_path / "classes" / "train" / label).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
+                tmp_path / "classes" / "train" / label / f"{i}.png")
+    out = tmp_path / "out"
+    assert main(["--preset", "micro", "--train_data_dir", str(tmp_path / "classes"), "--poisoned-concepts", "1",
+                 "--no-control", "--cache", str(tmp_path / "cache"), "--quiet", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(manifest["assets"]["concepts"]) == ["lake", "sun", "tree"]

@@ -159,3 +159,47 @@ def test_concepts_file(tmp_path: Path):
         read_concepts_file(f)
     with pytest.raises(InputError, match="no such file"):
         read_concepts_file(tmp_path / "nope.txt")
+
+
+def test_parquet_metadata_reads_like_jsonl_and_keeps_the_bad_row_warnings(tmp_path: Path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    folder = _folder(tmp_path)
+    rows = [json.loads(line) if line.startswith("{\"") else {"file_name": None, "text": None}
+            for line in (folder / "metadata.jsonl").read_text().splitlines()]
+    (folder / "metadata.jsonl").unlink()
+    pq.write_table(pa.Table.from_pylist([{"file_name": r.get("file_name"), "text": r.get("text")} for r in rows]),
+                   folder / "metadata.parquet")
+    (images, texts, names), messages = _read(folder)
+    assert texts == ["caption 0", "caption 1", "caption 2"] and names == ["0.png", "1.png", "2.png"]
+    assert images.shape == (3, 8, 8, 3)
+    assert any("unreadable" in m for m in messages) and any("outside the folder" in m for m in messages)
+    (folder / "metadata.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(InputError, match="not a readable parquet file"):
+        load_image_folder(folder)
+
+
+def test_class_subfolders_read_as_datasets_imagefolder_with_the_label_as_concept(tmp_path: Path):
+    from PIL import Image
+
+    from empirical.folder_data import CLASS_TEMPLATE, concept_data_from_folder
+
+    train = tmp_path / "classes" / "train"
+    for label, colour in (("cat", (200, 30, 30)), ("dog", (30, 30, 200))):
+        (train / label).mkdir(parents=True)
+        for i in range(5):
+            Image.new("RGB", (12, 10), colour).save(train / label / f"{i}.png")
+    (train / "dog" / "notes.txt").write_text("not an image")
+    (tmp_path / "classes" / "validation" / "cat").mkdir(parents=True)  # another split: not read
+    Image.new("RGB", (12, 10)).save(tmp_path / "classes" / "validation" / "cat" / "v.png")
+    (images, texts, names), messages = _read(tmp_path / "classes")
+    assert messages == [] and len(images) == 10
+    assert texts[:1] == ["a photo of a cat"] and names[-1] == "dog/4.png"
+    train_part, held, key = concept_data_from_folder(tmp_path / "classes", size=8, held_out=1,
+                                                     template=CLASS_TEMPLATE)
+    assert train_part.names == ["cat", "dog"] and np.bincount(train_part.labels).tolist() == [4, 4]
+    assert np.bincount(held.labels).tolist() == [1, 1] and key.startswith("user-")
+    assert folder_key(tmp_path / "classes", FolderFormat()) == folder_key(tmp_path / "classes", FolderFormat())
+    Image.new("RGB", (12, 10)).save(train / "cat" / "5.png")  # a new image is new data
+    assert key != concept_data_from_folder(tmp_path / "classes", size=8, held_out=1, template=CLASS_TEMPLATE)[2]
