@@ -86,6 +86,22 @@ class JudgeEmbedder:
                 self.judge.embed_images(np.stack(images)).astype(np.float32))
 
 
+def run_folder_judge(folder: Path) -> Path:
+    """``folder`` itself, or, for an ``empirical.run`` output folder (a manifest.json), the judge it trained on the
+    user's data and kept (``assets.judge_folder``); InputError when that run kept none."""
+    manifest = folder / "manifest.json"
+    if not manifest.is_file() or (folder / "judge.json").is_file():
+        return folder
+    try:
+        kept = json.loads(manifest.read_text(encoding="utf-8")).get("assets", {}).get("judge_folder")
+    except (ValueError, AttributeError, OSError):
+        kept = None
+    if not kept:
+        raise InputError(f"--judge {folder} is an empirical.run folder without a judge of its own (runs on "
+                         "--train-data-dir without --pretrained or --judge keep theirs in OUT/judge/)")
+    return folder / kept
+
+
 def load_embedder(judge: Path | None, preset_name: str, cache: Path, device: str = "cpu", log=print):
     """The embedder for ``--judge`` (see the module docstring)."""
     from empirical.judge import Judge
@@ -96,6 +112,7 @@ def load_embedder(judge: Path | None, preset_name: str, cache: Path, device: str
         judge = Path(judge)
         if not judge.is_dir():
             raise InputError(f"--judge {judge} is not a folder")
+        judge = run_folder_judge(judge)
         if (judge / "judge.json").is_file():
             Judge.read_meta(judge)  # a damaged judge is named before the text encoder loads
             j = Judge.load(judge, TextEncoder(device=device), device=device)

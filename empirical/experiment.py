@@ -157,6 +157,18 @@ def record_invocation(manifest: dict, exp: Experiment) -> None:
                      "processes": process_count()})
 
 
+def keep_judge(assets, out: Path, pretrained: bool) -> str | None:
+    """The judge trained here on a user's folder, written into the run folder (``OUT/judge/``: judge.json and
+    judge.safetensors), so ``python -m empirical.embed FOLDER --judge OUT`` measures with it; returns the folder's
+    name, or None with a ``--pretrained`` base (that judge reads text through the base model's encoder, which
+    empirical.embed does not load)."""
+    if pretrained:
+        return None
+    if not (out / "judge" / "judge.safetensors").is_file():
+        assets.instruments.judge.save(out / "judge")
+    return "judge"
+
+
 def run_experiment(exp: Experiment, *, log: Callable[[str], None] = lambda m: None,
                    progress: Progress | bool = False) -> list[dict[str, str]]:
     """Run every point of ``exp`` not yet done in ``exp.out``; returns the folder's results rows (empty on
@@ -193,6 +205,8 @@ def _run_points(exp: Experiment, *, log: Callable[[str], None], progress: Progre
                                 pretrained=exp.pretrained, judge_path=exp.judge, user_data=exp.user_data)
     manifest["assets"] = {**assets.quality, "concepts": assets.data.names, "fonts": assets.data.fonts,
                           "notices": assets.data.notices, "seconds": round(time.perf_counter() - t0, 1)}
+    if main_proc and exp.user_data is not None and exp.judge is None:
+        manifest["assets"]["judge_folder"] = keep_judge(assets, out, exp.pretrained is not None)
     similarity = concept_similarity(assets.clean_features) if exp.targets in ("nearest", "farthest") else None
     plans = {s: harness_plan(assets.data.names, exp.targets, seed=s, similarity=similarity) for s in exp.seeds}
     if main_proc:

@@ -156,3 +156,15 @@ def test_a_folder_of_class_subfolders_needs_no_concepts_file(tmp_path: Path):
                  "--no-control", "--cache", str(tmp_path / "cache"), "--quiet", "--out", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(manifest["assets"]["concepts"]) == ["lake", "sun", "tree"]
+    # the judge trained on this folder is kept in the run folder, and empirical.embed finds it there
+    assert manifest["assets"]["judge_folder"] == "judge" and (out / "judge" / "judge.safetensors").is_file()
+    from empirical.embed import main as embed
+
+    assert embed([str(tmp_path / "classes"), "--judge", str(out), "--out", str(tmp_path / "e.npz"), "--quiet"]) == 0
+    with np.load(tmp_path / "e.npz", allow_pickle=False) as z:
+        assert z["text"].shape[0] == z["image"].shape[0] == 18
+    with pytest.raises(InputError, match="without a judge of its own"):
+        emoji = tmp_path / "emoji"
+        assert main(["--preset", "micro", "--poisoned-concepts", "0", "--cache", str(tmp_path / "cache"), "--quiet",
+                     "--out", str(emoji)]) == 0
+        embed([str(tmp_path / "classes"), "--judge", str(emoji), "--out", str(tmp_path / "f.npz"), "--quiet"])
