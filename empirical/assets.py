@@ -38,10 +38,13 @@ class Instruments:
         return self.base.scheduler_config if self.base is not None else None
 
     def pipeline(self, unet):
-        """The ``StableDiffusionPipeline`` of ``unet`` with these instruments (:func:`empirical.model.assemble_pipeline`)."""
+        """The ``StableDiffusionPipeline`` of ``unet`` with these instruments (:func:`empirical.model.assemble_pipeline`),
+        or the ``StableDiffusionXLPipeline`` for an SDXL base (:func:`empirical.sdxl.assemble_xl_pipeline`)."""
         from empirical.model import assemble_pipeline
+        from empirical.sdxl import assemble_xl_pipeline
 
-        return assemble_pipeline(self.vae, unet, self.text_encoder, self.scheduler_config)
+        make = assemble_xl_pipeline if hasattr(self.text_encoder, "pooled") else assemble_pipeline
+        return make(self.vae, unet, self.text_encoder, self.scheduler_config)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class CaptionBank:
     contexts: Any
     n_concepts: int
     own_captions: bool = False  # a user's data: clean pairs keep their own captions (rows after the templates)
+    pooled: Any = None  # SDXL: each caption's pooled text embedding (the UNet's added condition)
 
     def caption_row(self, concept: int, template: int) -> int:
         """Row of concept ``concept``'s caption template ``template``."""
@@ -171,7 +175,8 @@ def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: Progress
     quality = {"judge_heldout_acc": judge_acc, "judge_recon_acc": judge_recon_acc, "vae_heldout_mse": vae_mse,
                "vae_s": vae_s, "judge_s": judge_s, "vae_params": sum(p.numel() for p in vae.parameters()),
                "threads": torch.get_num_threads()}
-    bank = CaptionBank(captions, te.token_states(captions), len(data.names), own_captions=user_data is not None)
+    bank = CaptionBank(captions, te.token_states(captions), len(data.names), own_captions=user_data is not None,
+                       pooled=te.pooled(captions) if hasattr(te, "pooled") else None)
     return Assets(preset, data, held, Instruments(te, vae, judge, base), Latents(mu, sigma), bank,
                   {c: feats[held.labels == c] for c in range(len(data.names))}, quality, data_key)
 
@@ -218,7 +223,13 @@ def build_mix(assets: Assets, extra_images: np.ndarray, extra_concepts: np.ndarr
     extra_rows = np.array([bank.caption_row(int(a), j) for j, a in enumerate(extra_concepts)], dtype=np.int64)
     image_idx = np.concatenate([clean, extra_images]).astype(np.int64)
     caption_idx = np.concatenate([clean_rows, extra_rows]).astype(np.int64)
-    mix = Mix(mu, sigma, bank.contexts, image_idx, caption_idx, bank.empty, float(vae.config.scaling_factor))
+    ids = None
+    if bank.pooled is not None:  # SDXL's micro-conditioning: uncropped square images of the data's size
+        from empirical.sdxl import time_ids
+
+        ids = time_ids(int(assets.data.images.shape[1]))
+    mix = Mix(mu, sigma, bank.contexts, image_idx, caption_idx, bank.empty, float(vae.config.scaling_factor),
+              bank.pooled, ids)
     return mix, [bank.captions[i] for i in caption_idx]
 
 

@@ -41,14 +41,16 @@ class Estimate:
 
 def unet_for(exp):
     """The run's UNet before training (random weights for ours, the base model's for ``--pretrained``) and the
-    shape of its inputs: (unet, latent channels, latent size, context length, context width)."""
+    shape of its inputs: (unet, latent channels, latent size, context length, context width, SDXL's pooled text
+    width or 0)."""
     if exp.pretrained is not None:
         from empirical.pretrained import unet_from_base
 
         base = exp.pretrained[0]
         unet = unet_from_base(base)
         te = exp.pretrained[2]
-        return unet, int(unet.config.in_channels), int(unet.config.sample_size), int(te.max_length), int(te.dim)
+        return (unet, int(unet.config.in_channels), int(unet.config.sample_size), int(te.max_length), int(te.dim),
+                getattr(te, "pooled_dim", 0))
     from empirical.model import build_unet
 
     p = exp.preset
@@ -56,26 +58,31 @@ def unet_for(exp):
     context = 384  # the frozen MiniLM's hidden size (empirical.text_encoder)
     unet = build_unet(p.unet, sample_size=latent, latent_channels=p.vae.latent_channels,
                       cross_attention_dim=context, seed=0)
-    return unet, p.vae.latent_channels, latent, 16, context
+    return unet, p.vae.latent_channels, latent, 16, context, 0
 
 
 
-def step_seconds(unet, inputs: tuple[int, int, int, int], batch_size: int, device: str, *, steps: int = 3) -> float:
+def step_seconds(unet, inputs: tuple[int, ...], batch_size: int, device: str, *, steps: int = 3) -> float:
     """Median seconds of one AdamW step of ``unet`` (its trainable parameters) on random inputs of ``inputs`` =
-    (latent channels, latent size, context length, context width) at ``batch_size``, after one warm-up step."""
+    (latent channels, latent size, context length, context width, SDXL's pooled width or 0) at ``batch_size``,
+    after one warm-up step."""
     import torch
 
-    channels, size, length, width = inputs
+    from empirical.sdxl import added_conditions, time_ids
+
+    channels, size, length, width, pooled = inputs
     unet = unet.to(device).train()
     opt = torch.optim.AdamW([q for q in unet.parameters() if q.requires_grad], lr=1e-6)
     gen = torch.Generator().manual_seed(0)
     z = torch.randn((batch_size, channels, size, size), generator=gen).to(device)
     ctx = torch.randn((batch_size, length, width), generator=gen).to(device)
     t = torch.randint(0, 1000, (batch_size,), generator=gen).to(device)
+    added = (added_conditions(torch.randn((batch_size, pooled), generator=gen).to(device), time_ids(8 * size),
+                              batch_size) if pooled else None)
     times = []
     for _ in range(steps + 1):
         t0 = time.perf_counter()
-        loss = unet(z, t, encoder_hidden_states=ctx).sample.float().pow(2).mean()
+        loss = unet(z, t, encoder_hidden_states=ctx, added_cond_kwargs=added).sample.float().pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

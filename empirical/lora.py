@@ -49,7 +49,7 @@ def save_lora_adapter(unet, folder: Path) -> Path:
     ``folder/pytorch_lora_weights.safetensors`` with their rank/alpha metadata — loadable onto the base model's
     pipeline with ``pipe.load_lora_weights(folder)`` — atomically (a temporary folder, then one rename)."""
 
-    from diffusers import StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
@@ -58,8 +58,11 @@ def save_lora_adapter(unet, folder: Path) -> Path:
     folder = Path(folder)
     layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
     with atomic_path(folder) as tmp:
-        StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=layers, safe_serialization=True,
-                                                  unet_lora_adapter_metadata=unet.peft_config["default"].to_dict())
+        # an SDXL UNet (SDXL's added text-time embedding) is saved by the SDXL pipeline's writer
+        pipeline = (StableDiffusionXLPipeline if unet.config.get("addition_embed_type") == "text_time"
+                    else StableDiffusionPipeline)
+        pipeline.save_lora_weights(tmp, unet_lora_layers=layers, safe_serialization=True,
+                                   unet_lora_adapter_metadata=unet.peft_config["default"].to_dict())
     return folder / LORA_WEIGHTS
 
 

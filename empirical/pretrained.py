@@ -142,6 +142,46 @@ def make_tiny_sd(folder: Path, *, seed: int = 0, sample_size: int = 8, text_dim:
     return folder
 
 
+def make_tiny_sdxl(folder: Path, *, seed: int = 0, sample_size: int = 8, text_dim: int = 32) -> Path:
+    """Write a tiny, complete Stable Diffusion XL folder (random weights, SDXL's layout and conditioning): the
+    UNet of :func:`make_tiny_sd` with cross-attention over both encoders' states (width 2·``text_dim``) and SDXL's
+    added embedding (``text_time``: pooled text of width ``text_dim`` and 6 time ids of 8 each), two 2-layer CLIP
+    text encoders (the second with a projection) over CLIP's real tokenizer, the tiny SD VAE and SDXL's
+    Euler schedule on the scaled-linear betas."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    folder = Path(folder)
+    with seeded(seed):
+        unet = UNet2DConditionModel(sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1,
+                                    block_out_channels=(16, 32),
+                                    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                                    cross_attention_dim=2 * text_dim, attention_head_dim=(2, 4),
+                                    use_linear_projection=True, addition_embed_type="text_time",
+                                    addition_time_embed_dim=8, projection_class_embeddings_input_dim=6 * 8 + text_dim,
+                                    norm_num_groups=8)
+        vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                            up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
+                            norm_num_groups=4, sample_size=2 * sample_size)
+        tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(folder / "_tokenizer_build"),
+                                                  local_files_only=True)
+        config = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=text_dim, intermediate_size=2 * text_dim,
+                                num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
+                                projection_dim=text_dim)
+        text, text_2 = CLIPTextModel(config), CLIPTextModelWithProjection(config)
+    sched = EulerDiscreteScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                                   beta_schedule="scaled_linear", prediction_type="epsilon", steps_offset=1,
+                                   timestep_spacing="leading")
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text, text_encoder_2=text_2, tokenizer=tokenizer,
+                                     tokenizer_2=tokenizer, unet=unet, scheduler=sched, add_watermarker=False)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    import shutil
+
+    shutil.rmtree(folder / "_tokenizer_build", ignore_errors=True)
+    return folder
+
+
 def make_tiny_clip(folder: Path, *, seed: int = 0, image_size: int = 16) -> Path:
     """Write a tiny transformers CLIP folder (random weights, CLIP's real tokenizer, an image processor at
     ``image_size``): for tests of ``--judge`` and ``empirical.embed``, and to try those paths."""
@@ -163,23 +203,28 @@ def make_tiny_clip(folder: Path, *, seed: int = 0, image_size: int = 16) -> Path
 
 
 def load_base(path: Path, *, device: str = "cpu", variant: str | None = None) -> tuple[PretrainedBase, Any, Any]:
-    """(base, VAE, text encoder) from a local SD folder (weights of ``variant`` when given, e.g. ``fp16``; held as
-    float32); :class:`InputError` naming the problem otherwise."""
-    from empirical.text_encoder import TextEncoder
+    """(base, VAE, text encoder) from a local SD or SDXL folder (weights of ``variant`` when given, e.g.
+    ``fp16``; held as float32); :class:`InputError` naming the problem otherwise. An SDXL folder's text encoder is
+    a :class:`empirical.text_encoder.DualTextEncoder` (:mod:`empirical.sdxl`)."""
     from empirical.model import load_pipeline
+    from empirical.sdxl import is_sdxl_folder, load_xl_pipeline
+    from empirical.text_encoder import DualTextEncoder, TextEncoder
 
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"--pretrained {path} is not a folder (a diffusers Stable Diffusion folder is expected)")
-    pipe = load_pipeline(path, device=device, variant=variant)
+    xl = is_sdxl_folder(path)
+    pipe = (load_xl_pipeline if xl else load_pipeline)(path, device=device, variant=variant)
     check_base_config(pipe, path)
-    if getattr(pipe.text_encoder.config, "model_type", "") != "clip_text_model":
-        raise InputError(f"{path / 'text_encoder'} is not a CLIP text encoder "
-                         f"(model_type {getattr(pipe.text_encoder.config, 'model_type', None)!r})")
+    for part in ("text_encoder", "text_encoder_2") if xl else ("text_encoder",):
+        model_type = getattr(getattr(pipe, part).config, "model_type", "")
+        if model_type not in ("clip_text_model", "clip_text_with_projection_model"):
+            raise InputError(f"{path / part} is not a CLIP text encoder (model_type {model_type!r})")
     factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
     size = int(pipe.unet.config.sample_size) * factor
-    te = TextEncoder(path / "text_encoder", tokenizer_path=path / "tokenizer",
-                     max_length=int(pipe.tokenizer.model_max_length), device=device, variant=variant)
+    te = DualTextEncoder(pipe, path, device=device) if xl else TextEncoder(
+        path / "text_encoder", tokenizer_path=path / "tokenizer", max_length=int(pipe.tokenizer.model_max_length),
+        device=device, variant=variant)
     state = {k: v.detach().cpu().clone() for k, v in pipe.unet.state_dict().items()}
     # the whole folder's content (configs, tokenizer, every weight file) and the variant read: two checkpoints
     # of one architecture, or one folder edited in place, never share a key
@@ -224,9 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from implosion_base.cli import ArgumentParser, dry_run
 
     parser = ArgumentParser(prog="python -m empirical.pretrained",
-                            description="write a tiny Stable Diffusion folder (tiny) or CLIP folder (tiny-clip) with "
-                                        "random weights, to try --pretrained and --judge")
-    parser.add_argument("what", choices=["tiny", "tiny-clip"])
+                            description="write a tiny Stable Diffusion folder (tiny), SDXL folder (tiny-xl) or CLIP "
+                                        "folder (tiny-clip) with random weights, to try --pretrained and --judge")
+    parser.add_argument("what", choices=["tiny", "tiny-xl", "tiny-clip"])
     parser.add_argument("folder", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -235,9 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if dry_run(args, "python -m empirical.pretrained", {"writes": f"a tiny {args.what} folder at {folder}",
                                                         "seed": args.seed}):
         return 0
-    make = make_tiny_sd if args.what == "tiny" else make_tiny_clip
+    make = {"tiny": make_tiny_sd, "tiny-xl": make_tiny_sdxl, "tiny-clip": make_tiny_clip}[args.what]
     write_folder_atomically(folder, lambda tmp: make(tmp, seed=args.seed), name="folder")
-    kind = "Stable Diffusion" if args.what == "tiny" else "CLIP"
+    kind = {"tiny": "Stable Diffusion", "tiny-xl": "Stable Diffusion XL", "tiny-clip": "CLIP"}[args.what]
     print(f"wrote {args.folder} (a tiny {kind} folder with random weights and CLIP's real tokenizer)")
     return 0
 

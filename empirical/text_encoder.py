@@ -87,3 +87,67 @@ class TextEncoder:
                 e = (h * m).sum(1) / m.sum(1).clamp_min(1)
                 out.append(torch.nn.functional.normalize(e, dim=-1))
         return torch.cat(out)
+
+
+class DualTextEncoder:
+    """Stable Diffusion XL's two frozen CLIP text encoders behind :class:`TextEncoder`'s surface, as diffusers'
+    ``StableDiffusionXLPipeline.encode_prompt`` uses them (its ``clip_skip`` None):
+
+    - ``token_states``: the cross-attention context c = [h¹₋₂ ; h²₋₂], both encoders' penultimate hidden states
+      concatenated along the width (d₁ + d₂);
+    - ``pooled``: the second encoder's projected pooled output (``text_embeds``), the UNet's added text embedding;
+    - ``sentence_embeddings`` (for the judge): both encoders' last states mean-pooled over real tokens,
+      concatenated and L2-normalised (width d₁ + d₂, = ``dim``).
+
+    ``model`` / ``tokenizer`` are the first encoder's (the pipeline's ``text_encoder`` / ``tokenizer``),
+    ``model_2`` / ``tokenizer_2`` the second's; ``path`` is the SDXL folder."""
+
+    def __init__(self, pipe, path: str | Path, *, device: str = "cpu"):
+        import torch
+
+        self.model, self.tokenizer = pipe.text_encoder.eval(), pipe.tokenizer
+        self.model_2, self.tokenizer_2 = pipe.text_encoder_2.eval(), pipe.tokenizer_2
+        for m in (self.model, self.model_2):
+            m.requires_grad_(False)
+        self.path, self.device = Path(path), device
+        self.max_length = int(pipe.tokenizer.model_max_length)
+        self.dim = int(self.model.config.hidden_size) + int(self.model_2.config.hidden_size)
+        self.pooled_dim = int(self.model_2.config.projection_dim)
+        self._torch = torch
+
+    def _encode(self, tokenizer, texts: Sequence[str]):
+        return tokenizer(list(texts), padding="max_length", truncation=True, max_length=self.max_length,
+                         return_tensors="pt").to(self.device)
+
+    def _batches(self, texts: Sequence[str], batch_size: int, fn):
+        torch = self._torch
+        with torch.no_grad():
+            return torch.cat([fn(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)])
+
+    def token_states(self, texts: Sequence[str], *, batch_size: int = 256):
+        """(B, max_length, d₁ + d₂): both encoders' penultimate hidden states, concatenated."""
+        def states(chunk):
+            return self._torch.cat([m(self._encode(t, chunk).input_ids, output_hidden_states=True).hidden_states[-2]
+                                    for m, t in ((self.model, self.tokenizer), (self.model_2, self.tokenizer_2))], -1)
+
+        return self._batches(texts, batch_size, states)
+
+    def pooled(self, texts: Sequence[str], *, batch_size: int = 256):
+        """(B, projection_dim): the second encoder's projected pooled output."""
+        return self._batches(texts, batch_size,
+                             lambda chunk: self.model_2(self._encode(self.tokenizer_2, chunk).input_ids)[0])
+
+    def sentence_embeddings(self, texts: Sequence[str], *, batch_size: int = 256):
+        """(B, d₁ + d₂): each encoder's last states averaged over real tokens, concatenated, L2-normalised."""
+        torch = self._torch
+
+        def mean_states(chunk):
+            parts = []
+            for m, t in ((self.model, self.tokenizer), (self.model_2, self.tokenizer_2)):
+                enc = self._encode(t, chunk)
+                h = m(enc.input_ids, attention_mask=enc.attention_mask, output_hidden_states=True).hidden_states[-1]
+                mask = enc.attention_mask.unsqueeze(-1).to(h.dtype)
+                parts.append((h * mask).sum(1) / mask.sum(1).clamp_min(1))
+            return torch.nn.functional.normalize(torch.cat(parts, -1), dim=-1)
+
+        return self._batches(texts, batch_size, mean_states)

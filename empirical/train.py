@@ -31,6 +31,7 @@ from implosion_base.validate import check_scalar
 from implosion_base.errors import InputError
 from implosion_base.progress import Progress, as_progress
 from empirical.checkpoint import load_checkpoint, save_checkpoint
+from empirical.sdxl import added_conditions
 from empirical.schedule import LENGTH_FREE, LR_SCHEDULERS, lr_factor
 
 
@@ -95,6 +96,8 @@ class Mix:
     caption_idx: np.ndarray
     empty: int
     scaling: float
+    pooled: object = None  # SDXL: torch.Tensor (K, P), each caption's pooled text embedding
+    time_ids: object = None  # SDXL: torch.Tensor (6,), the images' size/crop micro-conditioning
 
     def __len__(self) -> int:
         return int(len(self.image_idx))
@@ -181,14 +184,15 @@ def draw_batch(mix: Mix, batch_size: int, caption_dropout: float, timesteps: int
     return i, c, xi, noise, t
 
 
-def ddpm_loss(unet, sched, z0, noise, t, context, autocast):
+def ddpm_loss(unet, sched, z0, noise, t, context, autocast, added: dict | None = None):
     """The DDPM objective of one batch: ‖target − f_θ(z_t, t, c)‖² (mean), with z_t and the target (ε, or the
-    velocity for v-prediction) from the schedule (:func:`noisy_and_target`); the UNet runs under ``autocast``."""
+    velocity for v-prediction) from the schedule (:func:`noisy_and_target`); the UNet runs under ``autocast``,
+    with SDXL's ``added`` conditions (:func:`empirical.sdxl.added_conditions`) when given."""
     import torch
 
     zt, target = noisy_and_target(sched, z0, noise, t)
     with autocast():
-        pred = unet(zt, t, encoder_hidden_states=context).sample
+        pred = unet(zt, t, encoder_hidden_states=context, added_cond_kwargs=added).sample
     return torch.nn.functional.mse_loss(pred.float(), target)
 
 
@@ -238,6 +242,7 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
     dev = accelerator.device
     ema = {k: v.to(dev) for k, v in ema.items()}  # EMA lives beside the weights (no per-step transfers)
     mu, sigma, ctx = mix.mu.to(dev), mix.sigma.to(dev), mix.contexts.to(dev)
+    pooled = None if mix.pooled is None else mix.pooled.to(dev)
     bs = min(cfg.batch_size, len(mix))
     raw = accelerator.unwrap_model(unet)
     frozen = {k for k, p in raw.named_parameters() if not p.requires_grad}  # e.g. the base under LoRA: copied
@@ -247,7 +252,7 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
         for g in opt.param_groups:
             g["lr"] = cfg.lr * factor(step)
         opt.zero_grad(set_to_none=True)
-        loss = _gradients(unet, sched, mix, (mu, sigma, ctx), bs, cfg, gen, accelerator)
+        loss = _gradients(unet, sched, mix, (mu, sigma, ctx, pooled), bs, cfg, gen, accelerator)
         opt.step()
         ema_update(ema, raw.state_dict(), frozen, min(cfg.ema_decay, (1 + step) / (10 + step)))
         _report_loss(loss, step, steps, on_step)
@@ -266,14 +271,15 @@ def train_unet(unet, mix: Mix, cfg: TrainConfig, *, checkpoint_dir: Path | None 
 def _gradients(unet, sched, mix: Mix, tensors: tuple, bs: int, cfg: TrainConfig, gen, accelerator) -> float:
     """Backpropagate the loss of ``cfg.gradient_accumulation_steps`` batches (each :func:`draw_batch` of ``bs``
     pairs, its loss divided by their number, so the gradient is their mean); returns the mean loss. ``tensors`` =
-    (μ, σ, token states) on the training device."""
-    mu, sigma, ctx = tensors
+    (μ, σ, token states, SDXL's pooled text embeddings or None) on the training device."""
+    mu, sigma, ctx, pooled = tensors
     dev, n = accelerator.device, cfg.gradient_accumulation_steps
     loss = 0.0
     for _ in range(n):
         i, c, xi, noise, t = draw_batch(mix, bs, cfg.caption_dropout, sched.config.num_train_timesteps, gen)
         z0 = mix.scaling * (mu[i.to(dev)] + sigma[i.to(dev)] * xi.to(dev))
-        part = ddpm_loss(unet, sched, z0, noise.to(dev), t.to(dev), ctx[c.to(dev)], accelerator.autocast)
+        added = None if pooled is None else added_conditions(pooled[c.to(dev)], mix.time_ids, len(c))
+        part = ddpm_loss(unet, sched, z0, noise.to(dev), t.to(dev), ctx[c.to(dev)], accelerator.autocast, added)
         accelerator.backward(part if n == 1 else part / n)
         loss += float(part.detach()) / n
     return loss
