@@ -304,9 +304,18 @@ def concept_data_from_folder(folder: Path, *, size: int, held_out: int, fmt: Fol
     (one must train, one must measure); of the rest, the last ``h = min(held_out, max(1, n_c // 5))`` pairs of
     each concept (in file order) are held out to measure the judge and to be the clean reference of the
     generated images. Captions stay the user's own."""
+    images, captions, _ = load_image_folder(folder, size=size, fmt=fmt)
+    crop = "" if fmt.crop == "center" else f"-crop{fmt.crop}"  # centre crops keep the keys made before crops
+    return concept_data_from_pairs(images, captions, source=f"user-{folder_key(folder, fmt)}-s{size}{crop}",
+                                   where=str(folder), held_out=held_out, names=names, template=template)
+
+
+def concept_data_from_pairs(images: np.ndarray, captions: list[str], *, source: str, where: str, held_out: int,
+                            names: list[str] | None = None, template: str | None = None):
+    """:func:`concept_data_from_folder` for pairs read from anywhere (a folder, a ``datasets`` data set):
+    ``source`` is their content key, ``where`` names them in errors."""
     from empirical.data import ConceptData
 
-    images, captions, _ = load_image_folder(folder, size=size, fmt=fmt)
     labels, concept_names, why = concept_of_captions(captions, names=names, template=template)
     notes = [f"{n} pair(s) {reason}: left out" for reason, n in why.items()]
     counts = np.bincount(labels[labels >= 0], minlength=len(concept_names))
@@ -316,7 +325,7 @@ def concept_data_from_folder(folder: Path, *, size: int, held_out: int, fmt: Fol
         notes.append(f"{len(dropped)} concept(s) with fewer than 2 pairs dropped: {', '.join(dropped[:5])}"
                      + (", ..." if len(dropped) > 5 else ""))
     if len(keep) < 2:
-        raise InputError(f"{folder}: only {len(keep)} concept(s) with at least 2 pairs; poisoning needs 2 or more "
+        raise InputError(f"{where}: only {len(keep)} concept(s) with at least 2 pairs; poisoning needs 2 or more "
                          f"(pairs per concept: {dict(zip(concept_names, counts.tolist()))})")
     remap = np.full(len(concept_names), -1, dtype=np.int64)
     remap[keep] = np.arange(len(keep))
@@ -336,7 +345,6 @@ def concept_data_from_folder(folder: Path, *, size: int, held_out: int, fmt: Fol
         return ConceptData(images[idx], new[idx], np.zeros(len(idx), np.int64), [captions[i] for i in idx],
                            kept_names, ["user data"], notes)
 
-    crop = "" if fmt.crop == "center" else f"-crop{fmt.crop}"  # centre crops keep the keys made before crops
-    key = f"user-{folder_key(folder, fmt)}-s{size}{crop}-h{held_out}-" + hashlib.sha256(
+    key = f"{source}-h{held_out}-" + hashlib.sha256(
         json.dumps([kept_names, names, template]).encode()).hexdigest()[:8]
     return part(train_idx), part(held_idx), key

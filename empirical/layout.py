@@ -87,6 +87,7 @@ def setting_of(preset: Preset, scenario: str, base_seed: int, pretrained: str | 
     d = json.loads(json.dumps(asdict(preset)))
     for phase in ("continued", "scratch"):
         d[phase].pop("steps")
+    d.pop("validation_images")  # what is watched during training, not what is trained or measured
     d["scenario"] = scenario
     d["base_seed"] = base_seed if scenario in ("continuous", "lora") else None
     if pretrained is not None:

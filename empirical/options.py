@@ -89,6 +89,11 @@ def _data_options(parser: ArgumentParser) -> None:
     g.add_argument("--train-data-dir", type=Path, default=None, metavar="DIR",
                    help="your own image-text folder instead of the emoji renders (metadata.jsonl or .csv, at the "
                         "top or in train/; empirical.folder_data); needs --concepts-file or --caption-template")
+    g.add_argument("--dataset-name", default=None, metavar="NAME",
+                   help="a data set as datasets.load_dataset(NAME, split='train') reads it, offline: a local folder "
+                        "it reads without a script, or a hub data set already in the local cache "
+                        "(empirical.hub_data); image column --image-column or 'image', captions --caption-column "
+                        "or a class label's name")
     g.add_argument("--concepts-file", type=Path, default=None, metavar="FILE",
                    help="--train-data-dir: concept names, one per line; a pair belongs to the concept its "
                         "caption names")
@@ -142,6 +147,8 @@ def _output_options(parser: ArgumentParser) -> None:
                         "never-poisoned sentinel concepts and two poisoned ones); images and readings go to "
                         "OUT/validation/, a line to stderr and the tracker")
     g.add_argument("--no-validation", action="store_true", help="sample no validation prompts at checkpoints")
+    g.add_argument("--validation-images", type=int, default=None, metavar="N",
+                   help="images per validation prompt and checkpoint (default: the preset's, 2; micro 0: off)")
     g.add_argument("--quiet", action="store_true",
                    help="no progress: without it a terminal shows bars, and a file (nohup, SLURM, CI) gets a line "
                         "per phase and at least every 30 s of training (step, loss, steps/s, ETA)")

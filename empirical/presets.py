@@ -1,6 +1,7 @@
 """Named experiment sizes. One :class:`Preset` fixes data, VAE, judge, UNet, training and evaluation settings.
 
-- ``micro``: a few concepts and tiny models; seconds. For tests only.
+- ``micro``: a few concepts and tiny models; seconds. For tests only (no validation prompts unless asked:
+  ``--validation-images``).
 - ``smoke``: ≤ 3 minutes on 2 CPU cores end to end (CI-sized check that the whole path works).
 - ``cpu``: the CPU experiment: 150 concepts × 2 fonts at 32×32, a 0.7 M-parameter VAE (32×32 → 8×8×4), a
   4.2 M-parameter UNet with cross-attention at 4×4 and in the mid block.
@@ -48,6 +49,7 @@ class Preset:
     device: str = "cpu"
     nightshade: NightshadeConfig = NightshadeConfig()
     lora: LoraSettings = LoraSettings()
+    validation_images: int = 2  # per validation prompt and checkpoint (empirical.validation); 0: none
 
 
 PRESETS: dict[str, Preset] = {
@@ -64,6 +66,7 @@ PRESETS: dict[str, Preset] = {
         poison_per_concept=4,
         held_out=2,
         nightshade=NightshadeConfig(steps=3),
+        validation_images=0,  # tests ask for validation where they test it
     ),
     "smoke": Preset(
         name="smoke",

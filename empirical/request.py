@@ -62,7 +62,16 @@ def _check_numbers(args) -> None:
 
 
 def _check_data_options(args) -> None:
-    """The options that name a user's data are given together, and only with --train-data-dir."""
+    """The options that name a user's data are given together, and only with --train-data-dir or
+    --dataset-name (one of the two)."""
+    if args.train_data_dir is not None and args.dataset_name is not None:
+        raise InputError("--train-data-dir and --dataset-name both name the training data; give one")
+    if args.dataset_name is not None:
+        if args.concepts is not None:
+            raise InputError("--n-concepts: with --dataset-name the concepts are the data's")
+        if args.concepts_file and args.caption_template:
+            raise InputError("--concepts-file and --caption-template both name the concepts; give one")
+        return
     if args.train_data_dir is None:
         if args.concepts_file or args.caption_template:
             raise InputError("--concepts-file and --caption-template name the concepts of --train-data-dir; there "
@@ -107,12 +116,20 @@ def _inputs(args, preset):
 
         load_clip(args.judge)
         judge_key = "clip:" + content_key(args.judge)  # its weights too, not only its config
-    if args.train_data_dir is not None:  # its K sets the C_P range
+    if args.train_data_dir is not None:
         names = read_concepts_file(args.concepts_file) if args.concepts_file else None
         user_data = concept_data_from_folder(args.train_data_dir, size=preset.render.size, held_out=preset.held_out,
                                              fmt=FolderFormat(args.image_column, args.caption_column, args.crop),
                                              names=names,
                                              template=args.caption_template)
+    if args.dataset_name is not None:
+        from empirical.hub_data import concept_data_from_hub
+
+        names = read_concepts_file(args.concepts_file) if args.concepts_file else None
+        user_data = concept_data_from_hub(args.dataset_name, size=preset.render.size, held_out=preset.held_out,
+                                          fmt=FolderFormat(args.image_column, args.caption_column, args.crop),
+                                          names=names, template=args.caption_template, cache_dir=args.cache)
+    if user_data is not None:  # its K sets the C_P range
         counts = np.bincount(user_data[0].labels)
         preset = replace(preset, render=replace(preset.render, concepts=len(user_data[0].names),
                                                 per_concept=int(counts.max())))
@@ -165,7 +182,10 @@ def resolve(args) -> Experiment:
     if args.no_validation and args.validation_prompt:
         raise InputError("--validation-prompt and --no-validation contradict each other; give one")
     prompts = () if args.no_validation else (tuple(args.validation_prompt) if args.validation_prompt else None)
-    signals = Signals(check_report_to(args.report_to), prompts, max(c_ps))
+    if args.validation_images is not None:
+        check_scalar(args.validation_images, "--validation-images", low=0, high=64, integer=True)
+    per_prompt = preset.validation_images if args.validation_images is None else args.validation_images
+    signals = Signals(check_report_to(args.report_to), prompts, max(c_ps), per_prompt)
     return Experiment(preset, args.scenario, c_ps, p, parse_seeds(args.seeds), args.out, args.cache, args.base_seed,
                       args.targets, args.poison_type, args.benign_per_concept, not args.no_control,
                       args.keep_models, args.track_attention, pretrained, args.judge, judge_key, user_data, notes,

@@ -128,11 +128,13 @@ def validation_hook(assets, prompts: list[ValidationPrompt], out: Path, tag: str
 @dataclass(frozen=True)
 class Signals:
     """What a point reports while it trains: the tracker (``--report-to``), the validation prompts (None: the
-    defaults of :func:`default_prompts`; empty: none) and the run's largest C_P (which decides the sentinels)."""
+    defaults of :func:`default_prompts`; empty: none), the run's largest C_P (which decides the sentinels) and the
+    images sampled per prompt at each checkpoint (``per_prompt``; 0: none)."""
 
     report_to: str = "none"
     prompts: tuple[str, ...] | None = None
     largest_c_p: int = 0
+    per_prompt: int = 2  # images per prompt and checkpoint (0: no validation)
 
 
 def point_hooks(assets, point, out: Path, signals: Signals, say: Callable[[str], None], cfg, *,
@@ -150,7 +152,8 @@ def point_hooks(assets, point, out: Path, signals: Signals, say: Callable[[str],
     names = assets.data.names
     prompts = (default_prompts(names, point.plan.order, point.poisoned, signals.largest_c_p, point.kind)
                if signals.prompts is None else given_prompts(signals.prompts, names))
-    validate = validation_hook(assets, prompts, out, point.tag, tracker=tracker, say=say) if prompts else None
+    validate = (validation_hook(assets, prompts, out, point.tag, tracker=tracker, say=say,
+                                per_prompt=signals.per_prompt) if prompts and signals.per_prompt > 0 else None)
     factor = lr_factor(cfg)
 
     def on_step(step: int, loss: float) -> None:

@@ -79,7 +79,7 @@ def test_tensorboard_gets_loss_lr_and_validation_at_every_checkpoint(tmp_path: P
     out = tmp_path / "out"
     assert main(["--preset", "micro", "--poisoned-concepts", "1", "--no-control", "--seed", "0", "--cache",
                  str(tmp_path / "cache"), "--out", str(out), "--threads", "1", "--report-to", "tensorboard",
-                 "--lr-scheduler", "linear", "--lr-warmup-steps", "0"]) == 0
+                 "--lr-scheduler", "linear", "--lr-warmup-steps", "0", "--validation-images", "2"]) == 0
     err = capfd.readouterr().err
     # micro: 4 steps, a checkpoint every 2 -> validation at steps 2 and 4, one line each on stderr
     assert err.count("validation at step 2: never poisoned P(right)") == 1
@@ -106,12 +106,15 @@ def test_tensorboard_gets_loss_lr_and_validation_at_every_checkpoint(tmp_path: P
 def test_validation_does_not_change_the_results(tmp_path: Path):
     common = ["--preset", "micro", "--poisoned-concepts", "1", "--no-control", "--seed", "0", "--cache",
               str(tmp_path / "cache"), "--quiet", "--threads", "1"]
-    assert main([*common, "--out", str(tmp_path / "a"), "--validation-prompt", "a photo of a bird"]) == 0
+    assert main([*common, "--out", str(tmp_path / "a"), "--validation-prompt", "a photo of a bird",
+                 "--validation-images", "1"]) == 0
     assert main([*common, "--out", str(tmp_path / "b"), "--no-validation"]) == 0
     a, b = ((tmp_path / x / "results.csv").read_text().splitlines() for x in "ab")
     keep = [i for i, c in enumerate(a[0].split(",")) if c not in ("train_s", "eval_s")]
     assert [[r.split(",")[i] for i in keep] for r in a] == [[r.split(",")[i] for i in keep] for r in b]
     assert not (tmp_path / "b" / "validation").exists()
+    assert main([*common, "--out", str(tmp_path / "d")]) == 0  # micro samples none unless asked
+    assert not (tmp_path / "d" / "validation").exists()
     given = (tmp_path / "a" / "validation" / "continuous-s0-cp1-poisoned.csv").read_text()
     assert "a photo of a bird,given,bird" in given
     assert json.loads((tmp_path / "a" / "manifest.json").read_text())["setting"]  # the setting is unchanged
