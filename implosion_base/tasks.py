@@ -172,15 +172,17 @@ def _processes(tasks: Sequence[Task], workers: int) -> Iterator[tuple[str, dict[
 
 
 def dask_client(address: str):
-    """A ``distributed.Client`` connected to the Dask scheduler at ``address``;
-    a missing package or an unreachable scheduler is an InputError saying which."""
+    """A ``distributed.Client`` connected to the Dask scheduler at ``address``, waiting as long as Dask's own
+    connect timeout says (``distributed.comm.timeouts.connect``; environment ``DASK_DISTRIBUTED__COMM__TIMEOUTS__
+    CONNECT``, 30 s by default); a missing package or an unreachable scheduler is an InputError saying which."""
     try:
+        import dask
         from distributed import Client
     except ImportError:
         raise InputError("--dask needs the distributed package: pip install 'dask[distributed]' "
                          "(or this toolkit's [dask] extra)") from None
     try:
-        return Client(address, timeout="20s")
+        return Client(address, timeout=dask.config.get("distributed.comm.timeouts.connect"))
     except (OSError, TimeoutError, ValueError, TypeError) as exc:
         raise InputError(f"--dask {address}: cannot reach a Dask scheduler there ({type(exc).__name__}: {exc})") \
             from None

@@ -3,6 +3,7 @@ Dask cluster; a rerun after a kill reuses the recorded blocks; bad rows are name
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -168,7 +169,7 @@ def test_execution_options_refuse_bad_input_in_one_line(tmp_path: Path, extra, m
     paths = _npy_shards(tmp_path, n_shards=1, per=200)
     r = subprocess.run([sys.executable, "-m", "dataset_audit", *paths, "--out", str(tmp_path / "out"), "--no-predict",
                         "--n-concepts", "8", "--exact-max", "50", *extra], cwd=ROOT, capture_output=True, text=True,
-                       timeout=120)
+                       timeout=120, env={**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "3s"})
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out" / "report.json").exists()

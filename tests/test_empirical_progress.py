@@ -48,15 +48,16 @@ def test_a_run_redirected_to_a_file_logs_every_phase_and_the_skips(tmp_path: Pat
     assert "training (seed 0): started" not in log
 
 
-def test_dry_run_says_image_size_and_estimated_duration(tmp_path: Path):
-    r = subprocess.run([sys.executable, "-m", "empirical.run", "--preset", "micro", "--scenario", "lora",
-                        "--poisoned-concepts", "0,2", "--out", str(tmp_path / "o"), "--dry-run"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert "images: 16x16 px" in r.stdout
+def test_dry_run_says_image_size_and_estimated_duration(tmp_path: Path, capsys):
+    from empirical.run import main
+
+    assert main(["--preset", "micro", "--scenario", "lora", "--poisoned-concepts", "0,2", "--out",
+                 str(tmp_path / "o"), "--dry-run"]) == 0
+    r = capsys.readouterr()
+    assert "images: 16x16 px" in r.out
     m = re.search(r"estimated duration: about (\S+) of UNet training \(12 steps at ([\d.e-]+) s \+ 6 clean "
-                  r"pretraining at ([\d.e-]+) s", r.stdout)
-    assert m, r.stdout  # micro: (clean, C_P 2, control) x 4 lora steps; 6 pretraining steps
+                  r"pretraining at ([\d.e-]+) s", r.out)
+    assert m, r.out  # micro: (clean, C_P 2, control) x 4 lora steps; 6 pretraining steps
     assert float(m.group(2)) > 0 and float(m.group(3)) > 0
     assert not (tmp_path / "o").exists()
 

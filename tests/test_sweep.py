@@ -24,9 +24,9 @@ from theory.ad import alignment_difficulty
 from sweep_helpers import ROOT, SMALL, _assert_same_numbers, _by_key, _rows
 
 
-def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "simulate.sweep", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=timeout)
+                          cwd=ROOT, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 # ------------------------------------------------------------------------------------------- numbers
@@ -166,7 +166,8 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path: Path, args, message
     if "--dask" in args:
         pytest.importorskip("dask.distributed")
     out = tmp_path / "never"
-    proc = _cli(*SMALL, *args, "--out", str(out), timeout=120)
+    # an unreachable scheduler is given up after Dask's own connect timeout, set short here
+    proc = _cli(*SMALL, *args, "--out", str(out), timeout=120, env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "3s"})
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
