@@ -28,7 +28,8 @@ from empirical.scenarios import SCENARIOS, Start, base_model
 from empirical.lora import merged, save_lora_adapter
 from empirical.train import Mix, train_unet, with_weights
 from implosion_base.records import ResultsTable
-from empirical.validation import Signals, grid_image, point_hooks
+from empirical.validation import Signals, point_hooks
+from implosion_base.plotting import grid_image
 from implosion_base.files import atomic_write_text, save_npz_atomically
 from implosion_base.progress import Progress, as_progress
 
@@ -237,11 +238,14 @@ def run_point(assets: Assets, point: ResolvedPoint, *, out: Path, cache_dir: Pat
         cfg = assets.preset.scratch if point.scenario == "scratch" else assets.preset.continued
         on_step, on_checkpoint, tracker = point_hooks(assets, point, out, signals or Signals(),
                                                       as_progress(progress).say, cfg, losses=losses, track=recorder)
-    unet, steps = train_point(assets, point.scenario, point.seed, mix, ckpt, cache_dir, base_seed=base_seed,
-                              progress=progress, on_checkpoint=on_checkpoint, on_step=on_step)
+    try:
+        unet, steps = train_point(assets, point.scenario, point.seed, mix, ckpt, cache_dir, base_seed=base_seed,
+                                  progress=progress, on_checkpoint=on_checkpoint, on_step=on_step)
+    finally:  # what was logged stays readable, even when training stops on an error or a kill
+        if tracker is not None:
+            tracker.finish()
     if losses is not None:
         losses.write()
-        tracker.finish()
     train_s = time.perf_counter() - t0
     if not is_main_process():  # under DDP the other processes only train; process 0 evaluates and writes
         return None

@@ -25,6 +25,7 @@ import numpy as np
 from empirical.data import caption
 from implosion_base.captions import concept_of_captions
 from implosion_base.files import atomic_write_text
+from implosion_base.plotting import grid_image
 from implosion_base.records import csv_text
 
 #: Columns of ``OUT/validation/<point>.csv``.
@@ -57,22 +58,6 @@ def given_prompts(texts: Sequence[str], names: Sequence[str]) -> list[Validation
     :func:`implosion_base.captions.concept_of_captions`; -1: none, or two)."""
     labels, _, _ = concept_of_captions(list(texts), names=list(names))
     return [ValidationPrompt(text, "given", int(c)) for text, c in zip(texts, labels)]
-
-
-def grid_image(images: np.ndarray, rows: list[str], per_row: int, scale: int = 2):
-    """A labelled PNG grid: one row of ``per_row`` images per name (images in row-major order)."""
-    from PIL import Image, ImageDraw
-
-    h = images.shape[1] * scale
-    label_w = 90
-    canvas = Image.new("RGB", (label_w + per_row * h, len(rows) * h), "white")
-    draw = ImageDraw.Draw(canvas)
-    for r, name in enumerate(rows):
-        draw.text((2, r * h + h // 2 - 5), name[:14], fill="black")
-        for j in range(per_row):
-            im = Image.fromarray(images[r * per_row + j]).resize((h, h), Image.NEAREST)
-            canvas.paste(im, (label_w + j * h, r * h))
-    return canvas
 
 
 def summary_line(step: int, rows: list[dict]) -> str:

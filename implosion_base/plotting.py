@@ -6,12 +6,17 @@ that mean the same thing everywhere, one way to save.
 - scenarios keep one colour each (scratch purple, continuous blue-green, LoRA orange);
 - a single-column figure is 3.4 in wide, a full-width one 7.0 in; fonts 8 pt so text stays readable when the PDF is
   placed at that width;
-- :func:`save` writes a paper figure (PNG at 200 dpi and PDF), :func:`save_png` a command's plot, both atomically.
+- :func:`save` writes a paper figure (PNG at 200 dpi and PDF), :func:`save_png` a command's plot, both atomically;
+- :func:`grid_image` lays generated images out as a labelled grid (a row per name), as runs save their samples.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 POISONED = "#c0392b"
 UNPOISONED = "#1f5fa8"
@@ -92,3 +97,19 @@ def attack_vs_p_axes(ax, ticks, *, xlabel: str, title: str, symlog: bool = False
     ax.set_ylim(-0.03, 1.03)
     ax.set_title(title)
     legend(ax, fontsize=6)
+
+
+def grid_image(images: np.ndarray, rows: list[str], per_row: int, scale: int = 2):
+    """A labelled PNG grid: one row of ``per_row`` images per name (images in row-major order)."""
+    from PIL import Image, ImageDraw
+
+    h = images.shape[1] * scale
+    label_w = 90
+    canvas = Image.new("RGB", (label_w + per_row * h, len(rows) * h), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, name in enumerate(rows):
+        draw.text((2, r * h + h // 2 - 5), name[:14], fill="black")
+        for j in range(per_row):
+            im = Image.fromarray(images[r * per_row + j]).resize((h, h), Image.NEAREST)
+            canvas.paste(im, (label_w + j * h, r * h))
+    return canvas
