@@ -8,7 +8,10 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 # CPU torch must come first: an unpinned torch pulls a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup setup-test demo test check figures figures-quick bench clean
+.PHONY: setup setup-test demo test check figures figures-quick bench clean fonts
+
+# The emoji data set's second font (Debian fonts-noto-color-emoji): runs ask for it by default and stop without it.
+NOTO := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +29,14 @@ $(VENV)/.full: pyproject.toml | $(BIN)/python
 	touch $@
 
 setup: $(VENV)/.core
-setup-test: $(VENV)/.full
+setup-test: $(VENV)/.full fonts
+
+# Installs the font with apt-get when it can (root on Debian/Ubuntu), else says how and stops.
+fonts:
+	@[ -f $(NOTO) ] || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fonts-noto-color-emoji; \
+	else echo "make: the emoji data set needs Noto Color Emoji at $(NOTO): sudo apt-get install fonts-noto-color-emoji" >&2; exit 1; fi; }
 
 # The main job: the C_P = 1..500 sweep on the default regime (summary on stdout, plot in results/demo/).
 demo: $(VENV)/.core
@@ -36,14 +46,14 @@ check: $(VENV)/.core
 	$(BIN)/python -m theory.check
 
 # Every figure and table of the paper from results/ (paper_figures/out/figures.md); -quick: smallest presets.
-figures: $(VENV)/.full
+figures: $(VENV)/.full fonts
 	$(BIN)/python -m paper_figures all
 
-figures-quick: $(VENV)/.full
+figures-quick: $(VENV)/.full fonts
 	$(BIN)/python -m paper_figures all --quick
 
 # pytest exit 5 means "no tests collected": a suite that ran nothing must not look green.
-test: $(VENV)/.full
+test: $(VENV)/.full fonts
 	@$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
 

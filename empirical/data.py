@@ -8,6 +8,9 @@ The paper's own concepts (bird, fish, bicycle, spiral shell, balloon, red apple,
 A rendered data set is ``images`` (N, H, W, 3) uint8, ``labels`` (N,) concept index, ``styles`` (N,) font index and a
 caption per image from a small template set. Renders are deterministic in the :class:`RenderConfig` (seeded
 augmentation: scale, shift, rotation, background tint) and cached as ``.npz`` (no pickle) keyed by a hash of it.
+The fonts are part of the data set (they decide which concepts render and how alike they look): every requested
+font must be installed — a missing one stops the run naming its package — and ``--fonts openmoji`` asks for the
+one-font data set explicitly (:func:`available_fonts`).
 
 Users' own image-text folders are read by :mod:`empirical.folder_data`.
 """
@@ -144,29 +147,38 @@ def openmoji_path() -> Path:
     return path
 
 
-def available_fonts(requested: tuple[str, ...] = ("openmoji", "noto"), *, noto_path: Path = NOTO_PATH
-                    ) -> tuple[tuple[Font, ...], list[str]]:
-    """The requested fonts that are installed, and notices about the ones that are not.
+#: The fonts a data set may be drawn in (``--fonts``), in their order.
+FONT_NAMES: tuple[str, ...] = ("openmoji", "noto")
 
-    OpenMoji is required (it ships with the Python dependencies); Noto is optional: if its file is absent the data
-    set falls back to OpenMoji alone and the returned notice says so (callers print it once).
-    """
+
+def available_fonts(requested: tuple[str, ...] = FONT_NAMES, *, noto_path: Path = NOTO_PATH) -> tuple[Font, ...]:
+    """The requested fonts, every one of them, or an InputError naming the missing one, its package and the
+    option that asks for the data set without it — never a silent fallback: the fonts decide which concepts render
+    and how hard they are, so another set of fonts is another data set (``--fonts``, part of the setting)."""
     fonts: list[Font] = []
-    notices: list[str] = []
     for name in requested:
         if name == "openmoji":
             fonts.append(Font("openmoji", str(openmoji_path()), 72))
         elif name == "noto":
-            if Path(noto_path).is_file():
-                fonts.append(Font("noto", str(noto_path), _NOTO_SIZE))
-            else:
-                notices.append(f"Noto Color Emoji not found at {noto_path} (Debian: apt-get install "
-                               "fonts-noto-color-emoji); rendering with OpenMoji alone")
+            if not Path(noto_path).is_file():
+                others = ",".join(n for n in requested if n != "noto") or "openmoji"
+                raise InputError(f"Noto Color Emoji is missing at {noto_path}: install it (Debian/Ubuntu: apt-get "
+                                 f"install fonts-noto-color-emoji), or ask for the data set without it with "
+                                 f"--fonts {others} (another data set, another setting)")
+            fonts.append(Font("noto", str(noto_path), _NOTO_SIZE))
         else:
-            raise InputError(f"unknown font {name!r}; choose from openmoji, noto")
+            raise InputError(f"unknown font {name!r}; choose from {', '.join(FONT_NAMES)}")
     if not fonts:
-        raise InputError("no emoji font available")
-    return tuple(fonts), notices
+        raise InputError("no emoji font requested")
+    return tuple(fonts)
+
+
+def font_identity(fonts: tuple[Font, ...]) -> dict[str, str]:
+    """Each font's file, by name, as the first 16 hex digits of its SHA-256: what a run records of the fonts it
+    used (two installs of one package version can still differ)."""
+    import hashlib
+
+    return {f.name: hashlib.sha256(Path(f.path).read_bytes()).hexdigest()[:16] for f in fonts}
 
 
 @lru_cache(maxsize=8)
@@ -324,7 +336,7 @@ def render(cfg: RenderConfig, *, noto_path: Path = NOTO_PATH) -> ConceptData:
     """Render the data set of ``cfg`` (no cache). Image j of a concept uses font ``j % len(fonts)`` and caption
     template ``j % len(CAPTION_TEMPLATES)``; augmentation is drawn from a per-concept seeded stream."""
     cfg.validate()
-    fonts, notices = available_fonts(cfg.fonts, noto_path=noto_path)
+    fonts = available_fonts(cfg.fonts, noto_path=noto_path)
     concepts = select_concepts(cfg.concepts, fonts, seed=cfg.seed)
     n = len(concepts) * cfg.per_concept
     images = np.empty((n, cfg.size, cfg.size, 3), dtype=np.uint8)
@@ -338,15 +350,13 @@ def render(cfg: RenderConfig, *, noto_path: Path = NOTO_PATH) -> ConceptData:
             images[c * cfg.per_concept + j] = _augment(_glyph(concept.char, font.path, font.size), cfg.size, rng, cfg)
             captions.append(caption(concept.name, j))
     return ConceptData(images, labels.astype(np.int64), styles.astype(np.int64), captions,
-                       [c.name for c in concepts], [f.name for f in fonts], notices)
+                       [c.name for c in concepts], [f.name for f in fonts])
 
 
 def load_or_render(cfg: RenderConfig, cache_dir: Path | None, *, noto_path: Path = NOTO_PATH) -> ConceptData:
-    """:func:`render`, cached in ``cache_dir/renders-<key>.npz`` (written atomically, read without pickle).
-
-    The key includes the fonts actually available, so a machine without Noto never reuses a two-font cache.
-    """
-    fonts, _ = available_fonts(cfg.fonts, noto_path=noto_path)
+    """:func:`render`, cached in ``cache_dir/renders-<key>.npz`` (written atomically, read without pickle); the
+    key holds the fonts, every one of which must be installed (:func:`available_fonts`)."""
+    fonts = available_fonts(cfg.fonts, noto_path=noto_path)
     key = RenderConfig(**{**asdict(cfg), "fonts": tuple(f.name for f in fonts)}).key()
     path = Path(cache_dir) / f"renders-{key}.npz" if cache_dir is not None else None
     if path is not None and path.is_file():
@@ -354,8 +364,7 @@ def load_or_render(cfg: RenderConfig, cache_dir: Path | None, *, noto_path: Path
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
                 images, labels, styles = z["images"], z["labels"], z["styles"]
-            _, notices = available_fonts(cfg.fonts, noto_path=noto_path)
-            return ConceptData(images, labels, styles, meta["captions"], meta["names"], meta["fonts"], notices)
+            return ConceptData(images, labels, styles, meta["captions"], meta["names"], meta["fonts"])
         except DAMAGE as exc:
             discard_damaged(path, exc)
     data = render(cfg, noto_path=noto_path)

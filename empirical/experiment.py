@@ -157,6 +157,20 @@ def record_invocation(manifest: dict, exp: Experiment) -> None:
                      "processes": process_count()})
 
 
+def data_set_identity(assets, emoji: bool) -> dict:
+    """What identifies the data set a run *used*: for the emoji renders, each font file's hash
+    (``font_files``) and the hash of the concept list in order (``concepts_sha256``); for a user's data, the
+    concept list's hash (its content key is in the setting)."""
+    import hashlib
+
+    from empirical.data import available_fonts, font_identity
+
+    out = {"concepts_sha256": hashlib.sha256("\n".join(assets.data.names).encode()).hexdigest()[:16]}
+    if emoji:
+        out["font_files"] = font_identity(available_fonts(tuple(assets.data.fonts)))
+    return out
+
+
 def keep_judge(assets, out: Path, pretrained: bool) -> str | None:
     """The judge trained here on a user's folder, written into the run folder (``OUT/judge/``: judge.json and
     judge.safetensors), so ``python -m empirical.embed FOLDER --judge OUT`` measures with it; returns the folder's
@@ -204,7 +218,8 @@ def _run_points(exp: Experiment, *, log: Callable[[str], None], progress: Progre
         assets = prepare_assets(exp.preset, cache, progress=progress if main_proc else False, log=log,
                                 pretrained=exp.pretrained, judge_path=exp.judge, user_data=exp.user_data)
     manifest["assets"] = {**assets.quality, "concepts": assets.data.names, "fonts": assets.data.fonts,
-                          "notices": assets.data.notices, "seconds": round(time.perf_counter() - t0, 1)}
+                          "notices": assets.data.notices, "seconds": round(time.perf_counter() - t0, 1),
+                          **data_set_identity(assets, exp.user_data is None)}
     if main_proc and exp.user_data is not None and exp.judge is None:
         manifest["assets"]["judge_folder"] = keep_judge(assets, out, exp.pretrained is not None)
     similarity = concept_similarity(assets.clean_features) if exp.targets in ("nearest", "farthest") else None

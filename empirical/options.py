@@ -52,6 +52,10 @@ def _model_options(parser: ArgumentParser) -> None:
     g.add_argument("--steps", "--max-train-steps", dest="steps", type=int, default=None,
                    help="optimiser steps of the poisoned phase (default: the preset's; --max-train-steps is "
                         "diffusers' name)")
+    g.add_argument("--fonts", default=None, metavar="LIST",
+                   help="the emoji data set's fonts, e.g. openmoji,noto or openmoji (default: the preset's, "
+                        "openmoji,noto); each must be installed (Noto: Debian fonts-noto-color-emoji), and another "
+                        "list is another data set")
     g.add_argument("--benign-per-concept", type=int, default=None, metavar="M",
                    help="clean pairs per concept in the poisoned phase's mix (default: every render, the "
                         "preset's per_concept); the clean pretraining keeps every render")

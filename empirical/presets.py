@@ -144,14 +144,16 @@ def with_overrides(preset: Preset, *, steps: int | None = None, concepts: int | 
                    seed: int | None = None, unet_channels: tuple[int, ...] | None = None,
                    epsilon: float | None = None, pgd_steps: int | None = None,
                    lora_rank: int | None = None, training: Mapping[str, object] | None = None,
-                   resolution: int | None = None) -> Preset:
+                   resolution: int | None = None, fonts: tuple[str, ...] | None = None) -> Preset:
     """A copy of ``preset`` with the poisoned-phase ``steps`` (continued and scratch), the number of
     ``concepts``, the training ``seed``, the UNet's ``unet_channels`` per level (same number of levels as the
     preset's; attention heads keep their ``head_dim``), the Nightshade budget ``epsilon`` and ``pgd_steps``, the
     LoRA rank, other :class:`empirical.train.TrainConfig` fields of the poisoned phase (``training``: lr,
-    batch_size, warmup, lr_scheduler, gradient_accumulation_steps; None values ignored) or the image
-    ``resolution`` replaced (each validated)."""
+    batch_size, warmup, lr_scheduler, gradient_accumulation_steps; None values ignored), the image
+    ``resolution`` or the data set's ``fonts`` replaced (each validated)."""
     p = preset
+    if fonts is not None:
+        p = replace(p, render=replace(p.render, fonts=tuple(fonts)))
     fields = {k: v for k, v in (training or {}).items() if v is not None}
     if fields:
         p = replace(p, continued=replace(p.continued, **fields), scratch=replace(p.scratch, **fields))

@@ -39,6 +39,21 @@ def _channels(spec: str | None) -> tuple[int, ...] | None:
     return channels
 
 
+def _fonts(spec: str | None) -> tuple[str, ...] | None:
+    """``"openmoji,noto"`` -> ("openmoji", "noto"): known names, each once (InputError otherwise); every one
+    installed is checked when the data set is drawn (:func:`empirical.data.available_fonts`)."""
+    from empirical.data import FONT_NAMES, available_fonts
+
+    if spec is None:
+        return None
+    names = tuple(x.strip() for x in spec.split(",") if x.strip())
+    bad = [n for n in names if n not in FONT_NAMES]
+    if bad or not names or len(set(names)) != len(names):
+        raise InputError(f"--fonts must list {' and/or '.join(FONT_NAMES)}, each once; got {spec!r}")
+    available_fonts(names)  # a missing font stops here, before anything is written
+    return names
+
+
 def _check_numbers(args) -> None:
     # upper ends: what numpy's and torch's seeds take, and sizes that could never be allocated or run
     for name, value, low, high in (("--n-concepts", args.concepts, 2, 100_000), ("--steps", args.steps, 1, 10**9),
@@ -159,7 +174,10 @@ def resolve(args) -> Experiment:
         raise InputError("--variant chooses the weights of a --pretrained folder; there is none")
     training = {"lr": args.learning_rate, "batch_size": args.train_batch_size, "warmup": args.lr_warmup_steps,
                 "lr_scheduler": args.lr_scheduler, "gradient_accumulation_steps": args.gradient_accumulation_steps}
-    preset = with_overrides(preset, steps=args.steps, concepts=args.concepts,
+    fonts = _fonts(args.fonts)
+    if fonts is not None and (args.train_data_dir is not None or args.dataset_name is not None):
+        raise InputError("--fonts draws the emoji data set; with your own data there is none to draw")
+    preset = with_overrides(preset, steps=args.steps, concepts=args.concepts, fonts=fonts,
                             unet_channels=_channels(args.unet_channels), epsilon=args.epsilon,
                             pgd_steps=args.pgd_steps, lora_rank=args.lora_rank, training=training,
                             resolution=args.resolution if args.pretrained is None else None)

@@ -32,10 +32,7 @@ def test_object_concepts_keep_things_and_drop_people_flags_symbols():
 
 
 def test_paper_concepts_render_in_both_fonts_and_come_first():
-    fonts, notices = available_fonts()
-    if len(fonts) < 2:
-        pytest.skip("Noto Color Emoji is not installed")
-    assert not notices
+    fonts = available_fonts()  # both, or an InputError naming the missing package
     chosen = select_concepts(12, fonts, seed=0)
     assert [c.name for c in chosen[:8]] == list(PAPER_CONCEPTS)
     assert len({c.name for c in chosen}) == 12
@@ -64,17 +61,20 @@ def test_cache_round_trip(tmp_path: Path):
     assert len(list(tmp_path.glob("renders-*.npz"))) == 2  # the key follows the settings
 
 
-def test_missing_noto_falls_back_to_openmoji_with_one_notice(tmp_path: Path):
-    fonts, notices = available_fonts(noto_path=tmp_path / "absent.ttf")
-    assert [f.name for f in fonts] == ["openmoji"]
-    assert len(notices) == 1 and "OpenMoji alone" in notices[0]
-    data = render(MICRO, noto_path=tmp_path / "absent.ttf")
-    assert data.fonts == ["openmoji"] and set(data.styles.tolist()) == {0} and len(data.notices) == 1
+def test_a_missing_font_stops_naming_its_package_and_the_option_never_a_fallback(tmp_path: Path):
+    for call in (lambda: available_fonts(noto_path=tmp_path / "absent.ttf"),
+                 lambda: render(MICRO, noto_path=tmp_path / "absent.ttf"),
+                 lambda: load_or_render(MICRO, tmp_path, noto_path=tmp_path / "absent.ttf")):
+        with pytest.raises(InputError, match=r"apt-get install fonts-noto-color-emoji.*--fonts openmoji"):
+            call()
+    assert not list(tmp_path.glob("renders-*"))  # nothing rendered, nothing cached
+    one = render(replace(MICRO, fonts=("openmoji",)), noto_path=tmp_path / "absent.ttf")  # asked for: fine
+    assert one.fonts == ["openmoji"] and set(one.styles.tolist()) == {0}
 
 
 def test_bad_render_settings_are_input_errors():
     with pytest.raises(InputError, match="only"):
-        select_concepts(100_000, available_fonts()[0])
+        select_concepts(100_000, available_fonts())
     with pytest.raises(InputError, match="per concept"):
         render(replace(MICRO, per_concept=0))
     with pytest.raises(InputError, match="unknown font"):
