@@ -163,8 +163,10 @@ def test_a_folder_of_class_subfolders_needs_no_concepts_file(tmp_path: Path):
     assert embed([str(tmp_path / "classes"), "--judge", str(out), "--out", str(tmp_path / "e.npz"), "--quiet"]) == 0
     with np.load(tmp_path / "e.npz", allow_pickle=False) as z:
         assert z["text"].shape[0] == z["image"].shape[0] == 18
+    # a run folder that kept no judge (an emoji run's manifest has no judge_folder) is a one-line error
+    emoji = tmp_path / "emoji"
+    emoji.mkdir()
+    manifest.pop("assets")
+    (emoji / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(InputError, match="without a judge of its own"):
-        emoji = tmp_path / "emoji"
-        assert main(["--preset", "micro", "--poisoned-concepts", "0", "--cache", str(tmp_path / "cache"), "--quiet",
-                     "--out", str(emoji)]) == 0
         embed([str(tmp_path / "classes"), "--judge", str(emoji), "--out", str(tmp_path / "f.npz"), "--quiet"])
