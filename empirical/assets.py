@@ -46,6 +46,13 @@ class Instruments:
         make = assemble_xl_pipeline if hasattr(self.text_encoder, "pooled") else assemble_pipeline
         return make(self.vae, unet, self.text_encoder, self.scheduler_config)
 
+    def ema_pipeline(self, unet, ema: dict):
+        """:meth:`pipeline` of a copy of ``unet`` carrying the EMA weights ``ema`` (e.g. at a training
+        checkpoint; the training UNet is left as it is)."""
+        from empirical.train import with_weights
+
+        return self.pipeline(with_weights(unet, {k: v.detach().cpu() for k, v in ema.items()}))
+
 
 @dataclass(frozen=True)
 class CaptionBank:

@@ -62,6 +62,12 @@ class FolderFormat:
         if self.crop not in CROPS:
             raise InputError(f"unknown crop {self.crop!r}; choose from {', '.join(CROPS)}")
 
+    @property
+    def crop_tag(self) -> str:
+        """The crop's part of a data key: nothing for centre crops (so keys made before crops existed still
+        match), ``-crop<mode>`` otherwise."""
+        return "" if self.crop == "center" else f"-crop{self.crop}"
+
 
 #: How :func:`decode_image` makes an image square.
 CROPS: tuple[str, ...] = ("center", "random")
@@ -305,8 +311,7 @@ def concept_data_from_folder(folder: Path, *, size: int, held_out: int, fmt: Fol
     each concept (in file order) are held out to measure the judge and to be the clean reference of the
     generated images. Captions stay the user's own."""
     images, captions, _ = load_image_folder(folder, size=size, fmt=fmt)
-    crop = "" if fmt.crop == "center" else f"-crop{fmt.crop}"  # centre crops keep the keys made before crops
-    return concept_data_from_pairs(images, captions, source=f"user-{folder_key(folder, fmt)}-s{size}{crop}",
+    return concept_data_from_pairs(images, captions, source=f"user-{folder_key(folder, fmt)}-s{size}{fmt.crop_tag}",
                                    where=str(folder), held_out=held_out, names=names, template=template)
 
 

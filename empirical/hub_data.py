@@ -88,8 +88,7 @@ def dataset_key(ds, name: str, split: str, fmt: FolderFormat, size: int) -> str:
     """A content key of the pairs read: the data set's own fingerprint (datasets hashes its files and
     transforms), its name and split, the columns, crop and size."""
     h = hashlib.sha256(f"{ds._fingerprint}|{name}|{split}|{fmt.image_column}|{fmt.caption_column}".encode())
-    crop = "" if fmt.crop == "center" else f"-crop{fmt.crop}"
-    return f"hub-{h.hexdigest()[:16]}-s{size}{crop}"
+    return f"hub-{h.hexdigest()[:16]}-s{size}{fmt.crop_tag}"
 
 
 def concept_data_from_hub(name: str, *, size: int, held_out: int, fmt: FolderFormat = FolderFormat(),

@@ -118,7 +118,7 @@ def attention_tracker(assets: Assets, table: ResultsTable, poisoned: list[int], 
     truth = np.array([names.index(c) for c in phrases])
 
     def record(step: int, unet, ema: dict) -> None:
-        pipe = inst.pipeline(with_weights(unet, {k: v.detach().cpu() for k, v in ema.items()}))
+        pipe = inst.ema_pipeline(unet, ema)
         att = generate_with_attention(pipe, prompts, seeds, phrases, steps=ev.steps, guidance=ev.guidance)
         prob = inst.judge.probabilities(att.images)
         rows = []

@@ -75,7 +75,6 @@ def validation_hook(assets, prompts: list[ValidationPrompt], out: Path, tag: str
                     say: Callable[[str], None] = lambda line: None, per_prompt: int = 2):
     """An ``on_checkpoint(step, unet, ema)`` callback doing the module docstring's sampling and reporting."""
     from empirical.model import generate
-    from empirical.train import with_weights
 
     inst, names, ev = assets.instruments, assets.data.names, assets.preset.evaluation
     texts = [p.text for p in prompts for _ in range(per_prompt)]
@@ -84,7 +83,7 @@ def validation_hook(assets, prompts: list[ValidationPrompt], out: Path, tag: str
     table: list[dict] = []
 
     def record(step: int, unet, ema: dict) -> None:
-        pipe = inst.pipeline(with_weights(unet, {k: v.detach().cpu() for k, v in ema.items()}))
+        pipe = inst.ema_pipeline(unet, ema)
         images = generate(pipe, texts, seeds, steps=ev.steps, guidance=ev.guidance)
         prob = inst.judge.probabilities(images)
         rows = []
