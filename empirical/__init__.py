@@ -7,7 +7,10 @@ Modules, one idea each: :mod:`empirical.data` (emoji concepts rendered from pack
 :mod:`empirical.poisons` (poison plans, dirty-label pairs, Nightshade-style PGD), :mod:`empirical.poison_kinds`
 (the registry of poison kinds), :mod:`empirical.scenarios` (the registry of training scenarios),
 :mod:`empirical.train` (the DDPM objective, EMA, resumable checkpoints), :mod:`empirical.lora`, :mod:`empirical.evaluate`
-(measures of a point, AD of the training mix via theory.ad), :mod:`empirical.assets` (what every point shares),
+(measures of a point, AD of the training mix via theory.ad), :mod:`empirical.meaningless` (the meaningless rate,
+checked on known truth by :mod:`empirical.known_truth`), :mod:`empirical.data_set` (the identity of the data set a
+run used), :mod:`empirical.probe` and :mod:`empirical.calibration_table` (the learnability predictor's probe and
+calibration runs), :mod:`empirical.assets` (what every point shares),
 :mod:`empirical.point` (one point: mix, train, measure, write), :mod:`empirical.experiment` (the points of one
 output folder), :mod:`empirical.layout` (that folder's files and setting), :mod:`empirical.request` and
 :mod:`empirical.run` (the ``python -m empirical.run`` command line). Depends on :mod:`theory` and

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from empirical.meaningless import MeaninglessRule, calibrate
 from empirical.data import CAPTION_TEMPLATES, ConceptData, RenderConfig, caption, load_or_render
 from empirical.presets import Preset
 from empirical.pretrained import PretrainedBase, unet_from_base
@@ -108,6 +109,7 @@ class Assets:
     clean_features: dict[int, np.ndarray]
     quality: dict[str, float]
     data_key: str
+    meaningless: MeaninglessRule | None = None  # calibrated on the held-out renders (empirical.meaningless)
 
 
 def concept_data(preset: Preset, cache_dir: Path | None, user_data: tuple | None = None):
@@ -129,7 +131,7 @@ def _judge(preset: Preset, data, vae, te, data_key: str, cache_dir: Path | None,
 
     if judge_path is not None:
         return ClipJudge(judge_path, data.names, device=preset.device)
-    recon_train = _reconstruct(vae, data.images)
+    recon_train = reconstruct(vae, data.images)
     return load_or_train_judge(np.concatenate([data.images, recon_train]), data.captions * 2,
                                np.concatenate([data.labels, data.labels]), data.names, te, preset.judge,
                                cache_dir=cache_dir, data_key=f"{data_key}-vae{preset.vae.key(data_key)}-recon",
@@ -172,23 +174,25 @@ def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: Progress
     judge_s = time.perf_counter() - t0
     judge_acc = float(np.mean(judge.classify(held.images) == held.labels))
     vae_mse = vae_reconstruction_error(vae, held.images)
-    judge_recon_acc = float(np.mean(judge.classify(_reconstruct(vae, held.images)) == held.labels))
+    held_recon = reconstruct(vae, held.images)
+    judge_recon_acc = float(np.mean(judge.classify(held_recon) == held.labels))
     log(f"judge: {judge_acc:.3f} on held-out clean renders ({judge_recon_acc:.3f} on their VAE reconstructions); "
         f"VAE held-out MSE {vae_mse:.4f}")
     mu, sigma = encode_latents(vae, data.images)
     captions = [caption(n, j) for n in data.names for j in range(len(CAPTION_TEMPLATES))]
     captions += (list(data.captions) if user_data is not None else []) + [""]
     feats = judge.image_features(held.images)
+    rule = calibrate(feats, held.labels, judge.probabilities(held.images).max(1))
     quality = {"judge_heldout_acc": judge_acc, "judge_recon_acc": judge_recon_acc, "vae_heldout_mse": vae_mse,
                "vae_s": vae_s, "judge_s": judge_s, "vae_params": sum(p.numel() for p in vae.parameters()),
                "threads": torch.get_num_threads()}
     bank = CaptionBank(captions, te.token_states(captions), len(data.names), own_captions=user_data is not None,
                        pooled=te.pooled(captions) if hasattr(te, "pooled") else None)
     return Assets(preset, data, held, Instruments(te, vae, judge, base), Latents(mu, sigma), bank,
-                  {c: feats[held.labels == c] for c in range(len(data.names))}, quality, data_key)
+                  {c: feats[held.labels == c] for c in range(len(data.names))}, quality, data_key, rule)
 
 
-def _reconstruct(vae, images: np.ndarray) -> np.ndarray:
+def reconstruct(vae, images: np.ndarray) -> np.ndarray:
     import torch
 
     from empirical.data import to_tensor

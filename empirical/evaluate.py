@@ -8,10 +8,14 @@ poisoned ones (target τ(c)):
   probability of c (the graded measure: top-1 accuracy saturates at this scale);
 - poisoned accuracy    = the same over P; attack success = mean over images of P of [judge class = τ(c)];
 - score                = mean prompt–image cosine <f(x), g(prompt)> in the joint space (all concepts, and U alone);
-- meaningless rate, own similarity, margin, salience = :mod:`theory.implosion`'s shared measures over U's
+- meaningless rate     = the share of U's generated images the judge can place near no concept
+  (:mod:`empirical.meaningless`: farther from every concept's clean renders, or read less confidently, than all but
+  1 % of held-out clean renders; checked on images of known truth by ``python -m empirical.known_truth``);
+- no-standout rate, own similarity, margin, salience = :mod:`theory.implosion`'s shared measures over U's
   generated images in the judge's feature space, the concept references being the mean features of each
-  concept's clean renders (what a competent generator draws): meaningless = no concept stands out of the image
-  more than out of a random mixture of concepts;
+  concept's clean renders: no-standout = no concept stands out of the image more than out of a random mixture of
+  concepts (the harness's "meaningless rate" until 2026-12; it reads noise as meaningful, so it is kept under this
+  name only);
 - Fréchet distance     = FD between judge features of U's generated images and of U's clean renders (the
   "incoherent images" signal; the clean-model value is the floor at this sample size); kernel distance = the
   unbiased KID-style MMD² between the same two sets (:mod:`empirical.feature_distance`; expectation 0 when the
@@ -22,6 +26,7 @@ poisoned ones (target τ(c)):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +34,9 @@ from empirical.data import caption
 from theory.ad import pair_attribution
 from theory.detection import rank_quality
 from theory.implosion import ImplosionReference, implosion_measures, make_reference
+
+if TYPE_CHECKING:
+    from empirical.meaningless import MeaninglessRule
 from implosion_base.validate import unit_rows
 
 #: Columns of the per-point measures, in the order they appear in results.csv.
@@ -36,10 +44,13 @@ MEASURES: tuple[str, ...] = (
     "ad", "d_fea", "d_stru", "unpoisoned_acc", "unpoisoned_prob", "poisoned_acc", "attack_success",
     "score", "unpoisoned_score", "fd_unpoisoned", "n_pairs",
     "unpoisoned_meaningless", "unpoisoned_own_sim", "unpoisoned_margin", "unpoisoned_salience",
-    "kid_unpoisoned",
+    "kid_unpoisoned", "unpoisoned_no_standout",
 )
-#: The measures added after the first result folders were written (older rows read them as NaN).
-LATER_MEASURES: tuple[str, ...] = MEASURES[-5:]
+#: The measures added after the first result folders were written (older rows read them as NaN). A table written
+#: before ``unpoisoned_no_standout`` holds that measure under the name ``unpoisoned_meaningless``, renamed when it is
+#: read (:data:`implosion_base.records.MOVED_COLUMNS`); its meaningless rate is then NaN.
+LATER_MEASURES: tuple[str, ...] = ("unpoisoned_meaningless", "unpoisoned_own_sim", "unpoisoned_margin",
+                                   "unpoisoned_salience", "kid_unpoisoned", "unpoisoned_no_standout")
 
 
 @dataclass(frozen=True)
@@ -82,11 +93,15 @@ def mix_alignment_difficulty(judge, images: np.ndarray, texts: list[str],
 
 
 def generated_measures(judge, generated: np.ndarray, labels: np.ndarray, prompts: list[str], poisoned: list[int],
-                       targets: dict[int, int], clean_features: dict[int, np.ndarray]) -> dict[str, float]:
+                       targets: dict[int, int], clean_features: dict[int, np.ndarray],
+                       meaningless: "MeaninglessRule | None" = None) -> dict[str, float]:
     """The generation measures of the module docstring from generated images and their concept labels.
 
-    ``clean_features[c]`` are the judge features of concept c's clean renders (for the Fréchet distance).
+    ``clean_features[c]`` are the judge features of concept c's clean renders (for the Fréchet distance);
+    ``meaningless`` the rule of :mod:`empirical.meaningless` (the rate is NaN without one).
     """
+    from empirical.meaningless import meaningless_rate
+
     from empirical.feature_distance import frechet_distance, kernel_distance
 
     prob = judge.probabilities(generated)
@@ -113,8 +128,11 @@ def generated_measures(judge, generated: np.ndarray, labels: np.ndarray, prompts
         out["fd_unpoisoned"] = out["kid_unpoisoned"] = float("nan")
     implosion = implosion_measures(gen_feat, labels[u], concept_reference(clean_features)) \
         if gen_feat is not None else {}
-    for name in ("meaningless_rate", "own_sim", "margin", "salience"):
-        out["unpoisoned_" + name.replace("_rate", "")] = implosion.get(name, float("nan"))
+    for name in ("own_sim", "margin", "salience"):
+        out["unpoisoned_" + name] = implosion.get(name, float("nan"))
+    out["unpoisoned_no_standout"] = implosion.get("meaningless_rate", float("nan"))
+    out["unpoisoned_meaningless"] = meaningless_rate(meaningless, gen_feat, prob[u].max(1)) \
+        if meaningless is not None and gen_feat is not None else float("nan")
     return out
 
 

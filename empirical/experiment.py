@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Callable
 
 from empirical.layout import ATTENTION_COLUMNS, COLUMNS, KINDS, PER_CONCEPT_COLUMNS, POINT_KEY, TRACK_COLUMNS, cell, \
     fill_old_row, setting_difference, setting_of, short
+from empirical.data_set import DataSetIdentity, check_same_data_set, identity, row_fill
 from empirical.poison_kinds import recorded_poison_type
 from empirical.presets import Preset
 from empirical.validation import Signals
 from empirical.processes import is_main_process, main_process_first, process_count, wait_for_everyone
-from implosion_base.records import ResultsTable, claim_run_folder, write_manifest
+from implosion_base.records import ResultsTable, claim_run_folder, read_manifest, write_manifest
 from implosion_base.files import atomic_write_text, ensure_writable_dir, hold_output
 from implosion_base.provenance import command_line, git_commit, package_versions, utc_now
 from implosion_base.progress import Progress
@@ -64,12 +65,13 @@ class Experiment:
     user_data: tuple | None = None
     notes: list[str] = field(default_factory=list)
     signals: Signals = field(default_factory=Signals)
+    control: str = "own"  # the control of each poisoned point (empirical.poisons.control_pairs)
 
     def setting(self) -> dict:
         """What every row of the output folder must share (:func:`empirical.layout.setting_of`)."""
         return setting_of(self.preset, self.scenario, self.base_seed,
                           self.pretrained[0].key if self.pretrained else None, self.judge_key, self.benign,
-                          self.user_data[2] if self.user_data else None)
+                          self.user_data[2] if self.user_data else None, self.control)
 
     def points(self) -> list[tuple[int, int, str]]:
         """(seed, C_P, kind) of every point, controls after their poisoned point; none for C_P = 0."""
@@ -93,6 +95,7 @@ class Tables:
     attention: ResultsTable
     concepts: ResultsTable
     track: ResultsTable | None
+    data_set: dict[str, str] = field(default_factory=dict)  # the data-set cells of every new results row
 
     def done(self) -> set[tuple[str, ...]]:
         return {tuple(r[k] for k in POINT_KEY) for r in self.results.rows}
@@ -100,7 +103,7 @@ class Tables:
     def append(self, point: PointResult) -> None:
         """A finished point's rows, each table written once; results.csv last, since a row there marks the point
         done."""
-        row = point.row
+        row = {**point.row, **self.data_set}
         self.attention.append([{k: cell({**row, **a}[k]) for k in ATTENTION_COLUMNS} for a in point.attention])
         self.concepts.append([{k: cell({**row, **c}[k]) for k in PER_CONCEPT_COLUMNS} for c in point.concepts])
         self.results.append([{k: cell(row[k]) for k in COLUMNS}])
@@ -108,8 +111,10 @@ class Tables:
 
 def open_tables(out: Path, track: bool, *, main_process: bool = True) -> Tables:
     """Open (upgrading old headers) the folder's tables; on process 0, drop side-table rows of points a kill left
-    without their results row."""
-    t = Tables(ResultsTable(out / "results.csv", COLUMNS, fill=fill_old_row),
+    without their results row. Rows written before the data-set columns read their data set from the folder's
+    manifest (:func:`empirical.data_set.row_fill`)."""
+    from_manifest = row_fill(read_manifest(out / "manifest.json"))
+    t = Tables(ResultsTable(out / "results.csv", COLUMNS, fill=lambda r: {**fill_old_row(r), **from_manifest(r)}),
                ResultsTable(out / "attention.csv", ATTENTION_COLUMNS, fill=fill_old_row),
                ResultsTable(out / "per_concept.csv", PER_CONCEPT_COLUMNS),
                ResultsTable(out / "attention_track.csv", TRACK_COLUMNS) if track else None)
@@ -157,18 +162,15 @@ def record_invocation(manifest: dict, exp: Experiment) -> None:
                      "processes": process_count()})
 
 
-def data_set_identity(assets, emoji: bool) -> dict:
-    """What identifies the data set a run *used*: for the emoji renders, each font file's hash
-    (``font_files``) and the hash of the concept list in order (``concepts_sha256``); for a user's data, the
-    concept list's hash (its content key is in the setting)."""
-    import hashlib
-
+def used_data_set(assets, exp: "Experiment") -> DataSetIdentity:
+    """The identity of the data set this run *used* (:mod:`empirical.data_set`): the concepts it drew, from the
+    fonts it rendered with (each font file's hash) or from the user's data (its content key)."""
     from empirical.data import available_fonts, font_identity
 
-    out = {"concepts_sha256": hashlib.sha256("\n".join(assets.data.names).encode()).hexdigest()[:16]}
-    if emoji:
-        out["font_files"] = font_identity(available_fonts(tuple(assets.data.fonts)))
-    return out
+    if exp.user_data is not None:
+        return identity(assets.data.names, assets.data.fonts, exp.user_data[2])
+    return identity(assets.data.names, assets.data.fonts, None,
+                    font_identity(available_fonts(tuple(assets.data.fonts))))
 
 
 def keep_judge(assets, out: Path, pretrained: bool) -> str | None:
@@ -217,9 +219,13 @@ def _run_points(exp: Experiment, *, log: Callable[[str], None], progress: Progre
     with main_process_first():  # process 0 trains and caches the VAE and judge, the others load them
         assets = prepare_assets(exp.preset, cache, progress=progress if main_proc else False, log=log,
                                 pretrained=exp.pretrained, judge_path=exp.judge, user_data=exp.user_data)
+    data_set = used_data_set(assets, exp)
+    check_same_data_set(out, tables.results.rows, manifest, data_set)
+    tables.data_set = data_set.columns()
+    manifest["invocations"][-1]["data_set"] = data_set.label
     manifest["assets"] = {**assets.quality, "concepts": assets.data.names, "fonts": assets.data.fonts,
                           "notices": assets.data.notices, "seconds": round(time.perf_counter() - t0, 1),
-                          **data_set_identity(assets, exp.user_data is None)}
+                          **data_set.record()}
     if main_proc and exp.user_data is not None and exp.judge is None:
         manifest["assets"]["judge_folder"] = keep_judge(assets, out, exp.pretrained is not None)
     similarity = concept_similarity(assets.clean_features) if exp.targets in ("nearest", "farthest") else None
@@ -238,7 +244,7 @@ def _run_points(exp: Experiment, *, log: Callable[[str], None], progress: Progre
                                  poison_type=exp.poison_type, p=exp.p)
         result = run_point(assets, point, out=out, cache_dir=cache, base_seed=exp.base_seed,
                            progress=progress if main_proc else False, keep_model=exp.keep_models, track=tables.track,
-                           benign=exp.benign, signals=exp.signals)
+                           benign=exp.benign, signals=exp.signals, control=exp.control)
         if result is not None:  # None: not process 0 under DDP
             tables.append(result)
             log("    " + "  ".join(f"{k} {short(result.row[k])}" for k in ("ad", "unpoisoned_acc", "unpoisoned_prob",

@@ -1,7 +1,8 @@
 """The output layout of an experiment folder: its tables' columns, each point's file stem, and the setting that
 every row of one folder must share (docs/design.md, "An empirical run").
 
-``OUT/results.csv`` (one row per point: :data:`COLUMNS`; a row marks its point done), ``attention.csv``
+``OUT/results.csv`` (one row per point: :data:`COLUMNS`, the last two naming the data set it used,
+:mod:`empirical.data_set`; a row marks its point done), ``attention.csv``
 (:data:`ATTENTION_COLUMNS`), ``per_concept.csv`` (:data:`PER_CONCEPT_COLUMNS`), ``attention_track.csv``
 (:data:`TRACK_COLUMNS`), ``manifest.json`` (the setting, the command, versions, timings), ``plans/``, ``grids/``,
 ``points/<tag>*`` and ``checkpoints/<tag>/`` with ``tag`` = :func:`point_tag`. ``paper_figures`` reads folders
@@ -15,6 +16,7 @@ from dataclasses import asdict
 from typing import Any
 
 from empirical.attention import STATISTICS
+from empirical.data_set import DATA_SET_COLUMNS
 from empirical.evaluate import LATER_MEASURES, MEASURES
 from empirical.presets import Preset
 
@@ -23,7 +25,8 @@ KINDS: tuple[str, ...] = ("poisoned", "control")
 POINT_KEY: tuple[str, ...] = ("seed", "scenario", "c_p", "kind", "poison_type", "poison_per_concept", "targets",
                               "steps")
 COLUMNS: tuple[str, ...] = (*POINT_KEY, "n_concepts", "n_unpoisoned", *MEASURES, "poison_latent_ratio", "poison_linf",
-                            "poison_psnr", "detect_ap", "detect_p_at_k", "detect_base_rate", "train_s", "eval_s")
+                            "poison_psnr", "detect_ap", "detect_p_at_k", "detect_base_rate", "train_s", "eval_s",
+                            *DATA_SET_COLUMNS)
 POISON_REPORT: tuple[str, ...] = ("poison_latent_ratio", "poison_linf", "poison_psnr")
 DETECTION: tuple[str, ...] = ("detect_ap", "detect_p_at_k", "detect_base_rate")
 
@@ -78,12 +81,14 @@ def short(v) -> str:
 
 
 def setting_of(preset: Preset, scenario: str, base_seed: int, pretrained: str | None = None,
-               judge: str | None = None, benign: int | None = None, train_data: str | None = None) -> dict:
+               judge: str | None = None, benign: int | None = None, train_data: str | None = None,
+               control: str = "own") -> dict:
     """What every row of one output folder must share: the preset except the poisoned-phase length (a column of
     results.csv), the scenario, for continuous and lora the base model's seed, and the ``pretrained`` base model's
     content key (``--pretrained``), a CLIP judge's key (``--judge``) and the clean pairs per concept of the mix
-    (``--benign-per-concept``) and a user's data (``--train-data-dir``: its content key); each absent when not
-    given, so folders written before the options stay valid."""
+    (``--benign-per-concept``), a user's data (``--train-data-dir``: its content key) and a control other than
+    the default (``--control matched``); each absent when not given, so folders written before the options stay
+    valid."""
     d = json.loads(json.dumps(asdict(preset)))
     for phase in ("continued", "scratch"):
         d[phase].pop("steps")
@@ -98,12 +103,14 @@ def setting_of(preset: Preset, scenario: str, base_seed: int, pretrained: str | 
         d["benign_per_concept"] = benign
     if train_data is not None:
         d["train_data"] = train_data
+    if control != "own":
+        d["control"] = control
     return d
 
 
 #: Setting keys whose absence means "not given": a folder written without one differs from a run that gives it
 #: (other keys a folder lacks were added to the presets later and do not count).
-OPTIONAL_SETTING_KEYS = ("pretrained", "judge_model", "benign_per_concept", "train_data")
+OPTIONAL_SETTING_KEYS = ("pretrained", "judge_model", "benign_per_concept", "train_data", "control")
 
 
 def first_difference(old: dict, new: dict, prefix: str = "") -> tuple[str, Any, Any] | None:

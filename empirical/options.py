@@ -134,6 +134,10 @@ def _output_options(parser: ArgumentParser) -> None:
     """Controls, what is kept, where it goes, threads, progress."""
     g = parser.add_argument_group("outputs")
     g.add_argument("--no-control", action="store_true", help="skip the same-volume correctly-labelled controls")
+    g.add_argument("--control", default="own", choices=("own", "matched"),
+                   help="the control of each poisoned point: own = as many pairs of each poisoned concept's own "
+                        "images, captioned correctly (default); matched = the poison's very images, each captioned "
+                        "with the concept it shows (matches the poison in everything but the label)")
     g.add_argument("--keep-models", action="store_true", help="save each point's pipeline under OUT/models/")
     g.add_argument("--track-attention", action="store_true",
                    help="at every training checkpoint, record the grid concepts' cross-attention statistics "
@@ -158,9 +162,10 @@ def _output_options(parser: ArgumentParser) -> None:
                         "per phase and at least every 30 s of training (step, loss, steps/s, ETA)")
 
 
-def parser(description: str) -> ArgumentParser:
-    """``python -m empirical.run``'s parser (``description``: the command's first docstring paragraph)."""
-    parser = ArgumentParser(prog="python -m empirical.run", description=description)
+def parser(description: str, prog: str = "python -m empirical.run") -> ArgumentParser:
+    """``python -m empirical.run``'s parser (``description``: the command's first docstring paragraph); the probe
+    (:mod:`empirical.probe`) shows the same options under its own ``prog``."""
+    parser = ArgumentParser(prog=prog, description=description)
     for add in (_poison_options, _model_options, _training_options, _data_options, _base_options, _output_options):
         add(parser)
     return parser

@@ -158,12 +158,13 @@ class LossLog:
 
 
 def point_mix(assets: Assets, plan: PoisonPlan, *, kind: str, poison_type: str, c_p: int, p: int, seed: int,
-              cache_dir: Path | None = None, progress: Progress | bool = False, benign: int | None = None):
+              cache_dir: Path | None = None, progress: Progress | bool = False, benign: int | None = None,
+              control: str = "own"):
     """The training mix of one point: the clean set (its first ``benign`` pairs per concept when given) plus the
     extra pairs of its kind (:mod:`empirical.poison_kinds`). Returns (recorded poison type, extra pairs, mix,
-    caption texts)."""
+    caption texts). ``control``: which control a control point draws (:func:`empirical.poisons.control_pairs`)."""
     req = PoisonRequest(plan, c_p, p, assets.data.images, assets.data.labels, seed, assets.instruments.vae,
-                        assets.preset.nightshade, cache_dir, progress)
+                        assets.preset.nightshade, cache_dir, progress, control)
     with main_process_first():  # process 0 makes and caches pixel poisons, the others load them
         ptype, batch = extra_pairs(kind, poison_type, req)
     mix, texts = build_mix(assets, batch.image_idx, batch.concepts, new_pixels=batch.new_pixels, benign=benign)
@@ -185,7 +186,7 @@ def measure_point(assets: Assets, unet, point: ResolvedPoint, batch: ExtraPairs,
     is_poison = np.r_[np.zeros(len(mix) - len(batch), bool), batch.is_poison]  # the mix ends with the extra pairs
     pixels = batch.pixels(assets.data.images)
     measures = {**generated_measures(inst.judge, att.images, gen_labels, prompts, list(point.poisoned),
-                                     dict(point.targets), assets.clean_features),
+                                     dict(point.targets), assets.clean_features, assets.meaningless),
                 **mix_alignment_difficulty(inst.judge, pixels[mix.image_idx], texts, is_poison), **batch.report}
     return measures, att, gen_labels
 
@@ -220,7 +221,8 @@ def write_point_files(out: Path, tag: str, assets: Assets, att, gen_labels: np.n
 
 def run_point(assets: Assets, point: ResolvedPoint, *, out: Path, cache_dir: Path | None, base_seed: int = 0,
               progress: Progress | bool = False, keep_model: bool = False, track: ResultsTable | None = None,
-              benign: int | None = None, signals: Signals | None = None) -> PointResult | None:
+              benign: int | None = None, signals: Signals | None = None, control: str = "own"
+              ) -> PointResult | None:
     """Train and measure one point; writes its files; returns its :class:`PointResult` (None on processes > 0).
     Its poison type applies to poisoned points; controls are the same for every type. ``benign``: clean pairs
     per concept in the mix (all when None); the clean pretraining of continuous and LoRA always uses every pair
@@ -228,7 +230,7 @@ def run_point(assets: Assets, point: ResolvedPoint, *, out: Path, cache_dir: Pat
     (:mod:`empirical.validation`; default: the default prompts, no tracker)."""
     _, batch, mix, texts = point_mix(assets, point.plan, kind=point.kind, poison_type=point.poison_type,
                                      c_p=point.c_p, p=point.p, seed=point.seed, cache_dir=cache_dir,
-                                     progress=progress, benign=benign)
+                                     progress=progress, benign=benign, control=control)
     ckpt = out / "checkpoints" / point.tag
     recorder = attention_tracker(assets, track, list(point.poisoned), point.key) if track is not None else None
     t0 = time.perf_counter()

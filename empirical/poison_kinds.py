@@ -44,6 +44,7 @@ class PoisonRequest:
     nightshade: Any = None
     cache_dir: Path | None = None
     progress: Progress | bool = False
+    control: str = "own"  # which control a control point draws (empirical.poisons.control_pairs)
 
 
 @dataclass
@@ -87,7 +88,7 @@ def nightshade(req: PoisonRequest) -> ExtraPairs:
 def control(req: PoisonRequest) -> ExtraPairs:
     """The same-volume control of every kind: as many extra pairs per poisoned concept A, images of A captioned A
     (no poison)."""
-    idx, concepts = control_pairs(req.plan, req.c_p, req.p, req.labels, seed=req.seed)
+    idx, concepts = control_pairs(req.plan, req.c_p, req.p, req.labels, seed=req.seed, images=req.control)
     return ExtraPairs(idx, concepts, np.zeros(len(concepts), bool))
 
 

@@ -43,9 +43,21 @@ def poison_pairs(plan: PoisonPlan, c_p: int, per_concept: int, labels: np.ndarra
     return dirty_label_items(plan, c_p, per_concept, labels, seed=seed, salt=POISON_SALT)
 
 
-def control_pairs(plan: PoisonPlan, c_p: int, per_concept: int, labels: np.ndarray, *, seed: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """The control of :func:`poison_pairs`: as many extra pairs per poisoned concept A, images of A captioned A."""
+#: The controls a poisoned point can be compared with (``--control``).
+CONTROLS: tuple[str, ...] = ("own", "matched")
+
+
+def control_pairs(plan: PoisonPlan, c_p: int, per_concept: int, labels: np.ndarray, *, seed: int,
+                  images: str = "own") -> tuple[np.ndarray, np.ndarray]:
+    """The control of :func:`poison_pairs`, as many extra pairs per poisoned concept A, correctly captioned:
+    ``own`` — images of A captioned A (the volume of A's pairs, without a contradiction); ``matched`` — the
+    poison's very images, each captioned with the concept it shows (the poison in everything but the label: the
+    same images, hence the same concepts' share of the mix, wherever the targets lie)."""
+    if images == "matched":
+        idx, _ = poison_pairs(plan, c_p, per_concept, labels, seed=seed)
+        return idx, np.asarray(labels, dtype=np.int64)[idx]
+    if images != "own":
+        raise InputError(f"--control must be one of {', '.join(CONTROLS)}, got {images!r}")
     return dirty_label_items(plan, c_p, per_concept, labels, seed=seed, salt=CONTROL_SALT, show_target=False)
 
 

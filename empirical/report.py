@@ -11,7 +11,9 @@ poisoned runs against their controls. ``--csv FILE`` writes the aggregate with i
 the aggregate, the per-seed gaps and the correlations. :func:`load_results` reads a folder's table for analysis.
 
 Folders whose manifests record the same setting (preset, UNet, base model) pool their seeds; each other setting is
-labelled with the name of the first folder that holds it.
+labelled with the name of the first folder that holds it. Rows are grouped by the data set they used too
+(:mod:`empirical.data_set`: ``emoji-openmoji+noto-150``, a user's data by its content key), and every table and
+the plot's legend name it: results of two data sets never pool.
 """
 
 from __future__ import annotations
@@ -26,14 +28,16 @@ import numpy as np
 from implosion_base.cli import ArgumentParser, dry_run, path_arg, run_main
 from implosion_base.errors import InputError
 from implosion_base.files import atomic_write_text, check_output_file
-from implosion_base.records import csv_text, read_csv_rows
+from empirical.data_set import DATA_SET_COLUMNS, row_fill
+from empirical.evaluate import LATER_MEASURES
+from implosion_base.records import csv_text, read_csv_rows, read_manifest
 from theory.stats import mean_ci95
 from theory.stats import spearman as stats_spearman
 
-GROUP = ("setting", "scenario", "targets", "steps", "poison_per_concept", "c_p", "kind", "poison_type")
+GROUP = ("setting", "data_set", "scenario", "targets", "steps", "poison_per_concept", "c_p", "kind", "poison_type")
 ATTENTION = ("attn_concept_mass", "attn_concept_share", "attn_entropy", "attn_concentration")
 SHOWN = ("ad", "d_fea", "d_stru", "unpoisoned_acc", "unpoisoned_prob", "unpoisoned_meaningless",
-         "unpoisoned_margin", "fd_unpoisoned", "kid_unpoisoned", "poisoned_acc", "attack_success", "unpoisoned_score")
+         "unpoisoned_no_standout", "unpoisoned_margin", "fd_unpoisoned", "kid_unpoisoned", "poisoned_acc", "attack_success", "unpoisoned_score")
 #: The measures each run table must hold as numbers (a table not named here: its point keys only).
 TABLE_MEASURES: dict[str, tuple[str, ...]] = {"results.csv": SHOWN, "attention.csv": ATTENTION}
 UNPOISONED = ("unpoisoned_acc", "unpoisoned_prob", "fd_unpoisoned", "kid_unpoisoned", "unpoisoned_score")
@@ -60,11 +64,13 @@ def settings(folders: Sequence[Path]) -> dict[Path, str]:
 
 def read_rows(folders: Sequence[Path], name: str = "results.csv", *, required: bool = True
               ) -> list[dict[str, str]]:
-    """All rows of the folders' ``name`` tables, each with its folder's setting label (InputError if a folder has
-    no results). Rows written before poison types existed read as dirty-label (clean points and controls: none)."""
+    """All rows of the folders' ``name`` tables, each with its folder's setting label and its data set
+    (:func:`data_set_labels`; InputError if a folder has no results). Rows written before poison types existed read
+    as dirty-label (clean points and controls: none)."""
     rows: list[dict[str, str]] = []
     labels = settings(folders)
     for folder in folders:
+        recorded = row_fill(read_manifest(Path(folder) / "manifest.json"))({})
         path = Path(folder) / name
         if not path.is_file():
             if required:
@@ -72,23 +78,41 @@ def read_rows(folders: Sequence[Path], name: str = "results.csv", *, required: b
             continue
         table = read_csv_rows(path)
         measures = TABLE_MEASURES.get(name, ())
+        for r in table:  # measures added after the table was written read as NaN
+            for k in LATER_MEASURES:
+                if k in measures:
+                    r.setdefault(k, "nan")
         if table:
             check_columns(path, table, name, measures)
         for line, r in enumerate(table, start=2):
             r["setting"] = labels[Path(folder)]
+            for k in DATA_SET_COLUMNS:  # side tables and rows written before the columns: the folder's record
+                r[k] = r.get(k) or recorded[k]
             if "poison_type" not in r:
                 r["poison_type"] = "dirty" if r["kind"] == "poisoned" and r["c_p"] != "0" else "none"
             check_numbers(path, line, r, measures)
             rows.append(r)
     if required and not rows:
         raise InputError("no result rows in " + ", ".join(str(f) for f in folders))
+    return data_set_labels(rows)
+
+
+def data_set_labels(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """``rows`` with ``data_set`` a label that names one data set: the recorded label, followed by ``@`` and the
+    identity when rows of one label hold two data sets (another concept list from the same source)."""
+    ids: dict[str, set[str]] = {}
+    for r in rows:
+        ids.setdefault(r["data_set"], set()).add(r["data_set_id"])
+    for r in rows:
+        if len(ids[r["data_set"]]) > 1:
+            r["data_set"] = f"{r['data_set']}@{r['data_set_id']}"
     return rows
 
 
 def check_columns(path: Path, rows: list[dict[str, str]], name: str, measures: Sequence[str]) -> None:
     """``rows`` of ``path`` must be an ``empirical.run`` table (the point's keys and ``measures``): an InputError
     naming the missing columns otherwise (another tool's results.csv, a table cut by hand)."""
-    need = {"seed", "c_p", "kind", *(k for k in GROUP if k not in ("setting", "poison_type")), *measures}
+    need = {"seed", "c_p", "kind", *(k for k in GROUP if k not in ("setting", "data_set", "poison_type")), *measures}
     missing = sorted(need - set(rows[0]))
     if missing:
         raise InputError(f"{path} is not an empirical.run {name} (no column {', '.join(missing[:4])}"
@@ -143,7 +167,7 @@ def spearman_why(rows: list[dict[str, str]], measure: str) -> tuple[float, int, 
 
 
 #: What identifies a poisoned point's same-volume control: everything but kind and poison type.
-PAIRING = ("setting", "scenario", "targets", "steps", "poison_per_concept", "c_p", "seed")
+PAIRING = ("setting", "data_set", "scenario", "targets", "steps", "poison_per_concept", "c_p", "seed")
 
 
 def paired_gaps(rows: list[dict[str, str]], measures: Sequence[str] = SHOWN,
@@ -195,7 +219,7 @@ def _num(v) -> float:
 #: Columns of the run tables that hold whole numbers (read as ``int`` by :func:`load_results`).
 WHOLE = ("seed", "c_p", "poison_per_concept", "steps", "n_concepts", "n_unpoisoned", "n_pairs", "n_prompts")
 #: Columns that hold words.
-WORDS = ("setting", "scenario", "kind", "poison_type", "targets", "concept", "group", "read_as")
+WORDS = ("setting", "data_set", "data_set_id", "scenario", "kind", "poison_type", "targets", "concept", "group", "read_as")
 
 
 def load_results(folder: Path | str, table: str = "results.csv") -> list[dict]:
@@ -212,48 +236,6 @@ def load_results(folder: Path | str, table: str = "results.csv") -> list[dict]:
             except (TypeError, ValueError):
                 pass
     return rows
-
-
-def plot(records: list[dict], path: Path) -> None:
-    """AD and the unpoisoned measures vs C_P: poisoned runs (solid) against controls (dashed), 95% CI bars; a
-    2 × 3 grid at full width in the house style (:mod:`implosion_base.plotting`), the legend in the sixth cell."""
-    from implosion_base.plotting import FULL, pyplot, save_png
-
-    plt = pyplot()
-    panels = (("ad", "AD of the training mix"), ("unpoisoned_prob", "unpoisoned: judge P(right concept)"),
-              ("unpoisoned_acc", "unpoisoned: judge accuracy"), ("fd_unpoisoned", "unpoisoned: Fréchet distance"),
-              ("attack_success", "poisoned: attack success"))
-    fig, grid = plt.subplots(2, 3, figsize=(FULL, 4.4))
-    axes = grid.ravel()
-    series: dict[tuple, list[dict]] = {}
-    for rec in records:
-        ptype = "" if rec["poison_type"] in ("none", "dirty") else f", {rec['poison_type']}"
-        series.setdefault((rec["setting"], rec["scenario"], rec["targets"], rec["steps"] + ptype, rec["kind"]),
-                          []).append(rec)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    setting_colour: dict[tuple, str] = {}
-    for (label, scen, tgt, steps, kind), recs in sorted(series.items()):
-        setting = (label, scen, tgt, steps.split(",")[0])
-        colour = setting_colour.setdefault(setting, colours[len(setting_colour) % len(colours)])
-        if kind == "control" or recs[0]["poison_type"] not in ("none", "dirty"):
-            # a control or a second poison type starts from the shared clean point C_P = 0
-            clean = [r for key, rr in series.items() if key[:3] == (label, scen, tgt) and key[-1] == "poisoned"
-                     for r in rr if r["c_p"] == "0" and r["steps"] == steps.split(",")[0]]
-            recs = clean[:1] + [r for r in recs if r["c_p"] != "0"]
-        recs = sorted(recs, key=lambda r: int(r["c_p"]))
-        x = [int(r["c_p"]) for r in recs]
-        for ax, (m, title) in zip(axes, panels):
-            y = [r[m][0] for r in recs]
-            e = [r[m][1] for r in recs]
-            ax.errorbar(x, y, yerr=e, color=colour, ls="-" if kind == "poisoned" else "--", marker="o", ms=3,
-                        capsize=2, label=f"{label}: {scen}, targets {tgt}, {steps} steps ({kind})")
-            ax.set_title(title)
-            ax.set_xlabel("C_P (poisoned concepts)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    axes[-1].axis("off")
-    axes[-1].legend(handles, labels, loc="center", fontsize=6)
-    fig.tight_layout()
-    save_png(fig, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -285,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\npoisoned - control, each seed with its own control (mean ± 95% CI, paired t-test p)")
         for key, rec in summary.items():
             cells = [f"{m} {gap_cell(v)}" for m, v in rec.items()
-                     if m in UNPOISONED + ("unpoisoned_meaningless",) and math.isfinite(v[0])]
+                     if m in UNPOISONED + ("unpoisoned_meaningless", "unpoisoned_no_standout")
+                     and math.isfinite(v[0])]
             print("  ".join(shown_key(key, GROUP)) + f"  seeds {max(v[3] for v in rec.values())}:  " + "  ".join(cells))
     att = read_rows(args.folders, "attention.csv", required=False)
     if att:
@@ -305,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"json: {args.json}")
     if not args.no_plot:
         path = args.folders[0] / "report.png"
+        from empirical.report_plot import plot
+
         plot(records, path)
         print(f"plot: {path}")
     return 0

@@ -197,6 +197,9 @@ def resolve(args) -> Experiment:
         raise InputError(f"--benign-per-concept must be in 1..{preset.render.per_concept} (the clean pairs per "
                          f"concept), got {args.benign_per_concept}")
     p = preset.poison_per_concept if args.poison_per_concept is None else args.poison_per_concept
+    if args.control == "matched" and (args.no_control or args.poison_type != "dirty"):
+        raise InputError("--control matched gives a dirty-label poison's images their true captions; it needs "
+                         "controls (drop --no-control) and --poison-type dirty")
     if args.no_validation and args.validation_prompt:
         raise InputError("--validation-prompt and --no-validation contradict each other; give one")
     prompts = () if args.no_validation else (tuple(args.validation_prompt) if args.validation_prompt else None)
@@ -207,4 +210,4 @@ def resolve(args) -> Experiment:
     return Experiment(preset, args.scenario, c_ps, p, parse_seeds(args.seeds), args.out, args.cache, args.base_seed,
                       args.targets, args.poison_type, args.benign_per_concept, not args.no_control,
                       args.keep_models, args.track_attention, pretrained, args.judge, judge_key, user_data, notes,
-                      signals)
+                      signals, control=args.control)

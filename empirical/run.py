@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "preset": exp.preset.name, "scenario": exp.scenario, "concepts K": exp.preset.render.concepts,
             "C_P": exp.c_ps, "p": exp.p, "benign per concept": exp.benign or exp.preset.render.per_concept,
             "seeds": exp.seeds, "base seed": exp.base_seed, "targets": exp.targets, "poison type": exp.poison_type,
-            "points (poisoned and controls)": len(exp.points()),
+            "points (poisoned and controls)": len(exp.points()), "control": exp.control if exp.controls else "none",
             "base model": args.pretrained or "ours (clean pretraining)",
             "data": args.train_data_dir or "emoji renders (built in)", "judge": args.judge or "ours",
             "device": exp.preset.device, "mixed precision": exp.preset.continued.mixed_precision,

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 from implosion_base.errors import InputError
 from implosion_base.files import atomic_write_text
 
-__all__ = ["COLUMN_ALIASES", "VALUE_ALIASES", "ResultsTable", "claim_run_folder", "csv_text", "current_column",
+__all__ = ["COLUMN_ALIASES", "MOVED_COLUMNS", "VALUE_ALIASES", "ResultsTable", "claim_run_folder", "csv_text", "current_column", "current_header",
            "current_values", "key_difference",
            "read_csv_rows", "read_manifest", "read_table", "write_manifest"]
 
@@ -28,6 +28,12 @@ __all__ = ["COLUMN_ALIASES", "VALUE_ALIASES", "ResultsTable", "claim_run_folder"
 #: Older spellings of result columns, still read: old name → current name. A column named after one with a suffix
 #: (``benign_acc_ci95``) follows it (``unpoisoned_acc_ci95``).
 COLUMN_ALIASES: dict[str, str] = {"benign_acc": "unpoisoned_acc"}
+
+#: Columns whose *measure* moved to a new name, the old name now holding another measure: old name → new name,
+#: applied only to a header without the new name (a table written before the move). ``unpoisoned_meaningless``
+#: held the salience rule's rate until it was found to read noise as meaningful; that rate is now
+#: ``unpoisoned_no_standout`` and ``unpoisoned_meaningless`` the rate checked on known truth.
+MOVED_COLUMNS: dict[str, str] = {"unpoisoned_meaningless": "unpoisoned_no_standout"}
 
 
 #: Older spellings of values, still read: column -> {old value: current value}. ``targets`` (the poison target
@@ -41,6 +47,16 @@ def current_values(row: dict[str, str]) -> dict[str, str]:
         if row.get(column) in aliases:
             row[column] = aliases[row[column]]
     return row
+
+
+def current_header(names: Sequence[str]) -> list[str]:
+    """A header in today's vocabulary: each name by :func:`current_column`, then :data:`MOVED_COLUMNS` for a
+    header that predates the move."""
+    out = [current_column(k) for k in names]
+    for old, new in MOVED_COLUMNS.items():
+        if old in out and new not in out:
+            out[out.index(old)] = new
+    return out
 
 
 def current_column(name: str) -> str:
@@ -110,7 +126,7 @@ def _table_rows(path: Path, text: str, columns: Sequence[str] | None, *,
     reader = csv.DictReader(io.StringIO(text))
     if reader.fieldnames is None:
         return []
-    reader.fieldnames = [current_column(k) for k in reader.fieldnames]
+    reader.fieldnames = current_header(reader.fieldnames)
     if columns is not None and list(reader.fieldnames) != list(columns):
         raise InputError(f"{path} has columns {reader.fieldnames}, expected {list(columns)}; use another --out")
     rows = []
@@ -180,7 +196,7 @@ def _rename_old_columns(path: Path) -> None:
         rest = body.decode("utf-8")
     except (UnicodeDecodeError, csv.Error):
         return  # read_table names the damage
-    renamed = [current_column(k) for k in header]
+    renamed = current_header(header)
     if renamed != header and sep:
         atomic_write_text(path, ",".join(renamed) + "\n" + rest)
 

@@ -98,7 +98,9 @@ def measured(emp: Empirical, k: int, m: int, targets: str = "poisoned", measure:
                 or int(r["steps"]) != length):
             continue
         key = (int(r["poison_per_concept"]), int(r["c_p"]))
-        out.setdefault(key, {"poisoned": [], "control": []})[r["kind"]].append(num(r[measure]))
+        got = out.setdefault(key, {"poisoned": [], "control": [], "data_sets": []})
+        got[r["kind"]].append(num(r[measure]))
+        got["data_sets"].append(r["data_set"])
     return out
 
 
@@ -125,7 +127,8 @@ def score(pred: Prediction, meas: dict[tuple[int, int], dict[str, list[float]]])
         acc, acc_ci = mean_ci95(got["poisoned"])
         ctrl, ctrl_ci = mean_ci95(got["control"]) if got["control"] else (float("nan"), float("nan"))
         measured_implodes = implodes(got["poisoned"], got["control"])
-        rows.append({"prediction": pred.name, "p": p, "c_p": c, "volume": pred.volume(p, c),
+        rows.append({"prediction": pred.name, "data_set": ", ".join(sorted(set(got.get("data_sets", [])))),
+                     "p": p, "c_p": c, "volume": pred.volume(p, c),
                      "predicted": s["unpoisoned_acc"], "predicted_ci95": s["unpoisoned_acc_ci95"],
                      "measured": acc, "measured_ci95": acc_ci, "seeds": len(got["poisoned"]),
                      "control": ctrl, "control_ci95": ctrl_ci,
@@ -242,12 +245,12 @@ def tab5(src: Sources, out: Path) -> Built:
             seen = str(first) if first is not None else f"none up to C_P = {max(r['c_p'] for r in sel)}"
             thresholds.append(f"{pred.name}, p = {p}: predicted {said}, measured {seen}")
         for r in scored:
-            rows.append([r["prediction"], r["p"], r["c_p"], f"{r['volume']:.2f}",
+            rows.append([r["prediction"], r["data_set"], r["p"], r["c_p"], f"{r['volume']:.2f}",
                          f"{r['predicted']:.3f} ± {r['predicted_ci95']:.3f}",
                          f"{r['measured']:.3f}" + (f" ± {r['measured_ci95']:.3f}" if r["seeds"] > 1 else ""),
                          r["seeds"], "–" if not np.isfinite(r["control"]) else f"{r['control']:.3f}",
                          r["point"], r["verdict"]])
-    header = ["prediction", "p", "C_P", "V", "predicted acc", "measured acc", "seeds", "control", "point",
+    header = ["prediction", "data set", "p", "C_P", "V", "predicted acc", "measured acc", "seeds", "control", "point",
               "implosion verdict"]
     files, text = _write(out, "tab5", header, rows)
     caption = ("Pre-registered predictions scored against the real model (rule fixed in docs/predictions/README.md "

@@ -1,6 +1,6 @@
 """The list of figures and tables: key, title, what it shows, the command that feeds it, and its builder.
 
-Keys follow the issue's numbering (F1–F16 as ``fig1``..``fig16``, T1–T8 as ``tab1``..``tab8``); ``F3``/``T1`` and
+Keys follow the issue's numbering (F1–F16 as ``fig1``..``fig16``, T1–T9 as ``tab1``..``tab9``); ``F3``/``T1`` and
 any case are accepted on the command line.
 """
 
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from paper_figures import (attention_figures, audit_figures, diagram, empirical_figures, prediction_figures, simulation_figures, tables,
-                           verdicts)
+from paper_figures import (attention_figures, audit_figures, diagram, empirical_figures, measure_checks,
+                           prediction_figures, simulation_figures, tables, verdicts)
 from paper_figures.built import Built
 from paper_figures.sources import EMP_COMMANDS, SIM_COMMAND, Sources
 
@@ -82,6 +82,9 @@ ITEMS: tuple[Item, ...] = (
          verdicts.tab7),
     Item("tab8", "The audit in a CLIP-like space", "per poison and p: flags, AP of the AD share and two baselines, "
          "Ĉ_P error, mixes where AP >= 0.9 and Ĉ_P within ±10 %", audit_figures.FEEDS, audit_figures.tab8),
+    Item("tab9", "The meaningless rate on known truth", "per data set and image family: the meaningless rate and the "
+         "no-standout rate on images meaningless by construction and on clean renders", measure_checks.FEEDS,
+         measure_checks.tab9),
 )
 
 BY_KEY = {item.key: item for item in ITEMS}

@@ -1,14 +1,16 @@
 """T7: one implosion verdict per scenario and poison volume, from the real model's committed results.
 
-For every measured point of the chosen preset (a regime — scenario, setting difference, target rule, poison type,
-poisoned-phase length — at a poison volume V = C_P·p/(K·m)) the table pairs each seed's poisoned run with its own
+For every measured point of the chosen preset (a regime — data set, scenario, setting difference, target rule, poison
+type, poisoned-phase length — at a poison volume V = C_P·p/(K·m); results of two data sets never pool) the table pairs each seed's poisoned run with its own
 same-volume control and reports the never-poisoned concepts' accuracy, the paired gap (mean ± 95% t-interval over
-seeds, two-sided paired t-test), the kernel-distance (KID) and meaningless-rate gaps, the attack success and the
+seeds, two-sided paired t-test), the kernel-distance (KID), meaningless-rate (:mod:`empirical.meaningless`; "–" for runs
+written before it) and no-standout-rate gaps, the attack success and the
 verdict. The verdict is the rule fixed in docs/predictions/README.md before the runs
 (:func:`paper_figures.prediction_figures.implodes`: mean accuracy < 0.5 and below the control by more than the
 control's CI, or by 0.1 with one seed), qualified by the issue's "with a competent clean model": the clean model
 (C_P = 0) of the same base seeds must read at least ``COMPETENT`` of its concepts right, else the verdict says the
-model was weak before any poison. The second table gives each regime's verdict at V ≥ 3: the first V with
+model was weak before any poison. A mean accuracy within one evaluation standard error of 0.5
+(:func:`evaluation_se`) is "on the line": the verdict says so instead of calling it with certainty. The second table gives each regime's verdict at V ≥ 3: the first V with
 implosion and the largest V without.
 """
 
@@ -33,7 +35,7 @@ COMPETENT = 0.8
 LARGE_V = 3.0
 FEEDS = ("the real-model runs of docs/empirical.md (python -m empirical.run --preset cpu ... --out "
          "docs/data/<experiment>), each poisoned point with its same-volume control")
-REGIME = ("scenario", "variant", "targets", "poison_type", "steps", "n_concepts")
+REGIME = ("data_set", "scenario", "variant", "targets", "poison_type", "steps", "n_concepts")
 POINT = ("poison_per_concept", "c_p", "benign_per_concept")
 
 
@@ -83,12 +85,52 @@ def _gap(poisoned: list[dict[str, Any]], controls: list[dict[str, Any]], column:
     return gap_stats([g[column] for g in paired_gaps([*poisoned, *controls], [column], pairing=PAIRING)])
 
 
+def evaluation_se(rows: list[dict[str, Any]], concept_acc: dict[tuple, list[float]]) -> float:
+    r"""The evaluation standard error of a point's mean unpoisoned accuracy over its S seeds, with the concept as
+    the unit (the images of one concept are alike, so images are not independent readings): per seed,
+    :math:`\mathrm{SE}_s = \operatorname{sd}_c(a_{sc})/\sqrt{n_s}` over its :math:`n_s` never-poisoned concepts'
+    accuracies :math:`a_{sc}` (``per_concept.csv``, in ``concept_acc`` by :func:`_row_key`), or where the folder
+    has no per-concept table its upper bound :math:`\sqrt{a_s(1-a_s)/n_s}` (values in [0, 1] with mean
+    :math:`a_s` have at most that sd); :math:`\mathrm{SE} = \sqrt{\sum_s \mathrm{SE}_s^2}/S`. The noise of
+    reading a finite set of concepts, not the spread between seeds."""
+    var = 0.0
+    for r in rows:
+        got = concept_acc.get(_row_key(r))
+        if got and len(got) > 1:
+            var += float(np.var(got, ddof=1)) / len(got)
+        else:
+            a = num(r["unpoisoned_acc"])
+            var += a * (1 - a) / max(int(num(r["n_unpoisoned"])), 1)
+    return float(np.sqrt(var) / max(len(rows), 1))
+
+
+def _row_key(r: dict[str, Any]) -> tuple:
+    return (str(r["folder"]), *(str(r[k]) for k in ("seed", "scenario", "c_p", "kind", "poison_type",
+                                                     "poison_per_concept", "targets", "steps")))
+
+
+def unpoisoned_concept_accuracies(folders: set[str]) -> dict[tuple, list[float]]:
+    """Per results row (:func:`_row_key`) of ``folders``: its never-poisoned concepts' accuracies from the folder's
+    ``per_concept.csv`` (folders without one contribute nothing)."""
+    from paper_figures.sources import read_csv
+
+    out: dict[tuple, list[float]] = {}
+    for folder in sorted(folders):
+        path = Path(folder) / "per_concept.csv"
+        if path.is_file():
+            for c in read_csv(path):
+                if c["poisoned"] == "0":
+                    out.setdefault(_row_key({**c, "folder": folder}), []).append(num(c["acc"]))
+    return out
+
+
 def points(emp: Empirical) -> list[dict[str, Any]]:
     """One record per measured (regime, p, C_P, m) with C_P > 0 of the chosen preset, sorted by regime and V."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in emp.rows:
         if r["kind"] == "poisoned" and r["c_p"] != "0" and r["preset"] == emp.preset:
             groups.setdefault(tuple(str(r[k]) for k in REGIME + POINT), []).append(r)
+    concept_acc = unpoisoned_concept_accuracies({str(r["folder"]) for rs in groups.values() for r in rs})
     out = []
     for key, rows in groups.items():
         first = rows[0]
@@ -102,15 +144,19 @@ def points(emp: Empirical) -> list[dict[str, Any]]:
         clean = _clean(emp, first, {_base(r) for r in rows})
         implosion = implodes(acc, ctrl)
         clean_mean = float(np.mean(clean)) if clean else float("nan")
+        se = evaluation_se(rows, concept_acc)
+        line = f"on the line (0.5 within SE {se:.3f})" if abs(float(np.mean(acc)) - 0.5) <= se else ""
         if not implosion:
-            verdict = "none"
+            verdict = "none" + (f", {line}" if line and ctrl else "")
+        elif line:
+            verdict = f"implosion, {line}"
         elif not clean:
             verdict = "implosion; clean model not in the data"
         elif clean_mean < COMPETENT:
             verdict = f"implosion; weak clean model ({clean_mean:.2f})"
         else:
             verdict = "implosion"
-        out.append({"regime": regime_name(first), "p": int(num(first["poison_per_concept"])),
+        out.append({"regime": regime_name(first), "data_set": first["data_set"], "p": int(num(first["poison_per_concept"])),
                     "c_p": int(num(first["c_p"])), "m": m,
                     "volume": poison_volume(int(num(first["c_p"])), int(num(first["poison_per_concept"])),
                                             int(num(first["n_concepts"])), m),
@@ -118,18 +164,19 @@ def points(emp: Empirical) -> list[dict[str, Any]]:
                     "control": mean_ci95(ctrl) if ctrl else (float("nan"), float("nan")),
                     "gap": _gap(rows, ctrl_rows, "unpoisoned_acc"), "kid": _gap(rows, ctrl_rows, "kid_unpoisoned"),
                     "meaningless": _gap(rows, ctrl_rows, "unpoisoned_meaningless"),
+                    "no_standout": _gap(rows, ctrl_rows, "unpoisoned_no_standout"),
                     "attack": mean_ci95([num(r["attack_success"]) for r in rows]),
-                    "implosion": implosion, "verdict": verdict,
+                    "implosion": implosion, "verdict": verdict, "evaluation_se": se,
                     "folders": sorted({Path(r["folder"]).name for r in rows})})
-    return sorted(out, key=lambda d: (d["regime"], d["volume"], d["p"]))
+    return sorted(out, key=lambda d: (d["data_set"], d["regime"], d["volume"], d["p"]))
 
 
 def scenario_verdicts(pts: list[dict[str, Any]], large: float = LARGE_V) -> list[dict[str, Any]]:
     """Per regime: the volumes measured, the first V whose verdict is implosion, the largest V without, and the
     verdict at V ≥ ``large`` ("reached at V = x", "not reached up to V = y", or "not measured at V ≥ large")."""
     out = []
-    for regime in dict.fromkeys(p["regime"] for p in pts):
-        sel = [p for p in pts if p["regime"] == regime]
+    for data_set, regime in dict.fromkeys((p["data_set"], p["regime"]) for p in pts):
+        sel = [p for p in pts if p["regime"] == regime and p["data_set"] == data_set]
         hit = [p["volume"] for p in sel if p["implosion"]]
         miss = [p["volume"] for p in sel if not p["implosion"]]
         big = [p for p in sel if p["volume"] >= large]
@@ -141,24 +188,29 @@ def scenario_verdicts(pts: list[dict[str, Any]], large: float = LARGE_V) -> list
             verdict = f"reached at V = {first['volume']:.2f}" + first["verdict"][len("implosion"):]
         else:
             verdict = f"not reached up to V = {max(p['volume'] for p in big):.2f}"
-        out.append({"regime": regime, "volumes": ", ".join(f"{p['volume']:.2f} ({p['seeds']})" for p in sel),
+        close = [f"{p['volume']:.2f}" for p in big if "on the line" in p["verdict"]]
+        if close:
+            verdict += f"; on the line at V = {', '.join(close)}"
+        out.append({"regime": regime, "data_set": data_set, "volumes": ", ".join(f"{p['volume']:.2f} ({p['seeds']})" for p in sel),
                     "first_implosion": f"{min(hit):.2f}" if hit else "none",
                     "largest_without": f"{max(miss):.2f}" if miss else "–", "verdict": verdict})
     return out
 
 
-POINT_HEADER = ["regime", "p", "C_P", "m", "V", "seeds", "clean model", "unpoisoned acc", "control",
-                "acc − control", "paired p", "KID − control", "meaningless − control", "attack success", "verdict"]
-SCENARIO_HEADER = ["regime", "V measured (seeds)", "first V with implosion", "largest V without",
+POINT_HEADER = ["data set", "regime", "p", "C_P", "m", "V", "seeds", "clean model", "unpoisoned acc", "control",
+                "acc − control", "paired p", "KID − control", "meaningless − control", "no-standout − control",
+                "attack success", "verdict"]
+SCENARIO_HEADER = ["data set", "regime", "V measured (seeds)", "first V with implosion", "largest V without",
                    f"verdict at V ≥ {LARGE_V:g}"]
 
 
 def _point_row(p: dict[str, Any]) -> list[Any]:
     gm, gci, gp, _ = p["gap"]
-    return [p["regime"], p["p"], p["c_p"], p["m"], f"{p['volume']:.2f}", p["seeds"],
+    return [p["data_set"], p["regime"], p["p"], p["c_p"], p["m"], f"{p['volume']:.2f}", p["seeds"],
             "–" if not np.isfinite(p["clean"]) else f"{p['clean']:.3f}", fmt_ci(*p["acc"]), fmt_ci(*p["control"]),
             fmt_ci(gm, gci, sign=True), "–" if not np.isfinite(gp) else f"{gp:.3g}",
             fmt_ci(*p["kid"][:2], sign=True, digits=4), fmt_ci(*p["meaningless"][:2], sign=True),
+            fmt_ci(*p["no_standout"][:2], sign=True),
             fmt_ci(*p["attack"]), p["verdict"]]
 
 
@@ -168,13 +220,15 @@ def tab7(src: Sources, out: Path) -> Built:
     pts = points(emp)
     scen = scenario_verdicts(pts)
     point_rows = [_point_row(p) for p in pts]
-    scen_rows = [[s["regime"], s["volumes"], s["first_implosion"], s["largest_without"], s["verdict"]] for s in scen]
+    scen_rows = [[s["data_set"], s["regime"], s["volumes"], s["first_implosion"], s["largest_without"], s["verdict"]]
+                 for s in scen]
     text = markdown_table(SCENARIO_HEADER, scen_rows) + "\n" + markdown_table(POINT_HEADER, point_rows)
     (out / "tab7.md").write_text(text, encoding="utf-8")
     write_csv(out / "tab7.csv", POINT_HEADER, point_rows)
     write_csv(out / "tab7-scenarios.csv", SCENARIO_HEADER, scen_rows)
     files = [out / "tab7.md", out / "tab7.csv", out / "tab7-scenarios.csv"]
-    caption = (f"Implosion verdicts of the real model ({emp.preset or 'no'} preset). Top: per regime, the volumes "
+    caption = (f"Implosion verdicts of the real model ({emp.preset or 'no'} preset), per data set (the fonts and the number of "
+               f"concepts; empirical.data_set). Top: per regime, the volumes "
                f"measured (seeds), the first V = C_P·p/(K·m) at which the never-poisoned concepts imploded and the "
                f"verdict at V ≥ {LARGE_V:g}. Bottom: per point, the clean model of the same base seeds, the "
                f"poisoned runs and their same-volume controls (mean ± 95% CI over seeds), the gaps pairing each "

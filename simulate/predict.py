@@ -16,6 +16,10 @@ writes, per (p, C_P): the volume V = C_P·p/(K·m), predicted unpoisoned accurac
 from sampled pairs) as mean ± 95% CI over seeds, and per p the predicted threshold C_P (first C_P, on a dense
 grid, at which mean unpoisoned accuracy falls below 0.5; "none" if it never does for C_P < K).
 
+With ``--calibration DIR`` it is the **learnability predictor** instead (:mod:`simulate.learnability`): the
+setting's unpoisoned accuracy from a probe of its model and runs calibrated on (``--scenario``, ``--lora-rank``,
+``--n-concepts``, ``--benign-per-concept``, ``--poison-per-concept``, ``--poisoned-concepts``, ``--json``).
+
 Outputs in ``--out``: ``prediction.csv`` (per p, C_P, seed), ``summary.csv`` (means and CIs), ``thresholds.csv``,
 ``prediction.json`` (setting, calibration, date, git commit, command). A prediction is a model's output, not a
 measurement: commit it before the run it predicts and never edit it afterwards.
@@ -205,6 +209,13 @@ def _parser() -> ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--calibration" or a.startswith("--calibration=") for a in argv):
+        from simulate.learnability import main as learned  # the learnability predictor (probe + calibration)
+
+        return learned(argv)
     args = _parser().parse_args(argv)
     setting = Setting(args.n_concepts, args.benign_per_concept,
                       tuple(parse_int_list(args.poison_per_concept, name="--poison-per-concept")),

@@ -49,3 +49,18 @@ def test_a_silent_fallback_and_a_missing_record_are_caught():
     assert data_set_problem({**good, "assets": {}}) == "no record of the fonts it used"
     user = {**good, "assets": {**good["assets"], "fonts": ["user data"]}, "setting": {**good["setting"]}}
     assert data_set_problem(user) == "a user's data without its content key"
+
+
+@pytest.mark.parametrize("run", RUNS, ids=[r.name for r in RUNS])
+def test_every_result_row_of_a_committed_run_names_the_data_set_its_manifest_records(run: Path):
+    """Zero result rows without a data-set identity: each row's data_set and data_set_id equal the identity
+    recomputed from the manifest's concept list and fonts (or the user's data key)."""
+    import csv
+
+    from empirical.data_set import of_manifest
+
+    expected = of_manifest(json.loads((run / "manifest.json").read_text(encoding="utf-8")))
+    assert expected is not None, run.name
+    with open(run / "results.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and all((r.get("data_set"), r.get("data_set_id")) == (expected.label, expected.id) for r in rows)

@@ -77,6 +77,15 @@ def _check_results(out: Path, rows: list[dict[str, str]]) -> None:
         assert key in manifest
     assert 0 <= manifest["assets"]["judge_heldout_acc"] <= 1
     assert any(len(r["ad"].split(".")[-1]) > 6 for r in rows)  # full precision, not 4 decimals
+    # every row names the data set it used, as the manifest (and each invocation) records it, recomputed here
+    from empirical.data_set import identity
+
+    assets = manifest["assets"]
+    expected = identity(assets["concepts"], ["openmoji", "noto"])
+    assert {(r["data_set"], r["data_set_id"]) for r in rows} == {(expected.label, expected.id)}
+    assert expected.label == "emoji-openmoji+noto-4" and assets["data_set_id"] == expected.id
+    assert set(assets["font_files"]) == {"openmoji", "noto"}
+    assert [i["data_set"] for i in manifest["invocations"]] == [expected.label]
 
 
 def _check_point_files(out: Path, rows: list[dict[str, str]]) -> None:
@@ -370,10 +379,15 @@ def test_a_folder_of_the_old_layout_is_read_and_resumed_without_recomputation(tm
 
     old = tmp_path / "old"
     shutil.copytree(ROOT / "tests" / "fixtures" / "old-layout-micro", old)
-    before = (old / "results.csv").read_text()
+    before = _rows(old)
     assert main(["--preset", "micro", "--poisoned-concepts", "0,1", "--seeds", "0", "--out", str(old), "--cache",
                  str(cache), "--quiet"]) == 0
-    assert (old / "results.csv").read_text() == before
+    after = _rows(old)  # every old cell kept as it was (the salience rate under its own name, no_standout); the
+    # data-set columns added from the manifest's record, the meaningless rate checked on known truth NaN (not measured)
+    moved = [{k: a["unpoisoned_no_standout" if k == "unpoisoned_meaningless" else k] for k in before[0]}
+             for a in after]
+    assert moved == before and {r["unpoisoned_meaningless"] for r in after} == {"nan"}
+    assert {r["data_set"] for r in after} == {"emoji-openmoji+noto-4"}
     manifest = json.loads((old / "manifest.json").read_text())
     assert manifest["points_skipped_as_done"] == 3 and not (old / "checkpoints").exists()
     emp = collect([old], [])

@@ -1,0 +1,114 @@
+"""The learnability predictor (simulate.learnability, ``python -m simulate.predict --calibration``) on calibration
+folders whose truth is known: runs drawn from the model with chosen coefficients."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from implosion_base.calibration_files import CALIBRATION_COLUMNS
+from implosion_base.errors import InputError
+from simulate.learnability import choose_probe, fit, load_calibration, load_probes, predictions
+from simulate.predict import main
+
+TRUE = {"gamma": (0.02, 0.08, 0.0), "alpha": (0.02, 0.04, 0.1), "beta": 0.2}
+PROBES = {"full": ("continuous", None, 0.6, 0.93), "lora8": ("lora", 8, 0.05, 0.90), "lora64": ("lora", 64, 0.3, 0.92),
+          "small": ("continuous", None, 0.2, 0.60)}
+
+
+def _truth(scenario: str, v: float, lam: float, a0: float) -> float:
+    s = ("continuous", "lora", "scratch").index(scenario)
+    return a0 * math.exp(-TRUE["gamma"][s] - v * (TRUE["alpha"][s] + TRUE["beta"] * (1 - lam)))
+
+
+def _folder(tmp: Path, noise: float = 0.0, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    cal = tmp / "cal"
+    for name, (scenario, rank, lam, comp) in PROBES.items():
+        (cal / "probes" / name).mkdir(parents=True)
+        channels = [32, 64] if name == "small" else [64, 128]
+        (cal / "probes" / name / "probe.json").write_text(json.dumps(
+            {"scenario": scenario, "lora_rank": rank, "unet_channels": channels, "data_set": "emoji-x-150",
+             "learnability": lam, "competence": comp}))
+    rows = []
+    for name, (scenario, _, lam, comp) in PROBES.items():
+        for v in (0.5, 1.33, 2.67, 4.0, 6.67):
+            rows.append({"probe": name, "scenario": scenario, "volume": v,
+                         "unpoisoned_acc": _truth(scenario, v, lam, comp) + noise * rng.normal()})
+    for v in (1.33, 4.0):  # scratch: the full UNet's probe, its own clean model (C_P = 0 rows)
+        rows.append({"probe": "full", "scenario": "scratch", "volume": v,
+                     "unpoisoned_acc": _truth("scratch", v, 0.6, 0.91) + noise * rng.normal()})
+    rows += [{"probe": "full", "scenario": "scratch", "volume": 0.0, "unpoisoned_acc": 0.91}]
+    with open(cal / "calibration.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, CALIBRATION_COLUMNS)
+        w.writeheader()
+        for i, r in enumerate(rows):
+            c_p = 0 if r["volume"] == 0 else 100
+            w.writerow({"folder": f"run{i}", "seed": 0, "base_seed": 0, "data_set": "emoji-x-150", "c_p": c_p,
+                        "p": 240, "m": 40, "k": 150, "control_acc": "nan", "attack_success": "nan", **r})
+    return cal
+
+
+def test_the_fit_recovers_the_model_it_was_drawn_from(tmp_path: Path):
+    cal = _folder(tmp_path)
+    fitted = fit(load_calibration(cal), load_probes(cal))
+    assert np.allclose(fitted.coef, [*TRUE["gamma"], *TRUE["alpha"], TRUE["beta"]], atol=1e-9)
+    assert fitted.half_width < 1e-6 and fitted.clean_scratch == {"emoji-x-150": 0.91}
+    probes = load_probes(cal)
+    got = predictions(fitted, probes["lora8"], "lora", 150, 40, 240, [25, 50, 100])
+    assert [r["unpoisoned_acc"] for r in got] == pytest.approx(
+        [_truth("lora", c * 240 / 6000, 0.05, 0.90) for c in (25, 50, 100)], abs=1e-9)
+    # a model that learns the remappings loses less at the same volume than one that cannot
+    learns = predictions(fitted, probes["full"], "continuous", 150, 40, 240, [100])[0]["unpoisoned_acc"]
+    cannot = predictions(fitted, probes["small"], "continuous", 150, 40, 240, [100])[0]["unpoisoned_acc"]
+    assert learns / 0.93 > cannot / 0.60
+
+
+def test_the_interval_is_the_leave_one_out_error_and_narrow_when_the_runs_are(tmp_path: Path):
+    cal = _folder(tmp_path, noise=0.03, seed=1)
+    fitted = fit(load_calibration(cal), load_probes(cal))
+    assert 0.02 < fitted.half_width < 0.15
+    assert fitted.half_width == pytest.approx(np.quantile(np.abs(fitted.loo_errors), 0.9))
+    r = predictions(fitted, load_probes(cal)["lora64"], "lora", 150, 40, 240, [100])[0]
+    assert r["low"] == pytest.approx(max(0, r["unpoisoned_acc"] - fitted.half_width))
+    assert r["high"] - r["low"] <= 2 * fitted.half_width + 1e-12
+
+
+def test_the_command_answers_in_json_one_object_per_c_p_fast(tmp_path: Path, capsys):
+    cal = _folder(tmp_path, noise=0.02)
+    t0 = time.perf_counter()
+    assert main(["--calibration", str(cal), "--scenario", "lora", "--lora-rank", "8", "--n-concepts", "150",
+                 "--benign-per-concept", "40", "--poison-per-concept", "240", "--poisoned-concepts", "50,100",
+                 "--json", "--out", str(tmp_path / "pred")]) == 0
+    assert time.perf_counter() - t0 < 60
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["c_p"] for x in lines] == [50, 100]
+    assert all(x["low"] <= x["unpoisoned_acc"] <= x["high"] and x["high"] - x["low"] <= 0.3 for x in lines)
+    assert lines[1]["unpoisoned_acc"] < lines[0]["unpoisoned_acc"]
+    doc = json.loads((tmp_path / "pred" / "prediction.json").read_text())
+    assert doc["predictions"][1]["unpoisoned_acc"] == lines[1]["unpoisoned_acc"] and doc["git_commit"] is not None
+
+
+def test_a_setting_without_its_probe_is_refused_by_name(tmp_path: Path):
+    cal = _folder(tmp_path)
+    probes = load_probes(cal)
+    with pytest.raises(InputError, match="0 probes match lora rank 2"):
+        choose_probe(probes, "lora", 2, None, None, None)
+    with pytest.raises(InputError, match="2 probes match continuous .*full, small"):
+        choose_probe(probes, "continuous", None, None, None, None)
+    assert choose_probe(probes, "scratch", None, (64, 128), None, None).name == "full"
+    with pytest.raises(InputError, match="no probe 'nope'"):
+        choose_probe(probes, "lora", None, None, None, "nope")
+    fitted = fit(load_calibration(cal), probes)
+    other = probes["full"].__class__("o", "continuous", None, (64, 128), "emoji-y-150", 0.5, 0.9)
+    with pytest.raises(InputError, match="clean scratch run of data set emoji-y-150"):
+        predictions(fitted, other, "scratch", 150, 40, 240, [100])
+    with pytest.raises(InputError, match="exceeds --n-concepts"):
+        main(["--calibration", str(cal), "--scenario", "lora", "--n-concepts", "10", "--benign-per-concept", "4",
+              "--poison-per-concept", "4", "--poisoned-concepts", "20"])

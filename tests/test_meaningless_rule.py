@@ -1,0 +1,126 @@
+"""The meaningless rate (empirical.meaningless) and its known-truth check (empirical.known_truth): the rule on inputs
+whose answer is known, the constructed images, and the renamed salience rate in old tables."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from empirical.known_truth import (KnownTruthConfig, calibration_split, derangement, main, meaningless_images,
+                                   shuffled_patches)
+from empirical.meaningless import calibrate, meaningless_mask, meaningless_rate, nearest_distance
+from implosion_base.errors import InputError
+from implosion_base.records import current_header
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _clusters(rng, k=20, n=30, d=16, spread=0.05):
+    centres = rng.normal(size=(k, d)) + 3.0  # positive-ish features, as after a SiLU and a pool
+    labels = np.repeat(np.arange(k), n)
+    return centres, centres[labels] + spread * rng.normal(size=(k * n, d)), labels
+
+
+def test_the_rule_flags_what_is_near_no_concept_or_read_unsure_and_nothing_else():
+    rng = np.random.default_rng(0)
+    centres, feats, labels = _clusters(rng)
+    rule = calibrate(feats, labels, rng.uniform(0.9, 1.0, len(labels)))
+    _, new, new_labels = _clusters(np.random.default_rng(1))
+    new = centres[new_labels] + 0.05 * np.random.default_rng(2).normal(size=new.shape)  # fresh renders
+    assert meaningless_rate(rule, new, np.full(len(new), 0.95)) <= 0.05
+    noise = rng.normal(size=(200, 16)) * 3.0  # far from every concept: meaningless by the far reading
+    assert meaningless_rate(rule, noise, np.full(200, 0.99)) == 1.0
+    # a render read unsure is meaningless; a confident render of the *wrong* concept is not (it is near one)
+    assert meaningless_mask(rule, centres[:3], np.array([0.5, 0.95, 0.95])).tolist() == [True, False, False]
+    assert np.isnan(meaningless_rate(rule, np.zeros((0, 16)), np.zeros(0)))
+
+
+def test_the_far_threshold_is_the_leave_one_out_quantile_computed_by_hand():
+    rng = np.random.default_rng(3)
+    _, feats, labels = _clusters(rng, k=4, n=5, d=6, spread=0.3)
+    rule = calibrate(feats, labels, np.ones(len(labels)), quantile=0.1)
+    own = []
+    for i in range(len(labels)):
+        others = [j for j in range(len(labels)) if labels[j] == labels[i] and j != i]
+        m = feats[others].mean(0)
+        own.append(1 - feats[i] @ m / np.linalg.norm(feats[i]) / np.linalg.norm(m))
+    assert rule.far == pytest.approx(np.quantile(own, 0.9), abs=1e-12)
+    means = np.stack([feats[labels == c].mean(0) for c in range(4)])
+    expected = 1 - max(feats[0] @ mu / np.linalg.norm(feats[0]) / np.linalg.norm(mu) for mu in means)
+    assert nearest_distance(rule, feats[:1])[0] == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(InputError, match="at least 2 reference images each"):
+        calibrate(feats[:5], np.arange(5) % 5, np.ones(5))
+
+
+def _held(k=6, per=8, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (k * per, size, size, 3), dtype=np.uint8)
+    return images, np.repeat(np.arange(k), per)
+
+
+def test_the_constructed_images_are_what_their_names_say():
+    images, labels = _held()
+    cfg = KnownTruthConfig(n=20, average_of=3, patches=4, tint=0.25, seed=1)
+    fam = meaningless_images(images, labels, cfg)
+    assert all(v.shape == (20, 16, 16, 3) and v.dtype == np.uint8 for v in fam.values())
+    for name in ("blank", "single_colour"):  # one colour per canvas
+        flat = fam[name].reshape(20, -1, 3)
+        assert np.all(flat == flat[:, :1])
+    assert np.all(fam["blank"] >= np.floor(255 * 0.75))  # the renders' own tints: white tinted by <= 0.25
+    # the average of every concept: one render of each, pixel mean (checked against a direct recomputation)
+    again = meaningless_images(images, labels, cfg)
+    assert all(np.array_equal(again[k], v) for k, v in fam.items())  # deterministic in the seed
+    assert not np.array_equal(meaningless_images(images, labels, KnownTruthConfig(n=20, average_of=3, seed=2))
+                              ["gaussian_noise"], fam["gaussian_noise"])
+
+
+def test_shuffled_tiles_move_every_tile_and_keep_every_pixel():
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    out = shuffled_patches(images, 2, np.random.default_rng(5))
+    for a, b in zip(images, out):
+        tiles_a = [a[i:i + 4, j:j + 4].tobytes() for i in (0, 4) for j in (0, 4)]
+        tiles_b = [b[i:i + 4, j:j + 4].tobytes() for i in (0, 4) for j in (0, 4)]
+        assert sorted(tiles_a) == sorted(tiles_b) and all(x != y for x, y in zip(tiles_a, tiles_b))
+    perm = derangement(9, np.random.default_rng(6))
+    assert sorted(perm) == list(range(9)) and np.all(perm != np.arange(9))
+
+
+def test_the_rule_is_calibrated_on_one_half_of_each_concept_and_tested_on_the_other():
+    labels = np.repeat(np.arange(3), 8)
+    calib = calibration_split(labels)
+    for c in range(3):  # renders alternate fonts: each half holds both (positions 0, 1, 4, 5 and 2, 3, 6, 7)
+        assert np.flatnonzero(calib[labels == c]).tolist() == [0, 1, 4, 5]
+    with pytest.raises(InputError, match="at least 3 held-out renders per concept"):
+        calibration_split(np.repeat(np.arange(3), 2))
+
+
+def test_bad_options_are_one_line_before_anything_is_trained(tmp_path: Path, capsys):
+    with pytest.raises(InputError, match="--patches 5 must divide the image size 32"):
+        main(["--preset", "cpu", "--patches", "5", "--cache", str(tmp_path)])
+    assert main(["--preset", "cpu", "--dry-run", "--cache", str(tmp_path)]) == 0
+    assert "gaussian_noise" in capsys.readouterr().out and not any(tmp_path.iterdir())
+
+
+def test_a_table_written_before_the_move_keeps_its_salience_rate_under_the_new_name():
+    old = ["seed", "unpoisoned_meaningless", "kid_unpoisoned"]
+    assert current_header(old) == ["seed", "unpoisoned_no_standout", "kid_unpoisoned"]
+    new = ["seed", "unpoisoned_meaningless", "unpoisoned_no_standout"]
+    assert current_header(new) == new  # written after: both measures, each under its own name
+    assert current_header(["benign_acc_ci95"]) == ["unpoisoned_acc_ci95"]
+
+
+def test_the_committed_check_holds_together():
+    """docs/data/known_truth: both data sets, every family, the rate between its readings' larger and their sum."""
+    tables = sorted((ROOT / "docs" / "data" / "known_truth").glob("*.csv"))
+    assert len(tables) >= 2
+    for path in tables:
+        rows = list(csv.DictReader(open(path, encoding="utf-8")))
+        assert {r["family"] for r in rows} >= {"gaussian_noise", "blank", "concept_average", "clean_render",
+                                               "vae_reconstruction"}
+        for r in rows:
+            rate, far, unsure = (float(r[k]) for k in ("meaningless_rate", "far_rate", "unsure_rate"))
+            assert max(far, unsure) - 1e-12 <= rate <= far + unsure + 1e-12
