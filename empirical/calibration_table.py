@@ -67,6 +67,8 @@ def calibration_rows(run: Path, probe_name: str, setting: dict) -> list[dict]:
 
 def build(runs: Path, calibration: Path, exclude: Sequence[str] = ()) -> tuple[list[dict], list[str]]:
     """All calibration rows and the names of the run folders that matched no probe."""
+    from empirical.layout import first_difference
+
     probes = {}
     for path in sorted((calibration / PROBES).glob(f"*/{PROBE_FILE}")):
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -83,7 +85,9 @@ def build(runs: Path, calibration: Path, exclude: Sequence[str] = ()) -> tuple[l
         model = model_of(setting)
         got = calibration_rows(folder, "", setting)
         data_set = got[0]["data_set"] if got else None
-        name = next((n for n, (mod, ds) in probes.items() if mod == model and ds == data_set), None)
+        # keys the run's (older) setting lacks were added to the presets later and do not count
+        name = next((n for n, (mod, ds) in probes.items() if first_difference(model, mod) is None
+                     and ds == data_set), None)
         if name is None:
             unmatched.append(folder.name)
             continue

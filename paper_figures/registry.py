@@ -1,6 +1,7 @@
 """The list of figures and tables: key, title, what it shows, the command that feeds it, and its builder.
 
-Keys follow the issue's numbering (F1–F16 as ``fig1``..``fig16``, T1–T9 as ``tab1``..``tab9``); ``F3``/``T1`` and
+Keys follow the issue's numbering (F1–F17 as ``fig1``..``fig17``, T1–T10 as ``tab1``..``tab10``; T9 came with the
+meaningless rate's known-truth check, T10 and F17 with the learnability predictor); ``F3``/``T1`` and
 any case are accepted on the command line.
 """
 
@@ -10,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from paper_figures import (attention_figures, audit_figures, diagram, empirical_figures, measure_checks,
-                           prediction_figures, simulation_figures, tables, verdicts)
+from paper_figures import (attention_figures, audit_figures, diagram, empirical_figures, learnability_figures,
+                           measure_checks, prediction_figures, simulation_figures, tables, verdicts)
 from paper_figures.built import Built
 from paper_figures.sources import EMP_COMMANDS, SIM_COMMAND, Sources
 
@@ -85,6 +86,12 @@ ITEMS: tuple[Item, ...] = (
     Item("tab9", "The meaningless rate on known truth", "per data set and image family: the meaningless rate and the "
          "no-standout rate on images meaningless by construction and on clean renders", measure_checks.FEEDS,
          measure_checks.tab9),
+    Item("tab10", "The learnability predictor on held-out settings", "registered predictions against the measured "
+         "held-out runs: hits within ±0.10 and mean errors, with the constant, V-alone and attack-success baselines",
+         learnability_figures.FEEDS, learnability_figures.tab10),
+    Item("fig17", "Predicted vs measured on held-out settings", "the learnability predictor's registered "
+         "predictions against the measured held-out settings, by scenario, with the ±0.10 band",
+         learnability_figures.FEEDS, learnability_figures.fig17),
 )
 
 BY_KEY = {item.key: item for item in ITEMS}

@@ -203,7 +203,7 @@ def predictions(fitted: Fit, probe: Probe, scenario: str, k: int, m: int, p: int
         acc = fitted.predict(scenario, v, probe, a0)
         h = fitted.half_width
         out.append({"c_p": int(c), "volume": v, "unpoisoned_acc": acc, "low": max(0.0, acc - h),
-                    "high": min(1.0, acc + h), "half_width": h, "probe": probe.name,
+                    "high": min(1.0, acc + h), "half_width": h, "probe": probe.name, "data_set": probe.data_set,
                     "learnability": probe.learnability, "competence": a0, "baseline_constant": fitted.constant,
                     "baseline_v_alone": fitted.v_alone[0] * math.exp(-fitted.v_alone[1] * v)})
     return out
@@ -249,8 +249,10 @@ def main(argv: Sequence[str]) -> int:
                           args.poison_per_concept, c_ps)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        doc = {"tool": "simulate.predict --calibration", "setting": {k: v for k, v in vars(args).items()
-                                                                      if k not in ("json", "out")},
+        setting = {k: v for k, v in vars(args).items() if k not in ("json", "out", "dry_run")}
+        setting.update(unet_channels=list(channels) if channels else None, poisoned_concepts=c_ps,
+                       calibration=str(args.calibration))
+        doc = {"tool": "simulate.predict --calibration", "setting": setting,
                "predictions": records, "coefficients": fitted.coef.tolist(), "calibration_runs": fitted.n,
                "loo_errors": fitted.loo_errors.tolist(), "date": utc_now(), "git_commit": git_commit(),
                "command": command_line()}

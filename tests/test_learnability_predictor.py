@@ -112,3 +112,31 @@ def test_a_setting_without_its_probe_is_refused_by_name(tmp_path: Path):
     with pytest.raises(InputError, match="exceeds --n-concepts"):
         main(["--calibration", str(cal), "--scenario", "lora", "--n-concepts", "10", "--benign-per-concept", "4",
               "--poison-per-concept", "4", "--poisoned-concepts", "20"])
+
+
+def test_registered_predictions_are_scored_against_their_setting_s_runs_only(tmp_path: Path):
+    """paper_figures' scoring (T10): a registered LoRA rank-8 prediction at C_P = 100, p = 240 is matched to the
+    committed rank-8 run of that point (measured 0.3467), not to the rank-16 run beside it; hit within ±0.10."""
+    import shutil
+
+    from paper_figures.learnability_figures import scored
+    from paper_figures.sources import Sources
+
+    root = Path(__file__).resolve().parents[1] / "docs" / "data"
+    results = tmp_path / "results"
+    for name in ("emp-cpu-lora8-p240-b0", "emp-cpu-lora16-p240-b0"):
+        shutil.copytree(root / name, results / name)
+    reg = tmp_path / "registered"
+    for name, predicted in (("near", 0.40), ("far", 0.60)):
+        (reg / name).mkdir(parents=True)
+        (reg / name / "prediction.json").write_text(json.dumps({
+            "setting": {"scenario": "lora", "lora_rank": 8, "unet_channels": None, "n_concepts": 150,
+                        "benign_per_concept": 40, "poison_per_concept": 240},
+            "predictions": [{"c_p": 100, "volume": 4.0, "unpoisoned_acc": predicted, "low": predicted - 0.1,
+                             "high": predicted + 0.1, "data_set": "emoji-openmoji+noto-150",
+                             "baseline_constant": 0.7, "baseline_v_alone": 0.5}]}))
+    recs = {r["name"]: r for r in scored(Sources(results=results, data=tmp_path / "d", verbose=False), reg)}
+    assert recs["near"]["runs"] == 1 and recs["near"]["measured"] == pytest.approx(0.3467)
+    assert recs["near"]["hit"] and not recs["far"]["hit"]
+    assert recs["far"]["errors"]["constant"] == pytest.approx(0.3467 - 0.7)
+    assert not np.isfinite(recs["far"]["errors"]["attack-success line"])  # no calibration table here

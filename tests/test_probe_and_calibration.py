@@ -34,7 +34,9 @@ def test_the_probe_point_is_fixed_by_k_and_m_and_cannot_be_changed(tmp_path: Pat
         probe_args(["--preset", "cpu"])
 
 
-def test_a_probe_records_learnability_and_competence_and_the_table_finds_its_runs(tmp_path: Path, capsys):
+def test_a_probe_records_learnability_and_competence_and_the_table_finds_its_runs(tmp_path: Path, capsys,
+                                                                                 monkeypatch):
+    monkeypatch.setitem(PROBE, "steps", 20)  # the protocol's 200 steps, shortened for the test's tiny model
     cache, cal, runs = tmp_path / "cache", tmp_path / "cal", tmp_path / "runs"
     common = ["--preset", "micro", "--cache", str(cache), "--quiet", "--threads", "2"]
     assert probe_main([*common, "--out", str(cal / "probes" / "full")]) == 0
@@ -48,8 +50,10 @@ def test_a_probe_records_learnability_and_competence_and_the_table_finds_its_run
     assert "learnability" in capsys.readouterr().out
     # runs of the probed model (any base seed, any m) are matched to it; another UNet is not
     assert run_main([*common, "--poisoned-concepts", "0,1", "--base-seed", "1", "--out", str(runs / "a")]) == 0
-    assert run_main([*common, "--poisoned-concepts", "1", "--no-control", "--unet-channels", "8,16",
-                     "--out", str(runs / "other-unet")]) == 0
+    shutil.copytree(runs / "a", runs / "other-unet")  # the same rows, recorded as another UNet's
+    manifest = json.loads((runs / "other-unet" / "manifest.json").read_text())
+    manifest["setting"]["unet"]["channels"] = [8, 16]
+    (runs / "other-unet" / "manifest.json").write_text(json.dumps(manifest))
     shutil.copytree(cal / "probes", runs / "not-a-run-but-probes")  # the probe's own folder is no calibration run
     assert table_main(["--runs", str(runs), "--calibration", str(cal)]) == 0
     with open(cal / "calibration.csv", newline="") as fh:

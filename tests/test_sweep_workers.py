@@ -39,18 +39,32 @@ def _children(pid: int) -> list[int]:
             pass
     return out
 
+#: The killed runs' command (the output folder is appended).
+KILLED = [sys.executable, "-m", "simulate.sweep", "--concepts", "0..400:4", "--n-concepts", "500", "--seeds", "0,1",
+          "--dim", "64", "--no-plot", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict:
+    """The rows of one uninterrupted sequential run of :data:`KILLED` (both signals compare with it)."""
+    seq = tmp_path_factory.mktemp("seq")
+    assert subprocess.run([*KILLED, "--workers", "1", "--out", str(seq)], cwd=ROOT, capture_output=True,
+                          timeout=300).returncode == 0
+    return {(int(r["c_p"]), int(r["seed"])): {k: v for k, v in r.items() if k != "seconds"}
+            for r in csv.DictReader(open(seq / "results.csv"))}
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("sig", ["INT", "KILL"])
-def test_workers_keep_finished_points_and_leave_no_orphans(tmp_path: Path, sig):
+def test_workers_keep_finished_points_and_leave_no_orphans(tmp_path: Path, sig, uninterrupted):
     """--workers 2 killed mid-run (Ctrl-C or SIGKILL): the rows finished so far are in results.csv, the workers
     exit, and a rerun completes to exactly the numbers of an uninterrupted sequential run."""
     import signal
     import time
 
     out = tmp_path / "w"
-    cmd = [sys.executable, "-m", "simulate.sweep", "--concepts", "0..400:4", "--n-concepts", "500", "--seeds", "0,1",
-           "--dim", "64", "--workers", "2", "--no-plot", "--quiet", "--out", str(out)]
+    cmd = [*KILLED, "--workers", "2", "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     table = out / "results.csv"
     deadline = time.time() + 60
@@ -69,14 +83,9 @@ def test_workers_keep_finished_points_and_leave_no_orphans(tmp_path: Path, sig):
     assert not any(Path(f"/proc/{k}").exists() and "Z" not in Path(f"/proc/{k}/stat").read_text().split()[2]
                    for k in kids), "orphaned workers"
     assert subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=300).returncode == 0
-    seq = tmp_path / "seq"
-    sequential = [str(seq) if a == str(out) else ("1" if a == "2" and cmd[i - 1] == "--workers" else a)
-                  for i, a in enumerate(cmd)]
-    assert subprocess.run(sequential, cwd=ROOT, capture_output=True, timeout=300).returncode == 0
-    key = lambda r: (int(r["c_p"]), int(r["seed"]))  # noqa: E731
-    got = {key(r): {k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(table))}
-    want = {key(r): {k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(seq / "results.csv"))}
-    assert got == want
+    got = {(int(r["c_p"]), int(r["seed"])): {k: v for k, v in r.items() if k != "seconds"}
+           for r in csv.DictReader(open(table))}
+    assert got == uninterrupted
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 def test_workers_are_capped_at_the_seeds_to_run(tmp_path: Path):

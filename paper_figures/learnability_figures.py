@@ -1,0 +1,159 @@
+"""T10 and F17: the learnability predictor's registered predictions scored on held-out settings.
+
+Each registered prediction (``docs/predictions/2026-12-07-learnability/<setting>/prediction.json``, written by
+``python -m simulate.predict --calibration docs/data/learnability ... --out`` before any run of its setting) is
+matched to the measured runs of that setting: the same scenario, LoRA rank, UNet channels and data set, K, m, p
+and C_P, dirty-label poisons with targets among the poisoned concepts, at the preset's poisoned-phase length.
+Scoring, fixed with the registration: the measured value is the mean unpoisoned accuracy over the setting's
+poisoned runs (all its seeds and base models); a **hit** is |measured − predicted| ≤ 0.10. Baselines scored the
+same way: the constant and the function of V alone registered with each prediction (fitted on the calibration
+runs), and the post-hoc attack-success line (acc = a + b · attack success, least squares over the calibration
+runs, applied to the held-out runs' *measured* attack success: a fit that needs the run, not a prediction).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paper_figures.built import Built
+from paper_figures.sources import Empirical, Sources, num
+
+REGISTERED = Path(__file__).resolve().parents[1] / "docs" / "predictions" / "2026-12-07-learnability"
+FEEDS = ("the held-out runs of docs/predictions/2026-12-07-learnability/README.md (python -m empirical.run ... "
+         "--out results/<setting>), each with its control")
+HIT = 0.10
+
+
+def registered(folder: Path = REGISTERED) -> list[dict[str, Any]]:
+    """Every registered prediction record, one per (setting, C_P): the setting and the predicted numbers."""
+    out = []
+    for path in sorted(folder.glob("*/prediction.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        s = doc["setting"]
+        for p in doc["predictions"]:
+            out.append({"name": path.parent.name, "scenario": s["scenario"], "lora_rank": s.get("lora_rank"),
+                        "unet_channels": s.get("unet_channels"), "data_set": p.get("data_set") or s.get("data_set"),
+                        "k": s["n_concepts"], "m": s["benign_per_concept"], "p": s["poison_per_concept"], **p})
+    return out
+
+
+def _model(folder: str, cache: dict[str, dict]) -> dict:
+    """(lora rank, UNet channels, m) of a run folder, from its manifest's setting."""
+    if folder not in cache:
+        setting = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))["setting"]
+        cache[folder] = {"lora_rank": setting["lora"]["rank"], "unet_channels": list(setting["unet"]["channels"]),
+                         "m": setting.get("benign_per_concept") or setting["render"]["per_concept"]}
+    return cache[folder]
+
+
+def measured_rows(emp: Empirical, pred: dict[str, Any]) -> tuple[list[dict], list[dict]]:
+    """(poisoned rows, control rows) of the registered setting ``pred`` (module docstring)."""
+    from empirical.presets import get_preset
+
+    cache: dict[str, dict] = {}
+    found: tuple[list[dict], list[dict]] = ([], [])
+    for r in emp.rows:
+        if (r["scenario"] != pred["scenario"] or r["data_set"] != pred["data_set"] or r["targets"] != "poisoned"
+                or r["poison_type"] not in ("dirty", "none") or int(r["c_p"]) != pred["c_p"]
+                or int(r["poison_per_concept"]) != pred["p"] or int(r["n_concepts"]) != pred["k"]):
+            continue
+        pre = get_preset(r["preset"])
+        if int(r["steps"]) != (pre.scratch if r["scenario"] == "scratch" else pre.continued).steps:
+            continue
+        model = _model(r["folder"], cache)
+        if (model["m"] != pred["m"] or (pred["scenario"] == "lora" and model["lora_rank"] != pred["lora_rank"])
+                or (pred["unet_channels"] and model["unet_channels"] != list(pred["unet_channels"]))):
+            continue
+        found[r["kind"] == "control"].append(r)
+    return found
+
+
+def attack_line(calibration: Path) -> tuple[float, float] | None:
+    """(a, b) of acc = a + b · attack success over the calibration runs' poisoned rows (None without them)."""
+    path = calibration / "calibration.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if int(r["c_p"]) > 0 and np.isfinite(num(r["attack_success"]))]
+    if len(rows) < 3:
+        return None
+    b, a = np.polyfit([num(r["attack_success"]) for r in rows], [num(r["unpoisoned_acc"]) for r in rows], 1)
+    return float(a), float(b)
+
+
+def scored(src: Sources, folder: Path = REGISTERED) -> list[dict[str, Any]]:
+    """One record per registered (setting, C_P) with measured runs: prediction, measurement, errors."""
+    emp = src.empirical()
+    line = attack_line(src.results / "learnability")
+    out = []
+    for pred in registered(folder):
+        poisoned, controls = measured_rows(emp, pred)
+        if not poisoned:
+            continue
+        acc = float(np.mean([num(r["unpoisoned_acc"]) for r in poisoned]))
+        attack = float(np.mean([num(r["attack_success"]) for r in poisoned]))
+        posthoc = line[0] + line[1] * attack if line else float("nan")
+        out.append({**pred, "measured": acc, "runs": len(poisoned), "attack": attack,
+                    "control": float(np.mean([num(r["unpoisoned_acc"]) for r in controls])) if controls else np.nan,
+                    "error": acc - pred["unpoisoned_acc"], "hit": abs(acc - pred["unpoisoned_acc"]) <= HIT,
+                    "inside": pred["low"] <= acc <= pred["high"],
+                    "errors": {"learnability": acc - pred["unpoisoned_acc"],
+                               "constant": acc - pred["baseline_constant"],
+                               "V alone": acc - pred["baseline_v_alone"], "attack-success line": acc - posthoc}})
+    return out
+
+
+def tab10(src: Sources, out: Path) -> Built:
+    """The registered predictions scored: per held-out setting, and the hit rates and mean errors of the
+    predictor and the baselines."""
+    from paper_figures.tables import _write
+
+    recs = scored(src)
+    rows = [[r["name"], r["data_set"], r["c_p"], f"{r['volume']:.2f}",
+             f"{r['unpoisoned_acc']:.3f} [{r['low']:.3f}, {r['high']:.3f}]", f"{r['measured']:.3f} ({r['runs']})",
+             "–" if not np.isfinite(r["control"]) else f"{r['control']:.3f}", f"{r['error']:+.3f}",
+             "hit" if r["hit"] else "miss"] for r in recs]
+    summary = []
+    for name in ("learnability", "constant", "V alone", "attack-success line"):
+        err = np.array([r["errors"][name] for r in recs if np.isfinite(r["errors"][name])])
+        if len(err):
+            summary.append(f"{name}: {int(np.sum(np.abs(err) <= HIT))} of {len(err)} within ±{HIT:g}, mean |error| "
+                           f"{np.mean(np.abs(err)):.3f}")
+    header = ["setting", "data set", "C_P", "V", "predicted [90 % interval]", "measured (runs)", "control", "error",
+              "±0.10"]
+    files, md = _write(out, "tab10", header, rows)
+    caption = ("The learnability predictor on held-out settings, registered before their runs "
+               "(docs/predictions/2026-12-07-learnability). " + ("; ".join(summary) + "." if summary else
+                                                                  "No held-out setting measured yet."))
+    return Built(files, caption, [str(REGISTERED)], [] if rows else [f"no held-out run yet: {FEEDS}"], md)
+
+
+def fig17(src: Sources, out: Path) -> Built:
+    """Predicted vs measured unpoisoned accuracy on every measured held-out setting, by scenario, with the
+    ±0.10 band."""
+    from implosion_base.plotting import COLUMN, pyplot, save
+
+    recs = scored(src)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(COLUMN, 3.0), layout="constrained")
+    ax.fill_between([0, 1], [-HIT, 1 - HIT], [HIT, 1 + HIT], color="0.9", lw=0, label=f"±{HIT:g}")
+    ax.plot([0, 1], [0, 1], color="0.4", lw=0.8)
+    markers = {"continuous": "o", "lora": "s", "scratch": "^"}
+    for scenario, marker in markers.items():
+        sel = [r for r in recs if r["scenario"] == scenario]
+        if sel:
+            ax.errorbar([r["unpoisoned_acc"] for r in sel], [r["measured"] for r in sel],
+                        xerr=[[r["unpoisoned_acc"] - r["low"] for r in sel], [r["high"] - r["unpoisoned_acc"]
+                                                                              for r in sel]],
+                        fmt=marker, ms=4, capsize=2, lw=0.8, label=scenario)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted unpoisoned accuracy", ylabel="measured")
+    ax.legend(fontsize=6, loc="upper left", frameon=False)
+    files = save(fig, out, "fig17")
+    caption = ("The learnability predictor's registered predictions (90 % interval) against the measured held-out "
+               f"settings, by scenario; grey: within ±{HIT:g}.")
+    return Built(files, caption, [str(REGISTERED)], [] if recs else [f"no held-out run yet: {FEEDS}"])
