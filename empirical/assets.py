@@ -18,7 +18,7 @@ from empirical.presets import Preset
 from empirical.pretrained import PretrainedBase, unet_from_base
 from empirical.processes import is_main_process
 from empirical.train import Mix, TrainConfig, encode_latents, train_unet
-from implosion_base.errors import DAMAGE
+from implosion_base.errors import DAMAGE, InputError
 from implosion_base.files import atomic_path, discard_damaged
 from implosion_base.progress import Progress
 
@@ -182,7 +182,11 @@ def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: Progress
     captions = [caption(n, j) for n in data.names for j in range(len(CAPTION_TEMPLATES))]
     captions += (list(data.captions) if user_data is not None else []) + [""]
     feats = judge.image_features(held.images)
-    rule = calibrate(feats, held.labels, judge.probabilities(held.images).max(1))
+    try:
+        rule = calibrate(feats, held.labels, judge.probabilities(held.images).max(1))
+    except InputError as exc:  # too few held-out images (a small user folder): the rate is NaN, said once
+        rule = None
+        log(f"note: the meaningless rate is not measured ({exc})")
     quality = {"judge_heldout_acc": judge_acc, "judge_recon_acc": judge_recon_acc, "vae_heldout_mse": vae_mse,
                "vae_s": vae_s, "judge_s": judge_s, "vae_params": sum(p.numel() for p in vae.parameters()),
                "threads": torch.get_num_threads()}

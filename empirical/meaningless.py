@@ -51,18 +51,22 @@ class MeaninglessRule:
 def calibrate(features: np.ndarray, labels: np.ndarray, top_prob: np.ndarray, *, quantile: float = QUANTILE
               ) -> MeaninglessRule:
     """The rule from reference images (held-out clean renders): their judge ``features`` (N × D), concept
-    ``labels`` (0..K-1, each concept at least twice) and the judge's top probability of each (``top_prob``)."""
+    ``labels`` (0..K-1, each concept at least once) and the judge's top probability of each (``top_prob``). The
+    *far* threshold reads the concepts with at least 2 references (a single one has no leave-one-out mean); at
+    least 2 concepts and at least 2 such references are needed (InputError otherwise)."""
     check_scalar(quantile, "quantile", low=0.0, high=0.5, low_open=True)
     features = np.asarray(features, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     k = int(labels.max()) + 1 if len(labels) else 0
     counts = np.bincount(labels, minlength=k)
-    if k < 2 or counts.min() < 2:
-        raise InputError("the meaningless rule needs at least 2 concepts with at least 2 reference images each")
+    pairs = counts[labels] >= 2
+    if k < 2 or counts.min() < 1 or pairs.sum() < 2:
+        raise InputError("the meaningless rule needs at least 2 concepts, each with a reference image, and two "
+                         "images of one concept")
     sums = np.zeros((k, features.shape[1]))
     np.add.at(sums, labels, features)
-    loo = (sums[labels] - features) / (counts[labels] - 1)[:, None]  # each render's own mean without it
-    own = 1.0 - np.sum(unit_rows(features) * unit_rows(loo), axis=1)
+    loo = (sums[labels][pairs] - features[pairs]) / (counts[labels][pairs] - 1)[:, None]  # own mean without it
+    own = 1.0 - np.sum(unit_rows(features[pairs]) * unit_rows(loo), axis=1)
     return MeaninglessRule(unit_rows(sums / counts[:, None]), float(np.quantile(own, 1 - quantile)),
                            float(np.quantile(np.asarray(top_prob, dtype=np.float64), quantile)), quantile)
 

@@ -84,9 +84,18 @@ def measured(emp: Empirical, k: int, m: int, targets: str = "poisoned", measure:
     K concepts, m benign pairs per concept and target mode ``targets``; with ``variant``, only runs of that
     setting difference (e.g. a smaller UNet), else the preset's own setting (or only m changed). The clean point
     (C_P = 0) is shared by every target mode."""
+    out: dict[tuple[int, int], dict[str, list[float]]] = {}
+    for r in measured_rows(emp, k, m, targets, variant, scenario, poison_type):
+        key = (int(r["poison_per_concept"]), int(r["c_p"]))
+        out.setdefault(key, {"poisoned": [], "control": []})[r["kind"]].append(num(r[measure]))
+    return out
+
+
+def measured_rows(emp: Empirical, k: int, m: int, targets: str = "poisoned", variant: str = "",
+                  scenario: str = "continuous", poison_type: str = "dirty"):
+    """The result rows :func:`measured` reads (its selection, in one place)."""
     from empirical.presets import get_preset
 
-    out: dict[tuple[int, int], dict[str, list[float]]] = {}
     for r in emp.rows:
         pre = get_preset(r["preset"])
         same_setting = (r["variant"] == variant if variant else
@@ -97,11 +106,7 @@ def measured(emp: Empirical, k: int, m: int, targets: str = "poisoned", measure:
                 or int(r.get("benign_per_concept") or pre.render.per_concept) != m
                 or int(r["steps"]) != length):
             continue
-        key = (int(r["poison_per_concept"]), int(r["c_p"]))
-        got = out.setdefault(key, {"poisoned": [], "control": [], "data_sets": []})
-        got[r["kind"]].append(num(r[measure]))
-        got["data_sets"].append(r["data_set"])
-    return out
+        yield r
 
 
 def implodes(poisoned: list[float], controls: list[float]) -> bool:
@@ -127,8 +132,7 @@ def score(pred: Prediction, meas: dict[tuple[int, int], dict[str, list[float]]])
         acc, acc_ci = mean_ci95(got["poisoned"])
         ctrl, ctrl_ci = mean_ci95(got["control"]) if got["control"] else (float("nan"), float("nan"))
         measured_implodes = implodes(got["poisoned"], got["control"])
-        rows.append({"prediction": pred.name, "data_set": ", ".join(sorted(set(got.get("data_sets", [])))),
-                     "p": p, "c_p": c, "volume": pred.volume(p, c),
+        rows.append({"prediction": pred.name, "p": p, "c_p": c, "volume": pred.volume(p, c),
                      "predicted": s["unpoisoned_acc"], "predicted_ci95": s["unpoisoned_acc_ci95"],
                      "measured": acc, "measured_ci95": acc_ci, "seeds": len(got["poisoned"]),
                      "control": ctrl, "control_ci95": ctrl_ci,
@@ -234,9 +238,12 @@ def tab5(src: Sources, out: Path) -> Built:
     rows = []
     thresholds = []
     for pred in load_predictions():
-        scored = score(pred, measured(emp, pred.n_concepts, pred.benign_per_concept, pred.real_targets,
-                                      variant=pred.real_variant, scenario=pred.real_scenario,
-                                      poison_type=pred.real_poison_type))
+        selection = {"targets": pred.real_targets, "variant": pred.real_variant, "scenario": pred.real_scenario,
+                     "poison_type": pred.real_poison_type}
+        scored = score(pred, measured(emp, pred.n_concepts, pred.benign_per_concept, **selection))
+        data_sets: dict[tuple[int, int], set[str]] = {}
+        for r in measured_rows(emp, pred.n_concepts, pred.benign_per_concept, **selection):
+            data_sets.setdefault((int(r["poison_per_concept"]), int(r["c_p"])), set()).add(r.get("data_set", ""))
         for p in sorted({r["p"] for r in scored}):
             sel = [r for r in scored if r["p"] == p]
             first = next((r["c_p"] for r in sel if r["measured_implosion"]), None)
@@ -245,7 +252,7 @@ def tab5(src: Sources, out: Path) -> Built:
             seen = str(first) if first is not None else f"none up to C_P = {max(r['c_p'] for r in sel)}"
             thresholds.append(f"{pred.name}, p = {p}: predicted {said}, measured {seen}")
         for r in scored:
-            rows.append([r["prediction"], r["data_set"], r["p"], r["c_p"], f"{r['volume']:.2f}",
+            rows.append([r["prediction"], ", ".join(sorted(data_sets.get((r["p"], r["c_p"]), ()))), r["p"], r["c_p"], f"{r['volume']:.2f}",
                          f"{r['predicted']:.3f} ± {r['predicted_ci95']:.3f}",
                          f"{r['measured']:.3f}" + (f" ± {r['measured_ci95']:.3f}" if r["seeds"] > 1 else ""),
                          r["seeds"], "–" if not np.isfinite(r["control"]) else f"{r['control']:.3f}",

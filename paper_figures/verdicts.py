@@ -99,8 +99,10 @@ def evaluation_se(rows: list[dict[str, Any]], concept_acc: dict[tuple, list[floa
         if got and len(got) > 1:
             var += float(np.var(got, ddof=1)) / len(got)
         else:
-            a = num(r["unpoisoned_acc"])
-            var += a * (1 - a) / max(int(num(r["n_unpoisoned"])), 1)
+            a, n = num(r["unpoisoned_acc"]), num(r.get("n_unpoisoned"))
+            if not np.isfinite(n):
+                return float("nan")  # a row that does not say its number of concepts: no SE, no "on the line"
+            var += a * (1 - a) / max(int(n), 1)
     return float(np.sqrt(var) / max(len(rows), 1))
 
 
@@ -129,7 +131,7 @@ def points(emp: Empirical) -> list[dict[str, Any]]:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in emp.rows:
         if r["kind"] == "poisoned" and r["c_p"] != "0" and r["preset"] == emp.preset:
-            groups.setdefault(tuple(str(r[k]) for k in REGIME + POINT), []).append(r)
+            groups.setdefault(tuple(str(r.get(k, "")) for k in REGIME + POINT), []).append(r)
     concept_acc = unpoisoned_concept_accuracies({str(r["folder"]) for rs in groups.values() for r in rs})
     out = []
     for key, rows in groups.items():
@@ -137,7 +139,7 @@ def points(emp: Empirical) -> list[dict[str, Any]]:
         seeds = {tuple(str(r.get(k)) for k in PAIRING) for r in rows}
         ctrl_rows = [c for c in emp.rows if c["kind"] == "control" and c["preset"] == emp.preset
                      and tuple(str(c.get(k)) for k in PAIRING) in seeds
-                     and all(str(c[k]) == v for k, v in zip(REGIME + POINT, key) if k != "poison_type")]
+                     and all(str(c.get(k, "")) == v for k, v in zip(REGIME + POINT, key) if k != "poison_type")]
         m = int(num(first["benign_per_concept"]))  # filled in by Sources from the setting
         acc = [num(r["unpoisoned_acc"]) for r in rows]
         ctrl = [num(c["unpoisoned_acc"]) for c in ctrl_rows]
@@ -156,7 +158,7 @@ def points(emp: Empirical) -> list[dict[str, Any]]:
             verdict = f"implosion; weak clean model ({clean_mean:.2f})"
         else:
             verdict = "implosion"
-        out.append({"regime": regime_name(first), "data_set": first["data_set"], "p": int(num(first["poison_per_concept"])),
+        out.append({"regime": regime_name(first), "data_set": first.get("data_set", ""), "p": int(num(first["poison_per_concept"])),
                     "c_p": int(num(first["c_p"])), "m": m,
                     "volume": poison_volume(int(num(first["c_p"])), int(num(first["poison_per_concept"])),
                                             int(num(first["n_concepts"])), m),

@@ -51,8 +51,8 @@ def test_the_far_threshold_is_the_leave_one_out_quantile_computed_by_hand():
     means = np.stack([feats[labels == c].mean(0) for c in range(4)])
     expected = 1 - max(feats[0] @ mu / np.linalg.norm(feats[0]) / np.linalg.norm(mu) for mu in means)
     assert nearest_distance(rule, feats[:1])[0] == pytest.approx(expected, abs=1e-12)
-    with pytest.raises(InputError, match="at least 2 reference images each"):
-        calibrate(feats[:5], np.arange(5) % 5, np.ones(5))
+    with pytest.raises(InputError, match="two images of one concept"):
+        calibrate(feats[:5], np.arange(5) % 5, np.ones(5))  # five concepts, one image each
 
 
 def _held(k=6, per=8, size=16, seed=0):

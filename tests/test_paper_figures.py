@@ -31,7 +31,8 @@ def test_list_names_every_item_with_its_command(capsys):
     text = capsys.readouterr().out
     for item in ITEMS:
         assert item.key in text and item.feeds in text
-    assert [i.key for i in ITEMS] == [f"fig{k}" for k in range(1, 17)] + [f"tab{k}" for k in range(1, 9)]
+    assert [i.key for i in ITEMS] == ([f"fig{k}" for k in range(1, 17)] + [f"tab{k}" for k in range(1, 9)]
+                                      + ["tab9", "tab10", "fig17"])
 
 
 def test_aliases_resolve():

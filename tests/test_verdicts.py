@@ -121,3 +121,22 @@ def test_a_poisoned_row_is_paired_with_its_own_folders_control_before_a_borrowed
         assert [x["folder"] for x in _controls([a[0]], emp)] == ["a"]
         assert [x["folder"] for x in _controls([b[0]], emp)] == ["b"]
         assert len(_controls([c[0]], emp)) == 1  # borrowed: the setting's control of that seed
+
+
+def test_the_evaluation_se_has_the_concept_as_its_unit_and_marks_verdicts_on_the_line():
+    """SE over seeds of a point's mean accuracy: per seed sd of its concepts' accuracies / √n (per_concept.csv),
+    else the bound √(a(1−a)/n); a mean within one SE of 0.5 is "on the line"."""
+    import math
+
+    from paper_figures.verdicts import _row_key, evaluation_se
+
+    row = {"folder": "f", "seed": "0", "scenario": "lora", "c_p": "100", "kind": "poisoned", "poison_type": "dirty",
+           "poison_per_concept": "240", "targets": "poisoned", "steps": "500", "unpoisoned_acc": "0.52",
+           "n_unpoisoned": "50"}
+    assert evaluation_se([row], {}) == pytest.approx(math.sqrt(0.52 * 0.48 / 50))  # the bound: 0.071 > 0.02
+    per = [1.0] * 26 + [0.0] * 24  # the same mean from 0/1 concepts: the bound is reached
+    assert evaluation_se([row], {_row_key(row): per}) == pytest.approx(np.std(per, ddof=1) / math.sqrt(50))
+    other = {**row, "seed": "1"}
+    two = evaluation_se([row, other], {})
+    assert two == pytest.approx(math.sqrt(2 * 0.52 * 0.48 / 50) / 2)  # two seeds: √2 smaller
+    assert math.isnan(evaluation_se([{k: v for k, v in row.items() if k != "n_unpoisoned"}], {}))
