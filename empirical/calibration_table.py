@@ -24,7 +24,7 @@ from implosion_base.files import atomic_write_text
 from implosion_base.records import csv_text
 
 #: Setting keys a calibration run may differ from its probe in (the rest must be equal).
-FREE_KEYS = ("base_seed", "benign_per_concept", "scenario", "nightshade", "lora")
+FREE_KEYS = ("base_seed", "benign_per_concept", "scenario", "nightshade", "lora", "data_set")  # data set: matched on its own
 
 
 def model_of(setting: dict) -> dict:

@@ -50,7 +50,8 @@ class DataSetIdentity:
         return {"data_set": self.label, "data_set_id": self.id}
 
     def record(self) -> dict:
-        """What the manifest (assets and each invocation) records."""
+        """What the manifest records in its assets and its setting (``setting["data_set"]``, written once the
+        data are read; each invocation records ``data_set`` and ``data_set_id``)."""
         out = {"data_set": self.label, "data_set_id": self.id, "concepts_sha256": self.concepts_sha256}
         if self.font_files:
             out["font_files"] = dict(self.font_files)

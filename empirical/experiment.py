@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from empirical.layout import ATTENTION_COLUMNS, COLUMNS, KINDS, PER_CONCEPT_COLUMNS, POINT_KEY, TRACK_COLUMNS, cell, \
-    fill_old_row, setting_difference, setting_of, short
+    fill_old_row, setting_difference, setting_of, short, USED_SETTING_KEYS
 from empirical.data_set import DataSetIdentity, check_same_data_set, identity, row_fill
 from empirical.poison_kinds import recorded_poison_type
 from empirical.presets import Preset
@@ -132,6 +132,9 @@ def claim_folder(out: Path, setting: dict, has_results: bool) -> dict:
         d = setting_difference(old, new)
         return "" if d == "none" else d
 
+    old = read_manifest(out / "manifest.json").get("setting")
+    if isinstance(old, dict) and not differ(old, setting):  # the same setting: keep what it recorded it used
+        setting = {**setting, **{k: old[k] for k in USED_SETTING_KEYS if k in old}}
     return claim_run_folder(out, "setting", setting, has_results=has_results, difference=differ,
                             refusal=lambda d: f"{out} holds results of another setting ({d}); choose another --out")
 
@@ -222,7 +225,8 @@ def _run_points(exp: Experiment, *, log: Callable[[str], None], progress: Progre
     data_set = used_data_set(assets, exp)
     check_same_data_set(out, tables.results.rows, manifest, data_set)
     tables.data_set = data_set.columns()
-    manifest["invocations"][-1]["data_set"] = data_set.label
+    manifest["invocations"][-1].update(data_set=data_set.label, data_set_id=data_set.id)
+    manifest["setting"]["data_set"] = data_set.record()  # the setting says the data it used (not only the fonts)
     manifest["assets"] = {**assets.quality, "concepts": assets.data.names, "fonts": assets.data.fonts,
                           "notices": assets.data.notices, "seconds": round(time.perf_counter() - t0, 1),
                           **data_set.record()}

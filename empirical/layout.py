@@ -111,14 +111,20 @@ def setting_of(preset: Preset, scenario: str, base_seed: int, pretrained: str | 
 #: Setting keys whose absence means "not given": a folder written without one differs from a run that gives it
 #: (other keys a folder lacks were added to the presets later and do not count).
 OPTIONAL_SETTING_KEYS = ("pretrained", "judge_model", "benign_per_concept", "train_data", "control")
+#: Setting keys written once the run has read its data (the data set it *used*, :mod:`empirical.data_set`): a
+#: setting that lacks one has not read its data yet (a command being claimed, a preset's own setting) and does not
+#: differ there; :func:`empirical.data_set.check_same_data_set` compares them once the data are read.
+USED_SETTING_KEYS = ("data_set",)
 
 
 def first_difference(old: dict, new: dict, prefix: str = "") -> tuple[str, Any, Any] | None:
     """The first key (dotted, in sorted order) where two settings differ, with its old and new values; None if
     they agree. Keys the old setting lacks were added to the presets by a later version and do not count (old
-    folders stay resumable)."""
+    folders stay resumable); a used-data key (:data:`USED_SETTING_KEYS`) counts only when both settings have it."""
     for k in sorted(set(old) | set(new)):
         if k not in old and not (not prefix and k in OPTIONAL_SETTING_KEYS):
+            continue
+        if not prefix and k in USED_SETTING_KEYS and (k not in old or k not in new):
             continue
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):

@@ -25,6 +25,15 @@ def test_fonts_are_part_of_the_setting_and_recorded_with_their_files(tmp_path: P
     assert manifest["setting"]["render"]["fonts"] == ["openmoji"] and manifest["assets"]["fonts"] == ["openmoji"]
     assert manifest["assets"]["font_files"] == font_identity(available_fonts(("openmoji",)))
     assert len(manifest["assets"]["concepts_sha256"]) == 16
+    # the setting says the data set it used, as every row and invocation does; the same command again resumes
+    used = manifest["setting"]["data_set"]
+    rows = (out / "results.csv").read_text().splitlines()
+    assert used["concepts_sha256"] == manifest["assets"]["concepts_sha256"] and used["font_files"]
+    assert all(used["data_set_id"] in line for line in rows[1:]) and len(rows) > 1
+    assert manifest["invocations"][-1]["data_set_id"] == used["data_set_id"]
+    assert main([*common, "--fonts", "openmoji", "--out", str(out)]) == 0
+    again = json.loads((out / "manifest.json").read_text())
+    assert len(again["invocations"]) == 2 and again["setting"]["data_set"] == used
     # the two-font data set is another setting: refused by name, in either direction
     with pytest.raises(InputError, match=r"another setting \(render\.fonts: \['openmoji'\] -> \['openmoji', 'noto'\]"):
         main([*common, "--out", str(out)])

@@ -20,6 +20,10 @@ def test_first_difference_names_the_key_and_both_values():
     assert setting_difference(old, new) == "unet.channels: [32, 64] -> [64, 128]"
     # a nested dict differing only by a later key is no difference; the next key still counts
     assert first_difference({"a": {"x": 1}, "b": 2}, {"a": {"x": 1, "y": 0}, "b": 3}) == ("b", 2, 3)
+    # the data set a run used enters its setting once the data are read: a setting not yet read does not differ
+    used = {**old, "data_set": {"data_set_id": "a"}}
+    assert first_difference(used, old) is None and first_difference(old, used) is None
+    assert first_difference(used, {**old, "data_set": {"data_set_id": "b"}}) == ("data_set.data_set_id", "a", "b")
 
 def test_default_poisoned_concepts_fit_every_preset():
     """The documented `python -m empirical.run --preset smoke` must not fail on a C_P list made for 150 concepts."""
