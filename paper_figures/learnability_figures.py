@@ -9,6 +9,8 @@ poisoned runs (all its seeds and base models); a **hit** is |measured − predic
 same way: the constant and the function of V alone registered with each prediction (fitted on the calibration
 runs), and the post-hoc attack-success line (acc = a + b · attack success, least squares over the calibration
 runs, applied to the held-out runs' *measured* attack success: a fit that needs the run, not a prediction).
+A setting measured on fewer runs than registered (``runs.csv`` there, the registration's "runs" column read by
+machine) is scored all the same and marked *partial*; the summary says how many settings are complete.
 """
 
 from __future__ import annotations
@@ -23,20 +25,33 @@ import numpy as np
 from paper_figures.built import Built
 from paper_figures.sources import Empirical, Sources, num
 
-REGISTERED = Path(__file__).resolve().parents[1] / "docs" / "predictions" / "2026-12-07-learnability"
+REGISTERED_NAME = "docs/predictions/2026-12-07-learnability"  # what the figures' index says (no machine's path)
+REGISTERED = Path(__file__).resolve().parents[1] / REGISTERED_NAME
 FEEDS = ("the held-out runs of docs/predictions/2026-12-07-learnability/README.md (python -m empirical.run ... "
          "--out results/<setting>), each with its control")
 HIT = 0.10
 
 
+def registered_runs(folder: Path = REGISTERED) -> dict[str, int]:
+    """The number of poisoned runs registered per setting (``runs.csv``; empty when the folder has none)."""
+    path = folder / "runs.csv"
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        return {r["setting"]: int(r["registered_runs"]) for r in csv.DictReader(fh)}
+
+
 def registered(folder: Path = REGISTERED) -> list[dict[str, Any]]:
-    """Every registered prediction record, one per (setting, C_P): the setting and the predicted numbers."""
+    """Every registered prediction record, one per (setting, C_P): the setting, the predicted numbers and the
+    number of runs registered (None when not said)."""
     out = []
+    runs = registered_runs(folder)
     for path in sorted(folder.glob("*/prediction.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))
         s = doc["setting"]
         for p in doc["predictions"]:
-            out.append({"name": path.parent.name, "scenario": s["scenario"], "lora_rank": s.get("lora_rank"),
+            out.append({"name": path.parent.name, "registered_runs": runs.get(path.parent.name),
+                        "scenario": s["scenario"], "lora_rank": s.get("lora_rank"),
                         "unet_channels": s.get("unet_channels"), "data_set": p.get("data_set") or s.get("data_set"),
                         "k": s["n_concepts"], "m": s["benign_per_concept"], "p": s["poison_per_concept"], **p})
     return out
@@ -73,6 +88,15 @@ def measured_rows(emp: Empirical, pred: dict[str, Any]) -> tuple[list[dict], lis
     return found
 
 
+def calibration_data_sets(calibration: Path) -> set[str]:
+    """The data sets of the calibration runs (``calibration.csv``; empty without it)."""
+    path = calibration / "calibration.csv"
+    if not path.is_file():
+        return set()
+    with open(path, newline="", encoding="utf-8") as fh:
+        return {r["data_set"] for r in csv.DictReader(fh)}
+
+
 def attack_line(calibration: Path) -> tuple[float, float] | None:
     """(a, b) of acc = a + b · attack success over the calibration runs' poisoned rows (None without them)."""
     path = calibration / "calibration.csv"
@@ -99,6 +123,7 @@ def scored(src: Sources, folder: Path = REGISTERED) -> list[dict[str, Any]]:
         attack = float(np.mean([num(r["attack_success"]) for r in poisoned]))
         posthoc = line[0] + line[1] * attack if line else float("nan")
         out.append({**pred, "measured": acc, "runs": len(poisoned), "attack": attack,
+                    "partial": pred["registered_runs"] is not None and len(poisoned) < pred["registered_runs"],
                     "control": float(np.mean([num(r["unpoisoned_acc"]) for r in controls])) if controls else np.nan,
                     "error": acc - pred["unpoisoned_acc"], "hit": abs(acc - pred["unpoisoned_acc"]) <= HIT,
                     "inside": pred["low"] <= acc <= pred["high"],
@@ -114,23 +139,28 @@ def tab10(src: Sources, out: Path) -> Built:
     from paper_figures.tables import _write
 
     recs = scored(src)
+    def runs(r: dict) -> str:
+        return f"{r['runs']} of {r['registered_runs']}" if r["registered_runs"] is not None else str(r["runs"])
+
     rows = [[r["name"], r["data_set"], r["c_p"], f"{r['volume']:.2f}",
-             f"{r['unpoisoned_acc']:.3f} [{r['low']:.3f}, {r['high']:.3f}]", f"{r['measured']:.3f} ({r['runs']})",
+             f"{r['unpoisoned_acc']:.3f} [{r['low']:.3f}, {r['high']:.3f}]", f"{r['measured']:.3f} ({runs(r)})",
              "–" if not np.isfinite(r["control"]) else f"{r['control']:.3f}", f"{r['error']:+.3f}",
-             "hit" if r["hit"] else "miss"] for r in recs]
-    summary = []
+             ("hit" if r["hit"] else "miss") + (" (partial)" if r["partial"] else "")] for r in recs]
+    complete = sum(not r["partial"] for r in recs)
+    summary = [f"{len(recs)} of {len(registered())} registered settings measured, {complete} with all their "
+               "registered runs"] if recs else []
     for name in ("learnability", "constant", "V alone", "attack-success line"):
         err = np.array([r["errors"][name] for r in recs if np.isfinite(r["errors"][name])])
         if len(err):
             summary.append(f"{name}: {int(np.sum(np.abs(err) <= HIT))} of {len(err)} within ±{HIT:g}, mean |error| "
                            f"{np.mean(np.abs(err)):.3f}")
-    header = ["setting", "data set", "C_P", "V", "predicted [90 % interval]", "measured (runs)", "control", "error",
-              "±0.10"]
+    header = ["setting", "data set", "C_P", "V", "predicted [90 % interval]", "measured (runs of registered)",
+              "control", "error", "±0.10"]
     files, md = _write(out, "tab10", header, rows)
     caption = ("The learnability predictor on held-out settings, registered before their runs "
                "(docs/predictions/2026-12-07-learnability). " + ("; ".join(summary) + "." if summary else
                                                                   "No held-out setting measured yet."))
-    return Built(files, caption, [str(REGISTERED)], [] if rows else [f"no held-out run yet: {FEEDS}"], md)
+    return Built(files, caption, [REGISTERED_NAME], [] if rows else [f"no held-out run yet: {FEEDS}"], md)
 
 
 def fig17(src: Sources, out: Path) -> Built:
@@ -144,16 +174,21 @@ def fig17(src: Sources, out: Path) -> Built:
     ax.fill_between([0, 1], [-HIT, 1 - HIT], [HIT, 1 + HIT], color="0.9", lw=0, label=f"±{HIT:g}")
     ax.plot([0, 1], [0, 1], color="0.4", lw=0.8)
     markers = {"continuous": "o", "lora": "s", "scratch": "^"}
-    for scenario, marker in markers.items():
-        sel = [r for r in recs if r["scenario"] == scenario]
-        if sel:
-            ax.errorbar([r["unpoisoned_acc"] for r in sel], [r["measured"] for r in sel],
-                        xerr=[[r["unpoisoned_acc"] - r["low"] for r in sel], [r["high"] - r["unpoisoned_acc"]
-                                                                              for r in sel]],
-                        fmt=marker, ms=4, capsize=2, lw=0.8, label=scenario)
+    calibrated = calibration_data_sets(src.results / "learnability")
+    for i, (scenario, marker) in enumerate(markers.items()):
+        colour = f"C{i}"
+        for seen in (True, False):
+            sel = [r for r in recs if r["scenario"] == scenario and (r["data_set"] in calibrated) == seen]
+            if sel:
+                ax.errorbar([r["unpoisoned_acc"] for r in sel], [r["measured"] for r in sel],
+                            xerr=[[r["unpoisoned_acc"] - r["low"] for r in sel],
+                                  [r["high"] - r["unpoisoned_acc"] for r in sel]],
+                            fmt=marker, ms=4, capsize=2, lw=0.8, color=colour, mfc=colour if seen else "white",
+                            label=scenario if seen else f"{scenario}, unseen data set")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted unpoisoned accuracy", ylabel="measured")
     ax.legend(fontsize=6, loc="upper left", frameon=False)
     files = save(fig, out, "fig17")
     caption = ("The learnability predictor's registered predictions (90 % interval) against the measured held-out "
-               f"settings, by scenario; grey: within ±{HIT:g}.")
-    return Built(files, caption, [str(REGISTERED)], [] if recs else [f"no held-out run yet: {FEEDS}"])
+               f"settings, by scenario (hollow: a data set none of its calibration runs used); grey: within "
+               f"±{HIT:g}.")
+    return Built(files, caption, [REGISTERED_NAME], [] if recs else [f"no held-out run yet: {FEEDS}"])

@@ -135,8 +135,23 @@ def test_registered_predictions_are_scored_against_their_setting_s_runs_only(tmp
             "predictions": [{"c_p": 100, "volume": 4.0, "unpoisoned_acc": predicted, "low": predicted - 0.1,
                              "high": predicted + 0.1, "data_set": "emoji-openmoji+noto-150",
                              "baseline_constant": 0.7, "baseline_v_alone": 0.5}]}))
+    (reg / "runs.csv").write_text("setting,registered_runs,base_models\nnear,2,0 1\nfar,1,0\n")
     recs = {r["name"]: r for r in scored(Sources(results=results, data=tmp_path / "d", verbose=False), reg)}
     assert recs["near"]["runs"] == 1 and recs["near"]["measured"] == pytest.approx(0.3467)
+    assert recs["near"]["partial"] and not recs["far"]["partial"]  # one of two registered runs measured
     assert recs["near"]["hit"] and not recs["far"]["hit"]
     assert recs["far"]["errors"]["constant"] == pytest.approx(0.3467 - 0.7)
     assert not np.isfinite(recs["far"]["errors"]["attack-success line"])  # no calibration table here
+
+
+def test_the_registered_run_counts_are_the_registration_s():
+    """runs.csv (read by T10 to mark partial settings) says what the registration's README fixed, row by row."""
+    from paper_figures.learnability_figures import REGISTERED, registered_runs
+
+    fixed = {}
+    for line in (REGISTERED / "README.md").read_text(encoding="utf-8").splitlines():
+        if line.startswith("| `h"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            fixed[cells[0].strip("`")] = 2 if "0 and 1" in cells[7] else 1
+    assert len(fixed) == 15 and registered_runs(REGISTERED) == fixed
+    assert set(fixed) == {p.parent.name for p in REGISTERED.glob("*/prediction.json")}
