@@ -53,22 +53,25 @@ def _base(r: dict[str, Any]) -> str:
 
 
 def _clean(emp: Empirical, r: dict[str, Any], bases: set[str]) -> list[float]:
-    """Clean-model (C_P = 0) accuracies of the base models of a point, one per base model: the same scenario and
-    setting when measured, else the preset's continuous clean model of those base seeds (what continued training
-    and LoRA start from; not for a different UNet, which has its own clean model). A base model measured in several
+    """Clean-model (C_P = 0) accuracies of the base models of a point, one per base model, always of the point's
+    own data set: the same scenario and setting when measured, else the continuous clean model of those base seeds
+    in the point's setting variant, else the preset's (what continued training and LoRA start from; not for a
+    different UNet, which has its own clean model). A base model measured in several
     folders (every folder of a base seed evaluates the same clean pretraining) counts once, as the mean of its
     measurements, so that a well-measured base model does not outweigh the others."""
     def pick(scenario: str, variant: str) -> list[float]:
         by_base: dict[str, list[float]] = {}
         for c in emp.rows:
             if (c["c_p"] == "0" and c["preset"] == r["preset"] and c["scenario"] == scenario
-                    and c["variant"] == variant and _base(c) in bases and c["n_concepts"] == r["n_concepts"]):
+                    and c["variant"] == variant and _base(c) in bases and c["n_concepts"] == r["n_concepts"]
+                    and c.get("data_set") == r.get("data_set")):
                 by_base.setdefault(_base(c), []).append(num(c["unpoisoned_acc"]))
         return [float(np.mean(v)) for _, v in sorted(by_base.items())]
 
     got = pick(r["scenario"], r["variant"])
-    if not got and not r["variant"].startswith("unet."):
-        got = pick("continuous", "")
+    for variant in dict.fromkeys((r["variant"], "")):
+        if not got and not r["variant"].startswith("unet."):
+            got = pick("continuous", variant)
     return got
 
 

@@ -67,6 +67,18 @@ def test_a_weak_clean_model_qualifies_the_verdict_and_lora_borrows_its_base():
     assert got["lora"]["clean"] == pytest.approx(0.93) and got["lora"]["verdict"] == "implosion"
 
 
+def test_the_clean_model_is_of_the_point_s_own_data_set():
+    """A one-font LoRA point is never credited with the two-font clean model: its own data set's continuous clean
+    model when measured, else none (the verdict says so)."""
+    one = dict(data_set="emoji-openmoji-150", variant="render.fonts: ['openmoji', 'noto'] -> ['openmoji']")
+    rows = [row("poisoned", 0, 0.35, scenario="lora", **one), row("control", 0, 0.95, scenario="lora", **one),
+            clean(0, 0.93, data_set="emoji-openmoji+noto-150")]
+    (pt,) = points(Empirical(rows=rows))
+    assert np.isnan(pt["clean"]) and pt["verdict"] == "implosion; clean model not in the data"
+    (pt,) = points(Empirical(rows=[*rows, clean(0, 0.98, **one)]))
+    assert pt["clean"] == pytest.approx(0.98) and pt["verdict"] == "implosion"
+
+
 def test_scratch_clean_models_are_matched_by_seed():
     rows = [row("poisoned", s, 0.4, scenario="scratch", steps="3000", base_seed="None") for s in (0, 1)]
     rows += [row("control", s, 0.7, scenario="scratch", steps="3000", base_seed="None") for s in (0, 1)]
