@@ -23,8 +23,9 @@ from implosion_base.errors import InputError
 from implosion_base.files import atomic_write_text
 from implosion_base.records import csv_text
 
-#: Setting keys a calibration run may differ from its probe in (the rest must be equal).
-FREE_KEYS = ("base_seed", "benign_per_concept", "scenario", "nightshade", "lora", "data_set")  # data set: matched on its own
+#: Setting keys a calibration run may differ from its probe in (the rest must be equal; the data set is matched on
+#: its own).
+FREE_KEYS = ("base_seed", "benign_per_concept", "scenario", "nightshade", "lora", "data_set")
 
 
 def model_of(setting: dict) -> dict:

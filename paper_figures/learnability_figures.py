@@ -133,12 +133,36 @@ def scored(src: Sources, folder: Path = REGISTERED) -> list[dict[str, Any]]:
     return out
 
 
+PREDICTORS = ("learnability", "constant", "V alone", "attack-success line")
+SCORE_HEADER = ["settings", "predictor", "within ±0.10", "mean absolute error"]
+SETTING_HEADER = ["setting", "data set", "C_P", "V", "predicted [90 % interval]", "measured (runs of registered)",
+                  "control", "error", "±0.10"]
+
+
+def score_rows(recs: list[dict[str, Any]]) -> list[list[str]]:
+    """Per scope (all measured settings, then each data set when there are several) and per predictor: how many
+    settings fall within ±HIT and the mean |error|."""
+    scopes = [("all measured", recs)]
+    data_sets = sorted({r["data_set"] for r in recs})
+    if len(data_sets) > 1:
+        scopes += [(ds, [r for r in recs if r["data_set"] == ds]) for ds in data_sets]
+    out = []
+    for scope, sel in scopes:
+        for name in PREDICTORS:
+            err = np.array([r["errors"][name] for r in sel if np.isfinite(r["errors"][name])])
+            if len(err):
+                out.append([scope, name, f"{int(np.sum(np.abs(err) <= HIT))} of {len(err)}",
+                            f"{np.mean(np.abs(err)):.3f}"])
+    return out
+
+
 def tab10(src: Sources, out: Path) -> Built:
-    """The registered predictions scored: per held-out setting, and the hit rates and mean errors of the
-    predictor and the baselines."""
-    from paper_figures.tables import _write
+    """The registered predictions scored: the hit rates and mean errors of the predictor and the baselines (over
+    all measured settings and per data set), then each held-out setting."""
+    from paper_figures.tables import markdown_table, write_csv
 
     recs = scored(src)
+
     def runs(r: dict) -> str:
         return f"{r['runs']} of {r['registered_runs']}" if r["registered_runs"] is not None else str(r["runs"])
 
@@ -146,20 +170,19 @@ def tab10(src: Sources, out: Path) -> Built:
              f"{r['unpoisoned_acc']:.3f} [{r['low']:.3f}, {r['high']:.3f}]", f"{r['measured']:.3f} ({runs(r)})",
              "–" if not np.isfinite(r["control"]) else f"{r['control']:.3f}", f"{r['error']:+.3f}",
              ("hit" if r["hit"] else "miss") + (" (partial)" if r["partial"] else "")] for r in recs]
+    scores = score_rows(recs)
+    md = markdown_table(SCORE_HEADER, scores) + "\n" + markdown_table(SETTING_HEADER, rows)
+    (out / "tab10.md").write_text(md, encoding="utf-8")
+    write_csv(out / "tab10.csv", SETTING_HEADER, rows)
+    write_csv(out / "tab10-scores.csv", SCORE_HEADER, scores)
+    files = [out / "tab10.md", out / "tab10.csv", out / "tab10-scores.csv"]
     complete = sum(not r["partial"] for r in recs)
-    summary = [f"{len(recs)} of {len(registered())} registered settings measured, {complete} with all their "
-               "registered runs"] if recs else []
-    for name in ("learnability", "constant", "V alone", "attack-success line"):
-        err = np.array([r["errors"][name] for r in recs if np.isfinite(r["errors"][name])])
-        if len(err):
-            summary.append(f"{name}: {int(np.sum(np.abs(err) <= HIT))} of {len(err)} within ±{HIT:g}, mean |error| "
-                           f"{np.mean(np.abs(err)):.3f}")
-    header = ["setting", "data set", "C_P", "V", "predicted [90 % interval]", "measured (runs of registered)",
-              "control", "error", "±0.10"]
-    files, md = _write(out, "tab10", header, rows)
     caption = ("The learnability predictor on held-out settings, registered before their runs "
-               "(docs/predictions/2026-12-07-learnability). " + ("; ".join(summary) + "." if summary else
-                                                                  "No held-out setting measured yet."))
+               f"({REGISTERED_NAME}): {len(recs)} of {len(registered())} registered settings measured, {complete} "
+               "with all their registered runs. Top: per predictor (the learnability predictor; the registered "
+               "constant and V-alone baselines; the post-hoc attack-success line), how many settings are within "
+               f"±{HIT:g} and the mean absolute error, over all measured settings and per data set. Bottom: each "
+               "setting (partial: fewer runs than registered).")
     return Built(files, caption, [REGISTERED_NAME], [] if rows else [f"no held-out run yet: {FEEDS}"], md)
 
 

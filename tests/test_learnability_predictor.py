@@ -140,6 +140,9 @@ def test_registered_predictions_are_scored_against_their_setting_s_runs_only(tmp
     assert recs["near"]["runs"] == 1 and recs["near"]["measured"] == pytest.approx(0.3467)
     assert recs["near"]["partial"] and not recs["far"]["partial"]  # one of two registered runs measured
     assert recs["near"]["hit"] and not recs["far"]["hit"]
+    from paper_figures.learnability_figures import score_rows
+    scores = {(r[0], r[1]): r[2:] for r in score_rows(list(recs.values()))}
+    assert scores[("all measured", "learnability")] == ["1 of 2", f"{(abs(0.3467 - 0.4) + abs(0.3467 - 0.6)) / 2:.3f}"]
     assert recs["far"]["errors"]["constant"] == pytest.approx(0.3467 - 0.7)
     assert not np.isfinite(recs["far"]["errors"]["attack-success line"])  # no calibration table here
 
