@@ -270,7 +270,7 @@ def tab5(src: Sources, out: Path) -> Built:
 #: What feeds F15: the capacity runs at the decisive point (C_P = 100, p = 240, V = 4).
 CAPACITY_FEEDS = ("python -m empirical.run --preset cpu --scenario lora --lora-rank R --poisoned-concepts 100 "
                   "--poison-per-concept 240 --seeds 0 --base-seed 0 --out results/emp-cpu-loraR-p240-b0 "
-                  "(R = 1, 4, 8, 16, 64); the same with --scenario continuous [--unet-channels 32,64]")
+                  "(R = 1, 2, 4, 8, 16, 32, 64); the same with --scenario continuous [--unet-channels 32,64]")
 
 
 def capacity_points(emp: Empirical, p: int = 240, c_p: int = 100) -> dict[str, dict[str, Any]]:
@@ -287,9 +287,9 @@ def capacity_points(emp: Empirical, p: int = 240, c_p: int = 100) -> dict[str, d
             rank = int(variant.rsplit("->", 1)[1]) if variant else 8
             key, order = f"LoRA\nrank {rank}", rank
         elif r["scenario"] == "continuous" and not variant:
-            key, order = "full UNet\n(4.2 M)", 10_000
+            key, order = "full\nUNet\n4.2 M", 10_000
         elif r["scenario"] == "continuous" and variant.startswith("unet.channels"):
-            key, order = "small UNet\n(1.2 M)", 5_000
+            key, order = "small\nUNet\n1.2 M", 5_000
         else:
             continue
         got = out.setdefault(key, {"order": order, "poisoned": [], "control": [], "attack": []})
@@ -323,17 +323,18 @@ def fig15(src: Sources, out: Path) -> Built:
             ax.plot([x], [float(np.mean(got["attack"]))], "x", color="black", ms=4,
                     label="attack success (poisoned, mean)" if x == 0 else None)
     ax.axhline(0.5, color="grey", lw=0.6, ls=":")
-    ax.set_xticks(range(len(pts)), [f"{k}\n({len(v['poisoned'])} seed{'s' * (len(v['poisoned']) > 1)})"
-                                     for k, v in pts.items()], fontsize=5.5)
+    ax.set_xticks(range(len(pts)), [f"{k}\nn = {len(v['poisoned'])}" for k, v in pts.items()], fontsize=5.5)
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("fraction of generated images")
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper center", ncol=2, fontsize=5.5, frameon=False, handletextpad=0.3,
-               columnspacing=0.8, title="at V = 4 (C_P = 100, p = 240); 3 seeds: 95% CI, 2 seeds: each seed (–)",
+               columnspacing=0.8,
+               title="at V = 4 (C_P = 100, p = 240); n seeds: 95% CI when n ≥ 3, else each seed (–)",
                title_fontsize=5.5)
     files = save(fig, out, "fig15")
     caption = ("Capacity at fixed poison volume (V = 4): unpoisoned accuracy of the poisoned runs (filled; 95% CI "
-               "over 3 seeds, clipped to [0, 1]; with 2 seeds each seed as a dash) and of their same-volume controls "
+               "over n ≥ 3 seeds, clipped to [0, 1]; with fewer each seed as a dash) and of their same-volume "
+               "controls "
                "(open), and attack success (×), from LoRA rank 1 to "
                "the fully fine-tuned UNet. Pre-registered (docs/predictions/README.md): accuracy rises with "
                "capacity.")

@@ -85,9 +85,9 @@ def test_capacity_points_sort_lora_ranks_and_unet_sizes():
     emp = Empirical()
     emp.rows = rows
     pts = capacity_points(emp)
-    assert [k.replace("\n", " ") for k in pts] == ["LoRA rank 1", "LoRA rank 8", "LoRA rank 64", "small UNet (1.2 M)",
-                                                    "full UNet (4.2 M)"]
-    assert pts["LoRA\nrank 8"]["control"] == [0.90] and pts["full UNet\n(4.2 M)"]["poisoned"] == [0.62]
+    assert [k.replace("\n", " ") for k in pts] == ["LoRA rank 1", "LoRA rank 8", "LoRA rank 64", "small UNet 1.2 M",
+                                                    "full UNet 4.2 M"]
+    assert pts["LoRA\nrank 8"]["control"] == [0.90] and pts["full\nUNet\n4.2 M"]["poisoned"] == [0.62]
 
 
 def test_a_prediction_is_scored_only_on_its_scenario_and_poison_type():
