@@ -88,22 +88,23 @@ def measured_rows(emp: Empirical, pred: dict[str, Any]) -> tuple[list[dict], lis
     return found
 
 
+def calibration_rows(calibration: Path) -> list[dict[str, str]]:
+    """The calibration runs (:func:`simulate.learnability.load_calibration`); none when the folder has no
+    ``calibration.csv``."""
+    from implosion_base.calibration_files import CALIBRATION_FILE
+    from simulate.learnability import load_calibration
+
+    return load_calibration(calibration) if (calibration / CALIBRATION_FILE).is_file() else []
+
+
 def calibration_data_sets(calibration: Path) -> set[str]:
-    """The data sets of the calibration runs (``calibration.csv``; empty without it)."""
-    path = calibration / "calibration.csv"
-    if not path.is_file():
-        return set()
-    with open(path, newline="", encoding="utf-8") as fh:
-        return {r["data_set"] for r in csv.DictReader(fh)}
+    """The data sets of the calibration runs (empty without them)."""
+    return {r["data_set"] for r in calibration_rows(calibration)}
 
 
 def attack_line(calibration: Path) -> tuple[float, float] | None:
     """(a, b) of acc = a + b · attack success over the calibration runs' poisoned rows (None without them)."""
-    path = calibration / "calibration.csv"
-    if not path.is_file():
-        return None
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.DictReader(fh) if int(r["c_p"]) > 0 and np.isfinite(num(r["attack_success"]))]
+    rows = [r for r in calibration_rows(calibration) if int(r["c_p"]) > 0 and np.isfinite(num(r["attack_success"]))]
     if len(rows) < 3:
         return None
     b, a = np.polyfit([num(r["attack_success"]) for r in rows], [num(r["unpoisoned_acc"]) for r in rows], 1)

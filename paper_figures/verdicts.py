@@ -69,9 +69,8 @@ def _clean(emp: Empirical, r: dict[str, Any], bases: set[str]) -> list[float]:
         return [float(np.mean(v)) for _, v in sorted(by_base.items())]
 
     got = pick(r["scenario"], r["variant"])
-    for variant in dict.fromkeys((r["variant"], "")):
-        if not got and not r["variant"].startswith("unet."):
-            got = pick("continuous", variant)
+    if not got and not r["variant"].startswith("unet."):
+        got = pick("continuous", r["variant"]) or pick("continuous", "")
     return got
 
 
