@@ -1,7 +1,9 @@
-"""T10 and F17: the learnability predictor's registered predictions scored on held-out settings.
+"""T10/F17 and T11/F18: the learnability predictor's registered predictions scored on held-out settings.
 
-Each registered prediction (``docs/predictions/2026-12-07-learnability/<setting>/prediction.json``, written by
-``python -m simulate.predict --calibration docs/data/learnability ... --out`` before any run of its setting) is
+Two registrations (:data:`LINEAR`: the linear form, calibrated on docs/data/learnability; :data:`GAUGED`: the
+gauged form, calibrated on docs/data/learnability-gauged; :mod:`simulate.learnability`), each scored the same way.
+Each registered prediction (``docs/predictions/<registration>/<setting>/prediction.json``, written by
+``python -m simulate.predict --calibration <folder> ... --out`` before any run of its setting) is
 matched to the measured runs of that setting: the same scenario, LoRA rank, UNet channels and data set, K, m, p
 and C_P, dirty-label poisons with targets among the poisoned concepts, at the preset's poisoned-phase length.
 Scoring, fixed with the registration: the measured value is the mean unpoisoned accuracy over the setting's
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +28,37 @@ import numpy as np
 from paper_figures.built import Built
 from paper_figures.sources import Empirical, Sources, num
 
-REGISTERED_NAME = "docs/predictions/2026-12-07-learnability"  # what the figures' index says (no machine's path)
-REGISTERED = Path(__file__).resolve().parents[1] / REGISTERED_NAME
-FEEDS = ("the held-out runs of docs/predictions/2026-12-07-learnability/README.md (python -m empirical.run ... "
-         "--out results/<setting>), each with its control")
 HIT = 0.10
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def registered_runs(folder: Path = REGISTERED) -> dict[str, int]:
+@dataclass(frozen=True)
+class Registration:
+    """One registration: its folder (relative to the repository: what the figures' index says), the calibration
+    folder under the results its predictor was fitted on, the keys of its table and figure, and the predictor's
+    form (simulate.learnability)."""
+
+    name: str
+    calibration: str
+    table: str
+    figure: str
+    form: str
+
+    @property
+    def folder(self) -> Path:
+        return ROOT / self.name
+
+    @property
+    def feeds(self) -> str:
+        return (f"the held-out runs of {self.name}/README.md (python -m empirical.run ... --out "
+                f"results/<setting>), each with its control")
+
+
+LINEAR = Registration("docs/predictions/2026-12-07-learnability", "learnability", "tab10", "fig17", "linear")
+GAUGED = Registration("docs/predictions/2026-12-07-gauged", "learnability-gauged", "tab11", "fig18", "gauged")
+
+
+def registered_runs(folder: Path = LINEAR.folder) -> dict[str, int]:
     """The number of poisoned runs registered per setting (``runs.csv``; empty when the folder has none)."""
     path = folder / "runs.csv"
     if not path.is_file():
@@ -41,7 +67,7 @@ def registered_runs(folder: Path = REGISTERED) -> dict[str, int]:
         return {r["setting"]: int(r["registered_runs"]) for r in csv.DictReader(fh)}
 
 
-def registered(folder: Path = REGISTERED) -> list[dict[str, Any]]:
+def registered(folder: Path = LINEAR.folder) -> list[dict[str, Any]]:
     """Every registered prediction record, one per (setting, C_P): the setting, the predicted numbers and the
     number of runs registered (None when not said)."""
     out = []
@@ -111,10 +137,11 @@ def attack_line(calibration: Path) -> tuple[float, float] | None:
     return float(a), float(b)
 
 
-def scored(src: Sources, folder: Path = REGISTERED) -> list[dict[str, Any]]:
-    """One record per registered (setting, C_P) with measured runs: prediction, measurement, errors."""
+def scored(src: Sources, folder: Path = LINEAR.folder, calibration: str = LINEAR.calibration) -> list[dict[str, Any]]:
+    """One record per registered (setting, C_P) with measured runs: prediction, measurement, errors (the
+    attack-success line fitted on the calibration folder ``calibration`` under the results)."""
     emp = src.empirical()
-    line = attack_line(src.results / "learnability")
+    line = attack_line(src.results / calibration)
     out = []
     for pred in registered(folder):
         poisoned, controls = measured_rows(emp, pred)
@@ -157,12 +184,13 @@ def score_rows(recs: list[dict[str, Any]]) -> list[list[str]]:
     return out
 
 
-def tab10(src: Sources, out: Path) -> Built:
+def score_table(reg: Registration, src: Sources, out: Path) -> Built:
     """The registered predictions scored: the hit rates and mean errors of the predictor and the baselines (over
     all measured settings and per data set), then each held-out setting."""
     from paper_figures.tables import markdown_table, write_csv
 
-    recs = scored(src)
+    recs = scored(src, reg.folder, reg.calibration)
+    key = reg.table
 
     def runs(r: dict) -> str:
         return f"{r['runs']} of {r['registered_runs']}" if r["registered_runs"] is not None else str(r["runs"])
@@ -173,32 +201,32 @@ def tab10(src: Sources, out: Path) -> Built:
              ("hit" if r["hit"] else "miss") + (" (partial)" if r["partial"] else "")] for r in recs]
     scores = score_rows(recs)
     md = markdown_table(SCORE_HEADER, scores) + "\n" + markdown_table(SETTING_HEADER, rows)
-    (out / "tab10.md").write_text(md, encoding="utf-8")
-    write_csv(out / "tab10.csv", SETTING_HEADER, rows)
-    write_csv(out / "tab10-scores.csv", SCORE_HEADER, scores)
-    files = [out / "tab10.md", out / "tab10.csv", out / "tab10-scores.csv"]
+    (out / f"{key}.md").write_text(md, encoding="utf-8")
+    write_csv(out / f"{key}.csv", SETTING_HEADER, rows)
+    write_csv(out / f"{key}-scores.csv", SCORE_HEADER, scores)
+    files = [out / f"{key}.md", out / f"{key}.csv", out / f"{key}-scores.csv"]
     complete = sum(not r["partial"] for r in recs)
-    caption = ("The learnability predictor on held-out settings, registered before their runs "
-               f"({REGISTERED_NAME}): {len(recs)} of {len(registered())} registered settings measured, {complete} "
-               "with all their registered runs. Top: per predictor (the learnability predictor; the registered "
-               "constant and V-alone baselines; the post-hoc attack-success line), how many settings are within "
-               f"±{HIT:g} and the mean absolute error, over all measured settings and per data set. Bottom: each "
-               "setting (partial: fewer runs than registered).")
-    return Built(files, caption, [REGISTERED_NAME], [] if rows else [f"no held-out run yet: {FEEDS}"], md)
+    caption = (f"The learnability predictor ({reg.form} form) on held-out settings, registered before their "
+               f"runs ({reg.name}): {len(recs)} of {len(registered(reg.folder))} registered settings measured, "
+               f"{complete} with all their registered runs. Top: per predictor (the learnability predictor; the "
+               "registered constant and V-alone baselines; the post-hoc attack-success line), how many settings are "
+               f"within ±{HIT:g} and the mean absolute error, over all measured settings and per data set. Bottom: "
+               "each setting (partial: fewer runs than registered).")
+    return Built(files, caption, [reg.name], [] if rows else [f"no held-out run yet: {reg.feeds}"], md)
 
 
-def fig17(src: Sources, out: Path) -> Built:
+def scatter(reg: Registration, src: Sources, out: Path) -> Built:
     """Predicted vs measured unpoisoned accuracy on every measured held-out setting, by scenario, with the
     ±0.10 band."""
     from implosion_base.plotting import COLUMN, pyplot, save
 
-    recs = scored(src)
+    recs = scored(src, reg.folder, reg.calibration)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(COLUMN, 3.0), layout="constrained")
     ax.fill_between([0, 1], [-HIT, 1 - HIT], [HIT, 1 + HIT], color="0.9", lw=0, label=f"±{HIT:g}")
     ax.plot([0, 1], [0, 1], color="0.4", lw=0.8)
     markers = {"continuous": "o", "lora": "s", "scratch": "^"}
-    calibrated = calibration_data_sets(src.results / "learnability")
+    calibrated = calibration_data_sets(src.results / reg.calibration)
     for i, (scenario, marker) in enumerate(markers.items()):
         colour = f"C{i}"
         for seen in (True, False):
@@ -211,8 +239,29 @@ def fig17(src: Sources, out: Path) -> Built:
                             label=scenario if seen else f"{scenario}, unseen data set")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted unpoisoned accuracy", ylabel="measured")
     ax.legend(fontsize=6, loc="upper left", frameon=False)
-    files = save(fig, out, "fig17")
-    caption = ("The learnability predictor's registered predictions (90 % interval) against the measured held-out "
+    files = save(fig, out, reg.figure)
+    caption = (f"The learnability predictor's ({reg.form} form) registered predictions (90 % interval) against "
+               "the measured held-out "
                f"settings, by scenario (hollow: a data set none of its calibration runs used); grey: within "
                f"±{HIT:g}.")
-    return Built(files, caption, [REGISTERED_NAME], [] if recs else [f"no held-out run yet: {FEEDS}"])
+    return Built(files, caption, [reg.name], [] if recs else [f"no held-out run yet: {reg.feeds}"])
+
+
+def tab10(src: Sources, out: Path) -> Built:
+    """T10: :func:`score_table` of the linear form's registration."""
+    return score_table(LINEAR, src, out)
+
+
+def fig17(src: Sources, out: Path) -> Built:
+    """F17: :func:`scatter` of the linear form's registration."""
+    return scatter(LINEAR, src, out)
+
+
+def tab11(src: Sources, out: Path) -> Built:
+    """T11: :func:`score_table` of the gauged form's registration."""
+    return score_table(GAUGED, src, out)
+
+
+def fig18(src: Sources, out: Path) -> Built:
+    """F18: :func:`scatter` of the gauged form's registration."""
+    return scatter(GAUGED, src, out)

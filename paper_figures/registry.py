@@ -1,7 +1,8 @@
 """The list of figures and tables: key, title, what it shows, the command that feeds it, and its builder.
 
-Keys follow the issue's numbering (F1–F17 as ``fig1``..``fig17``, T1–T10 as ``tab1``..``tab10``; T9 came with the
-meaningless rate's known-truth check, T10 and F17 with the learnability predictor); ``F3``/``T1`` and
+Keys follow the issue's numbering (F1–F18 as ``fig1``..``fig18``, T1–T11 as ``tab1``..``tab11``; T9 came with the
+meaningless rate's known-truth check, T10 and F17 with the learnability predictor, T11 and F18 with its gauged
+form); ``F3``/``T1`` and
 any case are accepted on the command line.
 """
 
@@ -88,10 +89,17 @@ ITEMS: tuple[Item, ...] = (
          measure_checks.tab9),
     Item("tab10", "The learnability predictor on held-out settings", "registered predictions against the measured "
          "held-out runs: hits within ±0.10 and mean errors, with the constant, V-alone and attack-success baselines",
-         learnability_figures.FEEDS, learnability_figures.tab10),
+         learnability_figures.LINEAR.feeds, learnability_figures.tab10),
     Item("fig17", "Predicted vs measured on held-out settings", "the learnability predictor's registered "
          "predictions against the measured held-out settings, by scenario, with the ±0.10 band",
-         learnability_figures.FEEDS, learnability_figures.fig17),
+         learnability_figures.LINEAR.feeds, learnability_figures.fig17),
+    Item("tab11", "The gauged learnability predictor on held-out settings", "the second registration (the gauged "
+         "form, calibrated on every earlier run, OpenMoji's included) against its held-out runs, on a data set no "
+         "calibration run used (Noto alone) among them: hits and mean errors with the three baselines",
+         learnability_figures.GAUGED.feeds, learnability_figures.tab11),
+    Item("fig18", "Predicted vs measured, the gauged form", "the gauged form's registered predictions against its "
+         "measured held-out settings, by scenario, with the ±0.10 band", learnability_figures.GAUGED.feeds,
+         learnability_figures.fig18),
 )
 
 BY_KEY = {item.key: item for item in ITEMS}

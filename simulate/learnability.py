@@ -2,26 +2,37 @@ r"""The learnability predictor: unpoisoned accuracy of a real setting from a che
 
 What the real model's runs say (docs/empirical.md): at equal poison volume V = C_P·p/(K·m), a model that learns the
 remappings loses less of its never-poisoned concepts than one that cannot; AD and V alone do not tell them apart.
-The predictor models the never-poisoned concepts' accuracy of a run as
+The predictor models the never-poisoned concepts' accuracy of a run in one of two forms (``--form``):
 
-.. math::  \mathrm{acc}(V) = a_0 \, \exp\!\big(-\gamma_s - V\,[\alpha_s + \beta\,(1-\lambda)]\big),
+- ``gauged`` (the default; registered 2026-12-07 in docs/predictions/2026-12-07-gauged) — damage that falls
+  exponentially with learnability, in units of the data set's clean logit:
 
-with :math:`a_0` the model's competence and :math:`\lambda` its learnability, both read from its probe
+  .. math::  \mathrm{acc}(V) = a_0 \, \exp\!\big(-[\gamma_s + A\,V\,e^{-\eta\lambda}] \,/\, g_D\big),
+             \qquad g_D = \operatorname{logit}(c_D),
+
+  with :math:`c_D` the competence of the data set's *gauge* probe (its continuous probe of the widest UNet): a data
+  set whose concepts a model renders near-perfectly (large logit) loses less to the same poison. For fixed
+  :math:`\eta` the model is linear in :math:`(\gamma_s, A)`; :math:`\eta` is the grid value in [0, 8] (step 0.01)
+  with the least squared error (profile least squares).
+- ``linear`` (registered 2026-12-07 in docs/predictions/2026-12-07-learnability; it missed the data set it was not
+  calibrated on) — :math:`\mathrm{acc}(V) = a_0 \exp(-\gamma_s - V[\alpha_s + \beta(1-\lambda)])`, least squares.
+
+:math:`a_0` is the model's competence and :math:`\lambda` its learnability, both read from its probe
 (``python -m empirical.probe``: one short poisoned point at a fixed small volume; :math:`\lambda` = the probe's
-attack success, :math:`a_0` = its never-poisoned accuracy), s the scenario (continuous, lora, scratch) and
-:math:`\gamma_s, \alpha_s, \beta` fitted by least squares on :math:`\log a_0 - \log \mathrm{acc}` over the
-calibration runs (``calibration.csv``: measured runs of settings whose probes are in the folder). Scratch has no
-model before its run: its :math:`\lambda` is the continuous probe of the same UNet and its :math:`a_0` the mean
-clean (C_P = 0) scratch accuracy of the calibration runs on the same data set.
+attack success, :math:`a_0` = its never-poisoned accuracy), s the scenario (continuous, lora, scratch); the
+coefficients are fitted on :math:`\log a_0 - \log \mathrm{acc}` over the calibration runs (``calibration.csv``:
+measured runs of settings whose probes are in the folder). Scratch has no model before its run: its
+:math:`\lambda` is the continuous probe of the same UNet and its :math:`a_0` the mean clean (C_P = 0) scratch
+accuracy of the calibration runs on the same data set.
 
 The 90 % interval is the prediction ± the 90 % quantile of the absolute leave-one-out errors of the calibration
-runs (each run predicted by the model fitted without it), in accuracy, clipped to [0, 1]. Baselines fitted on the
-same runs, for scoring: a constant (their mean accuracy) and a function of V alone
+runs (each run predicted by the model fitted without it, :math:`\eta` included), in accuracy, clipped to [0, 1].
+Baselines fitted on the same runs, for scoring: a constant (their mean accuracy) and a function of V alone
 (:math:`\mathrm{acc} = c\,e^{-kV}`).
 
 The calibration folder (``--calibration DIR``) holds ``probes/<name>/probe.json`` and ``calibration.csv``
-(:data:`implosion_base.calibration_files.CALIBRATION_COLUMNS`; written by ``python -m empirical.calibration_table``). This module reads files only:
-it needs neither torch nor the empirical harness.
+(:data:`implosion_base.calibration_files.CALIBRATION_COLUMNS`; written by ``python -m empirical.calibration_table``).
+This module reads files only: it needs neither torch nor the empirical harness.
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -39,6 +50,10 @@ from implosion_base.calibration_files import CALIBRATION_COLUMNS, CALIBRATION_FI
 from implosion_base.errors import InputError
 
 SCENARIOS: tuple[str, ...] = ("continuous", "lora", "scratch")
+#: The model forms (module docstring), the default first.
+FORMS: tuple[str, ...] = ("gauged", "linear")
+#: The gauged form's grid of η (profile least squares).
+ETA_GRID = np.round(np.arange(0.0, 8.0 + 1e-9, 0.01), 2)
 #: The interval's coverage.
 COVERAGE = 0.90
 
@@ -93,9 +108,43 @@ def load_calibration(folder: Path) -> list[dict]:
     return rows
 
 
-def _design(scenario: str, volume: float, learnability: float) -> np.ndarray:
-    """One row of the linear model: [γ_s indicators, V·α_s indicators, V·(1 − λ)]."""
+def logit(c: float) -> float:
+    """log(c / (1 − c)), the clean logit of an accuracy c (InputError outside (0, 1))."""
+    if not 0.0 < c < 1.0:
+        raise InputError(f"a gauge competence of {c} has no logit (it must lie strictly between 0 and 1)")
+    return math.log(c / (1.0 - c))
+
+
+def data_set_gauges(probes: dict[str, Probe]) -> dict[str, float]:
+    """Per data set: g_D = logit(competence) of its gauge probe, the continuous probe of its widest UNet (ties:
+    the first by name)."""
+    best: dict[str, Probe] = {}
+    for name in sorted(probes):
+        pr = probes[name]
+        if pr.scenario == "continuous" and (pr.data_set not in best
+                                            or sum(pr.unet_channels) > sum(best[pr.data_set].unet_channels)):
+            best[pr.data_set] = pr
+    return {ds: logit(pr.competence) for ds, pr in best.items()}
+
+
+def gauge_of(gauges: dict[str, float], data_set: str) -> float:
+    """g_D of ``data_set`` (InputError naming it when it has no gauge probe)."""
+    if data_set not in gauges:
+        raise InputError(f"data set {data_set} has no gauge probe (python -m empirical.probe --scenario continuous "
+                         f"with its --fonts); the gauged form needs one")
+    return gauges[data_set]
+
+
+def _design(form: str, scenario: str, volume: float, learnability: float, eta: float = 0.0, gauge: float = 1.0
+            ) -> np.ndarray:
+    """One row of the model, linear in its coefficients: linear form [γ_s indicators, V·α_s indicators,
+    V·(1 − λ)]; gauged form [γ_s indicators, V·e^(−ηλ)] / g_D."""
     s = SCENARIOS.index(scenario)
+    if form == "gauged":
+        row = np.zeros(len(SCENARIOS) + 1)
+        row[s] = 1.0
+        row[-1] = volume * math.exp(-eta * learnability)
+        return row / gauge
     row = np.zeros(2 * len(SCENARIOS) + 1)
     row[s] = 1.0
     row[len(SCENARIOS) + s] = volume
@@ -105,7 +154,8 @@ def _design(scenario: str, volume: float, learnability: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Fit:
-    """The fitted coefficients, the calibration's leave-one-out errors and the baselines' parameters."""
+    """The fitted form and coefficients (η and the data sets' gauges for the gauged form), the calibration's
+    leave-one-out errors and the baselines' parameters."""
 
     coef: np.ndarray
     loo_errors: np.ndarray
@@ -113,14 +163,22 @@ class Fit:
     v_alone: tuple[float, float]
     clean_scratch: dict[str, float]
     n: int
+    form: str = "linear"
+    eta: float = 0.0
+    gauges: dict[str, float] = field(default_factory=dict)
 
     @property
     def half_width(self) -> float:
         """The interval's half-width: the COVERAGE quantile of the absolute leave-one-out errors."""
         return float(np.quantile(np.abs(self.loo_errors), COVERAGE))
 
+    def gauge(self, data_set: str) -> float:
+        """g_D of a data set (gauged form; 1 for the linear form)."""
+        return gauge_of(self.gauges, data_set) if self.form == "gauged" else 1.0
+
     def predict(self, scenario: str, volume: float, probe: Probe, competence: float) -> float:
-        return float(competence * math.exp(-_design(scenario, volume, probe.learnability) @ self.coef))
+        x = _design(self.form, scenario, volume, probe.learnability, self.eta, self.gauge(probe.data_set))
+        return float(competence * math.exp(-x @ self.coef))
 
 
 def _rows_with_probes(rows: list[dict], probes: dict[str, Probe]) -> list[tuple[dict, Probe, float]]:
@@ -149,26 +207,69 @@ def clean_scratch(rows: list[dict]) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in acc.items()}
 
 
-def fit(rows: list[dict], probes: dict[str, Probe]) -> Fit:
-    """Least squares of the module docstring over the calibration rows, with leave-one-out errors."""
+def _solve(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least squares coefficients of y ≈ x·c and their squared error."""
+    c = np.linalg.lstsq(x, y, rcond=None)[0]
+    return c, float(np.sum((x @ c - y) ** 2))
+
+
+def _fit_gauged(scen: np.ndarray, v: np.ndarray, lam: np.ndarray, g: np.ndarray, y: np.ndarray
+                ) -> tuple[float, np.ndarray]:
+    """(η, coefficients) of the gauged form: for each η of :data:`ETA_GRID` the linear least squares in
+    (γ_s, A), all η at once through the normal equations (pseudo-inverse: a scenario without runs keeps γ_s = 0);
+    the η of least squared error."""
+    n_s = len(SCENARIOS)
+    x = np.zeros((len(ETA_GRID), len(y), n_s + 1))
+    x[:, np.arange(len(y)), scen] = 1.0
+    x[:, :, -1] = v[None, :] * np.exp(-ETA_GRID[:, None] * lam[None, :])
+    x /= g[None, :, None]
+    xtx = np.einsum("eni,enj->eij", x, x)
+    xty = np.einsum("eni,n->ei", x, y)
+    c = np.einsum("eij,ej->ei", np.linalg.pinv(xtx, hermitian=True), xty)
+    sse = np.sum((np.einsum("eni,ei->en", x, c) - y[None, :]) ** 2, axis=1)
+    best = int(np.argmin(sse))
+    return float(ETA_GRID[best]), c[best]
+
+
+def fit(rows: list[dict], probes: dict[str, Probe], form: str = FORMS[0]) -> Fit:
+    """Least squares of the module docstring (``form``) over the calibration rows, with leave-one-out errors."""
+    if form not in FORMS:
+        raise InputError(f"unknown form {form!r}; choose from {', '.join(FORMS)}")
     data = _rows_with_probes(rows, probes)
-    if len(data) < 2 * len(SCENARIOS) + 2:
-        raise InputError(f"{len(data)} poisoned calibration runs are too few for the model's "
-                         f"{2 * len(SCENARIOS) + 1} coefficients")
-    x = np.stack([_design(r["scenario"], float(r["volume"]), probe.learnability) for r, probe, _ in data])
+    n_coef = len(SCENARIOS) + 2 if form == "gauged" else 2 * len(SCENARIOS) + 1  # gauged: γ_s, A and η
+    if len(data) < n_coef + 1:
+        raise InputError(f"{len(data)} poisoned calibration runs are too few for the {form} form's {n_coef} "
+                         f"coefficients")
     acc = np.array([max(float(r["unpoisoned_acc"]), 0.01) for r, _, _ in data])
     a0 = np.array([a for _, _, a in data])
     y = np.log(a0) - np.log(acc)
-    coef = np.linalg.lstsq(x, y, rcond=None)[0]
+    v = np.array([float(r["volume"]) for r, _, _ in data])
+    lam = np.array([probe.learnability for _, probe, _ in data])
+    gauges = data_set_gauges(probes) if form == "gauged" else {}
+    g = np.array([gauge_of(gauges, r["data_set"]) if gauges else 1.0 for r, _, _ in data])
+    scen = np.array([SCENARIOS.index(r["scenario"]) for r, _, _ in data])
+
+    def solve(keep: np.ndarray) -> tuple[float, np.ndarray]:
+        if form == "gauged":
+            return _fit_gauged(scen[keep], v[keep], lam[keep], g[keep], y[keep])
+        x = np.stack([_design(form, r["scenario"], float(r["volume"]), probe.learnability) for r, probe, _ in data])
+        return 0.0, _solve(x[keep], y[keep])[0]
+
+    def exponent(i: int, eta: float, c: np.ndarray) -> float:
+        r, probe, _ = data[i]
+        return float(_design(form, r["scenario"], v[i], probe.learnability, eta, g[i]) @ c)
+
+    everyone = np.ones(len(data), bool)
+    eta, coef = solve(everyone)
     loo = np.empty(len(data))
     for i in range(len(data)):
-        keep = np.arange(len(data)) != i
-        c = np.linalg.lstsq(x[keep], y[keep], rcond=None)[0]
-        loo[i] = a0[i] * math.exp(-x[i] @ c) - acc[i]
-    v = np.array([float(r["volume"]) for r, _, _ in data])
+        keep = everyone.copy()
+        keep[i] = False
+        e, c = solve(keep)
+        loo[i] = a0[i] * math.exp(-exponent(i, e, c)) - acc[i]
     slope, intercept = np.polyfit(v, np.log(acc), 1)
     return Fit(coef, loo, float(np.mean(acc)), (float(math.exp(intercept)), float(-slope)), clean_scratch(rows),
-               len(data))
+               len(data), form, eta, gauges)
 
 
 def choose_probe(probes: dict[str, Probe], scenario: str, lora_rank: int | None,
@@ -204,7 +305,8 @@ def predictions(fitted: Fit, probe: Probe, scenario: str, k: int, m: int, p: int
         h = fitted.half_width
         out.append({"c_p": int(c), "volume": v, "unpoisoned_acc": acc, "low": max(0.0, acc - h),
                     "high": min(1.0, acc + h), "half_width": h, "probe": probe.name, "data_set": probe.data_set,
-                    "learnability": probe.learnability, "competence": a0, "baseline_constant": fitted.constant,
+                    "learnability": probe.learnability, "competence": a0, "form": fitted.form,
+                    "gauge": fitted.gauge(probe.data_set), "baseline_constant": fitted.constant,
                     "baseline_v_alone": fitted.v_alone[0] * math.exp(-fitted.v_alone[1] * v)})
     return out
 
@@ -230,6 +332,7 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--benign-per-concept", type=int, required=True, help="m")
     p.add_argument("--poison-per-concept", type=int, required=True, help="p")
     p.add_argument("--poisoned-concepts", required=True, metavar="LIST", help="C_P values, e.g. 50,100")
+    p.add_argument("--form", choices=FORMS, default=FORMS[0], help="the model's form (module docstring)")
     p.add_argument("--json", action="store_true", help="one JSON object per C_P")
     p.add_argument("--out", type=path_arg, default=None, help="folder for prediction.json")
     args = p.parse_args(argv)
@@ -243,7 +346,7 @@ def main(argv: Sequence[str]) -> int:
                                                                    "scenario": args.scenario, "C_P": c_ps}):
         return 0
     probes = load_probes(args.calibration)
-    fitted = fit(load_calibration(args.calibration), probes)
+    fitted = fit(load_calibration(args.calibration), probes, args.form)
     probe = choose_probe(probes, args.scenario, args.lora_rank, channels, args.data_set, args.probe)
     records = predictions(fitted, probe, args.scenario, args.n_concepts, args.benign_per_concept,
                           args.poison_per_concept, c_ps)
@@ -253,7 +356,8 @@ def main(argv: Sequence[str]) -> int:
         setting.update(unet_channels=list(channels) if channels else None, poisoned_concepts=c_ps,
                        calibration=str(args.calibration))
         doc = {"tool": "simulate.predict --calibration", "setting": setting,
-               "predictions": records, "coefficients": fitted.coef.tolist(), "calibration_runs": fitted.n,
+               "predictions": records, "form": fitted.form, "coefficients": fitted.coef.tolist(), "eta": fitted.eta,
+               "gauges": fitted.gauges, "calibration_runs": fitted.n,
                "loo_errors": fitted.loo_errors.tolist(), "date": utc_now(), "git_commit": git_commit(),
                "command": command_line()}
         atomic_write_text(args.out / "prediction.json", json.dumps(doc, indent=1, default=str) + "\n")

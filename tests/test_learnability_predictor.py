@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 
 from implosion_base.calibration_files import CALIBRATION_COLUMNS
 from implosion_base.errors import InputError
-from simulate.learnability import choose_probe, fit, load_calibration, load_probes, predictions
+from simulate.learnability import Probe, choose_probe, fit, load_calibration, load_probes, predictions
 from simulate.predict import main
 
 TRUE = {"gamma": (0.02, 0.08, 0.0), "alpha": (0.02, 0.04, 0.1), "beta": 0.2}
@@ -57,7 +58,7 @@ def _folder(tmp: Path, noise: float = 0.0, seed: int = 0) -> Path:
 
 def test_the_fit_recovers_the_model_it_was_drawn_from(tmp_path: Path):
     cal = _folder(tmp_path)
-    fitted = fit(load_calibration(cal), load_probes(cal))
+    fitted = fit(load_calibration(cal), load_probes(cal), "linear")
     assert np.allclose(fitted.coef, [*TRUE["gamma"], *TRUE["alpha"], TRUE["beta"]], atol=1e-9)
     assert fitted.half_width < 1e-6 and fitted.clean_scratch == {"emoji-x-150": 0.91}
     probes = load_probes(cal)
@@ -72,7 +73,7 @@ def test_the_fit_recovers_the_model_it_was_drawn_from(tmp_path: Path):
 
 def test_the_interval_is_the_leave_one_out_error_and_narrow_when_the_runs_are(tmp_path: Path):
     cal = _folder(tmp_path, noise=0.03, seed=1)
-    fitted = fit(load_calibration(cal), load_probes(cal))
+    fitted = fit(load_calibration(cal), load_probes(cal), "linear")
     assert 0.02 < fitted.half_width < 0.15
     assert fitted.half_width == pytest.approx(np.quantile(np.abs(fitted.loo_errors), 0.9))
     r = predictions(fitted, load_probes(cal)["lora64"], "lora", 150, 40, 240, [100])[0]
@@ -85,7 +86,7 @@ def test_the_command_answers_in_json_one_object_per_c_p_fast(tmp_path: Path, cap
     t0 = time.perf_counter()
     assert main(["--calibration", str(cal), "--scenario", "lora", "--lora-rank", "8", "--n-concepts", "150",
                  "--benign-per-concept", "40", "--poison-per-concept", "240", "--poisoned-concepts", "50,100",
-                 "--json", "--out", str(tmp_path / "pred")]) == 0
+                 "--form", "linear", "--json", "--out", str(tmp_path / "pred")]) == 0
     assert time.perf_counter() - t0 < 60
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["c_p"] for x in lines] == [50, 100]
@@ -93,6 +94,95 @@ def test_the_command_answers_in_json_one_object_per_c_p_fast(tmp_path: Path, cap
     assert lines[1]["unpoisoned_acc"] < lines[0]["unpoisoned_acc"]
     doc = json.loads((tmp_path / "pred" / "prediction.json").read_text())
     assert doc["predictions"][1]["unpoisoned_acc"] == lines[1]["unpoisoned_acc"] and doc["git_commit"] is not None
+
+
+GAUGED = {"gamma": (0.05, 0.10), "a": 0.6, "eta": 2.5}
+#: data set -> (gauge competence c_D, {probe: (scenario, rank, λ, a0)}); "emoji-z-150" is never in a calibration.
+DATA_SETS = {"emoji-x-150": (0.85, {"full": ("continuous", None, 0.5, 0.85), "lora8": ("lora", 8, 0.1, 0.9),
+                                    "lora64": ("lora", 64, 0.3, 0.91), "small": ("continuous", None, 0.2, 0.6)}),
+             "emoji-y-150": (0.95, {"full": ("continuous", None, 0.6, 0.95), "lora8": ("lora", 8, 0.03, 0.97)}),
+             "emoji-z-150": (0.90, {"full": ("continuous", None, 0.4, 0.90), "lora8": ("lora", 8, 0.2, 0.93)})}
+
+
+def _gauged_truth(scenario: str, v: float, lam: float, a0: float, c_d: float) -> float:
+    s = ("continuous", "lora").index(scenario)
+    return a0 * math.exp(-(GAUGED["gamma"][s] + GAUGED["a"] * v * math.exp(-GAUGED["eta"] * lam))
+                         / math.log(c_d / (1 - c_d)))
+
+
+def _gauged_folder(tmp: Path) -> Path:
+    """Probes of three data sets (their widest continuous probe is the gauge), runs of the first two drawn from
+    the gauged form exactly."""
+    cal = tmp / "gcal"
+    rows = []
+    for ds, (c_d, probes) in DATA_SETS.items():
+        for name, (scenario, rank, lam, comp) in probes.items():
+            folder = cal / "probes" / f"{ds}-{name}"
+            folder.mkdir(parents=True)
+            folder.joinpath("probe.json").write_text(json.dumps(
+                {"scenario": scenario, "lora_rank": rank, "unet_channels": [32, 64] if name == "small" else [64, 128],
+                 "data_set": ds, "learnability": lam, "competence": comp}))
+            for v in (0.5, 1.33, 2.67, 4.0) if ds != "emoji-z-150" else ():
+                rows.append({"folder": f"run{len(rows)}", "seed": 0, "base_seed": 0, "data_set": ds, "c_p": 100,
+                             "p": 240, "m": 40, "k": 150, "control_acc": "nan", "attack_success": "nan",
+                             "probe": f"{ds}-{name}", "scenario": scenario, "volume": v,
+                             "unpoisoned_acc": _gauged_truth(scenario, v, lam, comp, c_d)})
+    with open(cal / "calibration.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, CALIBRATION_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    return cal
+
+
+def test_the_gauged_form_recovers_its_model_and_carries_it_to_an_unseen_data_set(tmp_path: Path):
+    cal = _gauged_folder(tmp_path)
+    probes = load_probes(cal)
+    fitted = fit(load_calibration(cal), probes, "gauged")
+    assert fitted.eta == GAUGED["eta"] and fitted.half_width < 1e-9
+    assert np.allclose(fitted.coef, [*GAUGED["gamma"], 0.0, GAUGED["a"]], atol=1e-9)  # no scratch run: γ = 0
+    assert fitted.gauges["emoji-x-150"] == pytest.approx(math.log(0.85 / 0.15))  # the 64,128 probe, not small
+    for ds in ("emoji-y-150", "emoji-z-150"):  # z: no calibration run, only its probes
+        c_d, z_probes = DATA_SETS[ds]
+        got = predictions(fitted, probes[f"{ds}-lora8"], "lora", 150, 40, 240, [25, 100])
+        lam, comp = z_probes["lora8"][2:]
+        assert [r["unpoisoned_acc"] for r in got] == pytest.approx(
+            [_gauged_truth("lora", c * 0.04, lam, comp, c_d) for c in (25, 100)], abs=1e-9)
+        assert got[0]["form"] == "gauged" and got[0]["gauge"] == pytest.approx(math.log(c_d / (1 - c_d)))
+    # the same poison costs a data set rendered near-perfectly (larger clean logit) less
+    same = Probe("q", "lora", 8, (64, 128), "emoji-y-150", 0.1, 0.9)
+    assert fitted.predict("lora", 4.0, same, 0.9) > fitted.predict("lora", 4.0, replace(same, data_set="emoji-x-150"),
+                                                                     0.9)
+
+
+def test_the_gauged_form_refuses_a_data_set_without_its_gauge(tmp_path: Path):
+    cal = _gauged_folder(tmp_path)
+    fitted = fit(load_calibration(cal), load_probes(cal), "gauged")
+    orphan = Probe("o", "lora", 8, (64, 128), "emoji-w-150", 0.1, 0.9)
+    with pytest.raises(InputError, match="data set emoji-w-150 has no gauge probe"):
+        predictions(fitted, orphan, "lora", 150, 40, 240, [100])
+    with pytest.raises(InputError, match="unknown form 'cubic'"):
+        fit(load_calibration(cal), load_probes(cal), "cubic")
+
+
+def test_the_linear_form_reproduces_every_registered_prediction_of_its_registration():
+    """The linear form refitted on the committed calibration folder gives the numbers registered in
+    docs/predictions/2026-12-07-learnability (before any of their runs): the registration is reproducible."""
+    from paper_figures.learnability_figures import LINEAR
+
+    cal = LINEAR.folder.parents[2] / "docs" / "data" / LINEAR.calibration
+    probes = load_probes(cal)
+    fitted = fit(load_calibration(cal), probes, "linear")
+    docs = sorted(LINEAR.folder.glob("*/prediction.json"))
+    assert len(docs) == 15
+    for path in docs:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        assert np.allclose(doc["coefficients"], fitted.coef, atol=1e-12)
+        for rec in doc["predictions"]:
+            s = doc["setting"]
+            again = predictions(fitted, probes[rec["probe"]], s["scenario"], s["n_concepts"], s["benign_per_concept"],
+                                s["poison_per_concept"], [rec["c_p"]])[0]
+            assert again["unpoisoned_acc"] == pytest.approx(rec["unpoisoned_acc"], abs=1e-12)
+            assert again["low"] == pytest.approx(rec["low"], abs=1e-12)
 
 
 def test_a_setting_without_its_probe_is_refused_by_name(tmp_path: Path):
@@ -149,12 +239,12 @@ def test_registered_predictions_are_scored_against_their_setting_s_runs_only(tmp
 
 def test_the_registered_run_counts_are_the_registration_s():
     """runs.csv (read by T10 to mark partial settings) says what the registration's README fixed, row by row."""
-    from paper_figures.learnability_figures import REGISTERED, registered_runs
+    from paper_figures.learnability_figures import LINEAR, registered_runs
 
     fixed = {}
-    for line in (REGISTERED / "README.md").read_text(encoding="utf-8").splitlines():
+    for line in (LINEAR.folder / "README.md").read_text(encoding="utf-8").splitlines():
         if line.startswith("| `h"):
             cells = [c.strip() for c in line.strip("|").split("|")]
             fixed[cells[0].strip("`")] = 2 if "0 and 1" in cells[7] else 1
-    assert len(fixed) == 15 and registered_runs(REGISTERED) == fixed
-    assert set(fixed) == {p.parent.name for p in REGISTERED.glob("*/prediction.json")}
+    assert len(fixed) == 15 and registered_runs(LINEAR.folder) == fixed
+    assert set(fixed) == {p.parent.name for p in LINEAR.folder.glob("*/prediction.json")}
