@@ -256,7 +256,9 @@ def claim_run_folder(out: Path, key: str, identity: dict, *, has_results: bool |
     result row there shares. Returns the manifest to continue (the previous one when it is this configuration's,
     else a fresh ``{key: identity}``). Refused (InputError, before anything is written): results whose manifest
     does not say their ``key``; results of another configuration (``refusal(difference(old, identity))``, the
-    message naming what differs). A manifest without results (a start that failed) does not lock the folder.
+    message naming what differs). A manifest without results (a start that failed) does not lock the folder. The
+    manifest is kept (its invocations, say) whenever ``difference`` calls the two the same, even where they are not
+    equal (an older folder lacking a key the caller's difference ignores); ``identity`` replaces its ``key``.
     ``has_results`` may be a function, asked only once the manifest has been read (a damaged manifest is named
     first)."""
     path = out / "manifest.json"
@@ -269,9 +271,10 @@ def claim_run_folder(out: Path, key: str, identity: dict, *, has_results: bool |
     if has_results and old is None:
         raise InputError(f"{out / 'results.csv'} holds results without a manifest saying their {key}; use another "
                          "--out")
-    if has_results and difference(old, identity):
+    differs = old is None or bool(difference(old, identity))
+    if has_results and differs:
         raise InputError(refusal(difference(old, identity)))
-    if old != identity:
+    if differs:  # another configuration (or none): start afresh; the same one (as ``difference`` sees it) continues
         manifest = {}
     manifest[key] = identity
     return manifest

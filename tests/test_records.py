@@ -99,3 +99,26 @@ def test_old_column_spellings_are_read_and_an_old_table_resumes_under_the_new_na
     t = ResultsTable(path, ["c_p", "seed", "unpoisoned_acc"])
     t.append([{"c_p": 10, "seed": 0, "unpoisoned_acc": 0.5}])
     assert path.read_text() == "c_p,seed,unpoisoned_acc\n0,0,0.9\n5,0,0.7\n10,0,0.5\n"
+
+
+def test_a_folder_is_claimed_by_what_its_difference_calls_the_same_and_keeps_its_history(tmp_path: Path):
+    """claim_run_folder keeps an older manifest (its invocations) whose identity lacks a key the caller's difference
+    ignores, refuses one that differs where it looks, and starts afresh on a failed start of another identity."""
+    import json
+
+    from implosion_base.records import claim_run_folder, key_difference
+
+    def ignoring_new_key(old: dict, new: dict) -> str:
+        return key_difference({k: v for k, v in old.items() if k != "added"},
+                              {k: v for k, v in new.items() if k != "added"})
+
+    def claim(identity: dict, has_results: bool) -> dict:
+        return claim_run_folder(tmp_path, "setting", identity, has_results=has_results, difference=ignoring_new_key,
+                                refusal=lambda d: f"another setting ({d})")
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"setting": {"lr": 1}, "invocations": ["first"]}))
+    got = claim({"lr": 1, "added": "x"}, True)
+    assert got == {"setting": {"lr": 1, "added": "x"}, "invocations": ["first"]}
+    with pytest.raises(InputError, match=r"another setting \(lr\)"):
+        claim({"lr": 2}, True)
+    assert claim({"lr": 2}, False) == {"setting": {"lr": 2}}  # no results: a failed start does not lock the folder
