@@ -273,14 +273,16 @@ CAPACITY_FEEDS = ("python -m empirical.run --preset cpu --scenario lora --lora-r
                   "(R = 1, 2, 4, 8, 16, 32, 64); the same with --scenario continuous [--unet-channels 32,64]")
 
 
-def capacity_points(emp: Empirical, p: int = 240, c_p: int = 100) -> dict[str, dict[str, Any]]:
-    """Per capacity setting at (p, C_P): its runs' unpoisoned accuracy (poisoned and control) and attack success,
-    each a list over seeds. Settings: ``lora r`` (the preset's rank 8, or ``lora.rank: 8 -> r``), ``full UNet``
-    (continuous, the preset's UNet) and ``small UNet`` (continuous, ``unet.channels`` changed)."""
+def capacity_points(emp: Empirical, p: int = 240, c_p: int = 100, data_set: str = "emoji-openmoji+noto-150"
+                    ) -> dict[str, dict[str, Any]]:
+    """Per capacity setting at (p, C_P) on one data set: its runs' unpoisoned accuracy (poisoned and control) and
+    attack success, each a list over seeds. Settings: ``lora r`` (the preset's rank 8, or ``lora.rank: 8 -> r``),
+    ``full UNet`` (continuous, the preset's UNet) and ``small UNet`` (continuous, ``unet.channels`` changed)."""
     out: dict[str, dict[str, Any]] = {}
     for r in emp.rows:
         if (r["c_p"] != str(c_p) or r["poison_per_concept"] != str(p) or r["targets"] != "poisoned"
-                or r["poison_type"] not in ("dirty", "none") or int(r["n_concepts"]) != 150):
+                or r["poison_type"] not in ("dirty", "none") or int(r["n_concepts"]) != 150
+                or r.get("data_set") != data_set):
             continue
         variant = r["variant"]
         if r["scenario"] == "lora" and (not variant or variant.startswith("lora.rank")):

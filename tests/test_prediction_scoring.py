@@ -67,12 +67,13 @@ def test_a_variant_prediction_is_scored_only_on_runs_of_that_variant():
 
 def test_capacity_points_sort_lora_ranks_and_unet_sizes():
     """F15's data: LoRA ranks by rank (the preset's rank 8 has no variant), then the small and the full UNet; runs
-    at other points, target modes or settings stay out."""
+    at other points, target modes, settings or data sets stay out."""
     from paper_figures.prediction_figures import capacity_points
     from paper_figures.sources import Empirical
 
     base = {"preset": "cpu", "targets": "poisoned", "poison_type": "dirty", "n_concepts": "150", "steps": "500",
-            "poison_per_concept": "240", "c_p": "100", "seed": "0", "attack_success": "0.1"}
+            "poison_per_concept": "240", "c_p": "100", "seed": "0", "attack_success": "0.1",
+            "data_set": "emoji-openmoji+noto-150"}
     rows = [dict(base, scenario="lora", variant="lora.rank: 8 -> 64", kind="poisoned", unpoisoned_acc="0.49"),
             dict(base, scenario="lora", variant="", kind="poisoned", unpoisoned_acc="0.35"),
             dict(base, scenario="lora", variant="", kind="control", unpoisoned_acc="0.90"),
@@ -81,7 +82,9 @@ def test_capacity_points_sort_lora_ranks_and_unet_sizes():
             dict(base, scenario="continuous", variant="unet.channels: [64, 128] -> [32, 64]", kind="poisoned",
                  unpoisoned_acc="0.30"),
             dict(base, scenario="continuous", variant="", kind="poisoned", targets="all", unpoisoned_acc="0.7"),
-            dict(base, scenario="continuous", variant="", kind="poisoned", c_p="50", unpoisoned_acc="0.8")]
+            dict(base, scenario="continuous", variant="", kind="poisoned", c_p="50", unpoisoned_acc="0.8"),
+            dict(base, scenario="continuous", variant="", kind="poisoned", data_set="emoji-noto-150",
+                 unpoisoned_acc="0.9")]  # another data set, even without a variant that says so
     emp = Empirical()
     emp.rows = rows
     pts = capacity_points(emp)
