@@ -176,8 +176,8 @@ def points(emp: Empirical) -> list[dict[str, Any]]:
 
 
 def scenario_verdicts(pts: list[dict[str, Any]], large: float = LARGE_V) -> list[dict[str, Any]]:
-    """Per regime: the volumes measured, the first V whose verdict is implosion, the largest V without, and the
-    verdict at V ≥ ``large`` ("reached at V = x", "not reached up to V = y", or "not measured at V ≥ large")."""
+    """Per regime: the volumes measured (with their C_P, p and m where one V was measured at two), the first V whose
+    verdict is implosion, the largest V without, and the verdict at V ≥ ``large`` ("reached at V = x", "not reached up to V = y", or "not measured at V ≥ large")."""
     out = []
     for data_set, regime in dict.fromkeys((p["data_set"], p["regime"]) for p in pts):
         sel = [p for p in pts if p["regime"] == regime and p["data_set"] == data_set]
@@ -195,7 +195,13 @@ def scenario_verdicts(pts: list[dict[str, Any]], large: float = LARGE_V) -> list
         close = [f"{p['volume']:.2f}" for p in big if "on the line" in p["verdict"]]
         if close:
             verdict += f"; on the line at V = {', '.join(close)}"
-        out.append({"regime": regime, "data_set": data_set, "volumes": ", ".join(f"{p['volume']:.2f} ({p['seeds']})" for p in sel),
+        shared = {v for v in (round(p["volume"], 6) for p in sel) if sum(round(q["volume"], 6) == v for q in sel) > 1}
+
+        def said(p: dict[str, Any]) -> str:  # a V measured at two (C_P, p, m) says which
+            how = f" C_P {p['c_p']}, p {p['p']}, m {p['m']}:" if round(p["volume"], 6) in shared else ""
+            return f"{p['volume']:.2f} ({how.lstrip()}{' ' if how else ''}{p['seeds']})"
+
+        out.append({"regime": regime, "data_set": data_set, "volumes": ", ".join(said(p) for p in sel),
                     "first_implosion": f"{min(hit):.2f}" if hit else "none",
                     "largest_without": f"{max(miss):.2f}" if miss else "–", "verdict": verdict})
     return out

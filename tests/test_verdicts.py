@@ -118,6 +118,17 @@ def test_scenario_verdict_names_the_first_large_volume_that_implodes(tmp_path):
     assert [r["verdict"] for r in table if r["regime"] == "lora, 500 steps"] == ["none", "none", "implosion",
                                                                                   "implosion"]
     assert Path(tmp_path / "tab7-scenarios.csv").is_file() and "reached at V = 4.00" in built.markdown
+    assert by["lora, 500 steps"]["volumes"] == "1.33 (1), 2.67 (1), 4.00 (1), 6.67 (1)"  # one V each: no C_P, p
+
+
+def test_two_points_at_one_volume_are_told_apart_in_the_regime_s_volumes():
+    rows = []
+    for c_p, p, acc in (("50", "240", 0.77), ("100", "120", 0.67)):
+        rows += [row("poisoned", 0, acc, c_p=c_p, poison_per_concept=p),
+                 row("control", 0, 0.9, c_p=c_p, poison_per_concept=p)]
+    rows += [row("poisoned", 0, 0.4), row("control", 0, 0.9)]
+    (got,) = scenario_verdicts(points(Empirical(rows=rows)))
+    assert got["volumes"] == "2.00 (C_P 100, p 120, m 40: 1), 2.00 (C_P 50, p 240, m 40: 1), 4.00 (1)"
 
 
 def test_a_poisoned_row_is_paired_with_its_own_folders_control_before_a_borrowed_one():
