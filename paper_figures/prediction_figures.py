@@ -30,6 +30,7 @@ from theory.poisoning import target_rule
 from theory.stats import mean_ci95
 
 PREDICTIONS = Path(__file__).resolve().parents[1] / "docs" / "predictions"
+PREDICTIONS_NAME = "docs/predictions"  # what the figures' index says (no machine's path)
 FEEDS = ("python -m empirical.run --preset cpu --scenario continuous --poisoned-concepts 0,100 --poison-per-concept P "
          "--seeds 0 --out results/emp-cpu-pP (P = 160, 240, 400)")
 
@@ -217,7 +218,7 @@ def fig14(src: Sources, out: Path) -> Built:
                "One panel per volume-curve prediction: calibrated to the clean model's geometry and accuracy "
                "(d = 11) at m = 40 and at m = 10 benign pairs per concept, and the uncalibrated default space "
                "(d = 64).")
-    return Built(files, caption, [str(PREDICTIONS)] + sorted({r["folder"] for r in emp.rows}), missing)
+    return Built(files, caption, [PREDICTIONS_NAME] + sorted({r["folder"] for r in emp.rows}), missing)
 
 
 def panel_title(pred: Prediction) -> str:
@@ -264,7 +265,7 @@ def tab5(src: Sources, out: Path) -> Built:
                "before the runs): point = measured mean inside the predicted 95% band; verdict = both say implosion "
                "or both do not. Threshold C_P (first implosion): " + ("; ".join(thresholds) or "nothing measured")
                + ". " + ordering_claim(emp))
-    return Built(files, caption, [str(PREDICTIONS)], [] if rows else [f"no measured point yet: {FEEDS}"], text)
+    return Built(files, caption, [PREDICTIONS_NAME], [] if rows else [f"no measured point yet: {FEEDS}"], text)
 
 
 #: What feeds F15: the capacity runs at the decisive point (C_P = 100, p = 240, V = 4).
