@@ -301,7 +301,7 @@ def predictions(fitted: Fit, probe: Probe, scenario: str, k: int, m: int, p: int
     out = []
     for c in c_ps:
         v = c * p / (k * m)
-        acc = fitted.predict(scenario, v, probe, a0)
+        acc = min(1.0, max(0.0, fitted.predict(scenario, v, probe, a0)))  # an accuracy, whatever the fit says
         h = fitted.half_width
         out.append({"c_p": int(c), "volume": v, "unpoisoned_acc": acc, "low": max(0.0, acc - h),
                     "high": min(1.0, acc + h), "half_width": h, "probe": probe.name, "data_set": probe.data_set,

@@ -154,6 +154,15 @@ def test_the_gauged_form_recovers_its_model_and_carries_it_to_an_unseen_data_set
                                                                      0.9)
 
 
+def test_a_prediction_is_an_accuracy_even_where_the_fitted_exponent_is_negative(tmp_path: Path):
+    """A model whose fitted damage is negative at small V (γ < 0) is predicted at most 1, never above."""
+    cal = _folder(tmp_path)
+    fitted = fit(load_calibration(cal), load_probes(cal), "linear")
+    gift = replace(fitted, coef=np.array([-0.5, -0.5, -0.5, 0.0, 0.0, 0.0, 0.0]))
+    got = predictions(gift, load_probes(cal)["full"], "continuous", 150, 40, 240, [1])[0]
+    assert 0.93 * math.exp(0.5) > 1 and got["unpoisoned_acc"] == 1.0 and got["high"] == 1.0
+
+
 def test_the_gauged_form_refuses_a_data_set_without_its_gauge(tmp_path: Path):
     cal = _gauged_folder(tmp_path)
     fitted = fit(load_calibration(cal), load_probes(cal), "gauged")
@@ -164,19 +173,22 @@ def test_the_gauged_form_refuses_a_data_set_without_its_gauge(tmp_path: Path):
         fit(load_calibration(cal), load_probes(cal), "cubic")
 
 
-def test_the_linear_form_reproduces_every_registered_prediction_of_its_registration():
-    """The linear form refitted on the committed calibration folder gives the numbers registered in
-    docs/predictions/2026-12-07-learnability (before any of their runs): the registration is reproducible."""
-    from paper_figures.learnability_figures import LINEAR
+@pytest.mark.parametrize("which, count", [("LINEAR", 15), ("GAUGED", 12)])
+def test_each_registration_is_reproduced_from_its_committed_calibration_folder(which: str, count: int):
+    """Each form refitted on its committed calibration folder gives the numbers registered (before any of their
+    runs) in docs/predictions/2026-12-07-learnability and -gauged: the registrations are reproducible, and a
+    calibration folder rewritten after its registration (its held-out runs added, say) fails here."""
+    from paper_figures import learnability_figures
 
-    cal = LINEAR.folder.parents[2] / "docs" / "data" / LINEAR.calibration
+    reg = getattr(learnability_figures, which)
+    cal = learnability_figures.ROOT / "docs" / "data" / reg.calibration
     probes = load_probes(cal)
-    fitted = fit(load_calibration(cal), probes, "linear")
-    docs = sorted(LINEAR.folder.glob("*/prediction.json"))
-    assert len(docs) == 15
+    fitted = fit(load_calibration(cal), probes, reg.form)
+    docs = sorted(reg.folder.glob("*/prediction.json"))
+    assert len(docs) == count
     for path in docs:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        assert np.allclose(doc["coefficients"], fitted.coef, atol=1e-12)
+        assert np.allclose(doc["coefficients"], fitted.coef, atol=1e-12) and doc.get("eta", 0.0) == fitted.eta
         for rec in doc["predictions"]:
             s = doc["setting"]
             again = predictions(fitted, probes[rec["probe"]], s["scenario"], s["n_concepts"], s["benign_per_concept"],
