@@ -207,12 +207,6 @@ def clean_scratch(rows: list[dict]) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in acc.items()}
 
 
-def _solve(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-    """Least squares coefficients of y ≈ x·c and their squared error."""
-    c = np.linalg.lstsq(x, y, rcond=None)[0]
-    return c, float(np.sum((x @ c - y) ** 2))
-
-
 def _fit_gauged(scen: np.ndarray, v: np.ndarray, lam: np.ndarray, g: np.ndarray, y: np.ndarray
                 ) -> tuple[float, np.ndarray]:
     """(η, coefficients) of the gauged form: for each η of :data:`ETA_GRID` the linear least squares in
@@ -248,12 +242,13 @@ def fit(rows: list[dict], probes: dict[str, Probe], form: str = FORMS[0]) -> Fit
     gauges = data_set_gauges(probes) if form == "gauged" else {}
     g = np.array([gauge_of(gauges, r["data_set"]) if gauges else 1.0 for r, _, _ in data])
     scen = np.array([SCENARIOS.index(r["scenario"]) for r, _, _ in data])
+    x = None if form == "gauged" else np.stack([_design(form, r["scenario"], v[i], lam[i])
+                                                for i, (r, _, _) in enumerate(data)])
 
     def solve(keep: np.ndarray) -> tuple[float, np.ndarray]:
-        if form == "gauged":
+        if x is None:
             return _fit_gauged(scen[keep], v[keep], lam[keep], g[keep], y[keep])
-        x = np.stack([_design(form, r["scenario"], float(r["volume"]), probe.learnability) for r, probe, _ in data])
-        return 0.0, _solve(x[keep], y[keep])[0]
+        return 0.0, np.linalg.lstsq(x[keep], y[keep], rcond=None)[0]
 
     def exponent(i: int, eta: float, c: np.ndarray) -> float:
         r, probe, _ = data[i]
