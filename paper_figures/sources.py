@@ -98,8 +98,9 @@ def num(value: Any) -> float:
 @dataclass
 class Empirical:
     """Every empirical run found: result rows (each with ``folder``, ``preset``, ``variant``), attention rows,
-    detector rows and the folders they came from. ``variant`` is "" for a preset's own setting, else the first
-    setting key that differs (e.g. ``unet.channels: [64, 128] -> [32, 64]``)."""
+    detector rows and the folders they came from. ``variant`` is "" for a preset's own setting, else how it
+    differs: its fonts (the data set) when they differ, then the first other setting key that differs (e.g.
+    ``unet.channels: [64, 128] -> [32, 64]``); ``model_variant`` is that second part alone."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     attention: list[dict[str, Any]] = field(default_factory=list)
@@ -351,12 +352,18 @@ def collect(folders: list[Path], defence: list[Path]) -> Empirical:
         own = setting_of(preset, scenario, 0 if base_seed is None else base_seed)
         # the number of concepts is a column of its own (n_concepts); everything else must be the preset's
         own["render"]["concepts"] = setting.get("render", {}).get("concepts", own["render"]["concepts"])
+        # the fonts (the data set) are always named when they differ, and the model's first difference after them
+        # (a one-font LoRA rank 32 is neither the two-font rank 32 nor the one-font rank 8)
+        fonts = setting.get("render", {}).get("fonts", own["render"]["fonts"])
+        data = "" if fonts == own["render"]["fonts"] else f"render.fonts: {own['render']['fonts']} -> {fonts}"
+        own["render"]["fonts"] = fonts
         diff = first_difference(setting, own)  # the folder's setting first: keys added later do not count
-        variant = "" if diff is None else f"{diff[0]}: {diff[2]} -> {diff[1]}"  # preset -> this run
+        model = "" if diff is None else f"{diff[0]}: {diff[2]} -> {diff[1]}"  # preset -> this run
+        variant = ", ".join(v for v in (data, model) if v)
         benign = setting.get("benign_per_concept") or setting.get("render", {}).get("per_concept")
         for r in read_rows([folder]):
-            r.update(folder=str(folder), preset=preset.name, variant=variant, benign_per_concept=str(benign),
-                     base_seed=str(base_seed))
+            r.update(folder=str(folder), preset=preset.name, variant=variant, model_variant=model,
+                     benign_per_concept=str(benign), base_seed=str(base_seed))
             emp.rows.append(r)
         for a in read_rows([folder], "attention.csv", required=False):
             a.update(folder=str(folder), preset=preset.name, variant=variant)

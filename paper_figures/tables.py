@@ -94,9 +94,11 @@ def _threshold(by_c: dict[int, list[float]]) -> tuple[str, float, int]:
     return ("not reached" if first is None else str(first)), means[low], cs[low]
 
 
-def _variant_name(r: dict[str, Any], default_p: int) -> str:
-    """A readable name of the regime a poisoned row belongs to (scenario and how it differs from the preset)."""
-    name = f"{r['scenario']}" + (f", {r['variant']}" if r["variant"] else "")
+def _variant_name(r: dict[str, Any], default_p: int, *, data_set_column: bool = False) -> str:
+    """A readable name of the regime a poisoned row belongs to (scenario and how it differs from the preset; the
+    fonts left out where the table has a data-set column)."""
+    variant = r.get("model_variant", r["variant"]) if data_set_column else r["variant"]
+    name = f"{r['scenario']}" + (f", {variant}" if variant else "")
     if r["targets"] != "poisoned":
         name += f", targets {r['targets']}"
     if r["poison_type"] == "nightshade":

@@ -1,7 +1,8 @@
 """T7: one implosion verdict per scenario and poison volume, from the real model's committed results.
 
 For every measured point of the chosen preset (a regime — data set, scenario, setting difference, target rule, poison
-type, poisoned-phase length — at a poison volume V = C_P·p/(K·m); results of two data sets never pool) the table pairs each seed's poisoned run with its own
+type, poisoned-phase length — at a poison volume V = C_P·p/(K·m); results of two data sets never pool)
+the table pairs each seed's poisoned run with its own
 same-volume control and reports the never-poisoned concepts' accuracy, the paired gap (mean ± 95% t-interval over
 seeds, two-sided paired t-test), the kernel-distance (KID), meaningless-rate (:mod:`empirical.meaningless`; "–" for runs
 written before it) and no-standout-rate gaps, the attack success and the
@@ -10,7 +11,8 @@ verdict. The verdict is the rule fixed in docs/predictions/README.md before the 
 control's CI, or by 0.1 with one seed), qualified by the issue's "with a competent clean model": the clean model
 (C_P = 0) of the same base seeds must read at least ``COMPETENT`` of its concepts right, else the verdict says the
 model was weak before any poison. A mean accuracy within one evaluation standard error of 0.5
-(:func:`evaluation_se`) is "on the line": the verdict says so instead of calling it with certainty. The second table gives each regime's verdict at V ≥ 3: the first V with
+(:func:`evaluation_se`) is "on the line": the verdict says so instead of calling it with certainty.
+The second table gives each regime's verdict at V ≥ 3: the first V with
 implosion and the largest V without.
 """
 
@@ -41,8 +43,9 @@ POINT = ("poison_per_concept", "c_p", "benign_per_concept")
 
 def regime_name(r: dict[str, Any]) -> str:
     """The regime of a poisoned row in words: T4's name (scenario, setting difference, target rule, poison type)
-    without p, which is the volume's business here, and the poisoned phase's steps."""
-    return _variant_name(r, int(r["poison_per_concept"])) + f", {r['steps']} steps"
+    without p, which is the volume's business here, and the poisoned phase's steps; the data set is a column of
+    its own (:data:`REGIME`), so the fonts are not repeated here."""
+    return _variant_name(r, int(r["poison_per_concept"]), data_set_column=True) + f", {r['steps']} steps"
 
 
 def _base(r: dict[str, Any]) -> str:
@@ -160,7 +163,8 @@ def points(emp: Empirical) -> list[dict[str, Any]]:
             verdict = f"implosion; weak clean model ({clean_mean:.2f})"
         else:
             verdict = "implosion"
-        out.append({"regime": regime_name(first), "data_set": first.get("data_set", ""), "p": int(num(first["poison_per_concept"])),
+        out.append({"regime": regime_name(first), "data_set": first.get("data_set", ""),
+                    "p": int(num(first["poison_per_concept"])),
                     "c_p": int(num(first["c_p"])), "m": m,
                     "volume": poison_volume(int(num(first["c_p"])), int(num(first["poison_per_concept"])),
                                             int(num(first["n_concepts"])), m),
@@ -177,7 +181,8 @@ def points(emp: Empirical) -> list[dict[str, Any]]:
 
 def scenario_verdicts(pts: list[dict[str, Any]], large: float = LARGE_V) -> list[dict[str, Any]]:
     """Per regime: the volumes measured (with their C_P, p and m where one V was measured at two), the first V whose
-    verdict is implosion, the largest V without, and the verdict at V ≥ ``large`` ("reached at V = x", "not reached up to V = y", or "not measured at V ≥ large")."""
+    verdict is implosion, the largest V without, and the verdict at V ≥ ``large`` ("reached at V = x",
+    "not reached up to V = y", or "not measured at V ≥ large")."""
     out = []
     for data_set, regime in dict.fromkeys((p["data_set"], p["regime"]) for p in pts):
         sel = [p for p in pts if p["regime"] == regime and p["data_set"] == data_set]
@@ -237,8 +242,8 @@ def tab7(src: Sources, out: Path) -> Built:
     write_csv(out / "tab7.csv", POINT_HEADER, point_rows)
     write_csv(out / "tab7-scenarios.csv", SCENARIO_HEADER, scen_rows)
     files = [out / "tab7.md", out / "tab7.csv", out / "tab7-scenarios.csv"]
-    caption = (f"Implosion verdicts of the real model ({emp.preset or 'no'} preset), per data set (the fonts and the number of "
-               f"concepts; empirical.data_set). Top: per regime, the volumes "
+    caption = (f"Implosion verdicts of the real model ({emp.preset or 'no'} preset), per data set (the fonts and the "
+               f"number of concepts; empirical.data_set). Top: per regime, the volumes "
                f"measured (seeds), the first V = C_P·p/(K·m) at which the never-poisoned concepts imploded and the "
                f"verdict at V ≥ {LARGE_V:g}. Bottom: per point, the clean model of the same base seeds, the "
                f"poisoned runs and their same-volume controls (mean ± 95% CI over seeds), the gaps pairing each "

@@ -94,3 +94,31 @@ def test_the_report_groups_and_labels_by_data_set_and_never_pools_two(tmp_path: 
 
 def test_concepts_hash_is_order_sensitive():
     assert concepts_hash(["a", "b"]) != concepts_hash(["b", "a"])
+
+
+def test_figures_never_pool_two_data_sets_of_one_model_and_name_the_model_apart(tmp_path: Path):
+    """paper_figures' setting variant names the fonts whenever they differ from the preset's *and* the model's
+    first difference after them: a one-font run of another UNet is neither the two-font run of that UNet nor the
+    one-font run of the preset's UNet (tables without a data-set column group by it), and ``model_variant`` is the
+    model's part alone (for tables that show the data set in a column of their own)."""
+    from empirical.presets import get_preset
+    from empirical.layout import setting_of
+    from paper_figures.sources import collect
+
+    preset = setting_of(get_preset("micro"), "continuous", 0)
+    channels, two = preset["unet"]["channels"], preset["render"]["fonts"]
+    half = [c // 2 for c in channels]
+    folders = {}
+    for name, fonts, unet in (("one", ["openmoji"], None), ("two", two, None), ("one-small", ["openmoji"], half),
+                              ("two-small", two, half)):
+        folders[name] = _folder(tmp_path, name, NAMES, fonts, 0.3)
+        if unet:
+            manifest = json.loads((folders[name] / "manifest.json").read_text())
+            manifest["setting"]["unet"] = {"channels": unet}
+            (folders[name] / "manifest.json").write_text(json.dumps(manifest))
+    emp = collect(list(folders.values()), [])
+    got = {Path(r["folder"]).name: (r["variant"], r["model_variant"]) for r in emp.rows}
+    fonts = f"render.fonts: {two} -> ['openmoji']"
+    unet = f"unet.channels: {channels} -> {half}"
+    assert got == {"one": (fonts, ""), "two": ("", ""), "one-small": (f"{fonts}, {unet}", unet),
+                   "two-small": (unet, unet)}
