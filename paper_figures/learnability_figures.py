@@ -1,7 +1,8 @@
 """T10/F17 and T11/F18: the learnability predictor's registered predictions scored on held-out settings.
 
-Two registrations (:data:`LINEAR`: the linear form, calibrated on docs/data/learnability; :data:`GAUGED`: the
-gauged form, calibrated on docs/data/learnability-gauged; :mod:`simulate.learnability`), each scored the same way.
+Two predictors (:data:`LINEAR`: the linear form, calibrated on docs/data/learnability; :data:`GAUGED`: the
+gauged form, calibrated on docs/data/learnability-gauged, registered in two folders; :mod:`simulate.learnability`),
+each scored the same way.
 Each registered prediction (``docs/predictions/<registration>/<setting>/prediction.json``, written by
 ``python -m simulate.predict --calibration <folder> ... --out`` before any run of its setting) is
 matched to the measured runs of that setting: the same scenario, LoRA rank, UNet channels and data set, K, m, p
@@ -34,28 +35,40 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class Registration:
-    """One registration: its folder (relative to the repository: what the figures' index says), the calibration
-    folder under the results its predictor was fitted on, the keys of its table and figure, and the predictor's
-    form (simulate.learnability)."""
+    """One predictor's registrations: its folder (relative to the repository: what the figures' index says) and
+    any later ones that add settings with the same calibration and form (``also``: each committed before its own
+    runs), the calibration folder under the results its predictor was fitted on, the keys of its table and figure,
+    and the predictor's form (simulate.learnability)."""
 
     name: str
     calibration: str
     table: str
     figure: str
     form: str
+    also: tuple[str, ...] = ()
 
     @property
     def folder(self) -> Path:
         return ROOT / self.name
 
     @property
+    def folders(self) -> list[Path]:
+        """Every registration folder of this predictor, the first first."""
+        return [ROOT / n for n in (self.name, *self.also)]
+
+    @property
+    def names(self) -> str:
+        return " and ".join((self.name, *self.also))
+
+    @property
     def feeds(self) -> str:
-        return (f"the held-out runs of {self.name}/README.md (python -m empirical.run ... --out "
-                f"results/<setting>), each with its control")
+        return (f"the held-out runs of {' and '.join(f'{n}/README.md' for n in (self.name, *self.also))} "
+                f"(python -m empirical.run ... --out results/<setting>), each with its control")
 
 
 LINEAR = Registration("docs/predictions/2026-12-07-learnability", "learnability", "tab10", "fig17", "linear")
-GAUGED = Registration("docs/predictions/2026-12-07-gauged", "learnability-gauged", "tab11", "fig18", "gauged")
+GAUGED = Registration("docs/predictions/2026-12-07-gauged", "learnability-gauged", "tab11", "fig18", "gauged",
+                      also=("docs/predictions/2026-12-07-gauged-rank64-scratch",))
 
 
 def registered_runs(folder: Path = LINEAR.folder) -> dict[str, int]:
@@ -137,13 +150,13 @@ def attack_line(calibration: Path) -> tuple[float, float] | None:
     return float(a), float(b)
 
 
-def scored(src: Sources, folder: Path = LINEAR.folder, calibration: str = LINEAR.calibration) -> list[dict[str, Any]]:
-    """One record per registered (setting, C_P) with measured runs: prediction, measurement, errors (the
-    attack-success line fitted on the calibration folder ``calibration`` under the results)."""
+def scored(src: Sources, reg: Registration = LINEAR) -> list[dict[str, Any]]:
+    """One record per registered (setting, C_P) of every folder of ``reg`` with measured runs: prediction,
+    measurement, errors (the attack-success line fitted on its calibration folder under the results)."""
     emp = src.empirical()
-    line = attack_line(src.results / calibration)
+    line = attack_line(src.results / reg.calibration)
     out = []
-    for pred in registered(folder):
+    for pred in (p for folder in reg.folders for p in registered(folder)):
         poisoned, controls = measured_rows(emp, pred)
         if not poisoned:
             continue
@@ -189,7 +202,7 @@ def score_table(reg: Registration, src: Sources, out: Path) -> Built:
     all measured settings and per data set), then each held-out setting."""
     from paper_figures.tables import markdown_table, write_csv
 
-    recs = scored(src, reg.folder, reg.calibration)
+    recs = scored(src, reg)
     key = reg.table
 
     def runs(r: dict) -> str:
@@ -207,12 +220,13 @@ def score_table(reg: Registration, src: Sources, out: Path) -> Built:
     files = [out / f"{key}.md", out / f"{key}.csv", out / f"{key}-scores.csv"]
     complete = sum(not r["partial"] for r in recs)
     caption = (f"The learnability predictor ({reg.form} form) on held-out settings, registered before their "
-               f"runs ({reg.name}): {len(recs)} of {len(registered(reg.folder))} registered settings measured, "
+               f"runs ({reg.names}): {len(recs)} of {sum(len(registered(f)) for f in reg.folders)} registered "
+               f"settings measured, "
                f"{complete} with all their registered runs. Top: per predictor (the learnability predictor; the "
                "registered constant and V-alone baselines; the post-hoc attack-success line), how many settings are "
                f"within ±{HIT:g} and the mean absolute error, over all measured settings and per data set. Bottom: "
                "each setting (partial: fewer runs than registered).")
-    return Built(files, caption, [reg.name], [] if rows else [f"no held-out run yet: {reg.feeds}"], md)
+    return Built(files, caption, [reg.name, *reg.also], [] if rows else [f"no held-out run yet: {reg.feeds}"], md)
 
 
 def scatter(reg: Registration, src: Sources, out: Path) -> Built:
@@ -220,7 +234,7 @@ def scatter(reg: Registration, src: Sources, out: Path) -> Built:
     ±0.10 band."""
     from implosion_base.plotting import COLUMN, pyplot, save
 
-    recs = scored(src, reg.folder, reg.calibration)
+    recs = scored(src, reg)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(COLUMN, 3.0), layout="constrained")
     ax.fill_between([0, 1], [-HIT, 1 - HIT], [HIT, 1 + HIT], color="0.9", lw=0, label=f"±{HIT:g}")
@@ -244,7 +258,7 @@ def scatter(reg: Registration, src: Sources, out: Path) -> Built:
                "the measured held-out "
                f"settings, by scenario (hollow: a data set none of its calibration runs used); grey: within "
                f"±{HIT:g}.")
-    return Built(files, caption, [reg.name], [] if recs else [f"no held-out run yet: {reg.feeds}"])
+    return Built(files, caption, [reg.name, *reg.also], [] if recs else [f"no held-out run yet: {reg.feeds}"])
 
 
 def tab10(src: Sources, out: Path) -> Built:

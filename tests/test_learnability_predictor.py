@@ -173,18 +173,19 @@ def test_the_gauged_form_refuses_a_data_set_without_its_gauge(tmp_path: Path):
         fit(load_calibration(cal), load_probes(cal), "cubic")
 
 
-@pytest.mark.parametrize("which, count", [("LINEAR", 15), ("GAUGED", 12)])
+@pytest.mark.parametrize("which, count", [("LINEAR", 15), ("GAUGED", 13)])
 def test_each_registration_is_reproduced_from_its_committed_calibration_folder(which: str, count: int):
     """Each form refitted on its committed calibration folder gives the numbers registered (before any of their
-    runs) in docs/predictions/2026-12-07-learnability and -gauged: the registrations are reproducible, and a
-    calibration folder rewritten after its registration (its held-out runs added, say) fails here."""
+    runs) in docs/predictions/2026-12-07-learnability, -gauged and -gauged-rank64-scratch: the registrations are
+    reproducible, and a calibration folder rewritten after its registration (its held-out runs added, say) fails
+    here."""
     from paper_figures import learnability_figures
 
     reg = getattr(learnability_figures, which)
     cal = learnability_figures.ROOT / "docs" / "data" / reg.calibration
     probes = load_probes(cal)
     fitted = fit(load_calibration(cal), probes, reg.form)
-    docs = sorted(reg.folder.glob("*/prediction.json"))
+    docs = sorted(path for folder in reg.folders for path in folder.glob("*/prediction.json"))
     assert len(docs) == count
     for path in docs:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -218,30 +219,35 @@ def test_a_setting_without_its_probe_is_refused_by_name(tmp_path: Path):
 
 def test_registered_predictions_are_scored_against_their_setting_s_runs_only(tmp_path: Path):
     """paper_figures' scoring (T10): a registered LoRA rank-8 prediction at C_P = 100, p = 240 is matched to the
-    committed rank-8 run of that point (measured 0.3467), not to the rank-16 run beside it; hit within ±0.10."""
+    committed rank-8 run of that point (measured 0.3467), not to the rank-16 run beside it; hit within ±0.10. A
+    predictor registered in two folders (a later one adding settings) is scored over both, each folder's runs.csv
+    saying its own settings' runs."""
     import shutil
 
-    from paper_figures.learnability_figures import scored
+    from paper_figures.learnability_figures import Registration, scored
     from paper_figures.sources import Sources
 
     root = Path(__file__).resolve().parents[1] / "docs" / "data"
     results = tmp_path / "results"
     for name in ("emp-cpu-lora8-p240-b0", "emp-cpu-lora16-p240-b0"):
         shutil.copytree(root / name, results / name)
-    reg = tmp_path / "registered"
-    for name, predicted in (("near", 0.40), ("far", 0.60)):
-        (reg / name).mkdir(parents=True)
-        (reg / name / "prediction.json").write_text(json.dumps({
+    first, later = tmp_path / "registered", tmp_path / "registered-later"
+    for folder, name, predicted, runs in ((first, "near", 0.40, 2), (later, "far", 0.60, 1)):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "prediction.json").write_text(json.dumps({
             "setting": {"scenario": "lora", "lora_rank": 8, "unet_channels": None, "n_concepts": 150,
                         "benign_per_concept": 40, "poison_per_concept": 240},
             "predictions": [{"c_p": 100, "volume": 4.0, "unpoisoned_acc": predicted, "low": predicted - 0.1,
                              "high": predicted + 0.1, "data_set": "emoji-openmoji+noto-150",
                              "baseline_constant": 0.7, "baseline_v_alone": 0.5}]}))
-    (reg / "runs.csv").write_text("setting,registered_runs,base_models\nnear,2,0 1\nfar,1,0\n")
+        (folder / "runs.csv").write_text(f"setting,registered_runs,base_models\n{name},{runs},0\n")
+    reg = Registration(str(first), "none", "t", "f", "linear", also=(str(later),))
     recs = {r["name"]: r for r in scored(Sources(results=results, data=tmp_path / "d", verbose=False), reg)}
     assert recs["near"]["runs"] == 1 and recs["near"]["measured"] == pytest.approx(0.3467)
     assert recs["near"]["partial"] and not recs["far"]["partial"]  # one of two registered runs measured
     assert recs["near"]["hit"] and not recs["far"]["hit"]
+    assert [r["name"] for r in scored(Sources(results=results, data=tmp_path / "d", verbose=False),
+                                      Registration(str(first), "none", "t", "f", "linear"))] == ["near"]
     from paper_figures.learnability_figures import score_rows
     scores = {(r[0], r[1]): r[2:] for r in score_rows(list(recs.values()))}
     assert scores[("all measured", "learnability")] == ["1 of 2", f"{(abs(0.3467 - 0.4) + abs(0.3467 - 0.6)) / 2:.3f}"]
