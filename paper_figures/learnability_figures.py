@@ -252,7 +252,7 @@ def scatter(reg: Registration, src: Sources, out: Path) -> Built:
                             fmt=marker, ms=4, capsize=2, lw=0.8, color=colour, mfc=colour if seen else "white",
                             label=scenario if seen else f"{scenario}, unseen data set")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted unpoisoned accuracy", ylabel="measured")
-    ax.legend(fontsize=6, loc="upper left", frameon=False)
+    ax.legend(fontsize=6, loc="lower right", frameon=False)  # the diagonal leaves that corner empty
     files = save(fig, out, reg.figure)
     caption = (f"The learnability predictor's ({reg.form} form) registered predictions (90 % interval) against "
                "the measured held-out "
