@@ -209,7 +209,9 @@ def tab4(src: Sources, out: Path) -> Built:
                f"pairing each seed with its own control (mean ± 95% CI over seeds), and the attack success. "
                f"Implosion shows as negative gaps that grow with C_P; incoherent images would also show as large "
                f"Fréchet and kernel-distance (KID, unbiased) gaps and a positive meaningless-rate gap (the rate "
-               f"checked on known truth, T9; runs written before a measure existed show –); the no-standout rate "
+               f"checked on known truth, T9, where it separates noise from renders; on generated images it also "
+               f"flags a third or more of the controls' images, so only its gap is read; runs written before a "
+               f"measure existed show –); the no-standout rate "
                f"is the salience rule that was called the meaningless rate before that check showed it reads noise "
                f"as meaningful.")
     return Built(files, caption, sorted(set(sources)), missing, md)

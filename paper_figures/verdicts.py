@@ -248,6 +248,9 @@ def tab7(src: Sources, out: Path) -> Built:
                f"verdict at V ≥ {LARGE_V:g}. Bottom: per point, the clean model of the same base seeds, the "
                f"poisoned runs and their same-volume controls (mean ± 95% CI over seeds), the gaps pairing each "
                f"seed with its own control (paired t-test), and the verdict: mean accuracy < 0.5 and below the "
-               f"control by more than its CI (0.1 with one seed), with a clean model reading ≥ {COMPETENT:g}.")
+               f"control by more than its CI (0.1 with one seed), with a clean model reading ≥ {COMPETENT:g}. The "
+               f"meaningless rate (T9) also flags a third or more of the controls' generated images, which the "
+               f"judge reads right: its gap says the poisoned images are farther from clean renders or read less "
+               f"surely, not how many are meaningless.")
     missing = [] if pts else [f"no poisoned point yet: {FEEDS}"]
     return Built(files, caption, sorted({f for p in pts for f in p["folders"]}), missing, text)
