@@ -52,17 +52,17 @@ class Registration:
         return ROOT / self.name
 
     @property
-    def folders(self) -> list[Path]:
-        """Every registration folder of this predictor, the first first."""
-        return [ROOT / n for n in (self.name, *self.also)]
+    def registrations(self) -> tuple[str, ...]:
+        """Every registration folder of this predictor (relative to the repository), the first first."""
+        return (self.name, *self.also)
 
     @property
-    def names(self) -> str:
-        return " and ".join((self.name, *self.also))
+    def folders(self) -> list[Path]:
+        return [ROOT / n for n in self.registrations]
 
     @property
     def feeds(self) -> str:
-        return (f"the held-out runs of {' and '.join(f'{n}/README.md' for n in (self.name, *self.also))} "
+        return (f"the held-out runs of {' and '.join(f'{n}/README.md' for n in self.registrations)} "
                 f"(python -m empirical.run ... --out results/<setting>), each with its control")
 
 
@@ -219,14 +219,14 @@ def score_table(reg: Registration, src: Sources, out: Path) -> Built:
     write_csv(out / f"{key}-scores.csv", SCORE_HEADER, scores)
     files = [out / f"{key}.md", out / f"{key}.csv", out / f"{key}-scores.csv"]
     complete = sum(not r["partial"] for r in recs)
+    total = sum(len(registered(f)) for f in reg.folders)
     caption = (f"The learnability predictor ({reg.form} form) on held-out settings, registered before their "
-               f"runs ({reg.names}): {len(recs)} of {sum(len(registered(f)) for f in reg.folders)} registered "
-               f"settings measured, "
+               f"runs ({' and '.join(reg.registrations)}): {len(recs)} of {total} registered settings measured, "
                f"{complete} with all their registered runs. Top: per predictor (the learnability predictor; the "
                "registered constant and V-alone baselines; the post-hoc attack-success line), how many settings are "
                f"within ±{HIT:g} and the mean absolute error, over all measured settings and per data set. Bottom: "
                "each setting (partial: fewer runs than registered).")
-    return Built(files, caption, [reg.name, *reg.also], [] if rows else [f"no held-out run yet: {reg.feeds}"], md)
+    return Built(files, caption, list(reg.registrations), [] if rows else [f"no held-out run yet: {reg.feeds}"], md)
 
 
 def scatter(reg: Registration, src: Sources, out: Path) -> Built:
@@ -258,7 +258,7 @@ def scatter(reg: Registration, src: Sources, out: Path) -> Built:
                "the measured held-out "
                f"settings, by scenario (hollow: a data set none of its calibration runs used); grey: within "
                f"±{HIT:g}.")
-    return Built(files, caption, [reg.name, *reg.also], [] if recs else [f"no held-out run yet: {reg.feeds}"])
+    return Built(files, caption, list(reg.registrations), [] if recs else [f"no held-out run yet: {reg.feeds}"])
 
 
 def tab10(src: Sources, out: Path) -> Built:
