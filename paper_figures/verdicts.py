@@ -1,19 +1,17 @@
 """T7: one implosion verdict per scenario and poison volume, from the real model's committed results.
 
-For every measured point of the chosen preset (a regime — data set, scenario, setting difference, target rule, poison
-type, poisoned-phase length — at a poison volume V = C_P·p/(K·m); results of two data sets never pool)
-the table pairs each seed's poisoned run with its own
-same-volume control and reports the never-poisoned concepts' accuracy, the paired gap (mean ± 95% t-interval over
-seeds, two-sided paired t-test), the kernel-distance (KID), meaningless-rate (:mod:`empirical.meaningless`; "–" for runs
-written before it) and no-standout-rate gaps, the attack success and the
-verdict. The verdict is the rule fixed in docs/predictions/README.md before the runs
+For every measured point of the chosen preset (a regime — data set, scenario, setting difference, target rule,
+poison type, poisoned-phase length — at a poison volume V = C_P·p/(K·m); results of two data sets never pool) the
+table pairs each seed's poisoned run with its own same-volume control and reports the never-poisoned concepts'
+accuracy, the paired gap (mean ± 95% t-interval over seeds, two-sided paired t-test), the kernel-distance (KID),
+meaningless-rate (:mod:`empirical.meaningless`; "–" for runs written before it) and no-standout-rate gaps, the
+attack success and the verdict. The verdict is the rule fixed in docs/predictions/README.md before the runs
 (:func:`paper_figures.prediction_figures.implodes`: mean accuracy < 0.5 and below the control by more than the
 control's CI, or by 0.1 with one seed), qualified by the issue's "with a competent clean model": the clean model
 (C_P = 0) of the same base seeds must read at least ``COMPETENT`` of its concepts right, else the verdict says the
 model was weak before any poison. A mean accuracy within one evaluation standard error of 0.5
-(:func:`evaluation_se`) is "on the line": the verdict says so instead of calling it with certainty.
-The second table gives each regime's verdict at V ≥ 3: the first V with
-implosion and the largest V without.
+(:func:`evaluation_se`) is "on the line": the verdict says so instead of calling it with certainty. The second table
+gives each regime's verdict at V ≥ 3: the first V with implosion and the largest V without.
 """
 
 from __future__ import annotations

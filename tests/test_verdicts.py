@@ -70,7 +70,7 @@ def test_a_weak_clean_model_qualifies_the_verdict_and_lora_borrows_its_base():
 def test_the_clean_model_is_of_the_point_s_own_data_set():
     """A one-font LoRA point is never credited with the two-font clean model: its own data set's continuous clean
     model when measured, else none (the verdict says so)."""
-    one = dict(data_set="emoji-openmoji-150")  # the fonts are the data set's column, no setting variant
+    one = dict(data_set="emoji-openmoji-150")  # the same variant as the two-font clean model: only the data set differs
     rows = [row("poisoned", 0, 0.35, scenario="lora", **one), row("control", 0, 0.95, scenario="lora", **one),
             clean(0, 0.93, data_set="emoji-openmoji+noto-150")]
     (pt,) = points(Empirical(rows=rows))
