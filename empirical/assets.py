@@ -98,7 +98,10 @@ class Latents:
 class Assets:
     """What every point of an experiment shares, in named parts: the preset, the concept data (training and
     held-out), the frozen :class:`Instruments`, the clean images' :class:`Latents`, the :class:`CaptionBank`,
-    the judge's features of the held-out renders per concept, the assets' measured quality and the data's key."""
+    the judge's features of the held-out renders per concept, the assets' measured quality and the data's key, and
+    the two rules of :mod:`empirical.meaningless`: the off-render rule (from the held-out renders, made here) and
+    the meaningless rule (from the clean base model's samples, which needs the base model: set by the run,
+    :func:`empirical.clean_samples.sample_rule`)."""
 
     preset: Preset
     data: ConceptData
@@ -109,7 +112,8 @@ class Assets:
     clean_features: dict[int, np.ndarray]
     quality: dict[str, float]
     data_key: str
-    meaningless: MeaninglessRule | None = None  # calibrated on the held-out renders (empirical.meaningless)
+    off_render: MeaninglessRule | None = None  # calibrated on the held-out renders (empirical.meaningless)
+    meaningless: MeaninglessRule | None = None  # calibrated on the clean base model's samples (empirical.clean_samples)
 
 
 def concept_data(preset: Preset, cache_dir: Path | None, user_data: tuple | None = None):
@@ -186,7 +190,7 @@ def prepare_assets(preset: Preset, cache_dir: Path | None, *, progress: Progress
         rule = calibrate(feats, held.labels, judge.probabilities(held.images).max(1))
     except InputError as exc:  # too few held-out images (a small user folder): the rate is NaN, said once
         rule = None
-        log(f"note: the meaningless rate is not measured ({exc})")
+        log(f"note: the off-render and meaningless rates are not measured ({exc})")
     quality = {"judge_heldout_acc": judge_acc, "judge_recon_acc": judge_recon_acc, "vae_heldout_mse": vae_mse,
                "vae_s": vae_s, "judge_s": judge_s, "vae_params": sum(p.numel() for p in vae.parameters()),
                "threads": torch.get_num_threads()}

@@ -10,7 +10,10 @@ poisoned ones (target τ(c)):
 - score                = mean prompt–image cosine <f(x), g(prompt)> in the joint space (all concepts, and U alone);
 - meaningless rate     = the share of U's generated images the judge can place near no concept
   (:mod:`empirical.meaningless`: farther from every concept's clean renders, or read less confidently, than all but
-  1 % of held-out clean renders; checked on images of known truth by ``python -m empirical.known_truth``);
+  1 % of the clean base model's own samples; checked on images of known truth and on held-out clean samples by
+  ``python -m empirical.known_truth --calibrate-on samples``); off-render rate = the same rule with thresholds
+  from held-out clean renders (the meaningless rate until 2026-12-08: it flags a third to a half of a competent
+  model's images, so it is read only against a control);
 - no-standout rate, own similarity, margin, salience = :mod:`theory.implosion`'s shared measures over U's
   generated images in the judge's feature space, the concept references being the mean features of each
   concept's clean renders: no-standout = no concept stands out of the image more than out of a random mixture of
@@ -44,13 +47,15 @@ MEASURES: tuple[str, ...] = (
     "ad", "d_fea", "d_stru", "unpoisoned_acc", "unpoisoned_prob", "poisoned_acc", "attack_success",
     "score", "unpoisoned_score", "fd_unpoisoned", "n_pairs",
     "unpoisoned_meaningless", "unpoisoned_own_sim", "unpoisoned_margin", "unpoisoned_salience",
-    "kid_unpoisoned", "unpoisoned_no_standout",
+    "kid_unpoisoned", "unpoisoned_no_standout", "unpoisoned_off_render",
 )
 #: The measures added after the first result folders were written (older rows read them as NaN). A table written
-#: before ``unpoisoned_no_standout`` holds that measure under the name ``unpoisoned_meaningless``, renamed when it is
-#: read (:data:`implosion_base.records.MOVED_COLUMNS`); its meaningless rate is then NaN.
+#: before ``unpoisoned_no_standout`` holds that measure under the name ``unpoisoned_meaningless``, one written before
+#: ``unpoisoned_off_render`` holds that one there; each is renamed when it is read
+#: (:data:`implosion_base.records.MOVED_COLUMNS`), and its meaningless rate is then NaN.
 LATER_MEASURES: tuple[str, ...] = ("unpoisoned_meaningless", "unpoisoned_own_sim", "unpoisoned_margin",
-                                   "unpoisoned_salience", "kid_unpoisoned", "unpoisoned_no_standout")
+                                   "unpoisoned_salience", "kid_unpoisoned", "unpoisoned_no_standout",
+                                   "unpoisoned_off_render")
 
 
 @dataclass(frozen=True)
@@ -94,11 +99,13 @@ def mix_alignment_difficulty(judge, images: np.ndarray, texts: list[str],
 
 def generated_measures(judge, generated: np.ndarray, labels: np.ndarray, prompts: list[str], poisoned: list[int],
                        targets: dict[int, int], clean_features: dict[int, np.ndarray],
-                       meaningless: "MeaninglessRule | None" = None) -> dict[str, float]:
+                       meaningless: "MeaninglessRule | None" = None,
+                       off_render: "MeaninglessRule | None" = None) -> dict[str, float]:
     """The generation measures of the module docstring from generated images and their concept labels.
 
     ``clean_features[c]`` are the judge features of concept c's clean renders (for the Fréchet distance);
-    ``meaningless`` the rule of :mod:`empirical.meaningless` (the rate is NaN without one).
+    ``meaningless`` and ``off_render`` the two rules of :mod:`empirical.meaningless` (each rate is NaN without its
+    rule).
     """
     from empirical.meaningless import meaningless_rate
 
@@ -131,8 +138,9 @@ def generated_measures(judge, generated: np.ndarray, labels: np.ndarray, prompts
     for name in ("own_sim", "margin", "salience"):
         out["unpoisoned_" + name] = implosion.get(name, float("nan"))
     out["unpoisoned_no_standout"] = implosion.get("meaningless_rate", float("nan"))
-    out["unpoisoned_meaningless"] = meaningless_rate(meaningless, gen_feat, prob[u].max(1)) \
-        if meaningless is not None and gen_feat is not None else float("nan")
+    for column, rule in (("unpoisoned_meaningless", meaningless), ("unpoisoned_off_render", off_render)):
+        out[column] = meaningless_rate(rule, gen_feat, prob[u].max(1)) \
+            if rule is not None and gen_feat is not None else float("nan")
     return out
 
 

@@ -176,6 +176,18 @@ def used_data_set(assets, exp: "Experiment") -> DataSetIdentity:
                     font_identity(available_fonts(tuple(assets.data.fonts))))
 
 
+def record_assets(manifest: dict, assets, data_set: DataSetIdentity, seconds: float) -> None:
+    """Write into ``manifest`` (in place) what the run used: the data set (in its setting — the data, not only the
+    fonts asked for — and its latest invocation), the assets' quality and the two rules of
+    :mod:`empirical.meaningless` it measured with."""
+    manifest["invocations"][-1].update(data_set=data_set.label, data_set_id=data_set.id)
+    manifest["setting"]["data_set"] = data_set.record()
+    rules = (("meaningless", assets.meaningless), ("off_render", assets.off_render))
+    manifest["assets"] = {**assets.quality, "concepts": assets.data.names, "fonts": assets.data.fonts,
+                          "notices": assets.data.notices, "seconds": round(seconds, 1), **data_set.record(),
+                          **{f"{name}_rule": rule.record() for name, rule in rules if rule is not None}}
+
+
 def keep_judge(assets, out: Path, pretrained: bool) -> str | None:
     """The judge trained here on a user's folder, written into the run folder (``OUT/judge/``: judge.json and
     judge.safetensors), so ``python -m empirical.embed FOLDER --judge OUT`` measures with it; returns the folder's
@@ -202,6 +214,7 @@ def run_experiment(exp: Experiment, *, log: Callable[[str], None] = lambda m: No
 def _run_points(exp: Experiment, *, log: Callable[[str], None], progress: Progress | bool) -> list[dict[str, str]]:
     """:func:`run_experiment` in the held folder."""
     from empirical.assets import prepare_assets
+    from empirical.clean_samples import with_sample_rule
     from empirical.evaluate import concept_similarity
     from empirical.point import ResolvedPoint, run_point
     from empirical.poisons import harness_plan
@@ -224,12 +237,9 @@ def _run_points(exp: Experiment, *, log: Callable[[str], None], progress: Progre
                                 pretrained=exp.pretrained, judge_path=exp.judge, user_data=exp.user_data)
     data_set = used_data_set(assets, exp)
     check_same_data_set(out, tables.results.rows, manifest, data_set)
+    assets = with_sample_rule(assets, exp.base_seed, cache, progress=progress if main_proc else False, log=log)
     tables.data_set = data_set.columns()
-    manifest["invocations"][-1].update(data_set=data_set.label, data_set_id=data_set.id)
-    manifest["setting"]["data_set"] = data_set.record()  # the setting says the data it used (not only the fonts)
-    manifest["assets"] = {**assets.quality, "concepts": assets.data.names, "fonts": assets.data.fonts,
-                          "notices": assets.data.notices, "seconds": round(time.perf_counter() - t0, 1),
-                          **data_set.record()}
+    record_assets(manifest, assets, data_set, time.perf_counter() - t0)
     if main_proc and exp.user_data is not None and exp.judge is None:
         manifest["assets"]["judge_folder"] = keep_judge(assets, out, exp.pretrained is not None)
     similarity = concept_similarity(assets.clean_features) if exp.targets in ("nearest", "farthest") else None

@@ -14,14 +14,22 @@ meaningless by construction
     ``patches`` grid whose tiles are permuted so that every tile moves);
 meaningful
     ``clean_render`` (the other half of the held-out renders, which the rule was not calibrated on) and
-    ``vae_reconstruction`` (those renders through the VAE: the decoder generated images come out of).
+    ``vae_reconstruction`` (those renders through the VAE: the decoder generated images come out of); with
+    ``--calibrate-on samples``, also ``clean_sample`` (the clean base model of ``--base-seed`` drawing every concept
+    at seeds neither the calibration nor the evaluation uses, :mod:`empirical.clean_samples`).
 
-The table (``--out FILE.csv``, one row per family) holds the family, the truth, the number of images, the
-meaningless rate and its two readings (far, unsure), the no-standout rate of :mod:`theory.implosion` (the salience
-rule that was the harness's meaningless rate before this check) with its mean salience and null level, the
-judge's accuracy (meaningful families: the image read as its own concept), the preset and the data set
-(:mod:`empirical.data_set`). ``--json`` prints the rows and, per rate, the lowest value on a meaningless family and
-the highest on a meaningful one (a rate separates them when the first is high and the second low).
+By default every family is read by the rule calibrated on the renders (the off-render rate). ``--calibrate-on
+samples`` draws the clean base model's calibration samples (its pretraining is cached as empirical.run caches it)
+and reads every family by both rules: the one calibrated on the renders and the meaningless rule of the harness,
+calibrated on the samples.
+
+The table (``--out FILE.csv``, one row per rule and family) holds the family, the truth, the number of images, the
+rate and its two readings (far, unsure), the no-standout rate of :mod:`theory.implosion` (the salience rule that
+was the harness's meaningless rate before this check) with its mean salience and null level, the judge's accuracy
+(meaningful families: the image read as its own concept), what the rule was calibrated on (``renders`` or
+``samples-b<base seed>``), the preset and the data set (:mod:`empirical.data_set`). ``--json`` prints the rows and,
+per rule and rate, the lowest value on a meaningless family and the highest on a meaningful one (a rate separates
+them when the first is high and the second low).
 """
 
 from __future__ import annotations
@@ -42,10 +50,12 @@ from implosion_base.validate import check_scalar
 
 MEANINGLESS_FAMILIES: tuple[str, ...] = ("gaussian_noise", "uniform_noise", "blank", "single_colour",
                                          "concept_average", "all_concepts_average", "shuffled_patches")
-MEANINGFUL_FAMILIES: tuple[str, ...] = ("clean_render", "vae_reconstruction")
+MEANINGFUL_FAMILIES: tuple[str, ...] = ("clean_render", "vae_reconstruction", "clean_sample")
 COLUMNS: tuple[str, ...] = ("family", "truth", "n", "meaningless_rate", "far_rate", "unsure_rate",
-                            "no_standout_rate", "salience", "null_salience", "judge_acc", "preset", "data_set",
-                            "data_set_id")
+                            "no_standout_rate", "salience", "null_salience", "judge_acc", "calibrated_on", "preset",
+                            "data_set", "data_set_id")
+#: What a table written before the rule could be calibrated on samples was calibrated on.
+RENDERS = "renders"
 
 
 @dataclass(frozen=True)
@@ -159,34 +169,51 @@ def family_row(judge, images: np.ndarray, labels: np.ndarray | None, rule, refer
             "judge_acc": float(np.mean(prob.argmax(1) == labels)) if labels is not None else float("nan")}
 
 
-def known_truth_rows(judge, vae, held, cfg: KnownTruthConfig) -> list[dict]:
-    """One row per family (module docstring): the rule and the no-standout reference are calibrated on one half
-    of the held-out renders (:func:`calibration_split`), whose other half (and its reconstructions) are the
-    meaningful families."""
+def known_truth_rows(judge, vae, held, cfg: KnownTruthConfig, samples: tuple | None = None,
+                     base_seed: int = 0) -> list[dict]:
+    """One row per rule and family (module docstring): the render rule and the no-standout reference are calibrated
+    on one half of the held-out renders (:func:`calibration_split`), whose other half (and its reconstructions)
+    are meaningful families. ``samples`` = the clean base model's (calibration images, held-out images, their
+    labels): the meaningless rule is calibrated on the first, which are a meaningful family of both rules."""
     from empirical.assets import reconstruct
     from empirical.evaluate import concept_reference
-    from empirical.meaningless import calibrate
+    from empirical.meaningless import calibrate, calibrate_on_samples
 
     cfg.validate(held.images.shape[1], len(held.names))
     calib = calibration_split(held.labels)
     labels = held.labels[calib]
     feats = judge.image_features(held.images[calib])
-    rule = calibrate(feats, labels, judge.probabilities(held.images[calib]).max(1))
+    rules = {RENDERS: calibrate(feats, labels, judge.probabilities(held.images[calib]).max(1))}
     reference = concept_reference({c: feats[labels == c] for c in range(len(held.names))})
-    rows = []
-    for family, images in meaningless_images(held.images[calib], labels, cfg).items():
-        rows.append({"family": family, "truth": "meaningless", **family_row(judge, images, None, rule, reference)})
     test = held.images[~calib]
-    for family, images in (("clean_render", test), ("vae_reconstruction", reconstruct(vae, test))):
-        rows.append({"family": family, "truth": "meaningful",
-                     **family_row(judge, images, held.labels[~calib], rule, reference)})
+    meaningful = [("clean_render", test, held.labels[~calib]),
+                  ("vae_reconstruction", reconstruct(vae, test), held.labels[~calib])]
+    if samples is not None:
+        calib_images, check_images, check_labels = samples
+        rules[f"samples-b{base_seed}"] = calibrate_on_samples(rules[RENDERS], judge.image_features(calib_images),
+                                                              judge.probabilities(calib_images).max(1))
+        meaningful.append(("clean_sample", check_images, check_labels))
+    families = meaningless_images(held.images[calib], labels, cfg)
+    rows = []
+    for name, rule in rules.items():
+        for family, images in families.items():
+            rows.append({"family": family, "truth": "meaningless",
+                         **family_row(judge, images, None, rule, reference), "calibrated_on": name})
+        for family, images, truth in meaningful:
+            rows.append({"family": family, "truth": "meaningful",
+                         **family_row(judge, images, truth, rule, reference), "calibrated_on": name})
     return rows
 
 
-def separation(rows: Sequence[dict], measure: str = "meaningless_rate") -> dict[str, float]:
-    """The lowest ``measure`` on a meaningless family and the highest on a meaningful one."""
-    return {"lowest_on_meaningless": min(r[measure] for r in rows if r["truth"] == "meaningless"),
-            "highest_on_meaningful": max(r[measure] for r in rows if r["truth"] == "meaningful")}
+def separation(rows: Sequence[dict], measure: str = "meaningless_rate") -> dict[str, dict[str, float]]:
+    """Per rule (``calibrated_on``; rows without it were calibrated on renders): the lowest ``measure`` on a
+    meaningless family and the highest on a meaningful one."""
+    out: dict[str, dict[str, float]] = {}
+    for name in dict.fromkeys(r.get("calibrated_on") or RENDERS for r in rows):
+        mine = [r for r in rows if (r.get("calibrated_on") or RENDERS) == name]
+        out[name] = {"lowest_on_meaningless": min(r[measure] for r in mine if r["truth"] == "meaningless"),
+                     "highest_on_meaningful": max(r[measure] for r in mine if r["truth"] == "meaningful")}
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -204,7 +231,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the constructed images")
     parser.add_argument("--out", type=path_arg, default=None, metavar="FILE.csv", help="write the table")
     parser.add_argument("--json", action="store_true", help="print the rows and the separation as JSON")
+    parser.add_argument("--calibrate-on", default=RENDERS, choices=(RENDERS, "samples"),
+                        help="renders: the off-render rule alone; samples: also the meaningless rule, calibrated on "
+                             "the clean base model's samples (trains or loads its clean pretraining)")
+    parser.add_argument("--base-seed", type=int, default=0, help="--calibrate-on samples: the clean base model")
     args = parser.parse_args(argv)
+    check_scalar(args.base_seed, "--base-seed", low=0, integer=True)
     preset = with_overrides(get_preset(args.preset), fonts=_fonts(args.fonts))
     average_of = args.average_of or min(KnownTruthConfig.average_of, preset.render.concepts)
     cfg = KnownTruthConfig(n=args.n, average_of=average_of, patches=args.patches, tint=preset.render.tint,
@@ -215,9 +247,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if dry_run(args, "python -m empirical.known_truth", {
             "preset": preset.name, "fonts": ",".join(preset.render.fonts), "cache": args.cache,
             "meaningless families": f"{', '.join(MEANINGLESS_FAMILIES)} ({cfg.n} images each)",
-            "meaningful families": ", ".join(MEANINGFUL_FAMILIES), "out": args.out}):
+            "meaningful families": ", ".join(MEANINGFUL_FAMILIES[:2] if args.calibrate_on == RENDERS
+                                             else MEANINGFUL_FAMILIES),
+            "calibrated on": RENDERS if args.calibrate_on == RENDERS
+            else f"renders, and the clean base model's samples (base seed {args.base_seed})", "out": args.out}):
         return 0
-    rows = measure(preset, cfg, args.cache)
+    rows = measure(preset, cfg, args.cache, args.base_seed if args.calibrate_on == "samples" else None)
     if args.out is not None:
         atomic_write_text(args.out, csv_text([{k: r[k] for k in COLUMNS} for r in rows]))
     if args.json:
@@ -225,19 +260,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                           "no_standout_rate": separation(rows, "no_standout_rate")}, indent=1, default=float))
     else:
         for r in rows:
-            print(f"{r['family']:>22}  {r['truth']:>11}  n {r['n']:>5}  meaningless {r['meaningless_rate']:.3f} "
+            print(f"{r['calibrated_on']:>10}  {r['family']:>22}  {r['truth']:>11}  n {r['n']:>5}  "
+                  f"rate {r['meaningless_rate']:.3f} "
                   f"(far {r['far_rate']:.3f}, unsure {r['unsure_rate']:.3f})  no-standout {r['no_standout_rate']:.3f}"
                   f"  judge acc {r['judge_acc']:.3f}")
         for name in ("meaningless_rate", "no_standout_rate"):
-            s = separation(rows, name)
-            print(f"{name}: lowest on a meaningless family {s['lowest_on_meaningless']:.3f}, highest on a "
-                  f"meaningful one {s['highest_on_meaningful']:.3f}", file=sys.stderr)
+            for rule, sep in separation(rows, name).items():
+                print(f"{name} (calibrated on {rule}): lowest on a meaningless family "
+                      f"{sep['lowest_on_meaningless']:.3f}, highest on a meaningful one "
+                      f"{sep['highest_on_meaningful']:.3f}", file=sys.stderr)
     return 0
 
 
-def measure(preset, cfg: KnownTruthConfig, cache: Path) -> list[dict]:
-    """Prepare the preset's assets (cached as empirical.run caches them) and measure every family; each row
-    carries the preset and the data set it used."""
+def measure(preset, cfg: KnownTruthConfig, cache: Path, base_seed: int | None = None) -> list[dict]:
+    """Prepare the preset's assets (cached as empirical.run caches them) and measure every family; with
+    ``base_seed``, also by the rule calibrated on that clean base model's samples. Each row carries the preset and
+    the data set it used."""
     from empirical.assets import prepare_assets
     from empirical.data import available_fonts, font_identity
     from empirical.data_set import identity
@@ -247,7 +285,14 @@ def measure(preset, cfg: KnownTruthConfig, cache: Path) -> list[dict]:
                             log=lambda m: print(m, file=sys.stderr))
     data_set = identity(assets.data.names, assets.data.fonts, None,
                         font_identity(available_fonts(tuple(assets.data.fonts))))
-    rows = known_truth_rows(assets.instruments.judge, assets.instruments.vae, assets.held, cfg)
+    samples = None
+    if base_seed is not None:
+        from empirical.clean_samples import CALIBRATION, HELD_OUT, clean_samples
+
+        calib, _ = clean_samples(assets, base_seed, cache, offset=CALIBRATION, progress=True)
+        samples = (calib, *clean_samples(assets, base_seed, cache, offset=HELD_OUT))
+    rows = known_truth_rows(assets.instruments.judge, assets.instruments.vae, assets.held, cfg, samples,
+                            base_seed or 0)
     return [{**r, "preset": preset.name, **data_set.columns()} for r in rows]
 
 

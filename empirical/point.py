@@ -186,7 +186,8 @@ def measure_point(assets: Assets, unet, point: ResolvedPoint, batch: ExtraPairs,
     is_poison = np.r_[np.zeros(len(mix) - len(batch), bool), batch.is_poison]  # the mix ends with the extra pairs
     pixels = batch.pixels(assets.data.images)
     measures = {**generated_measures(inst.judge, att.images, gen_labels, prompts, list(point.poisoned),
-                                     dict(point.targets), assets.clean_features, assets.meaningless),
+                                     dict(point.targets), assets.clean_features, assets.meaningless,
+                                     assets.off_render),
                 **mix_alignment_difficulty(inst.judge, pixels[mix.image_idx], texts, is_poison), **batch.report}
     return measures, att, gen_labels
 

@@ -37,7 +37,8 @@ from theory.stats import spearman as stats_spearman
 GROUP = ("setting", "data_set", "scenario", "targets", "steps", "poison_per_concept", "c_p", "kind", "poison_type")
 ATTENTION = ("attn_concept_mass", "attn_concept_share", "attn_entropy", "attn_concentration")
 SHOWN = ("ad", "d_fea", "d_stru", "unpoisoned_acc", "unpoisoned_prob", "unpoisoned_meaningless",
-         "unpoisoned_no_standout", "unpoisoned_margin", "fd_unpoisoned", "kid_unpoisoned", "poisoned_acc", "attack_success", "unpoisoned_score")
+         "unpoisoned_off_render", "unpoisoned_no_standout", "unpoisoned_margin", "fd_unpoisoned", "kid_unpoisoned",
+         "poisoned_acc", "attack_success", "unpoisoned_score")
 #: The measures each run table must hold as numbers (a table not named here: its point keys only).
 TABLE_MEASURES: dict[str, tuple[str, ...]] = {"results.csv": SHOWN, "attention.csv": ATTENTION}
 UNPOISONED = ("unpoisoned_acc", "unpoisoned_prob", "fd_unpoisoned", "kid_unpoisoned", "unpoisoned_score")
@@ -267,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\npoisoned - control, each seed with its own control (mean ± 95% CI, paired t-test p)")
         for key, rec in summary.items():
             cells = [f"{m} {gap_cell(v)}" for m, v in rec.items()
-                     if m in UNPOISONED + ("unpoisoned_meaningless", "unpoisoned_no_standout")
+                     if m in UNPOISONED + ("unpoisoned_meaningless", "unpoisoned_off_render", "unpoisoned_no_standout")
                      and math.isfinite(v[0])]
             print("  ".join(shown_key(key, GROUP)) + f"  seeds {max(v[3] for v in rec.values())}:  " + "  ".join(cells))
     att = read_rows(args.folders, "attention.csv", required=False)

@@ -29,11 +29,14 @@ __all__ = ["COLUMN_ALIASES", "MOVED_COLUMNS", "VALUE_ALIASES", "ResultsTable", "
 #: (``benign_acc_ci95``) follows it (``unpoisoned_acc_ci95``).
 COLUMN_ALIASES: dict[str, str] = {"benign_acc": "unpoisoned_acc"}
 
-#: Columns whose *measure* moved to a new name, the old name now holding another measure: old name → new name,
-#: applied only to a header without the new name (a table written before the move). ``unpoisoned_meaningless``
-#: held the salience rule's rate until it was found to read noise as meaningful; that rate is now
-#: ``unpoisoned_no_standout`` and ``unpoisoned_meaningless`` the rate checked on known truth.
-MOVED_COLUMNS: dict[str, str] = {"unpoisoned_meaningless": "unpoisoned_no_standout"}
+#: Columns whose *measure* moved to a new name, the old name now holding another measure: (old name, new name),
+#: in the order the moves were made, each applied only to a header without its new name (a table written before
+#: that move). ``unpoisoned_meaningless`` held the salience rule's rate until it was found to read noise as
+#: meaningful (now ``unpoisoned_no_standout``), then the rule calibrated on clean renders until it was found to
+#: flag a third to a half of a competent model's images (now ``unpoisoned_off_render``); it is now the rule
+#: calibrated on the clean base model's own samples (:mod:`empirical.meaningless`).
+MOVED_COLUMNS: tuple[tuple[str, str], ...] = (("unpoisoned_meaningless", "unpoisoned_no_standout"),
+                                              ("unpoisoned_meaningless", "unpoisoned_off_render"))
 
 
 #: Older spellings of values, still read: column -> {old value: current value}. ``targets`` (the poison target
@@ -53,7 +56,7 @@ def current_header(names: Sequence[str]) -> list[str]:
     """A header in today's vocabulary: each name by :func:`current_column`, then :data:`MOVED_COLUMNS` for a
     header that predates the move."""
     out = [current_column(k) for k in names]
-    for old, new in MOVED_COLUMNS.items():
+    for old, new in MOVED_COLUMNS:
         if old in out and new not in out:
             out[out.index(old)] = new
     return out

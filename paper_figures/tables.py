@@ -196,22 +196,25 @@ def tab4(src: Sources, out: Path) -> Built:
                          _paired_gap(at, ctrl, "unpoisoned_acc"), _paired_gap(at, ctrl, "unpoisoned_prob"),
                          _paired_gap(at, ctrl, "fd_unpoisoned"), _paired_gap(at, ctrl, "kid_unpoisoned", 4),
                          _paired_gap(at, ctrl, "unpoisoned_meaningless"),
+                         _paired_gap(at, ctrl, "unpoisoned_off_render"),
                          _paired_gap(at, ctrl, "unpoisoned_no_standout"),
                          _mc([num(r["attack_success"]) for r in at]), _mc([num(r["ad"]) for r in at])])
             sources.append(", ".join(sorted({r["folder"] for r in at} | {r["folder"] for r in ctrl})))
     missing = [] if rows else [f"continuous: {EMP_COMMANDS['continuous']}"]
     files, md = _write(out, "tab4", ["regime", "C_P", "seeds", "unpoisoned acc", "control", "acc − control",
                                      "P(right) − control", "Fréchet − control", "KID − control",
-                                     "meaningless − control", "no-standout − control", "attack success", "AD"], rows)
+                                     "meaningless − control", "off-render − control", "no-standout − control",
+                                     "attack success", "AD"], rows)
     caption = (f"The regime map of the real model ({emp.preset or 'no'} preset): for each regime (scenario, and how "
                f"it departs from the preset: steps, UNet, targets, p, poison type) and C_P, the never-poisoned "
                f"concepts' accuracy against the same-volume correctly-labelled control, the gaps poisoned − control "
                f"pairing each seed with its own control (mean ± 95% CI over seeds), and the attack success. "
                f"Implosion shows as negative gaps that grow with C_P; incoherent images would also show as large "
                f"Fréchet and kernel-distance (KID, unbiased) gaps and a positive meaningless-rate gap (the rate "
-               f"checked on known truth, T9, where it separates noise from renders; on generated images it also "
-               f"flags a third or more of the controls' images, so only its gap is read; runs written before a "
-               f"measure existed show –); the no-standout rate "
+               f"calibrated on the clean base model's own samples and checked on known truth, T9); the off-render "
+               f"rate is the same rule calibrated on clean renders, which also flags a third or more of the "
+               f"controls' images, so only its gap is read (runs written before a measure existed show –); the "
+               f"no-standout rate "
                f"is the salience rule that was called the meaningless rate before that check showed it reads noise "
                f"as meaningful.")
     return Built(files, caption, sorted(set(sources)), missing, md)

@@ -4,7 +4,8 @@ For every measured point of the chosen preset (a regime — data set, scenario, 
 poison type, poisoned-phase length — at a poison volume V = C_P·p/(K·m); results of two data sets never pool) the
 table pairs each seed's poisoned run with its own same-volume control and reports the never-poisoned concepts'
 accuracy, the paired gap (mean ± 95% t-interval over seeds, two-sided paired t-test), the kernel-distance (KID),
-meaningless-rate (:mod:`empirical.meaningless`; "–" for runs written before it) and no-standout-rate gaps, the
+meaningless-rate and off-render-rate (:mod:`empirical.meaningless`; "–" for runs written before each) and
+no-standout-rate gaps, the
 attack success and the verdict. The verdict is the rule fixed in docs/predictions/README.md before the runs
 (:func:`paper_figures.prediction_figures.implodes`: mean accuracy < 0.5 and below the control by more than the
 control's CI, or by 0.1 with one seed), qualified by the issue's "with a competent clean model": the clean model
@@ -170,6 +171,7 @@ def points(emp: Empirical) -> list[dict[str, Any]]:
                     "control": mean_ci95(ctrl) if ctrl else (float("nan"), float("nan")),
                     "gap": _gap(rows, ctrl_rows, "unpoisoned_acc"), "kid": _gap(rows, ctrl_rows, "kid_unpoisoned"),
                     "meaningless": _gap(rows, ctrl_rows, "unpoisoned_meaningless"),
+                    "off_render": _gap(rows, ctrl_rows, "unpoisoned_off_render"),
                     "no_standout": _gap(rows, ctrl_rows, "unpoisoned_no_standout"),
                     "attack": mean_ci95([num(r["attack_success"]) for r in rows]),
                     "implosion": implosion, "verdict": verdict, "evaluation_se": se,
@@ -211,8 +213,8 @@ def scenario_verdicts(pts: list[dict[str, Any]], large: float = LARGE_V) -> list
 
 
 POINT_HEADER = ["data set", "regime", "p", "C_P", "m", "V", "seeds", "clean model", "unpoisoned acc", "control",
-                "acc − control", "paired p", "KID − control", "meaningless − control", "no-standout − control",
-                "attack success", "verdict"]
+                "acc − control", "paired p", "KID − control", "meaningless − control", "off-render − control",
+                "no-standout − control", "attack success", "verdict"]
 SCENARIO_HEADER = ["data set", "regime", "V measured (seeds)", "first V with implosion", "largest V without",
                    f"verdict at V ≥ {LARGE_V:g}"]
 
@@ -223,7 +225,7 @@ def _point_row(p: dict[str, Any]) -> list[Any]:
             "–" if not np.isfinite(p["clean"]) else f"{p['clean']:.3f}", fmt_ci(*p["acc"]), fmt_ci(*p["control"]),
             fmt_ci(gm, gci, sign=True), "–" if not np.isfinite(gp) else f"{gp:.3g}",
             fmt_ci(*p["kid"][:2], sign=True, digits=4), fmt_ci(*p["meaningless"][:2], sign=True),
-            fmt_ci(*p["no_standout"][:2], sign=True),
+            fmt_ci(*p["off_render"][:2], sign=True), fmt_ci(*p["no_standout"][:2], sign=True),
             fmt_ci(*p["attack"]), p["verdict"]]
 
 
@@ -247,8 +249,10 @@ def tab7(src: Sources, out: Path) -> Built:
                f"poisoned runs and their same-volume controls (mean ± 95% CI over seeds), the gaps pairing each "
                f"seed with its own control (paired t-test), and the verdict: mean accuracy < 0.5 and below the "
                f"control by more than its CI (0.1 with one seed), with a clean model reading ≥ {COMPETENT:g}. The "
-               f"meaningless rate (T9) also flags a third or more of the controls' generated images, which the "
-               f"judge reads right: its gap says the poisoned images are farther from clean renders or read less "
-               f"surely, not how many are meaningless.")
+               f"meaningless rate is calibrated on the clean base model's own samples (T9: ≥ 0.9 on noise, blank "
+               f"canvases and concept averages, about 0.02 on held-out clean samples); the off-render rate, the "
+               f"same rule calibrated on clean renders (the meaningless rate of runs before 2026-12-08), also flags "
+               f"a third or more of the controls' images, which the judge reads right: its gap says the poisoned "
+               f"images are farther from clean renders or read less surely, not how many are meaningless.")
     missing = [] if pts else [f"no poisoned point yet: {FEEDS}"]
     return Built(files, caption, sorted({f for p in pts for f in p["folders"]}), missing, text)

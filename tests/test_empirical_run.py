@@ -70,12 +70,15 @@ def _check_results(out: Path, rows: list[dict[str, str]]) -> None:
         for k in ("ad", "d_fea", "d_stru", "unpoisoned_acc", "unpoisoned_prob", "score", "unpoisoned_own_sim",
                   "unpoisoned_margin", "unpoisoned_salience"):
             assert np.isfinite(float(r[k]))
-        assert 0 <= float(r["unpoisoned_acc"]) <= 1 and 0 <= float(r["unpoisoned_meaningless"]) <= 1
+        assert all(0 <= float(r[k]) <= 1 for k in ("unpoisoned_acc", "unpoisoned_meaningless", "unpoisoned_off_render"))
         assert -1 <= float(r["unpoisoned_margin"]) <= float(r["unpoisoned_own_sim"]) + 1
     manifest = json.loads((out / "manifest.json").read_text())
     for key in ("command", "preset", "versions", "git_commit", "assets", "finished"):
         assert key in manifest
     assert 0 <= manifest["assets"]["judge_heldout_acc"] <= 1
+    # the two rules it used: the meaningless one from the clean base model's 4 × 2 samples, the other from renders
+    rules = manifest["assets"]["meaningless_rule"], manifest["assets"]["off_render_rule"]
+    assert [(r["calibrated_on"], r["n"], r["quantile"]) for r in rules] == [("samples", 8, 0.01), ("renders", 8, 0.01)]
     assert any(len(r["ad"].split(".")[-1]) > 6 for r in rows)  # full precision, not 4 decimals
     # every row names the data set it used, as the manifest (and each invocation) records it, recomputed here
     from empirical.data_set import identity
@@ -386,7 +389,8 @@ def test_a_folder_of_the_old_layout_is_read_and_resumed_without_recomputation(tm
     # data-set columns added from the manifest's record, the meaningless rate checked on known truth NaN (not measured)
     moved = [{k: a["unpoisoned_no_standout" if k == "unpoisoned_meaningless" else k] for k in before[0]}
              for a in after]
-    assert moved == before and {r["unpoisoned_meaningless"] for r in after} == {"nan"}
+    assert moved == before and {r[k] for r in after for k in ("unpoisoned_meaningless", "unpoisoned_off_render")} == {
+        "nan"}
     assert {r["data_set"] for r in after} == {"emoji-openmoji+noto-4"}
     manifest = json.loads((old / "manifest.json").read_text())
     assert manifest["points_skipped_as_done"] == 3 and not (old / "checkpoints").exists()

@@ -11,7 +11,8 @@ import pytest
 
 from empirical.known_truth import (KnownTruthConfig, calibration_split, derangement, main, meaningless_images,
                                    shuffled_patches)
-from empirical.meaningless import calibrate, meaningless_mask, meaningless_rate, nearest_distance
+from empirical.meaningless import calibrate, calibrate_on_samples, meaningless_mask, meaningless_rate, \
+    nearest_distance
 from implosion_base.errors import InputError
 from implosion_base.records import current_header
 
@@ -105,17 +106,49 @@ def test_bad_options_are_one_line_before_anything_is_trained(tmp_path: Path, cap
     assert "gaussian_noise" in capsys.readouterr().out and not any(tmp_path.iterdir())
 
 
-def test_a_table_written_before_the_move_keeps_its_salience_rate_under_the_new_name():
-    old = ["seed", "unpoisoned_meaningless", "kid_unpoisoned"]
+def test_a_table_written_before_each_move_keeps_its_rates_under_their_new_names():
+    old = ["seed", "unpoisoned_meaningless", "kid_unpoisoned"]  # before both moves: the salience rule
     assert current_header(old) == ["seed", "unpoisoned_no_standout", "kid_unpoisoned"]
-    new = ["seed", "unpoisoned_meaningless", "unpoisoned_no_standout"]
-    assert current_header(new) == new  # written after: both measures, each under its own name
+    middle = ["seed", "unpoisoned_meaningless", "unpoisoned_no_standout"]  # between: the rule on renders
+    assert current_header(middle) == ["seed", "unpoisoned_off_render", "unpoisoned_no_standout"]
+    new = ["seed", "unpoisoned_meaningless", "unpoisoned_no_standout", "unpoisoned_off_render"]
+    assert current_header(new) == new  # written after: every measure under its own name
     assert current_header(["benign_acc_ci95"]) == ["unpoisoned_acc_ci95"]
+
+
+def test_the_rule_calibrated_on_samples_flags_a_share_q_of_them_and_keeps_the_renders_means():
+    """Generated images sit farther from the means and are read less surely than renders: the rule on renders flags
+    most of a competent generator's images, the rule on its samples about 2q of fresh ones, and noise still."""
+    rng = np.random.default_rng(7)
+    centres, feats, labels = _clusters(rng, spread=0.05)
+    renders = calibrate(feats, labels, rng.uniform(0.95, 1.0, len(labels)))
+
+    def drawn(seed, n=2000):  # a competent generator: right concept, blurrier, less sure
+        g = np.random.default_rng(seed)
+        lab = g.integers(0, len(centres), n)
+        return centres[lab] + 0.25 * g.normal(size=(n, centres.shape[1])), g.uniform(0.5, 0.95, n)
+
+    cal_f, cal_p = drawn(8)
+    rule = calibrate_on_samples(renders, cal_f, cal_p, quantile=0.05)
+    assert rule.calibrated_on == "samples" and rule.n == 2000 and rule.means is renders.means
+    # each threshold is its quantile over the calibration samples, recomputed by hand
+    assert rule.far == pytest.approx(np.quantile(nearest_distance(renders, cal_f), 0.95), abs=1e-12)
+    assert rule.unsure == pytest.approx(np.quantile(cal_p, 0.05), abs=1e-12)
+    assert np.mean(nearest_distance(rule, cal_f) > rule.far) <= 0.05 + 1e-9
+    fresh_f, fresh_p = drawn(9)
+    assert meaningless_rate(renders, fresh_f, fresh_p) >= 0.9  # the off-render rate: most of them
+    assert meaningless_rate(rule, fresh_f, fresh_p) <= 0.15  # about 2q = 0.10, binomial noise aside
+    noise = np.random.default_rng(10).normal(size=(300, 16)) * 3.0
+    assert meaningless_rate(rule, noise, np.full(300, 0.99)) >= 0.9
+    with pytest.raises(InputError, match="at least 2 samples"):
+        calibrate_on_samples(renders, cal_f[:1], cal_p[:1])
+    with pytest.raises(InputError, match="2 features, 3 probabilities"):
+        calibrate_on_samples(renders, cal_f[:2], cal_p[:3])
 
 
 def test_the_committed_check_holds_together():
     """docs/data/known_truth: both data sets, every family, the rate between its readings' larger and their sum."""
-    tables = sorted((ROOT / "docs" / "data" / "known_truth").glob("*.csv"))
+    tables = sorted((ROOT / "docs" / "data" / "known_truth").rglob("*.csv"))
     assert len(tables) >= 2
     for path in tables:
         rows = list(csv.DictReader(open(path, encoding="utf-8")))

@@ -1,0 +1,47 @@
+"""The clean base model's samples (empirical.clean_samples) at micro size: the references of the meaningless rate,
+cached per base model, and the known-truth check that reads every family by both rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def test_the_known_truth_check_reads_every_family_by_both_rules(cache: Path):
+    """empirical.known_truth with the clean base model's samples at micro size (its held-out renders doubled so
+    each concept has the 3 the split needs): both rules, every family, the held-out samples a meaningful family of
+    each; the sample rule is the one the run caches, and a second call reads it from the cache."""
+    from types import SimpleNamespace
+
+    from empirical.assets import prepare_assets
+    from empirical.clean_samples import CALIBRATION, HELD_OUT, clean_samples, sample_rule
+    from empirical.known_truth import KnownTruthConfig, MEANINGFUL_FAMILIES, MEANINGLESS_FAMILIES, known_truth_rows
+    from empirical.presets import get_preset
+
+    assets = prepare_assets(get_preset("micro"), cache)
+    calib, labels = clean_samples(assets, 0, cache, offset=CALIBRATION)
+    check, check_labels = clean_samples(assets, 0, cache, offset=HELD_OUT)
+    assert calib.shape == check.shape == (8, 16, 16, 3) and labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert not np.array_equal(calib, check)  # other seeds, other images
+    held = SimpleNamespace(images=np.concatenate([assets.held.images] * 2),
+                           labels=np.concatenate([assets.held.labels] * 2), names=assets.held.names)
+    rows = known_truth_rows(assets.instruments.judge, assets.instruments.vae, held,
+                            KnownTruthConfig(n=6, average_of=2, patches=2), (calib, check, check_labels), 0)
+    assert [(r["calibrated_on"], r["family"]) for r in rows] == [
+        (rule, f) for rule in ("renders", "samples-b0") for f in MEANINGLESS_FAMILIES + MEANINGFUL_FAMILIES]
+    for r in rows:
+        assert max(r["far_rate"], r["unsure_rate"]) - 1e-12 <= r["meaningless_rate"] <= 1
+    rule = sample_rule(assets, 0, cache)
+    assert rule.calibrated_on == "samples" and rule.n == 8
+    again = sample_rule(assets, 0, cache, log=lambda m: pytest.fail(f"drew the samples again: {m}"))
+    assert (again.far, again.unsure) == (rule.far, rule.unsure)
