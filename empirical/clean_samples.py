@@ -8,8 +8,9 @@ seeds the evaluation never uses. ``scratch`` has no base model of its own; it is
 ranges are kept apart: :data:`CALIBRATION` sets the thresholds, :data:`HELD_OUT` checks them
 (``python -m empirical.known_truth --calibrate-on samples``).
 
-The thresholds are cached per data, judge, base model and evaluation config (``meaningless-<key>.json`` in the
-cache), so a folder's later commands and other folders of the same base model reuse them.
+The rule (the calibration samples' judge features and the thresholds) is cached per data, judge, base model and
+evaluation config (``meaningless-<key>.npz`` in the cache, numbers only), so a folder's later commands and other
+folders of the same base model reuse it.
 """
 
 from __future__ import annotations
@@ -22,11 +23,10 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from implosion_base.files import atomic_write_text
 
 if TYPE_CHECKING:
     from empirical.assets import Assets
-    from empirical.meaningless import MeaninglessRule
+    from empirical.meaningless import SampledRule
 
 #: Seed offsets (added to the evaluation's first seed) of the calibration samples and of the held-out check;
 #: the evaluation uses seed + c·k + j for concept c of K and image j of k, far below either.
@@ -53,31 +53,31 @@ def clean_samples(assets: "Assets", base_seed: int, cache_dir: Path | None, *, o
 def rule_key(assets: "Assets", base_seed: int) -> str:
     """The cache key of a sample-calibrated rule: the data, the judge (by its concept means of the held-out
     renders, which any other judge moves), the base model and how it samples."""
-    from empirical.meaningless import QUANTILE
+    from empirical.meaningless import SAMPLE_QUANTILE
 
     p, base = assets.preset, assets.instruments.base
     means = assets.off_render.means if assets.off_render is not None else np.zeros(0)
     parts = {"data": assets.data_key, "base": base.key if base is not None else None, "base_seed": base_seed,
              "unet": asdict(p.unet), "pretrain": asdict(p.pretrain), "vae": asdict(p.vae),
              "judge": hashlib.sha256(np.ascontiguousarray(means, dtype=np.float64).tobytes()).hexdigest(),
-             "evaluation": asdict(p.evaluation),
-             "text": str(getattr(assets.instruments.text_encoder, "path", "")), "quantile": QUANTILE,
-             "offset": CALIBRATION}
+             "evaluation": asdict(p.evaluation), "text": str(getattr(assets.instruments.text_encoder, "path", "")),
+             "quantile": SAMPLE_QUANTILE, "rule": "samples-and-renders", "offset": CALIBRATION}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def sample_rule(assets: "Assets", base_seed: int, cache_dir: Path | None, *, progress=False,
-                log: Callable[[str], None] = lambda m: None) -> "MeaninglessRule | None":
-    """The meaningless rule calibrated on the clean base model's samples (cached); None, said once, when the
-    off-render rule is missing (too few held-out renders) or the samples are too few to calibrate on. Under a
-    multi-process launch every process calls it: all train the base model together when it is not cached
-    (:func:`empirical.scenarios.base_model`), process 0 draws and caches, the others then read the cache."""
+                log: Callable[[str], None] = lambda m: None) -> "SampledRule | None":
+    """The meaningless rule (:func:`empirical.meaningless.calibrate_on_samples`: the held-out renders and the clean
+    base model's calibration samples; cached); None, said once, when the off-render rule is missing (too few
+    held-out renders) or the samples are too few. Under a multi-process launch every process calls it: all train
+    the base model together when it is not cached (:func:`empirical.scenarios.base_model`), process 0 draws and
+    caches, the others then read the cache."""
     from empirical.processes import main_process_first
     from empirical.scenarios import Start, base_model
 
     if assets.off_render is None:
         return None
-    path = Path(cache_dir) / f"meaningless-{rule_key(assets, base_seed)}.json" if cache_dir is not None else None
+    path = Path(cache_dir) / f"meaningless-{rule_key(assets, base_seed)}.npz" if cache_dir is not None else None
     rule = _cached(assets, path, log)
     if rule is not None:
         return rule
@@ -86,36 +86,42 @@ def sample_rule(assets: "Assets", base_seed: int, cache_dir: Path | None, *, pro
         return _cached(assets, path, log) or _calibrated(assets, unet, path, log)
 
 
-def _cached(assets: "Assets", path: Path | None, log: Callable[[str], None]) -> "MeaninglessRule | None":
-    from empirical.meaningless import MeaninglessRule
+def _cached(assets: "Assets", path: Path | None, log: Callable[[str], None]) -> "SampledRule | None":
+    """The rule saved at ``path`` (numbers only: no pickle), or None."""
+    from empirical.meaningless import MeaninglessRule, SampledRule
 
     if path is None or not path.is_file():
         return None
     try:
-        saved = json.loads(path.read_text())
-        return MeaninglessRule(assets.off_render.means, float(saved["far"]), float(saved["unsure"]),
-                               float(saved["quantile"]), "samples", int(saved["n"]))
-    except (ValueError, KeyError, TypeError):
+        with np.load(path, allow_pickle=False) as z:
+            renders = MeaninglessRule(assets.off_render.means, float(z["render_far"]), float(z["render_unsure"]),
+                                      float(z["quantile"]), "renders", int(z["render_n"]))
+            return SampledRule(renders, np.array(z["samples"], dtype=np.float64), float(z["far"]),
+                               float(z["quantile"]))
+    except (OSError, ValueError, KeyError):
         log(f"note: {path} is damaged; the clean samples are drawn again")
         return None
 
 
-def _calibrated(assets: "Assets", unet, path: Path | None, log: Callable[[str], None]) -> "MeaninglessRule | None":
+def _calibrated(assets: "Assets", unet, path: Path | None, log: Callable[[str], None]) -> "SampledRule | None":
     from empirical.meaningless import calibrate_on_samples
     from implosion_base.errors import InputError
+    from implosion_base.files import save_npz_atomically
 
     log(f"meaningless rate: calibrating on the clean base model's own samples "
-        f"({len(assets.data.names) * assets.preset.evaluation.per_concept} images)")
+        f"({len(assets.data.names) * assets.preset.evaluation.per_concept} images) and the held-out renders")
     images, _ = clean_samples(assets, 0, None, unet=unet)
-    judge = assets.instruments.judge
+    judge, held = assets.instruments.judge, assets.held
     try:
-        rule = calibrate_on_samples(assets.off_render, judge.image_features(images),
-                                    judge.probabilities(images).max(1))
+        rule = calibrate_on_samples(judge.image_features(held.images), held.labels,
+                                    judge.probabilities(held.images).max(1), judge.image_features(images))
     except InputError as exc:
         log(f"note: the meaningless rate is not measured ({exc})")
         return None
     if path is not None:
-        atomic_write_text(path, json.dumps(rule.record()))
+        r = rule.off_render
+        save_npz_atomically(path, samples=rule.samples, far=rule.far, quantile=rule.quantile, render_far=r.far,
+                            render_unsure=r.unsure, render_n=r.n)
     return rule
 
 

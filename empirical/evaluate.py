@@ -12,7 +12,7 @@ poisoned ones (target τ(c)):
   (:mod:`empirical.meaningless`: farther from every concept's clean renders, or read less confidently, than all but
   1 % of the clean base model's own samples; checked on images of known truth and on held-out clean samples by
   ``python -m empirical.known_truth --calibrate-on samples``); off-render rate = the same rule with thresholds
-  from held-out clean renders (the meaningless rate until 2026-12-08: it flags a third to a half of a competent
+  from held-out clean renders (the meaningless rate until 2026-12-07: it flags a third to a half of a competent
   model's images, so it is read only against a control);
 - no-standout rate, own similarity, margin, salience = :mod:`theory.implosion`'s shared measures over U's
   generated images in the judge's feature space, the concept references being the mean features of each

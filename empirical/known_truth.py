@@ -21,10 +21,12 @@ meaningful
 By default every family is read by the rule calibrated on the renders (the off-render rate). ``--calibrate-on
 samples`` draws the clean base model's calibration samples (its pretraining is cached as empirical.run caches it)
 and reads every family by both rules: the one calibrated on the renders and the meaningless rule of the harness,
-calibrated on the samples.
+calibrated on the renders and the samples (:func:`empirical.meaningless.calibrate_on_samples`).
 
 The table (``--out FILE.csv``, one row per rule and family) holds the family, the truth, the number of images, the
-rate and its two readings (far, unsure), the no-standout rate of :mod:`theory.implosion` (the salience rule that
+rate and its two readings (``far_rate``, ``unsure_rate``: for the rule on renders far from every concept mean, or
+unsure, either flagging; for the meaningless rule far from every clean sample, and off-render, both flagging), the
+no-standout rate of :mod:`theory.implosion` (the salience rule that
 was the harness's meaningless rate before this check) with its mean salience and null level, the judge's accuracy
 (meaningful families: the image read as its own concept), what the rule was calibrated on (``renders`` or
 ``samples-b<base seed>``), the preset and the data set (:mod:`empirical.data_set`). ``--json`` prints the rows and,
@@ -152,19 +154,21 @@ def calibration_split(labels: np.ndarray) -> np.ndarray:
 
 
 def family_row(judge, images: np.ndarray, labels: np.ndarray | None, rule, reference) -> dict[str, float]:
-    """The measures of one family: the meaningless rate (:mod:`empirical.meaningless`) and its two readings, the
+    """The measures of one family: the rule's rate (:mod:`empirical.meaningless`) and its two readings (the rule on
+    renders: far from every concept mean, unsure; the rule on samples: far from every clean sample, off-render), the
     no-standout rate and mean salience (:mod:`theory.implosion`, with z_null) and, with ``labels``, the judge's
     accuracy. Labels only enter the accuracy: neither rate reads a label."""
-    from empirical.meaningless import meaningless_mask, nearest_distance
+    from empirical.meaningless import meaningless_mask, readings
     from theory.implosion import implosion_measures
 
     feats = judge.image_features(images)
     prob = judge.probabilities(images)
     top = prob.max(1)
     old = implosion_measures(feats, np.zeros(len(images), np.int64), reference)
+    first, second = readings(rule, feats, top)
     return {"n": len(images), "meaningless_rate": float(np.mean(meaningless_mask(rule, feats, top))),
-            "far_rate": float(np.mean(nearest_distance(rule, feats) > rule.far)),
-            "unsure_rate": float(np.mean(top < rule.unsure)), "no_standout_rate": old["meaningless_rate"],
+            "far_rate": float(np.mean(first)), "unsure_rate": float(np.mean(second)),
+            "no_standout_rate": old["meaningless_rate"],
             "salience": old["salience"], "null_salience": reference.null_salience,
             "judge_acc": float(np.mean(prob.argmax(1) == labels)) if labels is not None else float("nan")}
 
@@ -183,15 +187,15 @@ def known_truth_rows(judge, vae, held, cfg: KnownTruthConfig, samples: tuple | N
     calib = calibration_split(held.labels)
     labels = held.labels[calib]
     feats = judge.image_features(held.images[calib])
-    rules = {RENDERS: calibrate(feats, labels, judge.probabilities(held.images[calib]).max(1))}
+    top = judge.probabilities(held.images[calib]).max(1)
+    rules = {RENDERS: calibrate(feats, labels, top)}
     reference = concept_reference({c: feats[labels == c] for c in range(len(held.names))})
     test = held.images[~calib]
     meaningful = [("clean_render", test, held.labels[~calib]),
                   ("vae_reconstruction", reconstruct(vae, test), held.labels[~calib])]
     if samples is not None:
         calib_images, check_images, check_labels = samples
-        rules[f"samples-b{base_seed}"] = calibrate_on_samples(rules[RENDERS], judge.image_features(calib_images),
-                                                              judge.probabilities(calib_images).max(1))
+        rules[f"samples-b{base_seed}"] = calibrate_on_samples(feats, labels, top, judge.image_features(calib_images))
         meaningful.append(("clean_sample", check_images, check_labels))
     families = meaningless_images(held.images[calib], labels, cfg)
     rows = []

@@ -1,29 +1,29 @@
-r"""The meaningless rate of generated images, calibrated on what a competent generator draws and checked on
-images of known truth; and the off-render rate, the same rule calibrated on clean renders.
+r"""The meaningless rate of generated images, calibrated on clean renders *and* on what a competent generator
+draws, and checked on images of known truth; and the off-render rate, calibrated on clean renders alone.
 
-An image x is **meaningless** when the judge can place it near no concept, by either of two readings, each with
-a threshold set by reference images:
+The rule on renders flags an image x when the judge can place it near no concept, by either of two readings,
+each with a threshold set by reference images:
 
 - *far*: its judge feature :math:`f(x)` is farther from every concept's mean clean-render feature :math:`\mu_c`
   (cosine distance :math:`d(x) = \min_c 1-\cos(f(x), \mu_c)`) than all but a share q of the references;
 - *unsure*: the judge's top zero-shot probability :math:`\max_c P(c \mid x)` is lower than all but a share q of
   the references'.
 
-With q = 0.01 for each, at most about 2 % of images distributed like the references are flagged. Which images are
-the references decides what the rate means:
+With q = 0.01 for each, at most about 2 % of images distributed like the references (held-out clean renders) are
+flagged: that is the **off-render rate** (``unpoisoned_off_render``, :func:`calibrate`; the far reading takes each
+render's leave-one-out distance to its own concept's mean, so a reference does not pull its own mean toward
+itself). But renders are one reference and a generator's images another: renders are read more surely and sit
+nearer the means than anything the generator draws, and the off-render rate flags a fifth to a third of a
+competent model's held-out samples (docs/empirical.md, "The meaningless rate on known truth").
 
-- :func:`calibrate_on_samples` — the harness's **meaningless rate** (``unpoisoned_meaningless``): the references
-  are the clean base model's own samples of every concept, at seeds the evaluation never uses
-  (:mod:`empirical.clean_samples`); the far reading takes their distance d to the nearest concept mean, the very
-  statistic it tests. A model that draws like a competent generator of its architecture reads about 2 %;
-  noise, blank canvases and concept averages read near 1 (``python -m empirical.known_truth --calibrate-on
-  samples`` measures both, on held-out samples too).
-- :func:`calibrate` — the **off-render rate** (``unpoisoned_off_render``): the references are held-out clean
-  renders, the far reading their leave-one-out distance to their own concept's mean (a reference does not pull its
-  own mean toward itself). It separates noise from renders (docs/empirical.md, "The meaningless rate on known
-  truth"), but renders are read more surely and sit nearer the means than anything the generator draws: it
-  flags a third to a half of the images of models that read 98–100 % of their concepts right. It was the
-  harness's meaningless rate until 2026-12-08 and is kept under this name: read it as a gap against a control.
+The harness's **meaningless rate** (``unpoisoned_meaningless``, :func:`calibrate_on_samples`) asks for both
+references: an image is meaningless when it is off-render (the rule above, at quantile Q) **and** far from what
+the clean base model draws — the cosine distance from :math:`f(x)` to its nearest calibration sample (the clean
+base model's own images of every concept, :mod:`empirical.clean_samples`) greater than the (1 − Q) quantile of the
+calibration samples' own leave-one-out nearest distances. An image is meaningful when it looks like what the data
+shows *or* like what a competent generator draws. Q = :data:`SAMPLE_QUANTILE` = 0.05 (at most about 5 % of images
+distributed like either reference, far fewer in practice since both readings must agree), fixed on the two-font
+data set's known truth and checked on two others (docs/predictions/README.md).
 
 An image of the *wrong* concept is not meaningless (it is near that concept, and read confidently): accuracy and
 attack success count those. The salience rule of :mod:`theory.implosion` (no concept standing out of the image more
@@ -39,8 +39,10 @@ import numpy as np
 from implosion_base.errors import InputError
 from implosion_base.validate import check_scalar, unit_rows
 
-#: The share of the references (held-out clean renders) each reading may call meaningless.
+#: The share of the references (held-out clean renders) each reading of the off-render rule may flag.
 QUANTILE = 0.01
+#: The share of each reference each reading of the meaningless rule may flag (both must agree).
+SAMPLE_QUANTILE = 0.05
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class MeaninglessRule:
     far: float
     unsure: float
     quantile: float
-    calibrated_on: str = "renders"  # or "samples" (:func:`calibrate_on_samples`)
+    calibrated_on: str = "renders"
     n: int = 0  # reference images the thresholds were read from
 
     def record(self) -> dict[str, float | int | str]:
@@ -84,21 +86,54 @@ def calibrate(features: np.ndarray, labels: np.ndarray, top_prob: np.ndarray, *,
                            "renders", len(labels))
 
 
-def calibrate_on_samples(renders: MeaninglessRule, features: np.ndarray, top_prob: np.ndarray, *,
-                         quantile: float = QUANTILE, minimum: int = 2) -> MeaninglessRule:
-    """The meaningless rule of the module docstring: ``renders``' concept means, with the thresholds read from a
-    competent generator's samples — their judge ``features`` (N × D) and top probabilities ``top_prob`` (N):
-    *far* the (1 − q) quantile of their distance to the nearest concept mean, *unsure* the q quantile of their top
-    probability (linear interpolation; with fewer than about 1/q samples, close to the most extreme sample's). At
-    least ``minimum`` samples (InputError otherwise)."""
+@dataclass(frozen=True)
+class SampledRule:
+    """The meaningless rule of the module docstring: the rule on renders at quantile Q (``off_render``), the unit
+    judge features of the clean base model's calibration samples (N × D) and the *far from the samples* distance."""
+
+    off_render: MeaninglessRule
+    samples: np.ndarray
+    far: float
+    quantile: float
+    calibrated_on: str = "samples"
+
+    @property
+    def n(self) -> int:
+        return len(self.samples)
+
+    def record(self) -> dict[str, float | int | str]:
+        """What a run's manifest says of the rule it used."""
+        return {"calibrated_on": self.calibrated_on, "n": self.n, "quantile": self.quantile, "far": self.far,
+                "off_render": self.off_render.record()}
+
+
+def nearest_sample_distance(samples: np.ndarray, features: np.ndarray, *, leave_one_out: bool = False,
+                            block: int = 1024) -> np.ndarray:
+    """Per image: cosine distance from its feature to the nearest of the unit ``samples`` (with ``leave_one_out``
+    the features are the samples themselves, each distance to the nearest *other* sample). Blocks of ``block``
+    rows keep the similarity matrix small."""
+    feats = unit_rows(np.asarray(features, dtype=np.float64))
+    out = np.empty(len(feats))
+    for i in range(0, len(feats), block):
+        sim = feats[i:i + block] @ samples.T
+        if leave_one_out:
+            sim[np.arange(len(sim)), np.arange(i, i + len(sim))] = -np.inf
+        out[i:i + block] = 1.0 - sim.max(axis=1)
+    return out
+
+
+def calibrate_on_samples(render_features: np.ndarray, render_labels: np.ndarray, render_top: np.ndarray,
+                         sample_features: np.ndarray, *, quantile: float = SAMPLE_QUANTILE) -> SampledRule:
+    """The meaningless rule from both references: the held-out renders (their judge features, concept labels and
+    top probabilities, as :func:`calibrate` takes them) and the clean base model's calibration samples (their
+    judge features, N × D; at least 2, InputError otherwise), both readings at ``quantile``."""
     check_scalar(quantile, "quantile", low=0.0, high=0.5, low_open=True)
-    top_prob = np.asarray(top_prob, dtype=np.float64)
-    if len(top_prob) < minimum or len(features) != len(top_prob):
-        raise InputError(f"the meaningless rule needs at least {minimum} samples of the clean model, each with its "
-                         f"top probability (got {len(features)} features, {len(top_prob)} probabilities)")
-    far = float(np.quantile(nearest_distance(renders, features), 1 - quantile))
-    return MeaninglessRule(renders.means, far, float(np.quantile(top_prob, quantile)), quantile, "samples",
-                           len(top_prob))
+    samples = unit_rows(np.asarray(sample_features, dtype=np.float64))
+    if len(samples) < 2:
+        raise InputError(f"the meaningless rule needs at least 2 samples of the clean model (got {len(samples)})")
+    renders = calibrate(render_features, render_labels, render_top, quantile=quantile)
+    own = nearest_sample_distance(samples, samples, leave_one_out=True)
+    return SampledRule(renders, samples, float(np.quantile(own, 1 - quantile)), quantile)
 
 
 def nearest_distance(rule: MeaninglessRule, features: np.ndarray) -> np.ndarray:
@@ -106,11 +141,24 @@ def nearest_distance(rule: MeaninglessRule, features: np.ndarray) -> np.ndarray:
     return 1.0 - (unit_rows(np.asarray(features, dtype=np.float64)) @ rule.means.T).max(axis=1)
 
 
-def meaningless_mask(rule: MeaninglessRule, features: np.ndarray, top_prob: np.ndarray) -> np.ndarray:
-    """True for each image the rule calls meaningless (far, or unsure)."""
+def meaningless_mask(rule: MeaninglessRule | SampledRule, features: np.ndarray, top_prob: np.ndarray) -> np.ndarray:
+    """True for each image the rule calls meaningless: far from every concept's renders or unsure (the rule on
+    renders); that *and* far from every clean sample (the rule on samples)."""
+    if isinstance(rule, SampledRule):
+        return meaningless_mask(rule.off_render, features, top_prob) & readings(rule, features, top_prob)[0]
     return (nearest_distance(rule, features) > rule.far) | (np.asarray(top_prob) < rule.unsure)
 
 
-def meaningless_rate(rule: MeaninglessRule, features: np.ndarray, top_prob: np.ndarray) -> float:
+def readings(rule: MeaninglessRule | SampledRule, features: np.ndarray, top_prob: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The rule's two readings per image: (far from every concept mean, unsure) for the rule on renders; (far from
+    every clean sample, off-render) for the rule on samples. The first rule flags either, the second both."""
+    if isinstance(rule, SampledRule):
+        return (nearest_sample_distance(rule.samples, features) > rule.far,
+                meaningless_mask(rule.off_render, features, top_prob))
+    return nearest_distance(rule, features) > rule.far, np.asarray(top_prob) < rule.unsure
+
+
+def meaningless_rate(rule: MeaninglessRule | SampledRule, features: np.ndarray, top_prob: np.ndarray) -> float:
     """The share of images the rule calls meaningless (NaN for none)."""
     return float(np.mean(meaningless_mask(rule, features, top_prob))) if len(top_prob) else float("nan")

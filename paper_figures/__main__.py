@@ -1,4 +1,4 @@
-"""``python -m paper_figures {list,all,fig1..fig18,tab1..tab11} [--quick] [--out DIR] [--results DIR]``.
+"""``python -m paper_figures {list,all,fig1..fig18,tab1..tab12} [--quick] [--out DIR] [--results DIR]``.
 
 - ``list``: each figure and table, what it shows and the command that feeds it.
 - ``all`` or one or more keys: build them into ``--out`` (default ``paper_figures/out``) as PNG + PDF (figures) or

@@ -57,3 +57,43 @@ def tab9(src: Sources, out: Path) -> Built:
                f"meaningless family, ≤ {ON_CLEAN:g} on the meaningful ones. "
                + ("; ".join(verdicts) + "." if verdicts else ""))
     return Built(files, caption, [str(p) for p in found], [] if rows else [f"no known-truth table yet: {FEEDS}"], md)
+
+
+#: The run folders T12 reads (under the results folder): reruns of points already in the tables (T4, T7 would
+#: count them twice), made to measure what those points' images are.
+RERUNS = "reruns"
+RERUN_FEEDS = ("the three python -m empirical.run commands of docs/predictions/README.md, 'the meaningless rate "
+               "calibrated on the clean base model's own samples', with --out results/reruns/<name>")
+#: Which measure each T12 column pair reads.
+GENERATED = (("unpoisoned acc", "unpoisoned_acc"), ("meaningless", "unpoisoned_meaningless"),
+             ("off-render", "unpoisoned_off_render"), ("no-standout", "unpoisoned_no_standout"))
+
+
+def tab12(src: Sources, out: Path) -> Built:
+    """T12: per rerun point, its never-poisoned concepts' images read by every rate, poisoned against its control."""
+    from paper_figures.tables import _write
+
+    found = sorted((src.results / RERUNS).glob("*/results.csv"))
+    rows = []
+    for path in found:
+        table = read_csv(path)
+        for p in (r for r in table if r["kind"] == "poisoned" and r["c_p"] != "0"):
+            ctrl = next((c for c in table if c["kind"] == "control" and c["seed"] == p["seed"]
+                         and c["c_p"] == p["c_p"]), None)
+            cells = []
+            for _, column in GENERATED:
+                a, b = num(p[column]), num(ctrl[column]) if ctrl else float("nan")
+                cells += [f"{a:.3f}", f"{b:.3f}", f"{a - b:+.3f}"]
+            rows.append([path.parent.name, p["data_set"], p["scenario"], p["targets"], p["c_p"],
+                         p["poison_per_concept"], p["seed"], *cells, f"{num(p['attack_success']):.3f}"])
+    header = ["run", "data set", "scenario", "targets", "C_P", "p", "seed"]
+    for name, _ in GENERATED:
+        header += [name, f"{name} (control)", f"{name} − control"]
+    files, md = _write(out, "tab12", header + ["attack success"], rows)
+    caption = ("The meaningless rate on generated images: points already in T7, rerun (same commands, same seeds) "
+               "to read their never-poisoned concepts' images by the meaningless rate (calibrated on the clean base "
+               "model's own samples), the off-render rate (the same rule calibrated on clean renders) and the "
+               "no-standout rate, each poisoned run against its same-volume control (the matched one under the "
+               "scatter rule). A control that draws like the clean model reads about 0.02 by construction.")
+    return Built(files, caption, [str(p.parent) for p in found], [] if rows else [f"no rerun yet: {RERUN_FEEDS}"],
+                 md)

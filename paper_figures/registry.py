@@ -1,8 +1,8 @@
 """The list of figures and tables: key, title, what it shows, the command that feeds it, and its builder.
 
-Keys follow the issue's numbering (F1–F18 as ``fig1``..``fig18``, T1–T11 as ``tab1``..``tab11``; T9 came with the
+Keys follow the issue's numbering (F1–F18 as ``fig1``..``fig18``, T1–T12 as ``tab1``..``tab12``; T9 came with the
 meaningless rate's known-truth check, T10 and F17 with the learnability predictor, T11 and F18 with its gauged
-form); ``F3``/``T1`` and
+form, T12 with the meaningless rate calibrated on the clean model's samples); ``F3``/``T1`` and
 any case are accepted on the command line.
 """
 
@@ -100,6 +100,9 @@ ITEMS: tuple[Item, ...] = (
     Item("fig18", "Predicted vs measured, the gauged form", "the gauged form's registered predictions against its "
          "measured held-out settings, by scenario, with the ±0.10 band", learnability_figures.GAUGED.feeds,
          learnability_figures.fig18),
+    Item("tab12", "The meaningless rate on generated images", "per rerun point: the never-poisoned concepts' "
+         "images read by the meaningless, off-render and no-standout rates, poisoned against its control",
+         measure_checks.RERUN_FEEDS, measure_checks.tab12),
 )
 
 BY_KEY = {item.key: item for item in ITEMS}

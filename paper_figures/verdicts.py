@@ -251,7 +251,7 @@ def tab7(src: Sources, out: Path) -> Built:
                f"control by more than its CI (0.1 with one seed), with a clean model reading ≥ {COMPETENT:g}. The "
                f"meaningless rate is calibrated on the clean base model's own samples (T9: ≥ 0.9 on noise, blank "
                f"canvases and concept averages, about 0.02 on held-out clean samples); the off-render rate, the "
-               f"same rule calibrated on clean renders (the meaningless rate of runs before 2026-12-08), also flags "
+               f"same rule calibrated on clean renders (the meaningless rate of runs before 2026-12-07), also flags "
                f"a third or more of the controls' images, which the judge reads right: its gap says the poisoned "
                f"images are farther from clean renders or read less surely, not how many are meaningless.")
     missing = [] if pts else [f"no poisoned point yet: {FEEDS}"]

@@ -39,9 +39,18 @@ def test_the_known_truth_check_reads_every_family_by_both_rules(cache: Path):
                             KnownTruthConfig(n=6, average_of=2, patches=2), (calib, check, check_labels), 0)
     assert [(r["calibrated_on"], r["family"]) for r in rows] == [
         (rule, f) for rule in ("renders", "samples-b0") for f in MEANINGLESS_FAMILIES + MEANINGFUL_FAMILIES]
-    for r in rows:
-        assert max(r["far_rate"], r["unsure_rate"]) - 1e-12 <= r["meaningless_rate"] <= 1
+    for r in rows:  # the rule on renders flags either reading, the meaningless rule both
+        both = r["far_rate"], r["unsure_rate"]
+        low, high = (max(both), sum(both)) if r["calibrated_on"] == "renders" else (sum(both) - 1, min(both))
+        assert low - 1e-12 <= r["meaningless_rate"] <= high + 1e-12
     rule = sample_rule(assets, 0, cache)
-    assert rule.calibrated_on == "samples" and rule.n == 8
+    assert rule.calibrated_on == "samples" and rule.n == 8 and rule.quantile == 0.05
     again = sample_rule(assets, 0, cache, log=lambda m: pytest.fail(f"drew the samples again: {m}"))
-    assert (again.far, again.unsure) == (rule.far, rule.unsure)
+    assert (again.far, again.off_render.far, again.off_render.unsure) == (rule.far, rule.off_render.far,
+                                                                          rule.off_render.unsure)
+    assert np.array_equal(again.samples, rule.samples) and again.off_render.means is assets.off_render.means
+    saved = next(cache.glob("meaningless-*.npz"))
+    saved.write_bytes(b"not an npz")  # a damaged cache file is said and drawn again, never trusted
+    notes = []
+    redrawn = sample_rule(assets, 0, cache, log=notes.append)
+    assert "is damaged" in notes[0] and np.array_equal(redrawn.samples, rule.samples)

@@ -12,7 +12,7 @@ import pytest
 from empirical.known_truth import (KnownTruthConfig, calibration_split, derangement, main, meaningless_images,
                                    shuffled_patches)
 from empirical.meaningless import calibrate, calibrate_on_samples, meaningless_mask, meaningless_rate, \
-    nearest_distance
+    nearest_distance, nearest_sample_distance, readings
 from implosion_base.errors import InputError
 from implosion_base.records import current_header
 
@@ -116,34 +116,38 @@ def test_a_table_written_before_each_move_keeps_its_rates_under_their_new_names(
     assert current_header(["benign_acc_ci95"]) == ["unpoisoned_acc_ci95"]
 
 
-def test_the_rule_calibrated_on_samples_flags_a_share_q_of_them_and_keeps_the_renders_means():
+def test_the_meaningless_rule_needs_both_references_to_flag_an_image():
     """Generated images sit farther from the means and are read less surely than renders: the rule on renders flags
-    most of a competent generator's images, the rule on its samples about 2q of fresh ones, and noise still."""
+    most of a competent generator's images; the meaningless rule (off-render *and* far from every clean sample)
+    flags few of them and few renders, and still noise. Thresholds recomputed by hand."""
     rng = np.random.default_rng(7)
     centres, feats, labels = _clusters(rng, spread=0.05)
-    renders = calibrate(feats, labels, rng.uniform(0.95, 1.0, len(labels)))
+    top = rng.uniform(0.95, 1.0, len(labels))
+    renders = calibrate(feats, labels, top)
 
-    def drawn(seed, n=2000):  # a competent generator: right concept, blurrier, less sure
+    def drawn(seed, n=1500):  # a competent generator: right concept, blurrier, less sure
         g = np.random.default_rng(seed)
         lab = g.integers(0, len(centres), n)
         return centres[lab] + 0.25 * g.normal(size=(n, centres.shape[1])), g.uniform(0.5, 0.95, n)
 
-    cal_f, cal_p = drawn(8)
-    rule = calibrate_on_samples(renders, cal_f, cal_p, quantile=0.05)
-    assert rule.calibrated_on == "samples" and rule.n == 2000 and rule.means is renders.means
-    # each threshold is its quantile over the calibration samples, recomputed by hand
-    assert rule.far == pytest.approx(np.quantile(nearest_distance(renders, cal_f), 0.95), abs=1e-12)
-    assert rule.unsure == pytest.approx(np.quantile(cal_p, 0.05), abs=1e-12)
-    assert np.mean(nearest_distance(rule, cal_f) > rule.far) <= 0.05 + 1e-9
+    cal_f, _ = drawn(8)
+    rule = calibrate_on_samples(feats, labels, top, cal_f, quantile=0.05)
+    assert rule.calibrated_on == "samples" and rule.n == 1500 and rule.off_render.quantile == 0.05
+    unit = cal_f / np.linalg.norm(cal_f, axis=1, keepdims=True)
+    sim = unit @ unit.T
+    np.fill_diagonal(sim, -np.inf)
+    assert rule.far == pytest.approx(np.quantile(1 - sim.max(1), 0.95), abs=1e-12)
+    assert np.array_equal(nearest_sample_distance(rule.samples, cal_f[:7]), 1 - (unit[:7] @ unit.T).max(1))
     fresh_f, fresh_p = drawn(9)
     assert meaningless_rate(renders, fresh_f, fresh_p) >= 0.9  # the off-render rate: most of them
-    assert meaningless_rate(rule, fresh_f, fresh_p) <= 0.15  # about 2q = 0.10, binomial noise aside
+    assert meaningless_rate(rule, fresh_f, fresh_p) <= 0.08  # about Q = 0.05: here off-render flags nearly all
+    assert meaningless_rate(rule, feats, top) <= 0.05  # renders are near their means
     noise = np.random.default_rng(10).normal(size=(300, 16)) * 3.0
     assert meaningless_rate(rule, noise, np.full(300, 0.99)) >= 0.9
+    far, off = readings(rule, noise, np.full(300, 0.99))
+    assert np.array_equal(meaningless_mask(rule, noise, np.full(300, 0.99)), far & off)
     with pytest.raises(InputError, match="at least 2 samples"):
-        calibrate_on_samples(renders, cal_f[:1], cal_p[:1])
-    with pytest.raises(InputError, match="2 features, 3 probabilities"):
-        calibrate_on_samples(renders, cal_f[:2], cal_p[:3])
+        calibrate_on_samples(feats, labels, top, cal_f[:1])
 
 
 def test_the_committed_check_holds_together():
@@ -156,4 +160,34 @@ def test_the_committed_check_holds_together():
                                                "vae_reconstruction"}
         for r in rows:
             rate, far, unsure = (float(r[k]) for k in ("meaningless_rate", "far_rate", "unsure_rate"))
-            assert max(far, unsure) - 1e-12 <= rate <= far + unsure + 1e-12
+            if (r.get("calibrated_on") or "renders") == "renders":  # either reading flags
+                assert max(far, unsure) - 1e-12 <= rate <= far + unsure + 1e-12
+            else:  # both readings must flag
+                assert far + unsure - 1 - 1e-12 <= rate <= min(far, unsure) + 1e-12
+
+
+def test_t12_pairs_each_rerun_point_with_its_own_control(tmp_path: Path):
+    """T12 reads results/reruns/*: one row per poisoned point, every rate beside its control's and the difference."""
+    from paper_figures.measure_checks import GENERATED, tab12
+    from paper_figures.sources import Sources
+
+    folder = tmp_path / "reruns" / "m01"
+    folder.mkdir(parents=True)
+    base = {"seed": "0", "scenario": "lora", "c_p": "100", "poison_per_concept": "240", "targets": "poisoned",
+            "data_set": "emoji-noto-150", "attack_success": "0.06"}
+    rates = {"poisoned": (0.35, 0.10, 0.80, 0.03), "control": (0.90, 0.02, 0.30, 0.00)}
+    with open(folder / "results.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, [*base, "kind", *(c for _, c in GENERATED)])
+        w.writeheader()
+        for kind, values in rates.items():
+            w.writerow({**base, "kind": kind, **{c: v for (_, c), v in zip(GENERATED, values)}})
+    out = tmp_path / "out"
+    out.mkdir()
+    built = tab12(Sources(results=tmp_path, data=tmp_path, verbose=False), out)
+    rows = list(csv.reader(open(out / "tab12.csv")))
+    assert len(rows) == 2 and not built.missing and rows[1][:7] == ["m01", "emoji-noto-150", "lora", "poisoned",
+                                                                     "100", "240", "0"]
+    assert rows[1][7:19] == ["0.350", "0.900", "-0.550", "0.100", "0.020", "+0.080", "0.800", "0.300", "+0.500",
+                             "0.030", "0.000", "+0.030"]
+    empty = tab12(Sources(results=tmp_path / "none", data=tmp_path, verbose=False), out)
+    assert empty.missing

@@ -32,7 +32,7 @@ def test_list_names_every_item_with_its_command(capsys):
     for item in ITEMS:
         assert item.key in text and item.feeds in text
     assert [i.key for i in ITEMS] == ([f"fig{k}" for k in range(1, 17)] + [f"tab{k}" for k in range(1, 9)]
-                                      + ["tab9", "tab10", "fig17", "tab11", "fig18"])
+                                      + ["tab9", "tab10", "fig17", "tab11", "fig18", "tab12"])
 
 
 def test_aliases_resolve():
