@@ -35,7 +35,8 @@ def tab9(src: Sources, out: Path) -> Built:
         for rule in dict.fromkeys(r.get("calibrated_on") or RENDERS for r in table):
             mine = [r for r in table if (r.get("calibrated_on") or RENDERS) == rule]
             for r in mine:
-                rows.append([r["data_set"], rule, r["family"].replace("_", " "), r["truth"], int(num(r["n"])),
+                rows.append([str(path.relative_to(src.results / "known_truth")), r["data_set"], rule,
+                             r["family"].replace("_", " "), r["truth"], int(num(r["n"])),
                              f"{num(r['meaningless_rate']):.3f}", f"{num(r['far_rate']):.3f}",
                              f"{num(r['unsure_rate']):.3f}", f"{num(r['no_standout_rate']):.3f}"])
             for rate, name in (("meaningless_rate", f"rule calibrated on {rule}"),
@@ -43,19 +44,25 @@ def tab9(src: Sources, out: Path) -> Built:
                 low = min(num(r[rate]) for r in mine if r["truth"] == "meaningless")
                 high = max(num(r[rate]) for r in mine if r["truth"] == "meaningful")
                 met = "met" if low >= ON_MEANINGLESS and high <= ON_CLEAN else "not met"
-                verdicts.append(f"{table[0]['data_set']}, {name}: lowest on a meaningless family {low:.3f}, "
+                verdicts.append(f"{path.relative_to(src.results / 'known_truth')} ({table[0]['data_set']}), "
+                                f"{name}: lowest on a meaningless family {low:.3f}, "
                                 f"highest on a meaningful one {high:.3f} ({met})")
-    header = ["data set", "calibrated on", "images", "truth", "n", "rate", "far", "unsure", "no-standout rate"]
+    header = ["table", "data set", "calibrated on", "images", "truth", "n", "rate", "far", "unsure / off-render",
+              "no-standout rate"]
     files, md = _write(out, "tab9", header, rows)
     caption = ("The meaningless rate on known truth: the judge of the cpu preset reads images meaningless by "
                "construction (noise, blank and single-colour canvases, pixel averages of 16 and of all concepts, "
                "renders with shuffled tiles) and meaningful ones: held-out renders the rules were not calibrated on, "
                "their VAE reconstructions and, where the clean base model's samples were drawn, its held-out "
-               "samples. Each rule flags an image far from every concept's clean renders, or read unsurely, by "
-               "thresholds from what it was calibrated on: renders (the off-render rate) or the clean base model's "
-               f"own samples (b<base seed>; the meaningless rate). Targets: ≥ {ON_MEANINGLESS:g} on every "
+               "samples. The rule on renders (the off-render rate) flags an image far from every concept's mean "
+               "render or read unsurely (its two readings, far and unsure: either flags); the meaningless rule "
+               "(samples-b<base seed>) flags it when it is both far from every one of the clean base model's "
+               "calibration samples (far) and off-render at q = 0.05 (both must flag). Targets: "
+               f"≥ {ON_MEANINGLESS:g} on every "
                f"meaningless family, ≤ {ON_CLEAN:g} on the meaningful ones. "
-               + ("; ".join(verdicts) + "." if verdicts else ""))
+               + "Tables at the top level came from the assets (VAE, judge) of the machine of the first check; "
+               "samples-b0/ from those retrained on a second machine, where the clean base model 0 drew the "
+               "samples. " + ("; ".join(verdicts) + "." if verdicts else ""))
     return Built(files, caption, [str(p) for p in found], [] if rows else [f"no known-truth table yet: {FEEDS}"], md)
 
 
@@ -77,6 +84,7 @@ def tab12(src: Sources, out: Path) -> Built:
     rows = []
     for path in found:
         table = read_csv(path)
+        rule = _rule_used(path.parent)
         for p in (r for r in table if r["kind"] == "poisoned" and r["c_p"] != "0"):
             ctrl = next((c for c in table if c["kind"] == "control" and c["seed"] == p["seed"]
                          and c["c_p"] == p["c_p"]), None)
@@ -85,15 +93,30 @@ def tab12(src: Sources, out: Path) -> Built:
                 a, b = num(p[column]), num(ctrl[column]) if ctrl else float("nan")
                 cells += [f"{a:.3f}", f"{b:.3f}", f"{a - b:+.3f}"]
             rows.append([path.parent.name, p["data_set"], p["scenario"], p["targets"], p["c_p"],
-                         p["poison_per_concept"], p["seed"], *cells, f"{num(p['attack_success']):.3f}"])
-    header = ["run", "data set", "scenario", "targets", "C_P", "p", "seed"]
+                         p["poison_per_concept"], p["seed"], rule, *cells, f"{num(p['attack_success']):.3f}"])
+    header = ["run", "data set", "scenario", "targets", "C_P", "p", "seed", "meaningless rule"]
     for name, _ in GENERATED:
         header += [name, f"{name} (control)", f"{name} − control"]
     files, md = _write(out, "tab12", header + ["attack success"], rows)
     caption = ("The meaningless rate on generated images: points already in T7, rerun (same commands, same seeds) "
+               "on a second machine, "
                "to read their never-poisoned concepts' images by the meaningless rate (calibrated on the clean base "
-               "model's own samples), the off-render rate (the same rule calibrated on clean renders) and the "
-               "no-standout rate, each poisoned run against its same-volume control (the matched one under the "
-               "scatter rule). A control that draws like the clean model reads about 0.02 by construction.")
+               "model's own samples: the first rule, either reading against the samples at q = 0.01, or the second, "
+               "off-render and far from every sample at q = 0.05, as the run's manifest records), the off-render "
+               "rate (the rule calibrated on clean renders alone) and the no-standout rate, each poisoned run "
+               "against its same-volume control (the matched one under the scatter rule). m01 and m04 are the same "
+               "run (identical images) read by the two rules.")
     return Built(files, caption, [str(p.parent) for p in found], [] if rows else [f"no rerun yet: {RERUN_FEEDS}"],
                  md)
+
+
+def _rule_used(folder: Path) -> str:
+    """The meaningless rule a run folder's manifest says it used: "samples, q 0.01" (the first, either reading
+    against the clean samples) or "samples and renders, q 0.05" (the second); "–" when it records none."""
+    import json
+
+    try:
+        rule = json.loads((folder / "manifest.json").read_text())["assets"]["meaningless_rule"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "–"
+    return f"samples{' and renders' if 'off_render' in rule else ''}, q {rule['quantile']:g}"

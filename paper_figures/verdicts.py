@@ -249,10 +249,11 @@ def tab7(src: Sources, out: Path) -> Built:
                f"poisoned runs and their same-volume controls (mean ± 95% CI over seeds), the gaps pairing each "
                f"seed with its own control (paired t-test), and the verdict: mean accuracy < 0.5 and below the "
                f"control by more than its CI (0.1 with one seed), with a clean model reading ≥ {COMPETENT:g}. The "
-               f"meaningless rate is calibrated on the clean base model's own samples (T9: ≥ 0.9 on noise, blank "
-               f"canvases and concept averages, about 0.02 on held-out clean samples); the off-render rate, the "
-               f"same rule calibrated on clean renders (the meaningless rate of runs before 2026-12-07), also flags "
-               f"a third or more of the controls' images, which the judge reads right: its gap says the poisoned "
-               f"images are farther from clean renders or read less surely, not how many are meaningless.")
+               f"meaningless rate (runs since 2026-12-07; – before) is calibrated on the clean renders and the "
+               f"clean base model's own samples (T9, T12: it flags 0.02–0.05 of held-out clean samples and 0.12 of "
+               f"a fine-tuned control's images, so read it against the control); the off-render rate, the rule "
+               f"calibrated on clean renders alone (the meaningless rate of earlier runs), also flags a third or "
+               f"more of the controls' images, which the judge reads right: its gap says the poisoned images are "
+               f"farther from clean renders or read less surely, not how many are meaningless.")
     missing = [] if pts else [f"no poisoned point yet: {FEEDS}"]
     return Built(files, caption, sorted({f for p in pts for f in p["folders"]}), missing, text)

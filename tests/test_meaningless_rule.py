@@ -152,8 +152,9 @@ def test_the_meaningless_rule_needs_both_references_to_flag_an_image():
 
 def test_the_committed_check_holds_together():
     """docs/data/known_truth: both data sets, every family, the rate between its readings' larger and their sum."""
-    tables = sorted((ROOT / "docs" / "data" / "known_truth").rglob("*.csv"))
-    assert len(tables) >= 2
+    root = ROOT / "docs" / "data" / "known_truth"
+    tables = [p for p in sorted(root.rglob("*.csv")) if "tried" not in p.relative_to(root).parts]
+    assert len(tables) >= 4
     for path in tables:
         rows = list(csv.DictReader(open(path, encoding="utf-8")))
         assert {r["family"] for r in rows} >= {"gaussian_noise", "blank", "concept_average", "clean_render",
@@ -185,9 +186,9 @@ def test_t12_pairs_each_rerun_point_with_its_own_control(tmp_path: Path):
     out.mkdir()
     built = tab12(Sources(results=tmp_path, data=tmp_path, verbose=False), out)
     rows = list(csv.reader(open(out / "tab12.csv")))
-    assert len(rows) == 2 and not built.missing and rows[1][:7] == ["m01", "emoji-noto-150", "lora", "poisoned",
-                                                                     "100", "240", "0"]
-    assert rows[1][7:19] == ["0.350", "0.900", "-0.550", "0.100", "0.020", "+0.080", "0.800", "0.300", "+0.500",
+    assert len(rows) == 2 and not built.missing and rows[1][:8] == ["m01", "emoji-noto-150", "lora", "poisoned",
+                                                                     "100", "240", "0", "–"]  # no manifest
+    assert rows[1][8:20] == ["0.350", "0.900", "-0.550", "0.100", "0.020", "+0.080", "0.800", "0.300", "+0.500",
                              "0.030", "0.000", "+0.030"]
     empty = tab12(Sources(results=tmp_path / "none", data=tmp_path, verbose=False), out)
     assert empty.missing
