@@ -289,6 +289,7 @@ def measure(preset, cfg: KnownTruthConfig, cache: Path, base_seed: int | None = 
                             log=lambda m: print(m, file=sys.stderr))
     data_set = identity(assets.data.names, assets.data.fonts, None,
                         font_identity(available_fonts(tuple(assets.data.fonts))))
+    calibration_split(assets.held.labels)  # too few held-out renders: said before a base model is trained
     samples = None
     if base_seed is not None:
         from empirical.clean_samples import CALIBRATION, HELD_OUT, clean_samples

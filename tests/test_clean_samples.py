@@ -54,3 +54,13 @@ def test_the_known_truth_check_reads_every_family_by_both_rules(cache: Path):
     notes = []
     redrawn = sample_rule(assets, 0, cache, log=notes.append)
     assert "is damaged" in notes[0] and np.array_equal(redrawn.samples, rule.samples)
+
+
+def test_too_few_held_out_renders_are_said_before_any_base_model_is_trained(tmp_path: Path):
+    from empirical.known_truth import main
+    from implosion_base.errors import InputError
+
+    cache = tmp_path / "cache"
+    with pytest.raises(InputError, match="at least 3 held-out renders per concept"):
+        main(["--preset", "micro", "--calibrate-on", "samples", "--cache", str(cache)])  # micro holds out 2
+    assert not list(cache.glob("pretrain-*")) and not list(cache.glob("meaningless-*"))
