@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-
 
 if TYPE_CHECKING:
     from empirical.assets import Assets
@@ -98,7 +98,7 @@ def _cached(assets: "Assets", path: Path | None, log: Callable[[str], None]) -> 
                                       float(z["quantile"]), "renders", int(z["render_n"]))
             return SampledRule(renders, np.array(z["samples"], dtype=np.float64), float(z["far"]),
                                float(z["quantile"]))
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         log(f"note: {path} is damaged; the clean samples are drawn again")
         return None
 
