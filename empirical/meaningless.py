@@ -145,7 +145,8 @@ def meaningless_mask(rule: MeaninglessRule | SampledRule, features: np.ndarray, 
     """True for each image the rule calls meaningless: far from every concept's renders or unsure (the rule on
     renders); that *and* far from every clean sample (the rule on samples)."""
     if isinstance(rule, SampledRule):
-        return meaningless_mask(rule.off_render, features, top_prob) & readings(rule, features, top_prob)[0]
+        far, off = readings(rule, features, top_prob)
+        return far & off
     return (nearest_distance(rule, features) > rule.far) | (np.asarray(top_prob) < rule.unsure)
 
 
