@@ -250,8 +250,9 @@ def tab7(src: Sources, out: Path) -> Built:
                f"seed with its own control (paired t-test), and the verdict: mean accuracy < 0.5 and below the "
                f"control by more than its CI (0.1 with one seed), with a clean model reading ≥ {COMPETENT:g}. The "
                f"meaningless rate (runs since 2026-12-07; – before) is calibrated on the clean renders and the "
-               f"clean base model's own samples (T9, T12: it flags 0.02–0.05 of held-out clean samples and 0.12 of "
-               f"a fine-tuned control's images, so read it against the control); the off-render rate, the rule "
+               f"clean base model's own samples (T9, T12: it flags 0.02–0.05 of held-out clean samples and "
+               f"0.11–0.12 of fine-tuned controls' images, so read it against the control); the off-render rate, "
+               f"the rule "
                f"calibrated on clean renders alone (the meaningless rate of earlier runs), also flags a third or "
                f"more of the controls' images, which the judge reads right: its gap says the poisoned images are "
                f"farther from clean renders or read less surely, not how many are meaningless.")
