@@ -293,9 +293,11 @@ def measure(preset, cfg: KnownTruthConfig, cache: Path, base_seed: int | None = 
     samples = None
     if base_seed is not None:
         from empirical.clean_samples import CALIBRATION, HELD_OUT, clean_samples
+        from empirical.scenarios import Start, base_model
 
-        calib, _ = clean_samples(assets, base_seed, cache, offset=CALIBRATION, progress=True)
-        samples = (calib, *clean_samples(assets, base_seed, cache, offset=HELD_OUT))
+        unet = base_model(Start(assets, seed=0, base_seed=base_seed, cache_dir=cache, progress=True))
+        calib, _ = clean_samples(assets, base_seed, cache, offset=CALIBRATION, unet=unet)
+        samples = (calib, *clean_samples(assets, base_seed, cache, offset=HELD_OUT, unet=unet))
     rows = known_truth_rows(assets.instruments.judge, assets.instruments.vae, assets.held, cfg, samples,
                             base_seed or 0)
     return [{**r, "preset": preset.name, **data_set.columns()} for r in rows]

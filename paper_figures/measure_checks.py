@@ -112,11 +112,11 @@ def tab12(src: Sources, out: Path) -> Built:
 
 def _rule_used(folder: Path) -> str:
     """The meaningless rule a run folder's manifest says it used: "samples, q 0.01" (the first, either reading
-    against the clean samples) or "samples and renders, q 0.05" (the second); "–" when it records none."""
-    import json
+    against the clean samples) or "samples and renders, q 0.05" (the second); "–" when it records none (an
+    unreadable manifest is an InputError naming it)."""
+    from implosion_base.records import read_manifest
 
-    try:
-        rule = json.loads((folder / "manifest.json").read_text())["assets"]["meaningless_rule"]
-    except (OSError, ValueError, KeyError, TypeError):
+    rule = read_manifest(folder / "manifest.json").get("assets", {}).get("meaningless_rule")
+    if not isinstance(rule, dict) or "quantile" not in rule:
         return "–"
     return f"samples{' and renders' if 'off_render' in rule else ''}, q {rule['quantile']:g}"
