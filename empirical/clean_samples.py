@@ -33,19 +33,15 @@ if TYPE_CHECKING:
 CALIBRATION, HELD_OUT = 1_000_000, 2_000_000
 
 
-def clean_samples(assets: "Assets", base_seed: int, cache_dir: Path | None, *, offset: int = CALIBRATION,
-                  progress=False, unet=None) -> tuple[np.ndarray, np.ndarray]:
-    """(images (N, H, W, 3) uint8, concept labels (N)): the clean base model of ``base_seed`` (``unet`` when it is
-    already loaded) drawing every concept as the evaluation does (:func:`empirical.evaluate.prompts_and_seeds`),
-    its seeds moved by ``offset``."""
+def clean_samples(assets: "Assets", unet, *, offset: int = CALIBRATION) -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, H, W, 3) uint8, concept labels (N)): the clean base model ``unet``
+    (:func:`empirical.scenarios.base_model`) drawing every concept as the evaluation does
+    (:func:`empirical.evaluate.prompts_and_seeds`), its seeds moved by ``offset``."""
     from empirical.evaluate import prompts_and_seeds
     from empirical.model import generate
-    from empirical.scenarios import Start, base_model
 
     ev = assets.preset.evaluation
     prompts, seeds, labels = prompts_and_seeds(assets.data.names, replace(ev, seed=ev.seed + offset))
-    if unet is None:
-        unet = base_model(Start(assets, seed=0, base_seed=base_seed, cache_dir=cache_dir, progress=progress))
     pipe = assets.instruments.pipeline(unet.to(assets.preset.device).eval())
     return generate(pipe, prompts, seeds, steps=ev.steps, guidance=ev.guidance), labels
 
@@ -110,7 +106,7 @@ def _calibrated(assets: "Assets", unet, path: Path | None, log: Callable[[str], 
 
     log(f"meaningless rate: calibrating on the clean base model's own samples "
         f"({len(assets.data.names) * assets.preset.evaluation.per_concept} images) and the held-out renders")
-    images, _ = clean_samples(assets, 0, None, unet=unet)
+    images, _ = clean_samples(assets, unet)
     judge, held = assets.instruments.judge, assets.held
     try:
         rule = calibrate_on_samples(judge.image_features(held.images), held.labels,

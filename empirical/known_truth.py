@@ -209,15 +209,21 @@ def known_truth_rows(judge, vae, held, cfg: KnownTruthConfig, samples: tuple | N
     return rows
 
 
-def separation(rows: Sequence[dict], measure: str = "meaningless_rate") -> dict[str, dict[str, float]]:
-    """Per rule (``calibrated_on``; rows without it were calibrated on renders): the lowest ``measure`` on a
-    meaningless family and the highest on a meaningful one."""
-    out: dict[str, dict[str, float]] = {}
-    for name in dict.fromkeys(r.get("calibrated_on") or RENDERS for r in rows):
-        mine = [r for r in rows if (r.get("calibrated_on") or RENDERS) == name]
-        out[name] = {"lowest_on_meaningless": min(r[measure] for r in mine if r["truth"] == "meaningless"),
-                     "highest_on_meaningful": max(r[measure] for r in mine if r["truth"] == "meaningful")}
+def by_rule(rows: Sequence[dict]) -> dict[str, list[dict]]:
+    """The rows per rule (``calibrated_on``; rows of tables written before that column were calibrated on
+    renders), rules in their first row's order."""
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r.get("calibrated_on") or RENDERS, []).append(r)
     return out
+
+
+def separation(rows: Sequence[dict], measure: str = "meaningless_rate") -> dict[str, dict[str, float]]:
+    """Per rule (:func:`by_rule`): the lowest ``measure`` (a number) on a meaningless family and the highest on a
+    meaningful one."""
+    return {name: {"lowest_on_meaningless": min(r[measure] for r in mine if r["truth"] == "meaningless"),
+                   "highest_on_meaningful": max(r[measure] for r in mine if r["truth"] == "meaningful")}
+            for name, mine in by_rule(rows).items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -296,8 +302,8 @@ def measure(preset, cfg: KnownTruthConfig, cache: Path, base_seed: int | None = 
         from empirical.scenarios import Start, base_model
 
         unet = base_model(Start(assets, seed=0, base_seed=base_seed, cache_dir=cache, progress=True))
-        calib, _ = clean_samples(assets, base_seed, cache, offset=CALIBRATION, unet=unet)
-        samples = (calib, *clean_samples(assets, base_seed, cache, offset=HELD_OUT, unet=unet))
+        calib, _ = clean_samples(assets, unet, offset=CALIBRATION)
+        samples = (calib, *clean_samples(assets, unet, offset=HELD_OUT))
     rows = known_truth_rows(assets.instruments.judge, assets.instruments.vae, assets.held, cfg, samples,
                             base_seed or 0)
     return [{**r, "preset": preset.name, **data_set.columns()} for r in rows]

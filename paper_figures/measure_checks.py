@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from empirical.known_truth import RENDERS
+from empirical.known_truth import by_rule, separation
 from paper_figures.built import Built
-from paper_figures.sources import Sources, num, read_csv
+from paper_figures.sources import Sources, num, numeric, read_csv
 
 FEEDS = ("python -m empirical.known_truth --preset cpu --calibrate-on samples --out "
          "results/known_truth/samples-b0/cpu-openmoji+noto.csv; the same with --fonts noto --out "
@@ -27,26 +27,25 @@ def tab9(src: Sources, out: Path) -> Built:
     """Both rates per family and data set, and per rate whether it met the targets."""
     from paper_figures.tables import _write
 
-    found = sorted((src.results / "known_truth").rglob("*.csv"))
-    found = [p for p in found if "tried" not in p.relative_to(src.results / "known_truth").parts]
+    root = src.results / "known_truth"
+    found = [p for p in sorted(root.rglob("*.csv")) if "tried" not in p.relative_to(root).parts]
     rows, verdicts = [], []
     for path in found:
-        table = read_csv(path)
-        for rule in dict.fromkeys(r.get("calibrated_on") or RENDERS for r in table):
-            mine = [r for r in table if (r.get("calibrated_on") or RENDERS) == rule]
+        name = str(path.relative_to(root))
+        table = numeric(read_csv(path))
+        for rule, mine in by_rule(table).items():
             for r in mine:
-                rows.append([str(path.relative_to(src.results / "known_truth")), r["data_set"], rule,
-                             r["family"].replace("_", " "), r["truth"], int(num(r["n"])),
-                             f"{num(r['meaningless_rate']):.3f}", f"{num(r['far_rate']):.3f}",
-                             f"{num(r['unsure_rate']):.3f}", f"{num(r['no_standout_rate']):.3f}"])
-            for rate, name in (("meaningless_rate", f"rule calibrated on {rule}"),
-                               ("no_standout_rate", "no-standout rate")):
-                low = min(num(r[rate]) for r in mine if r["truth"] == "meaningless")
-                high = max(num(r[rate]) for r in mine if r["truth"] == "meaningful")
+                rows.append([name, r["data_set"], rule, r["family"].replace("_", " "), r["truth"], int(r["n"]),
+                             *(f"{num(r[k]):.3f}" for k in ("meaningless_rate", "far_rate", "unsure_rate",
+                                                            "no_standout_rate"))])
+        rates = {said: separation(table, rate) for rate, said in (("meaningless_rate", "rule calibrated on {}"),
+                                                                   ("no_standout_rate", "no-standout rate"))}
+        for rule in by_rule(table):
+            for said, seps in rates.items():
+                low, high = seps[rule]["lowest_on_meaningless"], seps[rule]["highest_on_meaningful"]
                 met = "met" if low >= ON_MEANINGLESS and high <= ON_CLEAN else "not met"
-                verdicts.append(f"{path.relative_to(src.results / 'known_truth')} ({table[0]['data_set']}), "
-                                f"{name}: lowest on a meaningless family {low:.3f}, "
-                                f"highest on a meaningful one {high:.3f} ({met})")
+                verdicts.append(f"{name} ({table[0]['data_set']}), {said.format(rule)}: lowest on a meaningless "
+                                f"family {low:.3f}, highest on a meaningful one {high:.3f} ({met})")
     header = ["table", "data set", "calibrated on", "images", "truth", "n", "rate", "far", "unsure / off-render",
               "no-standout rate"]
     files, md = _write(out, "tab9", header, rows)

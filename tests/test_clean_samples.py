@@ -27,10 +27,12 @@ def test_the_known_truth_check_reads_every_family_by_both_rules(cache: Path):
     from empirical.clean_samples import CALIBRATION, HELD_OUT, clean_samples, sample_rule
     from empirical.known_truth import KnownTruthConfig, MEANINGFUL_FAMILIES, MEANINGLESS_FAMILIES, known_truth_rows
     from empirical.presets import get_preset
+    from empirical.scenarios import Start, base_model
 
     assets = prepare_assets(get_preset("micro"), cache)
-    calib, labels = clean_samples(assets, 0, cache, offset=CALIBRATION)
-    check, check_labels = clean_samples(assets, 0, cache, offset=HELD_OUT)
+    unet = base_model(Start(assets, seed=0, base_seed=0, cache_dir=cache))
+    calib, labels = clean_samples(assets, unet, offset=CALIBRATION)
+    check, check_labels = clean_samples(assets, unet, offset=HELD_OUT)
     assert calib.shape == check.shape == (8, 16, 16, 3) and labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     assert not np.array_equal(calib, check)  # other seeds, other images
     held = SimpleNamespace(images=np.concatenate([assets.held.images] * 2),
