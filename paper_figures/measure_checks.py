@@ -68,8 +68,8 @@ def tab9(src: Sources, out: Path) -> Built:
 #: The run folders T12 reads (under the results folder): reruns of points already in the tables (T4, T7 would
 #: count them twice), made to measure what those points' images are.
 RERUNS = "reruns"
-RERUN_FEEDS = ("the three python -m empirical.run commands of docs/predictions/README.md, 'the meaningless rate "
-               "calibrated on the clean base model's own samples', with --out results/reruns/<name>")
+RERUN_FEEDS = ("the python -m empirical.run commands of docs/predictions/README.md, 'the meaningless rate "
+               "calibrated on the clean base model's own samples' (m01-m06), with --out results/reruns/<name>")
 #: Which measure each T12 column pair reads.
 GENERATED = (("unpoisoned acc", "unpoisoned_acc"), ("meaningless", "unpoisoned_meaningless"),
              ("off-render", "unpoisoned_off_render"), ("no-standout", "unpoisoned_no_standout"))
@@ -103,8 +103,8 @@ def tab12(src: Sources, out: Path) -> Built:
                "model's own samples: the first rule, either reading against the samples at q = 0.01, or the second, "
                "off-render and far from every sample at q = 0.05, as the run's manifest records), the off-render "
                "rate (the rule calibrated on clean renders alone) and the no-standout rate, each poisoned run "
-               "against its same-volume control (the matched one under the scatter rule). m01 and m04 are the same "
-               "run (identical images) read by the two rules.")
+               "against its same-volume control (the matched one under the scatter rule). m04, m05 and m06 are m01, "
+               "m03 and m02 again (identical images) read by the second rule.")
     return Built(files, caption, [str(p.parent) for p in found], [] if rows else [f"no rerun yet: {RERUN_FEEDS}"],
                  md)
 
