@@ -57,17 +57,17 @@ def rule_key(assets: "Assets", base_seed: int) -> str:
              "unet": asdict(p.unet), "pretrain": asdict(p.pretrain), "vae": asdict(p.vae),
              "judge": hashlib.sha256(np.ascontiguousarray(means, dtype=np.float64).tobytes()).hexdigest(),
              "evaluation": asdict(p.evaluation), "text": str(getattr(assets.instruments.text_encoder, "path", "")),
-             "quantile": SAMPLE_QUANTILE, "rule": "samples-and-renders", "offset": CALIBRATION}
+             "quantile": SAMPLE_QUANTILE, "rule": "samples-renders-reconstructions", "offset": CALIBRATION}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def sample_rule(assets: "Assets", base_seed: int, cache_dir: Path | None, *, progress=False,
                 log: Callable[[str], None] = lambda m: None) -> "SampledRule | None":
-    """The meaningless rule (:func:`empirical.meaningless.calibrate_on_samples`: the held-out renders and the clean
-    base model's calibration samples; cached); None, said once, when the off-render rule is missing (too few
-    held-out renders) or the samples are too few. Under a multi-process launch every process calls it: all train
-    the base model together when it is not cached (:func:`empirical.scenarios.base_model`), process 0 draws and
-    caches, the others then read the cache."""
+    """The meaningless rule (:func:`empirical.meaningless.calibrate_on_samples`: the held-out renders, their VAE
+    reconstructions and the clean base model's calibration samples; cached); None, said once, when the off-render
+    rule is missing (too few held-out renders) or the samples are too few. Under a multi-process launch every
+    process calls it: all train the base model together when it is not cached
+    (:func:`empirical.scenarios.base_model`), process 0 draws and caches, the others then read the cache."""
     from empirical.processes import main_process_first
     from empirical.scenarios import Start, base_model
 
@@ -90,34 +90,40 @@ def _cached(assets: "Assets", path: Path | None, log: Callable[[str], None]) -> 
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
+            q = float(z["quantile"])
             renders = MeaninglessRule(assets.off_render.means, float(z["render_far"]), float(z["render_unsure"]),
-                                      float(z["quantile"]), "renders", int(z["render_n"]))
-            return SampledRule(renders, np.array(z["samples"], dtype=np.float64), float(z["far"]),
-                               float(z["quantile"]))
+                                      q, "renders", int(z["render_n"]))
+            decoded = MeaninglessRule(assets.off_render.means, float(z["decoded_far"]),
+                                      float(z["decoded_unsure"]), q, "reconstructions", int(z["render_n"]))
+            return SampledRule(renders, np.array(z["samples"], dtype=np.float64), float(z["far"]), q, decoded)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         log(f"note: {path} is damaged; the clean samples are drawn again")
         return None
 
 
 def _calibrated(assets: "Assets", unet, path: Path | None, log: Callable[[str], None]) -> "SampledRule | None":
+    from empirical.assets import reconstruct
     from empirical.meaningless import calibrate_on_samples
     from implosion_base.errors import InputError
     from implosion_base.files import save_npz_atomically
 
     log(f"meaningless rate: calibrating on the clean base model's own samples "
-        f"({len(assets.data.names) * assets.preset.evaluation.per_concept} images) and the held-out renders")
+        f"({len(assets.data.names) * assets.preset.evaluation.per_concept} images), the held-out renders and their "
+        f"reconstructions")
     images, _ = clean_samples(assets, unet)
     judge, held = assets.instruments.judge, assets.held
+    recon = reconstruct(assets.instruments.vae, held.images)
     try:
         rule = calibrate_on_samples(judge.image_features(held.images), held.labels,
-                                    judge.probabilities(held.images).max(1), judge.image_features(images))
+                                    judge.probabilities(held.images).max(1), judge.image_features(images),
+                                    decoded=(judge.image_features(recon), judge.probabilities(recon).max(1)))
     except InputError as exc:
         log(f"note: the meaningless rate is not measured ({exc})")
         return None
     if path is not None:
-        r = rule.off_render
+        r, d = rule.off_render, rule.off_decoded
         save_npz_atomically(path, samples=rule.samples, far=rule.far, quantile=rule.quantile, render_far=r.far,
-                            render_unsure=r.unsure, render_n=r.n)
+                            render_unsure=r.unsure, render_n=r.n, decoded_far=d.far, decoded_unsure=d.unsure)
     return rule
 
 

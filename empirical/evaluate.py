@@ -9,9 +9,10 @@ poisoned ones (target τ(c)):
 - poisoned accuracy    = the same over P; attack success = mean over images of P of [judge class = τ(c)];
 - score                = mean prompt–image cosine <f(x), g(prompt)> in the joint space (all concepts, and U alone);
 - meaningless rate     = the share of U's generated images the judge can place near no concept
-  (:mod:`empirical.meaningless`: off-render at q = 0.05 *and* farther from every one of the clean base model's own
-  samples than 95 % of them are from their nearest other one; checked on images of known truth and on held-out
-  clean samples by ``python -m empirical.known_truth --calibrate-on samples``); off-render rate = farther from
+  (:mod:`empirical.meaningless`: off-render at q = 0.05, off the held-out renders' VAE reconstructions at q = 0.05
+  *and* farther from every one of the clean base model's own samples than 95 % of them are from their nearest
+  other one; checked on images of known truth and on held-out clean samples by ``python -m empirical.known_truth
+  --calibrate-on samples``); off-render rate = farther from
   every concept's clean renders, or read less confidently, than all but 1 % of held-out renders (the meaningless
   rate until 2026-12-07: it flags a fifth to two fifths of a competent model's images, so it is read only against
   a control);

@@ -20,18 +20,20 @@ meaningful
 
 By default every family is read by the rule calibrated on the renders (the off-render rate). ``--calibrate-on
 samples`` draws the clean base model's calibration samples (its pretraining is cached as empirical.run caches it)
-and reads every family by both rules: the one calibrated on the renders and the meaningless rule of the harness,
-calibrated on the renders and the samples (:func:`empirical.meaningless.calibrate_on_samples`).
+and reads every family by three rules: the one calibrated on the renders; the second rule of
+docs/predictions/README.md, calibrated on the renders and the samples; and the meaningless rule of the harness,
+calibrated on the renders, their VAE reconstructions and the samples
+(:func:`empirical.meaningless.calibrate_on_samples`).
 
 The table (``--out FILE.csv``, one row per rule and family) holds the family, the truth, the number of images, the
 rate and its two readings (``far_rate``, ``unsure_rate``: for the rule on renders far from every concept mean, or
-unsure, either flagging; for the meaningless rule far from every clean sample, and off-render, both flagging), the
-no-standout rate of :mod:`theory.implosion` (the salience rule that
-was the harness's meaningless rate before this check) with its mean salience and null level, the judge's accuracy
-(meaningful families: the image read as its own concept), what the rule was calibrated on (``renders`` or
-``samples-b<base seed>``), the preset and the data set (:mod:`empirical.data_set`). ``--json`` prints the rows and,
-per rule and rate, the lowest value on a meaningless family and the highest on a meaningful one (a rate separates
-them when the first is high and the second low).
+unsure, either flagging; for the rules on samples far from every clean sample, and off the data — off-render and,
+for the harness's rule, off the reconstructions — both flagging), the no-standout rate of :mod:`theory.implosion`
+(the salience rule that was the harness's meaningless rate before this check) with its mean salience and null
+level, the judge's accuracy (meaningful families: the image read as its own concept), what the rule was calibrated
+on (``renders``, ``samples-b<base seed>`` or ``recon+samples-b<base seed>``), the preset and the data set
+(:mod:`empirical.data_set`). ``--json`` prints the rows and, per rule and rate, the lowest value on a meaningless
+family and the highest on a meaningful one (a rate separates them when the first is high and the second low).
 """
 
 from __future__ import annotations
@@ -178,7 +180,8 @@ def known_truth_rows(judge, vae, held, cfg: KnownTruthConfig, samples: tuple | N
     """One row per rule and family (module docstring): the render rule and the no-standout reference are calibrated
     on one half of the held-out renders (:func:`calibration_split`), whose other half (and its reconstructions)
     are meaningful families. ``samples`` = the clean base model's (calibration images, held-out images, their
-    labels): the meaningless rule is calibrated on the first, which are a meaningful family of both rules."""
+    labels): the rules on samples (the second rule, and the harness's with the calibration renders'
+    reconstructions) are calibrated on the first; the second are a meaningful family of every rule."""
     from empirical.assets import reconstruct
     from empirical.evaluate import concept_reference
     from empirical.meaningless import calibrate, calibrate_on_samples
@@ -195,7 +198,11 @@ def known_truth_rows(judge, vae, held, cfg: KnownTruthConfig, samples: tuple | N
                   ("vae_reconstruction", reconstruct(vae, test), held.labels[~calib])]
     if samples is not None:
         calib_images, check_images, check_labels = samples
-        rules[f"samples-b{base_seed}"] = calibrate_on_samples(feats, labels, top, judge.image_features(calib_images))
+        sample_feats = judge.image_features(calib_images)
+        recon = reconstruct(vae, held.images[calib])
+        rules[f"samples-b{base_seed}"] = calibrate_on_samples(feats, labels, top, sample_feats)
+        rules[f"recon+samples-b{base_seed}"] = calibrate_on_samples(
+            feats, labels, top, sample_feats, decoded=(judge.image_features(recon), judge.probabilities(recon).max(1)))
         meaningful.append(("clean_sample", check_images, check_labels))
     families = meaningless_images(held.images[calib], labels, cfg)
     rows = []
@@ -233,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m empirical.known_truth", description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="cpu", help=f"the judge, VAE and data set of: {', '.join(PRESETS)}")
     parser.add_argument("--fonts", default=None, metavar="LIST", help="the emoji data set's fonts (as empirical.run)")
+    parser.add_argument("--n-concepts", "--concepts", dest="concepts", type=int, default=None, metavar="K",
+                        help="the emoji data set's number of concepts (as empirical.run; default the preset's)")
     parser.add_argument("--cache", type=path_arg, default=DEFAULT_CACHE, help="asset cache (as empirical.run)")
     parser.add_argument("--n", type=int, default=KnownTruthConfig.n, help="images per meaningless family")
     parser.add_argument("--average-of", type=int, default=None,
@@ -247,7 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base-seed", type=int, default=0, help="--calibrate-on samples: the clean base model")
     args = parser.parse_args(argv)
     check_scalar(args.base_seed, "--base-seed", low=0, integer=True)
-    preset = with_overrides(get_preset(args.preset), fonts=_fonts(args.fonts))
+    if args.concepts is not None:
+        check_scalar(args.concepts, "--n-concepts", low=2, high=100_000, integer=True)
+    preset = with_overrides(get_preset(args.preset), fonts=_fonts(args.fonts), concepts=args.concepts)
     average_of = args.average_of or min(KnownTruthConfig.average_of, preset.render.concepts)
     cfg = KnownTruthConfig(n=args.n, average_of=average_of, patches=args.patches, tint=preset.render.tint,
                            seed=args.seed)
@@ -255,7 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out is not None:
         check_output_file(args.out, name="--out")
     if dry_run(args, "python -m empirical.known_truth", {
-            "preset": preset.name, "fonts": ",".join(preset.render.fonts), "cache": args.cache,
+            "preset": preset.name, "fonts": ",".join(preset.render.fonts), "concepts": preset.render.concepts,
+            "cache": args.cache,
             "meaningless families": f"{', '.join(MEANINGLESS_FAMILIES)} ({cfg.n} images each)",
             "meaningful families": ", ".join(MEANINGFUL_FAMILIES[:2] if args.calibrate_on == RENDERS
                                              else MEANINGFUL_FAMILIES),

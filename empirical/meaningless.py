@@ -16,14 +16,19 @@ itself). But renders are one reference and a generator's images another: renders
 nearer the means than anything the generator draws, and the off-render rate flags a fifth to a third of a
 competent model's held-out samples (docs/empirical.md, "The meaningless rate on known truth").
 
-The harness's **meaningless rate** (``unpoisoned_meaningless``, :func:`calibrate_on_samples`) asks for both
-references: an image is meaningless when it is off-render (the rule above, at quantile Q) **and** far from what
-the clean base model draws — the cosine distance from :math:`f(x)` to its nearest calibration sample (the clean
-base model's own images of every concept, :mod:`empirical.clean_samples`) greater than the (1 − Q) quantile of the
+The harness's **meaningless rate** (``unpoisoned_meaningless``, :func:`calibrate_on_samples`) asks for three
+references: an image is meaningless when it is off-render (the rule above, at quantile Q), **off the
+reconstructions** (the same rule with thresholds read off the held-out renders' VAE reconstructions, what the
+decoder every generated image comes out of makes of the data, :func:`calibrate_decoded`) **and** far from what the
+clean base model draws — the cosine distance from :math:`f(x)` to its nearest calibration sample (the clean base
+model's own images of every concept, :mod:`empirical.clean_samples`) greater than the (1 − Q) quantile of the
 calibration samples' own leave-one-out nearest distances. An image is meaningful when it looks like what the data
-shows *or* like what a competent generator draws. Q = :data:`SAMPLE_QUANTILE` = 0.05 (at most about 5 % of images
-distributed like either reference, far fewer in practice since both readings must agree), fixed on the two-font
-data set's known truth and checked on two others (docs/predictions/README.md).
+shows, like what the decoder makes of it, *or* like what a competent generator draws. Q = :data:`SAMPLE_QUANTILE`
+= 0.05: an image distributed like the samples is flagged with probability at most about Q, one like the renders or
+their reconstructions at most about 2Q (either reading), far less in practice since all three must agree. The
+third reference was added after the rule without it (the *second rule*, ``off_decoded`` None) flagged a tenth of
+the one-font data sets' reconstructions; it was chosen on the two-font data set's known truth and checked on data
+sets of other concepts (docs/predictions/README.md).
 
 An image of the *wrong* concept is not meaningless (it is near that concept, and read confidently): accuracy and
 attack success count those. The salience rule of :mod:`theory.implosion` (no concept standing out of the image more
@@ -89,22 +94,32 @@ def calibrate(features: np.ndarray, labels: np.ndarray, top_prob: np.ndarray, *,
 @dataclass(frozen=True)
 class SampledRule:
     """The meaningless rule of the module docstring: the rule on renders at quantile Q (``off_render``), the unit
-    judge features of the clean base model's calibration samples (N × D) and the *far from the samples* distance."""
+    judge features of the clean base model's calibration samples (N × D), the *far from the samples* distance and,
+    for the harness's rule, the rule on the renders' VAE reconstructions at Q (``off_decoded``; None: the second
+    rule of docs/predictions/README.md, which had no such reference)."""
 
     off_render: MeaninglessRule
     samples: np.ndarray
     far: float
     quantile: float
-    calibrated_on: str = "samples"
+    off_decoded: MeaninglessRule | None = None
 
     @property
     def n(self) -> int:
         return len(self.samples)
 
+    @property
+    def calibrated_on(self) -> str:
+        """``samples`` (renders and samples) or ``recon+samples`` (renders, their reconstructions and samples)."""
+        return "samples" if self.off_decoded is None else "recon+samples"
+
     def record(self) -> dict[str, float | int | str]:
         """What a run's manifest says of the rule it used."""
-        return {"calibrated_on": self.calibrated_on, "n": self.n, "quantile": self.quantile, "far": self.far,
-                "off_render": self.off_render.record()}
+        out = {"calibrated_on": self.calibrated_on, "n": self.n, "quantile": self.quantile, "far": self.far,
+               "off_render": self.off_render.record()}
+        if self.off_decoded is not None:
+            out["off_decoded"] = self.off_decoded.record()
+        return out
 
 
 def nearest_sample_distance(samples: np.ndarray, features: np.ndarray, *, leave_one_out: bool = False,
@@ -122,18 +137,46 @@ def nearest_sample_distance(samples: np.ndarray, features: np.ndarray, *, leave_
     return out
 
 
+def calibrate_decoded(render_features: np.ndarray, recon_features: np.ndarray, labels: np.ndarray,
+                      recon_top: np.ndarray, *, quantile: float = SAMPLE_QUANTILE) -> MeaninglessRule:
+    """The rule on renders read off their VAE reconstructions (what the decoder makes of the data): the concept
+    means are the renders' (as :func:`calibrate`); the *far* threshold is the (1 − q) quantile of each
+    reconstruction's distance to its own concept's mean *without its source render* (so a reference does not pull
+    the mean toward itself), the *unsure* one the q quantile of the reconstructions' top probabilities. Row i of
+    ``recon_features`` / ``recon_top`` is the reconstruction of render i (``render_features``, ``labels``)."""
+    renders = calibrate(render_features, labels, recon_top, quantile=quantile)  # checks, means, *unsure* threshold
+    render_features = np.asarray(render_features, dtype=np.float64)
+    recon = np.asarray(recon_features, dtype=np.float64)
+    if recon.shape != render_features.shape:
+        raise InputError(f"{len(recon)} reconstructions for {len(render_features)} renders: one per render")
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(labels)
+    sums = np.zeros((len(counts), render_features.shape[1]))
+    np.add.at(sums, labels, render_features)
+    pairs = counts[labels] >= 2
+    loo = (sums[labels][pairs] - render_features[pairs]) / (counts[labels][pairs] - 1)[:, None]
+    own = 1.0 - np.sum(unit_rows(recon[pairs]) * unit_rows(loo), axis=1)
+    return MeaninglessRule(renders.means, float(np.quantile(own, 1 - quantile)), renders.unsure, quantile,
+                           "reconstructions", len(labels))
+
+
 def calibrate_on_samples(render_features: np.ndarray, render_labels: np.ndarray, render_top: np.ndarray,
-                         sample_features: np.ndarray, *, quantile: float = SAMPLE_QUANTILE) -> SampledRule:
-    """The meaningless rule from both references: the held-out renders (their judge features, concept labels and
-    top probabilities, as :func:`calibrate` takes them) and the clean base model's calibration samples (their
-    judge features, N × D; at least 2, InputError otherwise), both readings at ``quantile``."""
+                         sample_features: np.ndarray, *, quantile: float = SAMPLE_QUANTILE,
+                         decoded: tuple[np.ndarray, np.ndarray] | None = None) -> SampledRule:
+    """The meaningless rule from its references: the held-out renders (their judge features, concept labels and
+    top probabilities, as :func:`calibrate` takes them), the clean base model's calibration samples (their
+    judge features, N × D; at least 2, InputError otherwise) and, with ``decoded`` = (features, top
+    probabilities) of the renders' VAE reconstructions in the renders' order, those (:func:`calibrate_decoded`);
+    every reading at ``quantile``."""
     check_scalar(quantile, "quantile", low=0.0, high=0.5, low_open=True)
     samples = unit_rows(np.asarray(sample_features, dtype=np.float64))
     if len(samples) < 2:
         raise InputError(f"the meaningless rule needs at least 2 samples of the clean model (got {len(samples)})")
     renders = calibrate(render_features, render_labels, render_top, quantile=quantile)
+    off_decoded = None if decoded is None else calibrate_decoded(render_features, decoded[0], render_labels,
+                                                                 decoded[1], quantile=quantile)
     own = nearest_sample_distance(samples, samples, leave_one_out=True)
-    return SampledRule(renders, samples, float(np.quantile(own, 1 - quantile)), quantile)
+    return SampledRule(renders, samples, float(np.quantile(own, 1 - quantile)), quantile, off_decoded)
 
 
 def nearest_distance(rule: MeaninglessRule, features: np.ndarray) -> np.ndarray:
@@ -143,7 +186,8 @@ def nearest_distance(rule: MeaninglessRule, features: np.ndarray) -> np.ndarray:
 
 def meaningless_mask(rule: MeaninglessRule | SampledRule, features: np.ndarray, top_prob: np.ndarray) -> np.ndarray:
     """True for each image the rule calls meaningless: far from every concept's renders or unsure (the rule on
-    renders); that *and* far from every clean sample (the rule on samples)."""
+    renders); that, off the reconstructions too (when the rule has them) *and* far from every clean sample (the
+    rule on samples)."""
     if isinstance(rule, SampledRule):
         far, off = readings(rule, features, top_prob)
         return far & off
@@ -153,10 +197,13 @@ def meaningless_mask(rule: MeaninglessRule | SampledRule, features: np.ndarray, 
 def readings(rule: MeaninglessRule | SampledRule, features: np.ndarray, top_prob: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray]:
     """The rule's two readings per image: (far from every concept mean, unsure) for the rule on renders; (far from
-    every clean sample, off-render) for the rule on samples. The first rule flags either, the second both."""
+    every clean sample, off the data: off-render and, when the rule has them, off the reconstructions) for the
+    rule on samples. The first rule flags either, the second both."""
     if isinstance(rule, SampledRule):
-        return (nearest_sample_distance(rule.samples, features) > rule.far,
-                meaningless_mask(rule.off_render, features, top_prob))
+        off = meaningless_mask(rule.off_render, features, top_prob)
+        if rule.off_decoded is not None:
+            off &= meaningless_mask(rule.off_decoded, features, top_prob)
+        return nearest_sample_distance(rule.samples, features) > rule.far, off
     return nearest_distance(rule, features) > rule.far, np.asarray(top_prob) < rule.unsure
 
 

@@ -111,11 +111,13 @@ def tab12(src: Sources, out: Path) -> Built:
 
 def _rule_used(folder: Path) -> str:
     """The meaningless rule a run folder's manifest says it used: "samples, q 0.01" (the first, either reading
-    against the clean samples) or "samples and renders, q 0.05" (the second); "–" when it records none (an
-    unreadable manifest is an InputError naming it)."""
+    against the clean samples), "samples and renders, q 0.05" (the second) or "samples, renders and
+    reconstructions, q 0.05" (the third); "–" when it records none (an unreadable manifest is an InputError naming
+    it)."""
     from implosion_base.records import read_manifest
 
     rule = read_manifest(folder / "manifest.json").get("assets", {}).get("meaningless_rule")
     if not isinstance(rule, dict) or "quantile" not in rule:
         return "–"
-    return f"samples{' and renders' if 'off_render' in rule else ''}, q {rule['quantile']:g}"
+    refs = ["samples"] + ["renders"] * ("off_render" in rule) + ["reconstructions"] * ("off_decoded" in rule)
+    return f"{', '.join(refs[:-1])}{' and ' if len(refs) > 1 else ''}{refs[-1]}, q {rule['quantile']:g}"

@@ -1,5 +1,5 @@
 """The clean base model's samples (empirical.clean_samples) at micro size: the references of the meaningless rate,
-cached per base model, and the known-truth check that reads every family by both rules."""
+cached per base model, and the known-truth check that reads every family by every rule."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("cache")
 
 
-def test_the_known_truth_check_reads_every_family_by_both_rules(cache: Path):
+def test_the_known_truth_check_reads_every_family_by_every_rule(cache: Path):
     """empirical.known_truth with the clean base model's samples at micro size (its held-out renders doubled so
-    each concept has the 3 the split needs): both rules, every family, the held-out samples a meaningful family of
+    each concept has the 3 the split needs): the three rules, every family, the held-out samples a meaningful family of
     each; the sample rule is the one the run caches, and a second call reads it from the cache."""
     from types import SimpleNamespace
 
@@ -40,16 +40,17 @@ def test_the_known_truth_check_reads_every_family_by_both_rules(cache: Path):
     rows = known_truth_rows(assets.instruments.judge, assets.instruments.vae, held,
                             KnownTruthConfig(n=6, average_of=2, patches=2), (calib, check, check_labels), 0)
     assert [(r["calibrated_on"], r["family"]) for r in rows] == [
-        (rule, f) for rule in ("renders", "samples-b0") for f in MEANINGLESS_FAMILIES + MEANINGFUL_FAMILIES]
+        (rule, f) for rule in ("renders", "samples-b0", "recon+samples-b0")
+        for f in MEANINGLESS_FAMILIES + MEANINGFUL_FAMILIES]
     for r in rows:  # the rule on renders flags either reading, the meaningless rule both
         both = r["far_rate"], r["unsure_rate"]
         low, high = (max(both), sum(both)) if r["calibrated_on"] == "renders" else (sum(both) - 1, min(both))
         assert low - 1e-12 <= r["meaningless_rate"] <= high + 1e-12
     rule = sample_rule(assets, 0, cache)
-    assert rule.calibrated_on == "samples" and rule.n == 8 and rule.quantile == 0.05
+    assert rule.calibrated_on == "recon+samples" and rule.n == 8 and rule.quantile == 0.05
+    assert rule.record()["off_decoded"]["calibrated_on"] == "reconstructions"
     again = sample_rule(assets, 0, cache, log=lambda m: pytest.fail(f"drew the samples again: {m}"))
-    assert (again.far, again.off_render.far, again.off_render.unsure) == (rule.far, rule.off_render.far,
-                                                                          rule.off_render.unsure)
+    assert again.record() == rule.record()
     assert np.array_equal(again.samples, rule.samples) and again.off_render.means is assets.off_render.means
     saved = next(cache.glob("meaningless-*.npz"))
     whole = saved.read_bytes()

@@ -78,7 +78,7 @@ def _check_results(out: Path, rows: list[dict[str, str]]) -> None:
     assert 0 <= manifest["assets"]["judge_heldout_acc"] <= 1
     # the rules it used: meaningless from the clean model's 4 × 2 samples and the renders, off-render from renders
     rules = manifest["assets"]["meaningless_rule"], manifest["assets"]["off_render_rule"]
-    assert [(r["calibrated_on"], r["n"], r["quantile"]) for r in rules] == [("samples", 8, 0.05), ("renders", 8, 0.01)]
+    assert [(r["calibrated_on"], r["n"], r["quantile"]) for r in rules] == [("recon+samples", 8, 0.05), ("renders", 8, 0.01)]
     assert any(len(r["ad"].split(".")[-1]) > 6 for r in rows)  # full precision, not 4 decimals
     # every row names the data set it used, as the manifest (and each invocation) records it, recomputed here
     from empirical.data_set import identity

@@ -11,8 +11,8 @@ import pytest
 
 from empirical.known_truth import (KnownTruthConfig, calibration_split, derangement, main, meaningless_images,
                                    shuffled_patches)
-from empirical.meaningless import calibrate, calibrate_on_samples, meaningless_mask, meaningless_rate, \
-    nearest_distance, nearest_sample_distance, readings
+from empirical.meaningless import calibrate, calibrate_decoded, calibrate_on_samples, meaningless_mask, \
+    meaningless_rate, nearest_distance, nearest_sample_distance, readings
 from implosion_base.errors import InputError
 from implosion_base.records import current_header
 
@@ -102,8 +102,12 @@ def test_the_rule_is_calibrated_on_one_half_of_each_concept_and_tested_on_the_ot
 def test_bad_options_are_one_line_before_anything_is_trained(tmp_path: Path, capsys):
     with pytest.raises(InputError, match="--patches 5 must divide the image size 32"):
         main(["--preset", "cpu", "--patches", "5", "--cache", str(tmp_path)])
+    with pytest.raises(InputError, match="--n-concepts"):
+        main(["--preset", "cpu", "--n-concepts", "1", "--cache", str(tmp_path)])
     assert main(["--preset", "cpu", "--dry-run", "--cache", str(tmp_path)]) == 0
     assert "gaussian_noise" in capsys.readouterr().out and not any(tmp_path.iterdir())
+    assert main(["--preset", "cpu", "--concepts", "100", "--dry-run", "--cache", str(tmp_path)]) == 0
+    assert "concepts: 100" in capsys.readouterr().out  # a data set of other concepts: the rule's unseen check
 
 
 def test_a_table_written_before_each_move_keeps_its_rates_under_their_new_names():
@@ -148,6 +152,39 @@ def test_the_meaningless_rule_needs_both_references_to_flag_an_image():
     assert np.array_equal(meaningless_mask(rule, noise, np.full(300, 0.99)), far & off)
     with pytest.raises(InputError, match="at least 2 samples"):
         calibrate_on_samples(feats, labels, top, cal_f[:1])
+
+
+def test_the_reconstructions_are_a_third_reference_that_noise_does_not_pass():
+    """What the decoder makes of the data (blurrier than the renders, read less surely, off the clean samples' modes)
+    is flagged by the second rule and not by the harness's; noise is flagged by both. The reconstructions' far
+    threshold is their distance to their own concept's mean without their source render, by hand."""
+    rng = np.random.default_rng(11)
+    centres, feats, labels = _clusters(rng, k=10, n=40, spread=0.05)
+    top = rng.uniform(0.95, 1.0, len(labels))
+
+    def decoded(g):  # one reconstruction per render: its render, blurred away from the mean, less sure
+        return feats + 0.6 * g.normal(size=feats.shape), g.uniform(0.3, 0.9, len(labels))
+
+    recon, recon_top = decoded(np.random.default_rng(12))
+    samples = centres[rng.integers(0, 10, 400)] + 0.01 * rng.normal(size=(400, 16))  # tight modes
+    second = calibrate_on_samples(feats, labels, top, samples)
+    third = calibrate_on_samples(feats, labels, top, samples, decoded=(recon, recon_top))
+    assert (second.calibrated_on, third.calibrated_on) == ("samples", "recon+samples")
+    mean_without = [(feats[labels == labels[i]].sum(0) - feats[i]) / 39 for i in range(len(labels))]
+    own = [1 - np.dot(r, m) / np.linalg.norm(r) / np.linalg.norm(m) for r, m in zip(recon, mean_without)]
+    assert third.off_decoded.far == pytest.approx(np.quantile(own, 0.95), abs=1e-12)
+    assert third.off_decoded.unsure == pytest.approx(np.quantile(recon_top, 0.05), abs=1e-12)
+    assert third.off_decoded.record() == calibrate_decoded(feats, recon, labels, recon_top).record()
+    fresh, fresh_top = decoded(np.random.default_rng(13))  # other reconstructions of the same renders
+    assert meaningless_rate(second, fresh, fresh_top) >= 0.5
+    assert meaningless_rate(third, fresh, fresh_top) <= 0.15  # at most about 2Q (either reading) + 3 binomial SEs
+    noise = np.random.default_rng(14).normal(size=(300, 16)) * 3.0
+    assert meaningless_rate(third, noise, np.full(300, 0.99)) >= 0.9
+    far, off = readings(third, fresh, fresh_top)
+    assert np.array_equal(off, meaningless_mask(third.off_render, fresh, fresh_top)
+                          & meaningless_mask(third.off_decoded, fresh, fresh_top))
+    with pytest.raises(InputError, match="one per render"):
+        calibrate_decoded(feats, recon[:-1], labels, recon_top[:-1])
 
 
 def test_the_committed_check_holds_together():
