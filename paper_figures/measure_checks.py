@@ -17,8 +17,9 @@ from paper_figures.built import Built
 from paper_figures.sources import Sources, num, numeric, read_csv
 
 FEEDS = ("python -m empirical.known_truth --preset cpu --calibrate-on samples --out "
-         "results/known_truth/samples-b0/cpu-openmoji+noto.csv; the same with --fonts noto --out "
-         "results/known_truth/samples-b0/cpu-noto.csv (without --calibrate-on samples: the off-render rule alone)")
+         "results/known_truth/recon-samples-b0/cpu-openmoji+noto.csv; the same with --fonts noto (cpu-noto.csv), "
+         "--fonts noto --n-concepts 100 (cpu-noto-100.csv) and --fonts openmoji --n-concepts 100 "
+         "(cpu-openmoji-100.csv); without --calibrate-on samples: the off-render rule alone")
 #: The targets item 3 of the issue set: at least this on meaningless images, at most that on clean renders.
 ON_MEANINGLESS, ON_CLEAN = 0.9, 0.05
 
@@ -54,14 +55,17 @@ def tab9(src: Sources, out: Path) -> Built:
                "renders with shuffled tiles) and meaningful ones: held-out renders the rules were not calibrated on, "
                "their VAE reconstructions and, where the clean base model's samples were drawn, its held-out "
                "samples. The rule on renders (the off-render rate) flags an image far from every concept's mean "
-               "render or read unsurely (its two readings, far and unsure: either flags); the meaningless rule "
+               "render or read unsurely (its two readings, far and unsure: either flags); the second rule "
                "(samples-b<base seed>) flags it when it is both far from every one of the clean base model's "
-               "calibration samples (far) and off-render at q = 0.05 (both must flag). Targets: "
+               "calibration samples (far) and off-render at q = 0.05 (both must flag); the harness's meaningless "
+               "rule (recon+samples-b<base seed>) also asks it to be off the renders' VAE reconstructions (the "
+               "off-render column then reads off-render and off the reconstructions). Targets: "
                f"≥ {ON_MEANINGLESS:g} on every "
                f"meaningless family, ≤ {ON_CLEAN:g} on the meaningful ones. "
                + "Tables at the top level came from the assets (VAE, judge) of the machine of the first check; "
                "samples-b0/ from those retrained on a second machine, where the clean base model 0 drew the "
-               "samples. " + ("; ".join(verdicts) + "." if verdicts else ""))
+               "samples; recon-samples-b0/ from those retrained on a third (with the data sets of 100 concepts, "
+               "which no rule had seen). " + ("; ".join(verdicts) + "." if verdicts else ""))
     return Built(files, caption, [str(p) for p in found], [] if rows else [f"no known-truth table yet: {FEEDS}"], md)
 
 
@@ -69,7 +73,8 @@ def tab9(src: Sources, out: Path) -> Built:
 #: count them twice), made to measure what those points' images are.
 RERUNS = "reruns"
 RERUN_FEEDS = ("the python -m empirical.run commands of docs/predictions/README.md, 'the meaningless rate "
-               "calibrated on the clean base model's own samples' (m01-m06), with --out results/reruns/<name>")
+               "calibrated on the clean base model's own samples' (m01-m06) and 'a third reference for the "
+               "meaningless rate' (m07, m08), with --out results/reruns/<name>")
 #: Which measure each T12 column pair reads.
 GENERATED = (("unpoisoned acc", "unpoisoned_acc"), ("meaningless", "unpoisoned_meaningless"),
              ("off-render", "unpoisoned_off_render"), ("no-standout", "unpoisoned_no_standout"))
@@ -98,13 +103,15 @@ def tab12(src: Sources, out: Path) -> Built:
         header += [name, f"{name} (control)", f"{name} − control"]
     files, md = _write(out, "tab12", header + ["attack success"], rows)
     caption = ("The meaningless rate on generated images: points already in T7, rerun (same commands, same seeds) "
-               "on a second machine, "
+               "on a second machine (m01-m06) and a third (m07, m08), "
                "to read their never-poisoned concepts' images by the meaningless rate (calibrated on the clean base "
-               "model's own samples: the first rule, either reading against the samples at q = 0.01, or the second, "
-               "off-render and far from every sample at q = 0.05, as the run's manifest records), the off-render "
+               "model's own samples: the first rule, either reading against the samples at q = 0.01; the second, "
+               "off-render and far from every sample at q = 0.05; or the third, the harness's, also off the "
+               "renders' VAE reconstructions; as the run's manifest records), the off-render "
                "rate (the rule calibrated on clean renders alone) and the no-standout rate, each poisoned run "
                "against its same-volume control (the matched one under the scatter rule). m04, m05 and m06 are m01, "
-               "m03 and m02 again (identical images) read by the second rule.")
+               "m03 and m02 again (identical images) read by the second rule; m07 and m08 are m01 and m02 on the "
+               "third machine, whose assets reproduce the first machine's, read by the third.")
     return Built(files, caption, [str(p.parent) for p in found], [] if rows else [f"no rerun yet: {RERUN_FEEDS}"],
                  md)
 
