@@ -74,7 +74,18 @@ def calibrate(features: np.ndarray, labels: np.ndarray, top_prob: np.ndarray, *,
     *far* threshold reads the concepts with at least 2 references (a single one has no leave-one-out mean); at
     least 2 concepts and at least 2 such references are needed (InputError otherwise)."""
     check_scalar(quantile, "quantile", low=0.0, high=0.5, low_open=True)
-    features = np.asarray(features, dtype=np.float64)
+    means, far = _far_threshold(features, labels, features, quantile)
+    return MeaninglessRule(means, far, float(np.quantile(np.asarray(top_prob, dtype=np.float64), quantile)),
+                           quantile, "renders", len(labels))
+
+
+def _far_threshold(render_features: np.ndarray, labels: np.ndarray, probes: np.ndarray, quantile: float
+                   ) -> tuple[np.ndarray, float]:
+    """(the unit concept means of the renders, the (1 − q) quantile of each probe's cosine distance to its own
+    concept's mean without render i): row i of ``probes`` is render i itself (:func:`calibrate`) or its
+    reconstruction (:func:`calibrate_decoded`). Reads the concepts with at least 2 renders; InputError unless
+    there are at least 2 concepts, each with a render, and 2 such renders."""
+    features = np.asarray(render_features, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     k = int(labels.max()) + 1 if len(labels) else 0
     counts = np.bincount(labels, minlength=k)
@@ -85,10 +96,8 @@ def calibrate(features: np.ndarray, labels: np.ndarray, top_prob: np.ndarray, *,
     sums = np.zeros((k, features.shape[1]))
     np.add.at(sums, labels, features)
     loo = (sums[labels][pairs] - features[pairs]) / (counts[labels][pairs] - 1)[:, None]  # own mean without it
-    own = 1.0 - np.sum(unit_rows(features[pairs]) * unit_rows(loo), axis=1)
-    return MeaninglessRule(unit_rows(sums / counts[:, None]), float(np.quantile(own, 1 - quantile)),
-                           float(np.quantile(np.asarray(top_prob, dtype=np.float64), quantile)), quantile,
-                           "renders", len(labels))
+    own = 1.0 - np.sum(unit_rows(np.asarray(probes, dtype=np.float64)[pairs]) * unit_rows(loo), axis=1)
+    return unit_rows(sums / counts[:, None]), float(np.quantile(own, 1 - quantile))
 
 
 @dataclass(frozen=True)
@@ -144,20 +153,13 @@ def calibrate_decoded(render_features: np.ndarray, recon_features: np.ndarray, l
     reconstruction's distance to its own concept's mean *without its source render* (so a reference does not pull
     the mean toward itself), the *unsure* one the q quantile of the reconstructions' top probabilities. Row i of
     ``recon_features`` / ``recon_top`` is the reconstruction of render i (``render_features``, ``labels``)."""
-    renders = calibrate(render_features, labels, recon_top, quantile=quantile)  # checks, means, *unsure* threshold
-    render_features = np.asarray(render_features, dtype=np.float64)
+    check_scalar(quantile, "quantile", low=0.0, high=0.5, low_open=True)
     recon = np.asarray(recon_features, dtype=np.float64)
-    if recon.shape != render_features.shape:
+    if recon.shape != np.shape(render_features):
         raise InputError(f"{len(recon)} reconstructions for {len(render_features)} renders: one per render")
-    labels = np.asarray(labels, dtype=np.int64)
-    counts = np.bincount(labels)
-    sums = np.zeros((len(counts), render_features.shape[1]))
-    np.add.at(sums, labels, render_features)
-    pairs = counts[labels] >= 2
-    loo = (sums[labels][pairs] - render_features[pairs]) / (counts[labels][pairs] - 1)[:, None]
-    own = 1.0 - np.sum(unit_rows(recon[pairs]) * unit_rows(loo), axis=1)
-    return MeaninglessRule(renders.means, float(np.quantile(own, 1 - quantile)), renders.unsure, quantile,
-                           "reconstructions", len(labels))
+    means, far = _far_threshold(render_features, labels, recon, quantile)
+    return MeaninglessRule(means, far, float(np.quantile(np.asarray(recon_top, dtype=np.float64), quantile)),
+                           quantile, "reconstructions", len(labels))
 
 
 def calibrate_on_samples(render_features: np.ndarray, render_labels: np.ndarray, render_top: np.ndarray,
