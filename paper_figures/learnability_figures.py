@@ -68,7 +68,8 @@ class Registration:
 
 LINEAR = Registration("docs/predictions/2026-12-07-learnability", "learnability", "tab10", "fig17", "linear")
 GAUGED = Registration("docs/predictions/2026-12-07-gauged", "learnability-gauged", "tab11", "fig18", "gauged",
-                      also=("docs/predictions/2026-12-07-gauged-rank64-scratch",))
+                      also=("docs/predictions/2026-12-07-gauged-rank64-scratch",
+                            "docs/predictions/2026-12-08-gauged-k100"))
 
 
 def registered_runs(folder: Path = LINEAR.folder) -> dict[str, int]:
@@ -89,7 +90,8 @@ def registered(folder: Path = LINEAR.folder) -> list[dict[str, Any]]:
         doc = json.loads(path.read_text(encoding="utf-8"))
         s = doc["setting"]
         for p in doc["predictions"]:
-            out.append({"name": path.parent.name, "registered_runs": runs.get(path.parent.name),
+            out.append({"name": path.parent.name, "registration": folder.name,
+                        "registered_runs": runs.get(path.parent.name),
                         "scenario": s["scenario"], "lora_rank": s.get("lora_rank"),
                         "unet_channels": s.get("unet_channels"), "data_set": p.get("data_set") or s.get("data_set"),
                         "k": s["n_concepts"], "m": s["benign_per_concept"], "p": s["poison_per_concept"], **p})
@@ -181,12 +183,14 @@ SETTING_HEADER = ["setting", "data set", "C_P", "V", "predicted [90 % interval]"
 
 
 def score_rows(recs: list[dict[str, Any]]) -> list[list[str]]:
-    """Per scope (all measured settings, then each data set when there are several) and per predictor: how many
-    settings fall within ±HIT and the mean |error|."""
+    """Per scope (all measured settings, then each registration folder and each data set when there are several)
+    and per predictor: how many settings fall within ±HIT and the mean |error|."""
     scopes = [("all measured", recs)]
-    data_sets = sorted({r["data_set"] for r in recs})
-    if len(data_sets) > 1:
-        scopes += [(ds, [r for r in recs if r["data_set"] == ds]) for ds in data_sets]
+    for field, label in (("registration", "registered in {}"), ("data_set", "{}")):
+        values = list(dict.fromkeys(r.get(field) for r in recs))
+        if len(values) > 1:
+            scopes += [(label.format(v), [r for r in recs if r.get(field) == v])
+                       for v in (values if field == "registration" else sorted(values))]
     out = []
     for scope, sel in scopes:
         for name in PREDICTORS:

@@ -96,6 +96,10 @@ def test_the_command_answers_in_json_one_object_per_c_p_fast(tmp_path: Path, cap
     assert doc["predictions"][1]["unpoisoned_acc"] == lines[1]["unpoisoned_acc"] and doc["git_commit"] is not None
 
 
+LINEAR_FOLDER = "docs/predictions/2026-12-07-learnability"
+GAUGED_FOLDER = "docs/predictions/2026-12-07-gauged"
+RANK64_FOLDER = "docs/predictions/2026-12-07-gauged-rank64-scratch"
+K100_FOLDER = "docs/predictions/2026-12-08-gauged-k100"
 GAUGED = {"gamma": (0.05, 0.10), "a": 0.6, "eta": 2.5}
 #: data set -> (gauge competence c_D, {probe: (scenario, rank, λ, a0)}); "emoji-z-150" is never in a calibration.
 DATA_SETS = {"emoji-x-150": (0.85, {"full": ("continuous", None, 0.5, 0.85), "lora8": ("lora", 8, 0.1, 0.9),
@@ -173,12 +177,12 @@ def test_the_gauged_form_refuses_a_data_set_without_its_gauge(tmp_path: Path):
         fit(load_calibration(cal), load_probes(cal), "cubic")
 
 
-@pytest.mark.parametrize("which, count", [("LINEAR", 15), ("GAUGED", 14)])
+@pytest.mark.parametrize("which, count", [("LINEAR", 15), ("GAUGED", 26)])
 def test_each_registration_is_reproduced_from_its_committed_calibration_folder(which: str, count: int):
     """Each form refitted on its committed calibration folder gives the numbers registered (before any of their
-    runs) in docs/predictions/2026-12-07-learnability, -gauged and -gauged-rank64-scratch: the registrations are
-    reproducible, and a calibration folder rewritten after its registration (its held-out runs added, say) fails
-    here."""
+    runs) in docs/predictions/2026-12-07-learnability, -gauged, -gauged-rank64-scratch and 2026-12-08-gauged-k100:
+    the registrations are reproducible, and a calibration folder rewritten after its registration (its held-out
+    runs added, say) fails here."""
     from paper_figures import learnability_figures
 
     reg = getattr(learnability_figures, which)
@@ -221,7 +225,7 @@ def test_registered_predictions_are_scored_against_their_setting_s_runs_only(tmp
     """paper_figures' scoring (T10): a registered LoRA rank-8 prediction at C_P = 100, p = 240 is matched to the
     committed rank-8 run of that point (measured 0.3467), not to the rank-16 run beside it; hit within ±0.10. A
     predictor registered in two folders (a later one adding settings) is scored over both, each folder's runs.csv
-    saying its own settings' runs."""
+    saying its own settings' runs, and over each folder alone."""
     import shutil
 
     from paper_figures.learnability_figures import Registration, scored
@@ -251,18 +255,25 @@ def test_registered_predictions_are_scored_against_their_setting_s_runs_only(tmp
     from paper_figures.learnability_figures import score_rows
     scores = {(r[0], r[1]): r[2:] for r in score_rows(list(recs.values()))}
     assert scores[("all measured", "learnability")] == ["1 of 2", f"{(abs(0.3467 - 0.4) + abs(0.3467 - 0.6)) / 2:.3f}"]
+    assert scores[("registered in registered", "learnability")] == ["1 of 1", f"{abs(0.3467 - 0.4):.3f}"]
+    assert scores[("registered in registered-later", "learnability")] == ["0 of 1", f"{abs(0.3467 - 0.6):.3f}"]
+    assert ("emoji-openmoji+noto-150", "learnability") not in scores  # one data set: no per-data-set scope
     assert recs["far"]["errors"]["constant"] == pytest.approx(0.3467 - 0.7)
     assert not np.isfinite(recs["far"]["errors"]["attack-success line"])  # no calibration table here
 
 
-def test_the_registered_run_counts_are_the_registration_s():
-    """runs.csv (read by T10 to mark partial settings) says what the registration's README fixed, row by row."""
-    from paper_figures.learnability_figures import LINEAR, registered_runs
+@pytest.mark.parametrize("folder, count", [(LINEAR_FOLDER, 15), (GAUGED_FOLDER, 12), (RANK64_FOLDER, 2),
+                                           (K100_FOLDER, 12)])
+def test_the_registered_run_counts_are_the_registration_s(folder: str, count: int):
+    """runs.csv (read by T10/T11 to mark partial settings) says what each registration's README fixed, row by row
+    (its table's eighth column: two base models or one)."""
+    from paper_figures.learnability_figures import ROOT, registered_runs
 
+    path = ROOT / folder
     fixed = {}
-    for line in (LINEAR.folder / "README.md").read_text(encoding="utf-8").splitlines():
-        if line.startswith("| `h"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
+    for line in (path / "README.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| `") and len(cells) >= 12:  # the settings table (a probes table may precede it)
             fixed[cells[0].strip("`")] = 2 if "0 and 1" in cells[7] else 1
-    assert len(fixed) == 15 and registered_runs(LINEAR.folder) == fixed
-    assert set(fixed) == {p.parent.name for p in LINEAR.folder.glob("*/prediction.json")}
+    assert len(fixed) == count and registered_runs(path) == fixed
+    assert set(fixed) == {p.parent.name for p in path.glob("*/prediction.json")}
