@@ -16,7 +16,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, TextIO
 
 from empirical.layout import ATTENTION_COLUMNS, COLUMNS, KINDS, PER_CONCEPT_COLUMNS, POINT_KEY, TRACK_COLUMNS, cell, \
     fill_old_row, setting_difference, setting_of, short, USED_SETTING_KEYS
@@ -271,9 +271,12 @@ def _run_points(exp: Experiment, *, log: Callable[[str], None], progress: Progre
     return tables.results.rows
 
 
-def print_summary(rows: list[dict], scenario: str, file=sys.stdout) -> None:
+def print_summary(rows: list[dict], scenario: str, file: TextIO | None = None) -> None:
     """The folder's rows of ``scenario``, one line each, by seed, C_P and kind; measures at four decimals
-    (:func:`empirical.layout.short`), the C_P = 0 model labelled ``clean``."""
+    (:func:`empirical.layout.short`), the C_P = 0 model labelled ``clean``. ``file`` defaults to the standard
+    output of the moment of the call (not of the import: a caller that redirected it, then closed it, must not
+    keep it)."""
+    file = sys.stdout if file is None else file
     cols = ("seed", "c_p", "kind", "ad", "unpoisoned_acc", "unpoisoned_prob", "poisoned_acc", "attack_success",
             "fd_unpoisoned")
     rows = [r for r in rows if r["scenario"] == scenario]

@@ -94,3 +94,16 @@ def test_print_summary_labels_the_clean_model_and_rounds():
     assert lines[1].split()[:4] == ["0", "0", "clean", "0.1235"]
     assert lines[2].split()[:4] == ["0", "2", "poisoned", "0.5000"]
     assert "nan" in lines[1]
+
+
+def test_print_summary_writes_to_the_standard_output_of_the_call(monkeypatch):
+    """Its default stream is the one current when it is called: a stream bound at import (a test's capture,
+    closed since) made every later run's summary fail with "I/O operation on closed file"."""
+    from empirical.experiment import print_summary
+
+    buf = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", buf)
+    print_summary([{"scenario": "continuous", "seed": "0", "c_p": "0", "kind": "poisoned", "ad": "0.1",
+                    "unpoisoned_acc": "1.0", "unpoisoned_prob": "0.5", "poisoned_acc": "nan",
+                    "attack_success": "nan", "fd_unpoisoned": "0.01"}], "continuous")
+    assert buf.getvalue().split()[:2] == ["seed", "c_p"]
