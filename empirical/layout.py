@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Iterator
 
 from empirical.attention import STATISTICS
 from empirical.data_set import DATA_SET_COLUMNS
@@ -117,10 +117,10 @@ OPTIONAL_SETTING_KEYS = ("pretrained", "judge_model", "benign_per_concept", "tra
 USED_SETTING_KEYS = ("data_set",)
 
 
-def first_difference(old: dict, new: dict, prefix: str = "") -> tuple[str, Any, Any] | None:
-    """The first key (dotted, in sorted order) where two settings differ, with its old and new values; None if
-    they agree. Keys the old setting lacks were added to the presets by a later version and do not count (old
-    folders stay resumable); a used-data key (:data:`USED_SETTING_KEYS`) counts only when both settings have it."""
+def differences(old: dict, new: dict, prefix: str = "") -> Iterator[tuple[str, Any, Any]]:
+    """Every key (dotted, in sorted order) where two settings differ, with its old and new values. Keys the old
+    setting lacks were added to the presets by a later version and do not count (old folders stay resumable); a
+    used-data key (:data:`USED_SETTING_KEYS`) counts only when both settings have it."""
     for k in sorted(set(old) | set(new)):
         if k not in old and not (not prefix and k in OPTIONAL_SETTING_KEYS):
             continue
@@ -129,12 +129,14 @@ def first_difference(old: dict, new: dict, prefix: str = "") -> tuple[str, Any, 
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             if a != b:
-                found = first_difference(a, b, f"{prefix}{k}.")
-                if found is not None:
-                    return found
+                yield from differences(a, b, f"{prefix}{k}.")
         elif a != b:
-            return f"{prefix}{k}", a, b
-    return None
+            yield f"{prefix}{k}", a, b
+
+
+def first_difference(old: dict, new: dict, prefix: str = "") -> tuple[str, Any, Any] | None:
+    """The first of :func:`differences` (None if the settings agree)."""
+    return next(differences(old, new, prefix), None)
 
 
 def setting_difference(old: dict, new: dict) -> str:

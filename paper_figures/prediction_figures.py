@@ -99,8 +99,11 @@ def measured_rows(emp: Empirical, k: int, m: int, targets: str = "poisoned", var
 
     for r in emp.rows:
         pre = get_preset(r["preset"])
-        same_setting = (r["variant"] == variant if variant else
-                        not r["variant"] or r["variant"].startswith("benign_per_concept"))
+        # a registered variant is the one difference it names (matched as at its registration: the run's first);
+        # the preset's own setting admits a different m alone (m is checked below)
+        same_setting = (r.get("first_variant", r["variant"]) == variant if variant else
+                        not r["variant"] or r["variant"] == r.get("model_variant") and
+                        r.get("variant_keys") == "benign_per_concept")
         length = pre.scratch.steps if scenario == "scratch" else pre.continued.steps
         if (not same_setting or r["scenario"] != scenario or (r["targets"] != targets and r["c_p"] != "0")
                 or r["poison_type"] not in (poison_type, "none") or int(r["n_concepts"]) != k

@@ -99,8 +99,10 @@ def num(value: Any) -> float:
 class Empirical:
     """Every empirical run found: result rows (each with ``folder``, ``preset``, ``variant``), attention rows,
     detector rows and the folders they came from. ``variant`` is "" for a preset's own setting, else how it
-    differs: its fonts (the data set) when they differ, then the first other setting key that differs (e.g.
-    ``unet.channels: [64, 128] -> [32, 64]``); ``model_variant`` is that second part alone."""
+    differs: its fonts (the data set) when they differ, then every other setting key that differs (e.g.
+    ``unet.channels: [64, 128] -> [32, 64]``); ``model_variant`` is that second part alone, ``variant_keys`` its
+    keys (comma-separated) and ``first_variant`` the fonts and the first key alone (what a registered simulator
+    prediction's ``--real-variant`` names)."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     attention: list[dict[str, Any]] = field(default_factory=list)
@@ -334,7 +336,7 @@ def collect(folders: list[Path], defence: list[Path]) -> Empirical:
     """Read result, attention and detector tables; tag each row with its folder, preset and setting variant."""
     from empirical.presets import get_preset
     from empirical.report import read_rows
-    from empirical.layout import first_difference, setting_of
+    from empirical.layout import differences, setting_of
     from implosion_base.errors import InputError
 
     emp = Empirical()
@@ -352,17 +354,23 @@ def collect(folders: list[Path], defence: list[Path]) -> Empirical:
         own = setting_of(preset, scenario, 0 if base_seed is None else base_seed)
         # the number of concepts is a column of its own (n_concepts); everything else must be the preset's
         own["render"]["concepts"] = setting.get("render", {}).get("concepts", own["render"]["concepts"])
-        # the fonts (the data set) are always named when they differ, and the model's first difference after them
+        # the fonts (the data set) are always named when they differ, and the model's differences after them
         # (a one-font LoRA rank 32 is neither the two-font rank 32 nor the one-font rank 8)
         fonts = setting.get("render", {}).get("fonts", own["render"]["fonts"])
         data = "" if fonts == own["render"]["fonts"] else f"render.fonts: {own['render']['fonts']} -> {fonts}"
         own["render"]["fonts"] = fonts
-        diff = first_difference(setting, own)  # the folder's setting first: keys added later do not count
-        model = "" if diff is None else f"{diff[0]}: {diff[2]} -> {diff[1]}"  # preset -> this run
+        # every other difference (a small UNet at m = 20 is neither the small UNet nor the full UNet at m = 20); the
+        # folder's setting first: keys added later do not count
+        diffs = list(differences(setting, own))
+        named = [f"{key}: {preset_value} -> {value}" for key, value, preset_value in diffs]
+        model = ", ".join(named)
         variant = ", ".join(v for v in (data, model) if v)
+        # what a registered simulator prediction names (``--real-variant``: one difference, matched as registered)
+        first_variant = ", ".join(v for v in (data, named[0] if named else "") if v)
         benign = setting.get("benign_per_concept") or setting.get("render", {}).get("per_concept")
         for r in read_rows([folder]):
             r.update(folder=str(folder), preset=preset.name, variant=variant, model_variant=model,
+                     first_variant=first_variant, variant_keys=",".join(d[0] for d in diffs),
                      benign_per_concept=str(benign), base_seed=str(base_seed))
             emp.rows.append(r)
         for a in read_rows([folder], "attention.csv", required=False):

@@ -94,11 +94,16 @@ def _threshold(by_c: dict[int, list[float]]) -> tuple[str, float, int]:
     return ("not reached" if first is None else str(first)), means[low], cs[low]
 
 
-def _variant_name(r: dict[str, Any], default_p: int, *, data_set_column: bool = False) -> str:
+def _variant_name(r: dict[str, Any], default_p: int, *, data_set_column: bool = False,
+                  concepts: int | None = None) -> str:
     """A readable name of the regime a poisoned row belongs to (scenario and how it differs from the preset; the
-    fonts left out where the table has a data-set column)."""
+    fonts left out where the table has a data-set column). ``concepts``, the headline number of concepts of a table
+    without a data-set column: a row drawn from another number (another concept list: another data set) says
+    ``K=<n>``, so it neither pools with nor reads as the headline's."""
     variant = r.get("model_variant", r["variant"]) if data_set_column else r["variant"]
     name = f"{r['scenario']}" + (f", {variant}" if variant else "")
+    if concepts is not None and int(r["n_concepts"]) != concepts:
+        name += f", K={r['n_concepts']}"
     if r["targets"] != "poisoned":
         name += f", targets {r['targets']}"
     if r["poison_type"] == "nightshade":
@@ -108,13 +113,17 @@ def _variant_name(r: dict[str, Any], default_p: int, *, data_set_column: bool = 
     return name
 
 
+#: A poisoned run and its control share the seed and the base model (runs of two base models may share a seed).
+PAIRING = ("seed", "base_seed")
+
+
 def _paired_gap(poisoned: list[dict[str, Any]], controls: list[dict[str, Any]], column: str, digits: int = 3) -> str:
     """Mean ± 95% CI over seeds of poisoned − control in ``column``, each poisoned row paired with the control of
-    its seed among ``controls`` (chosen by the caller: a control may serve several target modes) by
+    its seed and base model among ``controls`` (chosen by the caller: a control may serve several target modes) by
     :func:`empirical.report.paired_gaps`; "–" when no seed has both."""
     from empirical.report import mean_ci, paired_gaps
 
-    gaps = [g[column] for g in paired_gaps([*poisoned, *controls], [column], pairing=("seed",))
+    gaps = [g[column] for g in paired_gaps([*poisoned, *controls], [column], pairing=PAIRING)
             if np.isfinite(g[column])]
     return fmt_ci(*mean_ci(gaps), sign=True, digits=digits) if gaps else "–"
 
@@ -156,27 +165,33 @@ def _regimes(emp: Empirical) -> dict[tuple[str, str], list[dict[str, Any]]]:
     out: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in emp.rows:
         if r["kind"] == "poisoned" and r["preset"] == emp.preset:
-            out.setdefault((_variant_name(r, emp.default_p()), r["steps"]), []).append(r)
+            out.setdefault((_variant_name(r, emp.default_p(), concepts=emp.concepts), r["steps"]), []).append(r)
     return out
 
 
+def _pair(r: dict[str, Any]) -> tuple[str, ...]:
+    """What a poisoned row and its control share (:data:`PAIRING`), as strings."""
+    return tuple(str(r.get(k)) for k in PAIRING)
+
+
 def _controls(poisoned: list[dict[str, Any]], emp: Empirical) -> list[dict[str, Any]]:
-    """The same-volume controls of poisoned rows at one C_P, one per seed of those rows. A control adds correctly
-    labelled pairs of the poisoned concepts, so it depends on the scenario, the setting, the steps, p and the
-    universe, not on the targets or the poison type: a run with ``--no-control`` borrows its setting's control.
+    """The same-volume controls of poisoned rows at one C_P, one per seed and base model of those rows. A control
+    adds correctly labelled pairs of the poisoned concepts, so it depends on the scenario, the setting, the steps, p
+    and the universe, not on the targets or the poison type: a run with ``--no-control`` borrows its setting's
+    control.
     Where several folders hold a control for a seed, the one in the poisoned row's own folder is taken (each run
     draws its control's extra pairs from its own stream, so two such controls differ a little)."""
     if not poisoned:
         return []
     same = ("scenario", "variant", "steps", "poison_per_concept", "n_concepts", "c_p")
-    own: dict[str, set[str]] = {}
+    own: dict[tuple, set[str]] = {}
     for r in poisoned:
-        own.setdefault(r["seed"], set()).add(r["folder"])
-    found: dict[str, dict[str, Any]] = {}
-    candidates = [c for c in emp.rows if c["kind"] == "control" and c["preset"] == emp.preset and c["seed"] in own
+        own.setdefault(_pair(r), set()).add(r["folder"])
+    found: dict[tuple, dict[str, Any]] = {}
+    candidates = [c for c in emp.rows if c["kind"] == "control" and c["preset"] == emp.preset and _pair(c) in own
                   and all(str(c[k]) == str(poisoned[0][k]) for k in same)]
-    for c in sorted(candidates, key=lambda c: c["folder"] not in own[c["seed"]]):  # own folders' first (stable)
-        found.setdefault(c["seed"], c)
+    for c in sorted(candidates, key=lambda c: c["folder"] not in own[_pair(c)]):  # own folders' first (stable)
+        found.setdefault(_pair(c), c)
     return list(found.values())
 
 

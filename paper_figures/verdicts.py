@@ -25,7 +25,7 @@ import numpy as np
 from paper_figures.built import Built
 from paper_figures.prediction_figures import implodes
 from paper_figures.sources import Empirical, Sources, num
-from paper_figures.tables import _variant_name, fmt_ci, markdown_table, write_csv
+from paper_figures.tables import PAIRING, _variant_name, fmt_ci, markdown_table, write_csv
 from simulate.phase import poison_volume
 from theory.stats import mean_ci95
 
@@ -74,10 +74,6 @@ def _clean(emp: Empirical, r: dict[str, Any], bases: set[str]) -> list[float]:
     if not got and not r["variant"].startswith("unet."):
         got = pick("continuous", r["variant"]) or pick("continuous", "")
     return got
-
-
-#: A poisoned run and its control share the seed and the base model.
-PAIRING = ("seed", "base_seed")
 
 
 def _gap(poisoned: list[dict[str, Any]], controls: list[dict[str, Any]], column: str
