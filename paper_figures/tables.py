@@ -178,9 +178,9 @@ def _controls(poisoned: list[dict[str, Any]], emp: Empirical) -> list[dict[str, 
     """The same-volume controls of poisoned rows at one C_P, one per seed and base model of those rows. A control
     adds correctly labelled pairs of the poisoned concepts, so it depends on the scenario, the setting, the steps, p
     and the universe, not on the targets or the poison type: a run with ``--no-control`` borrows its setting's
-    control.
-    Where several folders hold a control for a seed, the one in the poisoned row's own folder is taken (each run
-    draws its control's extra pairs from its own stream, so two such controls differ a little)."""
+    control. Where several folders hold a control for a seed and base model, the one in the poisoned row's own
+    folder is taken (each run draws its control's extra pairs from its own stream, so two such controls differ a
+    little)."""
     if not poisoned:
         return []
     same = ("scenario", "variant", "steps", "poison_per_concept", "n_concepts", "c_p")

@@ -25,7 +25,7 @@ import numpy as np
 from paper_figures.built import Built
 from paper_figures.prediction_figures import implodes
 from paper_figures.sources import Empirical, Sources, num
-from paper_figures.tables import PAIRING, _variant_name, fmt_ci, markdown_table, write_csv
+from paper_figures.tables import PAIRING, _pair, _variant_name, fmt_ci, markdown_table, write_csv
 from simulate.phase import poison_volume
 from theory.stats import mean_ci95
 
@@ -136,9 +136,9 @@ def points(emp: Empirical) -> list[dict[str, Any]]:
     out = []
     for key, rows in groups.items():
         first = rows[0]
-        seeds = {tuple(str(r.get(k)) for k in PAIRING) for r in rows}
+        seeds = {_pair(r) for r in rows}
         ctrl_rows = [c for c in emp.rows if c["kind"] == "control" and c["preset"] == emp.preset
-                     and tuple(str(c.get(k)) for k in PAIRING) in seeds
+                     and _pair(c) in seeds
                      and all(str(c.get(k, "")) == v for k, v in zip(REGIME + POINT, key) if k != "poison_type")]
         m = int(num(first["benign_per_concept"]))  # filled in by Sources from the setting
         acc = [num(r["unpoisoned_acc"]) for r in rows]
