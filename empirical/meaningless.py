@@ -157,9 +157,11 @@ def calibrate_decoded(render_features: np.ndarray, recon_features: np.ndarray, l
     recon = np.asarray(recon_features, dtype=np.float64)
     if recon.shape != np.shape(render_features):
         raise InputError(f"{len(recon)} reconstructions for {len(render_features)} renders: one per render")
+    top = np.asarray(recon_top, dtype=np.float64)
+    if top.shape != (len(recon),):
+        raise InputError(f"{top.size} top probabilities for {len(recon)} reconstructions: one per reconstruction")
     means, far = _far_threshold(render_features, labels, recon, quantile)
-    return MeaninglessRule(means, far, float(np.quantile(np.asarray(recon_top, dtype=np.float64), quantile)),
-                           quantile, "reconstructions", len(labels))
+    return MeaninglessRule(means, far, float(np.quantile(top, quantile)), quantile, "reconstructions", len(labels))
 
 
 def calibrate_on_samples(render_features: np.ndarray, render_labels: np.ndarray, render_top: np.ndarray,

@@ -185,6 +185,8 @@ def test_the_reconstructions_are_a_third_reference_that_noise_does_not_pass():
                           & meaningless_mask(third.off_decoded, fresh, fresh_top))
     with pytest.raises(InputError, match="one per render"):
         calibrate_decoded(feats, recon[:-1], labels, recon_top[:-1])
+    with pytest.raises(InputError, match="one per reconstruction"):
+        calibrate_decoded(feats, recon, labels, recon_top[:-1])
 
 
 def test_the_committed_check_holds_together():
