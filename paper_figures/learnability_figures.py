@@ -186,11 +186,11 @@ def score_rows(recs: list[dict[str, Any]]) -> list[list[str]]:
     """Per scope (all measured settings, then each registration folder and each data set when there are several)
     and per predictor: how many settings fall within ±HIT and the mean |error|."""
     scopes = [("all measured", recs)]
-    for field, label in (("registration", "registered in {}"), ("data_set", "{}")):
-        values = list(dict.fromkeys(r.get(field) for r in recs))
+    registrations = list(dict.fromkeys(r.get("registration") for r in recs))  # in the order registered
+    data_sets = sorted({r["data_set"] for r in recs})
+    for label, field, values in (("registered in {}", "registration", registrations), ("{}", "data_set", data_sets)):
         if len(values) > 1:
-            scopes += [(label.format(v), [r for r in recs if r.get(field) == v])
-                       for v in (values if field == "registration" else sorted(values))]
+            scopes += [(label.format(v), [r for r in recs if r.get(field) == v]) for v in values]
     out = []
     for scope, sel in scopes:
         for name in PREDICTORS:

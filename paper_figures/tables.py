@@ -163,9 +163,10 @@ def tab2(src: Sources, out: Path) -> Built:
 def _regimes(emp: Empirical) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """The model's poisoned rows of the chosen preset grouped by regime: (name, steps) -> rows."""
     out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    default_p, concepts = emp.default_p(), emp.concepts  # each reads every row: once, not per row
     for r in emp.rows:
         if r["kind"] == "poisoned" and r["preset"] == emp.preset:
-            out.setdefault((_variant_name(r, emp.default_p(), concepts=emp.concepts), r["steps"]), []).append(r)
+            out.setdefault((_variant_name(r, default_p, concepts=concepts), r["steps"]), []).append(r)
     return out
 
 
